@@ -1,0 +1,277 @@
+//! The `tallyd` command line: `run` starts one node, `dev` starts a local
+//! three-node cluster of separate `tallyd run` processes and initializes it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Parser, Subcommand};
+use serde::Deserialize;
+use tally_proto::v1::admin_client::AdminClient;
+use tally_proto::v1::{InitRequest, Member, NodeStatusRequest};
+
+use crate::node::{self, NodeConfig};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "tallyd",
+    version,
+    about = "Tally node: a Raft-replicated account ledger for crypto exchanges",
+    long_about = "Tally node: a Raft-replicated account ledger for crypto exchanges.\n\n\
+        `tallyd dev` starts a local 3-node cluster on 127.0.0.1:50051-50053 with data under ./data.\n\
+        `tallyd run` starts one node of a real cluster; initialize a new cluster once with\n\
+        `tallyctl cluster init --member 1=HOST:PORT --member 2=...`."
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start one node (flags override values from --config).
+    Run(RunArgs),
+    /// Start a local development cluster of separate tallyd processes on loopback.
+    Dev(DevArgs),
+}
+
+#[derive(Args, Debug, Default)]
+pub struct RunArgs {
+    /// TOML file with any of: node_id, cluster_id, listen, advertise, data_dir, heartbeat_interval_ms,
+    /// election_timeout_min_ms, election_timeout_max_ms, snapshot_every_entries, keep_entries_after_snapshot.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// This node's id (> 0, unique in the cluster, never reused).
+    #[arg(long)]
+    pub node_id: Option<u64>,
+    /// Cluster id; the data dir and every peer must agree on it. Default "tally".
+    #[arg(long)]
+    pub cluster_id: Option<String>,
+    /// Address to listen on for gRPC (clients and peers), e.g. 0.0.0.0:50051.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// Address peers and clients use to reach this node (default: --listen).
+    #[arg(long)]
+    pub advertise: Option<String>,
+    /// Data directory (RocksDB and identity file). Refused if it belongs to another node or cluster.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Raft heartbeat interval in ms (default 100).
+    #[arg(long)]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// Election timeout range in ms (defaults 400..800).
+    #[arg(long)]
+    pub election_timeout_min_ms: Option<u64>,
+    #[arg(long)]
+    pub election_timeout_max_ms: Option<u64>,
+    /// Take a snapshot after this many log entries (default 20000).
+    #[arg(long)]
+    pub snapshot_every_entries: Option<u64>,
+    /// Log entries kept after a snapshot for slightly-behind followers (default 1000).
+    #[arg(long)]
+    pub keep_entries_after_snapshot: Option<u64>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    node_id: Option<u64>,
+    cluster_id: Option<String>,
+    listen: Option<SocketAddr>,
+    advertise: Option<String>,
+    data_dir: Option<PathBuf>,
+    heartbeat_interval_ms: Option<u64>,
+    election_timeout_min_ms: Option<u64>,
+    election_timeout_max_ms: Option<u64>,
+    snapshot_every_entries: Option<u64>,
+    keep_entries_after_snapshot: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct DevArgs {
+    /// Where the nodes keep their data (node-1, node-2, ... below it).
+    #[arg(long, default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3)]
+    pub nodes: u64,
+    /// gRPC port of node 1; node i listens on base_port + i - 1.
+    #[arg(long, default_value_t = 50051)]
+    pub base_port: u16,
+    /// Cluster id.
+    #[arg(long, default_value = "tally-dev")]
+    pub cluster_id: String,
+    /// Snapshot every N entries (passed to each node).
+    #[arg(long, default_value_t = 20_000)]
+    pub snapshot_every_entries: u64,
+}
+
+impl RunArgs {
+    /// Merges the config file and the flags into a node config.
+    pub fn resolve(&self) -> anyhow::Result<NodeConfig> {
+        let file: FileConfig = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
+                toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+        let node_id = self.node_id.or(file.node_id).ok_or_else(|| anyhow::anyhow!("--node-id is required"))?;
+        if node_id == 0 {
+            anyhow::bail!("--node-id must be greater than 0");
+        }
+        let listen = self.listen.or(file.listen).ok_or_else(|| anyhow::anyhow!("--listen is required (e.g. 127.0.0.1:50051)"))?;
+        let data_dir = self.data_dir.clone().or(file.data_dir).ok_or_else(|| anyhow::anyhow!("--data-dir is required"))?;
+        let cluster_id = self.cluster_id.clone().or(file.cluster_id).unwrap_or_else(|| "tally".into());
+        if cluster_id.is_empty() || !cluster_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            anyhow::bail!("--cluster-id must be non-empty ASCII letters, digits, '-' or '_'");
+        }
+        let mut c = NodeConfig::new(node_id, &cluster_id, listen, data_dir);
+        if let Some(a) = self.advertise.clone().or(file.advertise) {
+            c.advertise_addr = a;
+        }
+        if let Some(v) = self.heartbeat_interval_ms.or(file.heartbeat_interval_ms) {
+            c.heartbeat_interval_ms = v;
+        }
+        if let Some(v) = self.election_timeout_min_ms.or(file.election_timeout_min_ms) {
+            c.election_timeout_min_ms = v;
+        }
+        if let Some(v) = self.election_timeout_max_ms.or(file.election_timeout_max_ms) {
+            c.election_timeout_max_ms = v;
+        }
+        if let Some(v) = self.snapshot_every_entries.or(file.snapshot_every_entries) {
+            c.snapshot_every_entries = v.max(1);
+        }
+        if let Some(v) = self.keep_entries_after_snapshot.or(file.keep_entries_after_snapshot) {
+            c.keep_entries_after_snapshot = v;
+        }
+        Ok(c)
+    }
+}
+
+/// Runs one node until Ctrl-C or SIGTERM.
+pub async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let config = args.resolve()?;
+    tracing::info!(node_id = config.node_id, listen = %config.listen_addr, data_dir = %config.data_dir.display(), cluster = %config.cluster_id, "starting tallyd");
+    let running = node::start(config, shutdown_signal()).await?;
+    running.server.await??;
+    tracing::info!("tallyd stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {},
+            _ = term.recv() => {},
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+/// Starts a local cluster of `tallyd run` child processes and initializes it.
+pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    if args.nodes == 0 || args.nodes > 9 {
+        anyhow::bail!("--nodes must be between 1 and 9");
+    }
+    let exe = std::env::current_exe()?;
+    std::fs::create_dir_all(&args.data_dir)?;
+    let mut children = Vec::new();
+    let mut members = Vec::new();
+    for id in 1..=args.nodes {
+        let port = args.base_port as u64 + id - 1;
+        let addr = format!("127.0.0.1:{port}");
+        let dir = args.data_dir.join(format!("node-{id}"));
+        std::fs::create_dir_all(&dir)?;
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("tallyd.log"))?;
+        let child = tokio::process::Command::new(&exe)
+            .args(["run", "--node-id", &id.to_string(), "--listen", &addr, "--cluster-id", &args.cluster_id])
+            .arg("--data-dir")
+            .arg(&dir)
+            .args(["--snapshot-every-entries", &args.snapshot_every_entries.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .kill_on_drop(true)
+            .spawn()?;
+        println!("started node {id} (pid {}) on {addr}, data {}", child.id().unwrap_or(0), dir.display());
+        children.push((id, child));
+        members.push(Member { node_id: id, addr });
+    }
+    // Wait until every node answers, then initialize (a restarted dev cluster is already initialized).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for m in &members {
+        loop {
+            if let Ok(mut c) = AdminClient::connect(format!("http://{}", m.addr)).await {
+                if c.get_node_status(NodeStatusRequest {}).await.is_ok() {
+                    break;
+                }
+            }
+            if Instant::now() > deadline {
+                anyhow::bail!("node {} did not come up on {} (see {}/node-{}/tallyd.log)", m.node_id, m.addr, args.data_dir.display(), m.node_id);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut admin = AdminClient::connect(format!("http://{}", members[0].addr)).await?;
+    match admin.init(InitRequest { members: members.clone() }).await {
+        Ok(_) => println!("initialized cluster '{}' with {} voters", args.cluster_id, members.len()),
+        Err(s) if s.code() == tonic::Code::FailedPrecondition => println!("cluster '{}' already initialized; resuming", args.cluster_id),
+        Err(s) => anyhow::bail!("init failed: {}", s.message()),
+    }
+    loop {
+        let st = admin.get_node_status(NodeStatusRequest {}).await?.into_inner();
+        if st.has_leader {
+            println!("leader elected: node {} (term {})", st.leader_id, st.term);
+            break;
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("no leader elected within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let endpoints: Vec<String> = members.iter().map(|m| m.addr.clone()).collect();
+    println!();
+    println!("Tally dev cluster is up. Endpoints: {}", endpoints.join(","));
+    println!("  tallyctl --endpoints {} cluster status", endpoints.join(","));
+    println!("  tallyctl asset create BTC 8 && tallyctl account create 1 && tallyctl deposit 1 BTC 1.5");
+    println!("Logs: {}/node-*/tallyd.log. Press Ctrl-C to stop.", args.data_dir.display());
+    let mut waits: Vec<_> = children
+        .iter_mut()
+        .map(|(id, c)| {
+            let id = *id;
+            Box::pin(async move { (id, c.wait().await) })
+        })
+        .collect();
+    tokio::select! {
+        _ = shutdown_signal() => println!("stopping..."),
+        ((id, status), _, _) = futures::future::select_all(waits.iter_mut()) => {
+            eprintln!("node {id} exited ({status:?}); stopping the cluster");
+        }
+    }
+    drop(waits);
+    for (id, child) in children.iter_mut() {
+        if let Some(pid) = child.id() {
+            // SIGTERM first so nodes shut down cleanly.
+            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        let _ = child.kill().await;
+        println!("node {id} stopped");
+    }
+    Ok(())
+}

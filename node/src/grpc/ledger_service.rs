@@ -1,0 +1,184 @@
+//! The public `tally.v1.Ledger` service: writes go through group commit on
+//! the leader (a follower forwards them there once); reads are served at the
+//! consistency level the request asks for.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tally_ledger::Owner;
+use tally_proto::v1::ledger_client::LedgerClient;
+use tally_proto::v1::ledger_server::Ledger as LedgerRpc;
+use tally_proto::v1::{
+    Balance, GetAccountRequest, GetAccountResponse, GetBalanceRequest, GetBalanceResponse, GetHoldRequest,
+    GetHoldResponse, GetStateHashRequest, GetStateHashResponse, ReadOptions, SubmitBatchRequest,
+    SubmitBatchResponse, SubmitRequest, SubmitResponse,
+};
+use tally_proto::MAX_BATCH_COMMANDS;
+use tonic::{Code, Request, Response, Status};
+
+use crate::convert;
+use crate::grpc::status::{invalid, not_leader, status};
+use crate::node::NodeCtx;
+use crate::raft::state_machine::SmState;
+use crate::writer::WriteError;
+
+/// Metadata marking a write forwarded by a follower; a forwarded write is never forwarded again.
+pub const FORWARDED_METADATA_KEY: &str = "tally-forwarded";
+
+/// Longest a forwarded write may take at the leader.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct LedgerService {
+    pub ctx: Arc<NodeCtx>,
+}
+
+impl LedgerService {
+    /// Proposes a batch; on a follower, forwards it to the leader once.
+    async fn write(&self, req: Request<SubmitBatchRequest>) -> Result<SubmitBatchResponse, Status> {
+        let forwarded = req.metadata().get(FORWARDED_METADATA_KEY).is_some();
+        let batch = req.into_inner();
+        if batch.commands.is_empty() {
+            return Err(invalid("EMPTY_BATCH", "a batch needs at least one command"));
+        }
+        if batch.commands.len() > MAX_BATCH_COMMANDS {
+            return Err(invalid(
+                "BATCH_TOO_LARGE",
+                format!("{} commands; at most {MAX_BATCH_COMMANDS} per request", batch.commands.len()),
+            ));
+        }
+        let mut envelopes = Vec::with_capacity(batch.commands.len());
+        for (i, cmd) in batch.commands.iter().enumerate() {
+            let env = convert::envelope(cmd).map_err(|e| invalid(e.reason(), format!("command {i}: {e}")))?;
+            envelopes.push(env);
+        }
+        match self.ctx.writer.submit(envelopes).await {
+            Ok((results, index)) => Ok(SubmitBatchResponse {
+                results: batch
+                    .commands
+                    .iter()
+                    .zip(results.iter())
+                    .map(|(cmd, r)| convert::result_to_pb(&cmd.command_id, r))
+                    .collect(),
+                applied_index: index,
+            }),
+            Err(WriteError::NotLeader { leader_addr, .. }) => match leader_addr {
+                Some(addr) if !forwarded && addr != self.ctx.config.advertise_addr => {
+                    self.forward(&addr, batch).await
+                }
+                other => Err(not_leader(other.as_deref())),
+            },
+            Err(WriteError::Overloaded) => Err(status(Code::ResourceExhausted, "OVERLOADED", WriteError::Overloaded.to_string())),
+            Err(e @ WriteError::Unknown(_)) => Err(status(Code::Unavailable, "OUTCOME_UNKNOWN", e.to_string())),
+        }
+    }
+
+    async fn forward(&self, leader: &str, batch: SubmitBatchRequest) -> Result<SubmitBatchResponse, Status> {
+        let channel = self.ctx.peer_channel(leader).map_err(|e| status(Code::Unavailable, "NOT_LEADER", e))?;
+        let mut client = LedgerClient::new(channel);
+        let mut req = Request::new(batch);
+        req.set_timeout(FORWARD_TIMEOUT);
+        req.metadata_mut().insert(FORWARDED_METADATA_KEY, tonic::metadata::MetadataValue::from_static("1"));
+        match client.submit_batch(req).await {
+            Ok(resp) => Ok(resp.into_inner()),
+            // The leader may have applied it: the caller must treat this as unknown and retry with the same id.
+            Err(s) => Err(s),
+        }
+    }
+
+    /// Waits until this node may serve a read at `opts`, then runs `read` on the state.
+    async fn read<T>(&self, opts: Option<ReadOptions>, read: impl FnOnce(&SmState) -> Result<T, Status>) -> Result<(T, u64), Status> {
+        let opts = opts.unwrap_or_default();
+        self.ctx.read_barrier(&opts).await?;
+        let st = self.ctx.state.read().map_err(|_| Status::internal("state lock poisoned"))?;
+        let value = read(&st)?;
+        Ok((value, st.applied_index()))
+    }
+}
+
+fn not_found(what: String) -> Status {
+    status(Code::NotFound, "NOT_FOUND", what)
+}
+
+#[tonic::async_trait]
+impl LedgerRpc for LedgerService {
+    async fn submit(&self, req: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
+        let (meta, ext, body) = req.into_parts();
+        let command = body.command.ok_or_else(|| invalid("MISSING_FIELD", "command: missing"))?;
+        let batch_req = Request::from_parts(meta, ext, SubmitBatchRequest { commands: vec![command] });
+        let resp = self.write(batch_req).await?;
+        let result = resp.results.into_iter().next().ok_or_else(|| Status::internal("no result"))?;
+        Ok(Response::new(SubmitResponse { result: Some(result), applied_index: resp.applied_index }))
+    }
+
+    async fn submit_batch(&self, req: Request<SubmitBatchRequest>) -> Result<Response<SubmitBatchResponse>, Status> {
+        Ok(Response::new(self.write(req).await?))
+    }
+
+    async fn get_balance(&self, req: Request<GetBalanceRequest>) -> Result<Response<GetBalanceResponse>, Status> {
+        let req = req.into_inner();
+        let owner = convert::owner_from_pb(req.owner.as_ref()).map_err(|e| invalid(e.reason(), e.to_string()))?;
+        let asset = req.asset.clone();
+        let (balance, index) = self
+            .read(req.read, |st| {
+                if st.ledger.asset(&asset).is_none() {
+                    return Err(not_found(format!("unknown asset '{asset}'")));
+                }
+                let b = st.ledger.balance(owner, &asset).ok_or_else(|| match owner {
+                    Owner::Account(a) => not_found(format!("unknown account {a}")),
+                    _ => not_found(format!("unknown asset '{asset}'")),
+                })?;
+                Ok(Balance { asset: asset.clone(), available: b.available.to_string(), locked: b.locked.to_string() })
+            })
+            .await?;
+        Ok(Response::new(GetBalanceResponse { balance: Some(balance), applied_index: index, served_by: self.ctx.config.node_id }))
+    }
+
+    async fn get_account(&self, req: Request<GetAccountRequest>) -> Result<Response<GetAccountResponse>, Status> {
+        let req = req.into_inner();
+        let account = req.account;
+        let (balances, index) = self
+            .read(req.read, |st| {
+                let view = st.ledger.account(account).ok_or_else(|| not_found(format!("unknown account {account}")))?;
+                Ok(view
+                    .balances
+                    .into_iter()
+                    .map(|(asset, b)| Balance { asset, available: b.available.to_string(), locked: b.locked.to_string() })
+                    .collect())
+            })
+            .await?;
+        Ok(Response::new(GetAccountResponse { account, balances, applied_index: index, served_by: self.ctx.config.node_id }))
+    }
+
+    async fn get_hold(&self, req: Request<GetHoldRequest>) -> Result<Response<GetHoldResponse>, Status> {
+        let req = req.into_inner();
+        let hold = req.hold;
+        let (view, index) = self
+            .read(req.read, |st| st.ledger.hold(hold).ok_or_else(|| not_found(format!("unknown hold {hold} (never locked, released, or fully filled)"))))
+            .await?;
+        Ok(Response::new(GetHoldResponse {
+            hold,
+            account: view.account,
+            asset: view.asset,
+            amount: view.amount.to_string(),
+            remaining: view.remaining.to_string(),
+            applied_index: index,
+            served_by: self.ctx.config.node_id,
+        }))
+    }
+
+    async fn get_state_hash(&self, req: Request<GetStateHashRequest>) -> Result<Response<GetStateHashResponse>, Status> {
+        let req = req.into_inner();
+        let ((hash, accounts, holds), index) = self
+            .read(req.read, |st| {
+                Ok((hex::encode(st.ledger.state_hash()), st.ledger.account_count() as u64, st.ledger.open_hold_count() as u64))
+            })
+            .await?;
+        Ok(Response::new(GetStateHashResponse {
+            state_hash: hash,
+            applied_index: index,
+            served_by: self.ctx.config.node_id,
+            accounts,
+            open_holds: holds,
+        }))
+    }
+}

@@ -1,0 +1,173 @@
+//! The Raft log store on RocksDB: entries, vote, committed id and purge
+//! point. Every mutation is one WriteBatch written with fsync; `append`
+//! reports completion to openraft only after that sync returned.
+
+use std::fmt::Debug;
+use std::io;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
+use openraft::{OptionalSend, RaftLogReader};
+use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
+
+use crate::codec;
+use crate::raft::types::{Entry, LogId, TypeConfig, Vote};
+use crate::storage::{CF_LOG, CF_RAFT_META, cf, synced};
+
+const KEY_VOTE: &[u8] = b"vote";
+const KEY_COMMITTED: &[u8] = b"committed";
+const KEY_LAST_PURGED: &[u8] = b"last_purged";
+
+/// Largest number of entries returned by one read of the log (bounds memory
+/// when a far-behind follower is replicated to).
+pub const MAX_READ_ENTRIES: usize = 100_000;
+
+fn index_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn key_index(key: &[u8]) -> Result<u64, io::Error> {
+    let bytes: [u8; 8] = key
+        .try_into()
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "raft log key is not 8 bytes"))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+/// The log store; cheap to clone (shares the DB).
+#[derive(Clone)]
+pub struct LogStore {
+    db: Arc<DB>,
+}
+
+impl LogStore {
+    pub fn new(db: Arc<DB>) -> Self {
+        LogStore { db }
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, io::Error> {
+        let cf = cf(&self.db, CF_RAFT_META)?;
+        match self.db.get_cf(cf, key).map_err(io::Error::other)? {
+            Some(bytes) => Ok(Some(codec::decode(&bytes)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn put_meta<T: serde::Serialize>(&self, key: &[u8], value: &T) -> Result<(), io::Error> {
+        let cf = cf(&self.db, CF_RAFT_META)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(cf, key, codec::encode(value)?);
+        self.db.write_opt(batch, &synced()).map_err(io::Error::other)
+    }
+
+    /// The last entry's log id, if the log holds any entry.
+    fn last_entry_log_id(&self) -> Result<Option<LogId>, io::Error> {
+        let cf = cf(&self.db, CF_LOG)?;
+        match self.db.iterator_cf(cf, IteratorMode::End).next() {
+            None => Ok(None),
+            Some(item) => {
+                let (_, value) = item.map_err(io::Error::other)?;
+                let entry: Entry = codec::decode(&value)?;
+                Ok(Some(entry.log_id))
+            }
+        }
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        let start = match range.start_bound() {
+            Bound::Included(x) => *x,
+            Bound::Excluded(x) => x.saturating_add(1),
+            Bound::Unbounded => 0,
+        };
+        let cf = cf(&self.db, CF_LOG)?;
+        let mut entries = Vec::new();
+        let from = index_key(start);
+        for item in self.db.iterator_cf(cf, IteratorMode::From(&from, Direction::Forward)) {
+            let (key, value) = item.map_err(io::Error::other)?;
+            let index = key_index(&key)?;
+            if !range.contains(&index) || entries.len() >= MAX_READ_ENTRIES {
+                break;
+            }
+            let entry: Entry = codec::decode(&value)?;
+            // Paired assertion: the key we stored under is the entry's own index.
+            if entry.log_id.index != index {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("raft log key {index} holds entry {}", entry.log_id.index),
+                ));
+            }
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
+        self.get_meta(KEY_VOTE)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
+        let last_purged_log_id: Option<LogId> = self.get_meta(KEY_LAST_PURGED)?;
+        let last_log_id = self.last_entry_log_id()?.or_else(|| last_purged_log_id.clone());
+        Ok(LogState { last_purged_log_id, last_log_id })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
+        self.put_meta(KEY_VOTE, vote)
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
+        self.put_meta(KEY_COMMITTED, &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
+        Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
+    }
+
+    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        let cf = cf(&self.db, CF_LOG)?;
+        let mut batch = WriteBatch::default();
+        for entry in entries {
+            batch.put_cf(cf, index_key(entry.log_id.index), codec::encode(&entry)?);
+        }
+        // One WriteBatch, one fsync; openraft hears of it only after the sync.
+        let result = tokio::task::block_in_place(|| self.db.write_opt(batch, &synced())).map_err(io::Error::other);
+        let reported = result.as_ref().map(|_| ()).map_err(|e| io::Error::other(e.to_string()));
+        callback.io_completed(reported);
+        result
+    }
+
+    async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
+        let from = last_log_id.map(|id| id.index + 1).unwrap_or(0);
+        let cf = cf(&self.db, CF_LOG)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(cf, index_key(from), index_key(u64::MAX));
+        batch.delete_cf(cf, index_key(u64::MAX));
+        self.db.write_opt(batch, &synced()).map_err(io::Error::other)
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
+        let meta = cf(&self.db, CF_RAFT_META)?;
+        let log = cf(&self.db, CF_LOG)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(meta, KEY_LAST_PURGED, codec::encode(&log_id)?);
+        batch.delete_range_cf(log, index_key(0), index_key(log_id.index + 1));
+        self.db.write_opt(batch, &synced()).map_err(io::Error::other)
+    }
+}

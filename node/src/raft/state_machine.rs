@@ -1,0 +1,249 @@
+//! The replicated state machine: applies committed Raft entries to the ledger
+//! engine and persists each applied batch (changed ledger records plus
+//! `last_applied` and membership) in one synced RocksDB write before any
+//! client hears the outcome. Also builds and installs snapshots.
+
+use std::io;
+use std::sync::{Arc, RwLock};
+
+use futures::{Stream, StreamExt};
+use openraft::storage::{EntryResponder, RaftStateMachine};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
+use rocksdb::{DB, IteratorMode, WriteBatch};
+use serde::{Deserialize, Serialize};
+use tally_ledger::{Ledger, LedgerConfig};
+use tokio::sync::watch;
+
+use crate::codec;
+use crate::raft::types::{
+    EntryResponse, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
+};
+use crate::storage::{CF_SM, CF_SM_META, cf, synced};
+
+const KEY_LAST_APPLIED: &[u8] = b"last_applied";
+const KEY_MEMBERSHIP: &[u8] = b"membership";
+const KEY_SNAPSHOT: &[u8] = b"snapshot";
+
+/// The in-memory state machine, shared with the read path.
+pub struct SmState {
+    pub ledger: Ledger,
+    pub last_applied: Option<LogId>,
+    pub membership: StoredMembership,
+}
+
+impl SmState {
+    pub fn applied_index(&self) -> u64 {
+        self.last_applied.as_ref().map(|id| id.index).unwrap_or(0)
+    }
+}
+
+/// Shared, lock-protected state machine (readers take the read lock briefly).
+pub type SharedState = Arc<RwLock<SmState>>;
+
+/// What a snapshot's bytes hold.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBody {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    records: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// A snapshot kept on disk as the node's current snapshot.
+#[derive(Serialize, Deserialize)]
+struct StoredSnapshot {
+    meta: SnapshotMeta,
+    data: Vec<u8>,
+}
+
+fn lock_poisoned() -> io::Error {
+    io::Error::other("state machine lock poisoned")
+}
+
+/// openraft's state-machine handle.
+#[derive(Clone)]
+pub struct StateMachineStore {
+    db: Arc<DB>,
+    state: SharedState,
+    applied_tx: Arc<watch::Sender<u64>>,
+    ledger_config: LedgerConfig,
+}
+
+impl StateMachineStore {
+    /// Loads the state machine from the database (empty on first start).
+    pub fn open(db: Arc<DB>, ledger_config: LedgerConfig) -> Result<Self, io::Error> {
+        let sm_cf = cf(&db, CF_SM)?;
+        let mut records = Vec::new();
+        for item in db.iterator_cf(sm_cf, IteratorMode::Start) {
+            let (k, v) = item.map_err(io::Error::other)?;
+            records.push((k.to_vec(), v.to_vec()));
+        }
+        let ledger = Ledger::from_records(ledger_config.clone(), records)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("ledger records: {e}")))?;
+        let meta_cf = cf(&db, CF_SM_META)?;
+        let last_applied: Option<LogId> = match db.get_cf(meta_cf, KEY_LAST_APPLIED).map_err(io::Error::other)? {
+            Some(b) => codec::decode(&b)?,
+            None => None,
+        };
+        let membership: StoredMembership = match db.get_cf(meta_cf, KEY_MEMBERSHIP).map_err(io::Error::other)? {
+            Some(b) => codec::decode(&b)?,
+            None => StoredMembership::default(),
+        };
+        let applied = last_applied.as_ref().map(|id| id.index).unwrap_or(0);
+        let (applied_tx, _) = watch::channel(applied);
+        Ok(StateMachineStore {
+            db,
+            state: Arc::new(RwLock::new(SmState { ledger, last_applied, membership })),
+            applied_tx: Arc::new(applied_tx),
+            ledger_config,
+        })
+    }
+
+    /// The shared state for the read path.
+    pub fn shared(&self) -> SharedState {
+        self.state.clone()
+    }
+
+    /// A watch of the applied log index (for read-your-writes waits).
+    pub fn applied_watch(&self) -> watch::Receiver<u64> {
+        self.applied_tx.subscribe()
+    }
+
+    fn write_meta(&self, batch: &mut WriteBatch, st: &SmState) -> Result<(), io::Error> {
+        let meta_cf = cf(&self.db, CF_SM_META)?;
+        batch.put_cf(meta_cf, KEY_LAST_APPLIED, codec::encode(&st.last_applied)?);
+        batch.put_cf(meta_cf, KEY_MEMBERSHIP, codec::encode(&st.membership)?);
+        Ok(())
+    }
+
+    fn save_snapshot(&self, snapshot: &StoredSnapshot) -> Result<(), io::Error> {
+        let meta_cf = cf(&self.db, CF_SM_META)?;
+        let mut batch = WriteBatch::default();
+        batch.put_cf(meta_cf, KEY_SNAPSHOT, codec::encode(snapshot)?);
+        self.db.write_opt(batch, &synced()).map_err(io::Error::other)
+    }
+
+    fn load_snapshot(&self) -> Result<Option<StoredSnapshot>, io::Error> {
+        let meta_cf = cf(&self.db, CF_SM_META)?;
+        match self.db.get_cf(meta_cf, KEY_SNAPSHOT).map_err(io::Error::other)? {
+            Some(b) => Ok(Some(codec::decode(&b)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
+    type SnapshotData = SnapshotData;
+
+    async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
+        let (body, meta) = {
+            let st = self.state.read().map_err(|_| lock_poisoned())?;
+            let body = SnapshotBody {
+                last_applied: st.last_applied.clone(),
+                membership: st.membership.clone(),
+                records: st.ledger.records(),
+            };
+            let meta = SnapshotMeta { last_log_id: st.last_applied.clone(), last_membership: st.membership.clone() };
+            (body, meta)
+        };
+        let data = codec::encode(&body)?;
+        tracing::info!(index = ?meta.last_log_id.as_ref().map(|l| l.index), bytes = data.len(), records = body.records.len(), "built snapshot");
+        let stored = StoredSnapshot { meta: meta.clone(), data };
+        self.save_snapshot(&stored)?;
+        Ok(Snapshot { meta, snapshot: std::io::Cursor::new(stored.data) })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachineStore {
+    type SnapshotData = SnapshotData;
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
+        let st = self.state.read().map_err(|_| lock_poisoned())?;
+        Ok((st.last_applied.clone(), st.membership.clone()))
+    }
+
+    async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
+    where
+        Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
+    {
+        let mut replies = Vec::new();
+        let mut batch = WriteBatch::default();
+        let sm_cf = cf(&self.db, CF_SM)?;
+        let applied_index;
+        {
+            while let Some(item) = entries.next().await {
+                let (entry, responder) = item?;
+                let mut st = self.state.write().map_err(|_| lock_poisoned())?;
+                let response = match entry.payload {
+                    EntryPayload::Blank => EntryResponse::default(),
+                    EntryPayload::Normal(req) => {
+                        let results =
+                            req.commands.iter().map(|env| st.ledger.apply(env, req.timestamp_ms)).collect();
+                        EntryResponse { results }
+                    }
+                    EntryPayload::Membership(m) => {
+                        st.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
+                        EntryResponse::default()
+                    }
+                };
+                st.last_applied = Some(entry.log_id.clone());
+                if let Some(r) = responder {
+                    replies.push((r, response));
+                }
+            }
+            let mut st = self.state.write().map_err(|_| lock_poisoned())?;
+            for (key, value) in st.ledger.take_dirty() {
+                match value {
+                    Some(v) => batch.put_cf(sm_cf, key, v),
+                    None => batch.delete_cf(sm_cf, key),
+                }
+            }
+            self.write_meta(&mut batch, &st)?;
+            applied_index = st.applied_index();
+        }
+        // The applied batch and last_applied become durable together, before any reply.
+        tokio::task::block_in_place(|| self.db.write_opt(batch, &synced())).map_err(io::Error::other)?;
+        self.applied_tx.send_replace(applied_index);
+        for (responder, response) in replies {
+            responder.send(response);
+        }
+        Ok(())
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
+        let data = snapshot.into_inner();
+        let body: SnapshotBody = codec::decode(&data)?;
+        let ledger = Ledger::from_records(self.ledger_config.clone(), body.records.iter().cloned())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("snapshot records: {e}")))?;
+        let sm_cf = cf(&self.db, CF_SM)?;
+        let mut batch = WriteBatch::default();
+        batch.delete_range_cf(sm_cf, &[0u8; 0][..], &[0xFFu8; 64][..]);
+        for (k, v) in &body.records {
+            batch.put_cf(sm_cf, k, v);
+        }
+        let applied_index;
+        {
+            let mut st = self.state.write().map_err(|_| lock_poisoned())?;
+            st.ledger = ledger;
+            st.last_applied = meta.last_log_id.clone();
+            st.membership = meta.last_membership.clone();
+            self.write_meta(&mut batch, &st)?;
+            applied_index = st.applied_index();
+        }
+        tokio::task::block_in_place(|| self.db.write_opt(batch, &synced())).map_err(io::Error::other)?;
+        self.save_snapshot(&StoredSnapshot { meta: meta.clone(), data })?;
+        self.applied_tx.send_replace(applied_index);
+        tracing::info!(index = applied_index, records = body.records.len(), "installed snapshot");
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
+        Ok(self
+            .load_snapshot()?
+            .map(|s| Snapshot { meta: s.meta, snapshot: std::io::Cursor::new(s.data) }))
+    }
+}

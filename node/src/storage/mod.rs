@@ -1,0 +1,83 @@
+//! RocksDB: the column families Tally keeps, how the database is opened, and
+//! the data-dir identity check that stops a node from using another node's
+//! or another cluster's data.
+
+pub mod identity;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, DB, Options, WriteOptions};
+
+/// Raft log entries, keyed by big-endian index.
+pub const CF_LOG: &str = "raft_log";
+/// Raft metadata: vote, committed log id, last purged log id.
+pub const CF_RAFT_META: &str = "raft_meta";
+/// The ledger state machine's records (see `tally_ledger` record encoding).
+pub const CF_SM: &str = "sm";
+/// State machine metadata (last applied, membership) and the current snapshot.
+pub const CF_SM_META: &str = "sm_meta";
+
+const ALL_CFS: [&str; 4] = [CF_LOG, CF_RAFT_META, CF_SM, CF_SM_META];
+
+/// Errors opening or using storage.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("data dir {path}: {message}")]
+    DataDir { path: String, message: String },
+    #[error("corrupt {what}: {message}")]
+    Corrupt { what: &'static str, message: String },
+}
+
+impl From<StorageError> for std::io::Error {
+    fn from(e: StorageError) -> Self {
+        std::io::Error::other(e.to_string())
+    }
+}
+
+/// Opens (creating if missing) the node's RocksDB under `dir/db`.
+pub fn open_db(dir: &Path) -> Result<Arc<DB>, StorageError> {
+    let mut opts = Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    opts.set_max_background_jobs(2);
+    opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    let cfs = ALL_CFS.iter().map(|name| {
+        let mut cf_opts = Options::default();
+        cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        ColumnFamilyDescriptor::new(*name, cf_opts)
+    });
+    let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)?;
+    Ok(Arc::new(db))
+}
+
+/// Write options for every durable write: the WAL is fsynced before the write returns.
+pub fn synced() -> WriteOptions {
+    let mut w = WriteOptions::default();
+    w.set_sync(true);
+    w
+}
+
+/// The handle of a column family that `open_db` always creates.
+pub fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StorageError> {
+    db.cf_handle(name).ok_or_else(|| StorageError::Corrupt {
+        what: "database",
+        message: format!("column family {name} missing"),
+    })
+}
+
+/// Approximate on-disk size of the database in bytes.
+pub fn data_size_bytes(db: &DB) -> u64 {
+    ALL_CFS
+        .iter()
+        .filter_map(|name| db.cf_handle(name))
+        .filter_map(|h| db.property_int_value_cf(h, "rocksdb.total-sst-files-size").ok().flatten())
+        .sum::<u64>()
+        + ALL_CFS
+            .iter()
+            .filter_map(|name| db.cf_handle(name))
+            .filter_map(|h| db.property_int_value_cf(h, "rocksdb.size-all-mem-tables").ok().flatten())
+            .sum::<u64>()
+}

@@ -1,0 +1,231 @@
+//! Test harness: starts real `tallyd` processes on loopback, each with its
+//! own RocksDB data dir, and talks to them over real gRPC. Used by the
+//! integration tests in `tests/tests/`.
+
+use std::collections::BTreeMap;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tally_proto::v1::admin_client::AdminClient;
+use tally_proto::v1::ledger_client::LedgerClient;
+use tally_proto::v1::{
+    GetStateHashRequest, InitRequest, Member, NodeStatus, NodeStatusRequest, ReadConsistency, ReadOptions,
+};
+
+/// Path of a workspace binary (`tallyd`, `tallyctl`) next to the test executable.
+pub fn bin_path(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    // target/<profile>/deps/<test> -> target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} not found: build the binaries first (`cargo build --workspace --bins`)",
+        path.display()
+    );
+    path
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+/// One `tallyd run` process.
+pub struct NodeProc {
+    pub id: u64,
+    pub addr: String,
+    pub data_dir: PathBuf,
+    pub child: Option<Child>,
+}
+
+/// A cluster of real `tallyd` processes under one temp dir; killed on drop.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub cluster_id: String,
+    pub nodes: BTreeMap<u64, NodeProc>,
+    /// Extra `tallyd run` flags for every node.
+    pub extra_args: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `n` nodes (ids 1..=n) and initializes them as voters.
+    pub async fn start(n: u64, extra_args: &[&str]) -> Cluster {
+        let mut c = Cluster {
+            dir: tempfile::tempdir().expect("tempdir"),
+            cluster_id: "test-cluster".into(),
+            nodes: BTreeMap::new(),
+            extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+        };
+        for id in 1..=n {
+            c.add_node_process(id);
+        }
+        for id in 1..=n {
+            c.wait_up(id).await;
+        }
+        let members = c.nodes.values().map(|p| Member { node_id: p.id, addr: p.addr.clone() }).collect();
+        let mut admin = AdminClient::connect(format!("http://{}", c.nodes[&1].addr)).await.expect("connect node 1");
+        admin.init(InitRequest { members }).await.expect("init");
+        c.wait_leader(Duration::from_secs(20)).await;
+        c
+    }
+
+    /// Spawns a new node process with id `id` (not yet a member).
+    pub fn add_node_process(&mut self, id: u64) -> String {
+        let addr = format!("127.0.0.1:{}", free_port());
+        let data_dir = self.dir.path().join(format!("node-{id}"));
+        std::fs::create_dir_all(&data_dir).expect("mkdir");
+        let mut p = NodeProc { id, addr: addr.clone(), data_dir, child: None };
+        p.child = Some(spawn_tallyd(&p, &self.cluster_id, &self.extra_args));
+        self.nodes.insert(id, p);
+        addr
+    }
+
+    pub fn endpoints(&self) -> Vec<String> {
+        self.nodes.values().map(|p| p.addr.clone()).collect()
+    }
+
+    pub fn addr(&self, id: u64) -> String {
+        self.nodes[&id].addr.clone()
+    }
+
+    /// `kill -9` a node.
+    pub fn kill9(&mut self, id: u64) {
+        if let Some(p) = self.nodes.get_mut(&id) {
+            if let Some(mut child) = p.child.take() {
+                let _ = child.kill(); // SIGKILL
+                let _ = child.wait();
+            }
+        }
+    }
+
+    /// Restarts a killed node from its data dir on the same address.
+    pub async fn restart(&mut self, id: u64) {
+        let p = self.nodes.get_mut(&id).expect("node");
+        assert!(p.child.is_none(), "node {id} still running");
+        p.child = Some(spawn_tallyd(p, &self.cluster_id, &self.extra_args));
+        self.wait_up(id).await;
+    }
+
+    /// Stops a node and forgets it (after it was removed from the cluster).
+    pub fn forget(&mut self, id: u64) {
+        self.kill9(id);
+        self.nodes.remove(&id);
+    }
+
+    /// Waits until node `id` answers NodeStatus.
+    pub async fn wait_up(&self, id: u64) {
+        let addr = self.addr(id);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if node_status(&addr).await.is_ok() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node {id} did not come up on {addr}; log:\n{}", self.log_tail(id));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits until a running node reports a leader; returns the leader id.
+    pub async fn wait_leader(&self, timeout: Duration) -> u64 {
+        let deadline = Instant::now() + timeout;
+        loop {
+            for p in self.nodes.values().filter(|p| p.child.is_some()) {
+                if let Ok(st) = node_status(&p.addr).await {
+                    if st.role == "leader" {
+                        return st.node_id;
+                    }
+                }
+            }
+            assert!(Instant::now() < deadline, "no leader within {timeout:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Each running node's (state hash, applied index), read locally once it applied `min_index`.
+    pub async fn state_hashes(&self, min_index: u64) -> BTreeMap<u64, (String, u64)> {
+        let mut out = BTreeMap::new();
+        for p in self.nodes.values().filter(|p| p.child.is_some()) {
+            let mut c = LedgerClient::connect(format!("http://{}", p.addr)).await.expect("connect");
+            let read = ReadOptions {
+                consistency: ReadConsistency::AtLeastIndex as i32,
+                min_index,
+                ..Default::default()
+            };
+            let r = c.get_state_hash(GetStateHashRequest { read: Some(read) }).await.expect("state hash").into_inner();
+            out.insert(p.id, (r.state_hash, r.applied_index));
+        }
+        out
+    }
+
+    /// Waits until every running node has the same state hash at the same applied index.
+    pub async fn wait_converged(&self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let mut statuses = Vec::new();
+            for p in self.nodes.values().filter(|p| p.child.is_some()) {
+                if let Ok(st) = node_status(&p.addr).await {
+                    statuses.push(st);
+                }
+            }
+            let running = self.nodes.values().filter(|p| p.child.is_some()).count();
+            if statuses.len() == running {
+                let first = &statuses[0];
+                if statuses.iter().all(|s| s.state_hash == first.state_hash && s.applied_index == first.applied_index) {
+                    return first.state_hash.clone();
+                }
+            }
+            assert!(Instant::now() < deadline, "nodes did not converge within {timeout:?}: {statuses:#?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The last lines of a node's log (for failure messages).
+    pub fn log_tail(&self, id: u64) -> String {
+        let path = self.nodes[&id].data_dir.join("tallyd.log");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for p in self.nodes.values_mut() {
+            if let Some(mut child) = p.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+fn spawn_tallyd(p: &NodeProc, cluster_id: &str, extra: &[String]) -> Child {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(p.data_dir.join("tallyd.log"))
+        .expect("log file");
+    Command::new(bin_path("tallyd"))
+        .args(["run", "--node-id", &p.id.to_string(), "--listen", &p.addr, "--cluster-id", cluster_id])
+        .arg("--data-dir")
+        .arg(&p.data_dir)
+        .args(extra)
+        .env("RUST_LOG", "info,openraft=warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(log.try_clone().expect("log")))
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn tallyd")
+}
+
+/// A node's own status over gRPC (1 s timeout).
+pub async fn node_status(addr: &str) -> Result<NodeStatus, String> {
+    let fut = async {
+        let mut c = AdminClient::connect(format!("http://{addr}")).await.map_err(|e| e.to_string())?;
+        c.get_node_status(NodeStatusRequest {}).await.map(|r| r.into_inner()).map_err(|e| e.to_string())
+    };
+    tokio::time::timeout(Duration::from_secs(1), fut).await.map_err(|_| "timeout".to_string())?
+}
