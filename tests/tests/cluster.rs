@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tally_client::{Client, ClientConfig, Owner, ReadOptions, WriteResult, commands};
+use tally_client::{Client, ClientConfig, Owner, WriteResult, commands};
 use tally_proto::v1::ledger_client::LedgerClient;
 use tally_proto::v1::{GetBalanceRequest, ReadConsistency, SubmitRequest};
 use tally_tests::{Cluster, node_status};
