@@ -38,7 +38,7 @@ pub enum Command {
 
 #[derive(Args, Debug, Default)]
 pub struct RunArgs {
-    /// TOML file with any of: node_id, cluster_id, listen, advertise, data_dir, heartbeat_interval_ms,
+    /// TOML file with any of: node_id, cluster_id, listen, advertise, data_dir, http_listen, heartbeat_interval_ms,
     /// election_timeout_min_ms, election_timeout_max_ms, snapshot_every_entries, keep_entries_after_snapshot.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -57,6 +57,9 @@ pub struct RunArgs {
     /// Data directory (RocksDB and identity file). Refused if it belongs to another node or cluster.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Address for HTTP /healthz, /readyz and /metrics (off unless set).
+    #[arg(long)]
+    pub http_listen: Option<SocketAddr>,
     /// Raft heartbeat interval in ms (default 100).
     #[arg(long)]
     pub heartbeat_interval_ms: Option<u64>,
@@ -81,6 +84,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     advertise: Option<String>,
     data_dir: Option<PathBuf>,
+    http_listen: Option<SocketAddr>,
     heartbeat_interval_ms: Option<u64>,
     election_timeout_min_ms: Option<u64>,
     election_timeout_max_ms: Option<u64>,
@@ -96,7 +100,7 @@ pub struct DevArgs {
     /// Number of nodes.
     #[arg(long, default_value_t = 3)]
     pub nodes: u64,
-    /// gRPC port of node 1; node i listens on base_port + i - 1.
+    /// gRPC port of node 1; node i listens on base_port + i - 1 (HTTP health on that + 1000).
     #[arg(long, default_value_t = 50051)]
     pub base_port: u16,
     /// Cluster id.
@@ -132,6 +136,7 @@ impl RunArgs {
         if let Some(a) = self.advertise.clone().or(file.advertise) {
             c.advertise_addr = a;
         }
+        c.http_addr = self.http_listen.or(file.http_listen);
         if let Some(v) = self.heartbeat_interval_ms.or(file.heartbeat_interval_ms) {
             c.heartbeat_interval_ms = v;
         }
@@ -195,6 +200,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     for id in 1..=args.nodes {
         let port = args.base_port as u64 + id - 1;
         let addr = format!("127.0.0.1:{port}");
+        let http = format!("127.0.0.1:{}", port + 1000);
         let dir = args.data_dir.join(format!("node-{id}"));
         std::fs::create_dir_all(&dir)?;
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("tallyd.log"))?;
@@ -203,12 +209,13 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
             .arg("--data-dir")
             .arg(&dir)
             .args(["--snapshot-every-entries", &args.snapshot_every_entries.to_string()])
+            .args(["--http-listen", &http])
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
             .spawn()?;
-        println!("started node {id} (pid {}) on {addr}, data {}", child.id().unwrap_or(0), dir.display());
+        println!("started node {id} (pid {}) on {addr} (health http://{http}/readyz), data {}", child.id().unwrap_or(0), dir.display());
         children.push((id, child));
         members.push(Member { node_id: id, addr });
     }

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod codec;
 pub mod convert;
 pub mod grpc;
+pub mod health;
 pub mod node;
 pub mod raft;
 pub mod storage;

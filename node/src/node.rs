@@ -48,6 +48,8 @@ pub struct NodeConfig {
     pub listen_addr: SocketAddr,
     /// Address other nodes and clients use to reach this node.
     pub advertise_addr: String,
+    /// Address for the HTTP health/metrics endpoint (`/healthz`, `/readyz`, `/metrics`), if any.
+    pub http_addr: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub heartbeat_interval_ms: u64,
     pub election_timeout_min_ms: u64,
@@ -66,6 +68,7 @@ impl NodeConfig {
             cluster_id: cluster_id.to_string(),
             listen_addr,
             advertise_addr: listen_addr.to_string(),
+            http_addr: None,
             data_dir,
             heartbeat_interval_ms: 100,
             election_timeout_min_ms: 400,
@@ -277,10 +280,19 @@ pub async fn start(
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen_addr))?;
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    if let Some(http_addr) = config.http_addr {
+        let http = tokio::net::TcpListener::bind(http_addr)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {http_addr} (http): {e}"))?;
+        tokio::spawn(crate::health::serve_http(ctx.clone(), http));
+    }
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    tokio::spawn(crate::health::drive_grpc_health(ctx.clone(), health_reporter));
     let raft_for_shutdown = raft.clone();
     let server = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .add_service(health_service)
             .add_service(ledger)
             .add_service(admin)
             .add_service(raft_svc)

@@ -11,8 +11,9 @@ use openraft::errors::{ClientWriteError, InitializeError, RaftError};
 use tally_proto::v1::admin_client::AdminClient;
 use tally_proto::v1::admin_server::Admin as AdminRpc;
 use tally_proto::v1::{
-    AddLearnerRequest, ClusterStatus, ClusterStatusRequest, InitRequest, InitResponse, Member, MembershipResponse,
-    NodeStatus, NodeStatusRequest, PromoteRequest, RemoveRequest,
+    AddLearnerRequest, ClusterStatus, ClusterStatusRequest, CompactRequest, CompactResponse, InitRequest, InitResponse,
+    Member, MembershipResponse, NodeStatus, NodeStatusRequest, PromoteRequest, RemoveRequest, ReplaceRequest,
+    SnapshotRequest, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
 use tonic::{Code, Request, Response, Status};
 
@@ -26,6 +27,10 @@ const PROMOTE_CATCH_UP_TIMEOUT: Duration = Duration::from_secs(120);
 const PROMOTE_MAX_LAG_ENTRIES: u64 = 1000;
 /// Per-node timeout when collecting cluster status.
 const STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
+/// How long `transfer_leader` waits for the target to take over.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long `trigger_snapshot` and `compact` wait for the operation.
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
 
 pub struct AdminService {
     pub ctx: Arc<NodeCtx>,
@@ -49,12 +54,95 @@ impl AdminService {
         resp
     }
 
-    async fn change(&self, change: ChangeMembers<u64, Node>) -> Result<Response<MembershipResponse>, Status> {
-        let _guard = self.membership_lock.try_lock().map_err(|_| {
-            status(Code::FailedPrecondition, "MEMBERSHIP_CHANGE_IN_PROGRESS", "another membership change is in progress on this node; retry when it finishes")
-        })?;
+    fn lock_membership(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, Status> {
+        self.membership_lock.try_lock().map_err(|_| {
+            status(Code::FailedPrecondition, "MEMBERSHIP_CHANGE_IN_PROGRESS", "another membership change is in progress; retry when it finishes")
+        })
+    }
+
+    async fn change(&self, change: ChangeMembers<u64, Node>) -> Result<(), Status> {
         self.ctx.raft.change_membership(change, false).await.map_err(|e| self.membership_error(e))?;
-        Ok(Response::new(self.membership_response()))
+        Ok(())
+    }
+
+    async fn add_learner_locked(&self, member: &Member) -> Result<(), Status> {
+        if member.node_id == 0 || member.addr.is_empty() {
+            return Err(invalid("INVALID_MEMBER", "node id must be > 0 and addr non-empty"));
+        }
+        let m = self.ctx.raft.metrics().borrow_watched().membership_config.clone();
+        if m.nodes().any(|(id, _)| *id == member.node_id) {
+            return Err(status(Code::AlreadyExists, "NODE_ID_IN_USE", format!("node id {} is already a member", member.node_id)));
+        }
+        let retired = self.ctx.state.read().map(|st| st.retired_node_ids.contains(&member.node_id)).unwrap_or(true);
+        if retired {
+            return Err(status(Code::AlreadyExists, "NODE_ID_RETIRED", format!("node id {} belonged to a removed node; node ids are never reused, pick a new one", member.node_id)));
+        }
+        self.ctx
+            .raft
+            .add_learner(member.node_id, Node { addr: member.addr.clone() }, false)
+            .await
+            .map_err(|e| self.membership_error(e))?;
+        Ok(())
+    }
+
+    async fn promote_locked(&self, id: u64) -> Result<(), Status> {
+        let m = self.ctx.raft.metrics().borrow_watched().membership_config.clone();
+        if !m.membership().learner_ids().any(|l| l == id) {
+            return Err(status(Code::FailedPrecondition, "NOT_A_LEARNER", format!("node {id} is not a learner (add it with add-learner first)")));
+        }
+        // Wait for the learner to catch up so the new voter does not stall commits.
+        let start = Instant::now();
+        loop {
+            let metrics = self.ctx.raft.metrics().borrow_watched().clone();
+            let last = metrics.last_log_index.unwrap_or(0);
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned().flatten())
+                .map(|l| l.index)
+                .unwrap_or(0);
+            if matched > 0 && last.saturating_sub(matched) <= PROMOTE_MAX_LAG_ENTRIES {
+                break;
+            }
+            if start.elapsed() > PROMOTE_CATCH_UP_TIMEOUT {
+                return Err(status(Code::DeadlineExceeded, "LEARNER_LAGGING", format!("node {id} is at {matched}, leader at {last}; still catching up")));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await
+    }
+
+    async fn remove_locked(&self, id: u64, force: bool) -> Result<(), Status> {
+        let m = self.ctx.raft.metrics().borrow_watched().membership_config.clone();
+        let voters: BTreeSet<u64> = m.voter_ids().collect();
+        if voters.contains(&id) {
+            if voters.len() == 1 {
+                return Err(status(Code::FailedPrecondition, "LAST_VOTER", "refusing to remove the last voter"));
+            }
+            if !force {
+                // The remaining voters must still have a reachable majority.
+                let remaining: Vec<Member> = m
+                    .nodes()
+                    .filter(|(n, _)| voters.contains(n) && **n != id)
+                    .map(|(n, node)| Member { node_id: *n, addr: node.addr.clone() })
+                    .collect();
+                let mut reachable = 0;
+                for member in &remaining {
+                    if member.node_id == self.ctx.config.node_id || probe(&self.ctx, member).await.error.is_empty() {
+                        reachable += 1;
+                    }
+                }
+                let majority = remaining.len() / 2 + 1;
+                if reachable < majority {
+                    return Err(status(Code::FailedPrecondition, "WOULD_LOSE_QUORUM", format!("after removing node {id}, only {reachable} of {} voters are reachable (need {majority}); pass --force to do it anyway", remaining.len())));
+                }
+            }
+            self.change(ChangeMembers::RemoveVoters(BTreeSet::from([id]))).await
+        } else if m.nodes().any(|(n, _)| *n == id) {
+            self.change(ChangeMembers::RemoveNodes(BTreeSet::from([id]))).await
+        } else {
+            Err(status(Code::NotFound, "UNKNOWN_NODE", format!("node {id} is not a member")))
+        }
     }
 
     fn membership_error(&self, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Status {
@@ -104,65 +192,101 @@ impl AdminRpc for AdminService {
         if member.node_id == 0 || member.addr.is_empty() {
             return Err(invalid("INVALID_MEMBER", "node id must be > 0 and addr non-empty"));
         }
-        let m = self.ctx.raft.metrics().borrow_watched().membership_config.clone();
-        if m.nodes().any(|(id, _)| *id == member.node_id) {
-            return Err(status(Code::AlreadyExists, "NODE_ID_IN_USE", format!("node id {} is already a member", member.node_id)));
-        }
         let _guard = self.membership_lock.try_lock().map_err(|_| {
             status(Code::FailedPrecondition, "MEMBERSHIP_CHANGE_IN_PROGRESS", "another membership change is in progress")
         })?;
-        self.ctx
-            .raft
-            .add_learner(member.node_id, Node { addr: member.addr }, false)
-            .await
-            .map_err(|e| self.membership_error(e))?;
+        self.add_learner_locked(&member).await?;
         Ok(Response::new(self.membership_response()))
     }
 
     async fn promote(&self, req: Request<PromoteRequest>) -> Result<Response<MembershipResponse>, Status> {
         self.require_leader()?;
         let id = req.into_inner().node_id;
-        let m = self.ctx.raft.metrics().borrow_watched().membership_config.clone();
-        if !m.membership().learner_ids().any(|l| l == id) {
-            return Err(status(Code::FailedPrecondition, "NOT_A_LEARNER", format!("node {id} is not a learner (add it with add-learner first)")));
-        }
-        // Wait for the learner to catch up so the new voter does not stall commits.
-        let start = Instant::now();
-        loop {
-            let metrics = self.ctx.raft.metrics().borrow_watched().clone();
-            let last = metrics.last_log_index.unwrap_or(0);
-            let matched = metrics
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(&id).cloned().flatten())
-                .map(|l| l.index)
-                .unwrap_or(0);
-            if last.saturating_sub(matched) <= PROMOTE_MAX_LAG_ENTRIES {
-                break;
-            }
-            if start.elapsed() > PROMOTE_CATCH_UP_TIMEOUT {
-                return Err(status(Code::DeadlineExceeded, "LEARNER_LAGGING", format!("node {id} is at {matched}, leader at {last}; still catching up")));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await
+        let _guard = self.lock_membership()?;
+        self.promote_locked(id).await?;
+        Ok(Response::new(self.membership_response()))
     }
 
     async fn remove(&self, req: Request<RemoveRequest>) -> Result<Response<MembershipResponse>, Status> {
         self.require_leader()?;
         let req = req.into_inner();
-        let id = req.node_id;
+        let _guard = self.lock_membership()?;
+        self.remove_locked(req.node_id, req.force).await?;
+        Ok(Response::new(self.membership_response()))
+    }
+
+    async fn replace(&self, req: Request<ReplaceRequest>) -> Result<Response<MembershipResponse>, Status> {
+        self.require_leader()?;
+        let req = req.into_inner();
+        let member = req.new_member.ok_or_else(|| invalid("MISSING_FIELD", "new_member: missing"))?;
         let m = self.ctx.raft.metrics().borrow_watched().membership_config.clone();
-        let voters: BTreeSet<u64> = m.voter_ids().collect();
-        if voters.contains(&id) {
-            if voters.len() == 1 {
-                return Err(status(Code::FailedPrecondition, "LAST_VOTER", "refusing to remove the last voter"));
+        if !m.voter_ids().any(|v| v == req.old_node_id) {
+            return Err(status(Code::NotFound, "UNKNOWN_NODE", format!("node {} is not a voter", req.old_node_id)));
+        }
+        let _guard = self.lock_membership()?;
+        tracing::info!(old = req.old_node_id, new = member.node_id, "replace: adding learner");
+        self.add_learner_locked(&member).await?;
+        tracing::info!(new = member.node_id, "replace: promoting");
+        self.promote_locked(member.node_id).await?;
+        tracing::info!(old = req.old_node_id, "replace: removing");
+        self.remove_locked(req.old_node_id, req.force).await?;
+        Ok(Response::new(self.membership_response()))
+    }
+
+    async fn transfer_leader(&self, req: Request<TransferLeaderRequest>) -> Result<Response<TransferLeaderResponse>, Status> {
+        self.require_leader()?;
+        let to = req.into_inner().node_id;
+        let metrics = self.ctx.raft.metrics().borrow_watched().clone();
+        if !metrics.membership_config.voter_ids().any(|v| v == to) {
+            return Err(status(Code::FailedPrecondition, "NOT_A_VOTER", format!("node {to} is not a voter")));
+        }
+        if to == self.ctx.config.node_id {
+            return Ok(Response::new(TransferLeaderResponse { leader_id: to, term: metrics.current_term }));
+        }
+        self.ctx.raft.trigger().transfer_leader(to).await.map_err(|e| status(Code::Unavailable, "RAFT_ERROR", e.to_string()))?;
+        let start = Instant::now();
+        loop {
+            let m = self.ctx.raft.metrics().borrow_watched().clone();
+            if m.current_leader == Some(to) {
+                return Ok(Response::new(TransferLeaderResponse { leader_id: to, term: m.current_term }));
             }
-            self.change(ChangeMembers::RemoveVoters(BTreeSet::from([id]))).await
-        } else if m.nodes().any(|(n, _)| *n == id) {
-            self.change(ChangeMembers::RemoveNodes(BTreeSet::from([id]))).await
-        } else {
-            Err(status(Code::NotFound, "UNKNOWN_NODE", format!("node {id} is not a member")))
+            if start.elapsed() > TRANSFER_TIMEOUT {
+                return Err(status(Code::DeadlineExceeded, "TRANSFER_TIMEOUT", format!("node {to} did not take leadership within {} ms (leader now {:?})", TRANSFER_TIMEOUT.as_millis(), m.current_leader)));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn trigger_snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<SnapshotResponse>, Status> {
+        let before = self.ctx.raft.metrics().borrow_watched().snapshot.as_ref().map(|l| l.index).unwrap_or(0);
+        let applied = *self.ctx.applied.borrow();
+        self.ctx.raft.trigger().snapshot().await.map_err(|e| status(Code::Unavailable, "RAFT_ERROR", e.to_string()))?;
+        let start = Instant::now();
+        loop {
+            let now = self.ctx.raft.metrics().borrow_watched().snapshot.as_ref().map(|l| l.index).unwrap_or(0);
+            if now > before || (now >= applied && now > 0) {
+                return Ok(Response::new(SnapshotResponse { snapshot_index: now }));
+            }
+            if start.elapsed() > SNAPSHOT_TIMEOUT {
+                return Err(status(Code::DeadlineExceeded, "SNAPSHOT_TIMEOUT", "snapshot not finished in time; it may still complete"));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn compact(&self, _req: Request<CompactRequest>) -> Result<Response<CompactResponse>, Status> {
+        let m = self.ctx.raft.metrics().borrow_watched().clone();
+        let Some(snapshot) = m.snapshot.as_ref().map(|l| l.index) else {
+            return Err(status(Code::FailedPrecondition, "NO_SNAPSHOT", "no snapshot yet: run `cluster snapshot` first"));
+        };
+        self.ctx.raft.trigger().purge_log(snapshot).await.map_err(|e| status(Code::Unavailable, "RAFT_ERROR", e.to_string()))?;
+        let start = Instant::now();
+        loop {
+            let purged = self.ctx.raft.metrics().borrow_watched().purged.as_ref().map(|l| l.index).unwrap_or(0);
+            if purged >= snapshot || start.elapsed() > SNAPSHOT_TIMEOUT {
+                return Ok(Response::new(CompactResponse { purged_index: purged, snapshot_index: snapshot }));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 

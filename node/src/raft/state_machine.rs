@@ -3,6 +3,7 @@
 //! `last_applied` and membership) in one synced RocksDB write before any
 //! client hears the outcome. Also builds and installs snapshots.
 
+use std::collections::BTreeSet;
 use std::io;
 use std::sync::{Arc, RwLock};
 
@@ -23,12 +24,15 @@ use crate::storage::{CF_SM, CF_SM_META, cf, synced};
 const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
+const KEY_RETIRED: &[u8] = b"retired_node_ids";
 
 /// The in-memory state machine, shared with the read path.
 pub struct SmState {
     pub ledger: Ledger,
     pub last_applied: Option<LogId>,
     pub membership: StoredMembership,
+    /// Node ids that were members once and left: never to be reused.
+    pub retired_node_ids: BTreeSet<u64>,
 }
 
 impl SmState {
@@ -45,6 +49,7 @@ pub type SharedState = Arc<RwLock<SmState>>;
 struct SnapshotBody {
     last_applied: Option<LogId>,
     membership: StoredMembership,
+    retired_node_ids: BTreeSet<u64>,
     records: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
@@ -88,11 +93,15 @@ impl StateMachineStore {
             Some(b) => codec::decode(&b)?,
             None => StoredMembership::default(),
         };
+        let retired_node_ids: BTreeSet<u64> = match db.get_cf(meta_cf, KEY_RETIRED).map_err(io::Error::other)? {
+            Some(b) => codec::decode(&b)?,
+            None => BTreeSet::new(),
+        };
         let applied = last_applied.as_ref().map(|id| id.index).unwrap_or(0);
         let (applied_tx, _) = watch::channel(applied);
         Ok(StateMachineStore {
             db,
-            state: Arc::new(RwLock::new(SmState { ledger, last_applied, membership })),
+            state: Arc::new(RwLock::new(SmState { ledger, last_applied, membership, retired_node_ids })),
             applied_tx: Arc::new(applied_tx),
             ledger_config,
         })
@@ -112,6 +121,7 @@ impl StateMachineStore {
         let meta_cf = cf(&self.db, CF_SM_META)?;
         batch.put_cf(meta_cf, KEY_LAST_APPLIED, codec::encode(&st.last_applied)?);
         batch.put_cf(meta_cf, KEY_MEMBERSHIP, codec::encode(&st.membership)?);
+        batch.put_cf(meta_cf, KEY_RETIRED, codec::encode(&st.retired_node_ids)?);
         Ok(())
     }
 
@@ -140,6 +150,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
             let body = SnapshotBody {
                 last_applied: st.last_applied.clone(),
                 membership: st.membership.clone(),
+                retired_node_ids: st.retired_node_ids.clone(),
                 records: st.ledger.records(),
             };
             let meta = SnapshotMeta { last_log_id: st.last_applied.clone(), last_membership: st.membership.clone() };
@@ -182,6 +193,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         EntryResponse { results }
                     }
                     EntryPayload::Membership(m) => {
+                        let before: BTreeSet<u64> = st.membership.nodes().map(|(id, _)| *id).collect();
+                        let after: BTreeSet<u64> = m.nodes().map(|(id, _)| *id).collect();
+                        st.retired_node_ids.extend(before.difference(&after));
                         st.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
                         EntryResponse::default()
                     }
@@ -231,6 +245,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             st.ledger = ledger;
             st.last_applied = meta.last_log_id.clone();
             st.membership = meta.last_membership.clone();
+            st.retired_node_ids = body.retired_node_ids.clone();
             self.write_meta(&mut batch, &st)?;
             applied_index = st.applied_index();
         }

@@ -1,0 +1,205 @@
+//! Cluster administration on [`Client`]: init, membership changes (sent to
+//! the leader, following `NOT_LEADER` like writes) and status.
+//!
+//! Membership changes are not idempotent the way ledger commands are: if one
+//! ends in [`ClientError::Timeout`] it may or may not have taken effect, and
+//! a retry may be refused because it already did. Check `cluster_status`.
+
+use std::time::Duration;
+
+use tally_proto::v1::admin_client::AdminClient;
+use tally_proto::v1::{
+    AddLearnerRequest, ClusterStatus, ClusterStatusRequest, InitRequest, Member,
+    MembershipResponse, NodeStatus, NodeStatusRequest, PromoteRequest, RemoveRequest,
+};
+use tonic::transport::Channel;
+
+use crate::client::{Client, MAX_MESSAGE_BYTES, with_timeout};
+use crate::config::parse_endpoint;
+use crate::error::ClientError;
+use crate::retry::{CallFailure, Policy, Route};
+
+fn admin_client(channel: Channel) -> AdminClient<Channel> {
+    AdminClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// Membership changes may wait for a learner to catch up: no per-attempt cap.
+fn membership_policy() -> Policy {
+    Policy {
+        route: Route::Leader { remember: true },
+        cap_attempts: false,
+        write: false,
+    }
+}
+
+impl Client {
+    /// Initializes a new cluster with `members` as its voters. Sent to the
+    /// first configured endpoint that answers (call it once per cluster).
+    pub async fn init(&self, members: Vec<Member>) -> Result<(), ClientError> {
+        if members.is_empty() {
+            return Err(ClientError::InvalidArgument {
+                reason: "INVALID_ARGUMENT".to_string(),
+                message: "init needs at least one member".to_string(),
+            });
+        }
+        let mut normalized = Vec::with_capacity(members.len());
+        for member in members {
+            normalized.push(Member {
+                node_id: member.node_id,
+                addr: parse_endpoint(&member.addr)?,
+            });
+        }
+        let request = InitRequest {
+            members: normalized,
+        };
+        let policy = Policy {
+            route: Route::InOrder,
+            cap_attempts: true,
+            write: false,
+        };
+        self.run(policy, |channel, timeout| {
+            let request = request.clone();
+            async move {
+                admin_client(channel)
+                    .init(with_timeout(request, timeout))
+                    .await?;
+                Ok(())
+            }
+        })
+        .await
+        .map_err(CallFailure::into_client_error)
+    }
+
+    /// Adds a node as a non-voting learner (it starts replicating).
+    pub async fn add_learner(
+        &self,
+        node_id: u64,
+        addr: impl Into<String>,
+    ) -> Result<MembershipResponse, ClientError> {
+        let addr = parse_endpoint(&addr.into())?;
+        let request = AddLearnerRequest {
+            member: Some(Member { node_id, addr }),
+        };
+        self.membership(move |channel, timeout| {
+            let request = request.clone();
+            async move {
+                let response = admin_client(channel)
+                    .add_learner(with_timeout(request, timeout))
+                    .await?;
+                Ok(response.into_inner())
+            }
+        })
+        .await
+    }
+
+    /// Turns a learner into a voter.
+    pub async fn promote(&self, node_id: u64) -> Result<MembershipResponse, ClientError> {
+        let request = PromoteRequest { node_id };
+        self.membership(move |channel, timeout| async move {
+            let response = admin_client(channel)
+                .promote(with_timeout(request, timeout))
+                .await?;
+            Ok(response.into_inner())
+        })
+        .await
+    }
+
+    /// Removes a node from the membership. `force` asks the server to skip
+    /// its safety checks (see the server's documentation).
+    pub async fn remove(
+        &self,
+        node_id: u64,
+        force: bool,
+    ) -> Result<MembershipResponse, ClientError> {
+        let request = RemoveRequest { node_id, force };
+        self.membership(move |channel, timeout| async move {
+            let response = admin_client(channel)
+                .remove(with_timeout(request, timeout))
+                .await?;
+            Ok(response.into_inner())
+        })
+        .await
+    }
+
+    async fn membership<F, Fut>(&self, op: F) -> Result<MembershipResponse, ClientError>
+    where
+        F: FnMut(Channel, Duration) -> Fut,
+        Fut: Future<Output = Result<MembershipResponse, tonic::Status>>,
+    {
+        self.run(membership_policy(), op)
+            .await
+            .map_err(CallFailure::into_client_error)
+    }
+
+    /// The cluster as the leader sees it (membership and every node's
+    /// status). Goes to the leader when one is known, following hints.
+    pub async fn cluster_status(&self) -> Result<ClusterStatus, ClientError> {
+        let policy = Policy {
+            route: Route::Leader { remember: false },
+            cap_attempts: true,
+            write: false,
+        };
+        self.run(policy, |channel, timeout| async move {
+            let response = admin_client(channel)
+                .get_cluster_status(with_timeout(ClusterStatusRequest {}, timeout))
+                .await?;
+            Ok(response.into_inner())
+        })
+        .await
+        .map_err(CallFailure::into_client_error)
+    }
+
+    /// One node's own view of itself, asked of that node only.
+    pub async fn node_status(&self, endpoint: &str) -> Result<NodeStatus, ClientError> {
+        let policy = Policy {
+            route: Route::Fixed(parse_endpoint(endpoint)?),
+            cap_attempts: true,
+            write: false,
+        };
+        self.run(policy, |channel, timeout| async move {
+            let response = admin_client(channel)
+                .get_node_status(with_timeout(NodeStatusRequest {}, timeout))
+                .await?;
+            Ok(response.into_inner())
+        })
+        .await
+        .map_err(CallFailure::into_client_error)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ClientConfig;
+
+    #[tokio::test]
+    async fn admin_arguments_are_checked_locally() {
+        let client = Client::new(ClientConfig {
+            timeout_ms: 50,
+            ..ClientConfig::new(["127.0.0.1:1"])
+        });
+        let Ok(client) = client else { panic!("config") };
+        assert!(matches!(
+            client.init(Vec::new()).await,
+            Err(ClientError::InvalidArgument { .. })
+        ));
+        let bad = vec![Member {
+            node_id: 1,
+            addr: "no-port".into(),
+        }];
+        assert!(matches!(
+            client.init(bad).await,
+            Err(ClientError::Config(_))
+        ));
+        assert!(matches!(
+            client.add_learner(4, "bad addr:1").await,
+            Err(ClientError::Config(_))
+        ));
+        assert!(matches!(
+            client.node_status("x").await,
+            Err(ClientError::Config(_))
+        ));
+    }
+}

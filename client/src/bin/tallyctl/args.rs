@@ -1,0 +1,667 @@
+//! The command line: clap definitions of every `tallyctl` subcommand and
+//! flag, with the argument validators (endpoints, amounts, ids, members).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tally_client::amount::{Sign, validate_amount};
+use tally_client::{Consistency, Owner, ReadOptions, parse_endpoint, parse_endpoint_list};
+
+/// Default of `--endpoints`: where `tallyd dev` listens.
+pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
+
+const AMOUNT_HELP: &str = "\
+Amounts and prices are plain decimal strings such as 1.5 or 0.00000001: digits \
+with an optional fractional part, no sign, exponent or thousands separators. \
+An amount may not have more decimal places than its asset's scale (e.g. 8 for \
+BTC, 6 for USDT): the ledger rejects it with BAD_PRECISION and never rounds.
+
+Every write carries a command id (--id, default: a fresh random id, printed \
+in the output). Re-running a write with the same --id never applies it twice: \
+it returns the first outcome. After an unknown outcome (exit 3), retry with \
+the printed id.";
+
+const EXIT_HELP: &str = "\
+Exit codes:
+  0  success
+  1  usage, configuration or connection error (for writes: the command was not sent)
+  2  rejected: the cluster refused (the write changed nothing), or not found
+  3  unknown outcome: the write may or may not have applied; retry with the same --id
+
+Errors are one line on stderr starting with 'error: ' (rejections: 'rejected: \
+<REASON>: <message>'). With --json, stdout holds exactly one JSON object, \
+errors included.";
+
+/// tallyctl: operate a Tally ledger cluster.
+#[derive(Debug, Parser)]
+#[command(
+    name = "tallyctl",
+    version,
+    about = "Operate a Tally ledger cluster: writes, reads and cluster administration",
+    after_long_help = EXIT_HELP
+)]
+pub struct Cli {
+    /// Nodes to contact, comma-separated host:port. The leader is found
+    /// automatically (NOT_LEADER hints are followed).
+    #[arg(
+        long,
+        global = true,
+        env = "TALLY_ENDPOINTS",
+        default_value = DEFAULT_ENDPOINTS,
+        value_parser = endpoints_arg,
+        value_name = "HOST:PORT,..."
+    )]
+    pub endpoints: Endpoints,
+
+    /// Print one machine-readable JSON object on stdout (errors included).
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Budget of the whole call in milliseconds, retries included.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = 5000,
+        value_parser = clap::value_parser!(u64).range(1..=86_400_000),
+        value_name = "MS"
+    )]
+    pub timeout_ms: u64,
+
+    #[command(subcommand)]
+    pub command: Cmd,
+}
+
+/// A validated, normalized endpoint list.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Endpoints(pub Vec<String>);
+
+fn endpoints_arg(s: &str) -> Result<Endpoints, String> {
+    parse_endpoint_list(s)
+        .map(Endpoints)
+        .map_err(|e| e.to_string())
+}
+
+fn endpoint_arg(s: &str) -> Result<String, String> {
+    parse_endpoint(s).map_err(|e| e.to_string())
+}
+
+fn amount_arg(s: &str) -> Result<String, String> {
+    validate_amount(s, Sign::Positive)
+}
+
+fn fee_arg(s: &str) -> Result<String, String> {
+    validate_amount(s, Sign::NonNegative)
+}
+
+fn command_id_arg(s: &str) -> Result<String, String> {
+    tally_client::validate_command_id(s).map(|()| s.to_string())
+}
+
+fn owner_arg(s: &str) -> Result<Owner, String> {
+    s.parse()
+}
+
+/// `ID=HOST:PORT` of `cluster init --member`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MemberArg {
+    pub node_id: u64,
+    pub addr: String,
+}
+
+fn member_arg(s: &str) -> Result<MemberArg, String> {
+    let (id, addr) = s
+        .split_once('=')
+        .ok_or_else(|| format!("expected ID=HOST:PORT, got {s:?}"))?;
+    let node_id = id
+        .trim()
+        .parse::<u64>()
+        .map_err(|_| format!("node id {id:?} is not a number"))?;
+    if node_id == 0 {
+        return Err("node id 0 is reserved".to_string());
+    }
+    let addr = endpoint_arg(addr)?;
+    Ok(MemberArg { node_id, addr })
+}
+
+/// Flags of every write.
+#[derive(Clone, Debug, Default, Args)]
+pub struct WriteArgs {
+    /// Command id (1-64 printable ASCII characters). Default: a fresh random
+    /// id. Reuse the id of an earlier attempt to retry it safely.
+    #[arg(long = "id", value_name = "COMMAND_ID", value_parser = command_id_arg)]
+    pub id: Option<String>,
+}
+
+/// How fresh a read must be.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ConsistencyArg {
+    /// Reflects every write acknowledged before the read (served via the leader).
+    Linearizable,
+    /// Served by any node at most --max-lag-entries / --max-lag-ms behind.
+    Bounded,
+    /// Served by any node once it has applied --min-index.
+    AtLeastIndex,
+}
+
+/// Flags of every read.
+#[derive(Clone, Debug, Default, Args)]
+pub struct ReadArgs {
+    /// Read consistency. Default: linearizable, or implied by --min-index
+    /// (at-least-index) or --max-lag-* (bounded).
+    #[arg(long, value_enum)]
+    pub consistency: Option<ConsistencyArg>,
+    /// For at-least-index: the lowest acceptable applied log index (e.g. the
+    /// index printed by a write, for read-your-writes).
+    #[arg(long, value_name = "INDEX")]
+    pub min_index: Option<u64>,
+    /// For bounded: how many log entries behind the leader is acceptable.
+    #[arg(long, value_name = "N")]
+    pub max_lag_entries: Option<u64>,
+    /// For bounded: how many milliseconds behind the leader is acceptable.
+    #[arg(long, value_name = "MS")]
+    pub max_lag_ms: Option<u64>,
+}
+
+impl ReadArgs {
+    /// The read options these flags ask for, or why they contradict.
+    pub fn options(&self) -> Result<ReadOptions, String> {
+        let lag = self.max_lag_entries.is_some() || self.max_lag_ms.is_some();
+        let consistency = match (self.consistency, self.min_index.is_some(), lag) {
+            (Some(c), _, _) => c,
+            (None, true, true) => {
+                return Err(
+                    "--min-index and --max-lag-* imply different consistencies; pass --consistency"
+                        .to_string(),
+                );
+            }
+            (None, true, false) => ConsistencyArg::AtLeastIndex,
+            (None, false, true) => ConsistencyArg::Bounded,
+            (None, false, false) => ConsistencyArg::Linearizable,
+        };
+        let consistency = match consistency {
+            ConsistencyArg::Linearizable => Consistency::Linearizable,
+            ConsistencyArg::Bounded => Consistency::Bounded,
+            ConsistencyArg::AtLeastIndex => Consistency::AtLeastIndex,
+        };
+        match consistency {
+            Consistency::Linearizable if self.min_index.is_some() || lag => {
+                return Err(
+                    "--min-index and --max-lag-* do not apply to linearizable reads".to_string(),
+                );
+            }
+            Consistency::AtLeastIndex if self.min_index.is_none() => {
+                return Err("--consistency at-least-index needs --min-index".to_string());
+            }
+            Consistency::AtLeastIndex if lag => {
+                return Err("--max-lag-* apply to bounded reads only".to_string());
+            }
+            Consistency::Bounded if !lag => {
+                return Err(
+                    "--consistency bounded needs --max-lag-entries and/or --max-lag-ms".to_string(),
+                );
+            }
+            Consistency::Bounded if self.min_index.is_some() => {
+                return Err("--min-index applies to at-least-index reads only".to_string());
+            }
+            _ => {}
+        }
+        Ok(ReadOptions {
+            consistency,
+            min_index: self.min_index.unwrap_or(0),
+            max_lag_entries: self.max_lag_entries.unwrap_or(0),
+            max_lag_ms: self.max_lag_ms.unwrap_or(0),
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Manage assets.
+    #[command(subcommand)]
+    Asset(AssetCmd),
+
+    /// Show an account's balances, or create an account (`account create`).
+    Account(AccountArgs),
+
+    /// Credit an account (the asset's `external` account is debited).
+    #[command(after_long_help = AMOUNT_HELP)]
+    Deposit {
+        /// Account id.
+        account: u64,
+        /// Asset symbol, e.g. BTC.
+        asset: String,
+        /// Decimal amount, e.g. 1.5 (at most the asset's scale in decimal places).
+        #[arg(value_parser = amount_arg, allow_negative_numbers = true)]
+        amount: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
+    /// Debit an account's available balance (credited to `external`).
+    #[command(after_long_help = AMOUNT_HELP)]
+    Withdraw {
+        /// Account id.
+        account: u64,
+        /// Asset symbol.
+        asset: String,
+        /// Decimal amount (at most the asset's scale in decimal places).
+        #[arg(value_parser = amount_arg, allow_negative_numbers = true)]
+        amount: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
+    /// Move available funds from one account to another.
+    #[command(after_long_help = AMOUNT_HELP)]
+    Transfer {
+        /// Account to debit.
+        from: u64,
+        /// Account to credit.
+        to: u64,
+        /// Asset symbol.
+        asset: String,
+        /// Decimal amount (at most the asset's scale in decimal places).
+        #[arg(value_parser = amount_arg, allow_negative_numbers = true)]
+        amount: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
+    /// Lock funds for an order: move AMOUNT from available to locked under HOLD.
+    #[command(after_long_help = AMOUNT_HELP)]
+    Lock {
+        /// New hold id (normally the order id).
+        hold: u64,
+        /// Account whose funds are locked.
+        account: u64,
+        /// Asset symbol.
+        asset: String,
+        /// Decimal amount (at most the asset's scale in decimal places).
+        #[arg(value_parser = amount_arg, allow_negative_numbers = true)]
+        amount: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
+    /// Close a hold (order cancel): its remainder returns to available.
+    #[command(visible_alias = "cancel", after_long_help = AMOUNT_HELP)]
+    Release {
+        /// Hold id.
+        hold: u64,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
+    /// Settle a trade between a buy hold (quote asset) and a sell hold (base asset).
+    ///
+    /// The buyer's hold pays AMOUNT * PRICE of the quote asset, the seller's
+    /// hold AMOUNT of the base asset. The buyer receives AMOUNT minus
+    /// --buyer-fee (base), the seller the quote minus --seller-fee (quote);
+    /// fees go to the `fees` account. A fill that would overdraw a hold
+    /// changes nothing (HOLD_INSUFFICIENT).
+    #[command(after_long_help = AMOUNT_HELP)]
+    Fill {
+        /// Hold of the buyer (locks the quote asset, e.g. USDT).
+        #[arg(long, value_name = "HOLD")]
+        buy_hold: u64,
+        /// Hold of the seller (locks the base asset, e.g. BTC).
+        #[arg(long, value_name = "HOLD")]
+        sell_hold: u64,
+        /// Base amount traded (decimal).
+        #[arg(long, value_parser = amount_arg, allow_negative_numbers = true)]
+        amount: String,
+        /// Price in quote per base (decimal).
+        #[arg(long, value_parser = amount_arg, allow_negative_numbers = true)]
+        price: String,
+        /// Fee the buyer pays, in the base asset (decimal, default 0).
+        #[arg(long, value_parser = fee_arg, allow_negative_numbers = true, default_value = "0", value_name = "FEE")]
+        buyer_fee: String,
+        /// Fee the seller pays, in the quote asset (decimal, default 0).
+        #[arg(long, value_parser = fee_arg, allow_negative_numbers = true, default_value = "0", value_name = "FEE")]
+        seller_fee: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
+    /// Show one balance of an account or of a system account.
+    Balance {
+        /// Account id, or a system account: external, fees, insurance.
+        #[arg(value_parser = owner_arg, value_name = "ACCOUNT|external|fees|insurance")]
+        owner: Owner,
+        /// Asset symbol.
+        asset: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+
+    /// Show a hold (order lock): owner, asset, amount and remainder.
+    Hold {
+        /// Hold id.
+        hold: u64,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+
+    /// Show the hash of the whole ledger state and the index it was taken at.
+    StateHash {
+        /// Ask this node only (host:port) instead of any node.
+        #[arg(long, value_parser = endpoint_arg, value_name = "HOST:PORT")]
+        node: Option<String>,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+
+    /// Cluster administration: init, status and membership changes.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AssetCmd {
+    /// Register an asset with a fixed scale (decimal places), e.g. `asset create BTC 8`.
+    Create {
+        /// Symbol: up to 16 of A-Z, 0-9, _ and -.
+        symbol: String,
+        /// Decimal places amounts of this asset may have (0-18).
+        #[arg(value_parser = clap::value_parser!(u32).range(0..=18))]
+        scale: u32,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct AccountArgs {
+    #[command(subcommand)]
+    pub action: Option<AccountCmd>,
+    /// Account id whose balances to show.
+    #[arg(required = true, value_name = "ACCOUNT")]
+    pub account: Option<u64>,
+    #[command(flatten)]
+    pub read: ReadArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCmd {
+    /// Open a client account (ids are chosen by the caller; 0 is reserved).
+    Create {
+        /// Account id.
+        account: u64,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Initialize a new cluster with its voters (once per cluster).
+    Init {
+        /// A voter as ID=HOST:PORT (repeat for each voter).
+        #[arg(long = "member", required = true, value_parser = member_arg, value_name = "ID=HOST:PORT")]
+        members: Vec<MemberArg>,
+    },
+    /// Show every node: role, membership, term, log/apply/commit/snapshot
+    /// indexes, lag behind the leader and state hash prefix. The leader is
+    /// marked with `*`. Without a leader, shows each node's own view.
+    Status,
+    /// Add a node as a learner (replicates, does not vote).
+    AddLearner {
+        /// Node id (never reuse the id of a removed node).
+        node_id: u64,
+        /// Its gRPC address, host:port.
+        #[arg(value_parser = endpoint_arg)]
+        addr: String,
+    },
+    /// Promote a learner to voter.
+    Promote {
+        /// Node id.
+        node_id: u64,
+    },
+    /// Remove a node from the cluster.
+    Remove {
+        /// Node id.
+        node_id: u64,
+        /// Skip the server's safety checks.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("tallyctl").chain(args.iter().copied()))
+    }
+
+    fn ok(args: &[&str]) -> Cli {
+        match parse(args) {
+            Ok(cli) => cli,
+            Err(e) => panic!("{args:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn globals_and_defaults() {
+        let cli = ok(&["deposit", "7", "BTC", "1.5"]);
+        assert_eq!(cli.endpoints.0.len(), 3);
+        assert_eq!(cli.timeout_ms, 5000);
+        assert!(!cli.json);
+        let cli = ok(&[
+            "--endpoints",
+            "10.0.0.1:1,http://10.0.0.2:2",
+            "balance",
+            "fees",
+            "BTC",
+            "--json",
+            "--timeout-ms",
+            "100",
+        ]);
+        assert_eq!(cli.endpoints.0, ["10.0.0.1:1", "10.0.0.2:2"]);
+        assert!(cli.json);
+        assert_eq!(cli.timeout_ms, 100);
+        match cli.command {
+            Cmd::Balance { owner, asset, .. } => {
+                assert_eq!(owner, Owner::Fees);
+                assert_eq!(asset, "BTC");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["--endpoints", "nope", "hold", "1"]).is_err());
+        assert!(parse(&["--timeout-ms", "0", "hold", "1"]).is_err());
+    }
+
+    #[test]
+    fn writes() {
+        match ok(&["deposit", "7", "BTC", "0.00000001", "--id", "dep-1"]).command {
+            Cmd::Deposit {
+                account,
+                amount,
+                write,
+                ..
+            } => {
+                assert_eq!((account, amount.as_str()), (7, "0.00000001"));
+                assert_eq!(write.id.as_deref(), Some("dep-1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        for bad in ["-1", "1e3", "0", "1,5", "abc", ".5"] {
+            assert!(parse(&["deposit", "7", "BTC", bad]).is_err(), "{bad}");
+        }
+        assert!(parse(&["deposit", "x", "BTC", "1"]).is_err());
+        assert!(parse(&["deposit", "7", "BTC", "1", "--id", ""]).is_err());
+        assert!(matches!(
+            ok(&["cancel", "9"]).command,
+            Cmd::Release { hold: 9, .. }
+        ));
+        assert!(matches!(
+            ok(&["transfer", "1", "2", "USDT", "10"]).command,
+            Cmd::Transfer { from: 1, to: 2, .. }
+        ));
+        assert!(matches!(
+            ok(&["lock", "101", "1", "USDT", "15000"]).command,
+            Cmd::Lock {
+                hold: 101,
+                account: 1,
+                ..
+            }
+        ));
+        match ok(&[
+            "fill",
+            "--buy-hold",
+            "1",
+            "--sell-hold",
+            "2",
+            "--amount",
+            "0.5",
+            "--price",
+            "30000",
+            "--seller-fee",
+            "15",
+        ])
+        .command
+        {
+            Cmd::Fill {
+                buyer_fee,
+                seller_fee,
+                ..
+            } => assert_eq!((buyer_fee.as_str(), seller_fee.as_str()), ("0", "15")),
+            other => panic!("{other:?}"),
+        }
+        assert!(
+            parse(&[
+                "fill",
+                "--buy-hold",
+                "1",
+                "--sell-hold",
+                "2",
+                "--amount",
+                "1"
+            ])
+            .is_err()
+        );
+        assert!(matches!(
+            ok(&["asset", "create", "BTC", "8"]).command,
+            Cmd::Asset(AssetCmd::Create { scale: 8, .. })
+        ));
+        assert!(parse(&["asset", "create", "BTC", "19"]).is_err());
+    }
+
+    #[test]
+    fn account_show_and_create() {
+        match ok(&["account", "7"]).command {
+            Cmd::Account(AccountArgs {
+                action: None,
+                account: Some(7),
+                ..
+            }) => {}
+            other => panic!("{other:?}"),
+        }
+        match ok(&["account", "create", "7", "--id", "acct-7"]).command {
+            Cmd::Account(AccountArgs {
+                action: Some(AccountCmd::Create { account: 7, write }),
+                account: None,
+                ..
+            }) => assert_eq!(write.id.as_deref(), Some("acct-7")),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["account"]).is_err());
+    }
+
+    #[test]
+    fn reads() {
+        let read = |args: &[&str]| match ok(args).command {
+            Cmd::Hold { read, .. } => read.options(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(read(&["hold", "1"]), Ok(ReadOptions::linearizable()));
+        assert_eq!(
+            read(&["hold", "1", "--min-index", "42"]),
+            Ok(ReadOptions::at_least_index(42))
+        );
+        assert_eq!(
+            read(&["hold", "1", "--max-lag-entries", "10"]),
+            Ok(ReadOptions::bounded(10, 0))
+        );
+        assert_eq!(
+            read(&[
+                "hold",
+                "1",
+                "--consistency",
+                "at-least-index",
+                "--min-index",
+                "3"
+            ]),
+            Ok(ReadOptions::at_least_index(3))
+        );
+        assert!(read(&["hold", "1", "--consistency", "bounded"]).is_err());
+        assert!(read(&["hold", "1", "--consistency", "at-least-index"]).is_err());
+        assert!(
+            read(&[
+                "hold",
+                "1",
+                "--consistency",
+                "linearizable",
+                "--min-index",
+                "1"
+            ])
+            .is_err()
+        );
+        assert!(read(&["hold", "1", "--min-index", "1", "--max-lag-ms", "5"]).is_err());
+        assert!(parse(&["hold", "1", "--consistency", "eventual"]).is_err());
+        match ok(&["state-hash", "--node", "127.0.0.1:50052"]).command {
+            Cmd::StateHash { node, .. } => assert_eq!(node.as_deref(), Some("127.0.0.1:50052")),
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["balance", "bank", "BTC"]).is_err());
+    }
+
+    #[test]
+    fn cluster() {
+        match ok(&[
+            "cluster",
+            "init",
+            "--member",
+            "1=127.0.0.1:50051",
+            "--member",
+            "2=127.0.0.1:50052",
+        ])
+        .command
+        {
+            Cmd::Cluster(ClusterCmd::Init { members }) => {
+                assert_eq!(members.len(), 2);
+                assert_eq!(members[1].node_id, 2);
+                assert_eq!(members[1].addr, "127.0.0.1:50052");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["cluster", "init"]).is_err());
+        assert!(parse(&["cluster", "init", "--member", "1"]).is_err());
+        assert!(parse(&["cluster", "init", "--member", "0=a:1"]).is_err());
+        assert!(matches!(
+            ok(&["cluster", "status"]).command,
+            Cmd::Cluster(ClusterCmd::Status)
+        ));
+        assert!(matches!(
+            ok(&["cluster", "add-learner", "4", "127.0.0.1:50054"]).command,
+            Cmd::Cluster(ClusterCmd::AddLearner { node_id: 4, .. })
+        ));
+        assert!(matches!(
+            ok(&["cluster", "promote", "4"]).command,
+            Cmd::Cluster(ClusterCmd::Promote { node_id: 4 })
+        ));
+        assert!(matches!(
+            ok(&["cluster", "remove", "4", "--force"]).command,
+            Cmd::Cluster(ClusterCmd::Remove {
+                node_id: 4,
+                force: true
+            })
+        ));
+    }
+}

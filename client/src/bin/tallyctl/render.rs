@@ -1,0 +1,779 @@
+//! Turning responses into output: concise aligned text for people and
+//! `serde_json` values for `--json`. Pure functions, no I/O.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+use tally_client::Owner;
+use tally_client::proto::v1::{
+    self as pb, ClusterStatus, CommandResult, Event, GetAccountResponse, GetBalanceResponse,
+    GetHoldResponse, GetStateHashResponse, Member, MembershipResponse, NodeStatus, event,
+};
+
+/// Characters of the state hash shown in tables.
+const HASH_PREFIX_CHARS: usize = 12;
+
+/// Formats rows as columns separated by two spaces; `right` marks the
+/// columns to right-align (numbers). Trailing blanks are trimmed.
+pub fn table(header: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
+    let columns = header.len();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for row in rows {
+        for (i, cell) in row.iter().enumerate().take(columns) {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let line = |cells: &mut dyn Iterator<Item = &str>| {
+        let mut out = String::new();
+        for (i, cell) in cells.enumerate().take(columns) {
+            if i > 0 {
+                out.push_str("  ");
+            }
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            if right.get(i).copied().unwrap_or(false) {
+                out.push_str(&" ".repeat(pad));
+                out.push_str(cell);
+            } else {
+                out.push_str(cell);
+                out.push_str(&" ".repeat(pad));
+            }
+        }
+        out.trim_end().to_string()
+    };
+    let mut out = line(&mut header.iter().copied());
+    for row in rows {
+        out.push('\n');
+        out.push_str(&line(&mut row.iter().map(String::as_str)));
+    }
+    out
+}
+
+fn owner_of(owner: Option<&pb::Owner>) -> String {
+    match owner.and_then(Owner::from_proto) {
+        Some(owner) => owner.to_string(),
+        None => "unknown owner".to_string(),
+    }
+}
+
+fn owner_json(owner: Option<&pb::Owner>) -> Value {
+    match owner.and_then(Owner::from_proto) {
+        Some(Owner::Account(id)) => json!({"kind": "account", "account": id}),
+        Some(Owner::External) => json!({"kind": "external"}),
+        Some(Owner::Fees) => json!({"kind": "fees"}),
+        Some(Owner::Insurance) => json!({"kind": "insurance"}),
+        None => Value::Null,
+    }
+}
+
+fn is_zero(amount: &str) -> bool {
+    amount.is_empty() || Decimal::from_str(amount).is_ok_and(|d| d.is_zero())
+}
+
+/// `+1.5`, `-1.5` or `0`.
+fn signed(delta: &str) -> String {
+    if is_zero(delta) {
+        "0".to_string()
+    } else if delta.starts_with('-') || delta.starts_with('+') {
+        delta.to_string()
+    } else {
+        format!("+{delta}")
+    }
+}
+
+fn or_zero(amount: &str) -> &str {
+    if amount.is_empty() { "0" } else { amount }
+}
+
+/// The lines describing an applied command's events, balance changes aligned.
+pub fn event_lines(events: &[Event]) -> Vec<String> {
+    let mut balances: Vec<(usize, [String; 6])> = Vec::new();
+    let mut lines: Vec<Option<String>> = Vec::new();
+    for event in events {
+        let text = match &event.kind {
+            Some(event::Kind::AssetCreated(a)) => {
+                format!("asset {} created with scale {}", a.symbol, a.scale)
+            }
+            Some(event::Kind::AccountCreated(a)) => format!("account {} created", a.account),
+            Some(event::Kind::Balance(b)) => {
+                balances.push((
+                    lines.len(),
+                    [
+                        owner_of(b.owner.as_ref()),
+                        b.asset.clone(),
+                        signed(&b.available_delta),
+                        or_zero(&b.available).to_string(),
+                        signed(&b.locked_delta),
+                        or_zero(&b.locked).to_string(),
+                    ],
+                ));
+                lines.push(None);
+                continue;
+            }
+            Some(event::Kind::Hold(h)) => format!(
+                "hold {} (account {}, {}) remaining {}{}",
+                h.hold,
+                h.account,
+                h.asset,
+                or_zero(&h.remaining),
+                if h.closed { ", closed" } else { "" }
+            ),
+            Some(event::Kind::Fill(f)) => format!(
+                "fill {} {} for {} {}: buyer {} fee {} {}, seller {} fee {} {}",
+                f.base_amount,
+                f.base_asset,
+                f.quote_amount,
+                f.quote_asset,
+                f.buyer,
+                or_zero(&f.buyer_fee),
+                f.base_asset,
+                f.seller,
+                or_zero(&f.seller_fee),
+                f.quote_asset
+            ),
+            None => "unrecognized event (newer server?)".to_string(),
+        };
+        lines.push(Some(text));
+    }
+    let mut widths = [0usize; 6];
+    for (_, cells) in &balances {
+        for (w, cell) in widths.iter_mut().zip(cells) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    for (at, [owner, asset, avail_delta, avail, locked_delta, locked]) in balances {
+        lines[at] = Some(format!(
+            "{owner:<w0$}  {asset:<w1$}  available {avail_delta:>w2$} -> {avail:<w3$}  locked {locked_delta:>w4$} -> {locked}",
+            w0 = widths[0],
+            w1 = widths[1],
+            w2 = widths[2],
+            w3 = widths[3],
+            w4 = widths[4],
+        ));
+    }
+    lines.into_iter().flatten().collect()
+}
+
+pub fn event_json(event: &Event) -> Value {
+    match &event.kind {
+        Some(event::Kind::AssetCreated(a)) => {
+            json!({"type": "asset_created", "symbol": a.symbol, "scale": a.scale})
+        }
+        Some(event::Kind::AccountCreated(a)) => {
+            json!({"type": "account_created", "account": a.account})
+        }
+        Some(event::Kind::Balance(b)) => json!({
+            "type": "balance",
+            "owner": owner_json(b.owner.as_ref()),
+            "asset": b.asset,
+            "available_delta": or_zero(&b.available_delta),
+            "locked_delta": or_zero(&b.locked_delta),
+            "available": or_zero(&b.available),
+            "locked": or_zero(&b.locked),
+        }),
+        Some(event::Kind::Hold(h)) => json!({
+            "type": "hold",
+            "hold": h.hold,
+            "account": h.account,
+            "asset": h.asset,
+            "remaining": or_zero(&h.remaining),
+            "closed": h.closed,
+        }),
+        Some(event::Kind::Fill(f)) => json!({
+            "type": "fill",
+            "buyer": f.buyer,
+            "seller": f.seller,
+            "base_asset": f.base_asset,
+            "quote_asset": f.quote_asset,
+            "base_amount": f.base_amount,
+            "quote_amount": f.quote_amount,
+            "buyer_fee": or_zero(&f.buyer_fee),
+            "seller_fee": or_zero(&f.seller_fee),
+        }),
+        None => json!({"type": "unknown"}),
+    }
+}
+
+/// Human text of an applied command.
+pub fn applied_text(result: &CommandResult, applied_index: u64) -> String {
+    let mut out = format!("applied {} at index {applied_index}", result.command_id);
+    if result.duplicate {
+        out.push_str(" (duplicate: outcome of an earlier submission, nothing applied again)");
+    }
+    for line in event_lines(&result.events) {
+        out.push_str("\n  ");
+        out.push_str(&line);
+    }
+    out
+}
+
+pub fn applied_json(result: &CommandResult, applied_index: u64) -> Value {
+    json!({
+        "status": "applied",
+        "command_id": result.command_id,
+        "applied_index": applied_index,
+        "duplicate": result.duplicate,
+        "events": result.events.iter().map(event_json).collect::<Vec<_>>(),
+    })
+}
+
+fn read_suffix(applied_index: u64, served_by: u64) -> String {
+    format!("(index {applied_index}, node {served_by})")
+}
+
+pub fn balance_text(owner: Owner, asset: &str, r: &GetBalanceResponse) -> String {
+    let (available, locked) = r
+        .balance
+        .as_ref()
+        .map_or(("0", "0"), |b| (or_zero(&b.available), or_zero(&b.locked)));
+    format!(
+        "{owner}  {asset}  available {available}  locked {locked}  {}",
+        read_suffix(r.applied_index, r.served_by)
+    )
+}
+
+pub fn balance_json(owner: Owner, asset: &str, r: &GetBalanceResponse) -> Value {
+    let (available, locked) = r
+        .balance
+        .as_ref()
+        .map_or(("0", "0"), |b| (or_zero(&b.available), or_zero(&b.locked)));
+    json!({
+        "owner": owner_json(Some(&owner.to_proto())),
+        "asset": asset,
+        "available": available,
+        "locked": locked,
+        "applied_index": r.applied_index,
+        "served_by": r.served_by,
+    })
+}
+
+pub fn account_text(r: &GetAccountResponse) -> String {
+    let suffix = read_suffix(r.applied_index, r.served_by);
+    if r.balances.is_empty() {
+        return format!("account {} has no balances {suffix}", r.account);
+    }
+    let rows: Vec<Vec<String>> = r
+        .balances
+        .iter()
+        .map(|b| {
+            vec![
+                b.asset.clone(),
+                or_zero(&b.available).to_string(),
+                or_zero(&b.locked).to_string(),
+            ]
+        })
+        .collect();
+    format!(
+        "account {} {suffix}\n{}",
+        r.account,
+        table(
+            &["ASSET", "AVAILABLE", "LOCKED"],
+            &rows,
+            &[false, true, true]
+        )
+    )
+}
+
+pub fn account_json(r: &GetAccountResponse) -> Value {
+    json!({
+        "account": r.account,
+        "balances": r.balances.iter().map(|b| json!({
+            "asset": b.asset,
+            "available": or_zero(&b.available),
+            "locked": or_zero(&b.locked),
+        })).collect::<Vec<_>>(),
+        "applied_index": r.applied_index,
+        "served_by": r.served_by,
+    })
+}
+
+pub fn hold_text(r: &GetHoldResponse) -> String {
+    format!(
+        "hold {}  account {}  {}  amount {}  remaining {}  {}",
+        r.hold,
+        r.account,
+        r.asset,
+        or_zero(&r.amount),
+        or_zero(&r.remaining),
+        read_suffix(r.applied_index, r.served_by)
+    )
+}
+
+pub fn hold_json(r: &GetHoldResponse) -> Value {
+    json!({
+        "hold": r.hold,
+        "account": r.account,
+        "asset": r.asset,
+        "amount": or_zero(&r.amount),
+        "remaining": or_zero(&r.remaining),
+        "applied_index": r.applied_index,
+        "served_by": r.served_by,
+    })
+}
+
+pub fn state_hash_text(r: &GetStateHashResponse) -> String {
+    format!(
+        "{}  index {}  node {}  accounts {}  open holds {}",
+        r.state_hash, r.applied_index, r.served_by, r.accounts, r.open_holds
+    )
+}
+
+pub fn state_hash_json(r: &GetStateHashResponse) -> Value {
+    json!({
+        "state_hash": r.state_hash,
+        "applied_index": r.applied_index,
+        "served_by": r.served_by,
+        "accounts": r.accounts,
+        "open_holds": r.open_holds,
+    })
+}
+
+fn members_json(members: &[Member]) -> Value {
+    Value::Array(
+        members
+            .iter()
+            .map(|m| json!({"node_id": m.node_id, "addr": m.addr}))
+            .collect(),
+    )
+}
+
+fn members_text(members: &[Member]) -> String {
+    if members.is_empty() {
+        return "none".to_string();
+    }
+    members
+        .iter()
+        .map(|m| format!("{}={}", m.node_id, m.addr))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+pub fn membership_text(action: &str, r: &MembershipResponse) -> String {
+    format!(
+        "{action} at log index {}\nvoters:   {}\nlearners: {}",
+        r.log_index,
+        members_text(&r.voters),
+        members_text(&r.learners)
+    )
+}
+
+pub fn membership_json(action: &str, r: &MembershipResponse) -> Value {
+    json!({
+        "status": "ok",
+        "action": action,
+        "log_index": r.log_index,
+        "voters": members_json(&r.voters),
+        "learners": members_json(&r.learners),
+    })
+}
+
+pub fn node_status_json(n: &NodeStatus) -> Value {
+    json!({
+        "node_id": n.node_id,
+        "addr": n.addr,
+        "role": n.role,
+        "voter": n.voter,
+        "term": n.term,
+        "leader_id": n.leader_id,
+        "has_leader": n.has_leader,
+        "last_log_index": n.last_log_index,
+        "applied_index": n.applied_index,
+        "committed_index": n.committed_index,
+        "snapshot_index": n.snapshot_index,
+        "purged_index": n.purged_index,
+        "matched_index": n.matched_index,
+        "cluster_id": n.cluster_id,
+        "version": n.version,
+        "state_hash": n.state_hash,
+        "data_size_bytes": n.data_size_bytes,
+        "error": n.error,
+    })
+}
+
+pub fn cluster_json(s: &ClusterStatus) -> Value {
+    json!({
+        "source": "leader",
+        "leader_id": s.leader_id,
+        "has_leader": s.has_leader,
+        "term": s.term,
+        "voters": members_json(&s.voters),
+        "learners": members_json(&s.learners),
+        "nodes": s.nodes.iter().map(node_status_json).collect::<Vec<_>>(),
+    })
+}
+
+/// One row of the cluster table, before formatting.
+struct Row<'a> {
+    node_id: u64,
+    addr: &'a str,
+    status: Option<&'a NodeStatus>,
+    membership: &'static str,
+}
+
+/// The cluster table. `leader_id` (if any) is marked with `*`; lag is the
+/// leader's last log index minus what the node has (matched index when the
+/// leader reports it, else the node's own last log index).
+fn nodes_table(
+    rows: &[Row<'_>],
+    leader_id: Option<u64>,
+    leader_last_log: Option<u64>,
+) -> (String, Vec<String>) {
+    let mut cells = Vec::with_capacity(rows.len());
+    let mut notes = Vec::new();
+    for row in rows {
+        let mark = if Some(row.node_id) == leader_id {
+            "*"
+        } else {
+            ""
+        };
+        // Node ids start at 1; 0 means the node never said who it is.
+        let id = match row.node_id {
+            0 => "?".to_string(),
+            n => format!("{n}{mark}"),
+        };
+        let Some(n) = row
+            .status
+            .filter(|n| n.error.is_empty() && n.role != "unreachable")
+        else {
+            if let Some(err) = row
+                .status
+                .map(|n| n.error.as_str())
+                .filter(|e| !e.is_empty())
+            {
+                notes.push(format!("node {}: {}", row.node_id, err));
+            }
+            let mut r = vec![id, row.addr.to_string(), "unreachable".to_string()];
+            r.push(row.membership.to_string());
+            r.extend(std::iter::repeat_n("-".to_string(), 7));
+            cells.push(r);
+            continue;
+        };
+        let has = if n.matched_index > 0 {
+            n.matched_index
+        } else {
+            n.last_log_index
+        };
+        let lag = match leader_last_log {
+            Some(_) if Some(row.node_id) == leader_id => "0".to_string(),
+            Some(last) => last.saturating_sub(has).to_string(),
+            None => "-".to_string(),
+        };
+        let hash: String = n.state_hash.chars().take(HASH_PREFIX_CHARS).collect();
+        cells.push(vec![
+            id,
+            if n.addr.is_empty() { row.addr } else { &n.addr }.to_string(),
+            n.role.clone(),
+            row.membership.to_string(),
+            n.term.to_string(),
+            n.last_log_index.to_string(),
+            n.applied_index.to_string(),
+            n.committed_index.to_string(),
+            n.snapshot_index.to_string(),
+            lag,
+            if hash.is_empty() {
+                "-".to_string()
+            } else {
+                hash
+            },
+        ]);
+    }
+    let header = [
+        "NODE",
+        "ADDR",
+        "ROLE",
+        "MEMBER",
+        "TERM",
+        "LAST LOG",
+        "APPLIED",
+        "COMMITTED",
+        "SNAPSHOT",
+        "LAG",
+        "STATE HASH",
+    ];
+    let right = [
+        false, false, false, false, true, true, true, true, true, true, false,
+    ];
+    (table(&header, &cells, &right), notes)
+}
+
+fn membership_of(
+    voters: &[Member],
+    learners: &[Member],
+    node_id: u64,
+    voter_flag: Option<bool>,
+) -> &'static str {
+    if voters.iter().any(|m| m.node_id == node_id) {
+        "voter"
+    } else if learners.iter().any(|m| m.node_id == node_id) {
+        "learner"
+    } else {
+        match voter_flag {
+            Some(true) => "voter",
+            Some(false) => "learner",
+            None => "-",
+        }
+    }
+}
+
+/// The cluster as the leader reports it.
+pub fn cluster_text(s: &ClusterStatus) -> String {
+    // Every member plus any node the leader reported that is not a member.
+    let mut order: BTreeMap<u64, (&str, Option<&NodeStatus>)> = BTreeMap::new();
+    for m in s.voters.iter().chain(&s.learners) {
+        order.insert(m.node_id, (m.addr.as_str(), None));
+    }
+    for n in &s.nodes {
+        let entry = order.entry(n.node_id).or_insert((n.addr.as_str(), None));
+        entry.1 = Some(n);
+    }
+    let rows: Vec<Row<'_>> = order
+        .iter()
+        .map(|(id, (addr, status))| Row {
+            node_id: *id,
+            addr,
+            status: *status,
+            membership: membership_of(&s.voters, &s.learners, *id, status.map(|n| n.voter)),
+        })
+        .collect();
+    let leader_id = s.has_leader.then_some(s.leader_id);
+    let leader_last_log = s
+        .nodes
+        .iter()
+        .find(|n| Some(n.node_id) == leader_id)
+        .map(|n| n.last_log_index);
+    let headline = match leader_id {
+        Some(id) => format!("leader: node {id}, term {}", s.term),
+        None => format!("no leader, term {}", s.term),
+    };
+    let (table, notes) = nodes_table(&rows, leader_id, leader_last_log);
+    let mut out = format!("{headline}\n{table}");
+    for note in notes {
+        out.push('\n');
+        out.push_str(&note);
+    }
+    out
+}
+
+/// Each node's own view, when no leader could answer for the cluster.
+/// `views` pairs each endpoint with its status or error.
+pub fn node_views_text(views: &[(String, Result<NodeStatus, String>)]) -> String {
+    let unreachable: Vec<NodeStatus> = views
+        .iter()
+        .map(|(addr, r)| match r {
+            Ok(n) => n.clone(),
+            Err(e) => NodeStatus {
+                addr: addr.clone(),
+                role: "unreachable".to_string(),
+                error: e.clone(),
+                ..NodeStatus::default()
+            },
+        })
+        .collect();
+    let leader_id = unreachable
+        .iter()
+        .find(|n| n.role == "leader")
+        .map(|n| n.node_id);
+    let leader_last_log = unreachable
+        .iter()
+        .find(|n| Some(n.node_id) == leader_id && n.role == "leader")
+        .map(|n| n.last_log_index);
+    let rows: Vec<Row<'_>> = unreachable
+        .iter()
+        .map(|n| Row {
+            node_id: n.node_id,
+            addr: &n.addr,
+            status: Some(n),
+            membership: if n.error.is_empty() {
+                if n.voter { "voter" } else { "learner" }
+            } else {
+                "-"
+            },
+        })
+        .collect();
+    let (table, _) = nodes_table(&rows, leader_id, leader_last_log);
+    let mut out = table;
+    for (addr, r) in views {
+        if let Err(e) = r {
+            out.push_str(&format!("\n{addr}: {e}"));
+        }
+    }
+    out
+}
+
+pub fn node_views_json(
+    views: &[(String, Result<NodeStatus, String>)],
+    cluster_error: &str,
+) -> Value {
+    json!({
+        "source": "nodes",
+        "cluster_error": cluster_error,
+        "nodes": views.iter().map(|(addr, r)| match r {
+            Ok(n) => node_status_json(n),
+            Err(e) => json!({"addr": addr, "role": "unreachable", "error": e}),
+        }).collect::<Vec<_>>(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::{BalanceChange, FillEvent, HoldEvent};
+
+    fn balance(owner: Owner, asset: &str, ad: &str, a: &str, ld: &str, l: &str) -> Event {
+        Event {
+            kind: Some(event::Kind::Balance(BalanceChange {
+                owner: Some(owner.to_proto()),
+                asset: asset.into(),
+                available_delta: ad.into(),
+                locked_delta: ld.into(),
+                available: a.into(),
+                locked: l.into(),
+            })),
+        }
+    }
+
+    #[test]
+    fn tables_align() {
+        let t = table(
+            &["A", "NUM"],
+            &[
+                vec!["long-name".into(), "1".into()],
+                vec!["x".into(), "100".into()],
+            ],
+            &[false, true],
+        );
+        assert_eq!(t, "A          NUM\nlong-name    1\nx          100");
+    }
+
+    #[test]
+    fn applied_write_lists_balance_changes_one_per_line() {
+        let result = CommandResult {
+            command_id: "tc-1".into(),
+            applied: true,
+            duplicate: true,
+            events: vec![
+                balance(Owner::Account(7), "BTC", "1.5", "1.5", "0", "0"),
+                balance(Owner::External, "BTC", "-1.5", "-1.5", "", ""),
+                Event {
+                    kind: Some(event::Kind::Hold(HoldEvent {
+                        hold: 9,
+                        account: 7,
+                        asset: "BTC".into(),
+                        remaining: "0".into(),
+                        closed: true,
+                    })),
+                },
+                Event {
+                    kind: Some(event::Kind::Fill(FillEvent {
+                        buyer: 1,
+                        seller: 2,
+                        base_asset: "BTC".into(),
+                        quote_asset: "USDT".into(),
+                        base_amount: "0.5".into(),
+                        quote_amount: "15000".into(),
+                        buyer_fee: "".into(),
+                        seller_fee: "15".into(),
+                    })),
+                },
+            ],
+            ..CommandResult::default()
+        };
+        let text = applied_text(&result, 42);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 5, "{text}");
+        assert!(lines[0].starts_with("applied tc-1 at index 42 (duplicate"));
+        assert_eq!(
+            lines[1],
+            "  account 7  BTC  available +1.5 -> 1.5   locked 0 -> 0"
+        );
+        assert_eq!(
+            lines[2],
+            "  external   BTC  available -1.5 -> -1.5  locked 0 -> 0"
+        );
+        assert_eq!(lines[3], "  hold 9 (account 7, BTC) remaining 0, closed");
+        assert!(lines[4].contains("buyer 1 fee 0 BTC, seller 2 fee 15 USDT"));
+        let j = applied_json(&result, 42);
+        assert_eq!(j["status"], "applied");
+        assert_eq!(j["duplicate"], true);
+        assert_eq!(j["events"][1]["owner"]["kind"], "external");
+        assert_eq!(j["events"][1]["locked"], "0");
+    }
+
+    #[test]
+    fn cluster_table_marks_leader_and_lag() {
+        let node = |id: u64, role: &str, last: u64, matched: u64| NodeStatus {
+            node_id: id,
+            addr: format!("127.0.0.1:5005{id}"),
+            role: role.into(),
+            term: 3,
+            last_log_index: last,
+            applied_index: last,
+            committed_index: last,
+            matched_index: matched,
+            voter: true,
+            state_hash: "0123456789abcdef0123".into(),
+            ..NodeStatus::default()
+        };
+        let member = |id: u64| Member {
+            node_id: id,
+            addr: format!("127.0.0.1:5005{id}"),
+        };
+        let mut down = node(3, "unreachable", 0, 0);
+        down.error = "connection refused".into();
+        let status = ClusterStatus {
+            leader_id: 1,
+            has_leader: true,
+            term: 3,
+            voters: vec![member(1), member(2), member(3)],
+            learners: vec![member(4)],
+            nodes: vec![
+                node(1, "leader", 100, 100),
+                node(2, "follower", 97, 95),
+                down,
+            ],
+        };
+        let text = cluster_text(&status);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "leader: node 1, term 3");
+        assert!(lines[1].starts_with("NODE"));
+        assert!(lines[2].starts_with("1*"), "{text}");
+        assert!(lines[2].contains("0123456789ab"));
+        assert!(!lines[2].contains("0123456789abc"));
+        assert!(
+            lines[3].contains("follower") && lines[3].contains(" 5 "),
+            "{text}"
+        );
+        assert!(lines[4].contains("unreachable"));
+        assert!(lines[5].starts_with("4") && lines[5].contains("learner"));
+        assert_eq!(lines[6], "node 3: connection refused");
+        assert_eq!(
+            cluster_json(&status)["nodes"][2]["error"],
+            "connection refused"
+        );
+    }
+
+    #[test]
+    fn node_views_without_leader() {
+        let views = vec![
+            (
+                "a:1".to_string(),
+                Ok(NodeStatus {
+                    node_id: 1,
+                    addr: "a:1".into(),
+                    role: "candidate".into(),
+                    voter: true,
+                    ..NodeStatus::default()
+                }),
+            ),
+            ("b:2".to_string(), Err("no node reachable".to_string())),
+        ];
+        let text = node_views_text(&views);
+        assert!(text.contains("candidate"));
+        let third = text.lines().nth(2).unwrap_or_default();
+        assert!(third.starts_with("?  "), "{text}");
+        assert!(text.contains("b:2: no node reachable"));
+        let j = node_views_json(&views, "x");
+        assert_eq!(j["nodes"][1]["role"], "unreachable");
+    }
+}

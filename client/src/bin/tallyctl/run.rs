@@ -1,0 +1,572 @@
+//! Executing a parsed command line: builds the client, runs the call, and
+//! maps its result to an [`Outcome`] (text, JSON and exit code).
+
+use serde_json::{Value, json};
+use tally_client::proto::v1::{Command, Member, NodeStatus};
+use tally_client::{
+    Client, ClientConfig, ClientError, CommandExt, ReadOptions, WriteResult, commands, reasons,
+};
+
+use crate::args::{AccountArgs, AccountCmd, AssetCmd, Cli, ClusterCmd, Cmd, ReadArgs, WriteArgs};
+use crate::render;
+
+/// Exit status: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit status: usage, configuration or connection error.
+pub const EXIT_ERROR: u8 = 1;
+/// Exit status: the cluster refused (rejected write, invalid argument, not found).
+pub const EXIT_REJECTED: u8 = 2;
+/// Exit status: a write's (or membership change's) outcome is unknown.
+pub const EXIT_UNKNOWN: u8 = 3;
+
+/// What to print and how to exit.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// Success: text for stdout, or the JSON object with `--json`.
+    Ok { text: String, json: Value },
+    /// Failure: one line for stderr (already prefixed), the JSON object for
+    /// stdout with `--json`, and the exit status.
+    Fail { exit: u8, line: String, json: Value },
+}
+
+impl Outcome {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Outcome::Ok { .. } => EXIT_OK,
+            Outcome::Fail { exit, .. } => *exit,
+        }
+    }
+
+    /// A usage error found after parsing (contradicting flags).
+    pub fn usage(message: &str) -> Outcome {
+        Outcome::Fail {
+            exit: EXIT_ERROR,
+            line: format!("error: {message}"),
+            json: json!({"status": "error", "exit_code": EXIT_ERROR, "reason": "USAGE", "error": message}),
+        }
+    }
+}
+
+/// The exit status of a write outcome.
+pub fn write_exit_code(result: &WriteResult) -> u8 {
+    match result {
+        WriteResult::Applied { .. } => EXIT_OK,
+        WriteResult::Rejected { reason, .. } if reason == reasons::NOT_SENT => EXIT_ERROR,
+        WriteResult::Rejected { .. } => EXIT_REJECTED,
+        WriteResult::Unknown { .. } => EXIT_UNKNOWN,
+    }
+}
+
+/// The exit status of a failed read or admin call; `change` marks calls
+/// that change the cluster (their timeouts are unknown outcomes).
+pub fn error_exit_code(error: &ClientError, change: bool) -> u8 {
+    match error {
+        ClientError::Config(_) | ClientError::Unavailable { .. } => EXIT_ERROR,
+        ClientError::Timeout { .. } if change => EXIT_UNKNOWN,
+        ClientError::Timeout { .. } => EXIT_ERROR,
+        ClientError::NotFound { .. }
+        | ClientError::InvalidArgument { .. }
+        | ClientError::Status { .. } => EXIT_REJECTED,
+    }
+}
+
+pub fn write_outcome(result: &WriteResult) -> Outcome {
+    let exit = write_exit_code(result);
+    match result {
+        WriteResult::Applied {
+            result,
+            applied_index,
+        } => Outcome::Ok {
+            text: render::applied_text(result, *applied_index),
+            json: render::applied_json(result, *applied_index),
+        },
+        WriteResult::Rejected {
+            reason, message, ..
+        } if reason == reasons::NOT_SENT => Outcome::Fail {
+            exit,
+            line: format!(
+                "error: {message} (command {}; safe to retry)",
+                result.command_id()
+            ),
+            json: json!({
+                "status": "not_sent",
+                "exit_code": exit,
+                "command_id": result.command_id(),
+                "reason": reason,
+                "error": message,
+            }),
+        },
+        WriteResult::Rejected {
+            reason,
+            message,
+            result: command_result,
+        } => Outcome::Fail {
+            exit,
+            line: format!("rejected: {reason}: {message}"),
+            json: json!({
+                "status": "rejected",
+                "exit_code": exit,
+                "command_id": command_result.command_id,
+                "reason": reason,
+                "message": message,
+                "duplicate": command_result.duplicate,
+            }),
+        },
+        WriteResult::Unknown {
+            command_id,
+            last_error,
+        } => Outcome::Fail {
+            exit,
+            line: format!(
+                "error: outcome unknown: command {command_id} may or may not have applied \
+                 (last error: {last_error}); retry with --id {command_id}"
+            ),
+            json: json!({
+                "status": "unknown",
+                "exit_code": exit,
+                "command_id": command_id,
+                "error": last_error,
+            }),
+        },
+    }
+}
+
+pub fn error_outcome(error: &ClientError, change: bool) -> Outcome {
+    let exit = error_exit_code(error, change);
+    let mut line = format!("error: {error}");
+    if exit == EXIT_UNKNOWN {
+        line.push_str(
+            "; the change may or may not have taken effect (check `tallyctl cluster status`)",
+        );
+    }
+    Outcome::Fail {
+        exit,
+        line,
+        json: json!({
+            "status": "error",
+            "exit_code": exit,
+            "reason": error.reason(),
+            "error": error.to_string(),
+        }),
+    }
+}
+
+fn read_options(read: &ReadArgs) -> Result<ReadOptions, Outcome> {
+    read.options().map_err(|m| Outcome::usage(&m))
+}
+
+fn with_id(command: Command, write: &WriteArgs) -> Command {
+    match &write.id {
+        Some(id) => command.with_id(id.clone()),
+        None => command,
+    }
+}
+
+/// Submits a write; Ctrl-C makes the outcome unknown (it may be in flight).
+async fn submit(client: &Client, command: Command) -> Outcome {
+    let command_id = command.id().to_string();
+    let result = tokio::select! {
+        result = client.submit(command) => result,
+        _ = tokio::signal::ctrl_c() => WriteResult::Unknown {
+            command_id,
+            last_error: "interrupted".to_string(),
+        },
+    };
+    write_outcome(&result)
+}
+
+/// Runs a non-write call; Ctrl-C aborts it.
+async fn interruptible<T>(
+    call: impl Future<Output = Result<T, ClientError>>,
+    change: bool,
+    done: impl FnOnce(T) -> Outcome,
+) -> Outcome {
+    tokio::select! {
+        result = call => match result {
+            Ok(value) => done(value),
+            Err(error) => error_outcome(&error, change),
+        },
+        _ = tokio::signal::ctrl_c() => {
+            let exit = if change { EXIT_UNKNOWN } else { EXIT_ERROR };
+            let mut line = "error: interrupted".to_string();
+            if change {
+                line.push_str("; the change may or may not have taken effect");
+            }
+            Outcome::Fail {
+                exit,
+                line,
+                json: json!({"status": "error", "exit_code": exit, "reason": "INTERRUPTED", "error": "interrupted"}),
+            }
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> Outcome {
+    let config = ClientConfig {
+        timeout_ms: cli.timeout_ms,
+        ..ClientConfig::new(cli.endpoints.0)
+    };
+    let client = match Client::new(config) {
+        Ok(client) => client,
+        Err(error) => return error_outcome(&error, false),
+    };
+    match cli.command {
+        Cmd::Asset(AssetCmd::Create {
+            symbol,
+            scale,
+            write,
+        }) => {
+            submit(
+                &client,
+                with_id(commands::create_asset(symbol, scale), &write),
+            )
+            .await
+        }
+        Cmd::Account(AccountArgs {
+            action: Some(AccountCmd::Create { account, write }),
+            ..
+        }) => submit(&client, with_id(commands::create_account(account), &write)).await,
+        Cmd::Account(AccountArgs {
+            action: None,
+            account,
+            read,
+        }) => {
+            let Some(account) = account else {
+                return Outcome::usage("missing ACCOUNT");
+            };
+            let read = match read_options(&read) {
+                Ok(read) => read,
+                Err(outcome) => return outcome,
+            };
+            interruptible(client.account(account, read), false, |r| Outcome::Ok {
+                text: render::account_text(&r),
+                json: render::account_json(&r),
+            })
+            .await
+        }
+        Cmd::Deposit {
+            account,
+            asset,
+            amount,
+            write,
+        } => {
+            let command = commands::deposit(account, asset, amount);
+            submit(&client, with_id(command, &write)).await
+        }
+        Cmd::Withdraw {
+            account,
+            asset,
+            amount,
+            write,
+        } => {
+            let command = commands::withdraw(account, asset, amount);
+            submit(&client, with_id(command, &write)).await
+        }
+        Cmd::Transfer {
+            from,
+            to,
+            asset,
+            amount,
+            write,
+        } => {
+            let command = commands::transfer(from, to, asset, amount);
+            submit(&client, with_id(command, &write)).await
+        }
+        Cmd::Lock {
+            hold,
+            account,
+            asset,
+            amount,
+            write,
+        } => {
+            let command = commands::lock(hold, account, asset, amount);
+            submit(&client, with_id(command, &write)).await
+        }
+        Cmd::Release { hold, write } => {
+            submit(&client, with_id(commands::release(hold), &write)).await
+        }
+        Cmd::Fill {
+            buy_hold,
+            sell_hold,
+            amount,
+            price,
+            buyer_fee,
+            seller_fee,
+            write,
+        } => {
+            let command =
+                commands::fill_with_fees(buy_hold, sell_hold, amount, price, buyer_fee, seller_fee);
+            submit(&client, with_id(command, &write)).await
+        }
+        Cmd::Balance { owner, asset, read } => {
+            let read = match read_options(&read) {
+                Ok(read) => read,
+                Err(outcome) => return outcome,
+            };
+            let call = client.balance(owner, asset.clone(), read);
+            interruptible(call, false, |r| Outcome::Ok {
+                text: render::balance_text(owner, &asset, &r),
+                json: render::balance_json(owner, &asset, &r),
+            })
+            .await
+        }
+        Cmd::Hold { hold, read } => {
+            let read = match read_options(&read) {
+                Ok(read) => read,
+                Err(outcome) => return outcome,
+            };
+            interruptible(client.hold(hold, read), false, |r| Outcome::Ok {
+                text: render::hold_text(&r),
+                json: render::hold_json(&r),
+            })
+            .await
+        }
+        Cmd::StateHash { node, read } => {
+            let read = match read_options(&read) {
+                Ok(read) => read,
+                Err(outcome) => return outcome,
+            };
+            let done = |r: tally_client::proto::v1::GetStateHashResponse| Outcome::Ok {
+                text: render::state_hash_text(&r),
+                json: render::state_hash_json(&r),
+            };
+            match node {
+                Some(node) => interruptible(client.state_hash_at(&node, read), false, done).await,
+                None => interruptible(client.state_hash(read), false, done).await,
+            }
+        }
+        Cmd::Cluster(cmd) => cluster(&client, cmd).await,
+    }
+}
+
+async fn cluster(client: &Client, cmd: ClusterCmd) -> Outcome {
+    match cmd {
+        ClusterCmd::Init { members } => {
+            let members: Vec<Member> = members
+                .into_iter()
+                .map(|m| Member {
+                    node_id: m.node_id,
+                    addr: m.addr,
+                })
+                .collect();
+            let count = members.len();
+            interruptible(client.init(members), true, |()| Outcome::Ok {
+                text: format!("cluster initialized with {count} voter(s)"),
+                json: json!({"status": "ok", "action": "init", "voters": count}),
+            })
+            .await
+        }
+        ClusterCmd::AddLearner { node_id, addr } => {
+            let action = format!("node {node_id} added as learner");
+            interruptible(client.add_learner(node_id, addr), true, |r| Outcome::Ok {
+                text: render::membership_text(&action, &r),
+                json: render::membership_json("add_learner", &r),
+            })
+            .await
+        }
+        ClusterCmd::Promote { node_id } => {
+            let action = format!("node {node_id} promoted to voter");
+            interruptible(client.promote(node_id), true, |r| Outcome::Ok {
+                text: render::membership_text(&action, &r),
+                json: render::membership_json("promote", &r),
+            })
+            .await
+        }
+        ClusterCmd::Remove { node_id, force } => {
+            let action = format!("node {node_id} removed");
+            interruptible(client.remove(node_id, force), true, |r| Outcome::Ok {
+                text: render::membership_text(&action, &r),
+                json: render::membership_json("remove", &r),
+            })
+            .await
+        }
+        ClusterCmd::Status => cluster_status(client).await,
+    }
+}
+
+/// The leader's view; failing that, each configured node's own view.
+async fn cluster_status(client: &Client) -> Outcome {
+    let half = (client.timeout_ms() / 2).max(1);
+    let error = match client.with_timeout_ms(half).cluster_status().await {
+        Ok(status) => {
+            return Outcome::Ok {
+                text: render::cluster_text(&status),
+                json: render::cluster_json(&status),
+            };
+        }
+        Err(error) if error.is_definite_answer() => return error_outcome(&error, false),
+        Err(error) => error,
+    };
+    let per_node = client.with_timeout_ms(half);
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, endpoint) in client.endpoints().iter().enumerate() {
+        let per_node = per_node.clone();
+        let endpoint = endpoint.clone();
+        tasks.spawn(async move {
+            let status = per_node.node_status(&endpoint).await;
+            (i, endpoint, status.map_err(|e| e.to_string()))
+        });
+    }
+    let mut views: Vec<(usize, String, Result<NodeStatus, String>)> = Vec::new();
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(view) => views.push(view),
+            Err(join_error) => {
+                return Outcome::usage(&format!("status task failed: {join_error}"));
+            }
+        }
+    }
+    views.sort_by_key(|(i, _, _)| *i);
+    let views: Vec<(String, Result<NodeStatus, String>)> =
+        views.into_iter().map(|(_, e, s)| (e, s)).collect();
+    if views.iter().all(|(_, s)| s.is_err()) {
+        return error_outcome(&error, false);
+    }
+    Outcome::Ok {
+        text: format!(
+            "cluster status unavailable ({error}); each node's own view:\n{}",
+            render::node_views_text(&views)
+        ),
+        json: render::node_views_json(&views, &error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use tally_client::proto::v1::CommandResult;
+    use tonic::Code;
+
+    #[test]
+    fn write_exit_codes() {
+        let applied = WriteResult::Applied {
+            result: CommandResult {
+                command_id: "a".into(),
+                applied: true,
+                ..CommandResult::default()
+            },
+            applied_index: 3,
+        };
+        assert_eq!(write_exit_code(&applied), 0);
+        let rejected = WriteResult::Rejected {
+            reason: "INSUFFICIENT_FUNDS".into(),
+            message: "needs 2".into(),
+            result: CommandResult::default(),
+        };
+        assert_eq!(write_exit_code(&rejected), 2);
+        match write_outcome(&rejected) {
+            Outcome::Fail { line, json, .. } => {
+                assert_eq!(line, "rejected: INSUFFICIENT_FUNDS: needs 2");
+                assert_eq!(json["status"], "rejected");
+            }
+            other => panic!("{other:?}"),
+        }
+        let not_sent = WriteResult::Rejected {
+            reason: reasons::NOT_SENT.into(),
+            message: "could not connect".into(),
+            result: CommandResult {
+                command_id: "n".into(),
+                ..CommandResult::default()
+            },
+        };
+        assert_eq!(write_exit_code(&not_sent), 1);
+        let unknown = WriteResult::Unknown {
+            command_id: "tc-9".into(),
+            last_error: "timeout".into(),
+        };
+        assert_eq!(write_exit_code(&unknown), 3);
+        match write_outcome(&unknown) {
+            Outcome::Fail { line, json, exit } => {
+                assert_eq!(exit, 3);
+                assert!(line.starts_with("error: "));
+                assert!(line.contains("may or may not have applied"));
+                assert!(line.contains("--id tc-9"));
+                assert!(!line.contains('\n'));
+                assert_eq!(json["command_id"], "tc-9");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn error_exit_codes() {
+        let timeout = ClientError::Timeout {
+            timeout_ms: 1,
+            last_error: "x".into(),
+        };
+        assert_eq!(error_exit_code(&timeout, false), 1);
+        assert_eq!(error_exit_code(&timeout, true), 3);
+        let unavailable = ClientError::Unavailable {
+            last_error: "x".into(),
+        };
+        assert_eq!(error_exit_code(&unavailable, true), 1);
+        assert_eq!(
+            error_exit_code(
+                &ClientError::NotFound {
+                    message: "h".into()
+                },
+                false
+            ),
+            2
+        );
+        let status = ClientError::Status {
+            code: Code::FailedPrecondition,
+            reason: "ALREADY_INITIALIZED".into(),
+            message: "m".into(),
+        };
+        assert_eq!(error_exit_code(&status, true), 2);
+        assert_eq!(error_exit_code(&ClientError::Config("c".into()), false), 1);
+        match error_outcome(&timeout, true) {
+            Outcome::Fail { line, .. } => {
+                assert!(line.starts_with("error: ") && line.contains("may or may not"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn dead_endpoint() -> String {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(1);
+        format!("127.0.0.1:{port}")
+    }
+
+    async fn run_args(args: &[&str]) -> Outcome {
+        let endpoints = dead_endpoint();
+        let mut all = vec!["tallyctl", "--endpoints", &endpoints, "--timeout-ms", "200"];
+        all.extend_from_slice(args);
+        match Cli::try_parse_from(all) {
+            Ok(cli) => run(cli).await,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn dead_cluster_outcomes() {
+        let out = run_args(&["deposit", "7", "BTC", "1", "--id", "dep-7"]).await;
+        assert_eq!(out.exit_code(), EXIT_ERROR);
+        match out {
+            Outcome::Fail { line, json, .. } => {
+                assert!(
+                    line.starts_with("error: ") && line.contains("dep-7"),
+                    "{line}"
+                );
+                assert_eq!(json["status"], "not_sent");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(run_args(&["hold", "1"]).await.exit_code(), EXIT_ERROR);
+        assert_eq!(
+            run_args(&["cluster", "status"]).await.exit_code(),
+            EXIT_ERROR
+        );
+        assert_eq!(
+            run_args(&["cluster", "promote", "2"]).await.exit_code(),
+            EXIT_ERROR
+        );
+        let out = run_args(&["hold", "1", "--consistency", "bounded"]).await;
+        assert_eq!(out.exit_code(), EXIT_ERROR);
+    }
+}

@@ -1,0 +1,546 @@
+//! [`Client`]: the handle applications use. Owns the shared routing state
+//! and turns each public call (writes and reads) into a retry-loop run with
+//! the right routing policy and outcome mapping. Admin calls live in
+//! `admin.rs`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tally_proto::MAX_BATCH_COMMANDS;
+use tally_proto::v1::ledger_client::LedgerClient;
+use tally_proto::v1::{
+    Command, CommandResult, GetAccountRequest, GetAccountResponse, GetBalanceRequest,
+    GetBalanceResponse, GetHoldRequest, GetHoldResponse, GetStateHashRequest, GetStateHashResponse,
+    SubmitBatchRequest, SubmitRequest,
+};
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+
+use crate::config::{ClientConfig, parse_endpoint};
+use crate::error::{ClientError, reasons};
+use crate::ids::validate_command_id;
+use crate::read::{Consistency, Owner, ReadOptions};
+use crate::result::WriteResult;
+use crate::retry::{self, CallFailure, Policy, Route};
+use crate::router::Router;
+
+/// Largest gRPC message the client sends or accepts (a full batch's results
+/// with their events can exceed tonic's 4 MiB default).
+pub(crate) const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// A handle to a Tally cluster. Cheap to clone (the state is shared behind an
+/// `Arc`); use one per process from as many tasks as you like. Every call
+/// retries across nodes until its deadline (`timeout_ms`).
+#[derive(Clone)]
+pub struct Client {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) timeout: Duration,
+}
+
+pub(crate) struct Shared {
+    pub(crate) config: ClientConfig,
+    pub(crate) router: Router,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoints", &self.shared.router.endpoints())
+            .field("leader", &self.shared.router.leader())
+            .field("timeout_ms", &self.timeout.as_millis())
+            .finish()
+    }
+}
+
+impl Client {
+    /// Validates the configuration. Connects lazily: nothing is dialed until
+    /// the first call, so this succeeds while nodes are down, and it need
+    /// not run inside a Tokio runtime (calls must).
+    pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
+        let endpoints = config.validate()?;
+        let router = Router::new(endpoints, Duration::from_millis(config.connect_timeout_ms));
+        let timeout = config.timeout();
+        Ok(Client {
+            shared: Arc::new(Shared { config, router }),
+            timeout,
+        })
+    }
+
+    /// The configuration this client was built with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.shared.config
+    }
+
+    /// The normalized configured endpoints.
+    pub fn endpoints(&self) -> &[String] {
+        self.shared.router.endpoints()
+    }
+
+    /// The node that last accepted a write or membership change, if any.
+    pub fn leader(&self) -> Option<String> {
+        self.shared.router.leader()
+    }
+
+    /// A handle sharing this client's connections and leader tracking, whose
+    /// calls get a different whole-call budget (0 is treated as 1 ms).
+    pub fn with_timeout_ms(&self, timeout_ms: u64) -> Client {
+        Client {
+            shared: Arc::clone(&self.shared),
+            timeout: Duration::from_millis(timeout_ms.max(1)),
+        }
+    }
+
+    /// The whole-call budget of this handle, in milliseconds.
+    pub fn timeout_ms(&self) -> u64 {
+        self.timeout.as_millis().try_into().unwrap_or(u64::MAX)
+    }
+
+    pub(crate) async fn run<T, F, Fut>(&self, policy: Policy, op: F) -> Result<T, CallFailure>
+    where
+        F: FnMut(Channel, Duration) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        retry::call(
+            &self.shared.router,
+            &self.shared.config,
+            self.timeout,
+            policy,
+            op,
+        )
+        .await
+    }
+
+    // ---- writes ----
+
+    /// Submits one command and waits for its outcome. Retries (with the same
+    /// `command_id`) across nodes until applied, definitely rejected, or the
+    /// deadline passes (then [`WriteResult::Unknown`]).
+    pub async fn submit(&self, command: Command) -> WriteResult {
+        let command_id = command.command_id.clone();
+        if let Err((reason, message)) = check_command(&command) {
+            return WriteResult::rejected(&command_id, reason, message);
+        }
+        let request = SubmitRequest {
+            command: Some(command),
+        };
+        let outcome = self
+            .run(write_policy(), |channel, timeout| {
+                let request = request.clone();
+                let command_id = command_id.clone();
+                async move {
+                    let response = ledger_client(channel)
+                        .submit(with_timeout(request, timeout))
+                        .await?
+                        .into_inner();
+                    let result = response
+                        .result
+                        .ok_or_else(|| Status::internal("server returned no command result"))?;
+                    let result = matching_result(result, &command_id)?;
+                    Ok(WriteResult::from_engine(result, response.applied_index))
+                }
+            })
+            .await;
+        outcome.unwrap_or_else(|failure| WriteResult::from_failure(&command_id, &failure))
+    }
+
+    /// Submits up to [`MAX_BATCH_COMMANDS`] commands applied in order in one
+    /// Raft entry; returns one outcome per command, in order. If the call
+    /// fails as a whole every command gets the same kind of outcome (e.g. all
+    /// `Unknown`). An empty batch returns at once.
+    ///
+    /// Returns [`ClientError::InvalidArgument`] without sending anything when
+    /// the batch is larger than [`MAX_BATCH_COMMANDS`]; split it yourself,
+    /// deciding what a later chunk should do if an earlier one is unknown.
+    pub async fn submit_batch(
+        &self,
+        commands: Vec<Command>,
+    ) -> Result<Vec<WriteResult>, ClientError> {
+        if commands.len() > MAX_BATCH_COMMANDS {
+            return Err(ClientError::InvalidArgument {
+                reason: reasons::BATCH_TOO_LARGE.to_string(),
+                message: format!(
+                    "a batch holds at most {MAX_BATCH_COMMANDS} commands, got {}",
+                    commands.len()
+                ),
+            });
+        }
+        if commands.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<String> = commands.iter().map(|c| c.command_id.clone()).collect();
+        for (i, command) in commands.iter().enumerate() {
+            if let Err((reason, message)) = check_command(command) {
+                let message = format!("command {i} of the batch: {message}");
+                return Ok(ids
+                    .iter()
+                    .map(|id| WriteResult::rejected(id, reason, message.clone()))
+                    .collect());
+            }
+        }
+        let request = SubmitBatchRequest { commands };
+        let outcome = self
+            .run(write_policy(), |channel, timeout| {
+                let request = request.clone();
+                let ids = ids.clone();
+                async move {
+                    let response = ledger_client(channel)
+                        .submit_batch(with_timeout(request, timeout))
+                        .await?
+                        .into_inner();
+                    if response.results.len() != ids.len() {
+                        return Err(Status::internal(format!(
+                            "server returned {} results for {} commands",
+                            response.results.len(),
+                            ids.len()
+                        )));
+                    }
+                    let index = response.applied_index;
+                    response
+                        .results
+                        .into_iter()
+                        .zip(&ids)
+                        .map(|(result, id)| {
+                            matching_result(result, id).map(|r| WriteResult::from_engine(r, index))
+                        })
+                        .collect::<Result<Vec<_>, Status>>()
+                }
+            })
+            .await;
+        Ok(outcome.unwrap_or_else(|failure| {
+            ids.iter()
+                .map(|id| WriteResult::from_failure(id, &failure))
+                .collect()
+        }))
+    }
+
+    // ---- reads ----
+
+    /// One balance of an account or system account.
+    pub async fn balance(
+        &self,
+        owner: impl Into<Owner>,
+        asset: impl Into<String>,
+        read: ReadOptions,
+    ) -> Result<GetBalanceResponse, ClientError> {
+        let request = GetBalanceRequest {
+            owner: Some(owner.into().to_proto()),
+            asset: asset.into(),
+            read: Some(read.to_proto()),
+        };
+        self.read(read, |channel, timeout| {
+            let request = request.clone();
+            async move {
+                let response = ledger_client(channel)
+                    .get_balance(with_timeout(request, timeout))
+                    .await?;
+                Ok(response.into_inner())
+            }
+        })
+        .await
+    }
+
+    /// Every balance of a client account.
+    pub async fn account(
+        &self,
+        account: u64,
+        read: ReadOptions,
+    ) -> Result<GetAccountResponse, ClientError> {
+        let request = GetAccountRequest {
+            account,
+            read: Some(read.to_proto()),
+        };
+        self.read(read, |channel, timeout| async move {
+            let response = ledger_client(channel)
+                .get_account(with_timeout(request, timeout))
+                .await?;
+            Ok(response.into_inner())
+        })
+        .await
+    }
+
+    /// One hold (order lock).
+    pub async fn hold(&self, hold: u64, read: ReadOptions) -> Result<GetHoldResponse, ClientError> {
+        let request = GetHoldRequest {
+            hold,
+            read: Some(read.to_proto()),
+        };
+        self.read(read, |channel, timeout| async move {
+            let response = ledger_client(channel)
+                .get_hold(with_timeout(request, timeout))
+                .await?;
+            Ok(response.into_inner())
+        })
+        .await
+    }
+
+    /// The hash of the whole ledger state, from whichever node serves the read.
+    pub async fn state_hash(&self, read: ReadOptions) -> Result<GetStateHashResponse, ClientError> {
+        let route = read_route(read);
+        self.state_hash_via(route, read).await
+    }
+
+    /// The hash of the whole ledger state as one specific node sees it (no
+    /// failover to other nodes; transient errors are retried on that node).
+    pub async fn state_hash_at(
+        &self,
+        endpoint: &str,
+        read: ReadOptions,
+    ) -> Result<GetStateHashResponse, ClientError> {
+        let endpoint = parse_endpoint(endpoint)?;
+        self.state_hash_via(Route::Fixed(endpoint), read).await
+    }
+
+    async fn state_hash_via(
+        &self,
+        route: Route,
+        read: ReadOptions,
+    ) -> Result<GetStateHashResponse, ClientError> {
+        let request = GetStateHashRequest {
+            read: Some(read.to_proto()),
+        };
+        let policy = Policy {
+            route,
+            cap_attempts: true,
+            write: false,
+        };
+        self.run(policy, |channel, timeout| async move {
+            let response = ledger_client(channel)
+                .get_state_hash(with_timeout(request, timeout))
+                .await?;
+            Ok(response.into_inner())
+        })
+        .await
+        .map_err(CallFailure::into_client_error)
+    }
+
+    async fn read<T, F, Fut>(&self, read: ReadOptions, op: F) -> Result<T, ClientError>
+    where
+        F: FnMut(Channel, Duration) -> Fut,
+        Fut: Future<Output = Result<T, Status>>,
+    {
+        let policy = Policy {
+            route: read_route(read),
+            cap_attempts: true,
+            write: false,
+        };
+        self.run(policy, op)
+            .await
+            .map_err(CallFailure::into_client_error)
+    }
+}
+
+fn write_policy() -> Policy {
+    Policy {
+        route: Route::Leader { remember: true },
+        cap_attempts: true,
+        write: true,
+    }
+}
+
+/// Linearizable reads go to the leader; others spread over all nodes.
+fn read_route(read: ReadOptions) -> Route {
+    match read.consistency {
+        Consistency::Linearizable => Route::Leader { remember: false },
+        Consistency::Bounded | Consistency::AtLeastIndex => Route::Spread,
+    }
+}
+
+pub(crate) fn with_timeout<T>(message: T, timeout: Duration) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(timeout);
+    request
+}
+
+fn ledger_client(channel: Channel) -> LedgerClient<Channel> {
+    LedgerClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+/// Local checks that spare a round trip: a well-formed id and a body.
+/// Returns the reason (the same names the server uses) and a message.
+fn check_command(command: &Command) -> Result<(), (&'static str, String)> {
+    validate_command_id(&command.command_id).map_err(|m| (reasons::INVALID_COMMAND_ID, m))?;
+    if command.body.is_none() {
+        return Err((
+            reasons::MISSING_FIELD,
+            format!("command {:?} has no body", command.command_id),
+        ));
+    }
+    Ok(())
+}
+
+/// The result must belong to the command sent (an empty id is filled in).
+fn matching_result(mut result: CommandResult, command_id: &str) -> Result<CommandResult, Status> {
+    if result.command_id.is_empty() {
+        result.command_id = command_id.to_string();
+    }
+    if result.command_id != command_id {
+        return Err(Status::internal(format!(
+            "server answered for command {:?} instead of {command_id:?}",
+            result.command_id
+        )));
+    }
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::{self, CommandExt};
+    use std::time::Instant;
+
+    fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
+
+    #[test]
+    fn client_is_send_sync_clone() {
+        assert_send_sync::<Client>();
+    }
+
+    #[test]
+    fn new_needs_no_runtime_and_validates() {
+        assert!(Client::new(ClientConfig::new(["127.0.0.1:1"])).is_ok());
+        assert!(matches!(
+            Client::new(ClientConfig::default()),
+            Err(ClientError::Config(_))
+        ));
+        assert!(Client::new(ClientConfig::new(["nope"])).is_err());
+    }
+
+    /// A port with nothing listening: bind, note the port, drop the listener.
+    fn dead_endpoint() -> String {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0");
+        let port = listener
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .unwrap_or(1);
+        format!("127.0.0.1:{port}")
+    }
+
+    fn dead_client(timeout_ms: u64) -> Client {
+        let config = ClientConfig {
+            timeout_ms,
+            ..ClientConfig::new([dead_endpoint(), dead_endpoint()])
+        };
+        match Client::new(config) {
+            Ok(client) => client,
+            Err(e) => panic!("config: {e}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn write_to_dead_cluster_ends_within_timeout_and_is_not_applied() {
+        let client = dead_client(300);
+        let started = Instant::now();
+        let result = client.submit(commands::deposit(7, "BTC", "1")).await;
+        let elapsed = started.elapsed();
+        assert!(elapsed < Duration::from_millis(1_500), "took {elapsed:?}");
+        assert!(
+            elapsed >= Duration::from_millis(250),
+            "gave up early: {elapsed:?}"
+        );
+        // Connection refused everywhere: the command was never sent.
+        match &result {
+            WriteResult::Rejected {
+                reason, message, ..
+            } => {
+                assert_eq!(reason, reasons::NOT_SENT);
+                assert!(message.contains("127.0.0.1"), "{message}");
+            }
+            other => panic!("expected NOT_SENT, got {other:?}"),
+        }
+        assert!(!result.is_applied());
+        assert_eq!(client.leader(), None);
+    }
+
+    #[tokio::test]
+    async fn batch_to_dead_cluster_is_not_sent() {
+        let client = dead_client(200);
+        let batch = vec![commands::create_account(1), commands::create_account(2)];
+        let ids: Vec<String> = batch.iter().map(|c| c.id().to_string()).collect();
+        let results = client.submit_batch(batch).await.unwrap_or_default();
+        let got: Vec<&str> = results.iter().map(WriteResult::command_id).collect();
+        assert_eq!(got, ids);
+        assert!(results.iter().all(WriteResult::is_rejected));
+    }
+
+    #[tokio::test]
+    async fn read_from_dead_cluster_is_unavailable_within_timeout() {
+        let client = dead_client(300);
+        let started = Instant::now();
+        let result = client.balance(7, "BTC", ReadOptions::default()).await;
+        assert!(started.elapsed() < Duration::from_millis(1_500));
+        assert!(
+            matches!(result, Err(ClientError::Unavailable { .. })),
+            "{result:?}"
+        );
+        let result = client
+            .state_hash_at(&dead_endpoint(), ReadOptions::at_least_index(1))
+            .await;
+        assert!(matches!(result, Err(ClientError::Unavailable { .. })));
+    }
+
+    #[tokio::test]
+    async fn silent_node_gives_unknown_not_failed() {
+        // Accepts TCP connections but never speaks HTTP/2: the request may
+        // have been delivered, so the outcome must be Unknown.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await;
+        let Ok(listener) = listener else { return };
+        let Ok(addr) = listener.local_addr() else {
+            return;
+        };
+        let hold = tokio::spawn(async move {
+            let mut conns = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                conns.push(conn);
+            }
+        });
+        let config = ClientConfig {
+            timeout_ms: 400,
+            attempt_timeout_ms: 150,
+            ..ClientConfig::new([addr.to_string()])
+        };
+        let client = Client::new(config).map_err(|e| e.to_string());
+        let Ok(client) = client else {
+            panic!("{client:?}")
+        };
+        let started = Instant::now();
+        let cmd = commands::release(5).with_id("retry-me");
+        let result = client.submit(cmd).await;
+        assert!(started.elapsed() < Duration::from_millis(1_500));
+        match result {
+            WriteResult::Unknown { command_id, .. } => assert_eq!(command_id, "retry-me"),
+            other => panic!("expected Unknown, got {other:?}"),
+        }
+        let read = client.hold(5, ReadOptions::default()).await;
+        assert!(matches!(read, Err(ClientError::Timeout { .. })), "{read:?}");
+        hold.abort();
+    }
+
+    #[tokio::test]
+    async fn local_validation() {
+        let client = dead_client(100);
+        let no_body = Command {
+            command_id: "x".into(),
+            body: None,
+        };
+        let result = client.submit(no_body).await;
+        assert!(
+            matches!(&result, WriteResult::Rejected { reason, .. } if reason == "MISSING_FIELD")
+        );
+        let bad_id = commands::release(1).with_id("");
+        let result = client.submit(bad_id).await;
+        assert!(
+            matches!(&result, WriteResult::Rejected { reason, .. } if reason == "INVALID_COMMAND_ID")
+        );
+        let too_many: Vec<Command> = (0..=MAX_BATCH_COMMANDS as u64)
+            .map(commands::release)
+            .collect();
+        assert!(matches!(
+            client.submit_batch(too_many).await,
+            Err(ClientError::InvalidArgument { .. })
+        ));
+        assert_eq!(client.submit_batch(Vec::new()).await, Ok(Vec::new()));
+    }
+}

@@ -1,0 +1,381 @@
+//! Tests of routing and retry behaviour against in-process mock `Ledger`
+//! servers speaking real gRPC over loopback TCP: leader hints, rotation,
+//! same-id retries, and how each error maps to an outcome.
+
+use std::sync::{Arc, Mutex};
+
+use tally_proto::v1::ledger_server::{Ledger, LedgerServer};
+use tally_proto::v1::{
+    CommandResult, GetAccountRequest, GetAccountResponse, GetBalanceRequest, GetBalanceResponse,
+    GetHoldRequest, GetHoldResponse, GetStateHashRequest, GetStateHashResponse, SubmitBatchRequest,
+    SubmitBatchResponse, SubmitRequest, SubmitResponse,
+};
+use tally_proto::{LEADER_METADATA_KEY, REASON_METADATA_KEY};
+use tonic::metadata::MetadataValue;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Code, Request, Response, Status};
+
+use crate::commands::{self, CommandExt};
+use crate::{Client, ClientConfig, ClientError, ReadOptions, WriteResult};
+
+/// Decides the answer to the n-th call (0-based) a mock node receives.
+type Script = Arc<dyn Fn(usize) -> Result<(), Status> + Send + Sync>;
+
+#[derive(Clone)]
+struct MockLedger {
+    /// Command ids of every Submit received, in order.
+    seen: Arc<Mutex<Vec<String>>>,
+    reads: Arc<Mutex<usize>>,
+    on_submit: Script,
+    on_read: Script,
+    /// Applied commands are reported as rejected with this reason.
+    engine_reject: Option<&'static str>,
+}
+
+fn status(code: Code, reason: &'static str, leader: Option<&str>) -> Status {
+    let mut status = Status::new(code, format!("mock says {reason}"));
+    status
+        .metadata_mut()
+        .insert(REASON_METADATA_KEY, MetadataValue::from_static(reason));
+    if let Some(value) = leader.and_then(|l| MetadataValue::try_from(l).ok()) {
+        status.metadata_mut().insert(LEADER_METADATA_KEY, value);
+    }
+    status
+}
+
+fn always_ok() -> Script {
+    Arc::new(|_| Ok(()))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl MockLedger {
+    fn new(on_submit: Script, on_read: Script) -> MockLedger {
+        MockLedger {
+            seen: Arc::default(),
+            reads: Arc::default(),
+            on_submit,
+            on_read,
+            engine_reject: None,
+        }
+    }
+
+    fn seen(&self) -> Vec<String> {
+        lock(&self.seen).clone()
+    }
+
+    fn read_call(&self) -> Result<(), Status> {
+        let n = {
+            let mut reads = lock(&self.reads);
+            *reads += 1;
+            *reads - 1
+        };
+        (self.on_read)(n)
+    }
+}
+
+#[tonic::async_trait]
+impl Ledger for MockLedger {
+    async fn submit(
+        &self,
+        request: Request<SubmitRequest>,
+    ) -> Result<Response<SubmitResponse>, Status> {
+        let id = request
+            .into_inner()
+            .command
+            .map(|c| c.command_id)
+            .unwrap_or_default();
+        let n = {
+            let mut seen = lock(&self.seen);
+            seen.push(id.clone());
+            seen.len() - 1
+        };
+        (self.on_submit)(n)?;
+        let result = CommandResult {
+            command_id: id,
+            applied: self.engine_reject.is_none(),
+            reason: self.engine_reject.unwrap_or_default().to_string(),
+            message: String::new(),
+            duplicate: n > 0,
+            events: Vec::new(),
+        };
+        Ok(Response::new(SubmitResponse {
+            result: Some(result),
+            applied_index: 10 + n as u64,
+        }))
+    }
+
+    async fn submit_batch(
+        &self,
+        request: Request<SubmitBatchRequest>,
+    ) -> Result<Response<SubmitBatchResponse>, Status> {
+        let commands = request.into_inner().commands;
+        (self.on_submit)(0)?;
+        let results = commands
+            .into_iter()
+            .map(|c| CommandResult {
+                command_id: c.command_id,
+                applied: true,
+                ..CommandResult::default()
+            })
+            .collect();
+        Ok(Response::new(SubmitBatchResponse {
+            results,
+            applied_index: 7,
+        }))
+    }
+
+    async fn get_balance(
+        &self,
+        _request: Request<GetBalanceRequest>,
+    ) -> Result<Response<GetBalanceResponse>, Status> {
+        self.read_call()?;
+        Ok(Response::new(GetBalanceResponse::default()))
+    }
+
+    async fn get_account(
+        &self,
+        _request: Request<GetAccountRequest>,
+    ) -> Result<Response<GetAccountResponse>, Status> {
+        self.read_call()?;
+        Ok(Response::new(GetAccountResponse::default()))
+    }
+
+    async fn get_hold(
+        &self,
+        request: Request<GetHoldRequest>,
+    ) -> Result<Response<GetHoldResponse>, Status> {
+        self.read_call()?;
+        Ok(Response::new(GetHoldResponse {
+            hold: request.into_inner().hold,
+            ..GetHoldResponse::default()
+        }))
+    }
+
+    async fn get_state_hash(
+        &self,
+        _request: Request<GetStateHashRequest>,
+    ) -> Result<Response<GetStateHashResponse>, Status> {
+        self.read_call()?;
+        Ok(Response::new(GetStateHashResponse {
+            state_hash: "abc".into(),
+            ..GetStateHashResponse::default()
+        }))
+    }
+}
+
+/// Serves `ledger` on a fresh loopback port; returns its `host:port`.
+async fn serve(ledger: MockLedger) -> String {
+    let listener = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(listener) => listener,
+        Err(e) => panic!("bind: {e}"),
+    };
+    let addr = match listener.local_addr() {
+        Ok(addr) => addr.to_string(),
+        Err(e) => panic!("local_addr: {e}"),
+    };
+    tokio::spawn(async move {
+        let _ = tonic::transport::Server::builder()
+            .add_service(LedgerServer::new(ledger))
+            .serve_with_incoming(TcpIncoming::from(listener))
+            .await;
+    });
+    addr
+}
+
+fn client(endpoints: &[&str], timeout_ms: u64) -> Client {
+    let config = ClientConfig {
+        timeout_ms,
+        ..ClientConfig::new(endpoints.iter().copied())
+    };
+    match Client::new(config) {
+        Ok(client) => client,
+        Err(e) => panic!("config: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn follows_not_leader_hint_to_unlisted_node() {
+    let leader = MockLedger::new(always_ok(), always_ok());
+    let leader_addr = serve(leader.clone()).await;
+    let hint = leader_addr.clone();
+    let follower = MockLedger::new(
+        Arc::new(move |_| Err(status(Code::Unavailable, "NOT_LEADER", Some(&hint)))),
+        always_ok(),
+    );
+    let follower_addr = serve(follower.clone()).await;
+
+    let client = client(&[&follower_addr], 2_000);
+    let cmd = commands::deposit(1, "BTC", "1");
+    let id = cmd.id().to_string();
+    let result = client.submit(cmd).await;
+    assert!(result.is_applied(), "{result:?}");
+    assert_eq!(follower.seen(), std::slice::from_ref(&id));
+    assert_eq!(leader.seen(), [id]);
+    assert_eq!(client.leader(), Some(leader_addr));
+
+    // The next write goes straight to the remembered leader.
+    assert!(client.submit(commands::release(1)).await.is_applied());
+    assert_eq!(follower.seen().len(), 1);
+    assert_eq!(leader.seen().len(), 2);
+}
+
+#[tokio::test]
+async fn retries_reuse_the_command_id() {
+    let node = MockLedger::new(
+        Arc::new(|n| match n {
+            0 => Err(status(Code::DeadlineExceeded, "TIMEOUT", None)),
+            _ => Ok(()),
+        }),
+        always_ok(),
+    );
+    let addr = serve(node.clone()).await;
+    let client = client(&[&addr], 2_000);
+    let result = client
+        .submit(commands::lock(5, 1, "USDT", "10").with_id("order-5"))
+        .await;
+    match result {
+        WriteResult::Applied {
+            result,
+            applied_index,
+        } => {
+            assert!(result.duplicate);
+            assert_eq!(applied_index, 11);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(node.seen(), ["order-5", "order-5"]);
+}
+
+#[tokio::test]
+async fn no_leader_rotates_to_the_next_node() {
+    let down = MockLedger::new(
+        Arc::new(|_| Err(status(Code::Unavailable, "NO_LEADER", None))),
+        always_ok(),
+    );
+    let up = MockLedger::new(always_ok(), always_ok());
+    let down_addr = serve(down.clone()).await;
+    let up_addr = serve(up.clone()).await;
+    let client = client(&[&down_addr, &up_addr], 2_000);
+    assert!(
+        client
+            .submit(commands::create_account(3))
+            .await
+            .is_applied()
+    );
+    assert_eq!(client.leader(), Some(up_addr));
+    assert_eq!(down.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn invalid_argument_is_a_definite_rejection() {
+    let node = MockLedger::new(
+        Arc::new(|_| Err(status(Code::InvalidArgument, "BAD_DECIMAL", None))),
+        always_ok(),
+    );
+    let addr = serve(node.clone()).await;
+    let client = client(&[&addr], 2_000);
+    let result = client.submit(commands::deposit(1, "BTC", "1.2.3")).await;
+    match &result {
+        WriteResult::Rejected {
+            reason, message, ..
+        } => {
+            assert_eq!(reason, "BAD_DECIMAL");
+            assert!(message.contains("mock says"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(node.seen().len(), 1, "no retry after a definite answer");
+}
+
+#[tokio::test]
+async fn engine_rejection_is_rejected_with_its_reason() {
+    let mut node = MockLedger::new(always_ok(), always_ok());
+    node.engine_reject = Some("INSUFFICIENT_FUNDS");
+    let addr = serve(node).await;
+    let client = client(&[&addr], 2_000);
+    let result = client.submit(commands::withdraw(1, "BTC", "5")).await;
+    assert!(
+        matches!(&result, WriteResult::Rejected { reason, .. } if reason == "INSUFFICIENT_FUNDS"),
+        "{result:?}"
+    );
+}
+
+#[tokio::test]
+async fn answers_without_success_until_deadline_are_unknown() {
+    let node = MockLedger::new(
+        Arc::new(|_| Err(status(Code::Unavailable, "NO_LEADER", None))),
+        always_ok(),
+    );
+    let addr = serve(node.clone()).await;
+    let client = client(&[&addr], 300);
+    let result = client
+        .submit(commands::release(9).with_id("cancel-9"))
+        .await;
+    match &result {
+        WriteResult::Unknown {
+            command_id,
+            last_error,
+        } => {
+            assert_eq!(command_id, "cancel-9");
+            assert!(last_error.contains("NO_LEADER"), "{last_error}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let seen = node.seen();
+    assert!(seen.len() >= 2, "{seen:?}");
+    assert!(seen.iter().all(|id| id == "cancel-9"));
+}
+
+#[tokio::test]
+async fn batches_map_results_in_order() {
+    let node = MockLedger::new(always_ok(), always_ok());
+    let addr = serve(node).await;
+    let client = client(&[&addr], 2_000);
+    let batch = vec![commands::create_account(1), commands::create_account(2)];
+    let ids: Vec<String> = batch.iter().map(|c| c.id().to_string()).collect();
+    let results = client.submit_batch(batch).await.unwrap_or_default();
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|r| r.applied_index() == Some(7)));
+    let got: Vec<&str> = results.iter().map(WriteResult::command_id).collect();
+    assert_eq!(got, ids);
+}
+
+#[tokio::test]
+async fn reads_follow_hints_and_report_not_found() {
+    let leader = MockLedger::new(
+        always_ok(),
+        Arc::new(|n| match n {
+            0 => Ok(()),
+            _ => Err(status(Code::NotFound, "NOT_FOUND", None)),
+        }),
+    );
+    let leader_addr = serve(leader).await;
+    let hint = leader_addr.clone();
+    let follower = MockLedger::new(
+        always_ok(),
+        Arc::new(move |_| Err(status(Code::Unavailable, "NOT_LEADER", Some(&hint)))),
+    );
+    let follower_addr = serve(follower).await;
+    let client = client(&[&follower_addr], 2_000);
+    let hold = client.hold(42, ReadOptions::default()).await;
+    assert_eq!(hold.map(|h| h.hold), Ok(42));
+    let missing = client.hold(43, ReadOptions::default()).await;
+    assert!(
+        matches!(missing, Err(ClientError::NotFound { .. })),
+        "{missing:?}"
+    );
+    // A read never makes a node "the leader".
+    assert_eq!(client.leader(), None);
+
+    // Asking one specific node: its NOT_LEADER is final, not followed.
+    let at = client
+        .state_hash_at(&follower_addr, ReadOptions::default())
+        .await;
+    assert!(
+        matches!(&at, Err(ClientError::Status { reason, .. }) if reason == "NOT_LEADER"),
+        "{at:?}"
+    );
+}

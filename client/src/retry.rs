@@ -1,0 +1,497 @@
+//! The retry loop every call runs: pick a node, send one attempt under a
+//! per-attempt timeout, classify the answer, then follow a leader hint,
+//! rotate to the next node with exponential backoff, or stop, until the
+//! call's deadline.
+//!
+//! It also keeps the one bit writes need to be honest about their outcome:
+//! whether any attempt ended in a way that might have reached a node
+//! (`uncertain`). Only connection failures prove a request was never sent.
+
+use std::error::Error as _;
+use std::future::Future;
+use std::time::Duration;
+
+use tally_proto::{LEADER_METADATA_KEY, REASON_METADATA_KEY};
+use tokio::time::Instant;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use crate::config::{ClientConfig, parse_endpoint};
+use crate::error::{ClientError, code_name, reasons};
+use crate::router::Router;
+
+/// Leader hints followed back to back before a backoff pause (guards
+/// against two nodes pointing at each other during an election).
+const HINT_HOPS_BEFORE_BACKOFF: u32 = 3;
+
+/// Which nodes a call may go to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// The leader: start at the remembered leader, follow `NOT_LEADER`
+    /// hints, rotate on failure. With `remember`, a success records the node
+    /// as the leader (writes and membership changes).
+    Leader { remember: bool },
+    /// Any node, starting round-robin; hints are still followed.
+    Spread,
+    /// Exactly this node; hints are ignored.
+    Fixed(String),
+    /// The configured endpoints in order, starting at the first; hints ignored.
+    InOrder,
+}
+
+/// How one call retries.
+#[derive(Clone, Debug)]
+pub(crate) struct Policy {
+    pub route: Route,
+    /// Cap each attempt at `attempt_timeout_ms` (false: the whole remaining budget).
+    pub cap_attempts: bool,
+    /// The call is a ledger write: `INTERNAL`/`UNKNOWN` answers are retried
+    /// (the command may have applied; a retry with the same id finds out).
+    pub write: bool,
+}
+
+/// Why a call ended without a value.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum FailureKind {
+    /// A node answered with an error that retrying will not change.
+    Refused {
+        code: Code,
+        reason: String,
+        message: String,
+    },
+    /// The deadline passed.
+    Exhausted,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct CallFailure {
+    pub kind: FailureKind,
+    /// Some earlier attempt ended in a way that may have reached a node
+    /// (anything except a connection failure).
+    pub uncertain: bool,
+    pub last_error: String,
+    pub timeout_ms: u64,
+}
+
+impl CallFailure {
+    /// The error of a read or admin call.
+    pub(crate) fn into_client_error(self) -> ClientError {
+        match self.kind {
+            FailureKind::Refused {
+                code,
+                reason,
+                message,
+            } => {
+                let reason = if reason.is_empty() {
+                    code_name(code).to_string()
+                } else {
+                    reason
+                };
+                match code {
+                    Code::NotFound => ClientError::NotFound { message },
+                    Code::InvalidArgument => ClientError::InvalidArgument { reason, message },
+                    _ => ClientError::Status {
+                        code,
+                        reason,
+                        message,
+                    },
+                }
+            }
+            FailureKind::Exhausted if self.uncertain => ClientError::Timeout {
+                timeout_ms: self.timeout_ms,
+                last_error: self.last_error,
+            },
+            FailureKind::Exhausted => ClientError::Unavailable {
+                last_error: self.last_error,
+            },
+        }
+    }
+}
+
+/// What the client reads out of an error status.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct StatusInfo {
+    pub code: Code,
+    pub reason: Option<String>,
+    pub leader_hint: Option<String>,
+    pub message: String,
+    /// The request never left the client: the TCP connection could not be made.
+    pub connect_failed: bool,
+}
+
+impl StatusInfo {
+    pub(crate) fn from_status(status: &Status) -> StatusInfo {
+        let text = |key: &str| {
+            status
+                .metadata()
+                .get(key)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        let connect_failed = is_connect_error(status);
+        let mut message = one_line(status.message());
+        if connect_failed {
+            // "tcp connect error" alone hides the cause (refused, timed out, DNS...).
+            if let Some(cause) = root_cause(status).filter(|c| !message.contains(c.as_str())) {
+                message = format!("{message}: {cause}");
+            }
+        }
+        StatusInfo {
+            code: status.code(),
+            reason: text(REASON_METADATA_KEY),
+            leader_hint: text(LEADER_METADATA_KEY).and_then(|h| parse_endpoint(&h).ok()),
+            message,
+            connect_failed,
+        }
+    }
+
+    fn describe(&self) -> String {
+        let code = code_name(self.code);
+        match &self.reason {
+            Some(reason) if reason != code => format!("{code} {reason}: {}", self.message),
+            _ => format!("{code}: {}", self.message),
+        }
+    }
+}
+
+/// Whether the status came from failing to open a connection (tonic wraps
+/// those in `ConnectError` before mapping them to `UNAVAILABLE`).
+fn is_connect_error(status: &Status) -> bool {
+    let mut source = status.source();
+    let mut depth = 0;
+    while let Some(err) = source {
+        if err.is::<tonic::ConnectError>() {
+            return true;
+        }
+        depth += 1;
+        if depth > 32 {
+            break;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// The innermost error's message, if the status has a source.
+fn root_cause(status: &Status) -> Option<String> {
+    let mut source = status.source()?;
+    for _ in 0..32 {
+        match source.source() {
+            Some(inner) => source = inner,
+            None => break,
+        }
+    }
+    Some(one_line(&source.to_string())).filter(|s| !s.is_empty())
+}
+
+/// Collapses a message to one trimmed line (server messages end up in
+/// one-line CLI errors).
+pub(crate) fn one_line(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    for word in message.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Retry,
+    Refuse,
+}
+
+/// Whether an error answer is worth another attempt.
+pub(crate) fn verdict(code: Code, reason: Option<&str>, write: bool) -> Verdict {
+    if matches!(
+        reason,
+        Some(reasons::NOT_LEADER | reasons::NO_LEADER | reasons::TIMEOUT)
+    ) {
+        return Verdict::Retry;
+    }
+    match code {
+        Code::Unavailable
+        | Code::DeadlineExceeded
+        | Code::Cancelled
+        | Code::Aborted
+        | Code::ResourceExhausted => Verdict::Retry,
+        // From the transport (no reason attached) these are usually a
+        // connection dying mid-call; for writes they are ambiguous either way.
+        Code::Internal | Code::Unknown if write || reason.is_none() => Verdict::Retry,
+        _ => Verdict::Refuse,
+    }
+}
+
+/// Exponential backoff with ±25% jitter.
+struct Backoff {
+    next_ms: u64,
+    max_ms: u64,
+}
+
+impl Backoff {
+    fn next(&mut self) -> Duration {
+        let base = self.next_ms;
+        self.next_ms = (self.next_ms.saturating_mul(2)).min(self.max_ms);
+        let jitter = base / 4;
+        let ms = if jitter == 0 {
+            base
+        } else {
+            rand::random_range(base - jitter..=base + jitter)
+        };
+        Duration::from_millis(ms)
+    }
+}
+
+/// Runs `op` against nodes chosen by `policy.route` until it succeeds, a
+/// node refuses definitely, or `timeout` passes. `op` gets the channel and
+/// the attempt's timeout (to send as the gRPC deadline).
+pub(crate) async fn call<T, F, Fut>(
+    router: &Router,
+    config: &ClientConfig,
+    timeout: Duration,
+    policy: Policy,
+    mut op: F,
+) -> Result<T, CallFailure>
+where
+    F: FnMut(Channel, Duration) -> Fut,
+    Fut: Future<Output = Result<T, Status>>,
+{
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let attempt_cap = Duration::from_millis(config.attempt_timeout_ms);
+    let mut backoff = Backoff {
+        next_ms: config.retry_backoff_ms,
+        max_ms: config.max_retry_backoff_ms,
+    };
+    let mut target = match &policy.route {
+        Route::Leader { .. } => router.leader_or_spread(),
+        Route::Spread => router.spread(),
+        Route::Fixed(addr) => addr.clone(),
+        Route::InOrder => router.first_endpoint(),
+    };
+    let follow_hints = matches!(policy.route, Route::Leader { .. } | Route::Spread);
+    let mut uncertain = false;
+    let mut attempts: u32 = 0;
+    let mut hint_hops: u32 = 0;
+    let mut last_error = String::from("no attempt was made");
+
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(CallFailure {
+                kind: FailureKind::Exhausted,
+                uncertain,
+                last_error: format!(
+                    "{attempts} attempt(s) in {} ms, last: {last_error}",
+                    started.elapsed().as_millis()
+                ),
+                timeout_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
+            });
+        }
+        let attempt_timeout = if policy.cap_attempts {
+            attempt_cap.min(remaining)
+        } else {
+            remaining
+        };
+        attempts = attempts.saturating_add(1);
+
+        let outcome = match router.channel(&target) {
+            Ok(channel) => {
+                tokio::time::timeout(attempt_timeout, op(channel, attempt_timeout)).await
+            }
+            Err(message) => Ok(Err(Status::unavailable(message))),
+        };
+        let info = match outcome {
+            Ok(Ok(value)) => {
+                if matches!(policy.route, Route::Leader { remember: true }) {
+                    router.set_leader(&target);
+                }
+                return Ok(value);
+            }
+            Ok(Err(status)) => StatusInfo::from_status(&status),
+            Err(_elapsed) => {
+                // No answer in time: the request may be sitting on the node.
+                uncertain = true;
+                last_error = format!(
+                    "{target}: no answer within {} ms",
+                    attempt_timeout.as_millis()
+                );
+                tracing::debug!(target = %target, "tally client: attempt timed out");
+                router.forget_leader(&target);
+                if !matches!(policy.route, Route::Fixed(_)) {
+                    target = router.after(&target);
+                }
+                continue;
+            }
+        };
+        last_error = format!("{target}: {}", info.describe());
+        tracing::debug!(target = %target, error = %last_error, "tally client: attempt failed");
+
+        // A fixed node saying "not the leader" will keep saying it.
+        let fixed_not_leader = matches!(policy.route, Route::Fixed(_))
+            && info.reason.as_deref() == Some(reasons::NOT_LEADER);
+        if fixed_not_leader
+            || verdict(info.code, info.reason.as_deref(), policy.write) == Verdict::Refuse
+        {
+            return Err(CallFailure {
+                kind: FailureKind::Refused {
+                    code: info.code,
+                    reason: info.reason.unwrap_or_default(),
+                    message: info.message,
+                },
+                uncertain,
+                last_error,
+                timeout_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
+            });
+        }
+        if !info.connect_failed {
+            uncertain = true;
+        }
+
+        let hint = info
+            .leader_hint
+            .filter(|hint| follow_hints && *hint != target);
+        if let Some(hint) = hint {
+            hint_hops += 1;
+            if hint_hops >= HINT_HOPS_BEFORE_BACKOFF {
+                hint_hops = 0;
+                sleep_until_or(deadline, backoff.next()).await;
+            }
+            target = hint;
+            continue;
+        }
+        router.forget_leader(&target);
+        if !matches!(policy.route, Route::Fixed(_)) {
+            target = router.after(&target);
+        }
+        sleep_until_or(deadline, backoff.next()).await;
+    }
+}
+
+async fn sleep_until_or(deadline: Instant, pause: Duration) {
+    let wake = (Instant::now() + pause).min(deadline);
+    tokio::time::sleep_until(wake).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic::metadata::MetadataValue;
+
+    #[test]
+    fn verdicts() {
+        use Verdict::*;
+        let v = |code, reason, write| verdict(code, reason, write);
+        assert_eq!(v(Code::Unavailable, Some("NOT_LEADER"), true), Retry);
+        assert_eq!(
+            v(Code::FailedPrecondition, Some("NOT_LEADER"), false),
+            Retry
+        );
+        assert_eq!(v(Code::Unavailable, Some("NO_LEADER"), false), Retry);
+        assert_eq!(v(Code::DeadlineExceeded, Some("TIMEOUT"), true), Retry);
+        assert_eq!(v(Code::Unavailable, None, false), Retry);
+        assert_eq!(v(Code::Cancelled, None, true), Retry);
+        assert_eq!(
+            v(Code::InvalidArgument, Some("INVALID_ARGUMENT"), true),
+            Refuse
+        );
+        assert_eq!(v(Code::NotFound, Some("NOT_FOUND"), false), Refuse);
+        assert_eq!(v(Code::Unimplemented, None, true), Refuse);
+        assert_eq!(v(Code::Internal, Some("STORAGE"), true), Retry);
+        assert_eq!(v(Code::Internal, Some("STORAGE"), false), Refuse);
+        assert_eq!(v(Code::Internal, None, false), Retry);
+        assert_eq!(
+            v(Code::FailedPrecondition, Some("NOT_INITIALIZED"), false),
+            Refuse
+        );
+    }
+
+    #[test]
+    fn status_metadata_is_read() {
+        let mut status = Status::unavailable("not the leader\nsee hint");
+        let md = status.metadata_mut();
+        md.insert(
+            REASON_METADATA_KEY,
+            MetadataValue::from_static("NOT_LEADER"),
+        );
+        md.insert(
+            LEADER_METADATA_KEY,
+            MetadataValue::from_static("127.0.0.1:50052"),
+        );
+        let info = StatusInfo::from_status(&status);
+        assert_eq!(info.reason.as_deref(), Some("NOT_LEADER"));
+        assert_eq!(info.leader_hint.as_deref(), Some("127.0.0.1:50052"));
+        assert_eq!(info.message, "not the leader see hint");
+        assert!(!info.connect_failed);
+        assert_eq!(
+            info.describe(),
+            "UNAVAILABLE NOT_LEADER: not the leader see hint"
+        );
+
+        let mut bad_hint = Status::unavailable("x");
+        bad_hint
+            .metadata_mut()
+            .insert(LEADER_METADATA_KEY, MetadataValue::from_static("nonsense"));
+        assert_eq!(StatusInfo::from_status(&bad_hint).leader_hint, None);
+    }
+
+    #[test]
+    fn backoff_doubles_to_cap() {
+        let mut b = Backoff {
+            next_ms: 20,
+            max_ms: 500,
+        };
+        let ms: Vec<u128> = (0..8).map(|_| b.next().as_millis()).collect();
+        let bases = [20u128, 40, 80, 160, 320, 500, 500, 500];
+        for (got, base) in ms.iter().zip(bases) {
+            assert!(*got >= base - base / 4 && *got <= base + base / 4, "{ms:?}");
+        }
+    }
+
+    #[test]
+    fn failures_become_client_errors() {
+        let f = |kind, uncertain| CallFailure {
+            kind,
+            uncertain,
+            last_error: "e".into(),
+            timeout_ms: 7,
+        };
+        let refused = |code: Code, reason: &str| FailureKind::Refused {
+            code,
+            reason: reason.into(),
+            message: "m".into(),
+        };
+        assert_eq!(
+            f(FailureKind::Exhausted, false).into_client_error(),
+            ClientError::Unavailable {
+                last_error: "e".into()
+            }
+        );
+        assert_eq!(
+            f(FailureKind::Exhausted, true).into_client_error(),
+            ClientError::Timeout {
+                timeout_ms: 7,
+                last_error: "e".into()
+            }
+        );
+        assert!(matches!(
+            f(refused(Code::NotFound, "NOT_FOUND"), false).into_client_error(),
+            ClientError::NotFound { .. }
+        ));
+        assert_eq!(
+            f(refused(Code::InvalidArgument, ""), false).into_client_error(),
+            ClientError::InvalidArgument {
+                reason: "INVALID_ARGUMENT".into(),
+                message: "m".into()
+            }
+        );
+        assert!(matches!(
+            f(refused(Code::PermissionDenied, ""), true).into_client_error(),
+            ClientError::Status { code: Code::PermissionDenied, reason, .. } if reason == "PERMISSION_DENIED"
+        ));
+    }
+}
