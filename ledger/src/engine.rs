@@ -1,0 +1,815 @@
+//! The ledger engine: `Ledger` owns the whole state and `apply` turns one
+//! command into an outcome, deterministically, without I/O, clocks or floats.
+//!
+//! Every command is applied in two phases: first everything is validated and
+//! the balance changes are computed into a small stack-allocated list of
+//! postings (checked against overflow and overdraft), then — only if all of
+//! that succeeded — the state is mutated. A rejected command therefore never
+//! has partial effects.
+//!
+//! Documented choices:
+//! - A fill may have zero fees; a fee equal to the whole amount received is
+//!   allowed (the payer then receives nothing). Buyer and seller may be the
+//!   same account (self-trade prevention is the matching engine's job).
+//! - A transfer to the same account is allowed: it is validated like any
+//!   transfer (funds must suffice), changes nothing and emits no events.
+//! - `Balance` events are emitted only for balances whose value changed, in
+//!   the order the command description lists them; a client balance that
+//!   changed is "touched" and is listed in `AccountView` from then on.
+//! - A closed (released or fully consumed) hold is forgotten, so its id may
+//!   be locked again.
+
+use rust_decimal::Decimal;
+use rustc_hash::FxHashMap;
+
+use crate::amount::{self, AmountError};
+use crate::codec;
+use crate::command::{
+    AccountId, ApplyResult, BalanceChange, Command, Envelope, Event, HoldId, MAX_ASSET_SCALE,
+    Outcome, Owner, RejectCode, Rejection, is_valid_asset_symbol,
+};
+use crate::dedup::{DedupEntry, DedupTable};
+use crate::state::{
+    Account, Asset, AssetIdx, Balance, DirtyKey, DirtySet, Hold, SYSTEM_OWNERS, system_slot,
+};
+
+/// Default idempotency window: 24 hours of leader time.
+pub const DEFAULT_DEDUP_WINDOW_MS: u64 = 86_400_000;
+
+/// Engine configuration. Part of the replicated semantics: every replica
+/// must run with the same values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LedgerConfig {
+    /// How long (leader time) a command id's outcome is remembered.
+    pub dedup_window_ms: u64,
+}
+
+impl Default for LedgerConfig {
+    fn default() -> Self {
+        LedgerConfig {
+            dedup_window_ms: DEFAULT_DEDUP_WINDOW_MS,
+        }
+    }
+}
+
+/// The ledger state machine. See the crate docs for the model.
+#[derive(Clone, Debug)]
+pub struct Ledger {
+    pub(crate) config: LedgerConfig,
+    /// Interned assets, by `AssetIdx` (creation order).
+    pub(crate) assets: Vec<Asset>,
+    pub(crate) asset_index: FxHashMap<String, AssetIdx>,
+    pub(crate) accounts: FxHashMap<AccountId, Account>,
+    pub(crate) holds: FxHashMap<HoldId, Hold>,
+    pub(crate) dedup: DedupTable,
+    pub(crate) dirty: DirtySet,
+}
+
+fn reject(code: RejectCode, message: impl Into<String>) -> Rejection {
+    Rejection {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Most postings any command makes (a fill: two holds, two credits, two fees).
+const MAX_POSTINGS: usize = 6;
+
+/// One balance change of a command, merged per (owner, asset).
+#[derive(Clone, Copy, Debug)]
+struct Posting {
+    owner: Owner,
+    asset: AssetIdx,
+    available_delta: i128,
+    locked_delta: i128,
+    /// The balance after the change; filled in by `check_postings`.
+    after: Balance,
+}
+
+/// The postings of one command, on the stack.
+struct Postings {
+    items: [Posting; MAX_POSTINGS],
+    len: usize,
+}
+
+impl Postings {
+    fn new() -> Self {
+        let empty = Posting {
+            owner: Owner::External,
+            asset: 0,
+            available_delta: 0,
+            locked_delta: 0,
+            after: Balance::default(),
+        };
+        Postings {
+            items: [empty; MAX_POSTINGS],
+            len: 0,
+        }
+    }
+
+    /// Adds a change, merging it into an earlier one for the same balance.
+    fn add(&mut self, owner: Owner, asset: AssetIdx, available_delta: i128, locked_delta: i128) {
+        for p in &mut self.items[..self.len] {
+            if p.owner == owner && p.asset == asset {
+                // Deltas are validated amounts (|x| <= MAX_UNITS): no overflow,
+                // and saturation would be caught by the range check anyway.
+                p.available_delta = p.available_delta.saturating_add(available_delta);
+                p.locked_delta = p.locked_delta.saturating_add(locked_delta);
+                return;
+            }
+        }
+        // The number of postings per command is fixed by the code, not input.
+        self.items[self.len] = Posting {
+            owner,
+            asset,
+            available_delta,
+            locked_delta,
+            after: Balance::default(),
+        };
+        self.len += 1;
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Posting> {
+        self.items[..self.len].iter()
+    }
+}
+
+impl Ledger {
+    pub fn new(config: LedgerConfig) -> Ledger {
+        let mut ledger = Ledger::empty(config);
+        // The meta record exists from the start, so a store built only from
+        // `take_dirty` batches always holds it.
+        ledger.dirty.push(DirtyKey::Meta);
+        ledger
+    }
+
+    pub(crate) fn empty(config: LedgerConfig) -> Ledger {
+        Ledger {
+            config,
+            assets: Vec::new(),
+            asset_index: FxHashMap::default(),
+            accounts: FxHashMap::default(),
+            holds: FxHashMap::default(),
+            dedup: DedupTable::default(),
+            dirty: DirtySet::default(),
+        }
+    }
+
+    /// Applies one command at leader-stamped time `now_ms`. Never panics on any input.
+    ///
+    /// Order: an invalid command id is rejected and not remembered; a live
+    /// remembered id with the same command returns the stored outcome
+    /// (`duplicate: true`), with a different command `CommandIdReused` (not
+    /// remembered); neither changes anything. Otherwise the dedup clock
+    /// advances, expired entries are evicted, the command is executed and
+    /// its outcome (applied or rejected) is remembered.
+    pub fn apply(&mut self, envelope: &Envelope, now_ms: u64) -> ApplyResult {
+        let id = &envelope.command_id;
+        if !id.is_valid() {
+            let shown: String = id.0.chars().take(80).collect();
+            return ApplyResult {
+                outcome: Outcome::Rejected(reject(
+                    RejectCode::InvalidCommandId,
+                    format!("command id {shown:?} must be 1..=64 bytes of printable ASCII"),
+                )),
+                duplicate: false,
+            };
+        }
+        let fingerprint = codec::fingerprint(&envelope.command);
+        let now_ms = now_ms.max(self.dedup.max_seen_now_ms);
+        let horizon_ms = now_ms.saturating_sub(self.config.dedup_window_ms);
+        if let Some(entry) = self.dedup.live(&id.0, horizon_ms) {
+            if entry.fingerprint == fingerprint {
+                return ApplyResult {
+                    outcome: entry.outcome(),
+                    duplicate: true,
+                };
+            }
+            return ApplyResult {
+                outcome: Outcome::Rejected(reject(
+                    RejectCode::CommandIdReused,
+                    format!(
+                        "command id {:?} was already used for a different command",
+                        id.0
+                    ),
+                )),
+                duplicate: false,
+            };
+        }
+        if self.dedup.advance_clock(now_ms) {
+            self.dirty.push(DirtyKey::Meta);
+        }
+        self.dedup.evict_before(horizon_ms);
+        let outcome = match self.execute(&envelope.command) {
+            Ok(events) => Outcome::Applied { events },
+            Err(rejection) => Outcome::Rejected(rejection),
+        };
+        let entry = DedupEntry::new(now_ms, fingerprint, &outcome);
+        self.dedup.insert(id.0.clone(), entry);
+        ApplyResult {
+            outcome,
+            duplicate: false,
+        }
+    }
+
+    fn execute(&mut self, command: &Command) -> Result<Vec<Event>, Rejection> {
+        match command {
+            Command::CreateAsset { symbol, scale } => self.create_asset(symbol, *scale),
+            Command::CreateAccount { account } => self.create_account(*account),
+            Command::Deposit {
+                account,
+                asset,
+                amount,
+            } => self.deposit(*account, asset, *amount),
+            Command::Withdraw {
+                account,
+                asset,
+                amount,
+            } => self.withdraw(*account, asset, *amount),
+            Command::Lock {
+                hold,
+                account,
+                asset,
+                amount,
+            } => self.lock(*hold, *account, asset, *amount),
+            Command::Release { hold } => self.release(*hold),
+            Command::Fill {
+                buy_hold,
+                sell_hold,
+                base_amount,
+                price,
+                buyer_fee,
+                seller_fee,
+            } => self.fill(
+                *buy_hold,
+                *sell_hold,
+                *base_amount,
+                *price,
+                *buyer_fee,
+                *seller_fee,
+            ),
+            Command::Transfer {
+                from,
+                to,
+                asset,
+                amount,
+            } => self.transfer(*from, *to, asset, *amount),
+        }
+    }
+
+    // ----- commands -------------------------------------------------------
+
+    fn create_asset(&mut self, symbol: &str, scale: u32) -> Result<Vec<Event>, Rejection> {
+        if !is_valid_asset_symbol(symbol) {
+            let shown: String = symbol.chars().take(40).collect();
+            return Err(reject(
+                RejectCode::InvalidAsset,
+                format!("asset symbol {shown:?} must be 1..=16 of A-Z 0-9 _ -"),
+            ));
+        }
+        if scale > MAX_ASSET_SCALE {
+            return Err(reject(
+                RejectCode::InvalidAsset,
+                format!("asset {symbol} scale {scale} above {MAX_ASSET_SCALE}"),
+            ));
+        }
+        if self.asset_index.contains_key(symbol) {
+            return Err(reject(
+                RejectCode::AssetExists,
+                format!("asset {symbol} exists"),
+            ));
+        }
+        let Ok(idx) = AssetIdx::try_from(self.assets.len()) else {
+            return Err(reject(RejectCode::InvalidAsset, "too many assets"));
+        };
+        self.assets.push(Asset {
+            symbol: symbol.to_string(),
+            scale,
+            system: [Balance::default(); 3],
+        });
+        self.asset_index.insert(symbol.to_string(), idx);
+        self.dirty.push(DirtyKey::Asset(idx));
+        for owner in SYSTEM_OWNERS {
+            self.dirty.push(DirtyKey::Balance(owner, idx));
+        }
+        Ok(vec![Event::AssetCreated {
+            symbol: symbol.to_string(),
+            scale,
+        }])
+    }
+
+    fn create_account(&mut self, account: AccountId) -> Result<Vec<Event>, Rejection> {
+        if account == 0 {
+            return Err(reject(
+                RejectCode::InvalidAccount,
+                "account id 0 is reserved",
+            ));
+        }
+        if self.accounts.contains_key(&account) {
+            return Err(reject(
+                RejectCode::AccountExists,
+                format!("account {account} exists"),
+            ));
+        }
+        self.accounts.insert(account, Account::default());
+        self.dirty.push(DirtyKey::Account(account));
+        Ok(vec![Event::AccountCreated { account }])
+    }
+
+    fn deposit(
+        &mut self,
+        account: AccountId,
+        asset: &str,
+        amount: Decimal,
+    ) -> Result<Vec<Event>, Rejection> {
+        self.check_account(account)?;
+        let idx = self.asset_idx(asset)?;
+        let units = self.positive_units(amount, idx, "amount")?;
+        let mut postings = Postings::new();
+        postings.add(Owner::Account(account), idx, units, 0);
+        postings.add(Owner::External, idx, -units, 0);
+        self.check_postings(&mut postings)?;
+        let mut events = Vec::with_capacity(2);
+        self.commit_postings(&postings, &mut events);
+        Ok(events)
+    }
+
+    fn withdraw(
+        &mut self,
+        account: AccountId,
+        asset: &str,
+        amount: Decimal,
+    ) -> Result<Vec<Event>, Rejection> {
+        self.check_account(account)?;
+        let idx = self.asset_idx(asset)?;
+        let units = self.positive_units(amount, idx, "amount")?;
+        self.check_available(account, idx, units)?;
+        let mut postings = Postings::new();
+        postings.add(Owner::Account(account), idx, -units, 0);
+        postings.add(Owner::External, idx, units, 0);
+        self.check_postings(&mut postings)?;
+        let mut events = Vec::with_capacity(2);
+        self.commit_postings(&postings, &mut events);
+        Ok(events)
+    }
+
+    fn lock(
+        &mut self,
+        hold: HoldId,
+        account: AccountId,
+        asset: &str,
+        amount: Decimal,
+    ) -> Result<Vec<Event>, Rejection> {
+        self.check_account(account)?;
+        let idx = self.asset_idx(asset)?;
+        let units = self.positive_units(amount, idx, "amount")?;
+        if self.holds.contains_key(&hold) {
+            return Err(reject(
+                RejectCode::HoldExists,
+                format!("hold {hold} exists"),
+            ));
+        }
+        self.check_available(account, idx, units)?;
+        let mut postings = Postings::new();
+        postings.add(Owner::Account(account), idx, -units, units);
+        self.check_postings(&mut postings)?;
+        let mut events = Vec::with_capacity(2);
+        self.commit_postings(&postings, &mut events);
+        self.holds.insert(
+            hold,
+            Hold {
+                account,
+                asset: idx,
+                amount: units,
+                remaining: units,
+            },
+        );
+        self.dirty.push(DirtyKey::Hold(hold));
+        events.push(self.hold_event(hold, account, idx, units, false));
+        Ok(events)
+    }
+
+    fn release(&mut self, hold: HoldId) -> Result<Vec<Event>, Rejection> {
+        let Some(&open) = self.holds.get(&hold) else {
+            return Err(reject(
+                RejectCode::UnknownHold,
+                format!("hold {hold} is not open"),
+            ));
+        };
+        let mut postings = Postings::new();
+        postings.add(
+            Owner::Account(open.account),
+            open.asset,
+            open.remaining,
+            -open.remaining,
+        );
+        self.check_postings(&mut postings)?;
+        let mut events = Vec::with_capacity(2);
+        self.commit_postings(&postings, &mut events);
+        self.holds.remove(&hold);
+        self.dirty.push(DirtyKey::Hold(hold));
+        events.push(self.hold_event(hold, open.account, open.asset, 0, true));
+        Ok(events)
+    }
+
+    fn transfer(
+        &mut self,
+        from: AccountId,
+        to: AccountId,
+        asset: &str,
+        amount: Decimal,
+    ) -> Result<Vec<Event>, Rejection> {
+        self.check_account(from)?;
+        self.check_account(to)?;
+        let idx = self.asset_idx(asset)?;
+        let units = self.positive_units(amount, idx, "amount")?;
+        self.check_available(from, idx, units)?;
+        let mut postings = Postings::new();
+        postings.add(Owner::Account(from), idx, -units, 0);
+        postings.add(Owner::Account(to), idx, units, 0);
+        self.check_postings(&mut postings)?;
+        let mut events = Vec::with_capacity(2);
+        self.commit_postings(&postings, &mut events);
+        Ok(events)
+    }
+
+    fn fill(
+        &mut self,
+        buy_hold: HoldId,
+        sell_hold: HoldId,
+        base_amount: Decimal,
+        price: Decimal,
+        buyer_fee: Decimal,
+        seller_fee: Decimal,
+    ) -> Result<Vec<Event>, Rejection> {
+        // Stateless checks first.
+        if price <= Decimal::ZERO {
+            return Err(reject(
+                RejectCode::InvalidPrice,
+                format!("price {price} must be positive"),
+            ));
+        }
+        if base_amount <= Decimal::ZERO {
+            return Err(reject(
+                RejectCode::InvalidAmount,
+                format!("base amount {base_amount} must be positive"),
+            ));
+        }
+        for (name, fee) in [("buyer fee", buyer_fee), ("seller fee", seller_fee)] {
+            if fee < Decimal::ZERO {
+                return Err(reject(
+                    RejectCode::InvalidAmount,
+                    format!("{name} {fee} must not be negative"),
+                ));
+            }
+        }
+        // The holds and their assets.
+        let Some(&buy) = self.holds.get(&buy_hold) else {
+            return Err(reject(
+                RejectCode::UnknownHold,
+                format!("buy hold {buy_hold} is not open"),
+            ));
+        };
+        let Some(&sell) = self.holds.get(&sell_hold) else {
+            return Err(reject(
+                RejectCode::UnknownHold,
+                format!("sell hold {sell_hold} is not open"),
+            ));
+        };
+        let (quote, base) = (buy.asset, sell.asset);
+        if quote == base {
+            return Err(reject(
+                RejectCode::HoldAssetMismatch,
+                format!(
+                    "buy hold {buy_hold} and sell hold {sell_hold} both hold {}",
+                    self.symbol(base)
+                ),
+            ));
+        }
+        // Amounts at their scales.
+        let base_units = self.positive_units(base_amount, base, "base amount")?;
+        let buyer_fee_units = self.fee_units(buyer_fee, base, "buyer fee")?;
+        let seller_fee_units = self.fee_units(seller_fee, quote, "seller fee")?;
+        let (base_scale, quote_scale) = (self.scale(base), self.scale(quote));
+        let quote_units = amount::quote_units(base_units, base_scale, price, quote_scale).map_err(
+            |e| match e {
+                AmountError::TooPrecise => reject(
+                    RejectCode::BadPrecision,
+                    format!(
+                        "{base_amount} {} at {price} is not a whole number of {} minor units \
+                         (scale {quote_scale})",
+                        self.symbol(base),
+                        self.symbol(quote)
+                    ),
+                ),
+                AmountError::TooLarge => reject(
+                    RejectCode::AmountTooLarge,
+                    format!("{base_amount} at {price} exceeds the largest amount"),
+                ),
+            },
+        )?;
+        if buyer_fee_units > base_units {
+            return Err(reject(
+                RejectCode::FeeTooLarge,
+                format!("buyer fee {buyer_fee} exceeds the {base_amount} received"),
+            ));
+        }
+        if seller_fee_units > quote_units {
+            return Err(reject(
+                RejectCode::FeeTooLarge,
+                format!(
+                    "seller fee {seller_fee} exceeds the {} received",
+                    amount::to_decimal(quote_units, quote_scale)
+                ),
+            ));
+        }
+        if buy.remaining < quote_units {
+            return Err(reject(
+                RejectCode::HoldInsufficient,
+                format!(
+                    "buy hold {buy_hold} has {} {} left, the fill takes {}",
+                    amount::to_decimal(buy.remaining, quote_scale),
+                    self.symbol(quote),
+                    amount::to_decimal(quote_units, quote_scale)
+                ),
+            ));
+        }
+        if sell.remaining < base_units {
+            return Err(reject(
+                RejectCode::HoldInsufficient,
+                format!(
+                    "sell hold {sell_hold} has {} {} left, the fill takes {}",
+                    amount::to_decimal(sell.remaining, base_scale),
+                    self.symbol(base),
+                    amount::to_decimal(base_units, base_scale)
+                ),
+            ));
+        }
+        let (buyer, seller) = (Owner::Account(buy.account), Owner::Account(sell.account));
+        let mut postings = Postings::new();
+        postings.add(buyer, quote, 0, -quote_units);
+        postings.add(buyer, base, base_units - buyer_fee_units, 0);
+        postings.add(seller, base, 0, -base_units);
+        postings.add(seller, quote, quote_units - seller_fee_units, 0);
+        postings.add(Owner::Fees, base, buyer_fee_units, 0);
+        postings.add(Owner::Fees, quote, seller_fee_units, 0);
+        self.check_postings(&mut postings)?;
+
+        // Everything validated: mutate.
+        let mut events = Vec::with_capacity(1 + MAX_POSTINGS + 2);
+        events.push(Event::Fill {
+            buyer: buy.account,
+            seller: sell.account,
+            base_asset: self.symbol(base).to_string(),
+            quote_asset: self.symbol(quote).to_string(),
+            base_amount: amount::to_decimal(base_units, base_scale),
+            quote_amount: amount::to_decimal(quote_units, quote_scale),
+            buyer_fee: amount::to_decimal(buyer_fee_units, base_scale),
+            seller_fee: amount::to_decimal(seller_fee_units, quote_scale),
+        });
+        self.commit_postings(&postings, &mut events);
+        for (hold, open, taken) in [(buy_hold, buy, quote_units), (sell_hold, sell, base_units)] {
+            let remaining = open.remaining - taken;
+            debug_assert!(remaining >= 0);
+            if remaining == 0 {
+                self.holds.remove(&hold);
+            } else if let Some(h) = self.holds.get_mut(&hold) {
+                h.remaining = remaining;
+            }
+            self.dirty.push(DirtyKey::Hold(hold));
+            events.push(self.hold_event(hold, open.account, open.asset, remaining, remaining == 0));
+        }
+        Ok(events)
+    }
+
+    // ----- validation helpers ---------------------------------------------
+
+    fn check_account(&self, account: AccountId) -> Result<(), Rejection> {
+        if account == 0 {
+            return Err(reject(
+                RejectCode::InvalidAccount,
+                "account id 0 is reserved",
+            ));
+        }
+        if !self.accounts.contains_key(&account) {
+            return Err(reject(
+                RejectCode::UnknownAccount,
+                format!("account {account} unknown"),
+            ));
+        }
+        Ok(())
+    }
+
+    fn asset_idx(&self, symbol: &str) -> Result<AssetIdx, Rejection> {
+        self.asset_index.get(symbol).copied().ok_or_else(|| {
+            let shown: String = symbol.chars().take(40).collect();
+            reject(RejectCode::UnknownAsset, format!("asset {shown:?} unknown"))
+        })
+    }
+
+    pub(crate) fn symbol(&self, idx: AssetIdx) -> &str {
+        self.assets
+            .get(idx as usize)
+            .map_or("?", |a| a.symbol.as_str())
+    }
+
+    pub(crate) fn scale(&self, idx: AssetIdx) -> u32 {
+        self.assets.get(idx as usize).map_or(0, |a| a.scale)
+    }
+
+    /// `amount` in minor units of `asset`; must be positive.
+    fn positive_units(
+        &self,
+        amount: Decimal,
+        asset: AssetIdx,
+        name: &str,
+    ) -> Result<i128, Rejection> {
+        if amount <= Decimal::ZERO {
+            return Err(reject(
+                RejectCode::InvalidAmount,
+                format!("{name} {amount} must be positive"),
+            ));
+        }
+        self.units(amount, asset, name)
+    }
+
+    /// A fee in minor units of `asset`; may be zero, never negative.
+    fn fee_units(&self, fee: Decimal, asset: AssetIdx, name: &str) -> Result<i128, Rejection> {
+        if fee < Decimal::ZERO {
+            return Err(reject(
+                RejectCode::InvalidAmount,
+                format!("{name} {fee} must not be negative"),
+            ));
+        }
+        self.units(fee, asset, name)
+    }
+
+    fn units(&self, amount: Decimal, asset: AssetIdx, name: &str) -> Result<i128, Rejection> {
+        let scale = self.scale(asset);
+        amount::to_units(amount, scale).map_err(|e| match e {
+            AmountError::TooPrecise => reject(
+                RejectCode::BadPrecision,
+                format!(
+                    "{name} {amount} has more than {scale} decimals ({})",
+                    self.symbol(asset)
+                ),
+            ),
+            AmountError::TooLarge => reject(
+                RejectCode::AmountTooLarge,
+                format!(
+                    "{name} {amount} {} exceeds the largest amount",
+                    self.symbol(asset)
+                ),
+            ),
+        })
+    }
+
+    /// `InsufficientFunds` unless `account` has `units` of `asset` available.
+    fn check_available(
+        &self,
+        account: AccountId,
+        asset: AssetIdx,
+        units: i128,
+    ) -> Result<(), Rejection> {
+        let available = self.balance_units(Owner::Account(account), asset).available;
+        if available < units {
+            let scale = self.scale(asset);
+            return Err(reject(
+                RejectCode::InsufficientFunds,
+                format!(
+                    "account {account} has {} {} available, needs {}",
+                    amount::to_decimal(available, scale),
+                    self.symbol(asset),
+                    amount::to_decimal(units, scale)
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    // ----- balances -------------------------------------------------------
+
+    /// The current balance in minor units (zero if never touched or unknown).
+    pub(crate) fn balance_units(&self, owner: Owner, asset: AssetIdx) -> Balance {
+        match (owner, system_slot(owner)) {
+            (Owner::Account(id), _) => self
+                .accounts
+                .get(&id)
+                .and_then(|account| account.get(asset))
+                .copied()
+                .unwrap_or_default(),
+            (_, Some(slot)) => self
+                .assets
+                .get(asset as usize)
+                .map(|a| a.system[slot])
+                .unwrap_or_default(),
+            (_, None) => Balance::default(),
+        }
+    }
+
+    /// Computes every posting's resulting balance and checks it: within
+    /// `±MAX_UNITS` (else `AmountTooLarge`), client `available` not negative
+    /// (`InsufficientFunds`), `locked` not negative (`HoldInsufficient`; the
+    /// command checks make this unreachable).
+    fn check_postings(&self, postings: &mut Postings) -> Result<(), Rejection> {
+        for i in 0..postings.len {
+            let p = postings.items[i];
+            let current = self.balance_units(p.owner, p.asset);
+            let available = current.available.checked_add(p.available_delta);
+            let locked = current.locked.checked_add(p.locked_delta);
+            let (Some(available), Some(locked)) = (available, locked) else {
+                return Err(self.too_large(p.owner, p.asset));
+            };
+            if !amount::in_range(available) || !amount::in_range(locked) {
+                return Err(self.too_large(p.owner, p.asset));
+            }
+            let is_client = matches!(p.owner, Owner::Account(_));
+            if is_client && available < 0 {
+                return Err(reject(
+                    RejectCode::InsufficientFunds,
+                    format!(
+                        "{:?} would have negative {} available",
+                        p.owner,
+                        self.symbol(p.asset)
+                    ),
+                ));
+            }
+            if locked < 0 || (!is_client && locked != 0) {
+                debug_assert!(false, "locked would become {locked} for {:?}", p.owner);
+                return Err(reject(
+                    RejectCode::HoldInsufficient,
+                    format!(
+                        "{:?} would have {locked} {} locked",
+                        p.owner,
+                        self.symbol(p.asset)
+                    ),
+                ));
+            }
+            postings.items[i].after = Balance { available, locked };
+        }
+        Ok(())
+    }
+
+    fn too_large(&self, owner: Owner, asset: AssetIdx) -> Rejection {
+        reject(
+            RejectCode::AmountTooLarge,
+            format!(
+                "{owner:?} {} balance would exceed the largest amount",
+                self.symbol(asset)
+            ),
+        )
+    }
+
+    /// Writes checked postings and emits a `Balance` event for each change.
+    fn commit_postings(&mut self, postings: &Postings, events: &mut Vec<Event>) {
+        for p in postings.iter() {
+            if p.available_delta == 0 && p.locked_delta == 0 {
+                continue;
+            }
+            let slot = match (p.owner, system_slot(p.owner)) {
+                (Owner::Account(id), _) => self
+                    .accounts
+                    .get_mut(&id)
+                    .map(|account| account.slot_mut(p.asset)),
+                (_, Some(slot)) => self
+                    .assets
+                    .get_mut(p.asset as usize)
+                    .map(|a| &mut a.system[slot]),
+                (_, None) => None,
+            };
+            let Some(slot) = slot else {
+                debug_assert!(false, "posting to a missing balance {:?}", p.owner);
+                continue;
+            };
+            *slot = p.after;
+            self.dirty.push(DirtyKey::Balance(p.owner, p.asset));
+            let asset = &self.assets[p.asset as usize];
+            let scale = asset.scale;
+            events.push(Event::Balance(BalanceChange {
+                owner: p.owner,
+                asset: asset.symbol.clone(),
+                available_delta: amount::to_decimal(p.available_delta, scale),
+                locked_delta: amount::to_decimal(p.locked_delta, scale),
+                available: amount::to_decimal(p.after.available, scale),
+                locked: amount::to_decimal(p.after.locked, scale),
+            }));
+        }
+    }
+
+    fn hold_event(
+        &self,
+        hold: HoldId,
+        account: AccountId,
+        asset: AssetIdx,
+        remaining: i128,
+        closed: bool,
+    ) -> Event {
+        Event::Hold {
+            hold,
+            account,
+            asset: self.symbol(asset).to_string(),
+            remaining: amount::to_decimal(remaining, self.scale(asset)),
+            closed,
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Tally's ledger engine: a pure, deterministic state machine over assets,
+//! client accounts, per-asset system accounts (External, Fees, Insurance),
+//! holds (order locks) and an idempotency table. No I/O, no clock (time comes
+//! with each command), no floats, no unordered iteration reaching output.
+//!
+//! `Ledger::apply` is the only mutator. Every movement is double-entry, so
+//! each asset sums to zero over all owners (`check_invariants`). The state is
+//! persisted as key/value records (`take_dirty`, `records`, `from_records`;
+//! encoding documented in [`records`]) and summarized by
+//! `state_hash`.
+
+mod amount;
+mod codec;
+mod command;
+mod dedup;
+mod engine;
+mod hash;
+mod invariants;
+pub mod records;
+mod state;
+mod views;
+
+pub use command::*;
+pub use engine::*;
+pub use records::{RecordError, RecordKind};
+pub use views::*;
+
+/// The decimal type of every amount in commands, events and views.
+pub use rust_decimal::Decimal;

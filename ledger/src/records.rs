@@ -1,0 +1,484 @@
+//! The ledger state as key/value records: the stable binary encoding the
+//! shell persists (RocksDB) and snapshots, `take_dirty` (what changed),
+//! `records` (everything) and `from_records` (rebuild, with validation).
+//!
+//! Every key starts with a one-byte kind tag ([`RecordKind::of_key`]);
+//! integers are big-endian so that byte order is numeric order.
+//!
+//! | kind    | key                                              | value |
+//! |---------|--------------------------------------------------|-------|
+//! | Meta    | `01`                                             | `u8` format version (1), `u64` dedup clock (`max_seen_now_ms`) |
+//! | Asset   | `02` symbol bytes                                | `u8` scale |
+//! | Account | `03` `u64` account id                            | empty |
+//! | Balance | `04` owner, symbol bytes                         | `i128` available, `i128` locked (minor units) |
+//! | Hold    | `05` `u64` hold id                               | `u64` account, `i128` amount, `i128` remaining, symbol bytes |
+//! | Dedup   | `06` command id bytes                            | `u64` stamp ms, 32-byte command fingerprint, outcome |
+//!
+//! Primitives: `u8`/`u32`/`u64` big-endian; `i128` two's complement,
+//! big-endian, 16 bytes; owner = `u8` kind (0 client account, 1 External,
+//! 2 Fees, 3 Insurance) then `u64` account id (0 for system owners);
+//! string = `u32` byte length then UTF-8; decimal = `i128` mantissa then
+//! `u8` scale (so `1.50` keeps its two decimals).
+//!
+//! Outcome: `u8` 0 = Applied, `u32` event count, the events; or `u8` 1 =
+//! Rejected, `u8` reject code (`RejectCode` declaration order, 0 =
+//! InvalidCommandId .. 17 = InvalidPrice), message string. Event = `u8` tag
+//! then its fields in declaration order: 0 AssetCreated(symbol string, scale
+//! `u32`), 1 AccountCreated(`u64`), 2 Balance(owner, asset string,
+//! available_delta, locked_delta, available, locked decimals), 3 Hold(hold
+//! `u64`, account `u64`, asset string, remaining decimal, closed `u8` 0/1),
+//! 4 Fill(buyer `u64`, seller `u64`, base and quote asset strings,
+//! base_amount, quote_amount, buyer_fee, seller_fee decimals).
+//!
+//! Every asset has its three system balance records; a client balance record
+//! exists once the account touched the asset (even if now zero). Closed
+//! holds and evicted dedup entries are deleted. A new format gets a new
+//! meta version; `from_records` refuses versions it does not know.
+
+use std::collections::BTreeMap;
+
+use crate::codec::{self, Reader, Sink};
+use crate::command::{AccountId, CommandId, HoldId, MAX_ASSET_SCALE, Owner, is_valid_asset_symbol};
+use crate::dedup::{DedupEntry, DedupTable};
+use crate::engine::{Ledger, LedgerConfig};
+use crate::state::{Account, Asset, AssetIdx, Balance, DirtyKey, Hold, SYSTEM_OWNERS, system_slot};
+
+/// Version written in the meta record; `from_records` refuses others.
+const FORMAT_VERSION: u8 = 1;
+
+const TAG_META: u8 = 0x01;
+const TAG_ASSET: u8 = 0x02;
+const TAG_ACCOUNT: u8 = 0x03;
+const TAG_BALANCE: u8 = 0x04;
+const TAG_HOLD: u8 = 0x05;
+const TAG_DEDUP: u8 = 0x06;
+
+/// The kind of a record, from the first byte of its key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum RecordKind {
+    Meta,
+    Asset,
+    Account,
+    Balance,
+    Hold,
+    /// An idempotency (command id) entry.
+    Dedup,
+}
+
+impl RecordKind {
+    /// The kind of the record with this key, or `None` if it is not a ledger key.
+    pub fn of_key(key: &[u8]) -> Option<RecordKind> {
+        match *key.first()? {
+            TAG_META => Some(RecordKind::Meta),
+            TAG_ASSET => Some(RecordKind::Asset),
+            TAG_ACCOUNT => Some(RecordKind::Account),
+            TAG_BALANCE => Some(RecordKind::Balance),
+            TAG_HOLD => Some(RecordKind::Hold),
+            TAG_DEDUP => Some(RecordKind::Dedup),
+            _ => None,
+        }
+    }
+}
+
+/// A record that cannot be part of a ledger state.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("record key {key:02x?} has no known kind")]
+    UnknownKind { key: Vec<u8> },
+    #[error("malformed {kind:?} record {key:02x?}: {detail}")]
+    Malformed {
+        kind: RecordKind,
+        key: Vec<u8>,
+        detail: String,
+    },
+    #[error("duplicate {kind:?} record {key:02x?}")]
+    Duplicate { kind: RecordKind, key: Vec<u8> },
+    #[error("unsupported record format version {0}")]
+    UnsupportedVersion(u8),
+    #[error("restored state violates an invariant: {0}")]
+    Invariant(String),
+}
+
+// ----- keys -----------------------------------------------------------------
+
+fn meta_key() -> Vec<u8> {
+    vec![TAG_META]
+}
+
+fn asset_key(symbol: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + symbol.len());
+    key.push(TAG_ASSET);
+    key.put(symbol.as_bytes());
+    key
+}
+
+fn account_key(account: AccountId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9);
+    key.push(TAG_ACCOUNT);
+    key.put_u64(account);
+    key
+}
+
+fn balance_key(owner: Owner, symbol: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(10 + symbol.len());
+    key.push(TAG_BALANCE);
+    key.put_owner(owner);
+    key.put(symbol.as_bytes());
+    key
+}
+
+fn hold_key(hold: HoldId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(9);
+    key.push(TAG_HOLD);
+    key.put_u64(hold);
+    key
+}
+
+fn dedup_key(id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + id.len());
+    key.push(TAG_DEDUP);
+    key.put(id.as_bytes());
+    key
+}
+
+// ----- values ---------------------------------------------------------------
+
+fn meta_value(max_seen_now_ms: u64) -> Vec<u8> {
+    let mut value = Vec::with_capacity(9);
+    value.put_u8(FORMAT_VERSION);
+    value.put_u64(max_seen_now_ms);
+    value
+}
+
+fn asset_value(asset: &Asset) -> Vec<u8> {
+    // Scales are validated to be <= MAX_ASSET_SCALE (18).
+    vec![asset.scale as u8]
+}
+
+fn balance_value(balance: Balance) -> Vec<u8> {
+    let mut value = Vec::with_capacity(32);
+    value.put_i128(balance.available);
+    value.put_i128(balance.locked);
+    value
+}
+
+fn hold_value(hold: &Hold, symbol: &str) -> Vec<u8> {
+    let mut value = Vec::with_capacity(40 + symbol.len());
+    value.put_u64(hold.account);
+    value.put_i128(hold.amount);
+    value.put_i128(hold.remaining);
+    value.put(symbol.as_bytes());
+    value
+}
+
+fn dedup_value(entry: &DedupEntry) -> Vec<u8> {
+    let mut value = Vec::with_capacity(40 + entry.outcome.len());
+    value.put_u64(entry.stamp_ms);
+    value.put(&entry.fingerprint);
+    value.put(&entry.outcome);
+    value
+}
+
+impl Ledger {
+    /// Records changed since the last call: `(key, Some(value))` for written,
+    /// `(key, None)` for deleted, sorted by key, each key once. Encoding:
+    /// see the `records` module docs (also `RecordKind`).
+    pub fn take_dirty(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let keys = self.dirty.take();
+        let mut out = Vec::with_capacity(keys.len() + 8);
+        for key in keys {
+            out.push(self.encode_dirty(key));
+        }
+        let (evicted, inserted) = self.dedup.take_dirty();
+        for (id, entry) in inserted {
+            out.push((dedup_key(id), Some(dedup_value(entry))));
+        }
+        for id in evicted {
+            let value = self.dedup.entries.get(&id).map(dedup_value);
+            out.push((dedup_key(&id), value));
+        }
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        // Values were all read from the current state: equal keys carry
+        // equal values, so dropping repeats is safe.
+        out.dedup_by(|a, b| a.0 == b.0);
+        out
+    }
+
+    fn encode_dirty(&self, key: DirtyKey) -> (Vec<u8>, Option<Vec<u8>>) {
+        match key {
+            DirtyKey::Meta => (meta_key(), Some(meta_value(self.dedup.max_seen_now_ms))),
+            DirtyKey::Asset(idx) => {
+                let asset = &self.assets[idx as usize];
+                (asset_key(&asset.symbol), Some(asset_value(asset)))
+            }
+            DirtyKey::Account(account) => {
+                let value = self.accounts.contains_key(&account).then(Vec::new);
+                (account_key(account), value)
+            }
+            DirtyKey::Balance(owner, idx) => {
+                let value = self.stored_balance(owner, idx).map(balance_value);
+                (balance_key(owner, self.symbol(idx)), value)
+            }
+            DirtyKey::Hold(hold) => {
+                let value = self
+                    .holds
+                    .get(&hold)
+                    .map(|h| hold_value(h, self.symbol(h.asset)));
+                (hold_key(hold), value)
+            }
+        }
+    }
+
+    /// The balance if it has a record: system balances always, client
+    /// balances once touched.
+    fn stored_balance(&self, owner: Owner, idx: AssetIdx) -> Option<Balance> {
+        match (owner, system_slot(owner)) {
+            (Owner::Account(id), _) => self.accounts.get(&id)?.get(idx).copied(),
+            (_, Some(slot)) => Some(self.assets.get(idx as usize)?.system[slot]),
+            (_, None) => None,
+        }
+    }
+
+    /// Every record of the state, sorted by key (for snapshots and tests).
+    pub fn records(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let mut out = Vec::with_capacity(
+            1 + self.assets.len() * 4
+                + self.accounts.len() * 2
+                + self.holds.len()
+                + self.dedup.entries.len(),
+        );
+        out.push((meta_key(), meta_value(self.dedup.max_seen_now_ms)));
+        for asset in &self.assets {
+            out.push((asset_key(&asset.symbol), asset_value(asset)));
+            for (owner, balance) in SYSTEM_OWNERS.iter().zip(asset.system) {
+                out.push((balance_key(*owner, &asset.symbol), balance_value(balance)));
+            }
+        }
+        for (id, account) in &self.accounts {
+            out.push((account_key(*id), Vec::new()));
+            for (idx, balance) in &account.balances {
+                out.push((
+                    balance_key(Owner::Account(*id), self.symbol(*idx)),
+                    balance_value(*balance),
+                ));
+            }
+        }
+        for (id, hold) in &self.holds {
+            out.push((hold_key(*id), hold_value(hold, self.symbol(hold.asset))));
+        }
+        for (id, entry) in &self.dedup.entries {
+            out.push((dedup_key(id), dedup_value(entry)));
+        }
+        out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Rebuilds a ledger from records (as written by `take_dirty`/`records`),
+    /// in any order. Validates every record and then the invariants, so a
+    /// corrupt store is refused rather than served. A missing meta record
+    /// means a dedup clock of 0; missing system balances mean zero.
+    pub fn from_records<I: IntoIterator<Item = (Vec<u8>, Vec<u8>)>>(
+        config: LedgerConfig,
+        records: I,
+    ) -> Result<Ledger, RecordError> {
+        let mut parsed = Parsed::default();
+        for (key, value) in records {
+            parsed.add(key, value)?;
+        }
+        let ledger = parsed.build(config)?;
+        ledger.check_invariants().map_err(RecordError::Invariant)?;
+        Ok(ledger)
+    }
+}
+
+/// Records sorted by kind, before they are linked together.
+#[derive(Default)]
+struct Parsed {
+    max_seen_now_ms: Option<u64>,
+    assets: BTreeMap<String, u32>,
+    accounts: Vec<(AccountId, Vec<u8>)>,
+    balances: Vec<(Owner, String, Balance, Vec<u8>)>,
+    holds: Vec<(HoldId, AccountId, String, i128, i128, Vec<u8>)>,
+    dedup: Vec<(String, DedupEntry, Vec<u8>)>,
+}
+
+fn malformed(kind: RecordKind, key: &[u8], detail: impl Into<String>) -> RecordError {
+    RecordError::Malformed {
+        kind,
+        key: key.to_vec(),
+        detail: detail.into(),
+    }
+}
+
+fn duplicate(kind: RecordKind, key: &[u8]) -> RecordError {
+    RecordError::Duplicate {
+        kind,
+        key: key.to_vec(),
+    }
+}
+
+fn symbol_from(kind: RecordKind, key: &[u8], bytes: &[u8]) -> Result<String, RecordError> {
+    match std::str::from_utf8(bytes) {
+        Ok(symbol) if is_valid_asset_symbol(symbol) => Ok(symbol.to_string()),
+        _ => Err(malformed(kind, key, "bad asset symbol")),
+    }
+}
+
+impl Parsed {
+    fn add(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), RecordError> {
+        let Some(kind) = RecordKind::of_key(&key) else {
+            return Err(RecordError::UnknownKind { key });
+        };
+        let bad = |detail: String| malformed(kind, &key, detail);
+        let mut k = Reader::new(&key[1..]);
+        let mut v = Reader::new(&value);
+        match kind {
+            RecordKind::Meta => {
+                k.finish().map_err(bad)?;
+                let version = v.u8().map_err(bad)?;
+                if version != FORMAT_VERSION {
+                    return Err(RecordError::UnsupportedVersion(version));
+                }
+                let clock = v.u64().map_err(bad)?;
+                v.finish().map_err(bad)?;
+                if self.max_seen_now_ms.replace(clock).is_some() {
+                    return Err(duplicate(kind, &key));
+                }
+            }
+            RecordKind::Asset => {
+                let symbol = symbol_from(kind, &key, k.rest())?;
+                let scale = u32::from(v.u8().map_err(bad)?);
+                v.finish().map_err(bad)?;
+                if scale > MAX_ASSET_SCALE {
+                    return Err(bad(format!("scale {scale} above {MAX_ASSET_SCALE}")));
+                }
+                if self.assets.insert(symbol, scale).is_some() {
+                    return Err(duplicate(kind, &key));
+                }
+            }
+            RecordKind::Account => {
+                let account = k.u64().map_err(bad)?;
+                k.finish().map_err(bad)?;
+                v.finish().map_err(bad)?;
+                if account == 0 {
+                    return Err(bad("account id 0".into()));
+                }
+                self.accounts.push((account, key));
+            }
+            RecordKind::Balance => {
+                let owner = k.owner().map_err(bad)?;
+                let symbol = symbol_from(kind, &key, k.rest())?;
+                let available = v.i128().map_err(bad)?;
+                let locked = v.i128().map_err(bad)?;
+                v.finish().map_err(bad)?;
+                self.balances
+                    .push((owner, symbol, Balance { available, locked }, key));
+            }
+            RecordKind::Hold => {
+                let hold = k.u64().map_err(bad)?;
+                k.finish().map_err(bad)?;
+                let account = v.u64().map_err(bad)?;
+                let amount = v.i128().map_err(bad)?;
+                let remaining = v.i128().map_err(bad)?;
+                let symbol = symbol_from(kind, &key, v.rest())?;
+                self.holds
+                    .push((hold, account, symbol, amount, remaining, key));
+            }
+            RecordKind::Dedup => {
+                let id = String::from_utf8(k.rest().to_vec()).unwrap_or_default();
+                if !CommandId(id.clone()).is_valid() {
+                    return Err(bad("bad command id".into()));
+                }
+                let stamp_ms = v.u64().map_err(bad)?;
+                let fingerprint = v.bytes32().map_err(bad)?;
+                // Kept encoded; decode once here so that a retry never fails to.
+                let outcome = v.rest();
+                let mut check = Reader::new(outcome);
+                codec::read_outcome(&mut check).map_err(bad)?;
+                check.finish().map_err(bad)?;
+                self.dedup.push((
+                    id,
+                    DedupEntry {
+                        stamp_ms,
+                        fingerprint,
+                        outcome: outcome.into(),
+                    },
+                    key,
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn build(self, config: LedgerConfig) -> Result<Ledger, RecordError> {
+        let mut ledger = Ledger::empty(config);
+        // Assets in symbol order (indices are internal; any order works).
+        for (symbol, scale) in self.assets {
+            let idx = AssetIdx::try_from(ledger.assets.len())
+                .map_err(|_| RecordError::Invariant("too many assets".into()))?;
+            ledger.asset_index.insert(symbol.clone(), idx);
+            ledger.assets.push(Asset {
+                symbol,
+                scale,
+                system: [Balance::default(); 3],
+            });
+        }
+        for (account, key) in self.accounts {
+            if ledger
+                .accounts
+                .insert(account, Account::default())
+                .is_some()
+            {
+                return Err(duplicate(RecordKind::Account, &key));
+            }
+        }
+        let mut seen_system = rustc_hash::FxHashSet::default();
+        for (owner, symbol, balance, key) in self.balances {
+            let Some(&idx) = ledger.asset_index.get(&symbol) else {
+                return Err(malformed(RecordKind::Balance, &key, "unknown asset"));
+            };
+            match (owner, system_slot(owner)) {
+                (Owner::Account(id), _) => {
+                    let Some(account) = ledger.accounts.get_mut(&id) else {
+                        return Err(malformed(RecordKind::Balance, &key, "unknown account"));
+                    };
+                    if account.get(idx).is_some() {
+                        return Err(duplicate(RecordKind::Balance, &key));
+                    }
+                    *account.slot_mut(idx) = balance;
+                }
+                (_, Some(slot)) => {
+                    if !seen_system.insert((slot, idx)) {
+                        return Err(duplicate(RecordKind::Balance, &key));
+                    }
+                    ledger.assets[idx as usize].system[slot] = balance;
+                }
+                (_, None) => return Err(malformed(RecordKind::Balance, &key, "bad owner")),
+            }
+        }
+        for (hold, account, symbol, amount, remaining, key) in self.holds {
+            let Some(&asset) = ledger.asset_index.get(&symbol) else {
+                return Err(malformed(RecordKind::Hold, &key, "unknown asset"));
+            };
+            let open = Hold {
+                account,
+                asset,
+                amount,
+                remaining,
+            };
+            if ledger.holds.insert(hold, open).is_some() {
+                return Err(duplicate(RecordKind::Hold, &key));
+            }
+        }
+        let mut entries = Vec::with_capacity(self.dedup.len());
+        let mut ids = rustc_hash::FxHashSet::default();
+        for (id, entry, key) in self.dedup {
+            if !ids.insert(id.clone()) {
+                return Err(duplicate(RecordKind::Dedup, &key));
+            }
+            entries.push((id, entry));
+        }
+        ledger.dedup = DedupTable::restore(self.max_seen_now_ms.unwrap_or(0), entries);
+        Ok(ledger)
+    }
+}

@@ -1,0 +1,160 @@
+//! Helpers shared by the integration tests: decimal literals, envelopes,
+//! a small harness that numbers command ids, and a "business state" digest
+//! (every record except the idempotency table and its clock).
+#![allow(dead_code)]
+
+use std::str::FromStr;
+
+use rust_decimal::Decimal;
+use tally_ledger::*;
+
+/// A decimal literal; keeps its written scale ("1.50" has scale 2).
+pub fn d(text: &str) -> Decimal {
+    Decimal::from_str(text).unwrap_or_else(|e| panic!("bad decimal {text:?}: {e}"))
+}
+
+pub fn envelope(id: &str, command: Command) -> Envelope {
+    Envelope {
+        command_id: CommandId(id.to_string()),
+        command,
+    }
+}
+
+/// blake3 over every record except `Meta` and `Dedup`: what a rejected
+/// command must leave unchanged (it is still remembered in the dedup table).
+pub fn business_hash(ledger: &Ledger) -> [u8; 32] {
+    let mut hasher = blake3::Hasher::new();
+    for (key, value) in ledger.records() {
+        if matches!(
+            RecordKind::of_key(&key),
+            Some(RecordKind::Meta | RecordKind::Dedup)
+        ) {
+            continue;
+        }
+        hasher.update(&(key.len() as u32).to_be_bytes());
+        hasher.update(&key);
+        hasher.update(&(value.len() as u32).to_be_bytes());
+        hasher.update(&value);
+    }
+    *hasher.finalize().as_bytes()
+}
+
+/// A ledger plus a command-id counter and a clock.
+pub struct Harness {
+    pub ledger: Ledger,
+    pub next_id: u64,
+    pub now_ms: u64,
+}
+
+impl Harness {
+    pub fn new() -> Self {
+        Harness {
+            ledger: Ledger::new(LedgerConfig::default()),
+            next_id: 0,
+            now_ms: 1_000,
+        }
+    }
+
+    /// Applies `command` under a fresh id; returns (id, result).
+    pub fn send(&mut self, command: Command) -> (Envelope, ApplyResult) {
+        self.next_id += 1;
+        self.now_ms += 1;
+        let envelope = envelope(&format!("cmd-{}", self.next_id), command);
+        let result = self.ledger.apply(&envelope, self.now_ms);
+        (envelope, result)
+    }
+
+    /// Applies `command`, which must succeed; returns its events.
+    pub fn ok(&mut self, command: Command) -> Vec<Event> {
+        let (envelope, result) = self.send(command);
+        assert!(!result.duplicate);
+        let Outcome::Applied { events } = result.outcome else {
+            panic!("{:?} rejected: {:?}", envelope.command, result.outcome)
+        };
+        self.ledger.check_invariants().expect("invariants");
+        events
+    }
+
+    /// Applies `command`, which must be rejected with `code` and must not
+    /// change balances, holds, accounts or assets; its rejection is
+    /// remembered (one dedup record), and a retry returns it again as a
+    /// duplicate without changing even the full state hash.
+    pub fn rejected(&mut self, command: Command, code: RejectCode) -> Rejection {
+        let business_before = business_hash(&self.ledger);
+        let records_before = self.ledger.records();
+        let (envelope, result) = self.send(command);
+        let rejection = match &result.outcome {
+            Outcome::Rejected(rejection) => rejection.clone(),
+            Outcome::Applied { events } => {
+                panic!(
+                    "{:?} applied, expected {code:?}: {events:?}",
+                    envelope.command
+                )
+            }
+        };
+        assert_eq!(
+            rejection.code, code,
+            "{:?}: {}",
+            envelope.command, rejection.message
+        );
+        assert!(!result.duplicate);
+        assert_eq!(
+            business_hash(&self.ledger),
+            business_before,
+            "rejection changed the state"
+        );
+        // The only records that changed: the dedup clock and this id's entry.
+        let records_after = self.ledger.records();
+        let changed: Vec<_> = records_after
+            .iter()
+            .filter(|r| !records_before.contains(r))
+            .map(|(key, _)| RecordKind::of_key(key))
+            .collect();
+        assert!(
+            changed
+                .iter()
+                .all(|k| matches!(k, Some(RecordKind::Meta | RecordKind::Dedup)))
+        );
+        assert_eq!(
+            changed
+                .iter()
+                .filter(|k| **k == Some(RecordKind::Dedup))
+                .count(),
+            1
+        );
+        assert_eq!(records_after.len(), records_before.len() + 1);
+        // Retry: same outcome, nothing changes.
+        let hash = self.ledger.state_hash();
+        let retry = self.ledger.apply(&envelope, self.now_ms + 1);
+        assert!(retry.duplicate);
+        assert_eq!(retry.outcome, result.outcome);
+        assert_eq!(self.ledger.state_hash(), hash);
+        self.ledger.check_invariants().expect("invariants");
+        rejection
+    }
+
+    pub fn balance(&self, owner: Owner, asset: &str) -> (Decimal, Decimal) {
+        let view = self
+            .ledger
+            .balance(owner, asset)
+            .expect("known owner and asset");
+        (view.available, view.locked)
+    }
+}
+
+/// Standard setup: BTC (8), USDT (6), accounts 1..=3.
+pub fn spot_harness() -> Harness {
+    let mut h = Harness::new();
+    h.ok(Command::CreateAsset {
+        symbol: "BTC".into(),
+        scale: 8,
+    });
+    h.ok(Command::CreateAsset {
+        symbol: "USDT".into(),
+        scale: 6,
+    });
+    for account in 1..=3 {
+        h.ok(Command::CreateAccount { account });
+    }
+    h
+}

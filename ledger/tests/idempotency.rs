@@ -1,0 +1,234 @@
+//! Idempotency: a retried command id returns its first outcome without
+//! changing anything; a reused id with another body is refused; entries
+//! expire after `dedup_window_ms` of leader time (measured on the dedup
+//! clock, which never goes back) and are evicted by the next new command.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{d, envelope};
+use tally_ledger::*;
+
+const WINDOW_MS: u64 = 1_000;
+
+fn ledger() -> Ledger {
+    let mut ledger = Ledger::new(LedgerConfig {
+        dedup_window_ms: WINDOW_MS,
+    });
+    let setup = [
+        Command::CreateAsset {
+            symbol: "BTC".into(),
+            scale: 8,
+        },
+        Command::CreateAccount { account: 1 },
+    ];
+    for (i, command) in setup.into_iter().enumerate() {
+        let result = ledger.apply(&envelope(&format!("setup-{i}"), command), 0);
+        assert!(matches!(result.outcome, Outcome::Applied { .. }));
+    }
+    ledger
+}
+
+fn deposit(amount: &str) -> Command {
+    Command::Deposit {
+        account: 1,
+        asset: "BTC".into(),
+        amount: d(amount),
+    }
+}
+
+fn btc(ledger: &Ledger) -> Decimal {
+    ledger
+        .balance(Owner::Account(1), "BTC")
+        .expect("balance")
+        .available
+}
+
+fn dedup_keys(ledger: &Ledger) -> Vec<Vec<u8>> {
+    ledger
+        .records()
+        .into_iter()
+        .filter(|(key, _)| RecordKind::of_key(key) == Some(RecordKind::Dedup))
+        .map(|(key, _)| key)
+        .collect()
+}
+
+fn dedup_key(id: &str) -> Vec<u8> {
+    let mut key = vec![0x06];
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+#[test]
+fn default_window_is_24_hours() {
+    assert_eq!(LedgerConfig::default().dedup_window_ms, 86_400_000);
+}
+
+#[test]
+fn retry_returns_the_first_outcome_and_changes_nothing() {
+    let mut ledger = ledger();
+    let first = ledger.apply(&envelope("a", deposit("1")), 10_000);
+    assert!(!first.duplicate);
+    let hash = ledger.state_hash();
+    for now in [10_000, 10_500, 11_000, 3] {
+        let retry = ledger.apply(&envelope("a", deposit("1")), now);
+        assert!(retry.duplicate, "at {now}");
+        assert_eq!(retry.outcome, first.outcome);
+        assert_eq!(ledger.state_hash(), hash);
+    }
+    assert_eq!(btc(&ledger), d("1"));
+    // Rejections are remembered too.
+    let refused = ledger.apply(&envelope("b", deposit("-1")), 10_001);
+    let hash = ledger.state_hash();
+    let retry = ledger.apply(&envelope("b", deposit("-1")), 10_002);
+    assert!(retry.duplicate);
+    assert_eq!(retry.outcome, refused.outcome);
+    assert_eq!(ledger.state_hash(), hash);
+    // The same amount written with trailing zeros is the same command.
+    let retry = ledger.apply(&envelope("a", deposit("1.000")), 10_003);
+    assert!(retry.duplicate);
+    // A different body under the same id is refused and not remembered.
+    let reused = ledger.apply(&envelope("a", deposit("2")), 10_004);
+    assert!(!reused.duplicate);
+    assert!(matches!(
+        reused.outcome,
+        Outcome::Rejected(Rejection {
+            code: RejectCode::CommandIdReused,
+            ..
+        })
+    ));
+    assert_eq!(ledger.state_hash(), hash);
+    ledger.check_invariants().expect("invariants");
+}
+
+#[test]
+fn entries_expire_after_the_window_and_are_evicted_by_the_next_command() {
+    let mut ledger = ledger();
+    ledger.take_dirty();
+    assert!(!ledger.apply(&envelope("a", deposit("1")), 10_000).duplicate);
+    assert!(!ledger.apply(&envelope("b", deposit("5")), 10_000).duplicate);
+    // Inside the window (stamp 10,000 >= 11,000 - 1,000).
+    assert!(ledger.apply(&envelope("a", deposit("1")), 11_000).duplicate);
+    assert_eq!(btc(&ledger), d("6"));
+    // One millisecond later the entry has expired: the retry is a new command.
+    let again = ledger.apply(&envelope("a", deposit("1")), 11_001);
+    assert!(!again.duplicate);
+    assert_eq!(btc(&ledger), d("7"));
+    // After expiry the id is free, even for another body (no CommandIdReused).
+    let other = ledger.apply(&envelope("b", deposit("6")), 11_001);
+    assert!(!other.duplicate);
+    assert!(matches!(other.outcome, Outcome::Applied { .. }));
+    assert_eq!(btc(&ledger), d("13"));
+    // "a" at 10,000 evicted the setup entries (stamped 0).
+    let dirty: BTreeMap<_, _> = ledger.take_dirty().into_iter().collect();
+    assert_eq!(dirty.get(&dedup_key("setup-0")), Some(&None));
+    assert!(matches!(dirty.get(&dedup_key("a")), Some(Some(_))));
+    assert_eq!(dedup_keys(&ledger), [dedup_key("a"), dedup_key("b")]);
+
+    // The next command at 12,002 evicts everything stamped before 11,002.
+    assert!(!ledger.apply(&envelope("c", deposit("1")), 12_002).duplicate);
+    assert_eq!(dedup_keys(&ledger), [dedup_key("c")]);
+    let dirty: BTreeMap<_, _> = ledger.take_dirty().into_iter().collect();
+    for gone in ["a", "b"] {
+        assert_eq!(
+            dirty.get(&dedup_key(gone)),
+            Some(&None),
+            "{gone} not deleted"
+        );
+    }
+    assert!(matches!(dirty.get(&dedup_key("c")), Some(Some(_))));
+    // An id evicted before it was ever taken produces no record at all.
+    assert!(!ledger.apply(&envelope("d", deposit("1")), 20_000).duplicate);
+    assert!(!ledger.apply(&envelope("e", deposit("1")), 30_000).duplicate);
+    let dirty: BTreeMap<_, _> = ledger.take_dirty().into_iter().collect();
+    assert!(!dirty.contains_key(&dedup_key("d")));
+    assert_eq!(dirty.get(&dedup_key("c")), Some(&None));
+    ledger.check_invariants().expect("invariants");
+}
+
+#[test]
+fn time_going_backwards_after_failover_does_not_shorten_the_window() {
+    let mut ledger = ledger();
+    assert!(
+        !ledger
+            .apply(&envelope("x", deposit("1")), 100_000)
+            .duplicate
+    );
+    // A new leader whose clock is behind: the dedup clock stays at 100,000
+    // and "y" is stamped 100,000.
+    assert!(!ledger.apply(&envelope("y", deposit("1")), 40_000).duplicate);
+    assert!(ledger.apply(&envelope("x", deposit("1")), 40_000).duplicate);
+    assert!(
+        ledger
+            .apply(&envelope("y", deposit("1")), 100_000 + WINDOW_MS)
+            .duplicate
+    );
+    assert!(
+        !ledger
+            .apply(&envelope("y", deposit("1")), 100_001 + WINDOW_MS)
+            .duplicate
+    );
+    assert_eq!(btc(&ledger), d("3"));
+}
+
+#[test]
+fn duplicates_and_refused_ids_do_not_advance_the_dedup_clock() {
+    let mut ledger = ledger();
+    assert!(!ledger.apply(&envelope("a", deposit("1")), 10_000).duplicate);
+    let hash = ledger.state_hash();
+    // A live duplicate at a later time, an invalid id far in the future and
+    // a reused id: none of them moves the clock.
+    assert!(ledger.apply(&envelope("a", deposit("1")), 10_900).duplicate);
+    let invalid = ledger.apply(&envelope("", deposit("1")), 1_000_000);
+    assert!(matches!(
+        invalid.outcome,
+        Outcome::Rejected(Rejection {
+            code: RejectCode::InvalidCommandId,
+            ..
+        })
+    ));
+    let reused = ledger.apply(&envelope("a", deposit("9")), 10_950);
+    assert!(matches!(
+        reused.outcome,
+        Outcome::Rejected(Rejection {
+            code: RejectCode::CommandIdReused,
+            ..
+        })
+    ));
+    assert_eq!(ledger.state_hash(), hash);
+    assert!(ledger.apply(&envelope("a", deposit("1")), 10_900).duplicate);
+}
+
+#[test]
+fn dedup_table_survives_a_rebuild_from_records() {
+    let mut ledger = ledger();
+    for (i, now) in [10_000u64, 10_000, 10_400, 10_800].into_iter().enumerate() {
+        assert!(
+            !ledger
+                .apply(&envelope(&format!("k{i}"), deposit("1")), now)
+                .duplicate
+        );
+    }
+    let mut restored = Ledger::from_records(
+        LedgerConfig {
+            dedup_window_ms: WINDOW_MS,
+        },
+        ledger.records(),
+    )
+    .expect("restores");
+    assert_eq!(restored.state_hash(), ledger.state_hash());
+    // Both evolve identically: retries, expiry and eviction.
+    for (id, amount, now) in [
+        ("k0", "1", 10_900),
+        ("k1", "1", 11_001),
+        ("k3", "1", 11_300),
+        ("z", "4", 11_401),
+    ] {
+        let a = ledger.apply(&envelope(id, deposit(amount)), now);
+        let b = restored.apply(&envelope(id, deposit(amount)), now);
+        assert_eq!(a, b);
+        assert_eq!(ledger.state_hash(), restored.state_hash());
+    }
+    assert_eq!(btc(&ledger), d("9"));
+}
