@@ -223,11 +223,10 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     for m in &members {
         loop {
-            if let Ok(mut c) = AdminClient::connect(format!("http://{}", m.addr)).await {
-                if c.get_node_status(NodeStatusRequest {}).await.is_ok() {
+            if let Ok(mut c) = AdminClient::connect(format!("http://{}", m.addr)).await
+                && c.get_node_status(NodeStatusRequest {}).await.is_ok() {
                     break;
                 }
-            }
             if Instant::now() > deadline {
                 anyhow::bail!("node {} did not come up on {} (see {}/node-{}/tallyd.log)", m.node_id, m.addr, args.data_dir.display(), m.node_id);
             }
@@ -281,4 +280,41 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         println!("node {id} stopped");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_file_supplies_values_and_flags_override_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tally.toml");
+        std::fs::write(
+            &path,
+            "node_id = 7\ncluster_id = \"prod\"\nlisten = \"127.0.0.1:6000\"\ndata_dir = \"/tmp/x\"\nsnapshot_every_entries = 500\n",
+        )
+        .unwrap();
+        let args = RunArgs { config: Some(path.clone()), node_id: Some(8), ..Default::default() };
+        let c = args.resolve().unwrap();
+        assert_eq!((c.node_id, c.cluster_id.as_str(), c.snapshot_every_entries), (8, "prod", 500));
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:6000");
+        assert_eq!(c.advertise_addr, "127.0.0.1:6000");
+    }
+
+    #[test]
+    fn unknown_config_keys_and_missing_required_values_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "node_idd = 1\n").unwrap();
+        let err = RunArgs { config: Some(path), ..Default::default() }.resolve().unwrap_err().to_string();
+        assert!(err.contains("node_idd"), "{err}");
+        let err = RunArgs::default().resolve().unwrap_err().to_string();
+        assert!(err.contains("--node-id is required"), "{err}");
+        let err = RunArgs { node_id: Some(1), listen: Some("127.0.0.1:1".parse().unwrap()), data_dir: Some("/tmp/y".into()), cluster_id: Some("bad id".into()), ..Default::default() }
+            .resolve()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("--cluster-id"), "{err}");
+    }
 }

@@ -253,7 +253,7 @@ pub async fn start(
     }
     .validate()?;
     let log_store = LogStore::new(db.clone());
-    let sm = StateMachineStore::open(db.clone(), config.ledger.clone())?;
+    let sm = StateMachineStore::open(db.clone(), config.ledger)?;
     let state = sm.shared();
     let applied = sm.applied_watch();
     let network = NetworkFactory { cluster_id: config.cluster_id.clone() };

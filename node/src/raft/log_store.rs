@@ -116,7 +116,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let last_purged_log_id: Option<LogId> = self.get_meta(KEY_LAST_PURGED)?;
-        let last_log_id = self.last_entry_log_id()?.or_else(|| last_purged_log_id.clone());
+        let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
         Ok(LogState { last_purged_log_id, last_log_id })
     }
 
@@ -169,5 +169,39 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         batch.put_cf(meta, KEY_LAST_PURGED, codec::encode(&log_id)?);
         batch.delete_range_cf(log, index_key(0), index_key(log_id.index + 1));
         self.db.write_opt(batch, &synced()).map_err(io::Error::other)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use openraft::entry::RaftEntry;
+    use openraft::vote::RaftLeaderIdExt;
+
+    use super::*;
+    use crate::raft::types::EntryRequest;
+
+    fn entry(term: u64, index: u64) -> Entry {
+        let leader = openraft::impls::leader_id_adv::LeaderId::<u64, u64>::new_committed(term, 1);
+        let log_id = LogId::new(leader, index);
+        Entry::new_normal(log_id, EntryRequest { timestamp_ms: index, commands: vec![] })
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn log_survives_reopen_and_truncate_and_purge_move_the_right_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = crate::storage::open_db(dir.path()).unwrap();
+            let mut store = LogStore::new(db);
+            store.append((1..=10).map(|i| entry(1, i)), IOFlushed::noop()).await.unwrap();
+            store.truncate_after(Some(entry(1, 8).log_id)).await.unwrap();
+            store.purge(entry(1, 3).log_id).await.unwrap();
+        }
+        let db = crate::storage::open_db(dir.path()).unwrap();
+        let mut store = LogStore::new(db);
+        let state = store.get_log_state().await.unwrap();
+        assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(3));
+        assert_eq!(state.last_log_id.map(|l| l.index), Some(8));
+        let got: Vec<u64> = store.try_get_log_entries(0..100).await.unwrap().iter().map(|e| e.log_id.index).collect();
+        assert_eq!(got, (4..=8).collect::<Vec<_>>());
     }
 }

@@ -82,7 +82,7 @@ impl StateMachineStore {
             let (k, v) = item.map_err(io::Error::other)?;
             records.push((k.to_vec(), v.to_vec()));
         }
-        let ledger = Ledger::from_records(ledger_config.clone(), records)
+        let ledger = Ledger::from_records(ledger_config, records)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("ledger records: {e}")))?;
         let meta_cf = cf(&db, CF_SM_META)?;
         let last_applied: Option<LogId> = match db.get_cf(meta_cf, KEY_LAST_APPLIED).map_err(io::Error::other)? {
@@ -148,12 +148,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
         let (body, meta) = {
             let st = self.state.read().map_err(|_| lock_poisoned())?;
             let body = SnapshotBody {
-                last_applied: st.last_applied.clone(),
+                last_applied: st.last_applied,
                 membership: st.membership.clone(),
                 retired_node_ids: st.retired_node_ids.clone(),
                 records: st.ledger.records(),
             };
-            let meta = SnapshotMeta { last_log_id: st.last_applied.clone(), last_membership: st.membership.clone() };
+            let meta = SnapshotMeta { last_log_id: st.last_applied, last_membership: st.membership.clone() };
             (body, meta)
         };
         let data = codec::encode(&body)?;
@@ -170,7 +170,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let st = self.state.read().map_err(|_| lock_poisoned())?;
-        Ok((st.last_applied.clone(), st.membership.clone()))
+        Ok((st.last_applied, st.membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -196,11 +196,11 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         let before: BTreeSet<u64> = st.membership.nodes().map(|(id, _)| *id).collect();
                         let after: BTreeSet<u64> = m.nodes().map(|(id, _)| *id).collect();
                         st.retired_node_ids.extend(before.difference(&after));
-                        st.membership = StoredMembership::new(Some(entry.log_id.clone()), m);
+                        st.membership = StoredMembership::new(Some(entry.log_id), m);
                         EntryResponse::default()
                     }
                 };
-                st.last_applied = Some(entry.log_id.clone());
+                st.last_applied = Some(entry.log_id);
                 if let Some(r) = responder {
                     replies.push((r, response));
                 }
@@ -231,7 +231,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
         let body: SnapshotBody = codec::decode(&data)?;
-        let ledger = Ledger::from_records(self.ledger_config.clone(), body.records.iter().cloned())
+        let ledger = Ledger::from_records(self.ledger_config, body.records.iter().cloned())
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("snapshot records: {e}")))?;
         let sm_cf = cf(&self.db, CF_SM)?;
         let mut batch = WriteBatch::default();
@@ -243,7 +243,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         {
             let mut st = self.state.write().map_err(|_| lock_poisoned())?;
             st.ledger = ledger;
-            st.last_applied = meta.last_log_id.clone();
+            st.last_applied = meta.last_log_id;
             st.membership = meta.last_membership.clone();
             st.retired_node_ids = body.retired_node_ids.clone();
             self.write_meta(&mut batch, &st)?;
