@@ -1,16 +1,27 @@
-//! Cluster administration on [`Client`]: init, membership changes (sent to
-//! the leader, following `NOT_LEADER` like writes) and status.
+//! Cluster administration on [`Client`]: init, membership changes and
+//! leadership transfer (sent to the leader, following `NOT_LEADER` like
+//! writes), per-node maintenance (snapshot, compact) and status.
 //!
 //! Membership changes are not idempotent the way ledger commands are: if one
 //! ends in [`ClientError::Timeout`] it may or may not have taken effect, and
 //! a retry may be refused because it already did. Check `cluster_status`.
+//!
+//! Refusals carry a machine-readable reason ([`ClientError::reason`], one of
+//! [`crate::reasons`]): only one membership change runs at a time
+//! (`MEMBERSHIP_CHANGE_IN_PROGRESS`), ids of current members
+//! (`NODE_ID_IN_USE`) and of removed nodes (`NODE_ID_RETIRED`) cannot be
+//! added, and `remove` refuses to drop the last voter (`LAST_VOTER`) or,
+//! without `force`, to leave the remaining voters without a reachable
+//! majority (`WOULD_LOSE_QUORUM`).
 
 use std::time::Duration;
 
 use tally_proto::v1::admin_client::AdminClient;
 use tally_proto::v1::{
-    AddLearnerRequest, ClusterStatus, ClusterStatusRequest, InitRequest, Member,
-    MembershipResponse, NodeStatus, NodeStatusRequest, PromoteRequest, RemoveRequest,
+    AddLearnerRequest, ClusterStatus, ClusterStatusRequest, CompactRequest, CompactResponse,
+    InitRequest, Member, MembershipResponse, NodeStatus, NodeStatusRequest, PromoteRequest,
+    RemoveRequest, ReplaceRequest, SnapshotRequest, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse,
 };
 use tonic::transport::Channel;
 
@@ -31,7 +42,18 @@ fn membership_policy() -> Policy {
         route: Route::Leader { remember: true },
         cap_attempts: false,
         write: false,
+        observe: false,
     }
+}
+
+/// A maintenance call on one node that may take long (no per-attempt cap).
+fn node_policy(endpoint: &str) -> Result<Policy, ClientError> {
+    Ok(Policy {
+        route: Route::Fixed(parse_endpoint(endpoint)?),
+        cap_attempts: false,
+        write: false,
+        observe: false,
+    })
 }
 
 impl Client {
@@ -58,6 +80,7 @@ impl Client {
             route: Route::InOrder,
             cap_attempts: true,
             write: false,
+            observe: false,
         };
         self.run(policy, |channel, timeout| {
             let request = request.clone();
@@ -123,6 +146,99 @@ impl Client {
         .await
     }
 
+    /// Replaces voter `old_node_id` by a new node in one server-side
+    /// sequence: adds `new_node_id` at `addr` as a learner, waits for it to
+    /// catch up, promotes it, then removes the old node (the cluster never
+    /// has fewer voters than before). `force` skips the removal's quorum
+    /// check. The new node's process must already be running (empty data
+    /// dir, same cluster id). Can take long: give the client a generous
+    /// timeout. On [`ClientError::Timeout`] the sequence may have stopped
+    /// part-way: check `cluster_status`.
+    pub async fn replace(
+        &self,
+        old_node_id: u64,
+        new_node_id: u64,
+        addr: impl Into<String>,
+        force: bool,
+    ) -> Result<MembershipResponse, ClientError> {
+        let addr = parse_endpoint(&addr.into())?;
+        let request = ReplaceRequest {
+            old_node_id,
+            new_member: Some(Member {
+                node_id: new_node_id,
+                addr,
+            }),
+            force,
+        };
+        self.membership(move |channel, timeout| {
+            let request = request.clone();
+            async move {
+                let response = admin_client(channel)
+                    .replace(with_timeout(request, timeout))
+                    .await?;
+                Ok(response.into_inner())
+            }
+        })
+        .await
+    }
+
+    /// Moves leadership to voter `node_id` and returns once it leads (the
+    /// server waits up to 10 s). Transferring to the current leader succeeds
+    /// at once. Writes in flight are retried on the new leader by the client
+    /// like after any leader change; the client forgets its remembered
+    /// leader and finds the new one on its next write.
+    pub async fn transfer_leader(
+        &self,
+        node_id: u64,
+    ) -> Result<TransferLeaderResponse, ClientError> {
+        let request = TransferLeaderRequest { node_id };
+        let policy = Policy {
+            route: Route::Leader { remember: false },
+            cap_attempts: false,
+            write: false,
+            observe: false,
+        };
+        let response = self
+            .run(policy, |channel, timeout| async move {
+                let response = admin_client(channel)
+                    .transfer_leader(with_timeout(request, timeout))
+                    .await?;
+                Ok(response.into_inner())
+            })
+            .await
+            .map_err(CallFailure::into_client_error)?;
+        self.shared.router.clear_leader();
+        Ok(response)
+    }
+
+    /// Makes the node at `endpoint` take a snapshot of its state now (each
+    /// node snapshots on its own; this is not replicated). Returns the
+    /// snapshot's log index.
+    pub async fn snapshot(&self, endpoint: &str) -> Result<SnapshotResponse, ClientError> {
+        self.run(node_policy(endpoint)?, |channel, timeout| async move {
+            let response = admin_client(channel)
+                .trigger_snapshot(with_timeout(SnapshotRequest {}, timeout))
+                .await?;
+            Ok(response.into_inner())
+        })
+        .await
+        .map_err(CallFailure::into_client_error)
+    }
+
+    /// Makes the node at `endpoint` purge its Raft log up to its last
+    /// snapshot (refused with `NO_SNAPSHOT` before the first one). Returns
+    /// the purged and snapshot indexes.
+    pub async fn compact(&self, endpoint: &str) -> Result<CompactResponse, ClientError> {
+        self.run(node_policy(endpoint)?, |channel, timeout| async move {
+            let response = admin_client(channel)
+                .compact(with_timeout(CompactRequest {}, timeout))
+                .await?;
+            Ok(response.into_inner())
+        })
+        .await
+        .map_err(CallFailure::into_client_error)
+    }
+
     async fn membership<F, Fut>(&self, op: F) -> Result<MembershipResponse, ClientError>
     where
         F: FnMut(Channel, Duration) -> Fut,
@@ -140,6 +256,7 @@ impl Client {
             route: Route::Leader { remember: false },
             cap_attempts: true,
             write: false,
+            observe: false,
         };
         self.run(policy, |channel, timeout| async move {
             let response = admin_client(channel)
@@ -157,6 +274,7 @@ impl Client {
             route: Route::Fixed(parse_endpoint(endpoint)?),
             cap_attempts: true,
             write: false,
+            observe: false,
         };
         self.run(policy, |channel, timeout| async move {
             let response = admin_client(channel)
@@ -199,6 +317,18 @@ mod tests {
         ));
         assert!(matches!(
             client.node_status("x").await,
+            Err(ClientError::Config(_))
+        ));
+        assert!(matches!(
+            client.replace(1, 4, "no-port", false).await,
+            Err(ClientError::Config(_))
+        ));
+        assert!(matches!(
+            client.snapshot("x").await,
+            Err(ClientError::Config(_))
+        ));
+        assert!(matches!(
+            client.compact("x:0").await,
             Err(ClientError::Config(_))
         ));
     }

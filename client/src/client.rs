@@ -1,26 +1,30 @@
 //! [`Client`]: the handle applications use. Owns the shared routing state
-//! and turns each public call (writes and reads) into a retry-loop run with
-//! the right routing policy and outcome mapping. Admin calls live in
-//! `admin.rs`.
+//! and the session index (the highest applied index this client has seen,
+//! for [`Consistency::Session`] reads), and turns each public call (writes
+//! and reads) into a retry-loop run with the right routing policy and
+//! outcome mapping. Admin calls live in `admin.rs`.
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tally_proto::MAX_BATCH_COMMANDS;
+use tally_proto::v1::admin_client::AdminClient;
 use tally_proto::v1::ledger_client::LedgerClient;
 use tally_proto::v1::{
     Command, CommandResult, GetAccountRequest, GetAccountResponse, GetBalanceRequest,
     GetBalanceResponse, GetHoldRequest, GetHoldResponse, GetStateHashRequest, GetStateHashResponse,
-    SubmitBatchRequest, SubmitRequest,
+    NodeStatusRequest, SubmitBatchRequest, SubmitRequest,
 };
+use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Request, Status};
 
 use crate::config::{ClientConfig, parse_endpoint};
 use crate::error::{ClientError, reasons};
 use crate::ids::validate_command_id;
-use crate::read::{Consistency, Owner, ReadOptions};
+use crate::read::{Consistency, Owner, ReadOptions, ReadPolicy};
 use crate::result::WriteResult;
 use crate::retry::{self, CallFailure, Policy, Route};
 use crate::router::Router;
@@ -28,6 +32,20 @@ use crate::router::Router;
 /// Largest gRPC message the client sends or accepts (a full batch's results
 /// with their events can exceed tonic's 4 MiB default).
 pub(crate) const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// Request metadata with which a follower marks a write it forwards to the
+/// leader; a write carrying it is not forwarded again. The client sets it on
+/// its own writes: a follower then answers `NOT_LEADER` with the leader's
+/// address instead of forwarding, so the client learns the real leader and
+/// sends later writes there directly (a forwarded success would not say
+/// which node led, and every later write would pay the extra hop). When a
+/// hinted leader address cannot be connected to (the client reaches only
+/// some nodes), the client leaves it off for a while and lets followers
+/// forward (see `Router::forward_writes`).
+use tally_proto::NO_FORWARD_METADATA_KEY;
+
+/// Longest a leader discovery (a node-status sweep) waits for each node.
+const DISCOVERY_TIMEOUT: Duration = Duration::from_millis(1000);
 
 /// A handle to a Tally cluster. Cheap to clone (the state is shared behind an
 /// `Arc`); use one per process from as many tasks as you like. Every call
@@ -41,6 +59,9 @@ pub struct Client {
 pub(crate) struct Shared {
     pub(crate) config: ClientConfig,
     pub(crate) router: Router,
+    /// The highest applied index seen in any answer (writes and reads): the
+    /// floor of [`Consistency::Session`] reads.
+    pub(crate) session_index: AtomicU64,
 }
 
 impl fmt::Debug for Client {
@@ -48,6 +69,7 @@ impl fmt::Debug for Client {
         f.debug_struct("Client")
             .field("endpoints", &self.shared.router.endpoints())
             .field("leader", &self.shared.router.leader())
+            .field("session_index", &self.session_index())
             .field("timeout_ms", &self.timeout.as_millis())
             .finish()
     }
@@ -62,9 +84,44 @@ impl Client {
         let router = Router::new(endpoints, Duration::from_millis(config.connect_timeout_ms));
         let timeout = config.timeout();
         Ok(Client {
-            shared: Arc::new(Shared { config, router }),
+            shared: Arc::new(Shared {
+                config,
+                router,
+                session_index: AtomicU64::new(0),
+            }),
             timeout,
         })
+    }
+
+    /// The session index: the highest applied log index this client (or a
+    /// clone) has seen in a write or read answer. [`Consistency::Session`]
+    /// reads are served only by nodes that have applied at least this far.
+    pub fn session_index(&self) -> u64 {
+        self.shared.session_index.load(Ordering::Acquire)
+    }
+
+    /// Raises the session index to `index` (never lowers it): e.g. to carry
+    /// a session over from another process that passed its index along.
+    pub fn advance_session(&self, index: u64) {
+        self.shared.session_index.fetch_max(index, Ordering::AcqRel);
+    }
+
+    fn forward_writes(&self) -> bool {
+        self.shared.router.forward_writes()
+    }
+
+    /// The read options `read` stands for on this client: the configured
+    /// default filled in for [`Consistency::ClientDefault`], and the session
+    /// index as the floor of a [`Consistency::Session`] read.
+    pub fn resolve_read(&self, read: ReadOptions) -> ReadOptions {
+        let mut read = read;
+        if read.consistency == Consistency::ClientDefault {
+            read.consistency = self.shared.config.read_consistency_default;
+        }
+        if read.consistency == Consistency::Session {
+            read.min_index = read.min_index.max(self.session_index());
+        }
+        read
     }
 
     /// The configuration this client was built with.
@@ -126,13 +183,10 @@ impl Client {
         };
         let outcome = self
             .run(write_policy(), |channel, timeout| {
-                let request = request.clone();
+                let request = write_request(request.clone(), timeout, self.forward_writes());
                 let command_id = command_id.clone();
                 async move {
-                    let response = ledger_client(channel)
-                        .submit(with_timeout(request, timeout))
-                        .await?
-                        .into_inner();
+                    let response = ledger_client(channel).submit(request).await?.into_inner();
                     let result = response
                         .result
                         .ok_or_else(|| Status::internal("server returned no command result"))?;
@@ -141,7 +195,12 @@ impl Client {
                 }
             })
             .await;
-        outcome.unwrap_or_else(|failure| WriteResult::from_failure(&command_id, &failure))
+        let result =
+            outcome.unwrap_or_else(|failure| WriteResult::from_failure(&command_id, &failure));
+        if let Some(index) = result.applied_index() {
+            self.advance_session(index);
+        }
+        result
     }
 
     /// Submits up to [`MAX_BATCH_COMMANDS`] commands applied in order in one
@@ -181,11 +240,11 @@ impl Client {
         let request = SubmitBatchRequest { commands };
         let outcome = self
             .run(write_policy(), |channel, timeout| {
-                let request = request.clone();
+                let request = write_request(request.clone(), timeout, self.forward_writes());
                 let ids = ids.clone();
                 async move {
                     let response = ledger_client(channel)
-                        .submit_batch(with_timeout(request, timeout))
+                        .submit_batch(request)
                         .await?
                         .into_inner();
                     if response.results.len() != ids.len() {
@@ -207,11 +266,15 @@ impl Client {
                 }
             })
             .await;
-        Ok(outcome.unwrap_or_else(|failure| {
+        let results: Vec<WriteResult> = outcome.unwrap_or_else(|failure| {
             ids.iter()
                 .map(|id| WriteResult::from_failure(id, &failure))
                 .collect()
-        }))
+        });
+        if let Some(index) = results.iter().filter_map(WriteResult::applied_index).max() {
+            self.advance_session(index);
+        }
+        Ok(results)
     }
 
     // ---- reads ----
@@ -223,6 +286,7 @@ impl Client {
         asset: impl Into<String>,
         read: ReadOptions,
     ) -> Result<GetBalanceResponse, ClientError> {
+        let read = self.resolve_read(read);
         let request = GetBalanceRequest {
             owner: Some(owner.into().to_proto()),
             asset: asset.into(),
@@ -246,6 +310,7 @@ impl Client {
         account: u64,
         read: ReadOptions,
     ) -> Result<GetAccountResponse, ClientError> {
+        let read = self.resolve_read(read);
         let request = GetAccountRequest {
             account,
             read: Some(read.to_proto()),
@@ -261,6 +326,7 @@ impl Client {
 
     /// One hold (order lock).
     pub async fn hold(&self, hold: u64, read: ReadOptions) -> Result<GetHoldResponse, ClientError> {
+        let read = self.resolve_read(read);
         let request = GetHoldRequest {
             hold,
             read: Some(read.to_proto()),
@@ -276,7 +342,8 @@ impl Client {
 
     /// The hash of the whole ledger state, from whichever node serves the read.
     pub async fn state_hash(&self, read: ReadOptions) -> Result<GetStateHashResponse, ClientError> {
-        let route = read_route(read);
+        let read = self.resolve_read(read);
+        let route = self.read_route(read).await;
         self.state_hash_via(route, read).await
     }
 
@@ -288,6 +355,7 @@ impl Client {
         read: ReadOptions,
     ) -> Result<GetStateHashResponse, ClientError> {
         let endpoint = parse_endpoint(endpoint)?;
+        let read = self.resolve_read(read);
         self.state_hash_via(Route::Fixed(endpoint), read).await
     }
 
@@ -303,30 +371,122 @@ impl Client {
             route,
             cap_attempts: true,
             write: false,
+            observe: true,
         };
-        self.run(policy, |channel, timeout| async move {
-            let response = ledger_client(channel)
-                .get_state_hash(with_timeout(request, timeout))
-                .await?;
-            Ok(response.into_inner())
-        })
-        .await
-        .map_err(CallFailure::into_client_error)
+        let response = self
+            .run(policy, |channel, timeout| async move {
+                let response = ledger_client(channel)
+                    .get_state_hash(with_timeout(request, timeout))
+                    .await?;
+                Ok(response.into_inner())
+            })
+            .await
+            .map_err(CallFailure::into_client_error)?;
+        self.advance_session(response.applied_index);
+        Ok(response)
     }
 
+    /// Runs a read (already resolved) on the nodes its consistency and the
+    /// read policy pick, and folds its applied index into the session.
     async fn read<T, F, Fut>(&self, read: ReadOptions, op: F) -> Result<T, ClientError>
     where
+        T: Served,
         F: FnMut(Channel, Duration) -> Fut,
         Fut: Future<Output = Result<T, Status>>,
     {
         let policy = Policy {
-            route: read_route(read),
+            route: self.read_route(read).await,
             cap_attempts: true,
             write: false,
+            observe: true,
         };
-        self.run(policy, op)
+        let value = self
+            .run(policy, op)
             .await
-            .map_err(CallFailure::into_client_error)
+            .map_err(CallFailure::into_client_error)?;
+        self.advance_session(value.applied_index());
+        Ok(value)
+    }
+
+    /// Where a resolved read goes under the configured [`ReadPolicy`]. Finds
+    /// the leader first when the policy needs it and none is known.
+    async fn read_route(&self, read: ReadOptions) -> Route {
+        let policy = self.shared.config.read_policy;
+        let route = route_for(read.consistency, policy);
+        let needs_leader = matches!(
+            policy,
+            ReadPolicy::LeaderOnly | ReadPolicy::FollowersPreferred
+        );
+        if needs_leader && self.leader().is_none() {
+            self.discover_leader().await;
+        }
+        route
+    }
+
+    /// Asks every configured node for its status and remembers the one that
+    /// says it leads (highest term wins). At most one sweep per 500 ms;
+    /// returns the leader known afterwards. Node status is not free on the
+    /// server, so this runs only when a routing decision needs the leader
+    /// and none is known.
+    pub(crate) async fn discover_leader(&self) -> Option<String> {
+        let router = &self.shared.router;
+        if !router.begin_discovery() {
+            return router.leader();
+        }
+        let timeout =
+            DISCOVERY_TIMEOUT.min(Duration::from_millis(self.shared.config.attempt_timeout_ms));
+        let mut sweeps = tokio::task::JoinSet::new();
+        for endpoint in router.endpoints() {
+            let channel = match router.channel(endpoint) {
+                Ok(channel) => channel,
+                Err(_) => continue,
+            };
+            let endpoint = endpoint.clone();
+            sweeps.spawn(async move {
+                let mut admin = AdminClient::new(channel);
+                let call = admin.get_node_status(with_timeout(NodeStatusRequest {}, timeout));
+                match tokio::time::timeout(timeout, call).await {
+                    Ok(Ok(status)) => {
+                        let status = status.into_inner();
+                        (status.role == "leader").then_some((status.term, endpoint))
+                    }
+                    _ => None,
+                }
+            });
+        }
+        let mut best: Option<(u64, String)> = None;
+        while let Some(joined) = sweeps.join_next().await {
+            if let Ok(Some((term, endpoint))) = joined
+                && best.as_ref().is_none_or(|(t, _)| term > *t)
+            {
+                best = Some((term, endpoint));
+            }
+        }
+        if let Some((_, endpoint)) = &best {
+            router.set_leader(endpoint);
+        }
+        router.leader()
+    }
+}
+
+/// Responses that say at which applied index they were served.
+pub(crate) trait Served {
+    fn applied_index(&self) -> u64;
+}
+
+impl Served for GetBalanceResponse {
+    fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+}
+impl Served for GetAccountResponse {
+    fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+}
+impl Served for GetHoldResponse {
+    fn applied_index(&self) -> u64 {
+        self.applied_index
     }
 }
 
@@ -335,20 +495,42 @@ fn write_policy() -> Policy {
         route: Route::Leader { remember: true },
         cap_attempts: true,
         write: true,
+        observe: false,
     }
 }
 
-/// Linearizable reads go to the leader; others spread over all nodes.
-fn read_route(read: ReadOptions) -> Route {
-    match read.consistency {
-        Consistency::Linearizable => Route::Leader { remember: false },
-        Consistency::Bounded | Consistency::AtLeastIndex => Route::Spread,
+/// The route of a read at `consistency` (resolved) under `policy`; see the
+/// table on [`ReadPolicy`].
+fn route_for(consistency: Consistency, policy: ReadPolicy) -> Route {
+    let linearizable = matches!(
+        consistency,
+        Consistency::Linearizable | Consistency::ClientDefault
+    );
+    match policy {
+        ReadPolicy::LeaderOnly => Route::Leader { remember: false },
+        ReadPolicy::FollowersPreferred => Route::Followers,
+        ReadPolicy::Nearest => Route::Nearest,
+        ReadPolicy::RoundRobin if linearizable => Route::Leader { remember: false },
+        ReadPolicy::RoundRobin => Route::Spread,
     }
 }
 
 pub(crate) fn with_timeout<T>(message: T, timeout: Duration) -> Request<T> {
     let mut request = Request::new(message);
     request.set_timeout(timeout);
+    request
+}
+
+/// A write request with its timeout; unless `forward`, asking followers to
+/// answer `NOT_LEADER` with a hint rather than forward (see
+/// [`NO_FORWARD_METADATA_KEY`]).
+fn write_request<T>(message: T, timeout: Duration, forward: bool) -> Request<T> {
+    let mut request = with_timeout(message, timeout);
+    if !forward {
+        request
+            .metadata_mut()
+            .insert(NO_FORWARD_METADATA_KEY, MetadataValue::from_static("1"));
+    }
     request
 }
 
@@ -396,6 +578,67 @@ mod tests {
     #[test]
     fn client_is_send_sync_clone() {
         assert_send_sync::<Client>();
+    }
+
+    #[test]
+    fn reads_route_by_policy_and_consistency() {
+        use Consistency::*;
+        let leader = Route::Leader { remember: false };
+        assert_eq!(route_for(Linearizable, ReadPolicy::RoundRobin), leader);
+        assert_eq!(route_for(Session, ReadPolicy::RoundRobin), Route::Spread);
+        assert_eq!(route_for(Bounded, ReadPolicy::RoundRobin), Route::Spread);
+        assert_eq!(route_for(Bounded, ReadPolicy::LeaderOnly), leader);
+        assert_eq!(
+            route_for(Linearizable, ReadPolicy::FollowersPreferred),
+            Route::Followers
+        );
+        assert_eq!(route_for(AtLeastIndex, ReadPolicy::Nearest), Route::Nearest);
+        assert_eq!(route_for(Linearizable, ReadPolicy::Nearest), Route::Nearest);
+    }
+
+    #[test]
+    fn session_reads_carry_the_highest_index_seen() {
+        let client = dead_client(100);
+        let session = client.resolve_read(ReadOptions::session());
+        assert_eq!(
+            (session.consistency, session.min_index),
+            (Consistency::Session, 0)
+        );
+        client.advance_session(40);
+        client.advance_session(7); // never lowers
+        assert_eq!(client.session_index(), 40);
+        let clone = client.clone();
+        assert_eq!(clone.resolve_read(ReadOptions::session()).min_index, 40);
+        let floor = ReadOptions {
+            min_index: 90,
+            ..ReadOptions::session()
+        };
+        assert_eq!(client.resolve_read(floor).min_index, 90);
+        // The default read is the configured default: linearizable here...
+        assert_eq!(
+            client.resolve_read(ReadOptions::default()).consistency,
+            Consistency::Linearizable
+        );
+        // ...or session when configured.
+        let config = ClientConfig {
+            read_consistency_default: Consistency::Session,
+            ..ClientConfig::new(["127.0.0.1:1"])
+        };
+        let session_client = Client::new(config).map_err(|e| e.to_string());
+        let Ok(session_client) = session_client else {
+            panic!("{session_client:?}")
+        };
+        session_client.advance_session(5);
+        let resolved = session_client.resolve_read(ReadOptions::default());
+        assert_eq!(
+            (resolved.consistency, resolved.min_index),
+            (Consistency::Session, 5)
+        );
+        // Explicit levels are left alone.
+        assert_eq!(
+            client.resolve_read(ReadOptions::bounded(3, 0)),
+            ReadOptions::bounded(3, 0)
+        );
     }
 
     #[test]

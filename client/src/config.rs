@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::error::ClientError;
+use crate::read::{Consistency, ReadPolicy};
 
 /// Where `tallyd dev` listens: the default endpoints of `tallyctl`.
 pub const DEV_ENDPOINTS: [&str; 3] = ["127.0.0.1:50051", "127.0.0.1:50052", "127.0.0.1:50053"];
@@ -45,6 +46,22 @@ pub struct ClientConfig {
     pub retry_backoff_ms: u64,
     /// Cap of the pause between retries. Default 500.
     pub max_retry_backoff_ms: u64,
+    /// Which nodes reads go to. Default [`ReadPolicy::RoundRobin`]:
+    /// non-linearizable reads spread over every node, linearizable reads to
+    /// the leader.
+    pub read_policy: ReadPolicy,
+    /// What `ReadOptions::default()` ([`Consistency::ClientDefault`]) means
+    /// for this client: [`Consistency::Linearizable`] (the default) or
+    /// [`Consistency::Session`]. The other levels need per-read parameters
+    /// and are refused here.
+    ///
+    /// Linearizable stays the default because a ledger's readers are often
+    /// other processes than its writers (a gateway showing a balance the
+    /// matching engine just changed), and only linearizable reads see other
+    /// clients' acknowledged writes. Choose `Session` for a process that
+    /// only needs its own writes reflected: its reads are served locally by
+    /// any node, with no leader round trip.
+    pub read_consistency_default: Consistency,
 }
 
 impl Default for ClientConfig {
@@ -57,6 +74,8 @@ impl Default for ClientConfig {
             attempt_timeout_ms: 2_000,
             retry_backoff_ms: 20,
             max_retry_backoff_ms: 500,
+            read_policy: ReadPolicy::default(),
+            read_consistency_default: Consistency::Linearizable,
         }
     }
 }
@@ -111,6 +130,15 @@ impl ClientConfig {
                 "max_retry_backoff_ms ({}) is below retry_backoff_ms ({})",
                 self.max_retry_backoff_ms, self.retry_backoff_ms
             )));
+        }
+        match self.read_consistency_default {
+            Consistency::Linearizable | Consistency::Session => {}
+            other => {
+                return Err(ClientError::Config(format!(
+                    "read_consistency_default must be linearizable or session, got {}",
+                    other.as_str()
+                )));
+            }
         }
         Ok(endpoints)
     }
@@ -250,6 +278,19 @@ mod tests {
             ..ok.clone()
         };
         assert!(inverted.validate().is_err());
+        for (consistency, valid) in [
+            (Consistency::Linearizable, true),
+            (Consistency::Session, true),
+            (Consistency::ClientDefault, false),
+            (Consistency::Bounded, false),
+            (Consistency::AtLeastIndex, false),
+        ] {
+            let config = ClientConfig {
+                read_consistency_default: consistency,
+                ..ok.clone()
+            };
+            assert_eq!(config.validate().is_ok(), valid, "{consistency:?}");
+        }
         let dup = ClientConfig::new(["a:1", "http://a:1"]);
         assert_eq!(dup.validate().ok(), Some(vec!["a:1".to_string()]));
     }

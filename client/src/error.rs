@@ -28,6 +28,47 @@ pub mod reasons {
     /// Client-side: no node could be connected to before the deadline, so
     /// the command was never sent. It did not apply; retrying it is safe.
     pub const NOT_SENT: &str = "NOT_SENT";
+
+    // ---- reads ----
+
+    /// A bounded read reached a node further behind than the bound allows
+    /// (`FAILED_PRECONDITION`). The client tries another node unless the
+    /// read was addressed to this one.
+    pub const STALE_REPLICA: &str = "STALE_REPLICA";
+    /// An at-least-index (or session) read waited 5 s on a node that did not
+    /// apply the index (`DEADLINE_EXCEEDED`).
+    pub const INDEX_NOT_REACHED: &str = "INDEX_NOT_REACHED";
+    /// A linearizable read on a follower waited 5 s without applying the
+    /// leader's read index (`DEADLINE_EXCEEDED`).
+    pub const READ_INDEX_NOT_APPLIED: &str = "READ_INDEX_NOT_APPLIED";
+
+    // ---- cluster administration ----
+
+    /// Another membership change is running; only one runs at a time
+    /// (`FAILED_PRECONDITION`). Nothing changed; retry when it finishes.
+    pub const MEMBERSHIP_CHANGE_IN_PROGRESS: &str = "MEMBERSHIP_CHANGE_IN_PROGRESS";
+    /// `add-learner`/`replace` with the id of a current member (`ALREADY_EXISTS`).
+    pub const NODE_ID_IN_USE: &str = "NODE_ID_IN_USE";
+    /// `add-learner`/`replace` with the id of a removed node: ids are never
+    /// reused (`ALREADY_EXISTS`).
+    pub const NODE_ID_RETIRED: &str = "NODE_ID_RETIRED";
+    /// `remove` of the only voter (`FAILED_PRECONDITION`), refused even with force.
+    pub const LAST_VOTER: &str = "LAST_VOTER";
+    /// `remove` would leave fewer than a majority of the remaining voters
+    /// reachable (`FAILED_PRECONDITION`); `force` overrides.
+    pub const WOULD_LOSE_QUORUM: &str = "WOULD_LOSE_QUORUM";
+    /// `promote` of a node that is not a learner.
+    pub const NOT_A_LEARNER: &str = "NOT_A_LEARNER";
+    /// `transfer-leader` to a node that is not a voter.
+    pub const NOT_A_VOTER: &str = "NOT_A_VOTER";
+    /// `transfer-leader`: the target did not take over within the server's
+    /// wait (`DEADLINE_EXCEEDED`); another node may lead now.
+    pub const TRANSFER_TIMEOUT: &str = "TRANSFER_TIMEOUT";
+    /// `promote`/`replace`: the learner did not catch up within the
+    /// server's wait (`DEADLINE_EXCEEDED`); it stays a learner.
+    pub const LEARNER_LAGGING: &str = "LEARNER_LAGGING";
+    /// `remove`/`replace` of a node that is not a member (`NOT_FOUND`).
+    pub const UNKNOWN_NODE: &str = "UNKNOWN_NODE";
 }
 
 /// Why a read or admin call failed.

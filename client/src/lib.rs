@@ -12,9 +12,38 @@
 //!   [`WriteResult::Unknown`]: it may or may not have applied, and must never
 //!   be reported as failed; submit it again with the same id to find out.
 //! * Reads ([`Client::balance`], [`Client::account`], [`Client::hold`],
-//!   [`Client::state_hash`]) are linearizable by default ([`ReadOptions`]).
-//! * Admin calls ([`Client::init`], [`Client::add_learner`], ...) manage the
-//!   cluster's membership.
+//!   [`Client::state_hash`]) are linearizable by default; [`Consistency`]
+//!   documents each level's guarantee (linearizable, session
+//!   read-your-writes, bounded staleness, at-least-index), and
+//!   [`ReadPolicy`] which nodes serve them (leader only, followers
+//!   preferred, round-robin, nearest). Every answer carries the applied
+//!   index it was served at and the serving node.
+//! * Admin calls ([`Client::init`], [`Client::add_learner`],
+//!   [`Client::replace`], [`Client::transfer_leader`], [`Client::snapshot`],
+//!   ...) manage the cluster.
+//!
+//! A process that only needs its own writes reflected in its reads (e.g. a
+//! gateway confirming an order it just placed) can make session reads its
+//! default and keep read load off the leader:
+//!
+//! ```no_run
+//! use tally_client::{Client, ClientConfig, Consistency, ReadOptions, ReadPolicy, commands};
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! let client = Client::new(ClientConfig {
+//!     read_consistency_default: Consistency::Session,
+//!     read_policy: ReadPolicy::FollowersPreferred,
+//!     ..ClientConfig::new(["10.0.0.1:50051", "10.0.0.2:50051", "10.0.0.3:50051"])
+//! })?;
+//! client.submit(commands::deposit(1, "USDT", "100")).await;
+//! // Served by a follower once it has applied the deposit: read-your-writes.
+//! let balance = client.balance(1, "USDT", ReadOptions::default()).await?;
+//! // Another client's acknowledged writes need a linearizable read.
+//! let fresh = client.balance(1, "USDT", ReadOptions::linearizable()).await?;
+//! # let _ = (balance, fresh);
+//! # Ok(())
+//! # }
+//! ```
 //!
 //! Amounts are decimal strings (`"0.5"`); the server rejects an amount with
 //! more decimal places than the asset's scale (`BAD_PRECISION`) and never
@@ -84,7 +113,7 @@ pub use commands::CommandExt;
 pub use config::{ClientConfig, DEV_ENDPOINTS, MAX_ENDPOINTS, parse_endpoint, parse_endpoint_list};
 pub use error::{ClientError, code_name, reasons};
 pub use ids::{COMMAND_ID_PREFIX, MAX_COMMAND_ID_BYTES, new_command_id, validate_command_id};
-pub use read::{Consistency, Owner, ReadOptions};
+pub use read::{Consistency, Owner, ReadOptions, ReadPolicy};
 pub use result::WriteResult;
 
 /// The protocol crate, re-exported so users need not depend on it directly.

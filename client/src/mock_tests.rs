@@ -25,6 +25,8 @@ type Script = Arc<dyn Fn(usize) -> Result<(), Status> + Send + Sync>;
 struct MockLedger {
     /// Command ids of every Submit received, in order.
     seen: Arc<Mutex<Vec<String>>>,
+    /// Whether each Submit asked not to be forwarded (`tally-forwarded`).
+    no_forward: Arc<Mutex<Vec<bool>>>,
     reads: Arc<Mutex<usize>>,
     on_submit: Script,
     on_read: Script,
@@ -55,6 +57,7 @@ impl MockLedger {
     fn new(on_submit: Script, on_read: Script) -> MockLedger {
         MockLedger {
             seen: Arc::default(),
+            no_forward: Arc::default(),
             reads: Arc::default(),
             on_submit,
             on_read,
@@ -82,6 +85,7 @@ impl Ledger for MockLedger {
         &self,
         request: Request<SubmitRequest>,
     ) -> Result<Response<SubmitResponse>, Status> {
+        lock(&self.no_forward).push(request.metadata().get("tally-forwarded").is_some());
         let id = request
             .into_inner()
             .command
@@ -220,6 +224,109 @@ async fn follows_not_leader_hint_to_unlisted_node() {
     assert!(client.submit(commands::release(1)).await.is_applied());
     assert_eq!(follower.seen().len(), 1);
     assert_eq!(leader.seen().len(), 2);
+    // Every write asked followers for a hint rather than a forward.
+    assert_eq!(*lock(&follower.no_forward), [true]);
+    assert_eq!(*lock(&leader.no_forward), [true, true]);
+}
+
+#[tokio::test]
+async fn unreachable_leader_hint_lets_the_follower_forward_writes() {
+    // A follower whose leader is at an address this client cannot reach
+    // (say, behind a load balancer): asked for a hint it names that address;
+    // allowed to forward, it applies the write (the mock plays the leader).
+    let unreachable = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0");
+        let port = listener.and_then(|l| l.local_addr()).map(|a| a.port());
+        format!("127.0.0.1:{}", port.unwrap_or(1))
+    };
+    let follower = MockLedger::new(always_ok(), always_ok());
+    let hinting = follower.clone();
+    let script: Script = Arc::new(move |n| {
+        if lock(&hinting.no_forward).get(n).copied().unwrap_or(false) {
+            Err(status(Code::Unavailable, "NOT_LEADER", Some(&unreachable)))
+        } else {
+            Ok(())
+        }
+    });
+    let follower = MockLedger {
+        on_submit: script,
+        ..follower
+    };
+    let addr = serve(follower.clone()).await;
+    let client = client(&[&addr], 3_000);
+    let result = client.submit(commands::deposit(1, "BTC", "1")).await;
+    assert!(result.is_applied(), "{result:?}");
+    let asked = lock(&follower.no_forward).clone();
+    assert_eq!(
+        asked.first(),
+        Some(&true),
+        "first asks for a hint: {asked:?}"
+    );
+    assert_eq!(
+        asked.last(),
+        Some(&false),
+        "then lets it forward: {asked:?}"
+    );
+    // Later writes go straight to forwarding.
+    assert!(client.submit(commands::release(1)).await.is_applied());
+    assert_eq!(lock(&follower.no_forward).last(), Some(&false));
+}
+
+#[tokio::test]
+async fn stale_replica_moves_a_bounded_read_to_another_node_and_is_final_when_every_node_is_stale()
+{
+    let stale_script: Script =
+        Arc::new(|_| Err(status(Code::FailedPrecondition, "STALE_REPLICA", None)));
+    let stale = MockLedger::new(always_ok(), stale_script.clone());
+    let fresh = MockLedger::new(always_ok(), always_ok());
+    let stale_addr = serve(stale.clone()).await;
+    let fresh_addr = serve(fresh.clone()).await;
+    let both = client(&[&stale_addr, &fresh_addr], 2_000);
+    for hold in 1..=4 {
+        let read = both.hold(hold, ReadOptions::bounded(0, 100)).await;
+        assert_eq!(read.map(|h| h.hold), Ok(hold));
+    }
+    assert_eq!(*lock(&fresh.reads), 4);
+    assert!(
+        *lock(&stale.reads) >= 1,
+        "round-robin never tried the stale node"
+    );
+
+    // Every node stale: the refusal itself, at once (not a timeout).
+    let other_stale = serve(MockLedger::new(always_ok(), stale_script)).await;
+    let all_stale = client(&[&stale_addr, &other_stale], 5_000);
+    let started = std::time::Instant::now();
+    let read = all_stale.hold(1, ReadOptions::bounded(0, 100)).await;
+    assert!(
+        matches!(&read, Err(ClientError::Status { code: Code::FailedPrecondition, reason, .. }) if reason == "STALE_REPLICA"),
+        "{read:?}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_millis(1_000));
+
+    // Asked of that node only: its refusal is final as well.
+    let at = both
+        .state_hash_at(&stale_addr, ReadOptions::bounded(0, 100))
+        .await;
+    assert!(
+        matches!(&at, Err(ClientError::Status { reason, .. }) if reason == "STALE_REPLICA"),
+        "{at:?}"
+    );
+}
+
+#[tokio::test]
+async fn session_index_follows_writes_and_reads() {
+    let node = MockLedger::new(always_ok(), always_ok());
+    let addr = serve(node).await;
+    let client = client(&[&addr], 2_000);
+    assert_eq!(client.session_index(), 0);
+    // The mock applies the n-th submit at index 10 + n.
+    client.submit(commands::create_account(1)).await;
+    client.submit(commands::create_account(2)).await;
+    assert_eq!(client.session_index(), 11);
+    assert_eq!(client.resolve_read(ReadOptions::session()).min_index, 11);
+    // A read served at a lower index (0 here) never lowers it.
+    assert!(client.hold(1, ReadOptions::session()).await.is_ok());
+    assert_eq!(client.session_index(), 11);
 }
 
 #[tokio::test]

@@ -1,22 +1,56 @@
-//! Read-side vocabulary: [`ReadOptions`] (consistency of a read) and
-//! [`Owner`] (whose balance), with conversions to the protocol types.
+//! Read-side vocabulary: [`ReadOptions`] and [`Consistency`] (how fresh a
+//! read must be, with the guarantee of each level), [`ReadPolicy`] (which
+//! nodes reads go to) and [`Owner`] (whose balance), with conversions to the
+//! protocol types.
 
 use std::fmt;
 use std::str::FromStr;
 
 use tally_proto::v1 as pb;
 
-/// How fresh a read must be.
+/// How fresh a read must be. Every read response carries the `applied_index`
+/// it was served at and `served_by` (the node id), whatever the level.
+///
+/// | level | guarantee | served by | cost |
+/// |---|---|---|---|
+/// | [`Linearizable`](Consistency::Linearizable) | every write acknowledged to anyone before the read began | leader, or a follower after fetching the leader's read index | a leadership check (one heartbeat round); on a follower also a round trip to the leader and a wait to apply |
+/// | [`Session`](Consistency::Session) | read-your-writes and monotonic reads for this [`crate::Client`] (and its clones) | any node that has applied the session's index | local; waits on a lagging node |
+/// | [`Bounded`](Consistency::Bounded) | at most `max_lag_entries` / `max_lag_ms` behind the leader | any node within the bound | local, never waits |
+/// | [`AtLeastIndex`](Consistency::AtLeastIndex) | includes log index `min_index` | any node that has applied it | local; waits up to 5 s |
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum Consistency {
-    /// Reflects every write acknowledged before the read began. Sent to the
-    /// leader (a follower may serve it after a read-index round trip).
+    /// Whatever [`crate::ClientConfig::read_consistency_default`] says
+    /// (linearizable unless configured otherwise). This is what
+    /// `ReadOptions::default()` asks for. Sent without a client (e.g.
+    /// [`ReadOptions::to_proto`]) it means linearizable.
     #[default]
+    ClientDefault,
+    /// Reflects every write acknowledged (to any client) before the read
+    /// began: no stale read, ever. The leader confirms it still leads
+    /// (ReadIndex) before serving; a follower asks the leader for its read
+    /// index and serves once it has applied up to it. Which node gets the
+    /// read depends on [`ReadPolicy`].
     Linearizable,
-    /// Served locally by any node within `max_lag_entries` / `max_lag_ms`.
+    /// Read-your-writes and monotonic reads within one client: the read
+    /// reflects every write this client (or a clone of it) saw applied, and
+    /// never an older state than any earlier read of this client returned.
+    /// It may miss writes of *other* clients that were acknowledged before
+    /// it began (it is not linearizable). Sent as `AT_LEAST_INDEX` with the
+    /// highest applied index the client has seen (writes and reads), or
+    /// [`ReadOptions::min_index`] if higher, so any node can serve it
+    /// locally once it has applied that far. A write whose outcome was
+    /// unknown is not covered until it is resolved.
+    Session,
+    /// Served locally by any node within `max_lag_entries` (entries behind
+    /// the commit index the node last heard from the leader) and
+    /// `max_lag_ms` (milliseconds since it last heard from a leader); 0 means
+    /// no limit of that kind. A node outside its bound refuses with
+    /// `STALE_REPLICA` and the client tries another (the leader always
+    /// serves). No read-your-writes.
     Bounded,
     /// Served by any node once it has applied at least `min_index` (pass the
-    /// `applied_index` of a write for read-your-writes).
+    /// `applied_index` of a write for read-your-writes across clients). A
+    /// node waits up to 5 s, then refuses with `INDEX_NOT_REACHED`.
     AtLeastIndex,
 }
 
@@ -24,19 +58,74 @@ impl Consistency {
     /// The name used on the command line.
     pub fn as_str(self) -> &'static str {
         match self {
+            Consistency::ClientDefault => "client-default",
             Consistency::Linearizable => "linearizable",
+            Consistency::Session => "session",
             Consistency::Bounded => "bounded",
             Consistency::AtLeastIndex => "at-least-index",
         }
     }
 }
 
-/// Consistency of one read. `ReadOptions::default()` is linearizable.
+/// Which nodes a [`crate::Client`] sends reads to
+/// ([`crate::ClientConfig::read_policy`]). Writes always go to the leader.
+///
+/// | policy | linearizable reads | other reads |
+/// |---|---|---|
+/// | [`LeaderOnly`](ReadPolicy::LeaderOnly) | leader | leader |
+/// | [`FollowersPreferred`](ReadPolicy::FollowersPreferred) | followers | followers |
+/// | [`RoundRobin`](ReadPolicy::RoundRobin) (default) | leader | every configured node in turn |
+/// | [`Nearest`](ReadPolicy::Nearest) | lowest observed latency | lowest observed latency |
+///
+/// Whatever the policy, a node that cannot serve the read (down, stale for
+/// a bounded read, not caught up for an index read) makes the client try the
+/// next node, the leader included, until the call's deadline. The policy
+/// changes where reads go, never what they guarantee.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ReadPolicy {
+    /// Every read goes to the node the client knows as leader (found from
+    /// write answers, leader hints, or by asking each node's status when
+    /// none is known). Cheapest linearizable reads; all read load on one node.
+    LeaderOnly,
+    /// Reads go to the configured nodes other than the known leader, in
+    /// turn, linearizable reads included (a follower fetches the leader's
+    /// read index, one extra round trip, and serves the data itself). Keeps
+    /// read load off the leader.
+    FollowersPreferred,
+    /// Non-linearizable reads rotate over every configured node; linearizable
+    /// reads go to the leader (it can confirm them without the extra hop).
+    #[default]
+    RoundRobin,
+    /// Every read goes to the configured node with the lowest recently
+    /// observed read latency (an exponentially weighted average of this
+    /// client's own read round trips). Nodes not measured yet are tried
+    /// first, one read in 16 goes round-robin to keep the measurements
+    /// fresh, and a node that just failed is avoided for 2 s.
+    Nearest,
+}
+
+impl ReadPolicy {
+    /// The name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReadPolicy::LeaderOnly => "leader-only",
+            ReadPolicy::FollowersPreferred => "followers-preferred",
+            ReadPolicy::RoundRobin => "round-robin",
+            ReadPolicy::Nearest => "nearest",
+        }
+    }
+}
+
+/// Consistency of one read. `ReadOptions::default()` asks for the client's
+/// configured default ([`Consistency::ClientDefault`], linearizable unless
+/// [`crate::ClientConfig::read_consistency_default`] says otherwise).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ReadOptions {
     /// The consistency level.
     pub consistency: Consistency,
-    /// For [`Consistency::AtLeastIndex`]: the lowest acceptable applied index.
+    /// For [`Consistency::AtLeastIndex`]: the lowest acceptable applied
+    /// index. For [`Consistency::Session`]: a floor added to the session's
+    /// own index (0 for none).
     pub min_index: u64,
     /// For [`Consistency::Bounded`]: how many log entries behind is acceptable.
     pub max_lag_entries: u64,
@@ -45,9 +134,21 @@ pub struct ReadOptions {
 }
 
 impl ReadOptions {
-    /// Linearizable (the default).
+    /// Linearizable, whatever the client's default.
     pub fn linearizable() -> Self {
-        ReadOptions::default()
+        ReadOptions {
+            consistency: Consistency::Linearizable,
+            ..ReadOptions::default()
+        }
+    }
+
+    /// Read-your-writes and monotonic reads for this client
+    /// ([`Consistency::Session`]).
+    pub fn session() -> Self {
+        ReadOptions {
+            consistency: Consistency::Session,
+            ..ReadOptions::default()
+        }
     }
 
     /// A local read on any node at most `max_lag_entries` entries or
@@ -71,16 +172,22 @@ impl ReadOptions {
         }
     }
 
-    /// The protocol message.
+    /// The protocol message. [`Consistency::ClientDefault`] becomes
+    /// linearizable and [`Consistency::Session`] becomes `AT_LEAST_INDEX`
+    /// with `min_index` as it is here (a [`crate::Client`] raises it to its
+    /// session index before sending).
     pub fn to_proto(self) -> pb::ReadOptions {
         let consistency = match self.consistency {
-            Consistency::Linearizable => pb::ReadConsistency::Linearizable,
+            Consistency::ClientDefault | Consistency::Linearizable => {
+                pb::ReadConsistency::Linearizable
+            }
             Consistency::Bounded => pb::ReadConsistency::Bounded,
-            Consistency::AtLeastIndex => pb::ReadConsistency::AtLeastIndex,
+            Consistency::Session | Consistency::AtLeastIndex => pb::ReadConsistency::AtLeastIndex,
         };
+        let linearizable = consistency == pb::ReadConsistency::Linearizable;
         pb::ReadOptions {
             consistency: consistency as i32,
-            min_index: self.min_index,
+            min_index: if linearizable { 0 } else { self.min_index },
             max_lag_entries: self.max_lag_entries,
             max_lag_ms: self.max_lag_ms,
         }
@@ -211,5 +318,17 @@ mod tests {
         let b = ReadOptions::bounded(100, 0).to_proto();
         assert_eq!(b.consistency, pb::ReadConsistency::Bounded as i32);
         assert_eq!(b.max_lag_entries, 100);
+        assert_eq!(
+            ReadOptions::linearizable().to_proto(),
+            pb::ReadOptions::default()
+        );
+        let s = ReadOptions {
+            min_index: 9,
+            ..ReadOptions::session()
+        }
+        .to_proto();
+        assert_eq!(s.consistency, pb::ReadConsistency::AtLeastIndex as i32);
+        assert_eq!(s.min_index, 9);
+        assert_eq!(ReadPolicy::default(), ReadPolicy::RoundRobin);
     }
 }

@@ -33,6 +33,12 @@ pub(crate) enum Route {
     Leader { remember: bool },
     /// Any node, starting round-robin; hints are still followed.
     Spread,
+    /// A node other than the remembered leader first (round-robin), then
+    /// rotating over all nodes; hints are followed.
+    Followers,
+    /// The node with the lowest observed latency first, then rotating over
+    /// all nodes; hints are followed.
+    Nearest,
     /// Exactly this node; hints are ignored.
     Fixed(String),
     /// The configured endpoints in order, starting at the first; hints ignored.
@@ -48,6 +54,8 @@ pub(crate) struct Policy {
     /// The call is a ledger write: `INTERNAL`/`UNKNOWN` answers are retried
     /// (the command may have applied; a retry with the same id finds out).
     pub write: bool,
+    /// Record each attempt's round trip for the nearest read policy (reads only).
+    pub observe: bool,
 }
 
 /// Why a call ended without a value.
@@ -205,6 +213,16 @@ pub(crate) enum Verdict {
     Refuse,
 }
 
+/// Whether an error answer is worth another attempt on another node: a
+/// refusal about this node's own state (too stale for a bounded read, not
+/// caught up with an index), which another node may not share.
+pub(crate) fn node_specific(reason: Option<&str>) -> bool {
+    matches!(
+        reason,
+        Some(reasons::STALE_REPLICA | reasons::INDEX_NOT_REACHED | reasons::READ_INDEX_NOT_APPLIED)
+    )
+}
+
 /// Whether an error answer is worth another attempt.
 pub(crate) fn verdict(code: Code, reason: Option<&str>, write: bool) -> Verdict {
     if matches!(
@@ -212,6 +230,13 @@ pub(crate) fn verdict(code: Code, reason: Option<&str>, write: bool) -> Verdict 
         Some(reasons::NOT_LEADER | reasons::NO_LEADER | reasons::TIMEOUT)
     ) {
         return Verdict::Retry;
+    }
+    // A deadline the server itself reports with its own reason (e.g.
+    // TRANSFER_TIMEOUT, LEARNER_LAGGING, INDEX_NOT_REACHED) is its answer
+    // after waiting, not a lost request: sending it again would only wait
+    // (and, for admin calls, act) again.
+    if code == Code::DeadlineExceeded && reason.is_some() {
+        return Verdict::Refuse;
     }
     match code {
         Code::Unavailable
@@ -270,13 +295,20 @@ where
     let mut target = match &policy.route {
         Route::Leader { .. } => router.leader_or_spread(),
         Route::Spread => router.spread(),
+        Route::Followers => router.follower(),
+        Route::Nearest => router.nearest(),
         Route::Fixed(addr) => addr.clone(),
         Route::InOrder => router.first_endpoint(),
     };
-    let follow_hints = matches!(policy.route, Route::Leader { .. } | Route::Spread);
+    let fixed = matches!(policy.route, Route::Fixed(_));
+    let follow_hints = matches!(
+        policy.route,
+        Route::Leader { .. } | Route::Spread | Route::Followers | Route::Nearest
+    );
     let mut uncertain = false;
     let mut attempts: u32 = 0;
     let mut hint_hops: u32 = 0;
+    let mut stale_hops: usize = 0;
     let mut last_error = String::from("no attempt was made");
 
     loop {
@@ -299,6 +331,7 @@ where
         };
         attempts = attempts.saturating_add(1);
 
+        let sent_at = Instant::now();
         let outcome = match router.channel(&target) {
             Ok(channel) => {
                 tokio::time::timeout(attempt_timeout, op(channel, attempt_timeout)).await
@@ -310,32 +343,49 @@ where
                 if matches!(policy.route, Route::Leader { remember: true }) {
                     router.set_leader(&target);
                 }
+                if policy.observe {
+                    router.observe(&target, sent_at.elapsed());
+                }
                 return Ok(value);
             }
             Ok(Err(status)) => StatusInfo::from_status(&status),
             Err(_elapsed) => {
                 // No answer in time: the request may be sitting on the node.
                 uncertain = true;
+                if policy.observe {
+                    router.observe_failure(&target);
+                }
                 last_error = format!(
                     "{target}: no answer within {} ms",
                     attempt_timeout.as_millis()
                 );
                 tracing::debug!(target = %target, "tally client: attempt timed out");
                 router.forget_leader(&target);
-                if !matches!(policy.route, Route::Fixed(_)) {
+                if !fixed {
                     target = router.after(&target);
                 }
                 continue;
             }
         };
+        if info.connect_failed {
+            router.hinted_address_unreachable(&target);
+        }
         last_error = format!("{target}: {}", info.describe());
         tracing::debug!(target = %target, error = %last_error, "tally client: attempt failed");
+        if policy.observe {
+            if info.connect_failed || info.code == Code::Unavailable {
+                router.observe_failure(&target);
+            } else {
+                router.observe(&target, sent_at.elapsed());
+            }
+        }
 
         // A fixed node saying "not the leader" will keep saying it.
-        let fixed_not_leader = matches!(policy.route, Route::Fixed(_))
-            && info.reason.as_deref() == Some(reasons::NOT_LEADER);
+        let fixed_not_leader = fixed && info.reason.as_deref() == Some(reasons::NOT_LEADER);
+        let other_node_may_serve = !fixed && node_specific(info.reason.as_deref());
         if fixed_not_leader
-            || verdict(info.code, info.reason.as_deref(), policy.write) == Verdict::Refuse
+            || (!other_node_may_serve
+                && verdict(info.code, info.reason.as_deref(), policy.write) == Verdict::Refuse)
         {
             return Err(CallFailure {
                 kind: FailureKind::Refused {
@@ -365,9 +415,28 @@ where
             continue;
         }
         router.forget_leader(&target);
-        if !matches!(policy.route, Route::Fixed(_)) {
+        if !fixed {
             target = router.after(&target);
         }
+        if other_node_may_serve {
+            // Not a failure of the cluster: try the next node at once; once
+            // every node has refused in a row, that is the answer.
+            stale_hops += 1;
+            if stale_hops < router.endpoints().len() {
+                continue;
+            }
+            return Err(CallFailure {
+                kind: FailureKind::Refused {
+                    code: info.code,
+                    reason: info.reason.unwrap_or_default(),
+                    message: format!("every node refused; last: {}", info.message),
+                },
+                uncertain,
+                last_error,
+                timeout_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
+            });
+        }
+        stale_hops = 0;
         sleep_until_or(deadline, backoff.next()).await;
     }
 }
@@ -408,6 +477,27 @@ mod tests {
             v(Code::FailedPrecondition, Some("NOT_INITIALIZED"), false),
             Refuse
         );
+        assert_eq!(
+            v(Code::FailedPrecondition, Some("STALE_REPLICA"), false),
+            Refuse
+        );
+        assert_eq!(v(Code::DeadlineExceeded, None, false), Retry);
+        assert_eq!(
+            v(Code::DeadlineExceeded, Some("TRANSFER_TIMEOUT"), false),
+            Refuse
+        );
+        assert_eq!(
+            v(Code::DeadlineExceeded, Some("LEARNER_LAGGING"), false),
+            Refuse
+        );
+        assert_eq!(
+            v(Code::DeadlineExceeded, Some("INDEX_NOT_REACHED"), false),
+            Refuse
+        );
+        assert!(node_specific(Some("STALE_REPLICA")));
+        assert!(node_specific(Some("INDEX_NOT_REACHED")));
+        assert!(!node_specific(Some("NOT_LEADER")));
+        assert!(!node_specific(None));
     }
 
     #[test]

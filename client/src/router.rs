@@ -1,4 +1,5 @@
 //! Where to send a request: the configured endpoints, the remembered leader,
+//! each endpoint's observed read latency (for [`crate::ReadPolicy::Nearest`]),
 //! and one lazily-connected gRPC channel per address.
 //!
 //! Channels are created on first use (inside the runtime) with
@@ -10,7 +11,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tonic::transport::{Channel, Endpoint};
 
@@ -22,12 +23,37 @@ pub(crate) const MAX_EXTRA_CHANNELS: usize = 16;
 const KEEP_ALIVE_INTERVAL: Duration = Duration::from_secs(10);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// One pick in this many by the nearest policy goes round-robin instead, so
+/// every node's latency estimate stays fresh.
+const NEAREST_EXPLORE_EVERY: usize = 16;
+/// How long the nearest policy avoids a node after a failed attempt.
+const NEAREST_FAILURE_PENALTY: Duration = Duration::from_secs(2);
+/// Weight of a new sample in the latency average, as 1/N.
+const LATENCY_EWMA_DIVISOR: u64 = 8;
+/// The least time between two leader discoveries (node status sweeps).
+const DISCOVERY_MIN_INTERVAL: Duration = Duration::from_millis(500);
+/// How long writes let followers forward after a leader hint pointed at an
+/// address this client could not connect to.
+const FORWARD_WRITES_FOR: Duration = Duration::from_secs(30);
+
+/// What the client has observed of one configured endpoint's latency.
+#[derive(Clone, Copy, Debug, Default)]
+struct Latency {
+    /// Exponentially weighted average of answered attempts, in microseconds;
+    /// 0 until the first sample.
+    average_us: u64,
+    /// When an attempt on this node last failed without an answer.
+    failed_at: Option<Instant>,
+}
+
 pub(crate) struct Router {
     endpoints: Vec<String>,
     connect_timeout: Duration,
     /// Round-robin cursor for reads that any node may serve, and for the
     /// first pick when no leader is known.
     cursor: AtomicUsize,
+    /// Picks made by the nearest policy (every N-th one explores).
+    nearest_picks: AtomicUsize,
     state: Mutex<RouterState>,
 }
 
@@ -38,17 +64,29 @@ struct RouterState {
     channels: HashMap<String, Channel>,
     /// Addresses with a channel that are not configured endpoints, oldest first.
     extras: VecDeque<String>,
+    /// Per configured endpoint (same order).
+    latency: Vec<Latency>,
+    /// When the last leader discovery started.
+    discovered_at: Option<Instant>,
+    /// Until when writes let followers forward them (see
+    /// [`Router::forward_writes`]).
+    forward_writes_until: Option<Instant>,
 }
 
 impl Router {
     /// `endpoints` must be validated, normalized and non-empty.
     pub(crate) fn new(endpoints: Vec<String>, connect_timeout: Duration) -> Router {
         debug_assert!(!endpoints.is_empty());
+        let state = RouterState {
+            latency: vec![Latency::default(); endpoints.len()],
+            ..RouterState::default()
+        };
         Router {
             endpoints,
             connect_timeout,
             cursor: AtomicUsize::new(0),
-            state: Mutex::new(RouterState::default()),
+            nearest_picks: AtomicUsize::new(0),
+            state: Mutex::new(state),
         }
     }
 
@@ -81,6 +119,118 @@ impl Router {
         let mut state = self.state();
         if state.leader.as_deref() == Some(addr) {
             state.leader = None;
+        }
+    }
+
+    /// Forgets the leader whoever it was (leadership was just moved).
+    pub(crate) fn clear_leader(&self) {
+        self.state().leader = None;
+    }
+
+    /// Whether a leader discovery may start now (at most one per
+    /// [`DISCOVERY_MIN_INTERVAL`]); if so, records that it started.
+    pub(crate) fn begin_discovery(&self) -> bool {
+        let mut state = self.state();
+        let now = Instant::now();
+        match state.discovered_at {
+            Some(at) if now.duration_since(at) < DISCOVERY_MIN_INTERVAL => false,
+            _ => {
+                state.discovered_at = Some(now);
+                true
+            }
+        }
+    }
+
+    /// Whether writes should let a follower forward them to the leader
+    /// rather than ask it for a leader hint. Normally false: the client
+    /// follows hints itself and so learns the real leader. True for a while
+    /// after a hinted address (not a configured endpoint) could not be
+    /// connected to, e.g. an internal address behind a load balancer or
+    /// NAT: then only the nodes this client can reach can carry its writes.
+    pub(crate) fn forward_writes(&self) -> bool {
+        self.state()
+            .forward_writes_until
+            .is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Records a failed connection to `addr`; if it is not a configured
+    /// endpoint (it came from a hint), lets followers forward writes for
+    /// [`FORWARD_WRITES_FOR`].
+    pub(crate) fn hinted_address_unreachable(&self, addr: &str) {
+        if !self.endpoints.iter().any(|e| e == addr) {
+            tracing::debug!(
+                addr,
+                "tally client: hinted leader unreachable; letting followers forward writes"
+            );
+            self.state().forward_writes_until = Some(Instant::now() + FORWARD_WRITES_FOR);
+        }
+    }
+
+    /// A configured endpoint other than the remembered leader, in
+    /// round-robin order (the leader itself if it is the only endpoint).
+    pub(crate) fn follower(&self) -> String {
+        let leader = self.leader();
+        let n = self.endpoints.len();
+        for _ in 0..n {
+            let i = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+            if leader.as_deref() != Some(self.endpoints[i].as_str()) {
+                return self.endpoints[i].clone();
+            }
+        }
+        self.spread()
+    }
+
+    /// The configured endpoint with the lowest observed latency: unmeasured
+    /// nodes first, nodes that just failed last, and one pick in
+    /// [`NEAREST_EXPLORE_EVERY`] round-robin.
+    pub(crate) fn nearest(&self) -> String {
+        let pick = self.nearest_picks.fetch_add(1, Ordering::Relaxed);
+        if pick % NEAREST_EXPLORE_EVERY == NEAREST_EXPLORE_EVERY - 1 {
+            return self.spread();
+        }
+        let state = self.state();
+        let now = Instant::now();
+        let best = state
+            .latency
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| {
+                l.failed_at
+                    .is_none_or(|at| now.duration_since(at) >= NEAREST_FAILURE_PENALTY)
+            })
+            .min_by_key(|(_, l)| l.average_us)
+            .map(|(i, _)| i);
+        drop(state);
+        match best {
+            Some(i) => self.endpoints[i].clone(),
+            None => self.spread(),
+        }
+    }
+
+    /// Records an answered attempt's round trip on `addr` (ignored for
+    /// addresses that are not configured endpoints).
+    pub(crate) fn observe(&self, addr: &str, elapsed: Duration) {
+        let Some(i) = self.endpoints.iter().position(|e| e == addr) else {
+            return;
+        };
+        let sample_us = u64::try_from(elapsed.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        let mut state = self.state();
+        let latency = &mut state.latency[i];
+        latency.average_us = if latency.average_us == 0 || latency.failed_at.is_some() {
+            sample_us
+        } else {
+            let kept = latency.average_us - latency.average_us / LATENCY_EWMA_DIVISOR;
+            kept.saturating_add(sample_us / LATENCY_EWMA_DIVISOR).max(1)
+        };
+        latency.failed_at = None;
+    }
+
+    /// Records an attempt on `addr` that got no answer.
+    pub(crate) fn observe_failure(&self, addr: &str) {
+        if let Some(i) = self.endpoints.iter().position(|e| e == addr) {
+            self.state().latency[i].failed_at = Some(Instant::now());
         }
     }
 
@@ -165,6 +315,48 @@ mod tests {
         assert_eq!(r.leader().as_deref(), Some("b:2"));
         r.forget_leader("b:2");
         assert_eq!(r.leader(), None);
+    }
+
+    #[test]
+    fn followers_skip_the_leader() {
+        let r = router();
+        r.set_leader("b:2");
+        let picks: Vec<String> = (0..4).map(|_| r.follower()).collect();
+        assert!(picks.iter().all(|p| p != "b:2"), "{picks:?}");
+        assert!(picks.iter().any(|p| p == "a:1") && picks.iter().any(|p| p == "c:3"));
+        let single = Router::new(vec!["a:1".into()], Duration::from_millis(1));
+        single.set_leader("a:1");
+        assert_eq!(single.follower(), "a:1");
+        r.clear_leader();
+        assert_eq!(r.leader(), None);
+    }
+
+    #[test]
+    fn nearest_prefers_unmeasured_then_fastest_and_avoids_failures() {
+        let r = router();
+        r.observe("a:1", Duration::from_millis(5));
+        r.observe("b:2", Duration::from_millis(1));
+        // c:3 is unmeasured: tried first.
+        assert_eq!(r.nearest(), "c:3");
+        r.observe("c:3", Duration::from_millis(9));
+        let picks: Vec<String> = (0..(NEAREST_EXPLORE_EVERY * 2))
+            .map(|_| r.nearest())
+            .collect();
+        let fastest = picks.iter().filter(|p| *p == "b:2").count();
+        assert!(fastest >= NEAREST_EXPLORE_EVERY * 2 - 2, "{picks:?}");
+        r.observe_failure("b:2");
+        assert_eq!(r.nearest(), "a:1");
+        // An answer clears the failure and restarts the average.
+        r.observe("b:2", Duration::from_millis(2));
+        assert_eq!(r.nearest(), "b:2");
+        r.observe("hint:9", Duration::from_millis(1)); // not configured: ignored
+        assert!(!r.forward_writes());
+        r.hinted_address_unreachable("a:1"); // configured: just down
+        assert!(!r.forward_writes());
+        r.hinted_address_unreachable("10.9.9.9:1");
+        assert!(r.forward_writes());
+        assert!(r.begin_discovery());
+        assert!(!r.begin_discovery(), "rate limited");
     }
 
     #[tokio::test]

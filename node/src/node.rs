@@ -110,6 +110,9 @@ pub struct NodeCtx {
     pub db: Arc<DB>,
     pub leader_contact: LeaderContact,
     channels: Mutex<HashMap<String, Channel>>,
+    /// (applied index, hex state hash): hashing walks the whole ledger, so it
+    /// is done at most once per applied index however often status is asked.
+    hash_cache: Mutex<(u64, String)>,
 }
 
 impl NodeCtx {
@@ -189,6 +192,25 @@ impl NodeCtx {
         }
     }
 
+    /// The state hash at the current applied index, computed once per index.
+    pub fn state_hash_cached(&self) -> (String, u64) {
+        let applied = *self.applied.borrow();
+        if let Ok(cache) = self.hash_cache.lock()
+            && cache.0 == applied
+            && !cache.1.is_empty()
+        {
+            return (cache.1.clone(), applied);
+        }
+        let (hash, applied) = match self.state.read() {
+            Ok(st) => (hex::encode(st.ledger.state_hash()), st.applied_index()),
+            Err(_) => return (String::new(), 0),
+        };
+        if let Ok(mut cache) = self.hash_cache.lock() {
+            *cache = (applied, hash.clone());
+        }
+        (hash, applied)
+    }
+
     /// This node's own status.
     pub fn node_status(&self) -> NodeStatus {
         let m = self.raft.metrics().borrow_watched().clone();
@@ -200,10 +222,7 @@ impl NodeCtx {
             ServerState::Learner => "learner",
             ServerState::Shutdown => "shutdown",
         };
-        let (hash, applied) = match self.state.read() {
-            Ok(st) => (hex::encode(st.ledger.state_hash()), st.applied_index()),
-            Err(_) => (String::new(), 0),
-        };
+        let (hash, applied) = self.state_hash_cached();
         NodeStatus {
             node_id: self.config.node_id,
             addr: self.config.advertise_addr.clone(),
@@ -268,6 +287,7 @@ pub async fn start(
         db,
         leader_contact: LeaderContact::default(),
         channels: Mutex::new(HashMap::new()),
+        hash_cache: Mutex::new((0, String::new())),
     });
     let ledger = LedgerServer::new(LedgerService { ctx: ctx.clone() })
         .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)

@@ -14,5 +14,10 @@ pub use v1::*;
 pub const REASON_METADATA_KEY: &str = "tally-reason";
 /// gRPC metadata key carrying the current leader's API address when known.
 pub const LEADER_METADATA_KEY: &str = "tally-leader";
+/// gRPC metadata key a client sets on a write to ask a follower not to
+/// forward it: the follower then answers `NOT_LEADER` with `tally-leader`, so
+/// the client learns the leader. Followers also set it on the one hop they
+/// forward a write, so a write is never forwarded twice.
+pub const NO_FORWARD_METADATA_KEY: &str = "tally-forwarded";
 /// Largest number of commands in one `SubmitBatch` request.
 pub const MAX_BATCH_COMMANDS: usize = 4096;

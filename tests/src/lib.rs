@@ -93,11 +93,11 @@ impl Cluster {
 
     /// `kill -9` a node.
     pub fn kill9(&mut self, id: u64) {
-        if let Some(p) = self.nodes.get_mut(&id) {
-            if let Some(mut child) = p.child.take() {
-                let _ = child.kill(); // SIGKILL
-                let _ = child.wait();
-            }
+        if let Some(p) = self.nodes.get_mut(&id)
+            && let Some(mut child) = p.child.take()
+        {
+            let _ = child.kill(); // SIGKILL
+            let _ = child.wait();
         }
     }
 
@@ -133,10 +133,10 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         loop {
             for p in self.nodes.values().filter(|p| p.child.is_some()) {
-                if let Ok(st) = node_status(&p.addr).await {
-                    if st.role == "leader" {
-                        return st.node_id;
-                    }
+                if let Ok(st) = node_status(&p.addr).await
+                    && st.role == "leader"
+                {
+                    return st.node_id;
                 }
             }
             assert!(Instant::now() < deadline, "no leader within {timeout:?}");

@@ -122,6 +122,7 @@ fn emit(outcome: &Outcome, json: bool) {
             }
             print_err(line);
         }
+        Outcome::Printed => {}
     }
 }
 

@@ -243,6 +243,18 @@ impl AdminRpc for AdminService {
         if to == self.ctx.config.node_id {
             return Ok(Response::new(TransferLeaderResponse { leader_id: to, term: metrics.current_term }));
         }
+        // openraft stops this leader's writes as soon as a transfer starts: only hand over to a
+        // target that is reachable and nearly caught up, or writes stall until an election.
+        let last = metrics.last_log_index.unwrap_or(0);
+        let matched = metrics.replication.as_ref().and_then(|r| r.get(&to).cloned().flatten()).map(|l| l.index).unwrap_or(0);
+        if last.saturating_sub(matched) > PROMOTE_MAX_LAG_ENTRIES {
+            return Err(status(Code::FailedPrecondition, "TARGET_NOT_READY", format!("node {to} has replicated up to {matched}, the leader's log is at {last}; retry when it has caught up")));
+        }
+        let addr = metrics.membership_config.membership().get_node(&to).map(|n| n.addr.clone()).unwrap_or_default();
+        let probe_status = probe(&self.ctx, &Member { node_id: to, addr }).await;
+        if !probe_status.error.is_empty() {
+            return Err(status(Code::FailedPrecondition, "TARGET_NOT_READY", format!("node {to} is unreachable: {}", probe_status.error)));
+        }
         self.ctx.raft.trigger().transfer_leader(to).await.map_err(|e| status(Code::Unavailable, "RAFT_ERROR", e.to_string()))?;
         let start = Instant::now();
         loop {

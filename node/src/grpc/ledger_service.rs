@@ -22,8 +22,8 @@ use crate::node::NodeCtx;
 use crate::raft::state_machine::SmState;
 use crate::writer::WriteError;
 
-/// Metadata marking a write forwarded by a follower; a forwarded write is never forwarded again.
-pub const FORWARDED_METADATA_KEY: &str = "tally-forwarded";
+/// Metadata marking a write that must not be forwarded (a client asking for a leader hint, or a write already forwarded once).
+pub use tally_proto::NO_FORWARD_METADATA_KEY as FORWARDED_METADATA_KEY;
 
 /// Longest a forwarded write may take at the leader.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(10);
@@ -72,6 +72,17 @@ impl LedgerService {
         }
     }
 
+    /// A write response, with `tally-leader` metadata when this node is not the leader (it forwarded).
+    fn with_leader_hint<T>(&self, body: T) -> Response<T> {
+        let mut resp = Response::new(body);
+        if !self.ctx.raft.is_leader()
+            && let Some(v) = self.ctx.leader_addr().and_then(|a| a.parse().ok())
+        {
+            resp.metadata_mut().insert(tally_proto::LEADER_METADATA_KEY, v);
+        }
+        resp
+    }
+
     async fn forward(&self, leader: &str, batch: SubmitBatchRequest) -> Result<SubmitBatchResponse, Status> {
         let channel = self.ctx.peer_channel(leader).map_err(|e| status(Code::Unavailable, "NOT_LEADER", e))?;
         let mut client = LedgerClient::new(channel);
@@ -107,11 +118,12 @@ impl LedgerRpc for LedgerService {
         let batch_req = Request::from_parts(meta, ext, SubmitBatchRequest { commands: vec![command] });
         let resp = self.write(batch_req).await?;
         let result = resp.results.into_iter().next().ok_or_else(|| Status::internal("no result"))?;
-        Ok(Response::new(SubmitResponse { result: Some(result), applied_index: resp.applied_index }))
+        Ok(self.with_leader_hint(SubmitResponse { result: Some(result), applied_index: resp.applied_index }))
     }
 
     async fn submit_batch(&self, req: Request<SubmitBatchRequest>) -> Result<Response<SubmitBatchResponse>, Status> {
-        Ok(Response::new(self.write(req).await?))
+        let resp = self.write(req).await?;
+        Ok(self.with_leader_hint(resp))
     }
 
     async fn get_balance(&self, req: Request<GetBalanceRequest>) -> Result<Response<GetBalanceResponse>, Status> {
@@ -179,6 +191,135 @@ impl LedgerRpc for LedgerService {
             served_by: self.ctx.config.node_id,
             accounts,
             open_holds: holds,
+        }))
+    }
+}
+
+// ---- perpetual futures queries (the `tally.v1.Perps` service) ----
+
+use tally_proto::v1 as perps_pb;
+
+/// Rows `ListAtRisk` returns when the request asks for 0.
+const DEFAULT_AT_RISK: usize = 10;
+/// Most rows `ListAtRisk` returns.
+const MAX_AT_RISK: usize = 1000;
+
+fn unknown_market(market: &str) -> Status {
+    let shown: String = market.chars().take(40).collect();
+    not_found(format!("unknown market '{shown}'"))
+}
+
+#[tonic::async_trait]
+impl perps_pb::perps_server::Perps for LedgerService {
+    async fn get_market(
+        &self,
+        req: Request<perps_pb::GetMarketRequest>,
+    ) -> Result<Response<perps_pb::GetMarketResponse>, Status> {
+        let req = req.into_inner();
+        let market = req.market;
+        let (view, index) = self
+            .read(req.read, |st| st.ledger.market(&market).ok_or_else(|| unknown_market(&market)))
+            .await?;
+        Ok(Response::new(perps_pb::GetMarketResponse {
+            market: Some(convert::market_to_pb(&view)),
+            applied_index: index,
+            served_by: self.ctx.config.node_id,
+        }))
+    }
+
+    async fn get_position(
+        &self,
+        req: Request<perps_pb::GetPositionRequest>,
+    ) -> Result<Response<perps_pb::GetPositionResponse>, Status> {
+        let req = req.into_inner();
+        let (market, account) = (req.market, req.account);
+        let (view, index) = self
+            .read(req.read, |st| {
+                if st.ledger.market(&market).is_none() {
+                    return Err(unknown_market(&market));
+                }
+                if st.ledger.account(account).is_none() {
+                    return Err(not_found(format!("unknown account {account}")));
+                }
+                st.ledger
+                    .position(&market, account)
+                    .ok_or_else(|| not_found(format!("account {account} has no position in {market}")))
+            })
+            .await?;
+        Ok(Response::new(perps_pb::GetPositionResponse {
+            position: Some(convert::position_to_pb(&view)),
+            applied_index: index,
+            served_by: self.ctx.config.node_id,
+        }))
+    }
+
+    async fn get_margin(
+        &self,
+        req: Request<perps_pb::GetMarginRequest>,
+    ) -> Result<Response<perps_pb::GetMarginResponse>, Status> {
+        let req = req.into_inner();
+        let account = req.account;
+        let (margins, index) = self
+            .read(req.read, |st| {
+                st.ledger.margin(account).ok_or_else(|| not_found(format!("unknown account {account}")))
+            })
+            .await?;
+        Ok(Response::new(perps_pb::GetMarginResponse {
+            account,
+            margins: margins.iter().map(convert::margin_to_pb).collect(),
+            applied_index: index,
+            served_by: self.ctx.config.node_id,
+        }))
+    }
+
+    async fn get_exposure(
+        &self,
+        req: Request<perps_pb::GetExposureRequest>,
+    ) -> Result<Response<perps_pb::GetExposureResponse>, Status> {
+        let req = req.into_inner();
+        let market = req.market;
+        let (e, index) = self
+            .read(req.read, |st| st.ledger.market_exposure(&market).ok_or_else(|| unknown_market(&market)))
+            .await?;
+        Ok(Response::new(perps_pb::GetExposureResponse {
+            market: Some(convert::market_to_pb(&e.market)),
+            open_interest: e.open_interest.to_string(),
+            long_size: e.long_size.to_string(),
+            short_size: e.short_size.to_string(),
+            long_accounts: e.long_accounts,
+            short_accounts: e.short_accounts,
+            open_interest_notional: e.open_interest_notional.to_string(),
+            insurance_balance: e.insurance_balance.to_string(),
+            insurance_position: e.insurance_position.to_string(),
+            pnl_pool: e.pnl_pool.to_string(),
+            applied_index: index,
+            served_by: self.ctx.config.node_id,
+        }))
+    }
+
+    async fn list_at_risk(
+        &self,
+        req: Request<perps_pb::ListAtRiskRequest>,
+    ) -> Result<Response<perps_pb::ListAtRiskResponse>, Status> {
+        let req = req.into_inner();
+        let limit = match req.limit as usize {
+            0 => DEFAULT_AT_RISK,
+            n => n.min(MAX_AT_RISK),
+        };
+        let asset = req.settle_asset;
+        let (margins, index) = self
+            .read(req.read, |st| {
+                if !asset.is_empty() && st.ledger.asset(&asset).is_none() {
+                    return Err(not_found(format!("unknown asset '{asset}'")));
+                }
+                let filter = (!asset.is_empty()).then_some(asset.as_str());
+                Ok(st.ledger.closest_to_liquidation(limit, filter))
+            })
+            .await?;
+        Ok(Response::new(perps_pb::ListAtRiskResponse {
+            margins: margins.iter().map(convert::margin_to_pb).collect(),
+            applied_index: index,
+            served_by: self.ctx.config.node_id,
         }))
     }
 }

@@ -8,6 +8,25 @@ use tally_client::{Consistency, Owner, ReadOptions, parse_endpoint, parse_endpoi
 /// Default of `--endpoints`: where `tallyd dev` listens.
 pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
 
+/// Default `--timeout-ms` of most commands.
+pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+/// Default `--timeout-ms` of cluster commands that wait for the cluster
+/// (a learner catching up, a new leader, a snapshot).
+pub const DEFAULT_SLOW_TIMEOUT_MS: u64 = 120_000;
+
+const STATUS_HELP: &str = "\
+Columns: NODE (id; * marks the leader), ADDR, ROLE (leader, follower, \
+candidate, learner, unreachable), MEMBER (voter or learner), TERM, LAST LOG \
+(last Raft log index on the node), APPLIED (last index applied to its \
+ledger), LAG (the leader's last log index minus the node's applied index: \
+entries the node has yet to apply), SNAPSHOT (index of its latest \
+snapshot), DATA (size of its data dir), VERSION (tallyd version) and STATE \
+HASH (prefix of the hash of its ledger state; equal hashes at equal applied \
+indexes mean equal state).
+
+With --watch the table is redrawn every --interval-ms until Ctrl-C; with \
+--json each refresh is one JSON object on its own line.";
+
 const AMOUNT_HELP: &str = "\
 Amounts and prices are plain decimal strings such as 1.5 or 0.00000001: digits \
 with an optional fractional part, no sign, exponent or thousands separators. \
@@ -55,18 +74,35 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub json: bool,
 
-    /// Budget of the whole call in milliseconds, retries included.
+    /// Budget of the whole call in milliseconds, retries included. Default
+    /// 5000; 120000 for the cluster commands that wait on the cluster
+    /// (promote, replace, transfer-leader, snapshot, compact).
     #[arg(
         long,
         global = true,
-        default_value_t = 5000,
         value_parser = clap::value_parser!(u64).range(1..=86_400_000),
         value_name = "MS"
     )]
-    pub timeout_ms: u64,
+    pub timeout_ms: Option<u64>,
 
     #[command(subcommand)]
     pub command: Cmd,
+}
+
+impl Cli {
+    /// The whole-call budget: `--timeout-ms`, or the command's default.
+    pub fn effective_timeout_ms(&self) -> u64 {
+        self.timeout_ms.unwrap_or(match &self.command {
+            Cmd::Cluster(
+                ClusterCmd::Promote { .. }
+                | ClusterCmd::Replace { .. }
+                | ClusterCmd::TransferLeader { .. }
+                | ClusterCmd::Snapshot { .. }
+                | ClusterCmd::Compact { .. },
+            ) => DEFAULT_SLOW_TIMEOUT_MS,
+            _ => DEFAULT_TIMEOUT_MS,
+        })
+    }
 }
 
 /// A validated, normalized endpoint list.
@@ -349,7 +385,7 @@ pub enum Cmd {
         read: ReadArgs,
     },
 
-    /// Cluster administration: init, status and membership changes.
+    /// Cluster administration: status, membership, leadership, snapshots.
     #[command(subcommand)]
     Cluster(ClusterCmd),
 }
@@ -399,11 +435,32 @@ pub enum ClusterCmd {
         #[arg(long = "member", required = true, value_parser = member_arg, value_name = "ID=HOST:PORT")]
         members: Vec<MemberArg>,
     },
-    /// Show every node: role, membership, term, log/apply/commit/snapshot
-    /// indexes, lag behind the leader and state hash prefix. The leader is
-    /// marked with `*`. Without a leader, shows each node's own view.
-    Status,
+    /// Show every node: role, term, indexes, lag, snapshot, data size, version.
+    ///
+    /// Asks the leader for the cluster's view (every member, with its role,
+    /// membership, term, last log and applied indexes, lag behind the
+    /// leader, snapshot index, data size, version and state hash); the
+    /// leader is marked with `*`. Without a leader, shows each node's own
+    /// view.
+    #[command(after_long_help = STATUS_HELP)]
+    Status {
+        /// Redraw the status every --interval-ms until Ctrl-C.
+        #[arg(long)]
+        watch: bool,
+        /// Refresh interval of --watch in milliseconds (100 to 3600000).
+        #[arg(
+            long,
+            default_value_t = 1000,
+            requires = "watch",
+            value_parser = clap::value_parser!(u64).range(100..=3_600_000),
+            value_name = "MS"
+        )]
+        interval_ms: u64,
+    },
     /// Add a node as a learner (replicates, does not vote).
+    ///
+    /// Refused with NODE_ID_IN_USE for the id of a current member and
+    /// NODE_ID_RETIRED for the id of a removed node (ids are never reused).
     AddLearner {
         /// Node id (never reuse the id of a removed node).
         node_id: u64,
@@ -411,18 +468,68 @@ pub enum ClusterCmd {
         #[arg(value_parser = endpoint_arg)]
         addr: String,
     },
-    /// Promote a learner to voter.
+    /// Promote a learner to voter (waits for it to catch up first).
     Promote {
         /// Node id.
         node_id: u64,
     },
     /// Remove a node from the cluster.
+    ///
+    /// Refused with LAST_VOTER for the only voter, and with
+    /// WOULD_LOSE_QUORUM when fewer than a majority of the remaining voters
+    /// would be reachable (--force overrides the latter only).
     Remove {
         /// Node id.
         node_id: u64,
-        /// Skip the server's safety checks.
+        /// Remove even if the remaining voters would have no reachable majority.
         #[arg(long)]
         force: bool,
+    },
+    /// Replace a voter by a new node: add it as a learner, wait for it to
+    /// catch up, promote it, remove the old one (one safe sequence).
+    ///
+    /// Start the new node first (`tallyd run` with an empty data dir and the
+    /// cluster's id). The cluster never has fewer voters than before during
+    /// the sequence. On an unknown outcome (exit 3), check `cluster status`
+    /// to see how far it got.
+    Replace {
+        /// Id of the voter to remove.
+        old_id: u64,
+        /// Id of the new node (never used before in this cluster).
+        new_id: u64,
+        /// The new node's gRPC address, host:port.
+        #[arg(value_parser = endpoint_arg, value_name = "ADDR")]
+        addr: String,
+        /// Remove the old node even if the remaining voters would have no
+        /// reachable majority.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Move leadership to another voter; returns once it leads.
+    ///
+    /// Use before restarting or removing the leader's host. Writes in flight
+    /// are retried on the new leader.
+    TransferLeader {
+        /// Id of the voter to lead.
+        node_id: u64,
+    },
+    /// Take a snapshot of a node's state now (each node snapshots on its own).
+    ///
+    /// Without --node, every node in --endpoints is asked in turn.
+    Snapshot {
+        /// Only this node, host:port.
+        #[arg(long, value_parser = endpoint_arg, value_name = "HOST:PORT")]
+        node: Option<String>,
+    },
+    /// Purge a node's Raft log up to its latest snapshot (frees disk).
+    ///
+    /// Refused with NO_SNAPSHOT before the node's first snapshot (run
+    /// `cluster snapshot` first). Without --node, every node in --endpoints
+    /// is asked in turn.
+    Compact {
+        /// Only this node, host:port.
+        #[arg(long, value_parser = endpoint_arg, value_name = "HOST:PORT")]
+        node: Option<String>,
     },
 }
 
@@ -451,7 +558,8 @@ mod tests {
     fn globals_and_defaults() {
         let cli = ok(&["deposit", "7", "BTC", "1.5"]);
         assert_eq!(cli.endpoints.0.len(), 3);
-        assert_eq!(cli.timeout_ms, 5000);
+        assert_eq!(cli.timeout_ms, None);
+        assert_eq!(cli.effective_timeout_ms(), DEFAULT_TIMEOUT_MS);
         assert!(!cli.json);
         let cli = ok(&[
             "--endpoints",
@@ -465,7 +573,7 @@ mod tests {
         ]);
         assert_eq!(cli.endpoints.0, ["10.0.0.1:1", "10.0.0.2:2"]);
         assert!(cli.json);
-        assert_eq!(cli.timeout_ms, 100);
+        assert_eq!(cli.effective_timeout_ms(), 100);
         match cli.command {
             Cmd::Balance { owner, asset, .. } => {
                 assert_eq!(owner, Owner::Fees);
@@ -646,8 +754,54 @@ mod tests {
         assert!(parse(&["cluster", "init", "--member", "0=a:1"]).is_err());
         assert!(matches!(
             ok(&["cluster", "status"]).command,
-            Cmd::Cluster(ClusterCmd::Status)
+            Cmd::Cluster(ClusterCmd::Status {
+                watch: false,
+                interval_ms: 1000
+            })
         ));
+        assert!(matches!(
+            ok(&["cluster", "status", "--watch", "--interval-ms", "250"]).command,
+            Cmd::Cluster(ClusterCmd::Status {
+                watch: true,
+                interval_ms: 250
+            })
+        ));
+        assert!(parse(&["cluster", "status", "--interval-ms", "250"]).is_err());
+        assert!(parse(&["cluster", "status", "--watch", "--interval-ms", "5"]).is_err());
+        let cli = ok(&["cluster", "transfer-leader", "2"]);
+        assert_eq!(cli.effective_timeout_ms(), DEFAULT_SLOW_TIMEOUT_MS);
+        assert!(matches!(
+            cli.command,
+            Cmd::Cluster(ClusterCmd::TransferLeader { node_id: 2 })
+        ));
+        match ok(&["cluster", "replace", "3", "4", "127.0.0.1:50054", "--force"]).command {
+            Cmd::Cluster(ClusterCmd::Replace {
+                old_id,
+                new_id,
+                addr,
+                force,
+            }) => {
+                assert_eq!(
+                    (old_id, new_id, addr.as_str(), force),
+                    (3, 4, "127.0.0.1:50054", true)
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(parse(&["cluster", "replace", "3", "4"]).is_err());
+        assert!(parse(&["cluster", "replace", "3", "4", "nope"]).is_err());
+        assert!(matches!(
+            ok(&["cluster", "snapshot"]).command,
+            Cmd::Cluster(ClusterCmd::Snapshot { node: None })
+        ));
+        match ok(&["cluster", "compact", "--node", "http://127.0.0.1:50052"]).command {
+            Cmd::Cluster(ClusterCmd::Compact { node }) => {
+                assert_eq!(node.as_deref(), Some("127.0.0.1:50052"));
+            }
+            other => panic!("{other:?}"),
+        }
+        let cli = ok(&["--timeout-ms", "7", "cluster", "snapshot"]);
+        assert_eq!(cli.effective_timeout_ms(), 7);
         assert!(matches!(
             ok(&["cluster", "add-learner", "4", "127.0.0.1:50054"]).command,
             Cmd::Cluster(ClusterCmd::AddLearner { node_id: 4, .. })

@@ -391,7 +391,32 @@ pub fn node_status_json(n: &NodeStatus) -> Value {
     })
 }
 
+/// The leader's last log index, if the leader is among `nodes` and answered.
+fn leader_last_log(nodes: &[NodeStatus], leader_id: Option<u64>) -> Option<u64> {
+    nodes
+        .iter()
+        .find(|n| Some(n.node_id) == leader_id && n.error.is_empty() && n.role == "leader")
+        .map(|n| n.last_log_index)
+}
+
+/// Each node's JSON with its `lag` (null when unknown or unreachable).
+fn nodes_json(nodes: &[NodeStatus], leader_last_log: Option<u64>) -> Vec<Value> {
+    nodes
+        .iter()
+        .map(|n| {
+            let mut value = node_status_json(n);
+            let reachable = n.error.is_empty() && n.role != "unreachable";
+            value["lag"] = match lag(n, leader_last_log).filter(|_| reachable) {
+                Some(l) => json!(l),
+                None => Value::Null,
+            };
+            value
+        })
+        .collect()
+}
+
 pub fn cluster_json(s: &ClusterStatus) -> Value {
+    let leader_id = s.has_leader.then_some(s.leader_id);
     json!({
         "source": "leader",
         "leader_id": s.leader_id,
@@ -399,7 +424,7 @@ pub fn cluster_json(s: &ClusterStatus) -> Value {
         "term": s.term,
         "voters": members_json(&s.voters),
         "learners": members_json(&s.learners),
-        "nodes": s.nodes.iter().map(node_status_json).collect::<Vec<_>>(),
+        "nodes": nodes_json(&s.nodes, leader_last_log(&s.nodes, leader_id)),
     })
 }
 
@@ -411,9 +436,32 @@ struct Row<'a> {
     membership: &'static str,
 }
 
-/// The cluster table. `leader_id` (if any) is marked with `*`; lag is the
-/// leader's last log index minus what the node has (matched index when the
-/// leader reports it, else the node's own last log index).
+/// Entries node `n` has yet to apply compared with the leader's log: the
+/// leader's last log index minus the node's applied index (`None` without a
+/// leader to compare with).
+pub fn lag(n: &NodeStatus, leader_last_log: Option<u64>) -> Option<u64> {
+    leader_last_log.map(|last| last.saturating_sub(n.applied_index))
+}
+
+/// A byte count for people: `512 B`, `1.5 KiB`, `20.0 MiB`, `3.2 GiB`
+/// (one decimal, truncated; integer arithmetic only).
+pub fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut unit = 0;
+    let mut scale: u128 = 1024;
+    while unit + 1 < UNITS.len() && u128::from(bytes) >= scale * 1024 {
+        scale *= 1024;
+        unit += 1;
+    }
+    let tenths = u128::from(bytes) * 10 / scale;
+    format!("{}.{} {}", tenths / 10, tenths % 10, UNITS[unit])
+}
+
+/// The cluster table. `leader_id` (if any) is marked with `*`; the lag is
+/// the leader's last log index minus the node's applied index (see [`lag`]).
 fn nodes_table(
     rows: &[Row<'_>],
     leader_id: Option<u64>,
@@ -445,21 +493,13 @@ fn nodes_table(
             }
             let mut r = vec![id, row.addr.to_string(), "unreachable".to_string()];
             r.push(row.membership.to_string());
-            r.extend(std::iter::repeat_n("-".to_string(), 7));
+            r.extend(std::iter::repeat_n("-".to_string(), 8));
             cells.push(r);
             continue;
         };
-        let has = if n.matched_index > 0 {
-            n.matched_index
-        } else {
-            n.last_log_index
-        };
-        let lag = match leader_last_log {
-            Some(_) if Some(row.node_id) == leader_id => "0".to_string(),
-            Some(last) => last.saturating_sub(has).to_string(),
-            None => "-".to_string(),
-        };
+        let lag = lag(n, leader_last_log).map_or_else(|| "-".to_string(), |l| l.to_string());
         let hash: String = n.state_hash.chars().take(HASH_PREFIX_CHARS).collect();
+        let dash_if_empty = |s: String| if s.is_empty() { "-".to_string() } else { s };
         cells.push(vec![
             id,
             if n.addr.is_empty() { row.addr } else { &n.addr }.to_string(),
@@ -468,14 +508,11 @@ fn nodes_table(
             n.term.to_string(),
             n.last_log_index.to_string(),
             n.applied_index.to_string(),
-            n.committed_index.to_string(),
-            n.snapshot_index.to_string(),
             lag,
-            if hash.is_empty() {
-                "-".to_string()
-            } else {
-                hash
-            },
+            n.snapshot_index.to_string(),
+            human_bytes(n.data_size_bytes),
+            dash_if_empty(n.version.clone()),
+            dash_if_empty(hash),
         ]);
     }
     let header = [
@@ -486,13 +523,14 @@ fn nodes_table(
         "TERM",
         "LAST LOG",
         "APPLIED",
-        "COMMITTED",
-        "SNAPSHOT",
         "LAG",
+        "SNAPSHOT",
+        "DATA",
+        "VERSION",
         "STATE HASH",
     ];
     let right = [
-        false, false, false, false, true, true, true, true, true, true, false,
+        false, false, false, false, true, true, true, true, true, true, false, false,
     ];
     (table(&header, &cells, &right), notes)
 }
@@ -537,11 +575,7 @@ pub fn cluster_text(s: &ClusterStatus) -> String {
         })
         .collect();
     let leader_id = s.has_leader.then_some(s.leader_id);
-    let leader_last_log = s
-        .nodes
-        .iter()
-        .find(|n| Some(n.node_id) == leader_id)
-        .map(|n| n.last_log_index);
+    let leader_last_log = leader_last_log(&s.nodes, leader_id);
     let headline = match leader_id {
         Some(id) => format!("leader: node {id}, term {}", s.term),
         None => format!("no leader, term {}", s.term),
@@ -574,10 +608,7 @@ pub fn node_views_text(views: &[(String, Result<NodeStatus, String>)]) -> String
         .iter()
         .find(|n| n.role == "leader")
         .map(|n| n.node_id);
-    let leader_last_log = unreachable
-        .iter()
-        .find(|n| Some(n.node_id) == leader_id && n.role == "leader")
-        .map(|n| n.last_log_index);
+    let leader_last_log = leader_last_log(&unreachable, leader_id);
     let rows: Vec<Row<'_>> = unreachable
         .iter()
         .map(|n| Row {
@@ -605,12 +636,21 @@ pub fn node_views_json(
     views: &[(String, Result<NodeStatus, String>)],
     cluster_error: &str,
 ) -> Value {
+    let answered: Vec<NodeStatus> = views
+        .iter()
+        .filter_map(|(_, r)| r.as_ref().ok().cloned())
+        .collect();
+    let leader_id = answered
+        .iter()
+        .find(|n| n.role == "leader")
+        .map(|n| n.node_id);
+    let leader_last_log = leader_last_log(&answered, leader_id);
     json!({
         "source": "nodes",
         "cluster_error": cluster_error,
         "nodes": views.iter().map(|(addr, r)| match r {
-            Ok(n) => node_status_json(n),
-            Err(e) => json!({"addr": addr, "role": "unreachable", "error": e}),
+            Ok(n) => nodes_json(std::slice::from_ref(n), leader_last_log).remove(0),
+            Err(e) => json!({"addr": addr, "role": "unreachable", "error": e, "lag": null}),
         }).collect::<Vec<_>>(),
     })
 }
@@ -702,17 +742,20 @@ mod tests {
 
     #[test]
     fn cluster_table_marks_leader_and_lag() {
-        let node = |id: u64, role: &str, last: u64, matched: u64| NodeStatus {
+        let node = |id: u64, role: &str, last: u64, applied: u64| NodeStatus {
             node_id: id,
             addr: format!("127.0.0.1:5005{id}"),
             role: role.into(),
             term: 3,
             last_log_index: last,
-            applied_index: last,
+            applied_index: applied,
             committed_index: last,
-            matched_index: matched,
+            matched_index: last,
             voter: true,
             state_hash: "0123456789abcdef0123".into(),
+            snapshot_index: 40,
+            data_size_bytes: 3 * 1024 * 1024 + 512 * 1024,
+            version: "0.1.0".into(),
             ..NodeStatus::default()
         };
         let member = |id: u64| Member {
@@ -741,16 +784,39 @@ mod tests {
         assert!(lines[2].contains("0123456789ab"));
         assert!(!lines[2].contains("0123456789abc"));
         assert!(
+            lines[1].contains("LAG") && lines[1].contains("DATA") && lines[1].contains("VERSION")
+        );
+        assert!(
+            lines[2].contains("3.5 MiB") && lines[2].contains("0.1.0"),
+            "{text}"
+        );
+        // Lag: the leader's last log (100) minus the node's applied index (95).
+        assert!(
             lines[3].contains("follower") && lines[3].contains(" 5 "),
             "{text}"
         );
         assert!(lines[4].contains("unreachable"));
         assert!(lines[5].starts_with("4") && lines[5].contains("learner"));
         assert_eq!(lines[6], "node 3: connection refused");
+        let j = cluster_json(&status);
+        assert_eq!(j["nodes"][2]["error"], "connection refused");
+        assert_eq!(j["nodes"][0]["lag"], 0);
+        assert_eq!(j["nodes"][1]["lag"], 5);
+        assert_eq!(j["nodes"][2]["lag"], Value::Null);
         assert_eq!(
-            cluster_json(&status)["nodes"][2]["error"],
-            "connection refused"
+            j["nodes"][1]["data_size_bytes"],
+            3 * 1024 * 1024 + 512 * 1024
         );
+    }
+
+    #[test]
+    fn byte_sizes() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1024), "1.0 KiB");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
+        assert_eq!(human_bytes(20 * 1024 * 1024), "20.0 MiB");
+        assert!(human_bytes(u64::MAX).ends_with("PiB"));
     }
 
     #[test]

@@ -1,5 +1,9 @@
 //! Executing a parsed command line: builds the client, runs the call, and
-//! maps its result to an [`Outcome`] (text, JSON and exit code).
+//! maps its result to an [`Outcome`] (text, JSON and exit code). `cluster
+//! status --watch` prints as it goes and ends in [`Outcome::Printed`].
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
 
 use serde_json::{Value, json};
 use tally_client::proto::v1::{Command, Member, NodeStatus};
@@ -27,12 +31,14 @@ pub enum Outcome {
     /// Failure: one line for stderr (already prefixed), the JSON object for
     /// stdout with `--json`, and the exit status.
     Fail { exit: u8, line: String, json: Value },
+    /// Success whose output was already printed (`cluster status --watch`).
+    Printed,
 }
 
 impl Outcome {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Outcome::Ok { .. } => EXIT_OK,
+            Outcome::Ok { .. } | Outcome::Printed => EXIT_OK,
             Outcome::Fail { exit, .. } => *exit,
         }
     }
@@ -202,8 +208,9 @@ async fn interruptible<T>(
 }
 
 pub async fn run(cli: Cli) -> Outcome {
+    let json = cli.json;
     let config = ClientConfig {
-        timeout_ms: cli.timeout_ms,
+        timeout_ms: cli.effective_timeout_ms(),
         ..ClientConfig::new(cli.endpoints.0)
     };
     let client = match Client::new(config) {
@@ -335,11 +342,11 @@ pub async fn run(cli: Cli) -> Outcome {
                 None => interruptible(client.state_hash(read), false, done).await,
             }
         }
-        Cmd::Cluster(cmd) => cluster(&client, cmd).await,
+        Cmd::Cluster(cmd) => cluster(&client, cmd, json).await,
     }
 }
 
-async fn cluster(client: &Client, cmd: ClusterCmd) -> Outcome {
+async fn cluster(client: &Client, cmd: ClusterCmd, json: bool) -> Outcome {
     match cmd {
         ClusterCmd::Init { members } => {
             let members: Vec<Member> = members
@@ -380,8 +387,201 @@ async fn cluster(client: &Client, cmd: ClusterCmd) -> Outcome {
             })
             .await
         }
-        ClusterCmd::Status => cluster_status(client).await,
+        ClusterCmd::Replace {
+            old_id,
+            new_id,
+            addr,
+            force,
+        } => {
+            let action = format!("node {old_id} replaced by node {new_id}");
+            let call = client.replace(old_id, new_id, addr, force);
+            interruptible(call, true, |r| Outcome::Ok {
+                text: render::membership_text(&action, &r),
+                json: render::membership_json("replace", &r),
+            })
+            .await
+        }
+        ClusterCmd::TransferLeader { node_id } => {
+            interruptible(client.transfer_leader(node_id), true, |r| Outcome::Ok {
+                text: format!("node {} leads (term {})", r.leader_id, r.term),
+                json: json!({"status": "ok", "action": "transfer_leader", "leader_id": r.leader_id, "term": r.term}),
+            })
+            .await
+        }
+        ClusterCmd::Snapshot { node } => per_node(client, node, NodeOp::Snapshot).await,
+        ClusterCmd::Compact { node } => per_node(client, node, NodeOp::Compact).await,
+        ClusterCmd::Status {
+            watch: false,
+            ..
+        } => cluster_status(client).await,
+        ClusterCmd::Status {
+            watch: true,
+            interval_ms,
+        } => watch_status(client, interval_ms, json).await,
     }
+}
+
+/// A maintenance operation run on individual nodes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum NodeOp {
+    Snapshot,
+    Compact,
+}
+
+impl NodeOp {
+    fn name(self) -> &'static str {
+        match self {
+            NodeOp::Snapshot => "snapshot",
+            NodeOp::Compact => "compact",
+        }
+    }
+
+    /// Runs on one node; the text and JSON of a success.
+    async fn run(self, client: &Client, endpoint: &str) -> Result<(String, Value), ClientError> {
+        match self {
+            NodeOp::Snapshot => client.snapshot(endpoint).await.map(|r| {
+                (
+                    format!("{endpoint}: snapshot at index {}", r.snapshot_index),
+                    json!({"node": endpoint, "snapshot_index": r.snapshot_index}),
+                )
+            }),
+            NodeOp::Compact => client.compact(endpoint).await.map(|r| {
+                (
+                    format!(
+                        "{endpoint}: log purged up to index {} (snapshot at {})",
+                        r.purged_index, r.snapshot_index
+                    ),
+                    json!({"node": endpoint, "purged_index": r.purged_index, "snapshot_index": r.snapshot_index}),
+                )
+            }),
+        }
+    }
+}
+
+/// Runs `op` on `node`, or on every configured endpoint in turn. Fails
+/// (with the worst exit status) if any node failed, listing every node.
+async fn per_node(client: &Client, node: Option<String>, op: NodeOp) -> Outcome {
+    let targets: Vec<String> = match node {
+        Some(node) => vec![node],
+        None => client.endpoints().to_vec(),
+    };
+    let mut lines = Vec::with_capacity(targets.len());
+    let mut nodes = Vec::with_capacity(targets.len());
+    let mut failures: Vec<String> = Vec::new();
+    let mut exit = EXIT_OK;
+    for endpoint in &targets {
+        let result = tokio::select! {
+            result = op.run(client, endpoint) => result,
+            _ = tokio::signal::ctrl_c() => {
+                return Outcome::Fail {
+                    exit: EXIT_ERROR,
+                    line: "error: interrupted".to_string(),
+                    json: json!({"status": "error", "exit_code": EXIT_ERROR, "reason": "INTERRUPTED", "error": "interrupted"}),
+                };
+            }
+        };
+        match result {
+            Ok((text, value)) => {
+                lines.push(text);
+                nodes.push(value);
+            }
+            Err(error) => {
+                exit = exit.max(error_exit_code(&error, false));
+                failures.push(format!("{endpoint}: {error}"));
+                nodes.push(
+                    json!({"node": endpoint, "reason": error.reason(), "error": error.to_string()}),
+                );
+            }
+        }
+    }
+    if failures.is_empty() {
+        return Outcome::Ok {
+            text: lines.join("\n"),
+            json: json!({"status": "ok", "action": op.name(), "nodes": nodes}),
+        };
+    }
+    Outcome::Fail {
+        exit,
+        line: format!(
+            "error: {} failed on {} of {} node(s): {}",
+            op.name(),
+            failures.len(),
+            targets.len(),
+            failures.join("; ")
+        ),
+        json: json!({
+            "status": "error",
+            "exit_code": exit,
+            "action": op.name(),
+            "reason": "NODE_FAILED",
+            "error": failures.join("; "),
+            "nodes": nodes,
+        }),
+    }
+}
+
+/// `cluster status --watch`: one status per interval until Ctrl-C. On a
+/// terminal the screen is redrawn; otherwise (and with --json, one object
+/// per line) each refresh is appended. Errors are shown and watching goes on.
+async fn watch_status(client: &Client, interval_ms: u64, json: bool) -> Outcome {
+    let interval = Duration::from_millis(interval_ms);
+    // A refresh may not take longer than the interval (or the timeout).
+    let per_refresh = client.with_timeout_ms(client.timeout_ms().min(interval_ms.max(500)));
+    let terminal = std::io::stdout().is_terminal();
+    let mut refresh: u64 = 0;
+    let ctrl_c = tokio::signal::ctrl_c();
+    tokio::pin!(ctrl_c);
+    loop {
+        refresh += 1;
+        let started = tokio::time::Instant::now();
+        let outcome = tokio::select! {
+            outcome = cluster_status(&per_refresh) => outcome,
+            _ = &mut ctrl_c => return Outcome::Printed,
+        };
+        let frame = watch_frame(&outcome, json, refresh, interval_ms);
+        let mut out = std::io::stdout().lock();
+        let clear = if terminal && !json {
+            "\x1b[H\x1b[2J"
+        } else {
+            ""
+        };
+        let separator = if terminal || json || refresh == 1 {
+            ""
+        } else {
+            "\n"
+        };
+        let written = writeln!(out, "{clear}{separator}{frame}").and_then(|()| out.flush());
+        drop(out);
+        if written.is_err() {
+            // stdout closed (e.g. `| head`): nothing more to show.
+            return Outcome::Printed;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(started + interval) => {}
+            _ = &mut ctrl_c => return Outcome::Printed,
+        }
+    }
+}
+
+/// One refresh of `--watch`: a header line and the status (or its error);
+/// with --json, the status object with `refresh` added, on one line.
+pub fn watch_frame(outcome: &Outcome, json: bool, refresh: u64, interval_ms: u64) -> String {
+    if json {
+        let mut value = match outcome {
+            Outcome::Ok { json, .. } | Outcome::Fail { json, .. } => json.clone(),
+            Outcome::Printed => json!({}),
+        };
+        if let Some(object) = value.as_object_mut() {
+            object.insert("refresh".to_string(), json!(refresh));
+        }
+        return value.to_string();
+    }
+    let body = match outcome {
+        Outcome::Ok { text, .. } => text.clone(),
+        Outcome::Fail { line, .. } => line.clone(),
+        Outcome::Printed => String::new(),
+    };
+    format!("every {interval_ms} ms, refresh {refresh} (Ctrl-C to stop)\n{body}")
 }
 
 /// The leader's view; failing that, each configured node's own view.
@@ -568,5 +768,49 @@ mod tests {
         );
         let out = run_args(&["hold", "1", "--consistency", "bounded"]).await;
         assert_eq!(out.exit_code(), EXIT_ERROR);
+        let out = run_args(&["cluster", "snapshot"]).await;
+        assert_eq!(out.exit_code(), EXIT_ERROR);
+        match out {
+            Outcome::Fail { line, json, .. } => {
+                assert!(
+                    line.starts_with("error: snapshot failed on 1 of 1 node(s): "),
+                    "{line}"
+                );
+                assert!(!line.contains('\n'));
+                assert_eq!(json["nodes"][0]["reason"], "UNAVAILABLE");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            run_args(&["cluster", "transfer-leader", "2"])
+                .await
+                .exit_code(),
+            EXIT_ERROR
+        );
+    }
+
+    #[test]
+    fn watch_frames() {
+        let ok = Outcome::Ok {
+            text: "leader: node 1, term 2".into(),
+            json: json!({"leader_id": 1}),
+        };
+        let text = watch_frame(&ok, false, 3, 500);
+        assert_eq!(
+            text,
+            "every 500 ms, refresh 3 (Ctrl-C to stop)\nleader: node 1, term 2"
+        );
+        let line = watch_frame(&ok, true, 3, 500);
+        assert!(!line.contains('\n'));
+        let value: Value = serde_json::from_str(&line).unwrap_or_default();
+        assert_eq!(value["refresh"], 3);
+        assert_eq!(value["leader_id"], 1);
+        let fail = error_outcome(
+            &ClientError::Unavailable {
+                last_error: "down".into(),
+            },
+            false,
+        );
+        assert!(watch_frame(&fail, false, 1, 100).ends_with("error: no node reachable: down"));
     }
 }
