@@ -268,6 +268,9 @@ pub async fn start(
         snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
         max_in_snapshot_log_to_keep: config.keep_entries_after_snapshot,
         max_payload_entries: 64,
+        // A node coming back from a partition asks before campaigning, so it does not
+        // unseat a healthy leader with its inflated term (found by the jepsen suite).
+        enable_pre_vote: Some(true),
         ..Default::default()
     }
     .validate()?;
@@ -292,6 +295,10 @@ pub async fn start(
     let ledger = LedgerServer::new(LedgerService { ctx: ctx.clone() })
         .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES);
+    // Perpetual-futures queries, served by the same ledger service.
+    let perps = tally_proto::v1::perps_server::PerpsServer::new(LedgerService { ctx: ctx.clone() })
+        .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES);
     let admin = AdminServer::new(AdminService { ctx: ctx.clone(), membership_lock: tokio::sync::Mutex::new(()) });
     let raft_svc = RaftServer::new(RaftService { ctx: ctx.clone() })
         .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
@@ -314,6 +321,7 @@ pub async fn start(
             .tcp_nodelay(true)
             .add_service(health_service)
             .add_service(ledger)
+            .add_service(perps)
             .add_service(admin)
             .add_service(raft_svc)
             .serve_with_incoming_shutdown(incoming, shutdown)

@@ -72,6 +72,13 @@ impl RaftRpc for RaftService {
         encode(&resp)
     }
 
+    async fn pre_vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+        self.check_cluster(&req)?;
+        let rpc: VoteRequest<TypeConfig> = decode(&req.get_ref().data)?;
+        let resp = self.ctx.raft.pre_vote(rpc).await.map_err(raft_err)?;
+        encode(&resp)
+    }
+
     async fn transfer_leader(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
         self.check_cluster(&req)?;
         let rpc: TransferLeaderRequest<TypeConfig> = decode(&req.get_ref().data)?;

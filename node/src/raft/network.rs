@@ -106,6 +106,7 @@ impl PeerClient {
         let result = match kind {
             RpcKind::Append => client.append_entries(request).await,
             RpcKind::Vote => client.vote(request).await,
+            RpcKind::PreVote => client.pre_vote(request).await,
             RpcKind::TransferLeader => client.transfer_leader(request).await,
         };
         let reply = result.map_err(|s| self.status_error(s))?;
@@ -116,6 +117,7 @@ impl PeerClient {
 enum RpcKind {
     Append,
     Vote,
+    PreVote,
     TransferLeader,
 }
 
@@ -136,6 +138,14 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
         self.unary(RpcKind::Vote, &rpc, &option).await
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        self.unary(RpcKind::PreVote, &rpc, &option).await
     }
 
     async fn transfer_leader(
