@@ -567,6 +567,164 @@ fn matching_result(mut result: CommandResult, command_id: &str) -> Result<Comman
     Ok(result)
 }
 
+// ---- perpetual futures reads ----
+
+use tally_proto::v1 as perps_pb;
+
+fn perps_client(channel: Channel) -> perps_pb::perps_client::PerpsClient<Channel> {
+    perps_pb::perps_client::PerpsClient::new(channel)
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+impl Client {
+    /// A perpetual market's parameters and state (mark price, funding time).
+    pub async fn market(
+        &self,
+        market: impl Into<String>,
+        read: ReadOptions,
+    ) -> Result<perps_pb::GetMarketResponse, ClientError> {
+        let read = self.resolve_read(read);
+        let request = perps_pb::GetMarketRequest {
+            market: market.into(),
+            read: Some(read.to_proto()),
+        };
+        self.read(read, |channel, timeout| {
+            let request = request.clone();
+            async move {
+                let response = perps_client(channel)
+                    .get_market(with_timeout(request, timeout))
+                    .await?;
+                Ok(response.into_inner())
+            }
+        })
+        .await
+    }
+
+    /// One position with its risk at the mark price (entry price, UPNL,
+    /// margins, bracket, liquidation price).
+    pub async fn position(
+        &self,
+        market: impl Into<String>,
+        account: u64,
+        read: ReadOptions,
+    ) -> Result<perps_pb::GetPositionResponse, ClientError> {
+        let read = self.resolve_read(read);
+        let request = perps_pb::GetPositionRequest {
+            market: market.into(),
+            account,
+            read: Some(read.to_proto()),
+        };
+        self.read(read, |channel, timeout| {
+            let request = request.clone();
+            async move {
+                let response = perps_client(channel)
+                    .get_position(with_timeout(request, timeout))
+                    .await?;
+                Ok(response.into_inner())
+            }
+        })
+        .await
+    }
+
+    /// An account's cross margin per settle asset: wallet, equity, margins,
+    /// margin ratio and its positions with liquidation prices.
+    pub async fn margin(
+        &self,
+        account: u64,
+        read: ReadOptions,
+    ) -> Result<perps_pb::GetMarginResponse, ClientError> {
+        let read = self.resolve_read(read);
+        let request = perps_pb::GetMarginRequest {
+            account,
+            read: Some(read.to_proto()),
+        };
+        self.read(read, |channel, timeout| async move {
+            let response = perps_client(channel)
+                .get_margin(with_timeout(request, timeout))
+                .await?;
+            Ok(response.into_inner())
+        })
+        .await
+    }
+
+    /// A market's exposure: open interest, long and short totals, mark
+    /// price, insurance fund balance and inventory, PnL pool.
+    pub async fn exposure(
+        &self,
+        market: impl Into<String>,
+        read: ReadOptions,
+    ) -> Result<perps_pb::GetExposureResponse, ClientError> {
+        let read = self.resolve_read(read);
+        let request = perps_pb::GetExposureRequest {
+            market: market.into(),
+            read: Some(read.to_proto()),
+        };
+        self.read(read, |channel, timeout| {
+            let request = request.clone();
+            async move {
+                let response = perps_client(channel)
+                    .get_exposure(with_timeout(request, timeout))
+                    .await?;
+                Ok(response.into_inner())
+            }
+        })
+        .await
+    }
+
+    /// The `limit` accounts closest to liquidation (0 = 10; at most 1000),
+    /// optionally only those margined in `settle_asset` (empty = all).
+    pub async fn at_risk(
+        &self,
+        settle_asset: impl Into<String>,
+        limit: u32,
+        read: ReadOptions,
+    ) -> Result<perps_pb::ListAtRiskResponse, ClientError> {
+        let read = self.resolve_read(read);
+        let request = perps_pb::ListAtRiskRequest {
+            settle_asset: settle_asset.into(),
+            limit,
+            read: Some(read.to_proto()),
+        };
+        self.read(read, |channel, timeout| {
+            let request = request.clone();
+            async move {
+                let response = perps_client(channel)
+                    .list_at_risk(with_timeout(request, timeout))
+                    .await?;
+                Ok(response.into_inner())
+            }
+        })
+        .await
+    }
+}
+
+impl Served for perps_pb::GetMarketResponse {
+    fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+}
+impl Served for perps_pb::GetPositionResponse {
+    fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+}
+impl Served for perps_pb::GetMarginResponse {
+    fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+}
+impl Served for perps_pb::GetExposureResponse {
+    fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+}
+impl Served for perps_pb::ListAtRiskResponse {
+    fn applied_index(&self) -> u64 {
+        self.applied_index
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

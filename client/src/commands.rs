@@ -10,7 +10,8 @@
 
 use rust_decimal::Decimal;
 use tally_proto::v1::{
-    Command, CreateAccount, CreateAsset, Deposit, Fill, Lock, Release, Transfer, Withdraw,
+    ApplyFunding, Command, CreateAccount, CreateAsset, CreateMarket, Deposit, Fill, Lock,
+    MarginBracket, PerpFill, Release, SetMarkPrice, SetMarketPaused, Transfer, Withdraw,
     command::Body,
 };
 
@@ -91,6 +92,11 @@ impl CommandExt for Command {
             Some(Body::Release(_)) => "release",
             Some(Body::Fill(_)) => "fill",
             Some(Body::Transfer(_)) => "transfer",
+            Some(Body::CreateMarket(_)) => "create_market",
+            Some(Body::SetMarketPaused(_)) => "set_market_paused",
+            Some(Body::SetMarkPrice(_)) => "set_mark_price",
+            Some(Body::ApplyFunding(_)) => "apply_funding",
+            Some(Body::PerpFill(_)) => "perp_fill",
         }
     }
 }
@@ -189,6 +195,111 @@ pub fn transfer(from: u64, to: u64, asset: impl Into<String>, amount: impl IntoA
     }))
 }
 
+// ---- perpetual futures ----
+
+/// One maintenance-margin bracket of [`create_market`]: from
+/// `notional_floor` (settle asset) the maintenance margin rate is
+/// `maintenance_margin_rate` and the leverage at most `max_leverage`.
+pub fn margin_bracket(
+    notional_floor: impl IntoAmount,
+    maintenance_margin_rate: impl IntoAmount,
+    max_leverage: u32,
+) -> MarginBracket {
+    MarginBracket {
+        notional_floor: notional_floor.into_amount(),
+        maintenance_margin_rate: maintenance_margin_rate.into_amount(),
+        max_leverage,
+    }
+}
+
+/// Creates a linear perpetual market. Fill in every field of `spec`
+/// (`CreateMarket` in `ledger.proto` documents them; brackets via
+/// [`margin_bracket`]).
+///
+/// ```
+/// use tally_client::commands::{self, margin_bracket};
+/// use tally_client::proto::v1::CreateMarket;
+/// let cmd = commands::create_market(CreateMarket {
+///     market: "BTC-PERP".into(),
+///     base: "BTC".into(),
+///     settle_asset: "USDT".into(),
+///     tick_size: "0.1".into(),
+///     step_size: "0.001".into(),
+///     max_leverage: 20,
+///     brackets: vec![
+///         margin_bracket("0", "0.01", 20),
+///         margin_bracket("10000", "0.02", 10),
+///     ],
+///     liquidation_fee_rate: "0.01".into(),
+///     funding_interval_ms: 8 * 3_600_000,
+/// });
+/// ```
+pub fn create_market(spec: CreateMarket) -> Command {
+    command(Body::CreateMarket(spec))
+}
+
+/// Pauses a market (reduce-only: fills that open or grow a position are refused).
+pub fn pause_market(market: impl Into<String>) -> Command {
+    command(Body::SetMarketPaused(SetMarketPaused {
+        market: market.into(),
+        paused: true,
+    }))
+}
+
+/// Resumes a paused market.
+pub fn resume_market(market: impl Into<String>) -> Command {
+    command(Body::SetMarketPaused(SetMarketPaused {
+        market: market.into(),
+        paused: false,
+    }))
+}
+
+/// Sets a market's mark price (then every account under its maintenance
+/// margin is liquidated).
+pub fn set_mark_price(market: impl Into<String>, price: impl IntoAmount) -> Command {
+    command(Body::SetMarkPrice(SetMarkPrice {
+        market: market.into(),
+        price: price.into_amount(),
+    }))
+}
+
+/// One funding round at `funding_time_ms` (a multiple of the market's
+/// funding interval): positions pay `size × mark × rate`; a positive rate
+/// means longs pay shorts. `rate` may be negative (`"-0.0001"`).
+pub fn apply_funding(
+    market: impl Into<String>,
+    rate: impl IntoAmount,
+    funding_time_ms: u64,
+) -> Command {
+    command(Body::ApplyFunding(ApplyFunding {
+        market: market.into(),
+        rate: rate.into_amount(),
+        funding_time_ms,
+    }))
+}
+
+/// Settles a perpetual trade: `buyer` buys `size` from `seller` at `price`;
+/// the fees are settle-asset amounts paid to the fees account.
+pub fn perp_fill(
+    market: impl Into<String>,
+    buyer: u64,
+    seller: u64,
+    size: impl IntoAmount,
+    price: impl IntoAmount,
+    buyer_fee: impl IntoAmount,
+    seller_fee: impl IntoAmount,
+) -> Command {
+    command(Body::PerpFill(PerpFill {
+        market: market.into(),
+        buyer,
+        seller,
+        size: size.into_amount(),
+        price: price.into_amount(),
+        buyer_fee: buyer_fee.into_amount(),
+        seller_fee: seller_fee.into_amount(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -240,6 +351,37 @@ mod tests {
                 "transfer"
             ]
         );
+    }
+
+    #[test]
+    fn perp_builders() {
+        let kinds: Vec<&str> = [
+            create_market(CreateMarket::default()),
+            pause_market("BTC-PERP"),
+            resume_market("BTC-PERP"),
+            set_mark_price("BTC-PERP", "100.5"),
+            apply_funding("BTC-PERP", "-0.0001", 28_800_000),
+            perp_fill("BTC-PERP", 1, 2, "0.5", "100", "0", "0.05"),
+        ]
+        .iter()
+        .map(CommandExt::kind)
+        .collect();
+        assert_eq!(
+            kinds,
+            [
+                "create_market",
+                "set_market_paused",
+                "set_market_paused",
+                "set_mark_price",
+                "apply_funding",
+                "perp_fill"
+            ]
+        );
+        match pause_market("X").body {
+            Some(Body::SetMarketPaused(p)) => assert!(p.paused),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(margin_bracket("0", "0.01", 20).max_leverage, 20);
     }
 
     #[test]

@@ -63,6 +63,17 @@ pub(crate) fn to_decimal(units: i128, scale: u32) -> Decimal {
     result.unwrap_or(Decimal::ZERO)
 }
 
+/// Like [`to_decimal`], for derived aggregates (equity, margins, exposure
+/// sums) that are not bounded by `MAX_UNITS`: saturates at `Decimal::MAX` /
+/// `Decimal::MIN` instead of asserting. Only absurd magnitudes get there.
+pub(crate) fn to_decimal_saturating(units: i128, scale: u32) -> Decimal {
+    match Decimal::try_from_i128_with_scale(units, scale) {
+        Ok(value) => value,
+        Err(_) if units < 0 => Decimal::MIN,
+        Err(_) => Decimal::MAX,
+    }
+}
+
 /// `units` at `scale` for messages: the decimal when representable,
 /// otherwise `<units>e-<scale>` (only corrupt restored records get there).
 pub(crate) fn display(units: i128, scale: u32) -> String {

@@ -9,7 +9,9 @@
 
 use rust_decimal::Decimal;
 
-use crate::command::{BalanceChange, Command, Event, Outcome, Owner, RejectCode, Rejection};
+use crate::command::{
+    BalanceChange, Command, Event, Outcome, Owner, PositionCause, RejectCode, Rejection,
+};
 
 /// Something bytes can be written to: a buffer, or a hasher.
 pub(crate) trait Sink {
@@ -156,7 +158,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-const ALL_REJECT_CODES: [RejectCode; 18] = [
+const ALL_REJECT_CODES: [RejectCode; 29] = [
     RejectCode::InvalidCommandId,
     RejectCode::CommandIdReused,
     RejectCode::InvalidAmount,
@@ -175,6 +177,17 @@ const ALL_REJECT_CODES: [RejectCode; 18] = [
     RejectCode::HoldAssetMismatch,
     RejectCode::FeeTooLarge,
     RejectCode::InvalidPrice,
+    RejectCode::UnknownMarket,
+    RejectCode::MarketExists,
+    RejectCode::InvalidMarket,
+    RejectCode::MarketPaused,
+    RejectCode::PriceOffTick,
+    RejectCode::SizeOffStep,
+    RejectCode::NoMarkPrice,
+    RejectCode::InsufficientMargin,
+    RejectCode::FundingAlreadyApplied,
+    RejectCode::InvalidFundingTime,
+    RejectCode::InvalidRate,
 ];
 
 /// The persisted tag of a reject code: its position in declaration order.
@@ -199,6 +212,17 @@ pub(crate) fn reject_code_tag(code: RejectCode) -> u8 {
         RejectCode::HoldAssetMismatch => 15,
         RejectCode::FeeTooLarge => 16,
         RejectCode::InvalidPrice => 17,
+        RejectCode::UnknownMarket => 18,
+        RejectCode::MarketExists => 19,
+        RejectCode::InvalidMarket => 20,
+        RejectCode::MarketPaused => 21,
+        RejectCode::PriceOffTick => 22,
+        RejectCode::SizeOffStep => 23,
+        RejectCode::NoMarkPrice => 24,
+        RejectCode::InsufficientMargin => 25,
+        RejectCode::FundingAlreadyApplied => 26,
+        RejectCode::InvalidFundingTime => 27,
+        RejectCode::InvalidRate => 28,
     }
 }
 
@@ -280,7 +304,159 @@ fn put_event(sink: &mut impl Sink, event: &Event) {
             sink.put_decimal(*buyer_fee);
             sink.put_decimal(*seller_fee);
         }
+        Event::MarketCreated {
+            market,
+            base,
+            settle_asset,
+        } => {
+            sink.put_u8(5);
+            sink.put_str(market);
+            sink.put_str(base);
+            sink.put_str(settle_asset);
+        }
+        Event::MarketPaused { market, paused } => {
+            sink.put_u8(6);
+            sink.put_str(market);
+            sink.put_u8(u8::from(*paused));
+        }
+        Event::MarkPrice {
+            market,
+            price,
+            time_ms,
+        } => {
+            sink.put_u8(7);
+            sink.put_str(market);
+            sink.put_decimal(*price);
+            sink.put_u64(*time_ms);
+        }
+        Event::PerpFill {
+            market,
+            buyer,
+            seller,
+            size,
+            price,
+            buyer_fee,
+            seller_fee,
+        } => {
+            sink.put_u8(8);
+            sink.put_str(market);
+            sink.put_u64(*buyer);
+            sink.put_u64(*seller);
+            sink.put_decimal(*size);
+            sink.put_decimal(*price);
+            sink.put_decimal(*buyer_fee);
+            sink.put_decimal(*seller_fee);
+        }
+        Event::Position {
+            market,
+            holder,
+            counterparty,
+            cause,
+            size_delta,
+            price,
+            size,
+            entry_price,
+            realized_pnl,
+        } => {
+            sink.put_u8(9);
+            sink.put_str(market);
+            sink.put_owner(*holder);
+            sink.put_owner(*counterparty);
+            sink.put_u8(position_cause_tag(*cause));
+            sink.put_decimal(*size_delta);
+            sink.put_decimal(*price);
+            sink.put_decimal(*size);
+            sink.put_decimal(*entry_price);
+            sink.put_decimal(*realized_pnl);
+        }
+        Event::Pool {
+            market,
+            asset,
+            delta,
+            balance,
+        } => {
+            sink.put_u8(10);
+            sink.put_str(market);
+            sink.put_str(asset);
+            sink.put_decimal(*delta);
+            sink.put_decimal(*balance);
+        }
+        Event::Funding {
+            market,
+            rate,
+            funding_time_ms,
+            mark_price,
+            paid,
+            received,
+            residue,
+            uncollected,
+        } => {
+            sink.put_u8(11);
+            sink.put_str(market);
+            sink.put_decimal(*rate);
+            sink.put_u64(*funding_time_ms);
+            sink.put_decimal(*mark_price);
+            sink.put_decimal(*paid);
+            sink.put_decimal(*received);
+            sink.put_decimal(*residue);
+            sink.put_decimal(*uncollected);
+        }
+        Event::FundingPayment {
+            market,
+            holder,
+            amount,
+        } => {
+            sink.put_u8(12);
+            sink.put_str(market);
+            sink.put_owner(*holder);
+            sink.put_decimal(*amount);
+        }
+        Event::Liquidation {
+            account,
+            asset,
+            equity,
+            maintenance_margin,
+            fee,
+        } => {
+            sink.put_u8(13);
+            sink.put_u64(*account);
+            sink.put_str(asset);
+            sink.put_decimal(*equity);
+            sink.put_decimal(*maintenance_margin);
+            sink.put_decimal(*fee);
+        }
+        Event::Shortfall {
+            account,
+            asset,
+            amount,
+        } => {
+            sink.put_u8(14);
+            sink.put_u64(*account);
+            sink.put_str(asset);
+            sink.put_decimal(*amount);
+        }
     }
+}
+
+fn position_cause_tag(cause: PositionCause) -> u8 {
+    match cause {
+        PositionCause::Fill => 0,
+        PositionCause::Liquidation => 1,
+        PositionCause::Deleverage => 2,
+        PositionCause::Takeover => 3,
+        PositionCause::Mark => 4,
+    }
+}
+
+fn position_cause_from_tag(tag: u8) -> Result<PositionCause, String> {
+    Ok(match tag {
+        0 => PositionCause::Fill,
+        1 => PositionCause::Liquidation,
+        2 => PositionCause::Deleverage,
+        3 => PositionCause::Takeover,
+        4 => PositionCause::Mark,
+        other => return Err(format!("unknown position cause {other}")),
+    })
 }
 
 pub(crate) fn read_outcome(reader: &mut Reader<'_>) -> Result<Outcome, String> {
@@ -336,6 +512,73 @@ fn read_event(reader: &mut Reader<'_>) -> Result<Event, String> {
             quote_amount: reader.decimal()?,
             buyer_fee: reader.decimal()?,
             seller_fee: reader.decimal()?,
+        },
+        5 => Event::MarketCreated {
+            market: reader.string()?,
+            base: reader.string()?,
+            settle_asset: reader.string()?,
+        },
+        6 => Event::MarketPaused {
+            market: reader.string()?,
+            paused: reader.bool()?,
+        },
+        7 => Event::MarkPrice {
+            market: reader.string()?,
+            price: reader.decimal()?,
+            time_ms: reader.u64()?,
+        },
+        8 => Event::PerpFill {
+            market: reader.string()?,
+            buyer: reader.u64()?,
+            seller: reader.u64()?,
+            size: reader.decimal()?,
+            price: reader.decimal()?,
+            buyer_fee: reader.decimal()?,
+            seller_fee: reader.decimal()?,
+        },
+        9 => Event::Position {
+            market: reader.string()?,
+            holder: reader.owner()?,
+            counterparty: reader.owner()?,
+            cause: position_cause_from_tag(reader.u8()?)?,
+            size_delta: reader.decimal()?,
+            price: reader.decimal()?,
+            size: reader.decimal()?,
+            entry_price: reader.decimal()?,
+            realized_pnl: reader.decimal()?,
+        },
+        10 => Event::Pool {
+            market: reader.string()?,
+            asset: reader.string()?,
+            delta: reader.decimal()?,
+            balance: reader.decimal()?,
+        },
+        11 => Event::Funding {
+            market: reader.string()?,
+            rate: reader.decimal()?,
+            funding_time_ms: reader.u64()?,
+            mark_price: reader.decimal()?,
+            paid: reader.decimal()?,
+            received: reader.decimal()?,
+            residue: reader.decimal()?,
+            uncollected: reader.decimal()?,
+        },
+        12 => Event::FundingPayment {
+            market: reader.string()?,
+            holder: reader.owner()?,
+            amount: reader.decimal()?,
+        },
+        13 => Event::Liquidation {
+            account: reader.u64()?,
+            asset: reader.string()?,
+            equity: reader.decimal()?,
+            maintenance_margin: reader.decimal()?,
+            fee: reader.decimal()?,
+        },
+        14 => Event::Shortfall {
+            account: reader.u64()?,
+            asset: reader.string()?,
+            amount: reader.decimal()?,
         },
         other => return Err(format!("unknown event tag {other}")),
     })
@@ -425,6 +668,71 @@ pub(crate) fn fingerprint(command: &Command) -> Fingerprint {
             h.put_str(asset);
             h.put_decimal(amount.normalize());
         }
+        Command::CreateMarket {
+            market,
+            base,
+            settle_asset,
+            tick_size,
+            step_size,
+            max_leverage,
+            brackets,
+            liquidation_fee_rate,
+            funding_interval_ms,
+        } => {
+            h.put_u8(8);
+            h.put_str(market);
+            h.put_str(base);
+            h.put_str(settle_asset);
+            h.put_decimal(tick_size.normalize());
+            h.put_decimal(step_size.normalize());
+            h.put_u32(*max_leverage);
+            h.put_u32(u32::try_from(brackets.len()).unwrap_or(u32::MAX));
+            for b in brackets {
+                h.put_decimal(b.notional_floor.normalize());
+                h.put_decimal(b.maintenance_margin_rate.normalize());
+                h.put_u32(b.max_leverage);
+            }
+            h.put_decimal(liquidation_fee_rate.normalize());
+            h.put_u64(*funding_interval_ms);
+        }
+        Command::SetMarketPaused { market, paused } => {
+            h.put_u8(9);
+            h.put_str(market);
+            h.put_u8(u8::from(*paused));
+        }
+        Command::SetMarkPrice { market, price } => {
+            h.put_u8(10);
+            h.put_str(market);
+            h.put_decimal(price.normalize());
+        }
+        Command::ApplyFunding {
+            market,
+            rate,
+            funding_time_ms,
+        } => {
+            h.put_u8(11);
+            h.put_str(market);
+            h.put_decimal(rate.normalize());
+            h.put_u64(*funding_time_ms);
+        }
+        Command::PerpFill {
+            market,
+            buyer,
+            seller,
+            size,
+            price,
+            buyer_fee,
+            seller_fee,
+        } => {
+            h.put_u8(12);
+            h.put_str(market);
+            h.put_u64(*buyer);
+            h.put_u64(*seller);
+            h.put_decimal(size.normalize());
+            h.put_decimal(price.normalize());
+            h.put_decimal(buyer_fee.normalize());
+            h.put_decimal(seller_fee.normalize());
+        }
     }
     *hasher.finalize().as_bytes()
 }
@@ -499,6 +807,91 @@ mod tests {
             for cut in 0..bytes.len() {
                 assert!(read_outcome(&mut Reader::new(&bytes[..cut])).is_err());
             }
+        }
+    }
+
+    #[test]
+    fn perp_events_round_trip() {
+        let d = |s: &str| Decimal::from_str(s).expect("decimal");
+        let outcome = Outcome::Applied {
+            events: vec![
+                Event::MarketCreated {
+                    market: "BTC-PERP".into(),
+                    base: "BTC".into(),
+                    settle_asset: "USDT".into(),
+                },
+                Event::MarketPaused {
+                    market: "BTC-PERP".into(),
+                    paused: true,
+                },
+                Event::MarkPrice {
+                    market: "BTC-PERP".into(),
+                    price: d("100.5"),
+                    time_ms: 7,
+                },
+                Event::PerpFill {
+                    market: "BTC-PERP".into(),
+                    buyer: 1,
+                    seller: 2,
+                    size: d("0.010"),
+                    price: d("100.0"),
+                    buyer_fee: d("0.000000"),
+                    seller_fee: d("0.010000"),
+                },
+                Event::Position {
+                    market: "BTC-PERP".into(),
+                    holder: Owner::Insurance,
+                    counterparty: Owner::Account(3),
+                    cause: PositionCause::Takeover,
+                    size_delta: d("-0.010"),
+                    price: d("90.91300"),
+                    size: d("0.000"),
+                    entry_price: d("0"),
+                    realized_pnl: d("-1.250000"),
+                },
+                Event::Pool {
+                    market: "BTC-PERP".into(),
+                    asset: "USDT".into(),
+                    delta: d("1.25"),
+                    balance: d("-3"),
+                },
+                Event::Funding {
+                    market: "BTC-PERP".into(),
+                    rate: d("-0.00012345"),
+                    funding_time_ms: 28_800_000,
+                    mark_price: d("100.3"),
+                    paid: d("1"),
+                    received: d("0.9"),
+                    residue: d("0.1"),
+                    uncollected: d("0"),
+                },
+                Event::FundingPayment {
+                    market: "BTC-PERP".into(),
+                    holder: Owner::Account(1),
+                    amount: d("-0.5"),
+                },
+                Event::Liquidation {
+                    account: 4,
+                    asset: "USDT".into(),
+                    equity: d("-100"),
+                    maintenance_margin: d("89"),
+                    fee: d("0"),
+                },
+                Event::Shortfall {
+                    account: 4,
+                    asset: "USDT".into(),
+                    amount: d("100"),
+                },
+            ],
+        };
+        let mut bytes = Vec::new();
+        put_outcome(&mut bytes, &outcome);
+        let mut reader = Reader::new(&bytes);
+        let back = read_outcome(&mut reader).expect("decodes");
+        reader.finish().expect("no trailing bytes");
+        assert_eq!(format!("{back:?}"), format!("{outcome:?}"));
+        for cut in 0..bytes.len() {
+            assert!(read_outcome(&mut Reader::new(&bytes[..cut])).is_err());
         }
     }
 

@@ -29,6 +29,22 @@ pub const MAX_ASSET_SCALE: u32 = 18;
 /// (96-bit mantissa) and every sum inside `i128`.
 pub const MAX_UNITS: i128 = 10i128.pow(28);
 
+/// Longest market symbol accepted, in bytes (ASCII `A-Z`, `0-9`, `_`, `-`).
+pub const MAX_MARKET_SYMBOL_BYTES: usize = 32;
+
+/// Most perpetual markets a ledger holds.
+pub const MAX_MARKETS: usize = 1024;
+
+/// Most maintenance-margin brackets (tiers) a market may have.
+pub const MAX_MARGIN_BRACKETS: usize = 16;
+
+/// Largest leverage a market or bracket may allow.
+pub const MAX_LEVERAGE: u32 = 1000;
+
+/// Most decimal places of a rate (maintenance margin rate, liquidation fee
+/// rate, funding rate). A rate with more is rejected (`BadPrecision`).
+pub const RATE_SCALE: u32 = 8;
+
 /// The client-chosen idempotency key of a command: 1..=64 bytes, printable ASCII.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CommandId(pub String);
@@ -51,6 +67,17 @@ pub fn is_valid_asset_symbol(symbol: &str) -> bool {
     let bytes = symbol.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= MAX_ASSET_SYMBOL_BYTES
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
+}
+
+/// True if `symbol` is a well-formed market symbol: 1..=`MAX_MARKET_SYMBOL_BYTES`
+/// bytes of ASCII `A-Z`, `0-9`, `_`, `-` (e.g. `BTC-PERP`).
+pub fn is_valid_market_symbol(symbol: &str) -> bool {
+    let bytes = symbol.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= MAX_MARKET_SYMBOL_BYTES
         && bytes
             .iter()
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_' || *b == b'-')
@@ -120,6 +147,69 @@ pub enum Command {
         asset: String,
         amount: Decimal,
     },
+    /// Creates a linear perpetual market on `base` (a symbol; need not be an
+    /// asset), margined and settled in `settle_asset` (an existing asset).
+    /// Prices are multiples of `tick_size`, sizes multiples of `step_size`;
+    /// the decimal places of the two together may not exceed the settle
+    /// asset's scale, so every fill's notional is a whole number of settle
+    /// minor units. `brackets` are the maintenance-margin tiers by notional
+    /// (the first floor is 0, floors strictly increase, rates never decrease,
+    /// leverages never increase); a position's leverage is
+    /// `min(max_leverage, bracket max_leverage)`. Rates have at most
+    /// `RATE_SCALE` decimals.
+    CreateMarket {
+        market: String,
+        base: String,
+        settle_asset: String,
+        tick_size: Decimal,
+        step_size: Decimal,
+        max_leverage: u32,
+        brackets: Vec<MarginBracket>,
+        liquidation_fee_rate: Decimal,
+        funding_interval_ms: u64,
+    },
+    /// Pauses a market (reduce-only: fills that would open or increase a
+    /// position are rejected) or resumes it.
+    SetMarketPaused { market: String, paused: bool },
+    /// Sets a market's mark price (at most the tick's decimal places; need not
+    /// be a multiple of the tick), stamped with the entry's leader time, and
+    /// then liquidates every account whose equity fell below its maintenance
+    /// margin.
+    SetMarkPrice { market: String, price: Decimal },
+    /// One funding round at the current mark price: every position pays
+    /// `size * mark * rate` (positive rate: longs pay shorts). At most one
+    /// round per market and `funding_time_ms`, which must be a multiple of
+    /// the market's funding interval and later than the previous round.
+    ApplyFunding {
+        market: String,
+        rate: Decimal,
+        funding_time_ms: u64,
+    },
+    /// Settles one perpetual trade: `buyer` buys `size` from `seller` at
+    /// `price`. Each side's position opens, grows, shrinks or flips; realized
+    /// PnL is settled into its settle-asset balance; `buyer_fee` and
+    /// `seller_fee` are amounts of the settle asset paid to `Fees`.
+    PerpFill {
+        market: String,
+        buyer: AccountId,
+        seller: AccountId,
+        size: Decimal,
+        price: Decimal,
+        buyer_fee: Decimal,
+        seller_fee: Decimal,
+    },
+}
+
+/// One maintenance-margin tier of a market: from `notional_floor` (settle
+/// asset) up to the next tier's floor, a position's maintenance margin is
+/// `notional * maintenance_margin_rate - cum`, with the cumulative amount
+/// `cum_n = floor_n * (mmr_n - mmr_(n-1)) + cum_(n-1)`, `cum_0 = 0`, which
+/// keeps the margin continuous across tier boundaries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarginBracket {
+    pub notional_floor: Decimal,
+    pub maintenance_margin_rate: Decimal,
+    pub max_leverage: u32,
 }
 
 /// A command with its idempotency key, as replicated.
@@ -163,6 +253,29 @@ pub enum RejectCode {
     FeeTooLarge,
     /// Price zero or negative.
     InvalidPrice,
+    /// No market with that symbol.
+    UnknownMarket,
+    MarketExists,
+    /// Market parameters malformed (symbol, tick, step, leverage, brackets, rates).
+    InvalidMarket,
+    /// The market is paused (reduce-only) and the fill would open or grow a position.
+    MarketPaused,
+    /// A fill price that is not a multiple of the market's tick size.
+    PriceOffTick,
+    /// A fill size that is not a multiple of the market's step size.
+    SizeOffStep,
+    /// The market has no mark price yet (fills and funding need one).
+    NoMarkPrice,
+    /// The fill would leave an account's equity below its initial margin
+    /// (e.g. a position above its bracket's maximum leverage).
+    InsufficientMargin,
+    /// A funding round for this market at this (or a later) funding time was
+    /// already applied.
+    FundingAlreadyApplied,
+    /// Funding time not a multiple of the market's funding interval.
+    InvalidFundingTime,
+    /// A rate outside its range (rates are in (-1, 1); margin rates in (0, 1)).
+    InvalidRate,
 }
 
 impl RejectCode {
@@ -187,6 +300,17 @@ impl RejectCode {
             RejectCode::HoldAssetMismatch => "HOLD_ASSET_MISMATCH",
             RejectCode::FeeTooLarge => "FEE_TOO_LARGE",
             RejectCode::InvalidPrice => "INVALID_PRICE",
+            RejectCode::UnknownMarket => "UNKNOWN_MARKET",
+            RejectCode::MarketExists => "MARKET_EXISTS",
+            RejectCode::InvalidMarket => "INVALID_MARKET",
+            RejectCode::MarketPaused => "MARKET_PAUSED",
+            RejectCode::PriceOffTick => "PRICE_OFF_TICK",
+            RejectCode::SizeOffStep => "SIZE_OFF_STEP",
+            RejectCode::NoMarkPrice => "NO_MARK_PRICE",
+            RejectCode::InsufficientMargin => "INSUFFICIENT_MARGIN",
+            RejectCode::FundingAlreadyApplied => "FUNDING_ALREADY_APPLIED",
+            RejectCode::InvalidFundingTime => "INVALID_FUNDING_TIME",
+            RejectCode::InvalidRate => "INVALID_RATE",
         }
     }
 }
@@ -242,6 +366,128 @@ pub enum Event {
         buyer_fee: Decimal,
         seller_fee: Decimal,
     },
+    /// A perpetual market was created.
+    MarketCreated {
+        market: String,
+        base: String,
+        settle_asset: String,
+    },
+    /// A market was paused (reduce-only) or resumed.
+    MarketPaused {
+        market: String,
+        paused: bool,
+    },
+    /// A market's new mark price and its (leader) time.
+    MarkPrice {
+        market: String,
+        price: Decimal,
+        time_ms: u64,
+    },
+    /// A settled perpetual trade, in the units the fill was given (fees in
+    /// the settle asset).
+    PerpFill {
+        market: String,
+        buyer: AccountId,
+        seller: AccountId,
+        size: Decimal,
+        price: Decimal,
+        buyer_fee: Decimal,
+        seller_fee: Decimal,
+    },
+    /// One holder's position changed. `holder` is a client account or the
+    /// insurance fund (which takes over liquidated positions). `size_delta`
+    /// is signed (+ bought, - sold); `price` the trade price (for
+    /// liquidations and auto-deleveraging the bankruptcy price, rounded for
+    /// display; for `Mark` the mark price); `size` and `entry_price` are
+    /// after the change (0 when flat); `realized_pnl` was settled into the
+    /// holder's settle-asset balance.
+    Position {
+        market: String,
+        holder: Owner,
+        counterparty: Owner,
+        cause: PositionCause,
+        size_delta: Decimal,
+        price: Decimal,
+        size: Decimal,
+        entry_price: Decimal,
+        realized_pnl: Decimal,
+    },
+    /// The market's PnL pool changed: the counter-entry of realized PnL
+    /// (equal to minus the total cost basis of all open positions). `balance`
+    /// is after the change.
+    Pool {
+        market: String,
+        asset: String,
+        delta: Decimal,
+        balance: Decimal,
+    },
+    /// A funding round: `paid` is what payers paid (debits rounded away from
+    /// zero), `received` what receivers got (credits rounded toward zero),
+    /// `residue = paid - received` went to the insurance fund, and
+    /// `uncollected` (debits a payer's balance could not cover) was paid by
+    /// the insurance fund instead.
+    Funding {
+        market: String,
+        rate: Decimal,
+        funding_time_ms: u64,
+        mark_price: Decimal,
+        paid: Decimal,
+        received: Decimal,
+        residue: Decimal,
+        uncollected: Decimal,
+    },
+    /// One holder's funding payment: positive received, negative paid.
+    FundingPayment {
+        market: String,
+        holder: Owner,
+        amount: Decimal,
+    },
+    /// An account (its positions settled in `asset`) is being liquidated:
+    /// equity and maintenance margin at the mark prices, and the liquidation
+    /// fee charged to it for the insurance fund.
+    Liquidation {
+        account: AccountId,
+        asset: String,
+        equity: Decimal,
+        maintenance_margin: Decimal,
+        fee: Decimal,
+    },
+    /// After a liquidation the insurance fund and auto-deleveraging could not
+    /// absorb the whole loss: `account` is left with a negative `asset`
+    /// balance of `-amount`.
+    Shortfall {
+        account: AccountId,
+        asset: String,
+        amount: Decimal,
+    },
+}
+
+/// Why a position changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PositionCause {
+    /// A perpetual fill.
+    Fill,
+    /// The liquidated account's position closed at its bankruptcy price.
+    Liquidation,
+    /// A profitable opposite position auto-deleveraged at the bankruptcy price.
+    Deleverage,
+    /// The insurance fund took over a liquidated position.
+    Takeover,
+    /// The insurance fund's inventory marked to the mark price.
+    Mark,
+}
+
+impl PositionCause {
+    /// Stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PositionCause::Fill => "fill",
+            PositionCause::Liquidation => "liquidation",
+            PositionCause::Deleverage => "deleverage",
+            PositionCause::Takeover => "takeover",
+            PositionCause::Mark => "mark",
+        }
+    }
 }
 
 /// The result of applying one envelope.

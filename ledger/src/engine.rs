@@ -18,6 +18,14 @@
 //!   changed is "touched" and is listed in `AccountView` from then on.
 //! - A closed (released or fully consumed) hold is forgotten, so its id may
 //!   be locked again.
+//! - A client's `available` never becomes negative through a command, with
+//!   one exception: a liquidation whose loss neither the insurance fund nor
+//!   auto-deleveraging could absorb leaves the account negative and says so
+//!   (`Event::Shortfall`). Such a balance may still be credited (a deposit
+//!   reduces the debt); only debits are refused.
+//!
+//! Perpetual futures (markets, positions, mark prices, funding, margin,
+//! liquidation) live in `perp`, `liquidation`, `risk` and `market`.
 
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
@@ -29,6 +37,7 @@ use crate::command::{
     Outcome, Owner, RejectCode, Rejection, is_valid_asset_symbol,
 };
 use crate::dedup::{DedupEntry, DedupTable};
+use crate::market::{Market, MarketIdx};
 use crate::state::{
     Account, Asset, AssetIdx, Balance, DirtyKey, DirtySet, Hold, SYSTEM_OWNERS, system_slot,
 };
@@ -61,11 +70,17 @@ pub struct Ledger {
     pub(crate) asset_index: FxHashMap<String, AssetIdx>,
     pub(crate) accounts: FxHashMap<AccountId, Account>,
     pub(crate) holds: FxHashMap<HoldId, Hold>,
+    /// Perpetual markets, by `MarketIdx` (creation order on this replica).
+    pub(crate) markets: Vec<Market>,
+    pub(crate) market_index: FxHashMap<String, MarketIdx>,
+    /// Every market index, sorted by market symbol: the order in which
+    /// markets are visited wherever the order can reach output.
+    pub(crate) market_order: Vec<MarketIdx>,
     pub(crate) dedup: DedupTable,
     pub(crate) dirty: DirtySet,
 }
 
-fn reject(code: RejectCode, message: impl Into<String>) -> Rejection {
+pub(crate) fn reject(code: RejectCode, message: impl Into<String>) -> Rejection {
     Rejection {
         code,
         message: message.into(),
@@ -150,6 +165,9 @@ impl Ledger {
             asset_index: FxHashMap::default(),
             accounts: FxHashMap::default(),
             holds: FxHashMap::default(),
+            markets: Vec::new(),
+            market_index: FxHashMap::default(),
+            market_order: Vec::new(),
             dedup: DedupTable::default(),
             dirty: DirtySet::default(),
         }
@@ -200,7 +218,7 @@ impl Ledger {
             self.dirty.push(DirtyKey::Meta);
         }
         self.dedup.evict_before(horizon_ms);
-        let outcome = match self.execute(&envelope.command) {
+        let outcome = match self.execute(&envelope.command, now_ms) {
             Ok(events) => Outcome::Applied { events },
             Err(rejection) => Outcome::Rejected(rejection),
         };
@@ -212,7 +230,7 @@ impl Ledger {
         }
     }
 
-    fn execute(&mut self, command: &Command) -> Result<Vec<Event>, Rejection> {
+    fn execute(&mut self, command: &Command, now_ms: u64) -> Result<Vec<Event>, Rejection> {
         match command {
             Command::CreateAsset { symbol, scale } => self.create_asset(symbol, *scale),
             Command::CreateAccount { account } => self.create_account(*account),
@@ -254,6 +272,51 @@ impl Ledger {
                 asset,
                 amount,
             } => self.transfer(*from, *to, asset, *amount),
+            Command::CreateMarket {
+                market,
+                base,
+                settle_asset,
+                tick_size,
+                step_size,
+                max_leverage,
+                brackets,
+                liquidation_fee_rate,
+                funding_interval_ms,
+            } => self.create_market(&crate::perp::MarketSpec {
+                market,
+                base,
+                settle_asset,
+                tick_size: *tick_size,
+                step_size: *step_size,
+                max_leverage: *max_leverage,
+                brackets,
+                liquidation_fee_rate: *liquidation_fee_rate,
+                funding_interval_ms: *funding_interval_ms,
+            }),
+            Command::SetMarketPaused { market, paused } => self.set_market_paused(market, *paused),
+            Command::SetMarkPrice { market, price } => self.set_mark_price(market, *price, now_ms),
+            Command::ApplyFunding {
+                market,
+                rate,
+                funding_time_ms,
+            } => self.apply_funding(market, *rate, *funding_time_ms),
+            Command::PerpFill {
+                market,
+                buyer,
+                seller,
+                size,
+                price,
+                buyer_fee,
+                seller_fee,
+            } => self.perp_fill(&crate::perp::FillSpec {
+                market,
+                buyer: *buyer,
+                seller: *seller,
+                size: *size,
+                price: *price,
+                buyer_fee: *buyer_fee,
+                seller_fee: *seller_fee,
+            }),
         }
     }
 
@@ -584,7 +647,7 @@ impl Ledger {
 
     // ----- validation helpers ---------------------------------------------
 
-    fn check_account(&self, account: AccountId) -> Result<(), Rejection> {
+    pub(crate) fn check_account(&self, account: AccountId) -> Result<(), Rejection> {
         if account == 0 {
             return Err(reject(
                 RejectCode::InvalidAccount,
@@ -600,7 +663,7 @@ impl Ledger {
         Ok(())
     }
 
-    fn asset_idx(&self, symbol: &str) -> Result<AssetIdx, Rejection> {
+    pub(crate) fn asset_idx(&self, symbol: &str) -> Result<AssetIdx, Rejection> {
         self.asset_index.get(symbol).copied().ok_or_else(|| {
             let shown: String = symbol.chars().take(40).collect();
             reject(RejectCode::UnknownAsset, format!("asset {shown:?} unknown"))
@@ -618,7 +681,7 @@ impl Ledger {
     }
 
     /// `amount` in minor units of `asset`; must be positive.
-    fn positive_units(
+    pub(crate) fn positive_units(
         &self,
         amount: Decimal,
         asset: AssetIdx,
@@ -634,7 +697,12 @@ impl Ledger {
     }
 
     /// A fee in minor units of `asset`; may be zero, never negative.
-    fn fee_units(&self, fee: Decimal, asset: AssetIdx, name: &str) -> Result<i128, Rejection> {
+    pub(crate) fn fee_units(
+        &self,
+        fee: Decimal,
+        asset: AssetIdx,
+        name: &str,
+    ) -> Result<i128, Rejection> {
         if fee < Decimal::ZERO {
             return Err(reject(
                 RejectCode::InvalidAmount,
@@ -644,7 +712,12 @@ impl Ledger {
         self.units(fee, asset, name)
     }
 
-    fn units(&self, amount: Decimal, asset: AssetIdx, name: &str) -> Result<i128, Rejection> {
+    pub(crate) fn units(
+        &self,
+        amount: Decimal,
+        asset: AssetIdx,
+        name: &str,
+    ) -> Result<i128, Rejection> {
         let scale = self.scale(asset);
         amount::to_units(amount, scale).map_err(|e| match e {
             AmountError::TooPrecise => reject(
@@ -724,7 +797,7 @@ impl Ledger {
                 return Err(self.too_large(p.owner, p.asset));
             }
             let is_client = matches!(p.owner, Owner::Account(_));
-            if is_client && available < 0 {
+            if is_client && available < 0 && p.available_delta < 0 {
                 return Err(reject(
                     RejectCode::InsufficientFunds,
                     format!(
@@ -750,7 +823,7 @@ impl Ledger {
         Ok(())
     }
 
-    fn too_large(&self, owner: Owner, asset: AssetIdx) -> Rejection {
+    pub(crate) fn too_large(&self, owner: Owner, asset: AssetIdx) -> Rejection {
         reject(
             RejectCode::AmountTooLarge,
             format!(

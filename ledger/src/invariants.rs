@@ -3,13 +3,103 @@
 //! the open holds, every magnitude within `MAX_UNITS`, and internal
 //! consistency (asset index, holds, dedup table). Used after every step in
 //! tests and on every `from_records`.
+//!
+//! Perpetual markets add: each settle asset's PnL pools count in its
+//! conservation sum; per market, positions (plus the insurance fund's
+//! inventory) net to zero size, the pool equals minus the total cost basis,
+//! every size is a non-zero multiple of the step with a cost of the same
+//! sign (or zero), positions exist only with a mark price, and the
+//! parameters are well-formed (brackets, cumulative amounts, rates). A
+//! client's available may be negative only in a settle asset in which it
+//! holds no position (a reported liquidation shortfall).
 
 use rustc_hash::FxHashMap;
 
 use crate::amount::{display, in_range};
-use crate::command::{AccountId, Owner};
+use crate::command::{AccountId, MAX_LEVERAGE, MAX_MARGIN_BRACKETS, Owner, is_valid_market_symbol};
 use crate::engine::Ledger;
+use crate::market::{Market, Position, RATE_ONE, with_cum};
 use crate::state::{AssetIdx, SYSTEM_OWNERS};
+
+/// A market's parameters are well-formed.
+fn check_market(market: &Market) -> Result<(), String> {
+    let name = &market.symbol;
+    if !is_valid_market_symbol(name) {
+        return Err(format!("market {name:?} has a bad symbol"));
+    }
+    if market.tick <= 0 || market.step <= 0 {
+        return Err(format!("market {name} has a non-positive tick or step"));
+    }
+    if market.price_scale + market.size_scale > market.settle_scale {
+        return Err(format!(
+            "market {name} tick and step scales exceed the settle scale"
+        ));
+    }
+    if !(1..=MAX_LEVERAGE).contains(&market.max_leverage) {
+        return Err(format!("market {name} max leverage out of range"));
+    }
+    if !(0..RATE_ONE).contains(&market.liquidation_fee_rate) {
+        return Err(format!("market {name} liquidation fee rate out of range"));
+    }
+    if market.funding_interval_ms == 0 {
+        return Err(format!("market {name} has a zero funding interval"));
+    }
+    let b = &market.brackets;
+    if b.is_empty() || b.len() > MAX_MARGIN_BRACKETS || b[0].floor != 0 {
+        return Err(format!("market {name} brackets malformed"));
+    }
+    for (i, bracket) in b.iter().enumerate() {
+        let leverage = i128::from(market.max_leverage.min(bracket.max_leverage));
+        let rate_ok = 0 < bracket.mmr && bracket.mmr < RATE_ONE;
+        let leverage_ok = (1..=MAX_LEVERAGE).contains(&bracket.max_leverage);
+        if !rate_ok || !leverage_ok || bracket.mmr.saturating_mul(leverage) >= RATE_ONE {
+            return Err(format!("market {name} bracket {i} malformed"));
+        }
+        if i > 0 {
+            let prev = &b[i - 1];
+            if bracket.floor <= prev.floor
+                || bracket.mmr < prev.mmr
+                || bracket.max_leverage > prev.max_leverage
+            {
+                return Err(format!("market {name} bracket {i} out of order"));
+            }
+        }
+    }
+    let tiers: Vec<_> = b.iter().map(|x| (x.floor, x.mmr, x.max_leverage)).collect();
+    if with_cum(&tiers).as_deref() != Some(b.as_slice()) {
+        return Err(format!(
+            "market {name} cumulative maintenance amounts inconsistent"
+        ));
+    }
+    if market
+        .state
+        .mark
+        .is_some_and(|m| m.price <= 0 || !in_range(m.price))
+    {
+        return Err(format!("market {name} has a bad mark price"));
+    }
+    Ok(())
+}
+
+/// A position (client or insurance inventory) is well-formed.
+fn check_position(market: &Market, who: &str, p: Position) -> Result<(), String> {
+    let name = &market.symbol;
+    if !in_range(p.size) || !in_range(p.cost) {
+        return Err(format!("{who} position in {name} out of range"));
+    }
+    if p.size % market.step != 0 {
+        return Err(format!(
+            "{who} position in {name} is not a multiple of the step"
+        ));
+    }
+    if p.cost != 0 && (p.size == 0 || (p.cost > 0) != (p.size > 0)) {
+        return Err(format!(
+            "{who} position in {name} has size {} but cost {}",
+            p.size, p.cost
+        ));
+    }
+    Ok(())
+}
 
 impl Ledger {
     /// Checks conservation (every asset sums to zero over all owners incl.
@@ -42,6 +132,76 @@ impl Ledger {
                 }
                 sums[i] += balance.available;
             }
+        }
+
+        // Markets: index, order, parameters, positions, pools.
+        if self.market_index.len() != self.markets.len()
+            || self.market_order.len() != self.markets.len()
+        {
+            return Err("market index, order and table differ in size".into());
+        }
+        if !self.market_order.windows(2).all(|w| {
+            self.markets.get(w[0] as usize).map(|m| &m.symbol)
+                < self.markets.get(w[1] as usize).map(|m| &m.symbol)
+        }) {
+            return Err("market order is not sorted by symbol".into());
+        }
+        // Settle assets in which each account holds a position.
+        let mut exposed: rustc_hash::FxHashSet<(AccountId, AssetIdx)> = Default::default();
+        let mut settle_assets: rustc_hash::FxHashSet<AssetIdx> = Default::default();
+        for &m in &self.market_order {
+            let Some(market) = self.markets.get(m as usize) else {
+                return Err("market order names a missing market".into());
+            };
+            let name = &market.symbol;
+            if self.market_index.get(name) != Some(&m) {
+                return Err(format!("market {name} missing from the index"));
+            }
+            check_market(market)?;
+            let Some(sum) = sums.get_mut(market.settle as usize) else {
+                return Err(format!("market {name} settles in an unknown asset"));
+            };
+            if self.assets[market.settle as usize].scale != market.settle_scale {
+                return Err(format!("market {name} settle scale differs from its asset"));
+            }
+            settle_assets.insert(market.settle);
+            let state = &market.state;
+            check_position(market, "insurance", state.insurance)?;
+            let (mut net_size, mut total_cost) = (state.insurance.size, state.insurance.cost);
+            for (&account, &position) in &market.positions {
+                if !self.accounts.contains_key(&account) {
+                    return Err(format!("position in {name} of unknown account {account}"));
+                }
+                if position.size == 0 {
+                    return Err(format!("account {account} has an empty position in {name}"));
+                }
+                check_position(market, &format!("account {account}"), position)?;
+                net_size = net_size
+                    .checked_add(position.size)
+                    .ok_or_else(|| format!("sizes of {name} overflow"))?;
+                total_cost = total_cost
+                    .checked_add(position.cost)
+                    .ok_or_else(|| format!("costs of {name} overflow"))?;
+                exposed.insert((account, market.settle));
+            }
+            if net_size != 0 {
+                return Err(format!("positions in {name} net to {net_size}, not zero"));
+            }
+            if total_cost.checked_add(state.pool) != Some(0) {
+                return Err(format!(
+                    "pool of {name} is {} but the positions' cost basis totals {}",
+                    amount(state.pool, market.settle),
+                    amount(total_cost, market.settle)
+                ));
+            }
+            let holds_any = !market.positions.is_empty() || state.insurance.size != 0;
+            if holds_any && state.mark.is_none() {
+                return Err(format!("market {name} has positions but no mark price"));
+            }
+            if !in_range(state.pool) {
+                return Err(format!("pool of {name} out of range"));
+            }
+            *sum += state.pool;
         }
 
         let mut held: FxHashMap<(AccountId, AssetIdx), i128> = FxHashMap::default();
@@ -92,7 +252,8 @@ impl Ledger {
                         self.symbol(idx)
                     ));
                 }
-                if balance.available < 0 {
+                let shortfall = settle_assets.contains(&idx) && !exposed.contains(&(id, idx));
+                if balance.available < 0 && !shortfall {
                     return Err(format!(
                         "account {id} has negative available {}",
                         amount(balance.available, idx)

@@ -8,6 +8,12 @@
 //! persisted as key/value records (`take_dirty`, `records`, `from_records`;
 //! encoding documented in [`records`]) and summarized by
 //! `state_hash`.
+//!
+//! Perpetual futures: linear markets settled in an asset, one-way positions
+//! with an exact cost basis, mark prices, funding, cross margin over the
+//! settle balance, tiered maintenance margin, liquidation against the
+//! insurance fund and auto-deleveraging. See `Command::CreateMarket` and the
+//! `perp`, `liquidation` and `risk` modules for the rules and rounding.
 
 mod amount;
 mod codec;
@@ -16,12 +22,19 @@ mod dedup;
 mod engine;
 mod hash;
 mod invariants;
+mod liquidation;
+mod market;
+mod perp;
+mod perp_views;
 pub mod records;
+mod risk;
 mod state;
 mod views;
+mod wide;
 
 pub use command::*;
 pub use engine::*;
+pub use perp_views::*;
 pub use records::{RecordError, RecordKind};
 pub use views::*;
 

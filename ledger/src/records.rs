@@ -13,6 +13,19 @@
 //! | Balance | `04` owner, symbol bytes                         | `i128` available, `i128` locked (minor units) |
 //! | Hold    | `05` `u64` hold id                               | `u64` account, `i128` amount, `i128` remaining, symbol bytes |
 //! | Dedup   | `06` command id bytes                            | `u64` stamp ms, 32-byte command fingerprint, outcome |
+//! | Market  | `07` market symbol bytes                         | see below |
+//! | Position| `08` market symbol bytes, `00`, `u64` account id | `i128` size, `i128` cost (see `market`) |
+//!
+//! Market value: base string, settle asset string, `i128` tick and `u8`
+//! price scale, `i128` step and `u8` size scale, `u32` max leverage, `i128`
+//! liquidation fee rate, `u64` funding interval ms, `u8` bracket count then
+//! per bracket `i128` floor, `i128` maintenance margin rate, `u32` max
+//! leverage (cumulative amounts are recomputed), `u8` paused, `u8` 0/1 then
+//! (`i128` mark price, `u64` mark time ms), `u8` 0/1 then `u64` last funding
+//! time ms, `i128` PnL pool, `i128` insurance inventory size, `i128`
+//! insurance inventory cost. Units: see the `market` module (sizes and
+//! prices in step/tick scale units, money in settle minor units, rates
+//! `* 10^8`).
 //!
 //! Primitives: `u8`/`u32`/`u64` big-endian; `i128` two's complement,
 //! big-endian, 16 bytes; owner = `u8` kind (0 client account, 1 External,
@@ -28,7 +41,9 @@
 //! available_delta, locked_delta, available, locked decimals), 3 Hold(hold
 //! `u64`, account `u64`, asset string, remaining decimal, closed `u8` 0/1),
 //! 4 Fill(buyer `u64`, seller `u64`, base and quote asset strings,
-//! base_amount, quote_amount, buyer_fee, seller_fee decimals).
+//! base_amount, quote_amount, buyer_fee, seller_fee decimals); perpetual
+//! events 5..=14 (see `codec::put_event`) follow the same rule: fields in
+//! declaration order, options as `u8` 0/1 then the value.
 //!
 //! Every asset has its three system balance records; a client balance record
 //! exists once the account touched the asset (even if now zero). Closed
@@ -38,9 +53,13 @@
 use std::collections::BTreeMap;
 
 use crate::codec::{self, Reader, Sink};
-use crate::command::{AccountId, CommandId, HoldId, MAX_ASSET_SCALE, Owner, is_valid_asset_symbol};
+use crate::command::{
+    AccountId, CommandId, HoldId, MAX_ASSET_SCALE, MAX_MARGIN_BRACKETS, Owner,
+    is_valid_asset_symbol, is_valid_market_symbol,
+};
 use crate::dedup::{DedupEntry, DedupTable};
 use crate::engine::{Ledger, LedgerConfig};
+use crate::market::{Mark, Market, MarketIdx, MarketState, Position, with_cum};
 use crate::state::{Account, Asset, AssetIdx, Balance, DirtyKey, Hold, SYSTEM_OWNERS, system_slot};
 
 /// Version written in the meta record; `from_records` refuses others.
@@ -52,6 +71,8 @@ const TAG_ACCOUNT: u8 = 0x03;
 const TAG_BALANCE: u8 = 0x04;
 const TAG_HOLD: u8 = 0x05;
 const TAG_DEDUP: u8 = 0x06;
+const TAG_MARKET: u8 = 0x07;
+const TAG_POSITION: u8 = 0x08;
 
 /// The kind of a record, from the first byte of its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -63,6 +84,10 @@ pub enum RecordKind {
     Hold,
     /// An idempotency (command id) entry.
     Dedup,
+    /// A perpetual market (parameters and state).
+    Market,
+    /// A client position in a perpetual market.
+    Position,
 }
 
 impl RecordKind {
@@ -75,6 +100,8 @@ impl RecordKind {
             TAG_BALANCE => Some(RecordKind::Balance),
             TAG_HOLD => Some(RecordKind::Hold),
             TAG_DEDUP => Some(RecordKind::Dedup),
+            TAG_MARKET => Some(RecordKind::Market),
+            TAG_POSITION => Some(RecordKind::Position),
             _ => None,
         }
     }
@@ -141,7 +168,70 @@ fn dedup_key(id: &str) -> Vec<u8> {
     key
 }
 
+fn market_key(symbol: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + symbol.len());
+    key.push(TAG_MARKET);
+    key.put(symbol.as_bytes());
+    key
+}
+
+fn position_key(symbol: &str, account: AccountId) -> Vec<u8> {
+    let mut key = Vec::with_capacity(10 + symbol.len());
+    key.push(TAG_POSITION);
+    key.put(symbol.as_bytes());
+    key.put_u8(0);
+    key.put_u64(account);
+    key
+}
+
 // ----- values ---------------------------------------------------------------
+
+fn put_opt_flag(value: &mut Vec<u8>, present: bool) {
+    value.put_u8(u8::from(present));
+}
+
+fn market_value(market: &Market, settle_symbol: &str) -> Vec<u8> {
+    let mut value = Vec::with_capacity(256);
+    value.put_str(&market.base);
+    value.put_str(settle_symbol);
+    value.put_i128(market.tick);
+    // Scales are at most the settle scale (<= 18).
+    value.put_u8(market.price_scale as u8);
+    value.put_i128(market.step);
+    value.put_u8(market.size_scale as u8);
+    value.put_u32(market.max_leverage);
+    value.put_i128(market.liquidation_fee_rate);
+    value.put_u64(market.funding_interval_ms);
+    // At most MAX_MARGIN_BRACKETS (16).
+    value.put_u8(market.brackets.len() as u8);
+    for b in &market.brackets {
+        value.put_i128(b.floor);
+        value.put_i128(b.mmr);
+        value.put_u32(b.max_leverage);
+    }
+    let state = &market.state;
+    value.put_u8(u8::from(state.paused));
+    put_opt_flag(&mut value, state.mark.is_some());
+    if let Some(mark) = state.mark {
+        value.put_i128(mark.price);
+        value.put_u64(mark.time_ms);
+    }
+    put_opt_flag(&mut value, state.last_funding_ms.is_some());
+    if let Some(t) = state.last_funding_ms {
+        value.put_u64(t);
+    }
+    value.put_i128(state.pool);
+    value.put_i128(state.insurance.size);
+    value.put_i128(state.insurance.cost);
+    value
+}
+
+fn position_value(position: &Position) -> Vec<u8> {
+    let mut value = Vec::with_capacity(32);
+    value.put_i128(position.size);
+    value.put_i128(position.cost);
+    value
+}
 
 fn meta_value(max_seen_now_ms: u64) -> Vec<u8> {
     let mut value = Vec::with_capacity(9);
@@ -226,6 +316,18 @@ impl Ledger {
                     .map(|h| hold_value(h, self.symbol(h.asset)));
                 (hold_key(hold), value)
             }
+            DirtyKey::Market(m) => {
+                let market = &self.markets[m as usize];
+                (
+                    market_key(&market.symbol),
+                    Some(market_value(market, self.symbol(market.settle))),
+                )
+            }
+            DirtyKey::Position(m, account) => {
+                let market = &self.markets[m as usize];
+                let value = market.positions.get(&account).map(position_value);
+                (position_key(&market.symbol, account), value)
+            }
         }
     }
 
@@ -269,6 +371,18 @@ impl Ledger {
         for (id, entry) in &self.dedup.entries {
             out.push((dedup_key(id), dedup_value(entry)));
         }
+        for market in &self.markets {
+            out.push((
+                market_key(&market.symbol),
+                market_value(market, self.symbol(market.settle)),
+            ));
+            for (account, position) in &market.positions {
+                out.push((
+                    position_key(&market.symbol, *account),
+                    position_value(position),
+                ));
+            }
+        }
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -300,6 +414,78 @@ struct Parsed {
     balances: Vec<(Owner, String, Balance, Vec<u8>)>,
     holds: Vec<(HoldId, AccountId, String, i128, i128, Vec<u8>)>,
     dedup: Vec<(String, DedupEntry, Vec<u8>)>,
+    markets: BTreeMap<String, (ParsedMarket, Vec<u8>)>,
+    positions: Vec<(String, AccountId, Position, Vec<u8>)>,
+}
+
+/// A market record before its settle asset is resolved.
+struct ParsedMarket {
+    base: String,
+    settle: String,
+    tick: i128,
+    price_scale: u32,
+    step: i128,
+    size_scale: u32,
+    max_leverage: u32,
+    liquidation_fee_rate: i128,
+    funding_interval_ms: u64,
+    tiers: Vec<(i128, i128, u32)>,
+    state: MarketState,
+}
+
+fn read_market(v: &mut Reader<'_>) -> Result<ParsedMarket, String> {
+    let base = v.string()?;
+    let settle = v.string()?;
+    let tick = v.i128()?;
+    let price_scale = u32::from(v.u8()?);
+    let step = v.i128()?;
+    let size_scale = u32::from(v.u8()?);
+    let max_leverage = v.u32()?;
+    let liquidation_fee_rate = v.i128()?;
+    let funding_interval_ms = v.u64()?;
+    let count = usize::from(v.u8()?);
+    if count == 0 || count > MAX_MARGIN_BRACKETS {
+        return Err(format!("{count} brackets"));
+    }
+    let mut tiers = Vec::with_capacity(count);
+    for _ in 0..count {
+        tiers.push((v.i128()?, v.i128()?, v.u32()?));
+    }
+    let paused = v.bool()?;
+    let mark = if v.bool()? {
+        Some(Mark {
+            price: v.i128()?,
+            time_ms: v.u64()?,
+        })
+    } else {
+        None
+    };
+    let last_funding_ms = if v.bool()? { Some(v.u64()?) } else { None };
+    let pool = v.i128()?;
+    let insurance = Position {
+        size: v.i128()?,
+        cost: v.i128()?,
+    };
+    v.finish()?;
+    Ok(ParsedMarket {
+        base,
+        settle,
+        tick,
+        price_scale,
+        step,
+        size_scale,
+        max_leverage,
+        liquidation_fee_rate,
+        funding_interval_ms,
+        tiers,
+        state: MarketState {
+            paused,
+            mark,
+            last_funding_ms,
+            pool,
+            insurance,
+        },
+    })
 }
 
 fn malformed(kind: RecordKind, key: &[u8], detail: impl Into<String>) -> RecordError {
@@ -406,6 +592,36 @@ impl Parsed {
                     key,
                 ));
             }
+            RecordKind::Market => {
+                let symbol = match std::str::from_utf8(k.rest()) {
+                    Ok(symbol) if is_valid_market_symbol(symbol) => symbol.to_string(),
+                    _ => return Err(malformed(kind, &key, "bad market symbol")),
+                };
+                let market = read_market(&mut v).map_err(bad)?;
+                if self.markets.contains_key(&symbol) {
+                    return Err(duplicate(kind, &key));
+                }
+                self.markets.insert(symbol, (market, key));
+            }
+            RecordKind::Position => {
+                let rest = k.rest();
+                let Some(split) = rest.iter().position(|b| *b == 0) else {
+                    return Err(malformed(kind, &key, "no market separator"));
+                };
+                let symbol = match std::str::from_utf8(&rest[..split]) {
+                    Ok(symbol) if is_valid_market_symbol(symbol) => symbol.to_string(),
+                    _ => return Err(malformed(kind, &key, "bad market symbol")),
+                };
+                let mut k = Reader::new(&rest[split + 1..]);
+                let account = k.u64().map_err(bad)?;
+                k.finish().map_err(bad)?;
+                let position = Position {
+                    size: v.i128().map_err(bad)?,
+                    cost: v.i128().map_err(bad)?,
+                };
+                v.finish().map_err(bad)?;
+                self.positions.push((symbol, account, position, key));
+            }
         }
         Ok(())
     }
@@ -479,6 +695,46 @@ impl Parsed {
             entries.push((id, entry));
         }
         ledger.dedup = DedupTable::restore(self.max_seen_now_ms.unwrap_or(0), entries);
+        // Markets in symbol order (indices are internal; any order works).
+        for (symbol, (parsed, key)) in self.markets {
+            let bad = |detail: &str| malformed(RecordKind::Market, &key, detail);
+            let Some(&settle) = ledger.asset_index.get(&parsed.settle) else {
+                return Err(bad("unknown settle asset"));
+            };
+            if !is_valid_asset_symbol(&parsed.base) {
+                return Err(bad("bad base symbol"));
+            }
+            let brackets = with_cum(&parsed.tiers).ok_or_else(|| bad("bracket overflow"))?;
+            let idx = MarketIdx::try_from(ledger.markets.len())
+                .map_err(|_| RecordError::Invariant("too many markets".into()))?;
+            ledger.market_index.insert(symbol.clone(), idx);
+            ledger.market_order.push(idx);
+            ledger.markets.push(Market {
+                symbol,
+                base: parsed.base,
+                settle,
+                settle_scale: ledger.assets[settle as usize].scale,
+                tick: parsed.tick,
+                price_scale: parsed.price_scale,
+                step: parsed.step,
+                size_scale: parsed.size_scale,
+                max_leverage: parsed.max_leverage,
+                brackets,
+                liquidation_fee_rate: parsed.liquidation_fee_rate,
+                funding_interval_ms: parsed.funding_interval_ms,
+                state: parsed.state,
+                positions: BTreeMap::new(),
+            });
+        }
+        for (symbol, account, position, key) in self.positions {
+            let Some(&m) = ledger.market_index.get(&symbol) else {
+                return Err(malformed(RecordKind::Position, &key, "unknown market"));
+            };
+            let positions = &mut ledger.markets[m as usize].positions;
+            if positions.insert(account, position).is_some() {
+                return Err(duplicate(RecordKind::Position, &key));
+            }
+        }
         Ok(ledger)
     }
 }

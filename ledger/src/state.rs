@@ -89,6 +89,10 @@ pub(crate) enum DirtyKey {
     Account(AccountId),
     Balance(Owner, AssetIdx),
     Hold(u64),
+    /// A market's parameters and state (mark, funding time, pool, insurance inventory).
+    Market(crate::market::MarketIdx),
+    /// A client position (deleted when flat).
+    Position(crate::market::MarketIdx, AccountId),
 }
 
 /// Keys changed since the last `take_dirty`, each once: memory stays

@@ -85,6 +85,45 @@ pub fn envelope(cmd: &pb::Command) -> Result<ledger::Envelope, ConvertError> {
             asset: c.asset.clone(),
             amount: decimal("amount", &c.amount)?,
         },
+        Body::CreateMarket(c) => ledger::Command::CreateMarket {
+            market: c.market.clone(),
+            base: c.base.clone(),
+            settle_asset: c.settle_asset.clone(),
+            tick_size: decimal("tick_size", &c.tick_size)?,
+            step_size: decimal("step_size", &c.step_size)?,
+            max_leverage: c.max_leverage,
+            brackets: c
+                .brackets
+                .iter()
+                .map(|b| {
+                    Ok(ledger::MarginBracket {
+                        notional_floor: fee("notional_floor", &b.notional_floor)?,
+                        maintenance_margin_rate: decimal("maintenance_margin_rate", &b.maintenance_margin_rate)?,
+                        max_leverage: b.max_leverage,
+                    })
+                })
+                .collect::<Result<_, ConvertError>>()?,
+            liquidation_fee_rate: fee("liquidation_fee_rate", &c.liquidation_fee_rate)?,
+            funding_interval_ms: c.funding_interval_ms,
+        },
+        Body::SetMarketPaused(c) => ledger::Command::SetMarketPaused { market: c.market.clone(), paused: c.paused },
+        Body::SetMarkPrice(c) => {
+            ledger::Command::SetMarkPrice { market: c.market.clone(), price: decimal("price", &c.price)? }
+        }
+        Body::ApplyFunding(c) => ledger::Command::ApplyFunding {
+            market: c.market.clone(),
+            rate: decimal("rate", &c.rate)?,
+            funding_time_ms: c.funding_time_ms,
+        },
+        Body::PerpFill(c) => ledger::Command::PerpFill {
+            market: c.market.clone(),
+            buyer: c.buyer,
+            seller: c.seller,
+            size: decimal("size", &c.size)?,
+            price: decimal("price", &c.price)?,
+            buyer_fee: fee("buyer_fee", &c.buyer_fee)?,
+            seller_fee: fee("seller_fee", &c.seller_fee)?,
+        },
     };
     Ok(ledger::Envelope { command_id: ledger::CommandId(cmd.command_id.clone()), command })
 }
@@ -151,8 +190,169 @@ fn event_to_pb(event: &ledger::Event) -> pb::Event {
             buyer_fee: buyer_fee.to_string(),
             seller_fee: seller_fee.to_string(),
         }),
+        ledger::Event::MarketCreated { market, base, settle_asset } => Kind::MarketCreated(pb::MarketCreatedEvent {
+            market: market.clone(),
+            base: base.clone(),
+            settle_asset: settle_asset.clone(),
+        }),
+        ledger::Event::MarketPaused { market, paused } => {
+            Kind::MarketPaused(pb::MarketPausedEvent { market: market.clone(), paused: *paused })
+        }
+        ledger::Event::MarkPrice { market, price, time_ms } => {
+            Kind::MarkPrice(pb::MarkPriceEvent { market: market.clone(), price: price.to_string(), time_ms: *time_ms })
+        }
+        ledger::Event::PerpFill { market, buyer, seller, size, price, buyer_fee, seller_fee } => {
+            Kind::PerpFill(pb::PerpFillEvent {
+                market: market.clone(),
+                buyer: *buyer,
+                seller: *seller,
+                size: size.to_string(),
+                price: price.to_string(),
+                buyer_fee: buyer_fee.to_string(),
+                seller_fee: seller_fee.to_string(),
+            })
+        }
+        ledger::Event::Position {
+            market,
+            holder,
+            counterparty,
+            cause,
+            size_delta,
+            price,
+            size,
+            entry_price,
+            realized_pnl,
+        } => Kind::Position(pb::PositionEvent {
+            market: market.clone(),
+            holder: Some(owner_to_pb(*holder)),
+            counterparty: Some(owner_to_pb(*counterparty)),
+            cause: cause_to_pb(*cause) as i32,
+            size_delta: size_delta.to_string(),
+            price: price.to_string(),
+            size: size.to_string(),
+            entry_price: entry_price.to_string(),
+            realized_pnl: realized_pnl.to_string(),
+        }),
+        ledger::Event::Pool { market, asset, delta, balance } => Kind::Pool(pb::PoolEvent {
+            market: market.clone(),
+            asset: asset.clone(),
+            delta: delta.to_string(),
+            balance: balance.to_string(),
+        }),
+        ledger::Event::Funding {
+            market,
+            rate,
+            funding_time_ms,
+            mark_price,
+            paid,
+            received,
+            residue,
+            uncollected,
+        } => Kind::Funding(pb::FundingEvent {
+            market: market.clone(),
+            rate: rate.to_string(),
+            funding_time_ms: *funding_time_ms,
+            mark_price: mark_price.to_string(),
+            paid: paid.to_string(),
+            received: received.to_string(),
+            residue: residue.to_string(),
+            uncollected: uncollected.to_string(),
+        }),
+        ledger::Event::FundingPayment { market, holder, amount } => Kind::FundingPayment(pb::FundingPaymentEvent {
+            market: market.clone(),
+            holder: Some(owner_to_pb(*holder)),
+            amount: amount.to_string(),
+        }),
+        ledger::Event::Liquidation { account, asset, equity, maintenance_margin, fee } => {
+            Kind::Liquidation(pb::LiquidationEvent {
+                account: *account,
+                asset: asset.clone(),
+                equity: equity.to_string(),
+                maintenance_margin: maintenance_margin.to_string(),
+                fee: fee.to_string(),
+            })
+        }
+        ledger::Event::Shortfall { account, asset, amount } => {
+            Kind::Shortfall(pb::ShortfallEvent { account: *account, asset: asset.clone(), amount: amount.to_string() })
+        }
     };
     pb::Event { kind: Some(kind) }
+}
+
+fn cause_to_pb(cause: ledger::PositionCause) -> pb::PositionCause {
+    match cause {
+        ledger::PositionCause::Fill => pb::PositionCause::Fill,
+        ledger::PositionCause::Liquidation => pb::PositionCause::Liquidation,
+        ledger::PositionCause::Deleverage => pb::PositionCause::Deleverage,
+        ledger::PositionCause::Takeover => pb::PositionCause::Takeover,
+        ledger::PositionCause::Mark => pb::PositionCause::Mark,
+    }
+}
+
+fn opt_string(value: Option<Decimal>) -> String {
+    value.map(|d| d.to_string()).unwrap_or_default()
+}
+
+/// A market view as the gRPC market.
+pub fn market_to_pb(m: &ledger::MarketView) -> pb::Market {
+    pb::Market {
+        market: m.market.clone(),
+        base: m.base.clone(),
+        settle_asset: m.settle_asset.clone(),
+        tick_size: m.tick_size.to_string(),
+        step_size: m.step_size.to_string(),
+        max_leverage: m.max_leverage,
+        brackets: m
+            .brackets
+            .iter()
+            .map(|b| pb::MarketBracket {
+                notional_floor: b.notional_floor.to_string(),
+                maintenance_margin_rate: b.maintenance_margin_rate.to_string(),
+                max_leverage: b.max_leverage,
+                maintenance_amount: b.maintenance_amount.to_string(),
+            })
+            .collect(),
+        liquidation_fee_rate: m.liquidation_fee_rate.to_string(),
+        funding_interval_ms: m.funding_interval_ms,
+        paused: m.paused,
+        mark_price: opt_string(m.mark_price),
+        mark_time_ms: m.mark_time_ms.unwrap_or(0),
+        funded: m.last_funding_time_ms.is_some(),
+        last_funding_time_ms: m.last_funding_time_ms.unwrap_or(0),
+    }
+}
+
+/// A position view as the gRPC position.
+pub fn position_to_pb(p: &ledger::PositionView) -> pb::PositionInfo {
+    pb::PositionInfo {
+        market: p.market.clone(),
+        account: p.account,
+        size: p.size.to_string(),
+        entry_price: p.entry_price.to_string(),
+        mark_price: p.mark_price.to_string(),
+        notional: p.notional.to_string(),
+        unrealized_pnl: p.unrealized_pnl.to_string(),
+        initial_margin: p.initial_margin.to_string(),
+        maintenance_margin: p.maintenance_margin.to_string(),
+        max_leverage: p.max_leverage,
+        bracket: p.bracket,
+        liquidation_price: opt_string(p.liquidation_price),
+    }
+}
+
+/// A margin view as the gRPC margin.
+pub fn margin_to_pb(m: &ledger::MarginView) -> pb::Margin {
+    pb::Margin {
+        account: m.account,
+        settle_asset: m.settle_asset.clone(),
+        wallet_balance: m.wallet_balance.to_string(),
+        unrealized_pnl: m.unrealized_pnl.to_string(),
+        equity: m.equity.to_string(),
+        initial_margin: m.initial_margin.to_string(),
+        maintenance_margin: m.maintenance_margin.to_string(),
+        margin_ratio: opt_string(m.margin_ratio),
+        positions: m.positions.iter().map(position_to_pb).collect(),
+    }
 }
 
 /// An engine result as a gRPC command result.
@@ -188,6 +388,60 @@ mod tests {
         }
         assert_eq!(decimal("amount", "1.50").unwrap().to_string(), "1.50");
         assert_eq!(decimal("amount", "-2").unwrap(), Decimal::from(-2));
+    }
+
+    #[test]
+    fn perp_commands_convert_with_defaults() {
+        use pb::command::Body;
+        let cmd = pb::Command {
+            command_id: "m1".into(),
+            body: Some(Body::CreateMarket(pb::CreateMarket {
+                market: "BTC-PERP".into(),
+                base: "BTC".into(),
+                settle_asset: "USDT".into(),
+                tick_size: "0.1".into(),
+                step_size: "0.001".into(),
+                max_leverage: 20,
+                brackets: vec![pb::MarginBracket {
+                    notional_floor: String::new(),
+                    maintenance_margin_rate: "0.01".into(),
+                    max_leverage: 20,
+                }],
+                liquidation_fee_rate: String::new(),
+                funding_interval_ms: 28_800_000,
+            })),
+        };
+        match envelope(&cmd).unwrap().command {
+            ledger::Command::CreateMarket { brackets, liquidation_fee_rate, .. } => {
+                assert_eq!(brackets[0].notional_floor, Decimal::ZERO);
+                assert_eq!(liquidation_fee_rate, Decimal::ZERO);
+            }
+            other => panic!("{other:?}"),
+        }
+        let fill = pb::Command {
+            command_id: "f1".into(),
+            body: Some(Body::PerpFill(pb::PerpFill {
+                market: "BTC-PERP".into(),
+                buyer: 1,
+                seller: 2,
+                size: "0.5".into(),
+                price: "1e3".into(),
+                ..Default::default()
+            })),
+        };
+        assert_eq!(envelope(&fill).unwrap_err().reason(), "MALFORMED_DECIMAL");
+        let funding = pb::Command {
+            command_id: "r1".into(),
+            body: Some(Body::ApplyFunding(pb::ApplyFunding {
+                market: "BTC-PERP".into(),
+                rate: "-0.0001".into(),
+                funding_time_ms: 1,
+            })),
+        };
+        assert!(matches!(
+            envelope(&funding).unwrap().command,
+            ledger::Command::ApplyFunding { rate, .. } if rate == Decimal::new(-1, 4)
+        ));
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 #[path = "tallyctl/args.rs"]
 mod args;
+#[path = "tallyctl/perps.rs"]
+mod perps;
 #[path = "tallyctl/render.rs"]
 mod render;
 #[path = "tallyctl/run.rs"]

@@ -158,3 +158,137 @@ pub fn spot_harness() -> Harness {
     }
     h
 }
+
+// ----- perpetual futures ------------------------------------------------------
+
+/// The standard test market: tick 0.1, step 0.001, max leverage 20, brackets
+/// [0: 1% / 20x], [10,000: 2% / 10x], [50,000: 5% / 5x] (cumulative amounts
+/// 0, 100, 1,600), liquidation fee 1%, funding every 8 hours, settled in USDT.
+pub fn market_command(symbol: &str) -> Command {
+    Command::CreateMarket {
+        market: symbol.into(),
+        base: symbol.split('-').next().unwrap_or("X").into(),
+        settle_asset: "USDT".into(),
+        tick_size: d("0.1"),
+        step_size: d("0.001"),
+        max_leverage: 20,
+        brackets: vec![
+            bracket("0", "0.01", 20),
+            bracket("10000", "0.02", 10),
+            bracket("50000", "0.05", 5),
+        ],
+        liquidation_fee_rate: d("0.01"),
+        funding_interval_ms: FUNDING_INTERVAL_MS,
+    }
+}
+
+pub const FUNDING_INTERVAL_MS: u64 = 8 * 3_600_000;
+
+pub fn bracket(floor: &str, mmr: &str, max_leverage: u32) -> MarginBracket {
+    MarginBracket {
+        notional_floor: d(floor),
+        maintenance_margin_rate: d(mmr),
+        max_leverage,
+    }
+}
+
+/// USDT (6), accounts 1..=6, markets BTC-PERP and ETH-PERP (see `market_command`).
+pub fn perp_harness() -> Harness {
+    let mut h = Harness::new();
+    h.ok(Command::CreateAsset {
+        symbol: "USDT".into(),
+        scale: 6,
+    });
+    for account in 1..=6 {
+        h.ok(Command::CreateAccount { account });
+    }
+    h.ok(market_command("BTC-PERP"));
+    h.ok(market_command("ETH-PERP"));
+    h
+}
+
+pub fn deposit(account: u64, amount: &str) -> Command {
+    Command::Deposit {
+        account,
+        asset: "USDT".into(),
+        amount: d(amount),
+    }
+}
+
+pub fn mark(market: &str, price: &str) -> Command {
+    Command::SetMarkPrice {
+        market: market.into(),
+        price: d(price),
+    }
+}
+
+/// A perp fill without fees.
+pub fn perp_fill(market: &str, buyer: u64, seller: u64, size: &str, price: &str) -> Command {
+    perp_fill_fees(market, buyer, seller, size, price, "0", "0")
+}
+
+pub fn perp_fill_fees(
+    market: &str,
+    buyer: u64,
+    seller: u64,
+    size: &str,
+    price: &str,
+    buyer_fee: &str,
+    seller_fee: &str,
+) -> Command {
+    Command::PerpFill {
+        market: market.into(),
+        buyer,
+        seller,
+        size: d(size),
+        price: d(price),
+        buyer_fee: d(buyer_fee),
+        seller_fee: d(seller_fee),
+    }
+}
+
+pub fn funding(market: &str, rate: &str, funding_time_ms: u64) -> Command {
+    Command::ApplyFunding {
+        market: market.into(),
+        rate: d(rate),
+        funding_time_ms,
+    }
+}
+
+impl Harness {
+    /// The USDT available balance of `owner`.
+    pub fn usdt(&self, owner: Owner) -> Decimal {
+        self.balance(owner, "USDT").0
+    }
+
+    /// (size, entry price) of `account` in `market`, (0, 0) when flat.
+    pub fn pos(&self, market: &str, account: u64) -> (Decimal, Decimal) {
+        self.ledger
+            .position(market, account)
+            .map_or((Decimal::ZERO, Decimal::ZERO), |p| (p.size, p.entry_price))
+    }
+
+    /// The account's USDT margin (must hold positions).
+    pub fn margin(&self, account: u64) -> MarginView {
+        let views = self.ledger.margin(account).expect("known account");
+        views
+            .into_iter()
+            .find(|v| v.settle_asset == "USDT")
+            .expect("USDT margin")
+    }
+}
+
+/// Σ of `Balance` deltas plus `Pool` deltas per asset over `events`: zero
+/// for every asset when a command conserves money.
+pub fn net_flows(events: &[Event]) -> std::collections::BTreeMap<String, Decimal> {
+    let mut net = std::collections::BTreeMap::new();
+    for event in events {
+        let (asset, delta) = match event {
+            Event::Balance(b) => (b.asset.clone(), b.available_delta + b.locked_delta),
+            Event::Pool { asset, delta, .. } => (asset.clone(), *delta),
+            _ => continue,
+        };
+        *net.entry(asset).or_insert(Decimal::ZERO) += delta;
+    }
+    net
+}

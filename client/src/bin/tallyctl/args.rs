@@ -388,6 +388,29 @@ pub enum Cmd {
     /// Cluster administration: status, membership, leadership, snapshots.
     #[command(subcommand)]
     Cluster(ClusterCmd),
+
+    /// Perpetual markets: create, pause, resume, show.
+    #[command(subcommand)]
+    Market(crate::perps::MarketCmd),
+
+    /// Set a market's mark price; accounts below maintenance margin are liquidated.
+    Mark(crate::perps::MarkArgs),
+
+    /// Apply one funding round to a market at its mark price.
+    Funding(crate::perps::FundingArgs),
+
+    /// Settle a perpetual trade between two accounts.
+    #[command(after_long_help = AMOUNT_HELP)]
+    PerpFill(crate::perps::PerpFillArgs),
+
+    /// Show one perpetual position with its margin and liquidation price.
+    Position(crate::perps::PositionArgs),
+
+    /// Show an account's cross margin: equity, margins, margin ratio, positions.
+    Margin(crate::perps::MarginArgs),
+
+    /// Show a market's exposure and the accounts closest to liquidation.
+    Exposure(crate::perps::ExposureArgs),
 }
 
 #[derive(Debug, Subcommand)]

@@ -132,6 +132,7 @@ pub fn event_lines(events: &[Event]) -> Vec<String> {
                 or_zero(&f.seller_fee),
                 f.quote_asset
             ),
+            Some(perp) => crate::perps::event_text(perp),
             None => "unrecognized event (newer server?)".to_string(),
         };
         lines.push(Some(text));
@@ -191,6 +192,7 @@ pub fn event_json(event: &Event) -> Value {
             "buyer_fee": or_zero(&f.buyer_fee),
             "seller_fee": or_zero(&f.seller_fee),
         }),
+        Some(perp) => crate::perps::event_json(perp),
         None => json!({"type": "unknown"}),
     }
 }

@@ -157,11 +157,11 @@ pub fn error_outcome(error: &ClientError, change: bool) -> Outcome {
     }
 }
 
-fn read_options(read: &ReadArgs) -> Result<ReadOptions, Outcome> {
+pub(crate) fn read_options(read: &ReadArgs) -> Result<ReadOptions, Outcome> {
     read.options().map_err(|m| Outcome::usage(&m))
 }
 
-fn with_id(command: Command, write: &WriteArgs) -> Command {
+pub(crate) fn with_id(command: Command, write: &WriteArgs) -> Command {
     match &write.id {
         Some(id) => command.with_id(id.clone()),
         None => command,
@@ -169,7 +169,7 @@ fn with_id(command: Command, write: &WriteArgs) -> Command {
 }
 
 /// Submits a write; Ctrl-C makes the outcome unknown (it may be in flight).
-async fn submit(client: &Client, command: Command) -> Outcome {
+pub(crate) async fn submit(client: &Client, command: Command) -> Outcome {
     let command_id = command.id().to_string();
     let result = tokio::select! {
         result = client.submit(command) => result,
@@ -182,7 +182,7 @@ async fn submit(client: &Client, command: Command) -> Outcome {
 }
 
 /// Runs a non-write call; Ctrl-C aborts it.
-async fn interruptible<T>(
+pub(crate) async fn interruptible<T>(
     call: impl Future<Output = Result<T, ClientError>>,
     change: bool,
     done: impl FnOnce(T) -> Outcome,
@@ -343,6 +343,13 @@ pub async fn run(cli: Cli) -> Outcome {
             }
         }
         Cmd::Cluster(cmd) => cluster(&client, cmd, json).await,
+        Cmd::Market(cmd) => crate::perps::run_market(&client, cmd).await,
+        Cmd::Mark(a) => crate::perps::run_mark(&client, a).await,
+        Cmd::Funding(a) => crate::perps::run_funding(&client, a).await,
+        Cmd::PerpFill(a) => crate::perps::run_perp_fill(&client, a).await,
+        Cmd::Position(a) => crate::perps::run_position(&client, a).await,
+        Cmd::Margin(a) => crate::perps::run_margin(&client, a).await,
+        Cmd::Exposure(a) => crate::perps::run_exposure(&client, a).await,
     }
 }
 

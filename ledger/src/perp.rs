@@ -1,0 +1,1032 @@
+//! Perpetual-futures commands: market creation and pause, perpetual fills,
+//! mark prices (which trigger liquidations, see `liquidation`) and funding.
+//!
+//! Perp commands may touch many balances and positions (a mark price can
+//! liquidate a cascade of accounts), so instead of the spot commands'
+//! fixed posting list they mutate through a [`Journal`]: every change first
+//! records what it overwrites, and a command that fails half-way (only an
+//! arithmetic overflow can, after validation) is rolled back completely, so
+//! a rejected command still changes nothing.
+//!
+//! Documented choices:
+//! - Fees of a perp fill are amounts of the settle asset chosen by the caller
+//!   (the matching engine knows maker and taker), at most the asset's scale,
+//!   zero or more; both go to `Fees`.
+//! - A fill needs a mark price on its market (initial margin is measured at
+//!   the mark) and distinct buyer and seller.
+//! - Realized PnL is paid from / into the market's PnL pool, the
+//!   counter-entry of all unrealized PnL (see `MarketState::pool`): when both
+//!   sides of a fill close against each other their realized PnLs are exact
+//!   opposites; when one side opens, the closing side's PnL comes out of the
+//!   pool, which the still-open positions will pay back when they close.
+//! - Initial margin is checked only for a side whose position opens, grows
+//!   or flips: its equity (settle balance + unrealized PnL at the marks)
+//!   must stay at or above Σ ceil(notional / leverage) over its positions in
+//!   that settle asset. A side that only reduces is never refused for margin
+//!   (only for a balance that its loss and fee would make negative).
+//! - Funding: debits are rounded away from zero and credits toward zero at
+//!   the settle scale; the residue (Σ debits - Σ credits ≥ 0) goes to the
+//!   insurance fund. A payer is charged at most its available balance; the
+//!   insurance fund pays what it could not (`uncollected`). The insurance
+//!   fund's own inventory pays and receives funding like any position.
+
+use rust_decimal::Decimal;
+
+use crate::amount::{self, AmountError};
+use crate::command::{
+    AccountId, BalanceChange, Event, MAX_LEVERAGE, MAX_MARGIN_BRACKETS, MAX_MARKETS, MarginBracket,
+    Owner, PositionCause, RATE_SCALE, RejectCode, Rejection, is_valid_asset_symbol,
+    is_valid_market_symbol,
+};
+use crate::engine::{Ledger, reject};
+use crate::market::{Mark, Market, MarketIdx, MarketState, Position, RATE_ONE, trade, with_cum};
+use crate::state::{AssetIdx, Balance, DirtyKey, system_slot};
+use crate::wide::{Round, mul_div, pow10};
+
+/// Extra decimal places, beyond the tick's, of prices the engine derives by
+/// division (entry, bankruptcy and liquidation prices), rounded half to even.
+pub(crate) const DERIVED_PRICE_EXTRA_DECIMALS: u32 = 4;
+
+/// Decimal places of a displayed margin ratio (rounded up).
+pub(crate) const RATIO_SCALE: u32 = 8;
+
+/// The parameters of `Command::CreateMarket`, borrowed.
+pub(crate) struct MarketSpec<'a> {
+    pub market: &'a str,
+    pub base: &'a str,
+    pub settle_asset: &'a str,
+    pub tick_size: Decimal,
+    pub step_size: Decimal,
+    pub max_leverage: u32,
+    pub brackets: &'a [MarginBracket],
+    pub liquidation_fee_rate: Decimal,
+    pub funding_interval_ms: u64,
+}
+
+/// The parameters of `Command::PerpFill`, borrowed.
+pub(crate) struct FillSpec<'a> {
+    pub market: &'a str,
+    pub buyer: AccountId,
+    pub seller: AccountId,
+    pub size: Decimal,
+    pub price: Decimal,
+    pub buyer_fee: Decimal,
+    pub seller_fee: Decimal,
+}
+
+/// What a journaled change overwrote.
+enum Undo {
+    /// `None`: the client balance slot did not exist.
+    Balance {
+        owner: Owner,
+        asset: AssetIdx,
+        before: Option<Balance>,
+    },
+    State {
+        market: MarketIdx,
+        before: MarketState,
+    },
+    Position {
+        market: MarketIdx,
+        account: AccountId,
+        before: Option<Position>,
+    },
+}
+
+/// The undo log of one command.
+#[derive(Default)]
+pub(crate) struct Journal {
+    undo: Vec<Undo>,
+}
+
+fn overflow() -> Rejection {
+    reject(
+        RejectCode::AmountTooLarge,
+        "an amount in this command would exceed the largest representable value",
+    )
+}
+
+/// Rate in `RATE_SCALE` units, or `BadPrecision` / `AmountTooLarge`.
+fn rate_units(rate: Decimal, name: &str) -> Result<i128, Rejection> {
+    amount::to_units(rate, RATE_SCALE).map_err(|e| match e {
+        AmountError::TooPrecise => reject(
+            RejectCode::BadPrecision,
+            format!("{name} {rate} has more than {RATE_SCALE} decimals"),
+        ),
+        AmountError::TooLarge => {
+            reject(RejectCode::InvalidRate, format!("{name} {rate} too large"))
+        }
+    })
+}
+
+/// A decimal step/tick as (units, scale) with the scale as small as possible.
+fn grid(value: Decimal) -> Option<(i128, u32)> {
+    let n = value.normalize();
+    Some((n.mantissa(), n.scale()))
+}
+
+/// `value * 10^k / den` rounded half to even, with `k` possibly negative.
+/// For display values only (the fallback rounds twice at absurd magnitudes).
+pub(crate) fn scaled_ratio(value: i128, den: i128, k: i64) -> Option<i128> {
+    if k >= 0 {
+        return mul_div(value, pow10(u32::try_from(k).ok()?)?, den, Round::HalfEven);
+    }
+    let down = pow10(u32::try_from(-k).ok()?)?;
+    match den.checked_mul(down) {
+        Some(d) => mul_div(value, 1, d, Round::HalfEven),
+        None => mul_div(
+            mul_div(value, 1, den, Round::HalfEven)?,
+            1,
+            down,
+            Round::HalfEven,
+        ),
+    }
+}
+
+impl Ledger {
+    // ----- lookups ----------------------------------------------------------
+
+    pub(crate) fn market_idx(&self, symbol: &str) -> Result<MarketIdx, Rejection> {
+        self.market_index.get(symbol).copied().ok_or_else(|| {
+            let shown: String = symbol.chars().take(40).collect();
+            reject(
+                RejectCode::UnknownMarket,
+                format!("market {shown:?} unknown"),
+            )
+        })
+    }
+
+    /// Markets settled in `asset`, in symbol order.
+    pub(crate) fn settle_markets(&self, asset: AssetIdx) -> impl Iterator<Item = MarketIdx> + '_ {
+        self.market_order
+            .iter()
+            .copied()
+            .filter(move |&m| self.markets[m as usize].settle == asset)
+    }
+
+    /// Display decimal of a size in market `m`.
+    pub(crate) fn size_decimal(&self, m: MarketIdx, size: i128) -> Decimal {
+        amount::to_decimal_saturating(size, self.markets[m as usize].size_scale)
+    }
+
+    /// Display decimal of a price in tick units of market `m`.
+    pub(crate) fn price_decimal(&self, m: MarketIdx, price: i128) -> Decimal {
+        amount::to_decimal_saturating(price, self.markets[m as usize].price_scale)
+    }
+
+    /// Display decimal of settle minor units of market `m`.
+    pub(crate) fn money_decimal(&self, m: MarketIdx, units: i128) -> Decimal {
+        amount::to_decimal_saturating(units, self.markets[m as usize].settle_scale)
+    }
+
+    /// `value / size` as a price (value in settle units, size in size units),
+    /// at tick scale + `DERIVED_PRICE_EXTRA_DECIMALS`, half to even; 0 when
+    /// flat or not representable.
+    pub(crate) fn derived_price(&self, m: MarketIdx, value: i128, size: i128) -> Decimal {
+        let market = &self.markets[m as usize];
+        if size == 0 {
+            return Decimal::ZERO;
+        }
+        let out_scale = market.price_scale + DERIVED_PRICE_EXTRA_DECIMALS;
+        // price = value / 10^s / (size / 10^ss) = value * 10^(ss - s) / size.
+        let k =
+            i64::from(market.size_scale) - i64::from(market.settle_scale) + i64::from(out_scale);
+        scaled_ratio(value, size, k)
+            .and_then(|units| Decimal::try_from_i128_with_scale(units, out_scale).ok())
+            .unwrap_or(Decimal::ZERO)
+    }
+
+    // ----- journaled mutation -----------------------------------------------
+
+    /// Adds `delta` to the available balance of `owner` in `asset` and emits
+    /// a `Balance` event. Only the ±`MAX_UNITS` range is checked here; the
+    /// callers enforce the sign rules.
+    pub(crate) fn post(
+        &mut self,
+        journal: &mut Journal,
+        owner: Owner,
+        asset: AssetIdx,
+        delta: i128,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Rejection> {
+        if delta == 0 {
+            return Ok(());
+        }
+        let current = self.balance_units(owner, asset);
+        let available = current
+            .available
+            .checked_add(delta)
+            .filter(|v| amount::in_range(*v))
+            .ok_or_else(|| self.too_large(owner, asset))?;
+        let after = Balance {
+            available,
+            locked: current.locked,
+        };
+        match (owner, system_slot(owner)) {
+            (Owner::Account(id), _) => {
+                let Some(account) = self.accounts.get_mut(&id) else {
+                    return Err(reject(
+                        RejectCode::UnknownAccount,
+                        format!("account {id} unknown"),
+                    ));
+                };
+                journal.undo.push(Undo::Balance {
+                    owner,
+                    asset,
+                    before: account.get(asset).copied(),
+                });
+                *account.slot_mut(asset) = after;
+            }
+            (_, Some(slot)) => {
+                let Some(a) = self.assets.get_mut(asset as usize) else {
+                    return Err(overflow());
+                };
+                journal.undo.push(Undo::Balance {
+                    owner,
+                    asset,
+                    before: Some(a.system[slot]),
+                });
+                a.system[slot] = after;
+            }
+            (_, None) => return Err(overflow()),
+        }
+        self.dirty.push(DirtyKey::Balance(owner, asset));
+        let scale = self.scale(asset);
+        events.push(Event::Balance(BalanceChange {
+            owner,
+            asset: self.symbol(asset).to_string(),
+            available_delta: amount::to_decimal(delta, scale),
+            locked_delta: amount::to_decimal(0, scale),
+            available: amount::to_decimal(after.available, scale),
+            locked: amount::to_decimal(after.locked, scale),
+        }));
+        Ok(())
+    }
+
+    /// The market state, recorded for undo before the caller changes it.
+    pub(crate) fn state_mut(&mut self, journal: &mut Journal, m: MarketIdx) -> &mut MarketState {
+        let market = &mut self.markets[m as usize];
+        journal.undo.push(Undo::State {
+            market: m,
+            before: market.state,
+        });
+        self.dirty.push(DirtyKey::Market(m));
+        &mut market.state
+    }
+
+    /// Moves the PnL pool by `delta` and emits a `Pool` event.
+    pub(crate) fn move_pool(
+        &mut self,
+        journal: &mut Journal,
+        m: MarketIdx,
+        delta: i128,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Rejection> {
+        if delta == 0 {
+            return Ok(());
+        }
+        let pool = self.markets[m as usize]
+            .state
+            .pool
+            .checked_add(delta)
+            .filter(|v| amount::in_range(*v))
+            .ok_or_else(overflow)?;
+        self.state_mut(journal, m).pool = pool;
+        let market = &self.markets[m as usize];
+        events.push(Event::Pool {
+            market: market.symbol.clone(),
+            asset: self.symbol(market.settle).to_string(),
+            delta: self.money_decimal(m, delta),
+            balance: self.money_decimal(m, pool),
+        });
+        Ok(())
+    }
+
+    /// Sets a client position (removing it when flat).
+    pub(crate) fn set_position(
+        &mut self,
+        journal: &mut Journal,
+        m: MarketIdx,
+        account: AccountId,
+        position: Position,
+    ) -> Result<(), Rejection> {
+        if !amount::in_range(position.size) || !amount::in_range(position.cost) {
+            return Err(overflow());
+        }
+        let positions = &mut self.markets[m as usize].positions;
+        let before = if position.size == 0 {
+            positions.remove(&account)
+        } else {
+            positions.insert(account, position)
+        };
+        journal.undo.push(Undo::Position {
+            market: m,
+            account,
+            before,
+        });
+        self.dirty.push(DirtyKey::Position(m, account));
+        Ok(())
+    }
+
+    /// The position of `holder` (a client account or the insurance fund).
+    pub(crate) fn position_of(&self, m: MarketIdx, holder: Owner) -> Position {
+        let market = &self.markets[m as usize];
+        match holder {
+            Owner::Account(id) => market.positions.get(&id).copied().unwrap_or_default(),
+            Owner::Insurance => market.state.insurance,
+            _ => Position::default(),
+        }
+    }
+
+    /// Sets the position of `holder` (a client account or the insurance fund).
+    pub(crate) fn set_holder_position(
+        &mut self,
+        journal: &mut Journal,
+        m: MarketIdx,
+        holder: Owner,
+        position: Position,
+    ) -> Result<(), Rejection> {
+        match holder {
+            Owner::Account(id) => self.set_position(journal, m, id, position),
+            Owner::Insurance => {
+                if !amount::in_range(position.size) || !amount::in_range(position.cost) {
+                    return Err(overflow());
+                }
+                self.state_mut(journal, m).insurance = position;
+                Ok(())
+            }
+            _ => Err(overflow()),
+        }
+    }
+
+    /// Undoes every journaled change, newest first.
+    pub(crate) fn rollback(&mut self, journal: Journal) {
+        for undo in journal.undo.into_iter().rev() {
+            match undo {
+                Undo::Balance {
+                    owner,
+                    asset,
+                    before,
+                } => match (owner, system_slot(owner)) {
+                    (Owner::Account(id), _) => {
+                        if let Some(account) = self.accounts.get_mut(&id) {
+                            match before {
+                                Some(balance) => *account.slot_mut(asset) = balance,
+                                None => account.balances.retain(|(idx, _)| *idx != asset),
+                            }
+                        }
+                    }
+                    (_, Some(slot)) => {
+                        if let (Some(a), Some(balance)) =
+                            (self.assets.get_mut(asset as usize), before)
+                        {
+                            a.system[slot] = balance;
+                        }
+                    }
+                    (_, None) => {}
+                },
+                Undo::State { market, before } => {
+                    self.markets[market as usize].state = before;
+                }
+                Undo::Position {
+                    market,
+                    account,
+                    before,
+                } => {
+                    let positions = &mut self.markets[market as usize].positions;
+                    match before {
+                        Some(position) => positions.insert(account, position),
+                        None => positions.remove(&account),
+                    };
+                }
+            }
+        }
+    }
+
+    /// Runs `body` under a fresh journal; rolls everything back if it fails.
+    fn journaled(
+        &mut self,
+        body: impl FnOnce(&mut Ledger, &mut Journal, &mut Vec<Event>) -> Result<(), Rejection>,
+    ) -> Result<Vec<Event>, Rejection> {
+        let mut journal = Journal::default();
+        let mut events = Vec::new();
+        match body(self, &mut journal, &mut events) {
+            Ok(()) => Ok(events),
+            Err(rejection) => {
+                self.rollback(journal);
+                Err(rejection)
+            }
+        }
+    }
+
+    /// Applies a trade of `delta` for `value` to `holder`'s position, settles
+    /// its realized PnL less `fee` into its balance (one `Balance` event)
+    /// and emits a `Position` event.
+    /// Returns the realized PnL; the caller moves the pool by minus the net
+    /// realized PnL of the trade's two sides (zero when both close).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn trade_holder(
+        &mut self,
+        journal: &mut Journal,
+        m: MarketIdx,
+        holder: Owner,
+        counterparty: Owner,
+        cause: PositionCause,
+        delta: i128,
+        value: i128,
+        shown_price: Decimal,
+        fee: i128,
+        events: &mut Vec<Event>,
+    ) -> Result<i128, Rejection> {
+        let before = self.position_of(m, holder);
+        let traded = trade(before, delta, value).ok_or_else(overflow)?;
+        self.set_holder_position(journal, m, holder, traded.after)?;
+        events.push(Event::Position {
+            market: self.markets[m as usize].symbol.clone(),
+            holder,
+            counterparty,
+            cause,
+            size_delta: self.size_decimal(m, delta),
+            price: shown_price,
+            size: self.size_decimal(m, traded.after.size),
+            entry_price: self.derived_price(m, traded.after.cost, traded.after.size),
+            realized_pnl: self.money_decimal(m, traded.realized),
+        });
+        let settle = self.markets[m as usize].settle;
+        let change = traded.realized.checked_sub(fee).ok_or_else(overflow)?;
+        self.post(journal, holder, settle, change, events)?;
+        Ok(traded.realized)
+    }
+
+    /// Marks the insurance fund's inventory in `m` to the mark price: its
+    /// unrealized PnL is realized into the insurance balance (through the
+    /// pool), so the insurance balance is always the fund's equity.
+    pub(crate) fn mark_insurance(
+        &mut self,
+        journal: &mut Journal,
+        m: MarketIdx,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Rejection> {
+        let market = &self.markets[m as usize];
+        let (inventory, Some(mark)) = (market.state.insurance, market.mark_price()) else {
+            return Ok(());
+        };
+        if inventory.size == 0 {
+            return Ok(());
+        }
+        let value = market.value(inventory.size, mark).ok_or_else(overflow)?;
+        let realized = value.checked_sub(inventory.cost).ok_or_else(overflow)?;
+        if realized == 0 {
+            return Ok(());
+        }
+        let settle = market.settle;
+        self.set_holder_position(
+            journal,
+            m,
+            Owner::Insurance,
+            Position {
+                size: inventory.size,
+                cost: value,
+            },
+        )?;
+        events.push(Event::Position {
+            market: self.markets[m as usize].symbol.clone(),
+            holder: Owner::Insurance,
+            counterparty: Owner::Insurance,
+            cause: PositionCause::Mark,
+            size_delta: self.size_decimal(m, 0),
+            price: self.price_decimal(m, mark),
+            size: self.size_decimal(m, inventory.size),
+            entry_price: self.derived_price(m, value, inventory.size),
+            realized_pnl: self.money_decimal(m, realized),
+        });
+        self.post(journal, Owner::Insurance, settle, realized, events)?;
+        self.move_pool(journal, m, -realized, events)
+    }
+
+    // ----- commands ---------------------------------------------------------
+
+    pub(crate) fn create_market(&mut self, spec: &MarketSpec<'_>) -> Result<Vec<Event>, Rejection> {
+        let invalid = |message: String| reject(RejectCode::InvalidMarket, message);
+        let symbol = spec.market;
+        if !is_valid_market_symbol(symbol) {
+            let shown: String = symbol.chars().take(40).collect();
+            return Err(invalid(format!(
+                "market symbol {shown:?} must be 1..=32 of A-Z 0-9 _ -"
+            )));
+        }
+        if !is_valid_asset_symbol(spec.base) {
+            let shown: String = spec.base.chars().take(40).collect();
+            return Err(invalid(format!(
+                "base {shown:?} must be 1..=16 of A-Z 0-9 _ -"
+            )));
+        }
+        if self.market_index.contains_key(symbol) {
+            return Err(reject(
+                RejectCode::MarketExists,
+                format!("market {symbol} exists"),
+            ));
+        }
+        if self.markets.len() >= MAX_MARKETS {
+            return Err(invalid(format!("at most {MAX_MARKETS} markets")));
+        }
+        let settle = self.asset_idx(spec.settle_asset)?;
+        let settle_scale = self.scale(settle);
+        if spec.tick_size <= Decimal::ZERO || spec.step_size <= Decimal::ZERO {
+            return Err(invalid(format!(
+                "tick size {} and step size {} must be positive",
+                spec.tick_size, spec.step_size
+            )));
+        }
+        let ((tick, price_scale), (step, size_scale)) =
+            match (grid(spec.tick_size), grid(spec.step_size)) {
+                (Some(t), Some(s)) => (t, s),
+                _ => return Err(invalid("bad tick or step size".into())),
+            };
+        if price_scale + size_scale > settle_scale {
+            return Err(invalid(format!(
+                "tick size {} ({price_scale} decimals) and step size {} ({size_scale} decimals) \
+                 together exceed the {} scale {settle_scale}: fill notionals would not be whole \
+                 minor units",
+                spec.tick_size,
+                spec.step_size,
+                self.symbol(settle)
+            )));
+        }
+        if !(1..=MAX_LEVERAGE).contains(&spec.max_leverage) {
+            return Err(invalid(format!(
+                "max leverage {} must be 1..={MAX_LEVERAGE}",
+                spec.max_leverage
+            )));
+        }
+        if spec.brackets.is_empty() || spec.brackets.len() > MAX_MARGIN_BRACKETS {
+            return Err(invalid(format!(
+                "a market needs 1..={MAX_MARGIN_BRACKETS} margin brackets, got {}",
+                spec.brackets.len()
+            )));
+        }
+        let mut tiers = Vec::with_capacity(spec.brackets.len());
+        for (i, b) in spec.brackets.iter().enumerate() {
+            let floor = self.units(b.notional_floor, settle, "bracket notional floor")?;
+            let mmr = rate_units(b.maintenance_margin_rate, "maintenance margin rate")?;
+            if !(0 < mmr && mmr < RATE_ONE) {
+                return Err(reject(
+                    RejectCode::InvalidRate,
+                    format!(
+                        "bracket {i}: maintenance margin rate {} must be in (0, 1)",
+                        b.maintenance_margin_rate
+                    ),
+                ));
+            }
+            if !(1..=MAX_LEVERAGE).contains(&b.max_leverage) {
+                return Err(invalid(format!(
+                    "bracket {i}: max leverage {} must be 1..={MAX_LEVERAGE}",
+                    b.max_leverage
+                )));
+            }
+            let leverage = i128::from(spec.max_leverage.min(b.max_leverage));
+            if mmr.saturating_mul(leverage) >= RATE_ONE {
+                return Err(invalid(format!(
+                    "bracket {i}: maintenance margin rate {} is not below the initial margin \
+                     rate 1/{leverage}",
+                    b.maintenance_margin_rate
+                )));
+            }
+            match tiers.last() {
+                None if floor != 0 => {
+                    return Err(invalid(format!(
+                        "the first bracket's notional floor must be 0, got {}",
+                        b.notional_floor
+                    )));
+                }
+                Some(&(prev_floor, prev_mmr, prev_leverage))
+                    if floor <= prev_floor || mmr < prev_mmr || b.max_leverage > prev_leverage =>
+                {
+                    return Err(invalid(format!(
+                        "bracket {i}: floors must increase, rates must not decrease and \
+                         leverages must not increase"
+                    )));
+                }
+                _ => {}
+            }
+            tiers.push((floor, mmr, b.max_leverage));
+        }
+        let brackets = with_cum(&tiers).ok_or_else(overflow)?;
+        let liquidation_fee_rate = rate_units(spec.liquidation_fee_rate, "liquidation fee rate")?;
+        if !(0..RATE_ONE).contains(&liquidation_fee_rate) {
+            return Err(reject(
+                RejectCode::InvalidRate,
+                format!(
+                    "liquidation fee rate {} must be in [0, 1)",
+                    spec.liquidation_fee_rate
+                ),
+            ));
+        }
+        if spec.funding_interval_ms == 0 {
+            return Err(invalid("funding interval must be at least 1 ms".into()));
+        }
+        let Ok(idx) = MarketIdx::try_from(self.markets.len()) else {
+            return Err(invalid("too many markets".into()));
+        };
+        self.markets.push(Market {
+            symbol: symbol.to_string(),
+            base: spec.base.to_string(),
+            settle,
+            settle_scale,
+            tick,
+            price_scale,
+            step,
+            size_scale,
+            max_leverage: spec.max_leverage,
+            brackets,
+            liquidation_fee_rate,
+            funding_interval_ms: spec.funding_interval_ms,
+            state: MarketState::default(),
+            positions: Default::default(),
+        });
+        self.market_index.insert(symbol.to_string(), idx);
+        let at = self
+            .market_order
+            .partition_point(|&m| self.markets[m as usize].symbol.as_str() < symbol);
+        self.market_order.insert(at, idx);
+        self.dirty.push(DirtyKey::Market(idx));
+        Ok(vec![Event::MarketCreated {
+            market: symbol.to_string(),
+            base: spec.base.to_string(),
+            settle_asset: self.symbol(settle).to_string(),
+        }])
+    }
+
+    pub(crate) fn set_market_paused(
+        &mut self,
+        market: &str,
+        paused: bool,
+    ) -> Result<Vec<Event>, Rejection> {
+        let m = self.market_idx(market)?;
+        self.journaled(|ledger, journal, events| {
+            ledger.state_mut(journal, m).paused = paused;
+            events.push(Event::MarketPaused {
+                market: market.to_string(),
+                paused,
+            });
+            Ok(())
+        })
+    }
+
+    /// A fill price or size in grid units: positive, on the grid.
+    fn on_grid(
+        &self,
+        value: Decimal,
+        scale: u32,
+        grid: i128,
+        code: RejectCode,
+        name: &str,
+        grid_value: Decimal,
+    ) -> Result<i128, Rejection> {
+        let off = || {
+            reject(
+                code,
+                format!("{name} {value} is not a multiple of {grid_value}"),
+            )
+        };
+        let units = amount::to_units(value, scale).map_err(|e| match e {
+            AmountError::TooPrecise => off(),
+            AmountError::TooLarge => reject(
+                RejectCode::AmountTooLarge,
+                format!("{name} {value} exceeds the largest amount"),
+            ),
+        })?;
+        if grid <= 0 || units % grid != 0 {
+            return Err(off());
+        }
+        Ok(units)
+    }
+
+    pub(crate) fn set_mark_price(
+        &mut self,
+        market: &str,
+        price: Decimal,
+        now_ms: u64,
+    ) -> Result<Vec<Event>, Rejection> {
+        let m = self.market_idx(market)?;
+        if price <= Decimal::ZERO {
+            return Err(reject(
+                RejectCode::InvalidPrice,
+                format!("mark price {price} must be positive"),
+            ));
+        }
+        let mk = &self.markets[m as usize];
+        let price_units = amount::to_units(price, mk.price_scale).map_err(|e| match e {
+            AmountError::TooPrecise => reject(
+                RejectCode::BadPrecision,
+                format!(
+                    "mark price {price} has more than the tick's {} decimals",
+                    mk.price_scale
+                ),
+            ),
+            AmountError::TooLarge => reject(
+                RejectCode::AmountTooLarge,
+                format!("mark price {price} exceeds the largest amount"),
+            ),
+        })?;
+        // Every position must stay valuable at the new price.
+        let sizes = mk
+            .positions
+            .values()
+            .map(|p| p.size)
+            .chain([mk.state.insurance.size]);
+        for size in sizes {
+            let value = mk.value(size, price_units);
+            if !value.is_some_and(amount::in_range) {
+                return Err(reject(
+                    RejectCode::AmountTooLarge,
+                    format!(
+                        "at mark price {price} a position's notional exceeds the largest amount"
+                    ),
+                ));
+            }
+        }
+        let settle = mk.settle;
+        self.journaled(|ledger, journal, events| {
+            ledger.state_mut(journal, m).mark = Some(Mark {
+                price: price_units,
+                time_ms: now_ms,
+            });
+            events.push(Event::MarkPrice {
+                market: market.to_string(),
+                price: ledger.price_decimal(m, price_units),
+                time_ms: now_ms,
+            });
+            ledger.mark_insurance(journal, m, events)?;
+            ledger.liquidate_below_maintenance(journal, settle, events)
+        })
+    }
+
+    pub(crate) fn apply_funding(
+        &mut self,
+        market: &str,
+        rate: Decimal,
+        funding_time_ms: u64,
+    ) -> Result<Vec<Event>, Rejection> {
+        let m = self.market_idx(market)?;
+        let rate_u = rate_units(rate, "funding rate")?;
+        if rate_u <= -RATE_ONE || rate_u >= RATE_ONE {
+            return Err(reject(
+                RejectCode::InvalidRate,
+                format!("funding rate {rate} must be in (-1, 1)"),
+            ));
+        }
+        let mk = &self.markets[m as usize];
+        if !funding_time_ms.is_multiple_of(mk.funding_interval_ms) {
+            return Err(reject(
+                RejectCode::InvalidFundingTime,
+                format!(
+                    "funding time {funding_time_ms} is not a multiple of the funding interval {} ms",
+                    mk.funding_interval_ms
+                ),
+            ));
+        }
+        if let Some(last) = mk.state.last_funding_ms
+            && funding_time_ms <= last
+        {
+            return Err(reject(
+                RejectCode::FundingAlreadyApplied,
+                format!(
+                    "market {market} already funded at {last} (funding time {funding_time_ms} \
+                     is not later)"
+                ),
+            ));
+        }
+        let Some(mark) = mk.mark_price() else {
+            return Err(reject(
+                RejectCode::NoMarkPrice,
+                format!("market {market} has no mark price"),
+            ));
+        };
+        let settle = mk.settle;
+        // Holders in a fixed order: client accounts by id, then the fund.
+        let holders: Vec<(Owner, Position)> = mk
+            .positions
+            .iter()
+            .map(|(id, p)| (Owner::Account(*id), *p))
+            .chain((mk.state.insurance.size != 0).then_some((Owner::Insurance, mk.state.insurance)))
+            .collect();
+        let mut payments = Vec::with_capacity(holders.len());
+        let (mut paid, mut received, mut uncollected) = (0i128, 0i128, 0i128);
+        for (holder, position) in holders {
+            let value = mk.value(position.size, mark).ok_or_else(overflow)?;
+            // owed > 0: the holder pays (long with a positive rate).
+            let owed_round = if (value > 0) == (rate_u > 0) {
+                Round::Up
+            } else {
+                Round::Down
+            };
+            let owed = mul_div(value, rate_u, RATE_ONE, owed_round).ok_or_else(overflow)?;
+            let charged = if owed > 0 {
+                paid = paid.checked_add(owed).ok_or_else(overflow)?;
+                let can_pay = match holder {
+                    Owner::Account(_) => self.balance_units(holder, settle).available.max(0),
+                    _ => owed,
+                };
+                let collected = owed.min(can_pay);
+                uncollected += owed - collected;
+                collected
+            } else {
+                received = received.checked_sub(owed).ok_or_else(overflow)?;
+                owed
+            };
+            payments.push((holder, -charged));
+        }
+        let residue = paid.checked_sub(received).ok_or_else(overflow)?;
+        debug_assert!(residue >= 0);
+        self.journaled(|ledger, journal, events| {
+            ledger.state_mut(journal, m).last_funding_ms = Some(funding_time_ms);
+            events.push(Event::Funding {
+                market: market.to_string(),
+                rate,
+                funding_time_ms,
+                mark_price: ledger.price_decimal(m, mark),
+                paid: ledger.money_decimal(m, paid),
+                received: ledger.money_decimal(m, received),
+                residue: ledger.money_decimal(m, residue),
+                uncollected: ledger.money_decimal(m, uncollected),
+            });
+            for (holder, amount) in payments {
+                if amount == 0 {
+                    continue;
+                }
+                events.push(Event::FundingPayment {
+                    market: market.to_string(),
+                    holder,
+                    amount: ledger.money_decimal(m, amount),
+                });
+                ledger.post(journal, holder, settle, amount, events)?;
+            }
+            let to_fund = residue.checked_sub(uncollected).ok_or_else(overflow)?;
+            ledger.post(journal, Owner::Insurance, settle, to_fund, events)
+        })
+    }
+
+    pub(crate) fn perp_fill(&mut self, spec: &FillSpec<'_>) -> Result<Vec<Event>, Rejection> {
+        let m = self.market_idx(spec.market)?;
+        let (buyer, seller) = (spec.buyer, spec.seller);
+        self.check_account(buyer)?;
+        self.check_account(seller)?;
+        if buyer == seller {
+            return Err(reject(
+                RejectCode::InvalidAccount,
+                format!("buyer and seller of a perp fill must differ (both {buyer})"),
+            ));
+        }
+        if spec.price <= Decimal::ZERO {
+            return Err(reject(
+                RejectCode::InvalidPrice,
+                format!("price {} must be positive", spec.price),
+            ));
+        }
+        if spec.size <= Decimal::ZERO {
+            return Err(reject(
+                RejectCode::InvalidAmount,
+                format!("size {} must be positive", spec.size),
+            ));
+        }
+        let mk = &self.markets[m as usize];
+        let settle = mk.settle;
+        let tick = amount::to_decimal(mk.tick, mk.price_scale);
+        let step = amount::to_decimal(mk.step, mk.size_scale);
+        let price = self.on_grid(
+            spec.price,
+            mk.price_scale,
+            mk.tick,
+            RejectCode::PriceOffTick,
+            "price",
+            tick,
+        )?;
+        let size = self.on_grid(
+            spec.size,
+            mk.size_scale,
+            mk.step,
+            RejectCode::SizeOffStep,
+            "size",
+            step,
+        )?;
+        let buyer_fee = self.fee_units(spec.buyer_fee, settle, "buyer fee")?;
+        let seller_fee = self.fee_units(spec.seller_fee, settle, "seller fee")?;
+        if mk.mark_price().is_none() {
+            return Err(reject(
+                RejectCode::NoMarkPrice,
+                format!("market {} has no mark price yet", spec.market),
+            ));
+        }
+        let value = mk
+            .value(size, price)
+            .filter(|v| amount::in_range(*v))
+            .ok_or_else(|| {
+                reject(
+                    RejectCode::AmountTooLarge,
+                    format!("{} at {} exceeds the largest amount", spec.size, spec.price),
+                )
+            })?;
+        let sides = [
+            (buyer, size, value, buyer_fee),
+            (seller, -size, -value, seller_fee),
+        ];
+        let mut planned = Vec::with_capacity(2);
+        for (account, delta, side_value, fee) in sides {
+            let before = mk.positions.get(&account).copied().unwrap_or_default();
+            let traded = trade(before, delta, side_value)
+                .filter(|t| amount::in_range(t.after.size) && amount::in_range(t.after.cost))
+                .ok_or_else(overflow)?;
+            if mk.state.paused && traded.increased {
+                return Err(reject(
+                    RejectCode::MarketPaused,
+                    format!(
+                        "market {} is paused (reduce-only): the fill would open or increase \
+                         account {account}'s position",
+                        spec.market
+                    ),
+                ));
+            }
+            let wallet = self
+                .balance_units(Owner::Account(account), settle)
+                .available;
+            let change = traded.realized.checked_sub(fee).ok_or_else(overflow)?;
+            let after = wallet
+                .checked_add(change)
+                .filter(|v| amount::in_range(*v))
+                .ok_or_else(overflow)?;
+            if after < 0 && change < 0 {
+                return Err(reject(
+                    RejectCode::InsufficientFunds,
+                    format!(
+                        "account {account} has {} {} available; realized PnL {} and fee {} \
+                         would make it {}",
+                        self.money_decimal(m, wallet),
+                        self.symbol(settle),
+                        self.money_decimal(m, traded.realized),
+                        self.money_decimal(m, fee),
+                        self.money_decimal(m, after)
+                    ),
+                ));
+            }
+            planned.push((account, delta, side_value, traded, after));
+        }
+        for &(account, _, _, traded, wallet_after) in &planned {
+            if !traded.increased {
+                continue;
+            }
+            let risk = self
+                .group_risk_with(account, settle, wallet_after, Some((m, traded.after)))
+                .ok_or_else(overflow)?;
+            if risk.equity < risk.initial {
+                return Err(reject(
+                    RejectCode::InsufficientMargin,
+                    format!(
+                        "account {account}: equity {} {} would be below the initial margin {} \
+                         (Σ notional / leverage at the mark prices)",
+                        self.money_decimal(m, risk.equity),
+                        self.symbol(settle),
+                        self.money_decimal(m, risk.initial)
+                    ),
+                ));
+            }
+        }
+        let shown_price = self.price_decimal(m, price);
+        self.journaled(|ledger, journal, events| {
+            events.push(Event::PerpFill {
+                market: spec.market.to_string(),
+                buyer,
+                seller,
+                size: ledger.size_decimal(m, size),
+                price: shown_price,
+                buyer_fee: ledger.money_decimal(m, buyer_fee),
+                seller_fee: ledger.money_decimal(m, seller_fee),
+            });
+            let counterparties = [
+                (Owner::Account(seller), buyer_fee),
+                (Owner::Account(buyer), seller_fee),
+            ];
+            let mut realized = 0i128;
+            for ((account, delta, side_value, _, _), (counterparty, fee)) in
+                planned.into_iter().zip(counterparties)
+            {
+                let side = ledger.trade_holder(
+                    journal,
+                    m,
+                    Owner::Account(account),
+                    counterparty,
+                    PositionCause::Fill,
+                    delta,
+                    side_value,
+                    shown_price,
+                    fee,
+                    events,
+                )?;
+                realized = realized.checked_add(side).ok_or_else(overflow)?;
+            }
+            ledger.move_pool(journal, m, -realized, events)?;
+            let fees = buyer_fee.checked_add(seller_fee).ok_or_else(overflow)?;
+            ledger.post(journal, Owner::Fees, settle, fees, events)
+        })
+    }
+}
