@@ -64,6 +64,8 @@ pub mod reasons {
     /// `transfer-leader`: the target did not take over within the server's
     /// wait (`DEADLINE_EXCEEDED`); another node may lead now.
     pub const TRANSFER_TIMEOUT: &str = "TRANSFER_TIMEOUT";
+    /// Leadership transfer refused up front: the target is unreachable or far behind.
+    pub const TARGET_NOT_READY: &str = "TARGET_NOT_READY";
     /// `promote`/`replace`: the learner did not catch up within the
     /// server's wait (`DEADLINE_EXCEEDED`); it stays a learner.
     pub const LEARNER_LAGGING: &str = "LEARNER_LAGGING";
