@@ -118,18 +118,37 @@ impl RunArgs {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| anyhow::anyhow!("cannot read config {}: {e}", path.display()))?;
-                toml::from_str(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?
+                toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?
             }
             None => FileConfig::default(),
         };
-        let node_id = self.node_id.or(file.node_id).ok_or_else(|| anyhow::anyhow!("--node-id is required"))?;
+        let node_id = self
+            .node_id
+            .or(file.node_id)
+            .ok_or_else(|| anyhow::anyhow!("--node-id is required"))?;
         if node_id == 0 {
             anyhow::bail!("--node-id must be greater than 0");
         }
-        let listen = self.listen.or(file.listen).ok_or_else(|| anyhow::anyhow!("--listen is required (e.g. 127.0.0.1:50051)"))?;
-        let data_dir = self.data_dir.clone().or(file.data_dir).ok_or_else(|| anyhow::anyhow!("--data-dir is required"))?;
-        let cluster_id = self.cluster_id.clone().or(file.cluster_id).unwrap_or_else(|| "tally".into());
-        if cluster_id.is_empty() || !cluster_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+        let listen = self
+            .listen
+            .or(file.listen)
+            .ok_or_else(|| anyhow::anyhow!("--listen is required (e.g. 127.0.0.1:50051)"))?;
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or(file.data_dir)
+            .ok_or_else(|| anyhow::anyhow!("--data-dir is required"))?;
+        let cluster_id = self
+            .cluster_id
+            .clone()
+            .or(file.cluster_id)
+            .unwrap_or_else(|| "tally".into());
+        if cluster_id.is_empty()
+            || !cluster_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
             anyhow::bail!("--cluster-id must be non-empty ASCII letters, digits, '-' or '_'");
         }
         let mut c = NodeConfig::new(node_id, &cluster_id, listen, data_dir);
@@ -140,16 +159,25 @@ impl RunArgs {
         if let Some(v) = self.heartbeat_interval_ms.or(file.heartbeat_interval_ms) {
             c.heartbeat_interval_ms = v;
         }
-        if let Some(v) = self.election_timeout_min_ms.or(file.election_timeout_min_ms) {
+        if let Some(v) = self
+            .election_timeout_min_ms
+            .or(file.election_timeout_min_ms)
+        {
             c.election_timeout_min_ms = v;
         }
-        if let Some(v) = self.election_timeout_max_ms.or(file.election_timeout_max_ms) {
+        if let Some(v) = self
+            .election_timeout_max_ms
+            .or(file.election_timeout_max_ms)
+        {
             c.election_timeout_max_ms = v;
         }
         if let Some(v) = self.snapshot_every_entries.or(file.snapshot_every_entries) {
             c.snapshot_every_entries = v.max(1);
         }
-        if let Some(v) = self.keep_entries_after_snapshot.or(file.keep_entries_after_snapshot) {
+        if let Some(v) = self
+            .keep_entries_after_snapshot
+            .or(file.keep_entries_after_snapshot)
+        {
             c.keep_entries_after_snapshot = v;
         }
         Ok(c)
@@ -170,13 +198,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -203,19 +232,37 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
         let http = format!("127.0.0.1:{}", port + 1000);
         let dir = args.data_dir.join(format!("node-{id}"));
         std::fs::create_dir_all(&dir)?;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("tallyd.log"))?;
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("tallyd.log"))?;
         let child = tokio::process::Command::new(&exe)
-            .args(["run", "--node-id", &id.to_string(), "--listen", &addr, "--cluster-id", &args.cluster_id])
+            .args([
+                "run",
+                "--node-id",
+                &id.to_string(),
+                "--listen",
+                &addr,
+                "--cluster-id",
+                &args.cluster_id,
+            ])
             .arg("--data-dir")
             .arg(&dir)
-            .args(["--snapshot-every-entries", &args.snapshot_every_entries.to_string()])
+            .args([
+                "--snapshot-every-entries",
+                &args.snapshot_every_entries.to_string(),
+            ])
             .args(["--http-listen", &http])
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .kill_on_drop(true)
             .spawn()?;
-        println!("started node {id} (pid {}) on {addr} (health http://{http}/readyz), data {}", child.id().unwrap_or(0), dir.display());
+        println!(
+            "started node {id} (pid {}) on {addr} (health http://{http}/readyz), data {}",
+            child.id().unwrap_or(0),
+            dir.display()
+        );
         children.push((id, child));
         members.push(Member { node_id: id, addr });
     }
@@ -224,23 +271,45 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     for m in &members {
         loop {
             if let Ok(mut c) = AdminClient::connect(format!("http://{}", m.addr)).await
-                && c.get_node_status(NodeStatusRequest {}).await.is_ok() {
-                    break;
-                }
+                && c.get_node_status(NodeStatusRequest {}).await.is_ok()
+            {
+                break;
+            }
             if Instant::now() > deadline {
-                anyhow::bail!("node {} did not come up on {} (see {}/node-{}/tallyd.log)", m.node_id, m.addr, args.data_dir.display(), m.node_id);
+                anyhow::bail!(
+                    "node {} did not come up on {} (see {}/node-{}/tallyd.log)",
+                    m.node_id,
+                    m.addr,
+                    args.data_dir.display(),
+                    m.node_id
+                );
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
     let mut admin = AdminClient::connect(format!("http://{}", members[0].addr)).await?;
-    match admin.init(InitRequest { members: members.clone() }).await {
-        Ok(_) => println!("initialized cluster '{}' with {} voters", args.cluster_id, members.len()),
-        Err(s) if s.code() == tonic::Code::FailedPrecondition => println!("cluster '{}' already initialized; resuming", args.cluster_id),
+    match admin
+        .init(InitRequest {
+            members: members.clone(),
+        })
+        .await
+    {
+        Ok(_) => println!(
+            "initialized cluster '{}' with {} voters",
+            args.cluster_id,
+            members.len()
+        ),
+        Err(s) if s.code() == tonic::Code::FailedPrecondition => println!(
+            "cluster '{}' already initialized; resuming",
+            args.cluster_id
+        ),
         Err(s) => anyhow::bail!("init failed: {}", s.message()),
     }
     loop {
-        let st = admin.get_node_status(NodeStatusRequest {}).await?.into_inner();
+        let st = admin
+            .get_node_status(NodeStatusRequest {})
+            .await?
+            .into_inner();
         if st.has_leader {
             println!("leader elected: node {} (term {})", st.leader_id, st.term);
             break;
@@ -252,10 +321,21 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     }
     let endpoints: Vec<String> = members.iter().map(|m| m.addr.clone()).collect();
     println!();
-    println!("Tally dev cluster is up. Endpoints: {}", endpoints.join(","));
-    println!("  tallyctl --endpoints {} cluster status", endpoints.join(","));
-    println!("  tallyctl asset create BTC 8 && tallyctl account create 1 && tallyctl deposit 1 BTC 1.5");
-    println!("Logs: {}/node-*/tallyd.log. Press Ctrl-C to stop.", args.data_dir.display());
+    println!(
+        "Tally dev cluster is up. Endpoints: {}",
+        endpoints.join(",")
+    );
+    println!(
+        "  tallyctl --endpoints {} cluster status",
+        endpoints.join(",")
+    );
+    println!(
+        "  tallyctl asset create BTC 8 && tallyctl account create 1 && tallyctl deposit 1 BTC 1.5"
+    );
+    println!(
+        "Logs: {}/node-*/tallyd.log. Press Ctrl-C to stop.",
+        args.data_dir.display()
+    );
     let mut waits: Vec<_> = children
         .iter_mut()
         .map(|(id, c)| {
@@ -273,7 +353,9 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
     for (id, child) in children.iter_mut() {
         if let Some(pid) = child.id() {
             // SIGTERM first so nodes shut down cleanly.
-            let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
         let _ = child.kill().await;
@@ -295,9 +377,16 @@ mod tests {
             "node_id = 7\ncluster_id = \"prod\"\nlisten = \"127.0.0.1:6000\"\ndata_dir = \"/tmp/x\"\nsnapshot_every_entries = 500\n",
         )
         .unwrap();
-        let args = RunArgs { config: Some(path.clone()), node_id: Some(8), ..Default::default() };
+        let args = RunArgs {
+            config: Some(path.clone()),
+            node_id: Some(8),
+            ..Default::default()
+        };
         let c = args.resolve().unwrap();
-        assert_eq!((c.node_id, c.cluster_id.as_str(), c.snapshot_every_entries), (8, "prod", 500));
+        assert_eq!(
+            (c.node_id, c.cluster_id.as_str(), c.snapshot_every_entries),
+            (8, "prod", 500)
+        );
         assert_eq!(c.listen_addr.to_string(), "127.0.0.1:6000");
         assert_eq!(c.advertise_addr, "127.0.0.1:6000");
     }
@@ -307,14 +396,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.toml");
         std::fs::write(&path, "node_idd = 1\n").unwrap();
-        let err = RunArgs { config: Some(path), ..Default::default() }.resolve().unwrap_err().to_string();
+        let err = RunArgs {
+            config: Some(path),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("node_idd"), "{err}");
         let err = RunArgs::default().resolve().unwrap_err().to_string();
         assert!(err.contains("--node-id is required"), "{err}");
-        let err = RunArgs { node_id: Some(1), listen: Some("127.0.0.1:1".parse().unwrap()), data_dir: Some("/tmp/y".into()), cluster_id: Some("bad id".into()), ..Default::default() }
-            .resolve()
-            .unwrap_err()
-            .to_string();
+        let err = RunArgs {
+            node_id: Some(1),
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            data_dir: Some("/tmp/y".into()),
+            cluster_id: Some("bad id".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("--cluster-id"), "{err}");
     }
 }

@@ -15,13 +15,15 @@ fn config() -> impl bincode::config::Config {
 
 /// Encodes a value.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, std::io::Error> {
-    bincode::serde::encode_to_vec(value, config()).map_err(|e| std::io::Error::other(format!("encode: {e}")))
+    bincode::serde::encode_to_vec(value, config())
+        .map_err(|e| std::io::Error::other(format!("encode: {e}")))
 }
 
 /// Decodes a value; trailing bytes are an error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, std::io::Error> {
-    let (value, read) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("decode: {e}")))?;
+    let (value, read) = bincode::serde::decode_from_slice(bytes, config()).map_err(|e| {
+        std::io::Error::new(std::io::ErrorKind::InvalidData, format!("decode: {e}"))
+    })?;
     if read != bytes.len() {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidData,

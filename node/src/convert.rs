@@ -15,7 +15,11 @@ pub enum ConvertError {
     #[error("{field}: missing")]
     Missing { field: &'static str },
     #[error("{field}: '{value}' is not a decimal number ({message})")]
-    BadDecimal { field: &'static str, value: String, message: String },
+    BadDecimal {
+        field: &'static str,
+        value: String,
+        message: String,
+    },
 }
 
 impl ConvertError {
@@ -29,14 +33,21 @@ impl ConvertError {
 }
 
 fn decimal(field: &'static str, value: &str) -> Result<Decimal, ConvertError> {
-    let bad = |message: String| ConvertError::BadDecimal { field, value: value.chars().take(80).collect(), message };
+    let bad = |message: String| ConvertError::BadDecimal {
+        field,
+        value: value.chars().take(80).collect(),
+        message,
+    };
     if value.is_empty() {
         return Err(ConvertError::Missing { field });
     }
     if value.len() > MAX_DECIMAL_CHARS {
         return Err(bad(format!("longer than {MAX_DECIMAL_CHARS} characters")));
     }
-    if !value.bytes().all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+') {
+    if !value
+        .bytes()
+        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+')
+    {
         return Err(bad("only digits, one '.', and a sign are allowed".into()));
     }
     // Exact parse: a value that would need rounding to fit is an error, never rounded.
@@ -44,15 +55,24 @@ fn decimal(field: &'static str, value: &str) -> Result<Decimal, ConvertError> {
 }
 
 fn fee(field: &'static str, value: &str) -> Result<Decimal, ConvertError> {
-    if value.is_empty() { Ok(Decimal::ZERO) } else { decimal(field, value) }
+    if value.is_empty() {
+        Ok(Decimal::ZERO)
+    } else {
+        decimal(field, value)
+    }
 }
 
 /// Turns a gRPC command into the engine's envelope.
 pub fn envelope(cmd: &pb::Command) -> Result<ledger::Envelope, ConvertError> {
     use pb::command::Body;
-    let body = cmd.body.as_ref().ok_or(ConvertError::Missing { field: "command.body" })?;
+    let body = cmd.body.as_ref().ok_or(ConvertError::Missing {
+        field: "command.body",
+    })?;
     let command = match body {
-        Body::CreateAsset(c) => ledger::Command::CreateAsset { symbol: c.symbol.clone(), scale: c.scale },
+        Body::CreateAsset(c) => ledger::Command::CreateAsset {
+            symbol: c.symbol.clone(),
+            scale: c.scale,
+        },
         Body::CreateAccount(c) => ledger::Command::CreateAccount { account: c.account },
         Body::Deposit(c) => ledger::Command::Deposit {
             account: c.account,
@@ -98,7 +118,10 @@ pub fn envelope(cmd: &pb::Command) -> Result<ledger::Envelope, ConvertError> {
                 .map(|b| {
                     Ok(ledger::MarginBracket {
                         notional_floor: fee("notional_floor", &b.notional_floor)?,
-                        maintenance_margin_rate: decimal("maintenance_margin_rate", &b.maintenance_margin_rate)?,
+                        maintenance_margin_rate: decimal(
+                            "maintenance_margin_rate",
+                            &b.maintenance_margin_rate,
+                        )?,
                         max_leverage: b.max_leverage,
                     })
                 })
@@ -106,10 +129,14 @@ pub fn envelope(cmd: &pb::Command) -> Result<ledger::Envelope, ConvertError> {
             liquidation_fee_rate: fee("liquidation_fee_rate", &c.liquidation_fee_rate)?,
             funding_interval_ms: c.funding_interval_ms,
         },
-        Body::SetMarketPaused(c) => ledger::Command::SetMarketPaused { market: c.market.clone(), paused: c.paused },
-        Body::SetMarkPrice(c) => {
-            ledger::Command::SetMarkPrice { market: c.market.clone(), price: decimal("price", &c.price)? }
-        }
+        Body::SetMarketPaused(c) => ledger::Command::SetMarketPaused {
+            market: c.market.clone(),
+            paused: c.paused,
+        },
+        Body::SetMarkPrice(c) => ledger::Command::SetMarkPrice {
+            market: c.market.clone(),
+            price: decimal("price", &c.price)?,
+        },
         Body::ApplyFunding(c) => ledger::Command::ApplyFunding {
             market: c.market.clone(),
             rate: decimal("rate", &c.rate)?,
@@ -125,37 +152,57 @@ pub fn envelope(cmd: &pb::Command) -> Result<ledger::Envelope, ConvertError> {
             seller_fee: fee("seller_fee", &c.seller_fee)?,
         },
     };
-    Ok(ledger::Envelope { command_id: ledger::CommandId(cmd.command_id.clone()), command })
+    Ok(ledger::Envelope {
+        command_id: ledger::CommandId(cmd.command_id.clone()),
+        command,
+    })
 }
 
 /// The engine's owner as a gRPC owner.
 pub fn owner_to_pb(owner: ledger::Owner) -> pb::Owner {
     match owner {
-        ledger::Owner::Account(account) => pb::Owner { kind: pb::OwnerKind::Account as i32, account },
-        ledger::Owner::External => pb::Owner { kind: pb::OwnerKind::External as i32, account: 0 },
-        ledger::Owner::Fees => pb::Owner { kind: pb::OwnerKind::Fees as i32, account: 0 },
-        ledger::Owner::Insurance => pb::Owner { kind: pb::OwnerKind::Insurance as i32, account: 0 },
+        ledger::Owner::Account(account) => pb::Owner {
+            kind: pb::OwnerKind::Account as i32,
+            account,
+        },
+        ledger::Owner::External => pb::Owner {
+            kind: pb::OwnerKind::External as i32,
+            account: 0,
+        },
+        ledger::Owner::Fees => pb::Owner {
+            kind: pb::OwnerKind::Fees as i32,
+            account: 0,
+        },
+        ledger::Owner::Insurance => pb::Owner {
+            kind: pb::OwnerKind::Insurance as i32,
+            account: 0,
+        },
     }
 }
 
 /// A gRPC owner as the engine's owner.
 pub fn owner_from_pb(owner: Option<&pb::Owner>) -> Result<ledger::Owner, ConvertError> {
     let owner = owner.ok_or(ConvertError::Missing { field: "owner" })?;
-    Ok(match pb::OwnerKind::try_from(owner.kind).unwrap_or(pb::OwnerKind::Account) {
-        pb::OwnerKind::Account => ledger::Owner::Account(owner.account),
-        pb::OwnerKind::External => ledger::Owner::External,
-        pb::OwnerKind::Fees => ledger::Owner::Fees,
-        pb::OwnerKind::Insurance => ledger::Owner::Insurance,
-    })
+    Ok(
+        match pb::OwnerKind::try_from(owner.kind).unwrap_or(pb::OwnerKind::Account) {
+            pb::OwnerKind::Account => ledger::Owner::Account(owner.account),
+            pb::OwnerKind::External => ledger::Owner::External,
+            pb::OwnerKind::Fees => ledger::Owner::Fees,
+            pb::OwnerKind::Insurance => ledger::Owner::Insurance,
+        },
+    )
 }
 
 fn event_to_pb(event: &ledger::Event) -> pb::Event {
     use pb::event::Kind;
     let kind = match event {
-        ledger::Event::AssetCreated { symbol, scale } => {
-            Kind::AssetCreated(pb::CreateAsset { symbol: symbol.clone(), scale: *scale })
+        ledger::Event::AssetCreated { symbol, scale } => Kind::AssetCreated(pb::CreateAsset {
+            symbol: symbol.clone(),
+            scale: *scale,
+        }),
+        ledger::Event::AccountCreated { account } => {
+            Kind::AccountCreated(pb::CreateAccount { account: *account })
         }
-        ledger::Event::AccountCreated { account } => Kind::AccountCreated(pb::CreateAccount { account: *account }),
         ledger::Event::Balance(b) => Kind::Balance(pb::BalanceChange {
             owner: Some(owner_to_pb(b.owner)),
             asset: b.asset.clone(),
@@ -164,7 +211,13 @@ fn event_to_pb(event: &ledger::Event) -> pb::Event {
             available: b.available.to_string(),
             locked: b.locked.to_string(),
         }),
-        ledger::Event::Hold { hold, account, asset, remaining, closed } => Kind::Hold(pb::HoldEvent {
+        ledger::Event::Hold {
+            hold,
+            account,
+            asset,
+            remaining,
+            closed,
+        } => Kind::Hold(pb::HoldEvent {
             hold: *hold,
             account: *account,
             asset: asset.clone(),
@@ -190,28 +243,47 @@ fn event_to_pb(event: &ledger::Event) -> pb::Event {
             buyer_fee: buyer_fee.to_string(),
             seller_fee: seller_fee.to_string(),
         }),
-        ledger::Event::MarketCreated { market, base, settle_asset } => Kind::MarketCreated(pb::MarketCreatedEvent {
+        ledger::Event::MarketCreated {
+            market,
+            base,
+            settle_asset,
+        } => Kind::MarketCreated(pb::MarketCreatedEvent {
             market: market.clone(),
             base: base.clone(),
             settle_asset: settle_asset.clone(),
         }),
         ledger::Event::MarketPaused { market, paused } => {
-            Kind::MarketPaused(pb::MarketPausedEvent { market: market.clone(), paused: *paused })
-        }
-        ledger::Event::MarkPrice { market, price, time_ms } => {
-            Kind::MarkPrice(pb::MarkPriceEvent { market: market.clone(), price: price.to_string(), time_ms: *time_ms })
-        }
-        ledger::Event::PerpFill { market, buyer, seller, size, price, buyer_fee, seller_fee } => {
-            Kind::PerpFill(pb::PerpFillEvent {
+            Kind::MarketPaused(pb::MarketPausedEvent {
                 market: market.clone(),
-                buyer: *buyer,
-                seller: *seller,
-                size: size.to_string(),
-                price: price.to_string(),
-                buyer_fee: buyer_fee.to_string(),
-                seller_fee: seller_fee.to_string(),
+                paused: *paused,
             })
         }
+        ledger::Event::MarkPrice {
+            market,
+            price,
+            time_ms,
+        } => Kind::MarkPrice(pb::MarkPriceEvent {
+            market: market.clone(),
+            price: price.to_string(),
+            time_ms: *time_ms,
+        }),
+        ledger::Event::PerpFill {
+            market,
+            buyer,
+            seller,
+            size,
+            price,
+            buyer_fee,
+            seller_fee,
+        } => Kind::PerpFill(pb::PerpFillEvent {
+            market: market.clone(),
+            buyer: *buyer,
+            seller: *seller,
+            size: size.to_string(),
+            price: price.to_string(),
+            buyer_fee: buyer_fee.to_string(),
+            seller_fee: seller_fee.to_string(),
+        }),
         ledger::Event::Position {
             market,
             holder,
@@ -233,7 +305,12 @@ fn event_to_pb(event: &ledger::Event) -> pb::Event {
             entry_price: entry_price.to_string(),
             realized_pnl: realized_pnl.to_string(),
         }),
-        ledger::Event::Pool { market, asset, delta, balance } => Kind::Pool(pb::PoolEvent {
+        ledger::Event::Pool {
+            market,
+            asset,
+            delta,
+            balance,
+        } => Kind::Pool(pb::PoolEvent {
             market: market.clone(),
             asset: asset.clone(),
             delta: delta.to_string(),
@@ -258,23 +335,37 @@ fn event_to_pb(event: &ledger::Event) -> pb::Event {
             residue: residue.to_string(),
             uncollected: uncollected.to_string(),
         }),
-        ledger::Event::FundingPayment { market, holder, amount } => Kind::FundingPayment(pb::FundingPaymentEvent {
+        ledger::Event::FundingPayment {
+            market,
+            holder,
+            amount,
+        } => Kind::FundingPayment(pb::FundingPaymentEvent {
             market: market.clone(),
             holder: Some(owner_to_pb(*holder)),
             amount: amount.to_string(),
         }),
-        ledger::Event::Liquidation { account, asset, equity, maintenance_margin, fee } => {
-            Kind::Liquidation(pb::LiquidationEvent {
-                account: *account,
-                asset: asset.clone(),
-                equity: equity.to_string(),
-                maintenance_margin: maintenance_margin.to_string(),
-                fee: fee.to_string(),
-            })
-        }
-        ledger::Event::Shortfall { account, asset, amount } => {
-            Kind::Shortfall(pb::ShortfallEvent { account: *account, asset: asset.clone(), amount: amount.to_string() })
-        }
+        ledger::Event::Liquidation {
+            account,
+            asset,
+            equity,
+            maintenance_margin,
+            fee,
+        } => Kind::Liquidation(pb::LiquidationEvent {
+            account: *account,
+            asset: asset.clone(),
+            equity: equity.to_string(),
+            maintenance_margin: maintenance_margin.to_string(),
+            fee: fee.to_string(),
+        }),
+        ledger::Event::Shortfall {
+            account,
+            asset,
+            amount,
+        } => Kind::Shortfall(pb::ShortfallEvent {
+            account: *account,
+            asset: asset.clone(),
+            amount: amount.to_string(),
+        }),
     };
     pb::Event { kind: Some(kind) }
 }
@@ -383,7 +474,16 @@ mod tests {
 
     #[test]
     fn malformed_decimals_are_refused_not_rounded() {
-        for bad in ["", "abc", "1e5", "1.2.3", "0x10", "1,5", "NaN", "99999999999999999999999999999999999"] {
+        for bad in [
+            "",
+            "abc",
+            "1e5",
+            "1.2.3",
+            "0x10",
+            "1,5",
+            "NaN",
+            "99999999999999999999999999999999999",
+        ] {
             assert!(decimal("amount", bad).is_err(), "{bad:?} should be refused");
         }
         assert_eq!(decimal("amount", "1.50").unwrap().to_string(), "1.50");
@@ -412,7 +512,11 @@ mod tests {
             })),
         };
         match envelope(&cmd).unwrap().command {
-            ledger::Command::CreateMarket { brackets, liquidation_fee_rate, .. } => {
+            ledger::Command::CreateMarket {
+                brackets,
+                liquidation_fee_rate,
+                ..
+            } => {
                 assert_eq!(brackets[0].notional_floor, Decimal::ZERO);
                 assert_eq!(liquidation_fee_rate, Decimal::ZERO);
             }
@@ -446,7 +550,10 @@ mod tests {
 
     #[test]
     fn command_without_body_is_refused() {
-        let cmd = pb::Command { command_id: "c1".into(), body: None };
+        let cmd = pb::Command {
+            command_id: "c1".into(),
+            body: None,
+        };
         assert_eq!(envelope(&cmd).unwrap_err().reason(), "MISSING_FIELD");
     }
 }

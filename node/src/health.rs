@@ -37,22 +37,64 @@ fn metrics_text(ctx: &NodeCtx) -> String {
     let is_leader = u8::from(m.current_leader == Some(ctx.config.node_id));
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, value: u64| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"));
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
+        ));
     };
     gauge("tally_node_id", "This node's id.", ctx.config.node_id);
-    gauge("tally_is_leader", "1 if this node is the Raft leader.", is_leader as u64);
+    gauge(
+        "tally_is_leader",
+        "1 if this node is the Raft leader.",
+        is_leader as u64,
+    );
     gauge("tally_term", "Current Raft term.", m.current_term);
-    gauge("tally_last_log_index", "Last Raft log index on this node.", st.last_log_index);
-    gauge("tally_committed_index", "Committed index known to this node.", st.committed_index);
-    gauge("tally_applied_index", "Last log index applied to the ledger.", st.applied_index);
-    gauge("tally_snapshot_index", "Log index of the latest snapshot.", st.snapshot_index);
-    gauge("tally_purged_index", "Log purged up to this index.", st.purged_index);
-    gauge("tally_data_size_bytes", "Approximate RocksDB size.", st.data_size_bytes);
+    gauge(
+        "tally_last_log_index",
+        "Last Raft log index on this node.",
+        st.last_log_index,
+    );
+    gauge(
+        "tally_committed_index",
+        "Committed index known to this node.",
+        st.committed_index,
+    );
+    gauge(
+        "tally_applied_index",
+        "Last log index applied to the ledger.",
+        st.applied_index,
+    );
+    gauge(
+        "tally_snapshot_index",
+        "Log index of the latest snapshot.",
+        st.snapshot_index,
+    );
+    gauge(
+        "tally_purged_index",
+        "Log purged up to this index.",
+        st.purged_index,
+    );
+    gauge(
+        "tally_data_size_bytes",
+        "Approximate RocksDB size.",
+        st.data_size_bytes,
+    );
     if let Ok(s) = ctx.state.read() {
-        gauge("tally_accounts", "Client accounts in the ledger.", s.ledger.account_count() as u64);
-        gauge("tally_open_holds", "Open holds (order locks).", s.ledger.open_hold_count() as u64);
+        gauge(
+            "tally_accounts",
+            "Client accounts in the ledger.",
+            s.ledger.account_count() as u64,
+        );
+        gauge(
+            "tally_open_holds",
+            "Open holds (order locks).",
+            s.ledger.open_hold_count() as u64,
+        );
     }
-    gauge("tally_ready", "1 if /readyz would answer 200.", u64::from(readiness(ctx).is_ok()));
+    gauge(
+        "tally_ready",
+        "1 if /readyz would answer 200.",
+        u64::from(readiness(ctx).is_ok()),
+    );
     out
 }
 
@@ -72,9 +114,15 @@ async fn answer(ctx: &NodeCtx, mut stream: tokio::net::TcpStream) -> std::io::Re
         }
         Ok::<_, std::io::Error>(())
     };
-    tokio::time::timeout(REQUEST_TIMEOUT, read).await.map_err(|_| std::io::Error::other("request timeout"))??;
+    tokio::time::timeout(REQUEST_TIMEOUT, read)
+        .await
+        .map_err(|_| std::io::Error::other("request timeout"))??;
     let head = String::from_utf8_lossy(&buf[..len]);
-    let path = head.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or("");
+    let path = head
+        .lines()
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("");
     let (code, body, content_type) = match path {
         "/healthz" => (200, "ok\n".to_string(), "text/plain"),
         "/readyz" => match readiness(ctx) {
@@ -83,7 +131,11 @@ async fn answer(ctx: &NodeCtx, mut stream: tokio::net::TcpStream) -> std::io::Re
         },
         "/metrics" => (200, metrics_text(ctx), "text/plain; version=0.0.4"),
         "" => (400, "bad request\n".to_string(), "text/plain"),
-        _ => (404, "not found: try /healthz, /readyz, /metrics\n".to_string(), "text/plain"),
+        _ => (
+            404,
+            "not found: try /healthz, /readyz, /metrics\n".to_string(),
+            "text/plain",
+        ),
     };
     let reason = match code {
         200 => "OK",
@@ -102,7 +154,9 @@ async fn answer(ctx: &NodeCtx, mut stream: tokio::net::TcpStream) -> std::io::Re
 /// Serves the HTTP health endpoints on `listener` until the process exits.
 pub async fn serve_http(ctx: Arc<NodeCtx>, listener: TcpListener) {
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let ctx = ctx.clone();
         tokio::spawn(async move {
             let _ = answer(&ctx, stream).await;

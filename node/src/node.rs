@@ -27,7 +27,9 @@ use crate::grpc::ledger_service::LedgerService;
 use crate::grpc::raft_service::RaftService;
 use crate::grpc::status::{not_leader, status};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{CLUSTER_METADATA_KEY, MAX_RAFT_MESSAGE_BYTES, NetworkFactory, lazy_channel};
+use crate::raft::network::{
+    CLUSTER_METADATA_KEY, MAX_RAFT_MESSAGE_BYTES, NetworkFactory, lazy_channel,
+};
 use crate::raft::state_machine::{SharedState, StateMachineStore};
 use crate::raft::types::{NodeId, Raft};
 use crate::storage::{self, identity};
@@ -62,7 +64,12 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
-    pub fn new(node_id: NodeId, cluster_id: &str, listen_addr: SocketAddr, data_dir: PathBuf) -> Self {
+    pub fn new(
+        node_id: NodeId,
+        cluster_id: &str,
+        listen_addr: SocketAddr,
+        data_dir: PathBuf,
+    ) -> Self {
         NodeConfig {
             node_id,
             cluster_id: cluster_id.to_string(),
@@ -92,11 +99,15 @@ impl LeaderContact {
         if let Ok(mut last) = self.last.lock() {
             *last = Some(Instant::now());
         }
-        self.leader_commit.fetch_max(leader_commit, Ordering::Relaxed);
+        self.leader_commit
+            .fetch_max(leader_commit, Ordering::Relaxed);
     }
 
     fn since_ms(&self) -> Option<u64> {
-        self.last.lock().ok().and_then(|l| l.map(|t| t.elapsed().as_millis() as u64))
+        self.last
+            .lock()
+            .ok()
+            .and_then(|l| l.map(|t| t.elapsed().as_millis() as u64))
     }
 }
 
@@ -120,29 +131,43 @@ impl NodeCtx {
     pub fn leader_addr(&self) -> Option<String> {
         let m = self.raft.metrics().borrow_watched().clone();
         let leader = m.current_leader?;
-        m.membership_config.membership().get_node(&leader).map(|n| n.addr.clone())
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
     }
 
     /// A cached lazy channel to another node.
     pub fn peer_channel(&self, addr: &str) -> Result<Channel, String> {
-        let mut map = self.channels.lock().map_err(|_| "channel cache poisoned".to_string())?;
+        let mut map = self
+            .channels
+            .lock()
+            .map_err(|_| "channel cache poisoned".to_string())?;
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
-        let c = lazy_channel(addr, Duration::from_millis(500)).map_err(|e| format!("bad address {addr}: {e}"))?;
+        let c = lazy_channel(addr, Duration::from_millis(500))
+            .map_err(|e| format!("bad address {addr}: {e}"))?;
         map.insert(addr.to_string(), c.clone());
         Ok(c)
     }
 
     async fn wait_applied(&self, index: u64, reason: &str) -> Result<(), Status> {
         let mut rx = self.applied.clone();
-        match tokio::time::timeout(READ_WAIT_TIMEOUT, rx.wait_for(|&applied| applied >= index)).await {
+        match tokio::time::timeout(READ_WAIT_TIMEOUT, rx.wait_for(|&applied| applied >= index))
+            .await
+        {
             Ok(Ok(_)) => Ok(()),
             Ok(Err(_)) => Err(Status::unavailable("node shutting down")),
             Err(_) => Err(status(
                 Code::DeadlineExceeded,
                 reason,
-                format!("node {} has not applied index {index} within {} ms (applied {})", self.config.node_id, READ_WAIT_TIMEOUT.as_millis(), *self.applied.borrow()),
+                format!(
+                    "node {} has not applied index {index} within {} ms (applied {})",
+                    self.config.node_id,
+                    READ_WAIT_TIMEOUT.as_millis(),
+                    *self.applied.borrow()
+                ),
             )),
         }
     }
@@ -159,7 +184,9 @@ impl NodeCtx {
                 }
                 // Follower read: ask the leader for its read index, then wait to apply it.
                 let leader = self.leader_addr().ok_or_else(|| not_leader(None))?;
-                let channel = self.peer_channel(&leader).map_err(|e| status(Code::Unavailable, "NO_LEADER", e))?;
+                let channel = self
+                    .peer_channel(&leader)
+                    .map_err(|e| status(Code::Unavailable, "NO_LEADER", e))?;
                 let mut req = tonic::Request::new(ReadIndexRequest {});
                 req.set_timeout(READ_WAIT_TIMEOUT);
                 if let Ok(v) = self.config.cluster_id.parse() {
@@ -168,24 +195,55 @@ impl NodeCtx {
                 let read_index = RaftClient::new(channel)
                     .read_index(req)
                     .await
-                    .map_err(|s| status(Code::Unavailable, "NOT_LEADER", format!("read index from leader {leader}: {}", s.message())))?
+                    .map_err(|s| {
+                        status(
+                            Code::Unavailable,
+                            "NOT_LEADER",
+                            format!("read index from leader {leader}: {}", s.message()),
+                        )
+                    })?
                     .into_inner()
                     .read_index;
-                self.wait_applied(read_index, "READ_INDEX_NOT_APPLIED").await
+                self.wait_applied(read_index, "READ_INDEX_NOT_APPLIED")
+                    .await
             }
-            ReadConsistency::AtLeastIndex => self.wait_applied(opts.min_index, "INDEX_NOT_REACHED").await,
+            ReadConsistency::AtLeastIndex => {
+                self.wait_applied(opts.min_index, "INDEX_NOT_REACHED").await
+            }
             ReadConsistency::Bounded => {
                 if self.raft.is_leader() {
                     return Ok(());
                 }
                 let applied = *self.applied.borrow();
-                let lag_entries = self.leader_contact.leader_commit.load(Ordering::Relaxed).saturating_sub(applied);
+                let lag_entries = self
+                    .leader_contact
+                    .leader_commit
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(applied);
                 let since_ms = self.leader_contact.since_ms();
                 if opts.max_lag_entries > 0 && lag_entries > opts.max_lag_entries {
-                    return Err(status(Code::FailedPrecondition, "STALE_REPLICA", format!("node {} lags {lag_entries} entries (bound {})", self.config.node_id, opts.max_lag_entries)));
+                    return Err(status(
+                        Code::FailedPrecondition,
+                        "STALE_REPLICA",
+                        format!(
+                            "node {} lags {lag_entries} entries (bound {})",
+                            self.config.node_id, opts.max_lag_entries
+                        ),
+                    ));
                 }
                 if opts.max_lag_ms > 0 && since_ms.is_none_or(|ms| ms > opts.max_lag_ms) {
-                    return Err(status(Code::FailedPrecondition, "STALE_REPLICA", format!("node {} last heard from a leader {} ago (bound {} ms)", self.config.node_id, since_ms.map(|m| format!("{m} ms")).unwrap_or("never".into()), opts.max_lag_ms)));
+                    return Err(status(
+                        Code::FailedPrecondition,
+                        "STALE_REPLICA",
+                        format!(
+                            "node {} last heard from a leader {} ago (bound {} ms)",
+                            self.config.node_id,
+                            since_ms
+                                .map(|m| format!("{m} ms"))
+                                .unwrap_or("never".into()),
+                            opts.max_lag_ms
+                        ),
+                    ));
                 }
                 Ok(())
             }
@@ -214,7 +272,11 @@ impl NodeCtx {
     /// This node's own status.
     pub fn node_status(&self) -> NodeStatus {
         let m = self.raft.metrics().borrow_watched().clone();
-        let voter = m.membership_config.membership().voter_ids().any(|v| v == self.config.node_id);
+        let voter = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == self.config.node_id);
         let role = match m.state {
             ServerState::Leader => "leader",
             ServerState::Follower => "follower",
@@ -278,8 +340,17 @@ pub async fn start(
     let sm = StateMachineStore::open(db.clone(), config.ledger)?;
     let state = sm.shared();
     let applied = sm.applied_watch();
-    let network = NetworkFactory { cluster_id: config.cluster_id.clone() };
-    let raft = Raft::new(config.node_id, Arc::new(raft_config), network, log_store, sm).await?;
+    let network = NetworkFactory {
+        cluster_id: config.cluster_id.clone(),
+    };
+    let raft = Raft::new(
+        config.node_id,
+        Arc::new(raft_config),
+        network,
+        log_store,
+        sm,
+    )
+    .await?;
     let writer = Writer::start(raft.clone());
     let ctx = Arc::new(NodeCtx {
         config: config.clone(),
@@ -299,7 +370,10 @@ pub async fn start(
     let perps = tally_proto::v1::perps_server::PerpsServer::new(LedgerService { ctx: ctx.clone() })
         .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES);
-    let admin = AdminServer::new(AdminService { ctx: ctx.clone(), membership_lock: tokio::sync::Mutex::new(()) });
+    let admin = AdminServer::new(AdminService {
+        ctx: ctx.clone(),
+        membership_lock: tokio::sync::Mutex::new(()),
+    });
     let raft_svc = RaftServer::new(RaftService { ctx: ctx.clone() })
         .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
@@ -314,7 +388,10 @@ pub async fn start(
         tokio::spawn(crate::health::serve_http(ctx.clone(), http));
     }
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
-    tokio::spawn(crate::health::drive_grpc_health(ctx.clone(), health_reporter));
+    tokio::spawn(crate::health::drive_grpc_health(
+        ctx.clone(),
+        health_reporter,
+    ));
     let raft_for_shutdown = raft.clone();
     let server = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()

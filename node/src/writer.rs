@@ -28,7 +28,10 @@ pub const MAX_INFLIGHT_ENTRIES: usize = 64;
 pub enum WriteError {
     /// Definitely not applied: this node is not the leader.
     #[error("not the leader")]
-    NotLeader { leader_id: Option<NodeId>, leader_addr: Option<String> },
+    NotLeader {
+        leader_id: Option<NodeId>,
+        leader_addr: Option<String>,
+    },
     /// Definitely not applied: the queue is full.
     #[error("write queue full ({WRITE_QUEUE_JOBS} requests); retry with backoff")]
     Overloaded,
@@ -66,15 +69,21 @@ impl Writer {
         match self.tx.try_send(Job { commands, reply }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => return Err(WriteError::Overloaded),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(WriteError::Unknown("node shutting down".into())),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                return Err(WriteError::Unknown("node shutting down".into()));
+            }
         }
-        rx.await.unwrap_or_else(|_| Err(WriteError::Unknown("write dropped".into())))
+        rx.await
+            .unwrap_or_else(|_| Err(WriteError::Unknown("write dropped".into())))
     }
 }
 
 /// Leader clock in ms since the epoch, never going backwards on this node.
 fn leader_now_ms(last: &AtomicU64) -> u64 {
-    let wall = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let wall = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     let prev = last.fetch_max(wall, Ordering::Relaxed);
     prev.max(wall)
 }
@@ -91,7 +100,9 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Job>) {
                 None => return,
             },
         };
-        let Ok(permit) = inflight.clone().acquire_owned().await else { return };
+        let Ok(permit) = inflight.clone().acquire_owned().await else {
+            return;
+        };
         let mut count = first.commands.len();
         let mut jobs = vec![first];
         while count < MAX_ENTRY_COMMANDS {
@@ -116,7 +127,10 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Job>) {
                 replies.push((job.commands.len(), job.reply));
                 commands.extend(job.commands);
             }
-            let request = EntryRequest { timestamp_ms: leader_now_ms(&clock), commands };
+            let request = EntryRequest {
+                timestamp_ms: leader_now_ms(&clock),
+                commands,
+            };
             let outcome = raft.client_write(request).await;
             drop(permit);
             match outcome {
@@ -128,7 +142,9 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Job>) {
                         let r = if mine.len() == n {
                             Ok((mine, index))
                         } else {
-                            Err(WriteError::Unknown("state machine returned too few results".into()))
+                            Err(WriteError::Unknown(
+                                "state machine returned too few results".into(),
+                            ))
                         };
                         let _ = reply.send(r);
                     }

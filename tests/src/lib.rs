@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use tally_proto::v1::admin_client::AdminClient;
 use tally_proto::v1::ledger_client::LedgerClient;
 use tally_proto::v1::{
-    GetStateHashRequest, InitRequest, Member, NodeStatus, NodeStatusRequest, ReadConsistency, ReadOptions,
+    GetStateHashRequest, InitRequest, Member, NodeStatus, NodeStatusRequest, ReadConsistency,
+    ReadOptions,
 };
 
 /// Path of a workspace binary (`tallyd`, `tallyctl`) next to the test executable.
@@ -30,7 +31,10 @@ pub fn bin_path(name: &str) -> PathBuf {
 
 /// A port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// One `tallyd run` process.
@@ -65,8 +69,17 @@ impl Cluster {
         for id in 1..=n {
             c.wait_up(id).await;
         }
-        let members = c.nodes.values().map(|p| Member { node_id: p.id, addr: p.addr.clone() }).collect();
-        let mut admin = AdminClient::connect(format!("http://{}", c.nodes[&1].addr)).await.expect("connect node 1");
+        let members = c
+            .nodes
+            .values()
+            .map(|p| Member {
+                node_id: p.id,
+                addr: p.addr.clone(),
+            })
+            .collect();
+        let mut admin = AdminClient::connect(format!("http://{}", c.nodes[&1].addr))
+            .await
+            .expect("connect node 1");
         admin.init(InitRequest { members }).await.expect("init");
         c.wait_leader(Duration::from_secs(20)).await;
         c
@@ -77,7 +90,12 @@ impl Cluster {
         let addr = format!("127.0.0.1:{}", free_port());
         let data_dir = self.dir.path().join(format!("node-{id}"));
         std::fs::create_dir_all(&data_dir).expect("mkdir");
-        let mut p = NodeProc { id, addr: addr.clone(), data_dir, child: None };
+        let mut p = NodeProc {
+            id,
+            addr: addr.clone(),
+            data_dir,
+            child: None,
+        };
         p.child = Some(spawn_tallyd(&p, &self.cluster_id, &self.extra_args));
         self.nodes.insert(id, p);
         addr
@@ -123,7 +141,11 @@ impl Cluster {
             if node_status(&addr).await.is_ok() {
                 return;
             }
-            assert!(Instant::now() < deadline, "node {id} did not come up on {addr}; log:\n{}", self.log_tail(id));
+            assert!(
+                Instant::now() < deadline,
+                "node {id} did not come up on {addr}; log:\n{}",
+                self.log_tail(id)
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -148,13 +170,19 @@ impl Cluster {
     pub async fn state_hashes(&self, min_index: u64) -> BTreeMap<u64, (String, u64)> {
         let mut out = BTreeMap::new();
         for p in self.nodes.values().filter(|p| p.child.is_some()) {
-            let mut c = LedgerClient::connect(format!("http://{}", p.addr)).await.expect("connect");
+            let mut c = LedgerClient::connect(format!("http://{}", p.addr))
+                .await
+                .expect("connect");
             let read = ReadOptions {
                 consistency: ReadConsistency::AtLeastIndex as i32,
                 min_index,
                 ..Default::default()
             };
-            let r = c.get_state_hash(GetStateHashRequest { read: Some(read) }).await.expect("state hash").into_inner();
+            let r = c
+                .get_state_hash(GetStateHashRequest { read: Some(read) })
+                .await
+                .expect("state hash")
+                .into_inner();
             out.insert(p.id, (r.state_hash, r.applied_index));
         }
         out
@@ -173,11 +201,16 @@ impl Cluster {
             let running = self.nodes.values().filter(|p| p.child.is_some()).count();
             if statuses.len() == running {
                 let first = &statuses[0];
-                if statuses.iter().all(|s| s.state_hash == first.state_hash && s.applied_index == first.applied_index) {
+                if statuses.iter().all(|s| {
+                    s.state_hash == first.state_hash && s.applied_index == first.applied_index
+                }) {
                     return first.state_hash.clone();
                 }
             }
-            assert!(Instant::now() < deadline, "nodes did not converge within {timeout:?}: {statuses:#?}");
+            assert!(
+                Instant::now() < deadline,
+                "nodes did not converge within {timeout:?}: {statuses:#?}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -209,7 +242,15 @@ fn spawn_tallyd(p: &NodeProc, cluster_id: &str, extra: &[String]) -> Child {
         .open(p.data_dir.join("tallyd.log"))
         .expect("log file");
     Command::new(bin_path("tallyd"))
-        .args(["run", "--node-id", &p.id.to_string(), "--listen", &p.addr, "--cluster-id", cluster_id])
+        .args([
+            "run",
+            "--node-id",
+            &p.id.to_string(),
+            "--listen",
+            &p.addr,
+            "--cluster-id",
+            cluster_id,
+        ])
         .arg("--data-dir")
         .arg(&p.data_dir)
         .args(extra)
@@ -224,8 +265,15 @@ fn spawn_tallyd(p: &NodeProc, cluster_id: &str, extra: &[String]) -> Child {
 /// A node's own status over gRPC (1 s timeout).
 pub async fn node_status(addr: &str) -> Result<NodeStatus, String> {
     let fut = async {
-        let mut c = AdminClient::connect(format!("http://{addr}")).await.map_err(|e| e.to_string())?;
-        c.get_node_status(NodeStatusRequest {}).await.map(|r| r.into_inner()).map_err(|e| e.to_string())
+        let mut c = AdminClient::connect(format!("http://{addr}"))
+            .await
+            .map_err(|e| e.to_string())?;
+        c.get_node_status(NodeStatusRequest {})
+            .await
+            .map(|r| r.into_inner())
+            .map_err(|e| e.to_string())
     };
-    tokio::time::timeout(Duration::from_secs(1), fut).await.map_err(|_| "timeout".to_string())?
+    tokio::time::timeout(Duration::from_secs(1), fut)
+        .await
+        .map_err(|_| "timeout".to_string())?
 }

@@ -7,50 +7,101 @@ use std::process::Command;
 use std::time::Duration;
 
 use tally_client::{Client, ClientConfig, Owner, ReadOptions, WriteResult, commands};
+use tally_proto::REASON_METADATA_KEY;
 use tally_proto::v1::ledger_client::LedgerClient;
 use tally_proto::v1::{Command as PbCommand, GetAccountRequest, SubmitBatchRequest, SubmitRequest};
-use tally_proto::REASON_METADATA_KEY;
 use tally_tests::{Cluster, bin_path, free_port};
 
 fn reason(s: &tonic::Status) -> String {
-    s.metadata().get(REASON_METADATA_KEY).and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+    s.metadata()
+        .get(REASON_METADATA_KEY)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_requests_and_engine_refusals_change_nothing() {
     let cluster = Cluster::start(3, &[]).await;
     let c = Client::new(ClientConfig::new(cluster.endpoints())).expect("client");
-    for cmd in [commands::create_asset("BTC", 8), commands::create_account(1), commands::deposit(1, "BTC", "1")] {
+    for cmd in [
+        commands::create_asset("BTC", 8),
+        commands::create_account(1),
+        commands::deposit(1, "BTC", "1"),
+    ] {
         assert!(c.submit(cmd).await.is_applied());
     }
     // "Changes nothing": no balance, account or hold moves. (The state hash does move: the
     // ledger remembers each refused command id so a retry gets the same refusal.)
     let snapshot = || async {
-        let account = c.account(1, ReadOptions::linearizable()).await.expect("account").balances;
-        let external = c.balance(Owner::External, "BTC", ReadOptions::linearizable()).await.expect("external").balance;
-        let hash = c.state_hash(ReadOptions::linearizable()).await.expect("hash");
-        (format!("{account:?}"), format!("{external:?}"), hash.accounts, hash.open_holds)
+        let account = c
+            .account(1, ReadOptions::linearizable())
+            .await
+            .expect("account")
+            .balances;
+        let external = c
+            .balance(Owner::External, "BTC", ReadOptions::linearizable())
+            .await
+            .expect("external")
+            .balance;
+        let hash = c
+            .state_hash(ReadOptions::linearizable())
+            .await
+            .expect("hash");
+        (
+            format!("{account:?}"),
+            format!("{external:?}"),
+            hash.accounts,
+            hash.open_holds,
+        )
     };
     let before = snapshot().await;
 
     let leader = cluster.wait_leader(Duration::from_secs(5)).await;
-    let mut raw = LedgerClient::connect(format!("http://{}", cluster.addr(leader))).await.expect("connect");
+    let mut raw = LedgerClient::connect(format!("http://{}", cluster.addr(leader)))
+        .await
+        .expect("connect");
 
     // Malformed on the wire: refused at the edge.
     let bad_decimal = commands::deposit(1, "BTC", "1.2.3");
-    let s = raw.submit(SubmitRequest { command: Some(bad_decimal) }).await.expect_err("malformed decimal");
-    assert_eq!((s.code(), reason(&s).as_str()), (tonic::Code::InvalidArgument, "MALFORMED_DECIMAL"), "{s:?}");
     let s = raw
-        .submit(SubmitRequest { command: Some(PbCommand { command_id: "no-body".into(), body: None }) })
+        .submit(SubmitRequest {
+            command: Some(bad_decimal),
+        })
+        .await
+        .expect_err("malformed decimal");
+    assert_eq!(
+        (s.code(), reason(&s).as_str()),
+        (tonic::Code::InvalidArgument, "MALFORMED_DECIMAL"),
+        "{s:?}"
+    );
+    let s = raw
+        .submit(SubmitRequest {
+            command: Some(PbCommand {
+                command_id: "no-body".into(),
+                body: None,
+            }),
+        })
         .await
         .expect_err("no body");
     assert_eq!(reason(&s), "MISSING_FIELD", "{s:?}");
-    let s = raw.submit(SubmitRequest { command: None }).await.expect_err("no command");
+    let s = raw
+        .submit(SubmitRequest { command: None })
+        .await
+        .expect_err("no command");
     assert_eq!(reason(&s), "MISSING_FIELD", "{s:?}");
-    let s = raw.submit_batch(SubmitBatchRequest { commands: vec![] }).await.expect_err("empty batch");
+    let s = raw
+        .submit_batch(SubmitBatchRequest { commands: vec![] })
+        .await
+        .expect_err("empty batch");
     assert_eq!(reason(&s), "EMPTY_BATCH", "{s:?}");
-    let too_many = (0..4097).map(|_| commands::deposit(1, "BTC", "1")).collect();
-    let s = raw.submit_batch(SubmitBatchRequest { commands: too_many }).await.expect_err("batch too large");
+    let too_many = (0..4097)
+        .map(|_| commands::deposit(1, "BTC", "1"))
+        .collect();
+    let s = raw
+        .submit_batch(SubmitBatchRequest { commands: too_many })
+        .await
+        .expect_err("batch too large");
     assert_eq!(reason(&s), "BATCH_TOO_LARGE", "{s:?}");
 
     // Well-formed but refused by the engine: definite rejections with their reason.
@@ -58,7 +109,10 @@ async fn malformed_requests_and_engine_refusals_change_nothing() {
         (commands::deposit(1, "BTC", "-1"), "INVALID_AMOUNT"),
         (commands::deposit(1, "BTC", "0"), "INVALID_AMOUNT"),
         (commands::deposit(1, "BTC", "0.000000001"), "BAD_PRECISION"),
-        (commands::deposit(1, "BTC", "100000000000000000000000"), "AMOUNT_TOO_LARGE"),
+        (
+            commands::deposit(1, "BTC", "100000000000000000000000"),
+            "AMOUNT_TOO_LARGE",
+        ),
         (commands::deposit(1, "DOGE", "1"), "UNKNOWN_ASSET"),
         (commands::deposit(42, "BTC", "1"), "UNKNOWN_ACCOUNT"),
         (commands::withdraw(1, "BTC", "2"), "INSUFFICIENT_FUNDS"),
@@ -71,17 +125,30 @@ async fn malformed_requests_and_engine_refusals_change_nothing() {
         }
     }
     let s = raw
-        .get_account(GetAccountRequest { account: 4242, read: None })
+        .get_account(GetAccountRequest {
+            account: 4242,
+            read: None,
+        })
         .await
         .expect_err("unknown account read");
     assert_eq!(s.code(), tonic::Code::NotFound);
 
-    assert_eq!(before, snapshot().await, "a refused request changed the ledger");
+    assert_eq!(
+        before,
+        snapshot().await,
+        "a refused request changed the ledger"
+    );
 }
 
 fn run_tallyd(args: &[&str]) -> (bool, String) {
-    let out = Command::new(bin_path("tallyd")).args(args).output().expect("run tallyd");
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).to_string())
+    let out = Command::new(bin_path("tallyd"))
+        .args(args)
+        .output()
+        .expect("run tallyd");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }
 
 #[test]
@@ -92,13 +159,26 @@ fn node_refuses_data_dir_of_another_node_or_cluster() {
     // Create the dir as node 1 of cluster "alpha" and stop it.
     let addr = format!("127.0.0.1:{}", free_port());
     let mut child = Command::new(bin_path("tallyd"))
-        .args(["run", "--node-id", "1", "--cluster-id", "alpha", "--listen", &addr, "--data-dir", data_s])
+        .args([
+            "run",
+            "--node-id",
+            "1",
+            "--cluster-id",
+            "alpha",
+            "--listen",
+            &addr,
+            "--data-dir",
+            data_s,
+        ])
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("spawn");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while !data.join("db").exists() {
-        assert!(std::time::Instant::now() < deadline, "node never created its db");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node never created its db"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
@@ -106,12 +186,46 @@ fn node_refuses_data_dir_of_another_node_or_cluster() {
     let _ = child.wait();
 
     let addr = format!("127.0.0.1:{}", free_port());
-    let (ok, err) = run_tallyd(&["run", "--node-id", "2", "--cluster-id", "alpha", "--listen", &addr, "--data-dir", data_s]);
+    let (ok, err) = run_tallyd(&[
+        "run",
+        "--node-id",
+        "2",
+        "--cluster-id",
+        "alpha",
+        "--listen",
+        &addr,
+        "--data-dir",
+        data_s,
+    ]);
     assert!(!ok, "started on another node's data dir");
     assert!(err.contains("belongs to node 1"), "unclear error: {err}");
-    let (ok, err) = run_tallyd(&["run", "--node-id", "1", "--cluster-id", "beta", "--listen", &addr, "--data-dir", data_s]);
+    let (ok, err) = run_tallyd(&[
+        "run",
+        "--node-id",
+        "1",
+        "--cluster-id",
+        "beta",
+        "--listen",
+        &addr,
+        "--data-dir",
+        data_s,
+    ]);
     assert!(!ok, "started on another cluster's data dir");
-    assert!(err.contains("belongs to cluster 'alpha'"), "unclear error: {err}");
-    let (ok, err) = run_tallyd(&["run", "--node-id", "0", "--listen", &addr, "--data-dir", data_s]);
-    assert!(!ok && err.contains("--node-id must be greater than 0"), "{err}");
+    assert!(
+        err.contains("belongs to cluster 'alpha'"),
+        "unclear error: {err}"
+    );
+    let (ok, err) = run_tallyd(&[
+        "run",
+        "--node-id",
+        "0",
+        "--listen",
+        &addr,
+        "--data-dir",
+        data_s,
+    ]);
+    assert!(
+        !ok && err.contains("--node-id must be greater than 0"),
+        "{err}"
+    );
 }

@@ -17,7 +17,11 @@ const ASSET: &str = "USDT";
 const ACCOUNTS: u64 = 16;
 
 fn client(cluster: &Cluster, timeout_ms: u64) -> Client {
-    Client::new(ClientConfig { timeout_ms, ..ClientConfig::new(cluster.endpoints()) }).expect("client")
+    Client::new(ClientConfig {
+        timeout_ms,
+        ..ClientConfig::new(cluster.endpoints())
+    })
+    .expect("client")
 }
 
 async fn must_apply(c: &Client, cmd: tally_proto::v1::Command) -> u64 {
@@ -36,14 +40,20 @@ async fn setup_accounts(c: &Client) {
 
 /// Balance (in whole units of 1, as deposited) of `account` read on one node at `min_index`.
 async fn balance_on(addr: &str, account: u64, min_index: u64) -> String {
-    let mut c = LedgerClient::connect(format!("http://{addr}")).await.expect("connect");
+    let mut c = LedgerClient::connect(format!("http://{addr}"))
+        .await
+        .expect("connect");
     let read = tally_proto::v1::ReadOptions {
         consistency: ReadConsistency::AtLeastIndex as i32,
         min_index,
         ..Default::default()
     };
     let r = c
-        .get_balance(GetBalanceRequest { owner: Some(Owner::Account(account).to_proto()), asset: ASSET.into(), read: Some(read) })
+        .get_balance(GetBalanceRequest {
+            owner: Some(Owner::Account(account).to_proto()),
+            asset: ASSET.into(),
+            read: Some(read),
+        })
         .await
         .expect("balance")
         .into_inner();
@@ -58,7 +68,12 @@ struct History {
 }
 
 /// Runs `writers` tasks that each deposit 1 USDT per command until `stop` is set.
-fn spawn_writers(c: &Client, writers: u64, stop: Arc<AtomicBool>, history: Arc<Mutex<History>>) -> Vec<tokio::task::JoinHandle<()>> {
+fn spawn_writers(
+    c: &Client,
+    writers: u64,
+    stop: Arc<AtomicBool>,
+    history: Arc<Mutex<History>>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     (0..writers)
         .map(|w| {
             let c = c.clone();
@@ -72,9 +87,15 @@ fn spawn_writers(c: &Client, writers: u64, stop: Arc<AtomicBool>, history: Arc<M
                     let cmd = commands::deposit(account, ASSET, "1");
                     let id = cmd.command_id.clone();
                     match c.submit(cmd.clone()).await {
-                        WriteResult::Applied { .. } => history.lock().await.applied.push((id, account)),
-                        WriteResult::Unknown { .. } => history.lock().await.unknown.push((cmd, account)),
-                        WriteResult::Rejected { reason, message, .. } => panic!("deposit rejected: {reason}: {message}"),
+                        WriteResult::Applied { .. } => {
+                            history.lock().await.applied.push((id, account))
+                        }
+                        WriteResult::Unknown { .. } => {
+                            history.lock().await.unknown.push((cmd, account))
+                        }
+                        WriteResult::Rejected {
+                            reason, message, ..
+                        } => panic!("deposit rejected: {reason}: {message}"),
                     }
                 }
             })
@@ -93,8 +114,14 @@ async fn resolve(c: &Client, history: History) -> Vec<(String, u64)> {
                     applied.push((cmd.command_id.clone(), account));
                     break;
                 }
-                WriteResult::Rejected { reason, .. } => panic!("retry of {} rejected: {reason}", cmd.command_id),
-                WriteResult::Unknown { .. } => assert!(Instant::now() < deadline, "{} still unknown", cmd.command_id),
+                WriteResult::Rejected { reason, .. } => {
+                    panic!("retry of {} rejected: {reason}", cmd.command_id)
+                }
+                WriteResult::Unknown { .. } => assert!(
+                    Instant::now() < deadline,
+                    "{} still unknown",
+                    cmd.command_id
+                ),
             }
         }
     }
@@ -103,7 +130,11 @@ async fn resolve(c: &Client, history: History) -> Vec<(String, u64)> {
 
 fn expected_balances(applied: &[(String, u64)]) -> BTreeMap<u64, u64> {
     let ids: HashSet<&String> = applied.iter().map(|(id, _)| id).collect();
-    assert_eq!(ids.len(), applied.len(), "a command id was acknowledged twice as newly applied");
+    assert_eq!(
+        ids.len(),
+        applied.len(),
+        "a command id was acknowledged twice as newly applied"
+    );
     let mut per_account = BTreeMap::new();
     for (_, account) in applied {
         *per_account.entry(*account).or_insert(0u64) += 1;
@@ -112,7 +143,8 @@ fn expected_balances(applied: &[(String, u64)]) -> BTreeMap<u64, u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kill9_leader_under_load_keeps_every_acknowledged_write_exactly_once_and_restarted_node_catches_up() {
+async fn kill9_leader_under_load_keeps_every_acknowledged_write_exactly_once_and_restarted_node_catches_up()
+ {
     let mut cluster = Cluster::start(3, &[]).await;
     let c = client(&cluster, 15_000);
     setup_accounts(&c).await;
@@ -131,7 +163,10 @@ async fn kill9_leader_under_load_keeps_every_acknowledged_write_exactly_once_and
             break l;
         }
     };
-    eprintln!("leader {old_leader} killed; node {new_leader} leads after {:?}", t_kill.elapsed());
+    eprintln!(
+        "leader {old_leader} killed; node {new_leader} leads after {:?}",
+        t_kill.elapsed()
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     stop.store(true, Ordering::Relaxed);
     for w in writers {
@@ -139,7 +174,10 @@ async fn kill9_leader_under_load_keeps_every_acknowledged_write_exactly_once_and
     }
     let history = std::mem::take(&mut *history.lock().await);
     let acked_before_resolve = history.applied.len();
-    assert!(acked_before_resolve > 50, "too few writes acknowledged: {acked_before_resolve}");
+    assert!(
+        acked_before_resolve > 50,
+        "too few writes acknowledged: {acked_before_resolve}"
+    );
     let applied = resolve(&c, history).await;
     let expected = expected_balances(&applied);
 
@@ -167,9 +205,15 @@ async fn writes_through_any_node_are_applied_and_replicated() {
     let mut last = 0;
     for (i, addr) in cluster.endpoints().iter().enumerate() {
         // Raw gRPC to each node, leader or follower: followers forward to the leader.
-        let mut raw = LedgerClient::connect(format!("http://{addr}")).await.expect("connect");
+        let mut raw = LedgerClient::connect(format!("http://{addr}"))
+            .await
+            .expect("connect");
         let cmd = commands::deposit(1, ASSET, format!("{}", i + 1));
-        let r = raw.submit(SubmitRequest { command: Some(cmd) }).await.expect("submit").into_inner();
+        let r = raw
+            .submit(SubmitRequest { command: Some(cmd) })
+            .await
+            .expect("submit")
+            .into_inner();
         let result = r.result.expect("result");
         assert!(result.applied, "write via {addr} not applied: {result:?}");
         last = last.max(r.applied_index);
@@ -181,8 +225,16 @@ async fn writes_through_any_node_are_applied_and_replicated() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn new_learner_catches_up_through_snapshot_then_promote_and_remove_keep_cluster_writable() {
-    let mut cluster =
-        Cluster::start(3, &["--snapshot-every-entries", "300", "--keep-entries-after-snapshot", "50"]).await;
+    let mut cluster = Cluster::start(
+        3,
+        &[
+            "--snapshot-every-entries",
+            "300",
+            "--keep-entries-after-snapshot",
+            "50",
+        ],
+    )
+    .await;
     let c = client(&cluster, 15_000);
     setup_accounts(&c).await;
 
@@ -201,7 +253,10 @@ async fn new_learner_catches_up_through_snapshot_then_promote_and_remove_keep_cl
     }
     let leader = cluster.wait_leader(Duration::from_secs(5)).await;
     let st = node_status(&cluster.addr(leader)).await.expect("status");
-    assert!(st.purged_index > 0, "leader has not purged its log; a learner would not need a snapshot: {st:?}");
+    assert!(
+        st.purged_index > 0,
+        "leader has not purged its log; a learner would not need a snapshot: {st:?}"
+    );
 
     // Add node 4 as a learner and promote it.
     let addr4 = cluster.add_node_process(4);
@@ -211,7 +266,10 @@ async fn new_learner_catches_up_through_snapshot_then_promote_and_remove_keep_cl
     let idx = must_apply(&c, commands::create_account(2000)).await;
     cluster.wait_converged(Duration::from_secs(60)).await;
     let st4 = node_status(&addr4).await.expect("status 4");
-    assert!(st4.snapshot_index > 0, "node 4 did not install a snapshot: {st4:?}");
+    assert!(
+        st4.snapshot_index > 0,
+        "node 4 did not install a snapshot: {st4:?}"
+    );
     assert!(st4.voter, "node 4 is not a voter");
     for account in 1..=ACCOUNTS {
         assert_eq!(
@@ -228,15 +286,26 @@ async fn new_learner_catches_up_through_snapshot_then_promote_and_remove_keep_cl
     let victim = (1..=3).find(|id| *id != leader).expect("a follower");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let m = c.remove(victim, false).await.expect("remove");
-    assert!(m.voters.iter().all(|v| v.node_id != victim), "node {victim} still a voter: {m:?}");
+    assert!(
+        m.voters.iter().all(|v| v.node_id != victim),
+        "node {victim} still a voter: {m:?}"
+    );
     tokio::time::sleep(Duration::from_millis(1000)).await;
     stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.await.expect("writer");
     }
     let history = std::mem::take(&mut *history.lock().await);
-    assert!(history.unknown.is_empty(), "writes became unknown during remove: {}", history.unknown.len());
-    assert!(history.applied.len() > 20, "too few writes during remove: {}", history.applied.len());
+    assert!(
+        history.unknown.is_empty(),
+        "writes became unknown during remove: {}",
+        history.unknown.len()
+    );
+    assert!(
+        history.applied.len() > 20,
+        "too few writes during remove: {}",
+        history.applied.len()
+    );
     cluster.forget(victim);
     let status = c.cluster_status().await.expect("cluster status");
     assert_eq!(status.voters.len(), 3, "{status:?}");

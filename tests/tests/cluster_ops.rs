@@ -922,9 +922,15 @@ async fn leadership_transfer_to_a_dead_voter_is_refused_and_the_cluster_stays_wr
     // stops its writes for a transfer that cannot complete.
     let e = expect_refusal(result, reasons::TARGET_NOT_READY);
     assert!(e.is_definite_answer(), "{e:?}");
-    assert!(took < Duration::from_secs(5), "transfer refusal took {took:?}");
+    assert!(
+        took < Duration::from_secs(5),
+        "transfer refusal took {took:?}"
+    );
     let now = cluster.wait_leader(Duration::from_secs(10)).await;
-    assert_eq!(now, leader, "leadership moved although the transfer was refused");
+    assert_eq!(
+        now, leader,
+        "leadership moved although the transfer was refused"
+    );
     let acknowledged = tally.acknowledged();
     let deadline = Instant::now() + Duration::from_secs(10);
     while tally.acknowledged() < acknowledged + 20 {

@@ -11,9 +11,10 @@ use openraft::errors::{ClientWriteError, InitializeError, RaftError};
 use tally_proto::v1::admin_client::AdminClient;
 use tally_proto::v1::admin_server::Admin as AdminRpc;
 use tally_proto::v1::{
-    AddLearnerRequest, ClusterStatus, ClusterStatusRequest, CompactRequest, CompactResponse, InitRequest, InitResponse,
-    Member, MembershipResponse, NodeStatus, NodeStatusRequest, PromoteRequest, RemoveRequest, ReplaceRequest,
-    SnapshotRequest, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
+    AddLearnerRequest, ClusterStatus, ClusterStatusRequest, CompactRequest, CompactResponse,
+    InitRequest, InitResponse, Member, MembershipResponse, NodeStatus, NodeStatusRequest,
+    PromoteRequest, RemoveRequest, ReplaceRequest, SnapshotRequest, SnapshotResponse,
+    TransferLeaderRequest, TransferLeaderResponse,
 };
 use tonic::{Code, Request, Response, Status};
 
@@ -40,55 +41,124 @@ pub struct AdminService {
 
 impl AdminService {
     fn require_leader(&self) -> Result<(), Status> {
-        if self.ctx.raft.is_leader() { Ok(()) } else { Err(not_leader(self.ctx.leader_addr().as_deref())) }
+        if self.ctx.raft.is_leader() {
+            Ok(())
+        } else {
+            Err(not_leader(self.ctx.leader_addr().as_deref()))
+        }
     }
 
     fn membership_response(&self) -> MembershipResponse {
-        let m = self.ctx.raft.metrics().borrow_watched().membership_config.clone();
+        let m = self
+            .ctx
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .clone();
         let voters: BTreeSet<u64> = m.voter_ids().collect();
-        let mut resp = MembershipResponse { log_index: m.log_id().as_ref().map(|l| l.index).unwrap_or(0), ..Default::default() };
+        let mut resp = MembershipResponse {
+            log_index: m.log_id().as_ref().map(|l| l.index).unwrap_or(0),
+            ..Default::default()
+        };
         for (id, node) in m.nodes() {
-            let member = Member { node_id: *id, addr: node.addr.clone() };
-            if voters.contains(id) { resp.voters.push(member) } else { resp.learners.push(member) }
+            let member = Member {
+                node_id: *id,
+                addr: node.addr.clone(),
+            };
+            if voters.contains(id) {
+                resp.voters.push(member)
+            } else {
+                resp.learners.push(member)
+            }
         }
         resp
     }
 
     fn lock_membership(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, Status> {
         self.membership_lock.try_lock().map_err(|_| {
-            status(Code::FailedPrecondition, "MEMBERSHIP_CHANGE_IN_PROGRESS", "another membership change is in progress; retry when it finishes")
+            status(
+                Code::FailedPrecondition,
+                "MEMBERSHIP_CHANGE_IN_PROGRESS",
+                "another membership change is in progress; retry when it finishes",
+            )
         })
     }
 
     async fn change(&self, change: ChangeMembers<u64, Node>) -> Result<(), Status> {
-        self.ctx.raft.change_membership(change, false).await.map_err(|e| self.membership_error(e))?;
+        self.ctx
+            .raft
+            .change_membership(change, false)
+            .await
+            .map_err(|e| self.membership_error(e))?;
         Ok(())
     }
 
     async fn add_learner_locked(&self, member: &Member) -> Result<(), Status> {
         if member.node_id == 0 || member.addr.is_empty() {
-            return Err(invalid("INVALID_MEMBER", "node id must be > 0 and addr non-empty"));
+            return Err(invalid(
+                "INVALID_MEMBER",
+                "node id must be > 0 and addr non-empty",
+            ));
         }
-        let m = self.ctx.raft.metrics().borrow_watched().membership_config.clone();
+        let m = self
+            .ctx
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .clone();
         if m.nodes().any(|(id, _)| *id == member.node_id) {
-            return Err(status(Code::AlreadyExists, "NODE_ID_IN_USE", format!("node id {} is already a member", member.node_id)));
+            return Err(status(
+                Code::AlreadyExists,
+                "NODE_ID_IN_USE",
+                format!("node id {} is already a member", member.node_id),
+            ));
         }
-        let retired = self.ctx.state.read().map(|st| st.retired_node_ids.contains(&member.node_id)).unwrap_or(true);
+        let retired = self
+            .ctx
+            .state
+            .read()
+            .map(|st| st.retired_node_ids.contains(&member.node_id))
+            .unwrap_or(true);
         if retired {
-            return Err(status(Code::AlreadyExists, "NODE_ID_RETIRED", format!("node id {} belonged to a removed node; node ids are never reused, pick a new one", member.node_id)));
+            return Err(status(
+                Code::AlreadyExists,
+                "NODE_ID_RETIRED",
+                format!(
+                    "node id {} belonged to a removed node; node ids are never reused, pick a new one",
+                    member.node_id
+                ),
+            ));
         }
         self.ctx
             .raft
-            .add_learner(member.node_id, Node { addr: member.addr.clone() }, false)
+            .add_learner(
+                member.node_id,
+                Node {
+                    addr: member.addr.clone(),
+                },
+                false,
+            )
             .await
             .map_err(|e| self.membership_error(e))?;
         Ok(())
     }
 
     async fn promote_locked(&self, id: u64) -> Result<(), Status> {
-        let m = self.ctx.raft.metrics().borrow_watched().membership_config.clone();
+        let m = self
+            .ctx
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .clone();
         if !m.membership().learner_ids().any(|l| l == id) {
-            return Err(status(Code::FailedPrecondition, "NOT_A_LEARNER", format!("node {id} is not a learner (add it with add-learner first)")));
+            return Err(status(
+                Code::FailedPrecondition,
+                "NOT_A_LEARNER",
+                format!("node {id} is not a learner (add it with add-learner first)"),
+            ));
         }
         // Wait for the learner to catch up so the new voter does not stall commits.
         let start = Instant::now();
@@ -105,52 +175,91 @@ impl AdminService {
                 break;
             }
             if start.elapsed() > PROMOTE_CATCH_UP_TIMEOUT {
-                return Err(status(Code::DeadlineExceeded, "LEARNER_LAGGING", format!("node {id} is at {matched}, leader at {last}; still catching up")));
+                return Err(status(
+                    Code::DeadlineExceeded,
+                    "LEARNER_LAGGING",
+                    format!("node {id} is at {matched}, leader at {last}; still catching up"),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id]))).await
+        self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
+            .await
     }
 
     async fn remove_locked(&self, id: u64, force: bool) -> Result<(), Status> {
-        let m = self.ctx.raft.metrics().borrow_watched().membership_config.clone();
+        let m = self
+            .ctx
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .clone();
         let voters: BTreeSet<u64> = m.voter_ids().collect();
         if voters.contains(&id) {
             if voters.len() == 1 {
-                return Err(status(Code::FailedPrecondition, "LAST_VOTER", "refusing to remove the last voter"));
+                return Err(status(
+                    Code::FailedPrecondition,
+                    "LAST_VOTER",
+                    "refusing to remove the last voter",
+                ));
             }
             if !force {
                 // The remaining voters must still have a reachable majority.
                 let remaining: Vec<Member> = m
                     .nodes()
                     .filter(|(n, _)| voters.contains(n) && **n != id)
-                    .map(|(n, node)| Member { node_id: *n, addr: node.addr.clone() })
+                    .map(|(n, node)| Member {
+                        node_id: *n,
+                        addr: node.addr.clone(),
+                    })
                     .collect();
                 let mut reachable = 0;
                 for member in &remaining {
-                    if member.node_id == self.ctx.config.node_id || probe(&self.ctx, member).await.error.is_empty() {
+                    if member.node_id == self.ctx.config.node_id
+                        || probe(&self.ctx, member).await.error.is_empty()
+                    {
                         reachable += 1;
                     }
                 }
                 let majority = remaining.len() / 2 + 1;
                 if reachable < majority {
-                    return Err(status(Code::FailedPrecondition, "WOULD_LOSE_QUORUM", format!("after removing node {id}, only {reachable} of {} voters are reachable (need {majority}); pass --force to do it anyway", remaining.len())));
+                    return Err(status(
+                        Code::FailedPrecondition,
+                        "WOULD_LOSE_QUORUM",
+                        format!(
+                            "after removing node {id}, only {reachable} of {} voters are reachable (need {majority}); pass --force to do it anyway",
+                            remaining.len()
+                        ),
+                    ));
                 }
             }
-            self.change(ChangeMembers::RemoveVoters(BTreeSet::from([id]))).await
+            self.change(ChangeMembers::RemoveVoters(BTreeSet::from([id])))
+                .await
         } else if m.nodes().any(|(n, _)| *n == id) {
-            self.change(ChangeMembers::RemoveNodes(BTreeSet::from([id]))).await
+            self.change(ChangeMembers::RemoveNodes(BTreeSet::from([id])))
+                .await
         } else {
-            Err(status(Code::NotFound, "UNKNOWN_NODE", format!("node {id} is not a member")))
+            Err(status(
+                Code::NotFound,
+                "UNKNOWN_NODE",
+                format!("node {id} is not a member"),
+            ))
         }
     }
 
     fn membership_error(&self, e: RaftError<TypeConfig, ClientWriteError<TypeConfig>>) -> Status {
         match e {
-            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => not_leader(f.leader_node.map(|n| n.addr).as_deref()),
+            RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
+                not_leader(f.leader_node.map(|n| n.addr).as_deref())
+            }
             RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
                 let text = c.to_string();
-                let reason = if text.contains("progress") { "MEMBERSHIP_CHANGE_IN_PROGRESS" } else { "MEMBERSHIP_CHANGE_REFUSED" };
+                let reason = if text.contains("progress") {
+                    "MEMBERSHIP_CHANGE_IN_PROGRESS"
+                } else {
+                    "MEMBERSHIP_CHANGE_REFUSED"
+                };
                 status(Code::FailedPrecondition, reason, text)
             }
             other => status(Code::Unavailable, "OUTCOME_UNKNOWN", other.to_string()),
@@ -168,38 +277,75 @@ impl AdminRpc for AdminService {
         let mut members = BTreeMap::new();
         for m in req.members {
             if m.node_id == 0 || m.addr.is_empty() {
-                return Err(invalid("INVALID_MEMBER", format!("member {}={}: node id must be > 0 and addr non-empty", m.node_id, m.addr)));
+                return Err(invalid(
+                    "INVALID_MEMBER",
+                    format!(
+                        "member {}={}: node id must be > 0 and addr non-empty",
+                        m.node_id, m.addr
+                    ),
+                ));
             }
             if members.insert(m.node_id, Node { addr: m.addr }).is_some() {
-                return Err(invalid("DUPLICATE_MEMBER", format!("node id {} listed twice", m.node_id)));
+                return Err(invalid(
+                    "DUPLICATE_MEMBER",
+                    format!("node id {} listed twice", m.node_id),
+                ));
             }
         }
         if !members.contains_key(&self.ctx.config.node_id) {
-            return Err(invalid("INVALID_MEMBER", format!("the members must include this node ({})", self.ctx.config.node_id)));
+            return Err(invalid(
+                "INVALID_MEMBER",
+                format!(
+                    "the members must include this node ({})",
+                    self.ctx.config.node_id
+                ),
+            ));
         }
         match self.ctx.raft.initialize(members).await {
             Ok(()) => Ok(Response::new(InitResponse {})),
-            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => {
-                Err(status(Code::FailedPrecondition, "ALREADY_INITIALIZED", format!("cluster already initialized: {e}")))
-            }
-            Err(e) => Err(status(Code::FailedPrecondition, "INIT_FAILED", e.to_string())),
+            Err(RaftError::APIError(InitializeError::NotAllowed(e))) => Err(status(
+                Code::FailedPrecondition,
+                "ALREADY_INITIALIZED",
+                format!("cluster already initialized: {e}"),
+            )),
+            Err(e) => Err(status(
+                Code::FailedPrecondition,
+                "INIT_FAILED",
+                e.to_string(),
+            )),
         }
     }
 
-    async fn add_learner(&self, req: Request<AddLearnerRequest>) -> Result<Response<MembershipResponse>, Status> {
+    async fn add_learner(
+        &self,
+        req: Request<AddLearnerRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
         self.require_leader()?;
-        let member = req.into_inner().member.ok_or_else(|| invalid("MISSING_FIELD", "member: missing"))?;
+        let member = req
+            .into_inner()
+            .member
+            .ok_or_else(|| invalid("MISSING_FIELD", "member: missing"))?;
         if member.node_id == 0 || member.addr.is_empty() {
-            return Err(invalid("INVALID_MEMBER", "node id must be > 0 and addr non-empty"));
+            return Err(invalid(
+                "INVALID_MEMBER",
+                "node id must be > 0 and addr non-empty",
+            ));
         }
         let _guard = self.membership_lock.try_lock().map_err(|_| {
-            status(Code::FailedPrecondition, "MEMBERSHIP_CHANGE_IN_PROGRESS", "another membership change is in progress")
+            status(
+                Code::FailedPrecondition,
+                "MEMBERSHIP_CHANGE_IN_PROGRESS",
+                "another membership change is in progress",
+            )
         })?;
         self.add_learner_locked(&member).await?;
         Ok(Response::new(self.membership_response()))
     }
 
-    async fn promote(&self, req: Request<PromoteRequest>) -> Result<Response<MembershipResponse>, Status> {
+    async fn promote(
+        &self,
+        req: Request<PromoteRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
         self.require_leader()?;
         let id = req.into_inner().node_id;
         let _guard = self.lock_membership()?;
@@ -207,7 +353,10 @@ impl AdminRpc for AdminService {
         Ok(Response::new(self.membership_response()))
     }
 
-    async fn remove(&self, req: Request<RemoveRequest>) -> Result<Response<MembershipResponse>, Status> {
+    async fn remove(
+        &self,
+        req: Request<RemoveRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
         self.require_leader()?;
         let req = req.into_inner();
         let _guard = self.lock_membership()?;
@@ -215,16 +364,35 @@ impl AdminRpc for AdminService {
         Ok(Response::new(self.membership_response()))
     }
 
-    async fn replace(&self, req: Request<ReplaceRequest>) -> Result<Response<MembershipResponse>, Status> {
+    async fn replace(
+        &self,
+        req: Request<ReplaceRequest>,
+    ) -> Result<Response<MembershipResponse>, Status> {
         self.require_leader()?;
         let req = req.into_inner();
-        let member = req.new_member.ok_or_else(|| invalid("MISSING_FIELD", "new_member: missing"))?;
-        let m = self.ctx.raft.metrics().borrow_watched().membership_config.clone();
+        let member = req
+            .new_member
+            .ok_or_else(|| invalid("MISSING_FIELD", "new_member: missing"))?;
+        let m = self
+            .ctx
+            .raft
+            .metrics()
+            .borrow_watched()
+            .membership_config
+            .clone();
         if !m.voter_ids().any(|v| v == req.old_node_id) {
-            return Err(status(Code::NotFound, "UNKNOWN_NODE", format!("node {} is not a voter", req.old_node_id)));
+            return Err(status(
+                Code::NotFound,
+                "UNKNOWN_NODE",
+                format!("node {} is not a voter", req.old_node_id),
+            ));
         }
         let _guard = self.lock_membership()?;
-        tracing::info!(old = req.old_node_id, new = member.node_id, "replace: adding learner");
+        tracing::info!(
+            old = req.old_node_id,
+            new = member.node_id,
+            "replace: adding learner"
+        );
         self.add_learner_locked(&member).await?;
         tracing::info!(new = member.node_id, "replace: promoting");
         self.promote_locked(member.node_id).await?;
@@ -233,80 +401,185 @@ impl AdminRpc for AdminService {
         Ok(Response::new(self.membership_response()))
     }
 
-    async fn transfer_leader(&self, req: Request<TransferLeaderRequest>) -> Result<Response<TransferLeaderResponse>, Status> {
+    async fn transfer_leader(
+        &self,
+        req: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderResponse>, Status> {
         self.require_leader()?;
         let to = req.into_inner().node_id;
         let metrics = self.ctx.raft.metrics().borrow_watched().clone();
         if !metrics.membership_config.voter_ids().any(|v| v == to) {
-            return Err(status(Code::FailedPrecondition, "NOT_A_VOTER", format!("node {to} is not a voter")));
+            return Err(status(
+                Code::FailedPrecondition,
+                "NOT_A_VOTER",
+                format!("node {to} is not a voter"),
+            ));
         }
         if to == self.ctx.config.node_id {
-            return Ok(Response::new(TransferLeaderResponse { leader_id: to, term: metrics.current_term }));
+            return Ok(Response::new(TransferLeaderResponse {
+                leader_id: to,
+                term: metrics.current_term,
+            }));
         }
         // openraft stops this leader's writes as soon as a transfer starts: only hand over to a
         // target that is reachable and nearly caught up, or writes stall until an election.
         let last = metrics.last_log_index.unwrap_or(0);
-        let matched = metrics.replication.as_ref().and_then(|r| r.get(&to).cloned().flatten()).map(|l| l.index).unwrap_or(0);
+        let matched = metrics
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&to).cloned().flatten())
+            .map(|l| l.index)
+            .unwrap_or(0);
         if last.saturating_sub(matched) > PROMOTE_MAX_LAG_ENTRIES {
-            return Err(status(Code::FailedPrecondition, "TARGET_NOT_READY", format!("node {to} has replicated up to {matched}, the leader's log is at {last}; retry when it has caught up")));
+            return Err(status(
+                Code::FailedPrecondition,
+                "TARGET_NOT_READY",
+                format!(
+                    "node {to} has replicated up to {matched}, the leader's log is at {last}; retry when it has caught up"
+                ),
+            ));
         }
-        let addr = metrics.membership_config.membership().get_node(&to).map(|n| n.addr.clone()).unwrap_or_default();
+        let addr = metrics
+            .membership_config
+            .membership()
+            .get_node(&to)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
         let probe_status = probe(&self.ctx, &Member { node_id: to, addr }).await;
         if !probe_status.error.is_empty() {
-            return Err(status(Code::FailedPrecondition, "TARGET_NOT_READY", format!("node {to} is unreachable: {}", probe_status.error)));
+            return Err(status(
+                Code::FailedPrecondition,
+                "TARGET_NOT_READY",
+                format!("node {to} is unreachable: {}", probe_status.error),
+            ));
         }
-        self.ctx.raft.trigger().transfer_leader(to).await.map_err(|e| status(Code::Unavailable, "RAFT_ERROR", e.to_string()))?;
+        self.ctx
+            .raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| status(Code::Unavailable, "RAFT_ERROR", e.to_string()))?;
         let start = Instant::now();
         loop {
             let m = self.ctx.raft.metrics().borrow_watched().clone();
             if m.current_leader == Some(to) {
-                return Ok(Response::new(TransferLeaderResponse { leader_id: to, term: m.current_term }));
+                return Ok(Response::new(TransferLeaderResponse {
+                    leader_id: to,
+                    term: m.current_term,
+                }));
             }
             if start.elapsed() > TRANSFER_TIMEOUT {
-                return Err(status(Code::DeadlineExceeded, "TRANSFER_TIMEOUT", format!("node {to} did not take leadership within {} ms (leader now {:?})", TRANSFER_TIMEOUT.as_millis(), m.current_leader)));
+                return Err(status(
+                    Code::DeadlineExceeded,
+                    "TRANSFER_TIMEOUT",
+                    format!(
+                        "node {to} did not take leadership within {} ms (leader now {:?})",
+                        TRANSFER_TIMEOUT.as_millis(),
+                        m.current_leader
+                    ),
+                ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    async fn trigger_snapshot(&self, _req: Request<SnapshotRequest>) -> Result<Response<SnapshotResponse>, Status> {
-        let before = self.ctx.raft.metrics().borrow_watched().snapshot.as_ref().map(|l| l.index).unwrap_or(0);
+    async fn trigger_snapshot(
+        &self,
+        _req: Request<SnapshotRequest>,
+    ) -> Result<Response<SnapshotResponse>, Status> {
+        let before = self
+            .ctx
+            .raft
+            .metrics()
+            .borrow_watched()
+            .snapshot
+            .as_ref()
+            .map(|l| l.index)
+            .unwrap_or(0);
         let applied = *self.ctx.applied.borrow();
-        self.ctx.raft.trigger().snapshot().await.map_err(|e| status(Code::Unavailable, "RAFT_ERROR", e.to_string()))?;
+        self.ctx
+            .raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| status(Code::Unavailable, "RAFT_ERROR", e.to_string()))?;
         let start = Instant::now();
         loop {
-            let now = self.ctx.raft.metrics().borrow_watched().snapshot.as_ref().map(|l| l.index).unwrap_or(0);
+            let now = self
+                .ctx
+                .raft
+                .metrics()
+                .borrow_watched()
+                .snapshot
+                .as_ref()
+                .map(|l| l.index)
+                .unwrap_or(0);
             if now > before || (now >= applied && now > 0) {
-                return Ok(Response::new(SnapshotResponse { snapshot_index: now }));
+                return Ok(Response::new(SnapshotResponse {
+                    snapshot_index: now,
+                }));
             }
             if start.elapsed() > SNAPSHOT_TIMEOUT {
-                return Err(status(Code::DeadlineExceeded, "SNAPSHOT_TIMEOUT", "snapshot not finished in time; it may still complete"));
+                return Err(status(
+                    Code::DeadlineExceeded,
+                    "SNAPSHOT_TIMEOUT",
+                    "snapshot not finished in time; it may still complete",
+                ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    async fn compact(&self, _req: Request<CompactRequest>) -> Result<Response<CompactResponse>, Status> {
+    async fn compact(
+        &self,
+        _req: Request<CompactRequest>,
+    ) -> Result<Response<CompactResponse>, Status> {
         let m = self.ctx.raft.metrics().borrow_watched().clone();
         let Some(snapshot) = m.snapshot.as_ref().map(|l| l.index) else {
-            return Err(status(Code::FailedPrecondition, "NO_SNAPSHOT", "no snapshot yet: run `cluster snapshot` first"));
+            return Err(status(
+                Code::FailedPrecondition,
+                "NO_SNAPSHOT",
+                "no snapshot yet: run `cluster snapshot` first",
+            ));
         };
-        self.ctx.raft.trigger().purge_log(snapshot).await.map_err(|e| status(Code::Unavailable, "RAFT_ERROR", e.to_string()))?;
+        self.ctx
+            .raft
+            .trigger()
+            .purge_log(snapshot)
+            .await
+            .map_err(|e| status(Code::Unavailable, "RAFT_ERROR", e.to_string()))?;
         let start = Instant::now();
         loop {
-            let purged = self.ctx.raft.metrics().borrow_watched().purged.as_ref().map(|l| l.index).unwrap_or(0);
+            let purged = self
+                .ctx
+                .raft
+                .metrics()
+                .borrow_watched()
+                .purged
+                .as_ref()
+                .map(|l| l.index)
+                .unwrap_or(0);
             if purged >= snapshot || start.elapsed() > SNAPSHOT_TIMEOUT {
-                return Ok(Response::new(CompactResponse { purged_index: purged, snapshot_index: snapshot }));
+                return Ok(Response::new(CompactResponse {
+                    purged_index: purged,
+                    snapshot_index: snapshot,
+                }));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
-    async fn get_node_status(&self, _req: Request<NodeStatusRequest>) -> Result<Response<NodeStatus>, Status> {
+    async fn get_node_status(
+        &self,
+        _req: Request<NodeStatusRequest>,
+    ) -> Result<Response<NodeStatus>, Status> {
         Ok(Response::new(self.ctx.node_status()))
     }
 
-    async fn get_cluster_status(&self, _req: Request<ClusterStatusRequest>) -> Result<Response<ClusterStatus>, Status> {
+    async fn get_cluster_status(
+        &self,
+        _req: Request<ClusterStatusRequest>,
+    ) -> Result<Response<ClusterStatus>, Status> {
         let metrics = self.ctx.raft.metrics().borrow_watched().clone();
         let m = metrics.membership_config.clone();
         let voters: BTreeSet<u64> = m.voter_ids().collect();
@@ -318,11 +591,23 @@ impl AdminRpc for AdminService {
         };
         let mut probes = Vec::new();
         for (id, node) in m.nodes() {
-            let member = Member { node_id: *id, addr: node.addr.clone() };
-            if voters.contains(id) { out.voters.push(member.clone()) } else { out.learners.push(member.clone()) }
+            let member = Member {
+                node_id: *id,
+                addr: node.addr.clone(),
+            };
+            if voters.contains(id) {
+                out.voters.push(member.clone())
+            } else {
+                out.learners.push(member.clone())
+            }
             let ctx = self.ctx.clone();
             let is_voter = voters.contains(id);
-            let matched = metrics.replication.as_ref().and_then(|r| r.get(id).cloned().flatten()).map(|l| l.index).unwrap_or(0);
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(id).cloned().flatten())
+                .map(|l| l.index)
+                .unwrap_or(0);
             probes.push(tokio::spawn(async move {
                 let mut st = if member.node_id == ctx.config.node_id {
                     ctx.node_status()
@@ -357,7 +642,12 @@ async fn probe(ctx: &NodeCtx, member: &Member) -> NodeStatus {
     };
     let mut req = Request::new(NodeStatusRequest {});
     req.set_timeout(STATUS_TIMEOUT);
-    match tokio::time::timeout(STATUS_TIMEOUT, AdminClient::new(channel).get_node_status(req)).await {
+    match tokio::time::timeout(
+        STATUS_TIMEOUT,
+        AdminClient::new(channel).get_node_status(req),
+    )
+    .await
+    {
         Ok(Ok(resp)) => resp.into_inner(),
         Ok(Err(s)) => unreachable(s.message().to_string()),
         Err(_) => unreachable("timed out".into()),

@@ -6,14 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tally_ledger::Owner;
+use tally_proto::MAX_BATCH_COMMANDS;
 use tally_proto::v1::ledger_client::LedgerClient;
 use tally_proto::v1::ledger_server::Ledger as LedgerRpc;
 use tally_proto::v1::{
-    Balance, GetAccountRequest, GetAccountResponse, GetBalanceRequest, GetBalanceResponse, GetHoldRequest,
-    GetHoldResponse, GetStateHashRequest, GetStateHashResponse, ReadOptions, SubmitBatchRequest,
-    SubmitBatchResponse, SubmitRequest, SubmitResponse,
+    Balance, GetAccountRequest, GetAccountResponse, GetBalanceRequest, GetBalanceResponse,
+    GetHoldRequest, GetHoldResponse, GetStateHashRequest, GetStateHashResponse, ReadOptions,
+    SubmitBatchRequest, SubmitBatchResponse, SubmitRequest, SubmitResponse,
 };
-use tally_proto::MAX_BATCH_COMMANDS;
 use tonic::{Code, Request, Response, Status};
 
 use crate::convert;
@@ -43,12 +43,16 @@ impl LedgerService {
         if batch.commands.len() > MAX_BATCH_COMMANDS {
             return Err(invalid(
                 "BATCH_TOO_LARGE",
-                format!("{} commands; at most {MAX_BATCH_COMMANDS} per request", batch.commands.len()),
+                format!(
+                    "{} commands; at most {MAX_BATCH_COMMANDS} per request",
+                    batch.commands.len()
+                ),
             ));
         }
         let mut envelopes = Vec::with_capacity(batch.commands.len());
         for (i, cmd) in batch.commands.iter().enumerate() {
-            let env = convert::envelope(cmd).map_err(|e| invalid(e.reason(), format!("command {i}: {e}")))?;
+            let env = convert::envelope(cmd)
+                .map_err(|e| invalid(e.reason(), format!("command {i}: {e}")))?;
             envelopes.push(env);
         }
         match self.ctx.writer.submit(envelopes).await {
@@ -67,8 +71,14 @@ impl LedgerService {
                 }
                 other => Err(not_leader(other.as_deref())),
             },
-            Err(WriteError::Overloaded) => Err(status(Code::ResourceExhausted, "OVERLOADED", WriteError::Overloaded.to_string())),
-            Err(e @ WriteError::Unknown(_)) => Err(status(Code::Unavailable, "OUTCOME_UNKNOWN", e.to_string())),
+            Err(WriteError::Overloaded) => Err(status(
+                Code::ResourceExhausted,
+                "OVERLOADED",
+                WriteError::Overloaded.to_string(),
+            )),
+            Err(e @ WriteError::Unknown(_)) => {
+                Err(status(Code::Unavailable, "OUTCOME_UNKNOWN", e.to_string()))
+            }
         }
     }
 
@@ -78,17 +88,28 @@ impl LedgerService {
         if !self.ctx.raft.is_leader()
             && let Some(v) = self.ctx.leader_addr().and_then(|a| a.parse().ok())
         {
-            resp.metadata_mut().insert(tally_proto::LEADER_METADATA_KEY, v);
+            resp.metadata_mut()
+                .insert(tally_proto::LEADER_METADATA_KEY, v);
         }
         resp
     }
 
-    async fn forward(&self, leader: &str, batch: SubmitBatchRequest) -> Result<SubmitBatchResponse, Status> {
-        let channel = self.ctx.peer_channel(leader).map_err(|e| status(Code::Unavailable, "NOT_LEADER", e))?;
+    async fn forward(
+        &self,
+        leader: &str,
+        batch: SubmitBatchRequest,
+    ) -> Result<SubmitBatchResponse, Status> {
+        let channel = self
+            .ctx
+            .peer_channel(leader)
+            .map_err(|e| status(Code::Unavailable, "NOT_LEADER", e))?;
         let mut client = LedgerClient::new(channel);
         let mut req = Request::new(batch);
         req.set_timeout(FORWARD_TIMEOUT);
-        req.metadata_mut().insert(FORWARDED_METADATA_KEY, tonic::metadata::MetadataValue::from_static("1"));
+        req.metadata_mut().insert(
+            FORWARDED_METADATA_KEY,
+            tonic::metadata::MetadataValue::from_static("1"),
+        );
         match client.submit_batch(req).await {
             Ok(resp) => Ok(resp.into_inner()),
             // The leader may have applied it: the caller must treat this as unknown and retry with the same id.
@@ -97,10 +118,18 @@ impl LedgerService {
     }
 
     /// Waits until this node may serve a read at `opts`, then runs `read` on the state.
-    async fn read<T>(&self, opts: Option<ReadOptions>, read: impl FnOnce(&SmState) -> Result<T, Status>) -> Result<(T, u64), Status> {
+    async fn read<T>(
+        &self,
+        opts: Option<ReadOptions>,
+        read: impl FnOnce(&SmState) -> Result<T, Status>,
+    ) -> Result<(T, u64), Status> {
         let opts = opts.unwrap_or_default();
         self.ctx.read_barrier(&opts).await?;
-        let st = self.ctx.state.read().map_err(|_| Status::internal("state lock poisoned"))?;
+        let st = self
+            .ctx
+            .state
+            .read()
+            .map_err(|_| Status::internal("state lock poisoned"))?;
         let value = read(&st)?;
         Ok((value, st.applied_index()))
     }
@@ -112,60 +141,120 @@ fn not_found(what: String) -> Status {
 
 #[tonic::async_trait]
 impl LedgerRpc for LedgerService {
-    async fn submit(&self, req: Request<SubmitRequest>) -> Result<Response<SubmitResponse>, Status> {
+    async fn submit(
+        &self,
+        req: Request<SubmitRequest>,
+    ) -> Result<Response<SubmitResponse>, Status> {
         let (meta, ext, body) = req.into_parts();
-        let command = body.command.ok_or_else(|| invalid("MISSING_FIELD", "command: missing"))?;
-        let batch_req = Request::from_parts(meta, ext, SubmitBatchRequest { commands: vec![command] });
+        let command = body
+            .command
+            .ok_or_else(|| invalid("MISSING_FIELD", "command: missing"))?;
+        let batch_req = Request::from_parts(
+            meta,
+            ext,
+            SubmitBatchRequest {
+                commands: vec![command],
+            },
+        );
         let resp = self.write(batch_req).await?;
-        let result = resp.results.into_iter().next().ok_or_else(|| Status::internal("no result"))?;
-        Ok(self.with_leader_hint(SubmitResponse { result: Some(result), applied_index: resp.applied_index }))
+        let result = resp
+            .results
+            .into_iter()
+            .next()
+            .ok_or_else(|| Status::internal("no result"))?;
+        Ok(self.with_leader_hint(SubmitResponse {
+            result: Some(result),
+            applied_index: resp.applied_index,
+        }))
     }
 
-    async fn submit_batch(&self, req: Request<SubmitBatchRequest>) -> Result<Response<SubmitBatchResponse>, Status> {
+    async fn submit_batch(
+        &self,
+        req: Request<SubmitBatchRequest>,
+    ) -> Result<Response<SubmitBatchResponse>, Status> {
         let resp = self.write(req).await?;
         Ok(self.with_leader_hint(resp))
     }
 
-    async fn get_balance(&self, req: Request<GetBalanceRequest>) -> Result<Response<GetBalanceResponse>, Status> {
+    async fn get_balance(
+        &self,
+        req: Request<GetBalanceRequest>,
+    ) -> Result<Response<GetBalanceResponse>, Status> {
         let req = req.into_inner();
-        let owner = convert::owner_from_pb(req.owner.as_ref()).map_err(|e| invalid(e.reason(), e.to_string()))?;
+        let owner = convert::owner_from_pb(req.owner.as_ref())
+            .map_err(|e| invalid(e.reason(), e.to_string()))?;
         let asset = req.asset.clone();
         let (balance, index) = self
             .read(req.read, |st| {
                 if st.ledger.asset(&asset).is_none() {
                     return Err(not_found(format!("unknown asset '{asset}'")));
                 }
-                let b = st.ledger.balance(owner, &asset).ok_or_else(|| match owner {
-                    Owner::Account(a) => not_found(format!("unknown account {a}")),
-                    _ => not_found(format!("unknown asset '{asset}'")),
-                })?;
-                Ok(Balance { asset: asset.clone(), available: b.available.to_string(), locked: b.locked.to_string() })
+                let b = st
+                    .ledger
+                    .balance(owner, &asset)
+                    .ok_or_else(|| match owner {
+                        Owner::Account(a) => not_found(format!("unknown account {a}")),
+                        _ => not_found(format!("unknown asset '{asset}'")),
+                    })?;
+                Ok(Balance {
+                    asset: asset.clone(),
+                    available: b.available.to_string(),
+                    locked: b.locked.to_string(),
+                })
             })
             .await?;
-        Ok(Response::new(GetBalanceResponse { balance: Some(balance), applied_index: index, served_by: self.ctx.config.node_id }))
+        Ok(Response::new(GetBalanceResponse {
+            balance: Some(balance),
+            applied_index: index,
+            served_by: self.ctx.config.node_id,
+        }))
     }
 
-    async fn get_account(&self, req: Request<GetAccountRequest>) -> Result<Response<GetAccountResponse>, Status> {
+    async fn get_account(
+        &self,
+        req: Request<GetAccountRequest>,
+    ) -> Result<Response<GetAccountResponse>, Status> {
         let req = req.into_inner();
         let account = req.account;
         let (balances, index) = self
             .read(req.read, |st| {
-                let view = st.ledger.account(account).ok_or_else(|| not_found(format!("unknown account {account}")))?;
+                let view = st
+                    .ledger
+                    .account(account)
+                    .ok_or_else(|| not_found(format!("unknown account {account}")))?;
                 Ok(view
                     .balances
                     .into_iter()
-                    .map(|(asset, b)| Balance { asset, available: b.available.to_string(), locked: b.locked.to_string() })
+                    .map(|(asset, b)| Balance {
+                        asset,
+                        available: b.available.to_string(),
+                        locked: b.locked.to_string(),
+                    })
                     .collect())
             })
             .await?;
-        Ok(Response::new(GetAccountResponse { account, balances, applied_index: index, served_by: self.ctx.config.node_id }))
+        Ok(Response::new(GetAccountResponse {
+            account,
+            balances,
+            applied_index: index,
+            served_by: self.ctx.config.node_id,
+        }))
     }
 
-    async fn get_hold(&self, req: Request<GetHoldRequest>) -> Result<Response<GetHoldResponse>, Status> {
+    async fn get_hold(
+        &self,
+        req: Request<GetHoldRequest>,
+    ) -> Result<Response<GetHoldResponse>, Status> {
         let req = req.into_inner();
         let hold = req.hold;
         let (view, index) = self
-            .read(req.read, |st| st.ledger.hold(hold).ok_or_else(|| not_found(format!("unknown hold {hold} (never locked, released, or fully filled)"))))
+            .read(req.read, |st| {
+                st.ledger.hold(hold).ok_or_else(|| {
+                    not_found(format!(
+                        "unknown hold {hold} (never locked, released, or fully filled)"
+                    ))
+                })
+            })
             .await?;
         Ok(Response::new(GetHoldResponse {
             hold,
@@ -178,11 +267,18 @@ impl LedgerRpc for LedgerService {
         }))
     }
 
-    async fn get_state_hash(&self, req: Request<GetStateHashRequest>) -> Result<Response<GetStateHashResponse>, Status> {
+    async fn get_state_hash(
+        &self,
+        req: Request<GetStateHashRequest>,
+    ) -> Result<Response<GetStateHashResponse>, Status> {
         let req = req.into_inner();
         let ((hash, accounts, holds), index) = self
             .read(req.read, |st| {
-                Ok((hex::encode(st.ledger.state_hash()), st.ledger.account_count() as u64, st.ledger.open_hold_count() as u64))
+                Ok((
+                    hex::encode(st.ledger.state_hash()),
+                    st.ledger.account_count() as u64,
+                    st.ledger.open_hold_count() as u64,
+                ))
             })
             .await?;
         Ok(Response::new(GetStateHashResponse {
@@ -218,7 +314,11 @@ impl perps_pb::perps_server::Perps for LedgerService {
         let req = req.into_inner();
         let market = req.market;
         let (view, index) = self
-            .read(req.read, |st| st.ledger.market(&market).ok_or_else(|| unknown_market(&market)))
+            .read(req.read, |st| {
+                st.ledger
+                    .market(&market)
+                    .ok_or_else(|| unknown_market(&market))
+            })
             .await?;
         Ok(Response::new(perps_pb::GetMarketResponse {
             market: Some(convert::market_to_pb(&view)),
@@ -241,9 +341,9 @@ impl perps_pb::perps_server::Perps for LedgerService {
                 if st.ledger.account(account).is_none() {
                     return Err(not_found(format!("unknown account {account}")));
                 }
-                st.ledger
-                    .position(&market, account)
-                    .ok_or_else(|| not_found(format!("account {account} has no position in {market}")))
+                st.ledger.position(&market, account).ok_or_else(|| {
+                    not_found(format!("account {account} has no position in {market}"))
+                })
             })
             .await?;
         Ok(Response::new(perps_pb::GetPositionResponse {
@@ -261,7 +361,9 @@ impl perps_pb::perps_server::Perps for LedgerService {
         let account = req.account;
         let (margins, index) = self
             .read(req.read, |st| {
-                st.ledger.margin(account).ok_or_else(|| not_found(format!("unknown account {account}")))
+                st.ledger
+                    .margin(account)
+                    .ok_or_else(|| not_found(format!("unknown account {account}")))
             })
             .await?;
         Ok(Response::new(perps_pb::GetMarginResponse {
@@ -279,7 +381,11 @@ impl perps_pb::perps_server::Perps for LedgerService {
         let req = req.into_inner();
         let market = req.market;
         let (e, index) = self
-            .read(req.read, |st| st.ledger.market_exposure(&market).ok_or_else(|| unknown_market(&market)))
+            .read(req.read, |st| {
+                st.ledger
+                    .market_exposure(&market)
+                    .ok_or_else(|| unknown_market(&market))
+            })
             .await?;
         Ok(Response::new(perps_pb::GetExposureResponse {
             market: Some(convert::market_to_pb(&e.market)),

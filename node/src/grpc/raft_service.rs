@@ -27,12 +27,19 @@ pub struct RaftService {
 
 impl RaftService {
     fn check_cluster<T>(&self, req: &Request<T>) -> Result<(), Status> {
-        let theirs = req.metadata().get(CLUSTER_METADATA_KEY).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let theirs = req
+            .metadata()
+            .get(CLUSTER_METADATA_KEY)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
         if theirs != self.ctx.config.cluster_id {
             return Err(status(
                 Code::FailedPrecondition,
                 "WRONG_CLUSTER",
-                format!("this node belongs to cluster '{}', the sender to '{theirs}'", self.ctx.config.cluster_id),
+                format!(
+                    "this node belongs to cluster '{}', the sender to '{theirs}'",
+                    self.ctx.config.cluster_id
+                ),
             ));
         }
         Ok(())
@@ -54,7 +61,10 @@ fn raft_err(e: impl std::fmt::Display) -> Status {
 
 #[tonic::async_trait]
 impl RaftRpc for RaftService {
-    async fn append_entries(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn append_entries(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         self.check_cluster(&req)?;
         let rpc: AppendEntriesRequest<TypeConfig> = decode(&req.get_ref().data)?;
         let leader_commit = rpc.leader_commit.as_ref().map(|l| l.index).unwrap_or(0);
@@ -79,14 +89,25 @@ impl RaftRpc for RaftService {
         encode(&resp)
     }
 
-    async fn transfer_leader(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+    async fn transfer_leader(
+        &self,
+        req: Request<RaftPayload>,
+    ) -> Result<Response<RaftPayload>, Status> {
         self.check_cluster(&req)?;
         let rpc: TransferLeaderRequest<TypeConfig> = decode(&req.get_ref().data)?;
-        let resp = self.ctx.raft.handle_transfer_leader(rpc).await.map_err(raft_err)?;
+        let resp = self
+            .ctx
+            .raft
+            .handle_transfer_leader(rpc)
+            .await
+            .map_err(raft_err)?;
         encode(&resp)
     }
 
-    async fn install_snapshot(&self, req: Request<Streaming<SnapshotChunk>>) -> Result<Response<RaftPayload>, Status> {
+    async fn install_snapshot(
+        &self,
+        req: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<Response<RaftPayload>, Status> {
         self.check_cluster(&req)?;
         let mut stream = req.into_inner();
         let mut vote: Option<Vote> = None;
@@ -99,19 +120,33 @@ impl RaftRpc for RaftService {
                 meta = Some(decode(&chunk.meta)?);
             }
             if data.len() + chunk.data.len() > MAX_SNAPSHOT_BYTES {
-                return Err(invalid("SNAPSHOT_TOO_LARGE", format!("snapshot exceeds {MAX_SNAPSHOT_BYTES} bytes")));
+                return Err(invalid(
+                    "SNAPSHOT_TOO_LARGE",
+                    format!("snapshot exceeds {MAX_SNAPSHOT_BYTES} bytes"),
+                ));
             }
             data.extend_from_slice(&chunk.data);
         }
         let (Some(vote), Some(meta)) = (vote, meta) else {
             return Err(invalid("EMPTY_SNAPSHOT", "snapshot stream had no chunks"));
         };
-        let snapshot = Snapshot { meta, snapshot: std::io::Cursor::new(data) };
-        let resp = self.ctx.raft.install_full_snapshot(vote, snapshot).await.map_err(raft_err)?;
+        let snapshot = Snapshot {
+            meta,
+            snapshot: std::io::Cursor::new(data),
+        };
+        let resp = self
+            .ctx
+            .raft
+            .install_full_snapshot(vote, snapshot)
+            .await
+            .map_err(raft_err)?;
         encode(&resp)
     }
 
-    async fn read_index(&self, req: Request<ReadIndexRequest>) -> Result<Response<ReadIndexResponse>, Status> {
+    async fn read_index(
+        &self,
+        req: Request<ReadIndexRequest>,
+    ) -> Result<Response<ReadIndexResponse>, Status> {
         self.check_cluster(&req)?;
         match self.ctx.raft.get_read_log_id(ReadPolicy::ReadIndex).await {
             Ok((read_log_id, _applied)) => {

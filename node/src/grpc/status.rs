@@ -22,12 +22,20 @@ pub fn invalid(reason: &str, message: impl Into<String>) -> Status {
 pub fn not_leader(leader_addr: Option<&str>) -> Status {
     match leader_addr {
         Some(addr) => {
-            let mut s = status(Code::Unavailable, "NOT_LEADER", format!("not the leader; the leader is at {addr}"));
+            let mut s = status(
+                Code::Unavailable,
+                "NOT_LEADER",
+                format!("not the leader; the leader is at {addr}"),
+            );
             if let Ok(v) = addr.parse() {
                 s.metadata_mut().insert(LEADER_METADATA_KEY, v);
             }
             s
         }
-        None => status(Code::Unavailable, "NO_LEADER", "no leader is known (election in progress?); retry"),
+        None => status(
+            Code::Unavailable,
+            "NO_LEADER",
+            "no leader is known (election in progress?); retry",
+        ),
     }
 }

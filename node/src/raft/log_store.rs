@@ -57,7 +57,9 @@ impl LogStore {
         let cf = cf(&self.db, CF_RAFT_META)?;
         let mut batch = WriteBatch::default();
         batch.put_cf(cf, key, codec::encode(value)?);
-        self.db.write_opt(batch, &synced()).map_err(io::Error::other)
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(io::Error::other)
     }
 
     /// The last entry's log id, if the log holds any entry.
@@ -87,7 +89,10 @@ impl RaftLogReader<TypeConfig> for LogStore {
         let cf = cf(&self.db, CF_LOG)?;
         let mut entries = Vec::new();
         let from = index_key(start);
-        for item in self.db.iterator_cf(cf, IteratorMode::From(&from, Direction::Forward)) {
+        for item in self
+            .db
+            .iterator_cf(cf, IteratorMode::From(&from, Direction::Forward))
+        {
             let (key, value) = item.map_err(io::Error::other)?;
             let index = key_index(&key)?;
             if !range.contains(&index) || entries.len() >= MAX_READ_ENTRIES {
@@ -117,7 +122,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let last_purged_log_id: Option<LogId> = self.get_meta(KEY_LAST_PURGED)?;
         let last_log_id = self.last_entry_log_id()?.or(last_purged_log_id);
-        Ok(LogState { last_purged_log_id, last_log_id })
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
     }
 
     async fn get_log_reader(&mut self) -> Self::LogReader {
@@ -136,7 +144,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         Ok(self.get_meta::<Option<LogId>>(KEY_COMMITTED)?.flatten())
     }
 
-    async fn append<I>(&mut self, entries: I, callback: IOFlushed<TypeConfig>) -> Result<(), io::Error>
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: IOFlushed<TypeConfig>,
+    ) -> Result<(), io::Error>
     where
         I: IntoIterator<Item = Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
@@ -147,8 +159,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             batch.put_cf(cf, index_key(entry.log_id.index), codec::encode(&entry)?);
         }
         // One WriteBatch, one fsync; openraft hears of it only after the sync.
-        let result = tokio::task::block_in_place(|| self.db.write_opt(batch, &synced())).map_err(io::Error::other);
-        let reported = result.as_ref().map(|_| ()).map_err(|e| io::Error::other(e.to_string()));
+        let result = tokio::task::block_in_place(|| self.db.write_opt(batch, &synced()))
+            .map_err(io::Error::other);
+        let reported = result
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| io::Error::other(e.to_string()));
         callback.io_completed(reported);
         result
     }
@@ -159,7 +175,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(cf, index_key(from), index_key(u64::MAX));
         batch.delete_cf(cf, index_key(u64::MAX));
-        self.db.write_opt(batch, &synced()).map_err(io::Error::other)
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(io::Error::other)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), io::Error> {
@@ -168,7 +186,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         let mut batch = WriteBatch::default();
         batch.put_cf(meta, KEY_LAST_PURGED, codec::encode(&log_id)?);
         batch.delete_range_cf(log, index_key(0), index_key(log_id.index + 1));
-        self.db.write_opt(batch, &synced()).map_err(io::Error::other)
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(io::Error::other)
     }
 }
 
@@ -183,7 +203,13 @@ mod tests {
     fn entry(term: u64, index: u64) -> Entry {
         let leader = openraft::impls::leader_id_adv::LeaderId::<u64, u64>::new_committed(term, 1);
         let log_id = LogId::new(leader, index);
-        Entry::new_normal(log_id, EntryRequest { timestamp_ms: index, commands: vec![] })
+        Entry::new_normal(
+            log_id,
+            EntryRequest {
+                timestamp_ms: index,
+                commands: vec![],
+            },
+        )
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,8 +218,14 @@ mod tests {
         {
             let db = crate::storage::open_db(dir.path()).unwrap();
             let mut store = LogStore::new(db);
-            store.append((1..=10).map(|i| entry(1, i)), IOFlushed::noop()).await.unwrap();
-            store.truncate_after(Some(entry(1, 8).log_id)).await.unwrap();
+            store
+                .append((1..=10).map(|i| entry(1, i)), IOFlushed::noop())
+                .await
+                .unwrap();
+            store
+                .truncate_after(Some(entry(1, 8).log_id))
+                .await
+                .unwrap();
             store.purge(entry(1, 3).log_id).await.unwrap();
         }
         let db = crate::storage::open_db(dir.path()).unwrap();
@@ -201,7 +233,13 @@ mod tests {
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(3));
         assert_eq!(state.last_log_id.map(|l| l.index), Some(8));
-        let got: Vec<u64> = store.try_get_log_entries(0..100).await.unwrap().iter().map(|e| e.log_id.index).collect();
+        let got: Vec<u64> = store
+            .try_get_log_entries(0..100)
+            .await
+            .unwrap()
+            .iter()
+            .map(|e| e.log_id.index)
+            .collect();
         assert_eq!(got, (4..=8).collect::<Vec<_>>());
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use openraft::errors::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
 use openraft::network::{RPCOption, RaftNetworkFactory};
 use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
-    VoteRequest, VoteResponse,
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
 };
 use openraft::{OptionalSend, RaftNetworkV2};
 use tally_proto::v1::raft_client::RaftClient;
@@ -45,12 +45,20 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &Node) -> Self::Network {
-        PeerClient { target, addr: node.addr.clone(), cluster_id: self.cluster_id.clone(), client: None }
+        PeerClient {
+            target,
+            addr: node.addr.clone(),
+            cluster_id: self.cluster_id.clone(),
+            client: None,
+        }
     }
 }
 
 /// Opens a lazy gRPC channel to `addr` (host:port).
-pub fn lazy_channel(addr: &str, connect_timeout: Duration) -> Result<Channel, tonic::transport::Error> {
+pub fn lazy_channel(
+    addr: &str,
+    connect_timeout: Duration,
+) -> Result<Channel, tonic::transport::Error> {
     Ok(Endpoint::from_shared(format!("http://{addr}"))?
         .connect_timeout(connect_timeout)
         .tcp_nodelay(true)
@@ -64,7 +72,8 @@ impl PeerClient {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let channel = lazy_channel(&self.addr, Duration::from_millis(500)).map_err(|e| Unreachable::new(&e))?;
+        let channel = lazy_channel(&self.addr, Duration::from_millis(500))
+            .map_err(|e| Unreachable::new(&e))?;
         let c = RaftClient::new(channel)
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
@@ -83,7 +92,10 @@ impl PeerClient {
 
     fn status_error(&mut self, status: tonic::Status) -> RPCError<TypeConfig> {
         // A transport-level failure: drop the channel so the next call redials.
-        if matches!(status.code(), tonic::Code::Unavailable | tonic::Code::Unknown) {
+        if matches!(
+            status.code(),
+            tonic::Code::Unavailable | tonic::Code::Unknown
+        ) {
             self.client = None;
             return RPCError::Unreachable(Unreachable::new(&status));
         }
@@ -110,7 +122,8 @@ impl PeerClient {
             RpcKind::TransferLeader => client.transfer_leader(request).await,
         };
         let reply = result.map_err(|s| self.status_error(s))?;
-        codec::decode(&reply.into_inner().data).map_err(|e| RPCError::Network(NetworkError::new(&e)))
+        codec::decode(&reply.into_inner().data)
+            .map_err(|e| RPCError::Network(NetworkError::new(&e)))
     }
 }
 
@@ -163,8 +176,10 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        let vote_bytes = codec::encode(&vote).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
-        let meta_bytes = codec::encode(&snapshot.meta).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let vote_bytes =
+            codec::encode(&vote).map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
+        let meta_bytes = codec::encode(&snapshot.meta)
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))?;
         let data = snapshot.snapshot.into_inner();
         let total = data.len();
         let mut chunks = Vec::with_capacity(total / SNAPSHOT_CHUNK_BYTES + 1);
@@ -173,8 +188,16 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             let end = (offset + SNAPSHOT_CHUNK_BYTES).min(total);
             let first = offset == 0;
             chunks.push(SnapshotChunk {
-                vote: if first { vote_bytes.clone() } else { Vec::new() },
-                meta: if first { meta_bytes.clone() } else { Vec::new() },
+                vote: if first {
+                    vote_bytes.clone()
+                } else {
+                    Vec::new()
+                },
+                meta: if first {
+                    meta_bytes.clone()
+                } else {
+                    Vec::new()
+                },
                 data: data[offset..end].to_vec(),
             });
             offset = end;
@@ -196,6 +219,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             RPCError::Network(n) => StreamingError::Network(n),
             other => StreamingError::Network(NetworkError::new(&other)),
         })?;
-        codec::decode(&reply.into_inner().data).map_err(|e| StreamingError::Network(NetworkError::new(&e)))
+        codec::decode(&reply.into_inner().data)
+            .map_err(|e| StreamingError::Network(NetworkError::new(&e)))
     }
 }

@@ -82,26 +82,39 @@ impl StateMachineStore {
             let (k, v) = item.map_err(io::Error::other)?;
             records.push((k.to_vec(), v.to_vec()));
         }
-        let ledger = Ledger::from_records(ledger_config, records)
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("ledger records: {e}")))?;
+        let ledger = Ledger::from_records(ledger_config, records).map_err(|e| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("ledger records: {e}"))
+        })?;
         let meta_cf = cf(&db, CF_SM_META)?;
-        let last_applied: Option<LogId> = match db.get_cf(meta_cf, KEY_LAST_APPLIED).map_err(io::Error::other)? {
+        let last_applied: Option<LogId> = match db
+            .get_cf(meta_cf, KEY_LAST_APPLIED)
+            .map_err(io::Error::other)?
+        {
             Some(b) => codec::decode(&b)?,
             None => None,
         };
-        let membership: StoredMembership = match db.get_cf(meta_cf, KEY_MEMBERSHIP).map_err(io::Error::other)? {
+        let membership: StoredMembership = match db
+            .get_cf(meta_cf, KEY_MEMBERSHIP)
+            .map_err(io::Error::other)?
+        {
             Some(b) => codec::decode(&b)?,
             None => StoredMembership::default(),
         };
-        let retired_node_ids: BTreeSet<u64> = match db.get_cf(meta_cf, KEY_RETIRED).map_err(io::Error::other)? {
-            Some(b) => codec::decode(&b)?,
-            None => BTreeSet::new(),
-        };
+        let retired_node_ids: BTreeSet<u64> =
+            match db.get_cf(meta_cf, KEY_RETIRED).map_err(io::Error::other)? {
+                Some(b) => codec::decode(&b)?,
+                None => BTreeSet::new(),
+            };
         let applied = last_applied.as_ref().map(|id| id.index).unwrap_or(0);
         let (applied_tx, _) = watch::channel(applied);
         Ok(StateMachineStore {
             db,
-            state: Arc::new(RwLock::new(SmState { ledger, last_applied, membership, retired_node_ids })),
+            state: Arc::new(RwLock::new(SmState {
+                ledger,
+                last_applied,
+                membership,
+                retired_node_ids,
+            })),
             applied_tx: Arc::new(applied_tx),
             ledger_config,
         })
@@ -129,12 +142,18 @@ impl StateMachineStore {
         let meta_cf = cf(&self.db, CF_SM_META)?;
         let mut batch = WriteBatch::default();
         batch.put_cf(meta_cf, KEY_SNAPSHOT, codec::encode(snapshot)?);
-        self.db.write_opt(batch, &synced()).map_err(io::Error::other)
+        self.db
+            .write_opt(batch, &synced())
+            .map_err(io::Error::other)
     }
 
     fn load_snapshot(&self) -> Result<Option<StoredSnapshot>, io::Error> {
         let meta_cf = cf(&self.db, CF_SM_META)?;
-        match self.db.get_cf(meta_cf, KEY_SNAPSHOT).map_err(io::Error::other)? {
+        match self
+            .db
+            .get_cf(meta_cf, KEY_SNAPSHOT)
+            .map_err(io::Error::other)?
+        {
             Some(b) => Ok(Some(codec::decode(&b)?)),
             None => Ok(None),
         }
@@ -153,14 +172,23 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 retired_node_ids: st.retired_node_ids.clone(),
                 records: st.ledger.records(),
             };
-            let meta = SnapshotMeta { last_log_id: st.last_applied, last_membership: st.membership.clone() };
+            let meta = SnapshotMeta {
+                last_log_id: st.last_applied,
+                last_membership: st.membership.clone(),
+            };
             (body, meta)
         };
         let data = codec::encode(&body)?;
         tracing::info!(index = ?meta.last_log_id.as_ref().map(|l| l.index), bytes = data.len(), records = body.records.len(), "built snapshot");
-        let stored = StoredSnapshot { meta: meta.clone(), data };
+        let stored = StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        };
         self.save_snapshot(&stored)?;
-        Ok(Snapshot { meta, snapshot: std::io::Cursor::new(stored.data) })
+        Ok(Snapshot {
+            meta,
+            snapshot: std::io::Cursor::new(stored.data),
+        })
     }
 }
 
@@ -188,12 +216,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let response = match entry.payload {
                     EntryPayload::Blank => EntryResponse::default(),
                     EntryPayload::Normal(req) => {
-                        let results =
-                            req.commands.iter().map(|env| st.ledger.apply(env, req.timestamp_ms)).collect();
+                        let results = req
+                            .commands
+                            .iter()
+                            .map(|env| st.ledger.apply(env, req.timestamp_ms))
+                            .collect();
                         EntryResponse { results }
                     }
                     EntryPayload::Membership(m) => {
-                        let before: BTreeSet<u64> = st.membership.nodes().map(|(id, _)| *id).collect();
+                        let before: BTreeSet<u64> =
+                            st.membership.nodes().map(|(id, _)| *id).collect();
                         let after: BTreeSet<u64> = m.nodes().map(|(id, _)| *id).collect();
                         st.retired_node_ids.extend(before.difference(&after));
                         st.membership = StoredMembership::new(Some(entry.log_id), m);
@@ -216,7 +248,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             applied_index = st.applied_index();
         }
         // The applied batch and last_applied become durable together, before any reply.
-        tokio::task::block_in_place(|| self.db.write_opt(batch, &synced())).map_err(io::Error::other)?;
+        tokio::task::block_in_place(|| self.db.write_opt(batch, &synced()))
+            .map_err(io::Error::other)?;
         self.applied_tx.send_replace(applied_index);
         for (responder, response) in replies {
             responder.send(response);
@@ -228,11 +261,17 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         self.clone()
     }
 
-    async fn install_snapshot(&mut self, meta: &SnapshotMeta, snapshot: SnapshotData) -> Result<(), io::Error> {
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta,
+        snapshot: SnapshotData,
+    ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
         let body: SnapshotBody = codec::decode(&data)?;
         let ledger = Ledger::from_records(self.ledger_config, body.records.iter().cloned())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("snapshot records: {e}")))?;
+            .map_err(|e| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("snapshot records: {e}"))
+            })?;
         let sm_cf = cf(&self.db, CF_SM)?;
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(sm_cf, &[0u8; 0][..], &[0xFFu8; 64][..]);
@@ -249,16 +288,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             self.write_meta(&mut batch, &st)?;
             applied_index = st.applied_index();
         }
-        tokio::task::block_in_place(|| self.db.write_opt(batch, &synced())).map_err(io::Error::other)?;
-        self.save_snapshot(&StoredSnapshot { meta: meta.clone(), data })?;
+        tokio::task::block_in_place(|| self.db.write_opt(batch, &synced()))
+            .map_err(io::Error::other)?;
+        self.save_snapshot(&StoredSnapshot {
+            meta: meta.clone(),
+            data,
+        })?;
         self.applied_tx.send_replace(applied_index);
-        tracing::info!(index = applied_index, records = body.records.len(), "installed snapshot");
+        tracing::info!(
+            index = applied_index,
+            records = body.records.len(),
+            "installed snapshot"
+        );
         Ok(())
     }
 
     async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot>, io::Error> {
-        Ok(self
-            .load_snapshot()?
-            .map(|s| Snapshot { meta: s.meta, snapshot: std::io::Cursor::new(s.data) }))
+        Ok(self.load_snapshot()?.map(|s| Snapshot {
+            meta: s.meta,
+            snapshot: std::io::Cursor::new(s.data),
+        }))
     }
 }

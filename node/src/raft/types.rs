@@ -27,7 +27,12 @@ pub struct EntryRequest {
 
 impl fmt::Display for EntryRequest {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "EntryRequest(t={}, n={})", self.timestamp_ms, self.commands.len())
+        write!(
+            f,
+            "EntryRequest(t={}, n={})",
+            self.timestamp_ms,
+            self.commands.len()
+        )
     }
 }
 

@@ -22,14 +22,26 @@ pub struct Identity {
 }
 
 /// Checks (or, for an empty dir, writes) the identity of `dir`.
-pub fn check_or_create(dir: &Path, cluster_id: &str, node_id: u64) -> Result<Identity, StorageError> {
+pub fn check_or_create(
+    dir: &Path,
+    cluster_id: &str,
+    node_id: u64,
+) -> Result<Identity, StorageError> {
     let path = dir.join(IDENTITY_FILE);
-    let err = |message: String| StorageError::DataDir { path: dir.display().to_string(), message };
-    let wanted = Identity { cluster_id: cluster_id.to_string(), node_id, format_version: DATA_FORMAT_VERSION };
+    let err = |message: String| StorageError::DataDir {
+        path: dir.display().to_string(),
+        message,
+    };
+    let wanted = Identity {
+        cluster_id: cluster_id.to_string(),
+        node_id,
+        format_version: DATA_FORMAT_VERSION,
+    };
     if path.exists() {
-        let text = std::fs::read_to_string(&path).map_err(|e| err(format!("cannot read {IDENTITY_FILE}: {e}")))?;
-        let found: Identity =
-            serde_json::from_str(&text).map_err(|e| err(format!("{IDENTITY_FILE} is not valid: {e}")))?;
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| err(format!("cannot read {IDENTITY_FILE}: {e}")))?;
+        let found: Identity = serde_json::from_str(&text)
+            .map_err(|e| err(format!("{IDENTITY_FILE} is not valid: {e}")))?;
         if found.cluster_id != wanted.cluster_id {
             return Err(err(format!(
                 "belongs to cluster '{}', not '{}'; refusing to start (point --data-dir at this cluster's own dir)",
@@ -52,7 +64,9 @@ pub fn check_or_create(dir: &Path, cluster_id: &str, node_id: u64) -> Result<Ide
     }
     std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create: {e}")))?;
     if dir.join("db").exists() {
-        return Err(err(format!("has a database but no {IDENTITY_FILE}; refusing to adopt it")));
+        return Err(err(format!(
+            "has a database but no {IDENTITY_FILE}; refusing to adopt it"
+        )));
     }
     let text = serde_json::to_string_pretty(&wanted).map_err(|e| err(e.to_string()))?;
     let tmp = dir.join(format!("{IDENTITY_FILE}.tmp"));
@@ -70,9 +84,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         check_or_create(dir.path(), "c1", 1).unwrap();
         check_or_create(dir.path(), "c1", 1).unwrap();
-        let wrong_node = check_or_create(dir.path(), "c1", 2).unwrap_err().to_string();
+        let wrong_node = check_or_create(dir.path(), "c1", 2)
+            .unwrap_err()
+            .to_string();
         assert!(wrong_node.contains("belongs to node 1"), "{wrong_node}");
-        let wrong_cluster = check_or_create(dir.path(), "c2", 1).unwrap_err().to_string();
-        assert!(wrong_cluster.contains("belongs to cluster 'c1'"), "{wrong_cluster}");
+        let wrong_cluster = check_or_create(dir.path(), "c2", 1)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            wrong_cluster.contains("belongs to cluster 'c1'"),
+            "{wrong_cluster}"
+        );
     }
 }

@@ -73,11 +73,19 @@ pub fn data_size_bytes(db: &DB) -> u64 {
     ALL_CFS
         .iter()
         .filter_map(|name| db.cf_handle(name))
-        .filter_map(|h| db.property_int_value_cf(h, "rocksdb.total-sst-files-size").ok().flatten())
+        .filter_map(|h| {
+            db.property_int_value_cf(h, "rocksdb.total-sst-files-size")
+                .ok()
+                .flatten()
+        })
         .sum::<u64>()
         + ALL_CFS
             .iter()
             .filter_map(|name| db.cf_handle(name))
-            .filter_map(|h| db.property_int_value_cf(h, "rocksdb.size-all-mem-tables").ok().flatten())
+            .filter_map(|h| {
+                db.property_int_value_cf(h, "rocksdb.size-all-mem-tables")
+                    .ok()
+                    .flatten()
+            })
             .sum::<u64>()
 }
