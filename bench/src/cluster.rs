@@ -1,0 +1,357 @@
+//! The cluster under test: either a `tallyd dev` started here (in a temp
+//! dir, on a free loopback port range, stopped on drop) or given endpoints,
+//! which must be loopback addresses. Also finds the leader and the node
+//! processes to sample RSS from.
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use tally_proto::v1::NodeStatusRequest;
+use tally_proto::v1::admin_client::AdminClient;
+
+use crate::rss::Sampled;
+
+/// How long `tallyd dev` may take to print that the cluster is up.
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long the dev cluster may take to stop after SIGTERM before SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+/// The line `tallyd dev` prints once a leader is elected.
+const UP_LINE: &str = "Tally dev cluster is up";
+/// `tallyd dev` serves HTTP health on the gRPC port + this.
+const HTTP_PORT_OFFSET: u16 = 1000;
+/// Attempts at finding a free port range.
+const PORT_ATTEMPTS: u32 = 64;
+
+/// True if `endpoint` (`host:port`, optional `http://`) names a loopback address.
+pub fn is_loopback(endpoint: &str) -> bool {
+    let s = endpoint.trim();
+    let s = s.strip_prefix("http://").unwrap_or(s);
+    let Some((host, _port)) = s.rsplit_once(':') else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Refuses any endpoint that is not a loopback address.
+pub fn check_loopback(endpoints: &[String]) -> anyhow::Result<()> {
+    for endpoint in endpoints {
+        if !is_loopback(endpoint) {
+            bail!(
+                "endpoint {endpoint:?} is not a loopback address: tally-bench only targets \
+                 127.0.0.0/8, localhost or [::1]"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The `tallyd` binary: `explicit`, else next to this executable.
+pub fn find_tallyd(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = explicit {
+        if !path.is_file() {
+            bail!("--tallyd {}: no such file", path.display());
+        }
+        return Ok(path.to_path_buf());
+    }
+    let exe = std::env::current_exe().context("cannot locate the tally-bench executable")?;
+    let dir = exe.parent().context("tally-bench executable has no directory")?;
+    let candidate = dir.join("tallyd");
+    if candidate.is_file() {
+        return Ok(candidate);
+    }
+    bail!(
+        "tallyd not found next to {} (build it: cargo build --release -p tally-node), \
+         or pass --tallyd PATH",
+        exe.display()
+    )
+}
+
+fn port_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A base port whose `nodes` gRPC ports and their HTTP ports are free now.
+fn free_port_range(nodes: u16) -> anyhow::Result<u16> {
+    for _ in 0..PORT_ATTEMPTS {
+        let base: u16 = rand::random_range(20_000..40_000);
+        let ok = (0..nodes).all(|i| port_free(base + i) && port_free(base + HTTP_PORT_OFFSET + i));
+        if ok {
+            return Ok(base);
+        }
+    }
+    bail!("no free loopback port range found after {PORT_ATTEMPTS} attempts")
+}
+
+/// Parses `started node 2 (pid 1234) on 127.0.0.1:20001 ...`.
+fn parse_started(line: &str) -> Option<(u64, u32)> {
+    let rest = line.strip_prefix("started node ")?;
+    let (id, rest) = rest.split_once(' ')?;
+    let rest = rest.strip_prefix("(pid ")?;
+    let (pid, _) = rest.split_once(')')?;
+    Some((id.parse().ok()?, pid.parse().ok()?))
+}
+
+/// A `tallyd dev` cluster owned by this process.
+pub struct DevCluster {
+    child: Option<Child>,
+    /// Keeps the data dir alive (deleted on drop) unless the user chose one.
+    _temp: Option<tempfile::TempDir>,
+    pub data_dir: PathBuf,
+    pub endpoints: Vec<String>,
+    /// (node id, pid) of each node process.
+    pub nodes: Vec<(u64, u32)>,
+}
+
+impl DevCluster {
+    /// Starts `tallyd dev` with `nodes` nodes and waits until it is up.
+    /// `data_dir`: where the nodes keep their data (kept afterwards); by
+    /// default a temp dir under `/var/tmp` (a real disk, so fsync is real),
+    /// deleted when the cluster stops.
+    pub fn start(tallyd: &Path, nodes: u16, data_dir: Option<&Path>) -> anyhow::Result<DevCluster> {
+        if !(1..=9).contains(&nodes) {
+            bail!("--nodes must be between 1 and 9");
+        }
+        let (temp, data_dir) = match data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                (None, dir.to_path_buf())
+            }
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("tally-bench-")
+                    .tempdir_in(default_temp_root())
+                    .context("cannot create a temp dir")?;
+                let path = temp.path().to_path_buf();
+                (Some(temp), path)
+            }
+        };
+        let base = free_port_range(nodes)?;
+        let log_path = data_dir.join("tallyd-dev.log");
+        let log = std::fs::File::create(&log_path)
+            .with_context(|| format!("cannot create {}", log_path.display()))?;
+        let mut child = Command::new(tallyd)
+            .arg("dev")
+            .args(["--base-port", &base.to_string()])
+            .args(["--nodes", &nodes.to_string()])
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("cannot start {}", tallyd.display()))?;
+        let stdout = child.stdout.take().context("tallyd dev stdout")?;
+        let (tx, rx) = mpsc::channel::<String>();
+        // Drains tallyd dev's stdout for its whole life (it prints on stop too).
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    // Nobody listens any more: keep draining silently.
+                    continue;
+                }
+            }
+        });
+        let mut cluster = DevCluster {
+            child: Some(child),
+            _temp: temp,
+            data_dir: data_dir.clone(),
+            endpoints: (0..nodes).map(|i| format!("127.0.0.1:{}", base + i)).collect(),
+            nodes: Vec::new(),
+        };
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                bail!(
+                    "tallyd dev did not come up within {} s (logs: {})",
+                    START_TIMEOUT.as_secs(),
+                    data_dir.display()
+                );
+            }
+            match rx.recv_timeout(left.min(Duration::from_millis(200))) {
+                Ok(line) => {
+                    if let Some(node) = parse_started(&line) {
+                        cluster.nodes.push(node);
+                    }
+                    if line.contains(UP_LINE) {
+                        break;
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    bail!(
+                        "tallyd dev exited before the cluster was up (see {})",
+                        log_path.display()
+                    );
+                }
+            }
+            let exited = cluster.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            if let Some(status) = exited {
+                bail!(
+                    "tallyd dev exited ({status}) before the cluster was up (see {})",
+                    log_path.display()
+                );
+            }
+        }
+        Ok(cluster)
+    }
+
+    /// The node processes, labelled `node-<id>`.
+    pub fn sampled(&self) -> Vec<Sampled> {
+        self.nodes
+            .iter()
+            .map(|(id, pid)| Sampled {
+                label: format!("node-{id}"),
+                pid: *pid,
+            })
+            .collect()
+    }
+
+    /// Stops the cluster: SIGTERM to `tallyd dev` (which stops its nodes),
+    /// then SIGKILL to everything still running after `STOP_TIMEOUT`.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        signal(child.id(), "TERM");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !matches!(child.try_wait(), Ok(Some(_))) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Nodes orphaned by a dev process that did not stop them cleanly.
+        for (_, pid) in &self.nodes {
+            if Path::new(&format!("/proc/{pid}")).exists() && is_tallyd(*pid) {
+                signal(*pid, "KILL");
+            }
+        }
+    }
+}
+
+impl Drop for DevCluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Where temp data dirs go: `/var/tmp` when it exists (disk-backed on most
+/// systems, unlike a tmpfs `/tmp`), else the system temp dir.
+fn default_temp_root() -> PathBuf {
+    let var_tmp = PathBuf::from("/var/tmp");
+    if var_tmp.is_dir() {
+        var_tmp
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// True if `pid` is (still) a tallyd process, so a recycled pid is never signalled.
+fn is_tallyd(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "tallyd")
+}
+
+fn signal(pid: u32, name: &str) {
+    let _ = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// The file system type holding `path` (from `/proc/mounts`), e.g. `ext4` or `tmpfs`.
+pub fn fs_type(path: &Path) -> Option<String> {
+    let path = path.canonicalize().ok()?;
+    let mounts = std::fs::read_to_string("/proc/mounts").ok()?;
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            let _device = parts.next()?;
+            let mount_point = parts.next()?;
+            let fs = parts.next()?;
+            path.starts_with(mount_point)
+                .then(|| (mount_point.len(), fs.to_string()))
+        })
+        .max_by_key(|(len, _)| *len)
+        .map(|(_, fs)| fs)
+}
+
+/// Each endpoint's role as it reports it (`leader`, `follower`, ... or
+/// `unreachable`), asked once (the status call hashes the whole state).
+pub async fn roles(endpoints: &[String]) -> Vec<String> {
+    let mut roles = Vec::with_capacity(endpoints.len());
+    for endpoint in endpoints {
+        let role = async {
+            let mut admin = AdminClient::connect(format!("http://{endpoint}")).await.ok()?;
+            let status = admin.get_node_status(NodeStatusRequest {}).await.ok()?;
+            Some(status.into_inner().role)
+        };
+        let role = tokio::time::timeout(Duration::from_secs(5), role).await;
+        roles.push(role.ok().flatten().unwrap_or_else(|| "unreachable".into()));
+    }
+    roles
+}
+
+/// The index of the leader among `endpoints`, waiting up to `wait` for one.
+pub async fn find_leader(endpoints: &[String], wait: Duration) -> anyhow::Result<usize> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let roles = roles(endpoints).await;
+        if let Some(i) = roles.iter().position(|r| r == "leader") {
+            return Ok(i);
+        }
+        if Instant::now() >= deadline {
+            bail!("no leader among {endpoints:?} (roles {roles:?})");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_only() {
+        for ok in ["127.0.0.1:1", "http://127.0.0.2:50051", "localhost:9", "[::1]:5"] {
+            assert!(is_loopback(ok), "{ok}");
+        }
+        for bad in ["10.0.0.1:1", "192.168.1.1:2", "example.com:80", "8.8.8.8:53", "nope"] {
+            assert!(!is_loopback(bad), "{bad}");
+        }
+        assert!(check_loopback(&["127.0.0.1:1".into(), "10.1.1.1:1".into()]).is_err());
+    }
+
+    #[test]
+    fn parses_started_lines() {
+        let line = "started node 2 (pid 4321) on 127.0.0.1:20001 (health http://127.0.0.1:21001/readyz), data /x";
+        assert_eq!(parse_started(line), Some((2, 4321)));
+        assert_eq!(parse_started("leader elected: node 1 (term 1)"), None);
+    }
+
+    #[test]
+    fn fs_type_of_root() {
+        if cfg!(target_os = "linux") {
+            assert!(fs_type(Path::new("/")).is_some());
+        }
+    }
+}
