@@ -325,19 +325,7 @@ impl AdminRpc for AdminService {
             .into_inner()
             .member
             .ok_or_else(|| invalid("MISSING_FIELD", "member: missing"))?;
-        if member.node_id == 0 || member.addr.is_empty() {
-            return Err(invalid(
-                "INVALID_MEMBER",
-                "node id must be > 0 and addr non-empty",
-            ));
-        }
-        let _guard = self.membership_lock.try_lock().map_err(|_| {
-            status(
-                Code::FailedPrecondition,
-                "MEMBERSHIP_CHANGE_IN_PROGRESS",
-                "another membership change is in progress",
-            )
-        })?;
+        let _guard = self.lock_membership()?;
         self.add_learner_locked(&member).await?;
         Ok(Response::new(self.membership_response()))
     }
