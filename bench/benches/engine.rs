@@ -117,7 +117,12 @@ fn engine(c: &mut Criterion<ThreadCpuTime>) {
         // Keep the dirty set from spanning benchmarks.
         fixture.borrow_mut().take_dirty();
     }
-    let fixture = RefCell::new(EngineFixture::new(ACCOUNTS, ASSETS, Distribution::Uniform, 2));
+    let fixture = RefCell::new(EngineFixture::new(
+        ACCOUNTS,
+        ASSETS,
+        Distribution::Uniform,
+        2,
+    ));
     group.throughput(Throughput::Elements(trades as u64));
     group.bench_function("trade_entry_with_take_dirty/uniform", |b| {
         b.iter_batched(

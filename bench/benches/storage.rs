@@ -30,7 +30,13 @@ use tally_node::storage::open_db;
 const PURGE_EVERY: u64 = 256;
 
 fn log_id(index: u64) -> LogId {
-    LogId::new(LeaderId { term: 1, node_id: 1 }, index)
+    LogId::new(
+        LeaderId {
+            term: 1,
+            node_id: 1,
+        },
+        index,
+    )
 }
 
 fn request(commands: usize) -> EntryRequest {

@@ -207,7 +207,8 @@ impl Args {
     }
 
     pub fn accounts(&self) -> u64 {
-        self.accounts.unwrap_or(if self.smoke { 1_000 } else { 10_000 })
+        self.accounts
+            .unwrap_or(if self.smoke { 1_000 } else { 10_000 })
     }
 
     /// Checks every bound; the error says which knob and why.
@@ -227,7 +228,10 @@ impl Args {
         if !(1..=MAX_BATCH).contains(&self.batch) {
             bail!("--batch must be 1..={MAX_BATCH}");
         }
-        if !(1..=MAX_BATCH).contains(&self.setup_batch) || self.setup_clients == 0 || self.setup_clients > 256 {
+        if !(1..=MAX_BATCH).contains(&self.setup_batch)
+            || self.setup_clients == 0
+            || self.setup_clients > 256
+        {
             bail!("--setup-batch must be 1..={MAX_BATCH} and --setup-clients 1..=256");
         }
         let duration = self.duration_s();
@@ -237,7 +241,10 @@ impl Args {
         if self.warmup_s() > MAX_WARMUP_S || self.drain_s > MAX_DRAIN_S {
             bail!("--warmup-s must be at most {MAX_WARMUP_S} and --drain-s at most {MAX_DRAIN_S}");
         }
-        if self.count.is_some_and(|count| !(1..=MAX_COUNT).contains(&count)) {
+        if self
+            .count
+            .is_some_and(|count| !(1..=MAX_COUNT).contains(&count))
+        {
             bail!("--count must be 1..={MAX_COUNT}");
         }
         if !(100..=600_000).contains(&self.timeout_ms) {
@@ -282,7 +289,8 @@ impl Args {
                  travel in one request, since concurrent requests may be applied in any order"
             );
         }
-        if self.mode == Mode::Open && matches!(self.workload, Workload::Accounts | Workload::Engine) {
+        if self.mode == Mode::Open && matches!(self.workload, Workload::Accounts | Workload::Engine)
+        {
             bail!("--workload {} runs closed loop only", self.workload);
         }
         Ok(())

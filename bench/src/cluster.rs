@@ -64,7 +64,9 @@ pub fn find_tallyd(explicit: Option<&Path>) -> anyhow::Result<PathBuf> {
         return Ok(path.to_path_buf());
     }
     let exe = std::env::current_exe().context("cannot locate the tally-bench executable")?;
-    let dir = exe.parent().context("tally-bench executable has no directory")?;
+    let dir = exe
+        .parent()
+        .context("tally-bench executable has no directory")?;
     let candidate = dir.join("tallyd");
     if candidate.is_file() {
         return Ok(candidate);
@@ -167,7 +169,9 @@ impl DevCluster {
             child: Some(child),
             _temp: temp,
             data_dir: data_dir.clone(),
-            endpoints: (0..nodes).map(|i| format!("127.0.0.1:{}", base + i)).collect(),
+            endpoints: (0..nodes)
+                .map(|i| format!("127.0.0.1:{}", base + i))
+                .collect(),
             nodes: Vec::new(),
         };
         let deadline = Instant::now() + START_TIMEOUT;
@@ -197,7 +201,10 @@ impl DevCluster {
                     );
                 }
             }
-            let exited = cluster.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            let exited = cluster
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten());
             if let Some(status) = exited {
                 bail!(
                     "tallyd dev exited ({status}) before the cluster was up (see {})",
@@ -301,7 +308,9 @@ pub async fn roles(endpoints: &[String]) -> Vec<String> {
     let mut roles = Vec::with_capacity(endpoints.len());
     for endpoint in endpoints {
         let role = async {
-            let mut admin = AdminClient::connect(format!("http://{endpoint}")).await.ok()?;
+            let mut admin = AdminClient::connect(format!("http://{endpoint}"))
+                .await
+                .ok()?;
             let status = admin.get_node_status(NodeStatusRequest {}).await.ok()?;
             Some(status.into_inner().role)
         };
@@ -332,10 +341,21 @@ mod tests {
 
     #[test]
     fn loopback_only() {
-        for ok in ["127.0.0.1:1", "http://127.0.0.2:50051", "localhost:9", "[::1]:5"] {
+        for ok in [
+            "127.0.0.1:1",
+            "http://127.0.0.2:50051",
+            "localhost:9",
+            "[::1]:5",
+        ] {
             assert!(is_loopback(ok), "{ok}");
         }
-        for bad in ["10.0.0.1:1", "192.168.1.1:2", "example.com:80", "8.8.8.8:53", "nope"] {
+        for bad in [
+            "10.0.0.1:1",
+            "192.168.1.1:2",
+            "example.com:80",
+            "8.8.8.8:53",
+            "nope",
+        ] {
             assert!(!is_loopback(bad), "{bad}");
         }
         assert!(check_loopback(&["127.0.0.1:1".into(), "10.1.1.1:1".into()]).is_err());

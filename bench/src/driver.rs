@@ -118,7 +118,14 @@ impl Target {
                     };
                 }
                 let channel = self.readers[(i % self.readers.len() as u64) as usize].clone();
-                read(channel, account, asset, self.read_options, self.read_timeout).await
+                read(
+                    channel,
+                    account,
+                    asset,
+                    self.read_options,
+                    self.read_timeout,
+                )
+                .await
             }
         }
     }
@@ -254,7 +261,12 @@ pub struct Limits {
 }
 
 impl Limits {
-    pub fn new(warmup: Duration, duration: Duration, count: Option<u64>, drain: Duration) -> Limits {
+    pub fn new(
+        warmup: Duration,
+        duration: Duration,
+        count: Option<u64>,
+        drain: Duration,
+    ) -> Limits {
         let start = Instant::now();
         Limits {
             start,
@@ -467,12 +479,7 @@ pub async fn open_loop(
 
 /// Waits for the tasks until the drain deadline, then records whatever is
 /// still in flight as unfinished and abandons it.
-async fn finish(
-    mut tasks: JoinSet<()>,
-    limits: &Limits,
-    recorder: &Mutex<Recorder>,
-    live: &Live,
-) {
+async fn finish(mut tasks: JoinSet<()>, limits: &Limits, recorder: &Mutex<Recorder>, live: &Live) {
     let deadline = limits.end.max(Instant::now()) + limits.drain;
     let drained = tokio::time::timeout_at(deadline.into(), async {
         while tasks.join_next().await.is_some() {}
@@ -480,7 +487,9 @@ async fn finish(
     .await;
     if drained.is_err() {
         let n = live.inflight.abandon(recorder, limits.measure_start);
-        eprintln!("tally-bench: {n} requests unfinished at the drain deadline (recorded as errors)");
+        eprintln!(
+            "tally-bench: {n} requests unfinished at the drain deadline (recorded as errors)"
+        );
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
@@ -518,7 +527,9 @@ pub async fn monitor(
         let (delta, tick) = {
             let mut r = lock(&recorder);
             if now >= limits.measure_start {
-                let second = now.saturating_duration_since(limits.measure_start).as_secs();
+                let second = now
+                    .saturating_duration_since(limits.measure_start)
+                    .as_secs();
                 r.note_rss(second.saturating_sub(1), rss.clone());
             }
             r.close_seconds(Some(now));

@@ -211,10 +211,24 @@ impl Report {
             let _ = writeln!(out, "{note}");
         }
         if table && !self.rows.is_empty() {
-            let _ = writeln!(out, "\nper second (latency in ms, by completion second; RSS in MiB):");
+            let _ = writeln!(
+                out,
+                "\nper second (latency in ms, by completion second; RSS in MiB):"
+            );
             let mut header = format!(
                 "{:>5} {:>10} {:>9} {:>9} {:>8} {:>8} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6}",
-                "sec", "cmd/s", "fills/s", "reads/s", "p50", "p90", "p99", "p99.9", "max", "rej", "unk", "err"
+                "sec",
+                "cmd/s",
+                "fills/s",
+                "reads/s",
+                "p50",
+                "p90",
+                "p99",
+                "p99.9",
+                "max",
+                "rej",
+                "unk",
+                "err"
             );
             for p in &self.processes {
                 let _ = write!(header, " {:>8}", p.label);
@@ -239,7 +253,11 @@ impl Report {
                     c.request_errors
                 );
                 for i in 0..self.processes.len() {
-                    let _ = write!(line, " {:>8}", rss::mib(row.rss_kib.get(i).copied().flatten()));
+                    let _ = write!(
+                        line,
+                        " {:>8}",
+                        rss::mib(row.rss_kib.get(i).copied().flatten())
+                    );
                 }
                 let _ = writeln!(out, "{line}");
             }

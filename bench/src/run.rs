@@ -42,7 +42,10 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
     let endpoints: Vec<String> = if args.dev {
         let tallyd = cluster::find_tallyd(args.tallyd.as_deref())?;
         let (nodes, data_dir) = (args.nodes, args.data_dir.clone());
-        eprintln!("tally-bench: starting {} (dev, {nodes} nodes)", tallyd.display());
+        eprintln!(
+            "tally-bench: starting {} (dev, {nodes} nodes)",
+            tallyd.display()
+        );
         let started = tokio::task::spawn_blocking(move || {
             DevCluster::start(&tallyd, nodes, data_dir.as_deref())
         })
@@ -204,7 +207,10 @@ async fn run_cluster(
             .collect(),
     };
     if read_endpoints.is_empty() {
-        anyhow::bail!("no node to read from with --read-target {:?}", args.read_target);
+        anyhow::bail!(
+            "no node to read from with --read-target {:?}",
+            args.read_target
+        );
     }
     let target = Arc::new(Target::new(
         endpoints,
@@ -342,7 +348,10 @@ async fn run_cluster(
         .iter()
         .enumerate()
         .map(|(i, p)| {
-            let used = match (cpu_start.get(i).copied().flatten(), cpu_end.get(i).copied().flatten()) {
+            let used = match (
+                cpu_start.get(i).copied().flatten(),
+                cpu_end.get(i).copied().flatten(),
+            ) {
                 (Some(a), Some(b)) => Some((b - a).max(0.0)),
                 _ => None,
             };
@@ -523,7 +532,9 @@ fn run_engine(args: &Args) -> Outcome {
     let run = fixture::run_engine(&mut fixture, trades, args.fills_only, max_time);
     let apply_s = run.apply_time.as_secs_f64().max(1e-9);
     let cpu_s = run.apply_cpu.as_secs_f64().max(1e-9);
-    let total_s = (run.apply_time + run.take_dirty_time).as_secs_f64().max(1e-9);
+    let total_s = (run.apply_time + run.take_dirty_time)
+        .as_secs_f64()
+        .max(1e-9);
     let mix = if args.fills_only {
         "fills against standing holds"
     } else {

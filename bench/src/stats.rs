@@ -160,6 +160,25 @@ fn bump(map: &mut BTreeMap<String, u64>, key: &str, n: u64) {
     }
 }
 
+/// An error message with every run of digits replaced by `N`, so messages
+/// that differ only in counts, times or ports are counted together.
+pub fn normalize(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut in_digits = false;
+    for c in message.chars() {
+        if c.is_ascii_digit() {
+            if !in_digits {
+                out.push('N');
+            }
+            in_digits = true;
+        } else {
+            in_digits = false;
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl Recorder {
     /// A recorder whose second 0 starts at `start`.
     pub fn new(start: Instant) -> Recorder {
@@ -202,10 +221,14 @@ impl Recorder {
         counters.add(&outcome.counters);
         histogram.saturating_record(us);
         if let Some(reason) = &outcome.reject_reason {
-            bump(&mut self.reject_reasons, reason, outcome.counters.rejected.max(1));
+            bump(
+                &mut self.reject_reasons,
+                reason,
+                outcome.counters.rejected.max(1),
+            );
         }
         if let Some(error) = &outcome.error {
-            bump(&mut self.errors, error, 1);
+            bump(&mut self.errors, &normalize(error), 1);
         }
         self.last_done = Some(self.last_done.map_or(done, |d| d.max(done)));
     }
@@ -319,11 +342,19 @@ mod tests {
     }
 
     #[test]
+    fn errors_are_normalized() {
+        assert_eq!(
+            normalize("2 attempt(s) in 10001 ms, last: 127.0.0.1:29231: CANCELLED"),
+            "N attempt(s) in N ms, last: N.N.N.N:N: CANCELLED"
+        );
+    }
+
+    #[test]
     fn reasons_are_bounded() {
         let mut r = Recorder::new(Instant::now());
         for i in 0..100 {
             let o = RequestOutcome {
-                error: Some(format!("error {i}")),
+                error: Some(format!("error {}", "x".repeat(i))),
                 ..RequestOutcome::default()
             };
             r.record(Instant::now(), Duration::from_micros(1), &o);

@@ -407,7 +407,10 @@ impl Generator {
         let plan = Arc::clone(&self.plan);
         let buyer_rank = plan.picker.pick(&mut self.rng);
         let seller_rank = plan.picker.pick_other(&mut self.rng, buyer_rank);
-        let (buyer, seller) = (plan.account_base + buyer_rank, plan.account_base + seller_rank);
+        let (buyer, seller) = (
+            plan.account_base + buyer_rank,
+            plan.account_base + seller_rank,
+        );
         let base_asset = ASSETS[self.rng.random_range(1..plan.assets)].0;
         let amount = &plan.amounts[self.rng.random_range(0..plan.amounts.len())];
         let (buy_hold, sell_hold) = (self.ids.hold(), self.ids.hold());

@@ -62,11 +62,16 @@ fn spot_smoke_against_a_dev_cluster() {
         let _ = tx.send((out, err));
     });
     let Ok((out, err)) = rx.recv_timeout(TIMEOUT) else {
-        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
         std::thread::sleep(Duration::from_secs(20));
         let _ = child.kill();
         let _ = child.wait();
-        panic!("tally-bench smoke did not finish within {} s", TIMEOUT.as_secs());
+        panic!(
+            "tally-bench smoke did not finish within {} s",
+            TIMEOUT.as_secs()
+        );
     };
     let status = child.wait().expect("wait for tally-bench");
     assert!(
@@ -74,9 +79,16 @@ fn spot_smoke_against_a_dev_cluster() {
         "tally-bench --smoke failed ({status}):\nstdout:\n{out}\nstderr:\n{err}"
     );
     assert!(err.contains("SMOKE OK"), "stderr:\n{err}");
-    let report: serde_json::Value = serde_json::from_str(&out)
-        .unwrap_or_else(|e| panic!("report is not JSON ({e}):\n{out}"));
-    for key in ["throughput", "latency", "totals", "per_second", "processes", "cpu"] {
+    let report: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("report is not JSON ({e}):\n{out}"));
+    for key in [
+        "throughput",
+        "latency",
+        "totals",
+        "per_second",
+        "processes",
+        "cpu",
+    ] {
         assert!(report.get(key).is_some(), "report lacks {key}:\n{out}");
     }
     assert_eq!(report["settings"]["workload"], "spot");
