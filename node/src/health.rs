@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use openraft::async_runtime::WatchReceiver;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -19,7 +18,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Whether the node is ready to serve: it knows a leader and has applied all it knows committed.
 pub fn readiness(ctx: &NodeCtx) -> Result<(), String> {
-    let m = ctx.raft.metrics().borrow_watched().clone();
+    let m = ctx.metrics();
     if m.current_leader.is_none() {
         return Err("no leader known".into());
     }
@@ -32,7 +31,7 @@ pub fn readiness(ctx: &NodeCtx) -> Result<(), String> {
 }
 
 fn metrics_text(ctx: &NodeCtx) -> String {
-    let m = ctx.raft.metrics().borrow_watched().clone();
+    let m = ctx.metrics();
     let st = ctx.node_status();
     let is_leader = u8::from(m.current_leader == Some(ctx.config.node_id));
     let mut out = String::new();

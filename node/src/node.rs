@@ -127,9 +127,14 @@ pub struct NodeCtx {
 }
 
 impl NodeCtx {
+    /// A snapshot of this node's Raft metrics (role, term, log indexes, membership, replication).
+    pub fn metrics(&self) -> openraft::RaftMetrics<crate::raft::types::TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
     /// The current leader's address, if known.
     pub fn leader_addr(&self) -> Option<String> {
-        let m = self.raft.metrics().borrow_watched().clone();
+        let m = self.metrics();
         let leader = m.current_leader?;
         m.membership_config
             .membership()
@@ -271,7 +276,7 @@ impl NodeCtx {
 
     /// This node's own status.
     pub fn node_status(&self) -> NodeStatus {
-        let m = self.raft.metrics().borrow_watched().clone();
+        let m = self.metrics();
         let voter = m
             .membership_config
             .membership()

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use openraft::ChangeMembers;
-use openraft::async_runtime::WatchReceiver;
 use openraft::errors::{ClientWriteError, InitializeError, RaftError};
 use tally_proto::v1::admin_client::AdminClient;
 use tally_proto::v1::admin_server::Admin as AdminRpc;
@@ -49,13 +48,7 @@ impl AdminService {
     }
 
     fn membership_response(&self) -> MembershipResponse {
-        let m = self
-            .ctx
-            .raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .clone();
+        let m = self.ctx.metrics().membership_config.clone();
         let voters: BTreeSet<u64> = m.voter_ids().collect();
         let mut resp = MembershipResponse {
             log_index: m.log_id().as_ref().map(|l| l.index).unwrap_or(0),
@@ -101,13 +94,7 @@ impl AdminService {
                 "node id must be > 0 and addr non-empty",
             ));
         }
-        let m = self
-            .ctx
-            .raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .clone();
+        let m = self.ctx.metrics().membership_config.clone();
         if m.nodes().any(|(id, _)| *id == member.node_id) {
             return Err(status(
                 Code::AlreadyExists,
@@ -146,13 +133,7 @@ impl AdminService {
     }
 
     async fn promote_locked(&self, id: u64) -> Result<(), Status> {
-        let m = self
-            .ctx
-            .raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .clone();
+        let m = self.ctx.metrics().membership_config.clone();
         if !m.membership().learner_ids().any(|l| l == id) {
             return Err(status(
                 Code::FailedPrecondition,
@@ -163,7 +144,7 @@ impl AdminService {
         // Wait for the learner to catch up so the new voter does not stall commits.
         let start = Instant::now();
         loop {
-            let metrics = self.ctx.raft.metrics().borrow_watched().clone();
+            let metrics = self.ctx.metrics();
             let last = metrics.last_log_index.unwrap_or(0);
             let matched = metrics
                 .replication
@@ -188,13 +169,7 @@ impl AdminService {
     }
 
     async fn remove_locked(&self, id: u64, force: bool) -> Result<(), Status> {
-        let m = self
-            .ctx
-            .raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .clone();
+        let m = self.ctx.metrics().membership_config.clone();
         let voters: BTreeSet<u64> = m.voter_ids().collect();
         if voters.contains(&id) {
             if voters.len() == 1 {
@@ -361,13 +336,7 @@ impl AdminRpc for AdminService {
         let member = req
             .new_member
             .ok_or_else(|| invalid("MISSING_FIELD", "new_member: missing"))?;
-        let m = self
-            .ctx
-            .raft
-            .metrics()
-            .borrow_watched()
-            .membership_config
-            .clone();
+        let m = self.ctx.metrics().membership_config.clone();
         if !m.voter_ids().any(|v| v == req.old_node_id) {
             return Err(status(
                 Code::NotFound,
@@ -395,7 +364,7 @@ impl AdminRpc for AdminService {
     ) -> Result<Response<TransferLeaderResponse>, Status> {
         self.require_leader()?;
         let to = req.into_inner().node_id;
-        let metrics = self.ctx.raft.metrics().borrow_watched().clone();
+        let metrics = self.ctx.metrics();
         if !metrics.membership_config.voter_ids().any(|v| v == to) {
             return Err(status(
                 Code::FailedPrecondition,
@@ -449,7 +418,7 @@ impl AdminRpc for AdminService {
             .map_err(|e| status(Code::Unavailable, "RAFT_ERROR", e.to_string()))?;
         let start = Instant::now();
         loop {
-            let m = self.ctx.raft.metrics().borrow_watched().clone();
+            let m = self.ctx.metrics();
             if m.current_leader == Some(to) {
                 return Ok(Response::new(TransferLeaderResponse {
                     leader_id: to,
@@ -477,9 +446,7 @@ impl AdminRpc for AdminService {
     ) -> Result<Response<SnapshotResponse>, Status> {
         let before = self
             .ctx
-            .raft
             .metrics()
-            .borrow_watched()
             .snapshot
             .as_ref()
             .map(|l| l.index)
@@ -495,9 +462,7 @@ impl AdminRpc for AdminService {
         loop {
             let now = self
                 .ctx
-                .raft
                 .metrics()
-                .borrow_watched()
                 .snapshot
                 .as_ref()
                 .map(|l| l.index)
@@ -522,7 +487,7 @@ impl AdminRpc for AdminService {
         &self,
         _req: Request<CompactRequest>,
     ) -> Result<Response<CompactResponse>, Status> {
-        let m = self.ctx.raft.metrics().borrow_watched().clone();
+        let m = self.ctx.metrics();
         let Some(snapshot) = m.snapshot.as_ref().map(|l| l.index) else {
             return Err(status(
                 Code::FailedPrecondition,
@@ -540,9 +505,7 @@ impl AdminRpc for AdminService {
         loop {
             let purged = self
                 .ctx
-                .raft
                 .metrics()
-                .borrow_watched()
                 .purged
                 .as_ref()
                 .map(|l| l.index)
@@ -568,7 +531,7 @@ impl AdminRpc for AdminService {
         &self,
         _req: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
-        let metrics = self.ctx.raft.metrics().borrow_watched().clone();
+        let metrics = self.ctx.metrics();
         let m = metrics.membership_config.clone();
         let voters: BTreeSet<u64> = m.voter_ids().collect();
         let mut out = ClusterStatus {
