@@ -109,12 +109,14 @@ pub enum Command {
     Deposit {
         account: AccountId,
         asset: String,
+        #[serde(with = "crate::serde_decimal")]
         amount: Decimal,
     },
     /// Debits `available`; credits the asset's `External` account.
     Withdraw {
         account: AccountId,
         asset: String,
+        #[serde(with = "crate::serde_decimal")]
         amount: Decimal,
     },
     /// Moves `amount` from `available` to `locked` under a new hold.
@@ -122,6 +124,7 @@ pub enum Command {
         hold: HoldId,
         account: AccountId,
         asset: String,
+        #[serde(with = "crate::serde_decimal")]
         amount: Decimal,
     },
     /// Closes a hold and returns its remainder from `locked` to `available`.
@@ -135,9 +138,13 @@ pub enum Command {
     Fill {
         buy_hold: HoldId,
         sell_hold: HoldId,
+        #[serde(with = "crate::serde_decimal")]
         base_amount: Decimal,
+        #[serde(with = "crate::serde_decimal")]
         price: Decimal,
+        #[serde(with = "crate::serde_decimal")]
         buyer_fee: Decimal,
+        #[serde(with = "crate::serde_decimal")]
         seller_fee: Decimal,
     },
     /// Moves `available` from one client account to another.
@@ -145,6 +152,7 @@ pub enum Command {
         from: AccountId,
         to: AccountId,
         asset: String,
+        #[serde(with = "crate::serde_decimal")]
         amount: Decimal,
     },
     /// Creates a linear perpetual market on `base` (a symbol; need not be an
@@ -161,10 +169,13 @@ pub enum Command {
         market: String,
         base: String,
         settle_asset: String,
+        #[serde(with = "crate::serde_decimal")]
         tick_size: Decimal,
+        #[serde(with = "crate::serde_decimal")]
         step_size: Decimal,
         max_leverage: u32,
         brackets: Vec<MarginBracket>,
+        #[serde(with = "crate::serde_decimal")]
         liquidation_fee_rate: Decimal,
         funding_interval_ms: u64,
     },
@@ -175,13 +186,18 @@ pub enum Command {
     /// be a multiple of the tick), stamped with the entry's leader time, and
     /// then liquidates every account whose equity fell below its maintenance
     /// margin.
-    SetMarkPrice { market: String, price: Decimal },
+    SetMarkPrice {
+        market: String,
+        #[serde(with = "crate::serde_decimal")]
+        price: Decimal,
+    },
     /// One funding round at the current mark price: every position pays
     /// `size * mark * rate` (positive rate: longs pay shorts). At most one
     /// round per market and `funding_time_ms`, which must be a multiple of
     /// the market's funding interval and later than the previous round.
     ApplyFunding {
         market: String,
+        #[serde(with = "crate::serde_decimal")]
         rate: Decimal,
         funding_time_ms: u64,
     },
@@ -193,9 +209,13 @@ pub enum Command {
         market: String,
         buyer: AccountId,
         seller: AccountId,
+        #[serde(with = "crate::serde_decimal")]
         size: Decimal,
+        #[serde(with = "crate::serde_decimal")]
         price: Decimal,
+        #[serde(with = "crate::serde_decimal")]
         buyer_fee: Decimal,
+        #[serde(with = "crate::serde_decimal")]
         seller_fee: Decimal,
     },
 }
@@ -207,7 +227,9 @@ pub enum Command {
 /// keeps the margin continuous across tier boundaries.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MarginBracket {
+    #[serde(with = "crate::serde_decimal")]
     pub notional_floor: Decimal,
+    #[serde(with = "crate::serde_decimal")]
     pub maintenance_margin_rate: Decimal,
     pub max_leverage: u32,
 }

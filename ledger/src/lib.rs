@@ -28,6 +28,7 @@ mod perp;
 mod perp_views;
 pub mod records;
 mod risk;
+mod serde_decimal;
 mod state;
 mod views;
 mod wide;
