@@ -1,17 +1,16 @@
 //! Low-level, hand-written binary encoding shared by records, the state hash
 //! and command fingerprints: big-endian integers, length-prefixed strings,
-//! decimals as (mantissa, scale), and the encodings of `Outcome` (stored in
-//! the dedup table) and `Command` (hashed into a fingerprint). The formats
-//! are documented in the `records` module.
+//! canonical decimals as (mantissa, scale), rejections (remembered by the dedup
+//! table) and the canonical encoding of `Command` (hashed into a
+//! fingerprint). The formats are documented in the `records` module.
 //!
 //! Hand-written rather than serde so that the persisted format and the
 //! fingerprints never change with a library upgrade.
 
 use rust_decimal::Decimal;
 
-use crate::command::{
-    BalanceChange, Command, Event, Outcome, Owner, PositionCause, RejectCode, Rejection,
-};
+use crate::command::{Command, Owner, RejectCode, Rejection};
+use crate::dedup::Fingerprint;
 
 /// Something bytes can be written to: a buffer, or a hasher.
 pub(crate) trait Sink {
@@ -34,11 +33,6 @@ pub(crate) trait Sink {
         let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
         self.put_u32(len);
         self.put(&value.as_bytes()[..len as usize]);
-    }
-    fn put_decimal(&mut self, value: Decimal) {
-        self.put_i128(value.mantissa());
-        // Decimal scales are 0..=28.
-        self.put_u8(value.scale() as u8);
     }
     fn put_owner(&mut self, owner: Owner) {
         let (kind, id) = owner_parts(owner);
@@ -119,19 +113,13 @@ impl<'a> Reader<'a> {
     pub fn i128(&mut self) -> Result<i128, String> {
         Ok(i128::from_be_bytes(self.array()?))
     }
-    pub fn bytes32(&mut self) -> Result<[u8; 32], String> {
-        self.array()
+    pub fn u128(&mut self) -> Result<u128, String> {
+        Ok(u128::from_be_bytes(self.array()?))
     }
     pub fn string(&mut self) -> Result<String, String> {
         let len = self.u32()? as usize;
         let bytes = self.take(len)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| "string is not UTF-8".to_string())
-    }
-    pub fn decimal(&mut self) -> Result<Decimal, String> {
-        let mantissa = self.i128()?;
-        let scale = u32::from(self.u8()?);
-        Decimal::try_from_i128_with_scale(mantissa, scale)
-            .map_err(|e| format!("bad decimal {mantissa}e-{scale}: {e}"))
     }
     pub fn owner(&mut self) -> Result<Owner, String> {
         let kind = self.u8()?;
@@ -233,367 +221,65 @@ fn reject_code_from_tag(tag: u8) -> Result<RejectCode, String> {
         .ok_or_else(|| format!("unknown reject code {tag}"))
 }
 
-pub(crate) fn put_outcome(sink: &mut impl Sink, outcome: &Outcome) {
-    match outcome {
-        Outcome::Applied { events } => {
-            sink.put_u8(0);
-            sink.put_u32(u32::try_from(events.len()).unwrap_or(u32::MAX));
-            for event in events {
-                put_event(sink, event);
-            }
+/// A rejection: `u8` reject code tag, message string.
+pub(crate) fn put_rejection(sink: &mut impl Sink, rejection: &Rejection) {
+    sink.put_u8(reject_code_tag(rejection.code));
+    sink.put_str(&rejection.message);
+}
+
+pub(crate) fn read_rejection(reader: &mut Reader<'_>) -> Result<Rejection, String> {
+    let code = reject_code_from_tag(reader.u8()?)?;
+    let message = reader.string()?;
+    Ok(Rejection { code, message })
+}
+
+/// `value` without trailing fractional zeros: (mantissa, scale) with
+/// `scale == 0` or `mantissa % 10 != 0`; zero is (0, 0). `1.50` and `1.5`
+/// give the same pair. Same result as `Decimal::normalize`, without its
+/// 96-bit divisions for the common small mantissas.
+pub(crate) fn canonical_decimal(value: Decimal) -> (i128, u32) {
+    let (mantissa, mut scale) = (value.mantissa(), value.scale());
+    if mantissa == 0 {
+        return (0, 0);
+    }
+    let negative = mantissa < 0;
+    let mut magnitude = mantissa.unsigned_abs();
+    if let Ok(mut small) = u64::try_from(magnitude) {
+        while scale > 0 && small % 10 == 0 {
+            small /= 10;
+            scale -= 1;
         }
-        Outcome::Rejected(rejection) => {
-            sink.put_u8(1);
-            sink.put_u8(reject_code_tag(rejection.code));
-            sink.put_str(&rejection.message);
+        magnitude = u128::from(small);
+    } else {
+        while scale > 0 && magnitude % 10 == 0 {
+            magnitude /= 10;
+            scale -= 1;
         }
     }
+    // |mantissa| < 2^96: no overflow either way.
+    let magnitude = magnitude as i128;
+    (if negative { -magnitude } else { magnitude }, scale)
 }
 
-fn put_event(sink: &mut impl Sink, event: &Event) {
-    match event {
-        Event::AssetCreated { symbol, scale } => {
-            sink.put_u8(0);
-            sink.put_str(symbol);
-            sink.put_u32(*scale);
-        }
-        Event::AccountCreated { account } => {
-            sink.put_u8(1);
-            sink.put_u64(*account);
-        }
-        Event::Balance(change) => {
-            sink.put_u8(2);
-            sink.put_owner(change.owner);
-            sink.put_str(&change.asset);
-            sink.put_decimal(change.available_delta);
-            sink.put_decimal(change.locked_delta);
-            sink.put_decimal(change.available);
-            sink.put_decimal(change.locked);
-        }
-        Event::Hold {
-            hold,
-            account,
-            asset,
-            remaining,
-            closed,
-        } => {
-            sink.put_u8(3);
-            sink.put_u64(*hold);
-            sink.put_u64(*account);
-            sink.put_str(asset);
-            sink.put_decimal(*remaining);
-            sink.put_u8(u8::from(*closed));
-        }
-        Event::Fill {
-            buyer,
-            seller,
-            base_asset,
-            quote_asset,
-            base_amount,
-            quote_amount,
-            buyer_fee,
-            seller_fee,
-        } => {
-            sink.put_u8(4);
-            sink.put_u64(*buyer);
-            sink.put_u64(*seller);
-            sink.put_str(base_asset);
-            sink.put_str(quote_asset);
-            sink.put_decimal(*base_amount);
-            sink.put_decimal(*quote_amount);
-            sink.put_decimal(*buyer_fee);
-            sink.put_decimal(*seller_fee);
-        }
-        Event::MarketCreated {
-            market,
-            base,
-            settle_asset,
-        } => {
-            sink.put_u8(5);
-            sink.put_str(market);
-            sink.put_str(base);
-            sink.put_str(settle_asset);
-        }
-        Event::MarketPaused { market, paused } => {
-            sink.put_u8(6);
-            sink.put_str(market);
-            sink.put_u8(u8::from(*paused));
-        }
-        Event::MarkPrice {
-            market,
-            price,
-            time_ms,
-        } => {
-            sink.put_u8(7);
-            sink.put_str(market);
-            sink.put_decimal(*price);
-            sink.put_u64(*time_ms);
-        }
-        Event::PerpFill {
-            market,
-            buyer,
-            seller,
-            size,
-            price,
-            buyer_fee,
-            seller_fee,
-        } => {
-            sink.put_u8(8);
-            sink.put_str(market);
-            sink.put_u64(*buyer);
-            sink.put_u64(*seller);
-            sink.put_decimal(*size);
-            sink.put_decimal(*price);
-            sink.put_decimal(*buyer_fee);
-            sink.put_decimal(*seller_fee);
-        }
-        Event::Position {
-            market,
-            holder,
-            counterparty,
-            cause,
-            size_delta,
-            price,
-            size,
-            entry_price,
-            realized_pnl,
-        } => {
-            sink.put_u8(9);
-            sink.put_str(market);
-            sink.put_owner(*holder);
-            sink.put_owner(*counterparty);
-            sink.put_u8(position_cause_tag(*cause));
-            sink.put_decimal(*size_delta);
-            sink.put_decimal(*price);
-            sink.put_decimal(*size);
-            sink.put_decimal(*entry_price);
-            sink.put_decimal(*realized_pnl);
-        }
-        Event::Pool {
-            market,
-            asset,
-            delta,
-            balance,
-        } => {
-            sink.put_u8(10);
-            sink.put_str(market);
-            sink.put_str(asset);
-            sink.put_decimal(*delta);
-            sink.put_decimal(*balance);
-        }
-        Event::Funding {
-            market,
-            rate,
-            funding_time_ms,
-            mark_price,
-            paid,
-            received,
-            residue,
-            uncollected,
-        } => {
-            sink.put_u8(11);
-            sink.put_str(market);
-            sink.put_decimal(*rate);
-            sink.put_u64(*funding_time_ms);
-            sink.put_decimal(*mark_price);
-            sink.put_decimal(*paid);
-            sink.put_decimal(*received);
-            sink.put_decimal(*residue);
-            sink.put_decimal(*uncollected);
-        }
-        Event::FundingPayment {
-            market,
-            holder,
-            amount,
-        } => {
-            sink.put_u8(12);
-            sink.put_str(market);
-            sink.put_owner(*holder);
-            sink.put_decimal(*amount);
-        }
-        Event::Liquidation {
-            account,
-            asset,
-            equity,
-            maintenance_margin,
-            fee,
-        } => {
-            sink.put_u8(13);
-            sink.put_u64(*account);
-            sink.put_str(asset);
-            sink.put_decimal(*equity);
-            sink.put_decimal(*maintenance_margin);
-            sink.put_decimal(*fee);
-        }
-        Event::Shortfall {
-            account,
-            asset,
-            amount,
-        } => {
-            sink.put_u8(14);
-            sink.put_u64(*account);
-            sink.put_str(asset);
-            sink.put_decimal(*amount);
-        }
-    }
+/// The canonical form of a decimal in a fingerprint: `i128` mantissa then
+/// `u8` scale of [`canonical_decimal`].
+fn put_canonical(sink: &mut impl Sink, value: &Decimal) {
+    let (mantissa, scale) = canonical_decimal(*value);
+    sink.put_i128(mantissa);
+    // Decimal scales are 0..=28.
+    sink.put_u8(scale as u8);
 }
 
-fn position_cause_tag(cause: PositionCause) -> u8 {
-    match cause {
-        PositionCause::Fill => 0,
-        PositionCause::Liquidation => 1,
-        PositionCause::Deleverage => 2,
-        PositionCause::Takeover => 3,
-        PositionCause::Mark => 4,
-    }
-}
-
-fn position_cause_from_tag(tag: u8) -> Result<PositionCause, String> {
-    Ok(match tag {
-        0 => PositionCause::Fill,
-        1 => PositionCause::Liquidation,
-        2 => PositionCause::Deleverage,
-        3 => PositionCause::Takeover,
-        4 => PositionCause::Mark,
-        other => return Err(format!("unknown position cause {other}")),
-    })
-}
-
-pub(crate) fn read_outcome(reader: &mut Reader<'_>) -> Result<Outcome, String> {
-    match reader.u8()? {
-        0 => {
-            let count = reader.u32()? as usize;
-            // Every event takes at least 9 bytes; do not trust a huge count.
-            let mut events = Vec::with_capacity(count.min(64));
-            for _ in 0..count {
-                events.push(read_event(reader)?);
-            }
-            Ok(Outcome::Applied { events })
-        }
-        1 => {
-            let code = reject_code_from_tag(reader.u8()?)?;
-            let message = reader.string()?;
-            Ok(Outcome::Rejected(Rejection { code, message }))
-        }
-        other => Err(format!("unknown outcome tag {other}")),
-    }
-}
-
-fn read_event(reader: &mut Reader<'_>) -> Result<Event, String> {
-    Ok(match reader.u8()? {
-        0 => Event::AssetCreated {
-            symbol: reader.string()?,
-            scale: reader.u32()?,
-        },
-        1 => Event::AccountCreated {
-            account: reader.u64()?,
-        },
-        2 => Event::Balance(BalanceChange {
-            owner: reader.owner()?,
-            asset: reader.string()?,
-            available_delta: reader.decimal()?,
-            locked_delta: reader.decimal()?,
-            available: reader.decimal()?,
-            locked: reader.decimal()?,
-        }),
-        3 => Event::Hold {
-            hold: reader.u64()?,
-            account: reader.u64()?,
-            asset: reader.string()?,
-            remaining: reader.decimal()?,
-            closed: reader.bool()?,
-        },
-        4 => Event::Fill {
-            buyer: reader.u64()?,
-            seller: reader.u64()?,
-            base_asset: reader.string()?,
-            quote_asset: reader.string()?,
-            base_amount: reader.decimal()?,
-            quote_amount: reader.decimal()?,
-            buyer_fee: reader.decimal()?,
-            seller_fee: reader.decimal()?,
-        },
-        5 => Event::MarketCreated {
-            market: reader.string()?,
-            base: reader.string()?,
-            settle_asset: reader.string()?,
-        },
-        6 => Event::MarketPaused {
-            market: reader.string()?,
-            paused: reader.bool()?,
-        },
-        7 => Event::MarkPrice {
-            market: reader.string()?,
-            price: reader.decimal()?,
-            time_ms: reader.u64()?,
-        },
-        8 => Event::PerpFill {
-            market: reader.string()?,
-            buyer: reader.u64()?,
-            seller: reader.u64()?,
-            size: reader.decimal()?,
-            price: reader.decimal()?,
-            buyer_fee: reader.decimal()?,
-            seller_fee: reader.decimal()?,
-        },
-        9 => Event::Position {
-            market: reader.string()?,
-            holder: reader.owner()?,
-            counterparty: reader.owner()?,
-            cause: position_cause_from_tag(reader.u8()?)?,
-            size_delta: reader.decimal()?,
-            price: reader.decimal()?,
-            size: reader.decimal()?,
-            entry_price: reader.decimal()?,
-            realized_pnl: reader.decimal()?,
-        },
-        10 => Event::Pool {
-            market: reader.string()?,
-            asset: reader.string()?,
-            delta: reader.decimal()?,
-            balance: reader.decimal()?,
-        },
-        11 => Event::Funding {
-            market: reader.string()?,
-            rate: reader.decimal()?,
-            funding_time_ms: reader.u64()?,
-            mark_price: reader.decimal()?,
-            paid: reader.decimal()?,
-            received: reader.decimal()?,
-            residue: reader.decimal()?,
-            uncollected: reader.decimal()?,
-        },
-        12 => Event::FundingPayment {
-            market: reader.string()?,
-            holder: reader.owner()?,
-            amount: reader.decimal()?,
-        },
-        13 => Event::Liquidation {
-            account: reader.u64()?,
-            asset: reader.string()?,
-            equity: reader.decimal()?,
-            maintenance_margin: reader.decimal()?,
-            fee: reader.decimal()?,
-        },
-        14 => Event::Shortfall {
-            account: reader.u64()?,
-            asset: reader.string()?,
-            amount: reader.decimal()?,
-        },
-        other => return Err(format!("unknown event tag {other}")),
-    })
-}
-
-/// Length of a command fingerprint.
-pub(crate) type Fingerprint = [u8; 32];
-
-/// blake3 of the command's canonical encoding: `u8` variant tag (declaration
-/// order), then the fields in declaration order, decimals normalized (so a
-/// retry that writes `1.50` as `1.5` is the same command).
-pub(crate) fn fingerprint(command: &Command) -> Fingerprint {
-    let mut hasher = blake3::Hasher::new();
-    hasher.put(b"tally.command.v1");
-    let h = &mut hasher;
+/// xxh3-128 of the command's canonical encoding (written into `buf`, which
+/// is cleared first and reused by the caller): `u8` variant tag
+/// (declaration order), then the fields in declaration order, integers
+/// big-endian, strings length-prefixed, decimals canonical (trailing zeros
+/// stripped, so a retry that writes `1.50` as `1.5` is the same command).
+/// A fast non-cryptographic hash is enough: it only tells a retry from a
+/// different command under the same client-chosen id.
+pub(crate) fn fingerprint(buf: &mut Vec<u8>, command: &Command) -> Fingerprint {
+    buf.clear();
+    let h = buf;
     match command {
         Command::CreateAsset { symbol, scale } => {
             h.put_u8(0);
@@ -612,7 +298,7 @@ pub(crate) fn fingerprint(command: &Command) -> Fingerprint {
             h.put_u8(2);
             h.put_u64(*account);
             h.put_str(asset);
-            h.put_decimal(amount.normalize());
+            put_canonical(h, amount);
         }
         Command::Withdraw {
             account,
@@ -622,7 +308,7 @@ pub(crate) fn fingerprint(command: &Command) -> Fingerprint {
             h.put_u8(3);
             h.put_u64(*account);
             h.put_str(asset);
-            h.put_decimal(amount.normalize());
+            put_canonical(h, amount);
         }
         Command::Lock {
             hold,
@@ -634,7 +320,7 @@ pub(crate) fn fingerprint(command: &Command) -> Fingerprint {
             h.put_u64(*hold);
             h.put_u64(*account);
             h.put_str(asset);
-            h.put_decimal(amount.normalize());
+            put_canonical(h, amount);
         }
         Command::Release { hold } => {
             h.put_u8(5);
@@ -651,10 +337,10 @@ pub(crate) fn fingerprint(command: &Command) -> Fingerprint {
             h.put_u8(6);
             h.put_u64(*buy_hold);
             h.put_u64(*sell_hold);
-            h.put_decimal(base_amount.normalize());
-            h.put_decimal(price.normalize());
-            h.put_decimal(buyer_fee.normalize());
-            h.put_decimal(seller_fee.normalize());
+            put_canonical(h, base_amount);
+            put_canonical(h, price);
+            put_canonical(h, buyer_fee);
+            put_canonical(h, seller_fee);
         }
         Command::Transfer {
             from,
@@ -666,7 +352,7 @@ pub(crate) fn fingerprint(command: &Command) -> Fingerprint {
             h.put_u64(*from);
             h.put_u64(*to);
             h.put_str(asset);
-            h.put_decimal(amount.normalize());
+            put_canonical(h, amount);
         }
         Command::CreateMarket {
             market,
@@ -683,16 +369,16 @@ pub(crate) fn fingerprint(command: &Command) -> Fingerprint {
             h.put_str(market);
             h.put_str(base);
             h.put_str(settle_asset);
-            h.put_decimal(tick_size.normalize());
-            h.put_decimal(step_size.normalize());
+            put_canonical(h, tick_size);
+            put_canonical(h, step_size);
             h.put_u32(*max_leverage);
             h.put_u32(u32::try_from(brackets.len()).unwrap_or(u32::MAX));
             for b in brackets {
-                h.put_decimal(b.notional_floor.normalize());
-                h.put_decimal(b.maintenance_margin_rate.normalize());
+                put_canonical(h, &b.notional_floor);
+                put_canonical(h, &b.maintenance_margin_rate);
                 h.put_u32(b.max_leverage);
             }
-            h.put_decimal(liquidation_fee_rate.normalize());
+            put_canonical(h, liquidation_fee_rate);
             h.put_u64(*funding_interval_ms);
         }
         Command::SetMarketPaused { market, paused } => {
@@ -703,7 +389,7 @@ pub(crate) fn fingerprint(command: &Command) -> Fingerprint {
         Command::SetMarkPrice { market, price } => {
             h.put_u8(10);
             h.put_str(market);
-            h.put_decimal(price.normalize());
+            put_canonical(h, price);
         }
         Command::ApplyFunding {
             market,
@@ -712,7 +398,7 @@ pub(crate) fn fingerprint(command: &Command) -> Fingerprint {
         } => {
             h.put_u8(11);
             h.put_str(market);
-            h.put_decimal(rate.normalize());
+            put_canonical(h, rate);
             h.put_u64(*funding_time_ms);
         }
         Command::PerpFill {
@@ -728,13 +414,13 @@ pub(crate) fn fingerprint(command: &Command) -> Fingerprint {
             h.put_str(market);
             h.put_u64(*buyer);
             h.put_u64(*seller);
-            h.put_decimal(size.normalize());
-            h.put_decimal(price.normalize());
-            h.put_decimal(buyer_fee.normalize());
-            h.put_decimal(seller_fee.normalize());
+            put_canonical(h, size);
+            put_canonical(h, price);
+            put_canonical(h, buyer_fee);
+            put_canonical(h, seller_fee);
         }
     }
-    *hasher.finalize().as_bytes()
+    xxhash_rust::xxh3::xxh3_128(h)
 }
 
 #[cfg(test)]
@@ -752,146 +438,53 @@ mod tests {
     }
 
     #[test]
-    fn outcome_encoding_round_trips() {
-        let d = |s: &str| Decimal::from_str(s).expect("decimal");
-        let outcomes = [
-            Outcome::Applied {
-                events: vec![
-                    Event::AssetCreated {
-                        symbol: "BTC".into(),
-                        scale: 8,
-                    },
-                    Event::AccountCreated { account: u64::MAX },
-                    Event::Balance(BalanceChange {
-                        owner: Owner::External,
-                        asset: "BTC".into(),
-                        available_delta: d("-1.50000000"),
-                        locked_delta: d("0.00000000"),
-                        available: d("-1.50000000"),
-                        locked: d("0"),
-                    }),
-                    Event::Hold {
-                        hold: 7,
-                        account: 1,
-                        asset: "USDT".into(),
-                        remaining: d("35.000000"),
-                        closed: false,
-                    },
-                    Event::Fill {
-                        buyer: 1,
-                        seller: 2,
-                        base_asset: "BTC".into(),
-                        quote_asset: "USDT".into(),
-                        base_amount: d("0.20000000"),
-                        quote_amount: d("5980.000000"),
-                        buyer_fee: d("0.00020000"),
-                        seller_fee: d("5.980000"),
-                    },
-                ],
-            },
-            Outcome::Rejected(Rejection {
-                code: RejectCode::InvalidPrice,
-                message: "ü".into(),
-            }),
-        ];
-        for outcome in outcomes {
-            let mut bytes = Vec::new();
-            put_outcome(&mut bytes, &outcome);
-            let mut reader = Reader::new(&bytes);
-            let back = read_outcome(&mut reader).expect("decodes");
-            reader.finish().expect("no trailing bytes");
-            assert_eq!(back, outcome);
-            // Scales survive (1.50000000 stays 8 decimals).
-            assert_eq!(format!("{back:?}"), format!("{outcome:?}"));
-            // Truncation is an error, never a panic.
-            for cut in 0..bytes.len() {
-                assert!(read_outcome(&mut Reader::new(&bytes[..cut])).is_err());
-            }
+    fn rejection_encoding_round_trips() {
+        let rejection = Rejection {
+            code: RejectCode::InvalidPrice,
+            message: "price ü must be positive".into(),
+        };
+        let mut bytes = Vec::new();
+        put_rejection(&mut bytes, &rejection);
+        let mut reader = Reader::new(&bytes);
+        assert_eq!(read_rejection(&mut reader), Ok(rejection));
+        reader.finish().expect("no trailing bytes");
+        // Truncation is an error, never a panic.
+        for cut in 0..bytes.len() {
+            assert!(read_rejection(&mut Reader::new(&bytes[..cut])).is_err());
         }
     }
 
     #[test]
-    fn perp_events_round_trip() {
+    fn canonical_decimal_matches_normalize() {
         let d = |s: &str| Decimal::from_str(s).expect("decimal");
-        let outcome = Outcome::Applied {
-            events: vec![
-                Event::MarketCreated {
-                    market: "BTC-PERP".into(),
-                    base: "BTC".into(),
-                    settle_asset: "USDT".into(),
-                },
-                Event::MarketPaused {
-                    market: "BTC-PERP".into(),
-                    paused: true,
-                },
-                Event::MarkPrice {
-                    market: "BTC-PERP".into(),
-                    price: d("100.5"),
-                    time_ms: 7,
-                },
-                Event::PerpFill {
-                    market: "BTC-PERP".into(),
-                    buyer: 1,
-                    seller: 2,
-                    size: d("0.010"),
-                    price: d("100.0"),
-                    buyer_fee: d("0.000000"),
-                    seller_fee: d("0.010000"),
-                },
-                Event::Position {
-                    market: "BTC-PERP".into(),
-                    holder: Owner::Insurance,
-                    counterparty: Owner::Account(3),
-                    cause: PositionCause::Takeover,
-                    size_delta: d("-0.010"),
-                    price: d("90.91300"),
-                    size: d("0.000"),
-                    entry_price: d("0"),
-                    realized_pnl: d("-1.250000"),
-                },
-                Event::Pool {
-                    market: "BTC-PERP".into(),
-                    asset: "USDT".into(),
-                    delta: d("1.25"),
-                    balance: d("-3"),
-                },
-                Event::Funding {
-                    market: "BTC-PERP".into(),
-                    rate: d("-0.00012345"),
-                    funding_time_ms: 28_800_000,
-                    mark_price: d("100.3"),
-                    paid: d("1"),
-                    received: d("0.9"),
-                    residue: d("0.1"),
-                    uncollected: d("0"),
-                },
-                Event::FundingPayment {
-                    market: "BTC-PERP".into(),
-                    holder: Owner::Account(1),
-                    amount: d("-0.5"),
-                },
-                Event::Liquidation {
-                    account: 4,
-                    asset: "USDT".into(),
-                    equity: d("-100"),
-                    maintenance_margin: d("89"),
-                    fee: d("0"),
-                },
-                Event::Shortfall {
-                    account: 4,
-                    asset: "USDT".into(),
-                    amount: d("100"),
-                },
-            ],
-        };
-        let mut bytes = Vec::new();
-        put_outcome(&mut bytes, &outcome);
-        let mut reader = Reader::new(&bytes);
-        let back = read_outcome(&mut reader).expect("decodes");
-        reader.finish().expect("no trailing bytes");
-        assert_eq!(format!("{back:?}"), format!("{outcome:?}"));
-        for cut in 0..bytes.len() {
-            assert!(read_outcome(&mut Reader::new(&bytes[..cut])).is_err());
+        let mut values = vec![
+            d("0"),
+            d("-0.000"),
+            d("1.50"),
+            d("-1.5000000000"),
+            d("100"),
+            d("100.00"),
+            d("0.00000001"),
+            Decimal::MAX,
+            Decimal::MIN,
+            Decimal::from_i128_with_scale(10i128.pow(27), 28),
+            Decimal::from_i128_with_scale(-(10i128.pow(28)), 20),
+            Decimal::from_i128_with_scale(u64::MAX as i128 * 10, 5),
+        ];
+        for scale in 0..=28 {
+            values.push(Decimal::from_i128_with_scale(1_000_000, scale));
+            values.push(Decimal::from_i128_with_scale(
+                -7_000_000_000_000_000_000,
+                scale,
+            ));
+        }
+        for value in values {
+            let normalized = value.normalize();
+            assert_eq!(
+                canonical_decimal(value),
+                (normalized.mantissa(), normalized.scale()),
+                "{value}"
+            );
         }
     }
 
@@ -902,11 +495,15 @@ mod tests {
             asset: "BTC".into(),
             amount: Decimal::from_str(amount).expect("decimal"),
         };
-        assert_eq!(fingerprint(&deposit("1.5")), fingerprint(&deposit("1.50")));
-        assert_ne!(fingerprint(&deposit("1.5")), fingerprint(&deposit("1.6")));
+        let mut buf = Vec::new();
+        let mut fp = |command: &Command| fingerprint(&mut buf, command);
+        assert_eq!(fp(&deposit("1.5")), fp(&deposit("1.50")));
+        assert_eq!(fp(&deposit("0")), fp(&deposit("-0.00")));
+        assert_ne!(fp(&deposit("1.5")), fp(&deposit("1.6")));
+        assert_ne!(fp(&deposit("1.5")), fp(&deposit("15")));
         assert_ne!(
-            fingerprint(&Command::Release { hold: 1 }),
-            fingerprint(&Command::CreateAccount { account: 1 })
+            fp(&Command::Release { hold: 1 }),
+            fp(&Command::CreateAccount { account: 1 })
         );
     }
 }

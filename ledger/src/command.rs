@@ -519,8 +519,13 @@ pub enum Outcome {
     Rejected(Rejection),
 }
 
-/// `Ledger::apply`'s answer: the outcome, and whether it is the remembered
-/// outcome of an earlier command with the same id (a retry that changed nothing).
+/// `Ledger::apply`'s answer: the outcome, and whether it answers a retry of
+/// an earlier command with the same id (`duplicate`: nothing changed).
+///
+/// A retry gets the remembered verdict only: `Applied { events: vec![] }`
+/// for an applied command — its events were delivered once, with the first
+/// reply, and are not stored — or the identical `Rejection` (code and
+/// message) for a rejected one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyResult {
     pub outcome: Outcome,

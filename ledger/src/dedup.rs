@@ -1,5 +1,16 @@
-//! The idempotency table: the remembered outcome of every validated command
-//! id, kept for `dedup_window_ms` of leader time, plus the dedup clock.
+//! The idempotency table: the verdict (applied, or rejected with its code
+//! and message) of every validated command id, kept for `dedup_window_ms`
+//! of leader time, plus the dedup clock.
+//!
+//! Contract (like TigerBeetle's `exists` results): only the verdict is
+//! remembered, never the events. A retry of an applied command returns
+//! `Outcome::Applied { events: vec![] }` with `duplicate: true` (events are
+//! delivered once, with the first reply); a retry of a rejected command
+//! returns the identical `Rejection`, also with `duplicate: true`. A retry
+//! is recognized by the command id plus a 128-bit fingerprint of the
+//! command's canonical encoding (`codec::fingerprint`), so a retry that
+//! writes `1.50` as `1.5` is the same command and a different body under the
+//! same id is `CommandIdReused`.
 //!
 //! Time model: `max_seen_now_ms` is the largest `now_ms` of any remembered
 //! command (never decreases, so a leader whose clock is behind after a
@@ -11,71 +22,173 @@
 //! Because every entry with `stamp < horizon` is evicted at once, the order
 //! of entries with equal stamps never matters, so a table rebuilt from
 //! records (ordered by stamp, then id) behaves exactly like the original.
+//!
+//! Memory: entries live in one ring (`VecDeque`, oldest first) that is also
+//! the eviction order, and a hash index maps each id to its entry's sequence
+//! number, so an id is stored once. An id of up to [`INLINE_ID_BYTES`] bytes
+//! (the client's 35-byte `tc-<32 hex>` ids included) lives inline in the
+//! entry: an applied command costs one 72-byte entry plus an 8-byte index
+//! slot and its control byte, and no heap allocation of its own. Longer ids
+//! (up to 64 bytes) and rejection messages take one allocation each.
 
 use std::collections::VecDeque;
 
-use rustc_hash::FxHashMap;
+use hashbrown::HashTable;
 
-use crate::codec::{self, Fingerprint};
-use crate::command::{Outcome, RejectCode, Rejection};
+use crate::command::{Outcome, Rejection};
 
-/// One remembered command. The outcome is kept encoded (`codec`): one
-/// allocation instead of one per event, a fraction of the memory, and
-/// `take_dirty` copies it instead of re-encoding. Only a retry decodes it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct DedupEntry {
-    /// The dedup clock right after the command was applied.
-    pub stamp_ms: u64,
-    pub fingerprint: Fingerprint,
-    pub outcome: Box<[u8]>,
+/// A command fingerprint: xxh3-128 of the canonical command encoding.
+pub(crate) type Fingerprint = u128;
+
+/// Longest command id stored inline (without a heap allocation).
+pub(crate) const INLINE_ID_BYTES: usize = 38;
+
+/// A validated command id (1..=64 bytes of printable ASCII): inline when it
+/// fits in [`INLINE_ID_BYTES`], else one boxed slice. 40 bytes either way.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) enum StoredId {
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_ID_BYTES],
+    },
+    Heap(Box<[u8]>),
 }
 
-impl DedupEntry {
-    pub fn new(stamp_ms: u64, fingerprint: Fingerprint, outcome: &Outcome) -> Self {
-        let mut bytes = Vec::with_capacity(512);
-        codec::put_outcome(&mut bytes, outcome);
-        DedupEntry {
-            stamp_ms,
-            fingerprint,
-            outcome: bytes.into_boxed_slice(),
+impl StoredId {
+    pub fn new(id: &[u8]) -> StoredId {
+        if id.len() <= INLINE_ID_BYTES {
+            let mut bytes = [0u8; INLINE_ID_BYTES];
+            bytes[..id.len()].copy_from_slice(id);
+            StoredId::Inline {
+                // len <= INLINE_ID_BYTES < 256.
+                len: id.len() as u8,
+                bytes,
+            }
+        } else {
+            StoredId::Heap(id.into())
         }
     }
 
-    /// The remembered outcome. The bytes were written by `new` or checked by
-    /// `from_records`, so decoding cannot fail; if it ever did, the retry
-    /// gets a rejection saying so rather than a panic.
-    pub fn outcome(&self) -> Outcome {
-        let mut reader = codec::Reader::new(&self.outcome);
-        let decoded = codec::read_outcome(&mut reader).and_then(|o| reader.finish().map(|()| o));
-        debug_assert!(decoded.is_ok(), "stored outcome unreadable: {decoded:?}");
-        decoded.unwrap_or_else(|e| {
-            Outcome::Rejected(Rejection {
-                code: RejectCode::CommandIdReused,
-                message: format!("the remembered outcome of this command id is unreadable: {e}"),
-            })
-        })
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            StoredId::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            StoredId::Heap(bytes) => bytes,
+        }
     }
+}
+
+impl std::fmt::Debug for StoredId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+/// What a remembered command's retries are told.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    Applied,
+    /// Boxed: rejections are rare, and an applied entry stays one word.
+    Rejected(Box<Rejection>),
+}
+
+impl Verdict {
+    /// The verdict of `outcome`.
+    pub fn of(outcome: &Outcome) -> Verdict {
+        match outcome {
+            Outcome::Applied { .. } => Verdict::Applied,
+            Outcome::Rejected(rejection) => Verdict::Rejected(Box::new(rejection.clone())),
+        }
+    }
+
+    /// The outcome a retry gets: no events for an applied command (they
+    /// were delivered with the first reply), the identical rejection for a
+    /// rejected one.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            Verdict::Applied => Outcome::Applied { events: Vec::new() },
+            Verdict::Rejected(rejection) => Outcome::Rejected((**rejection).clone()),
+        }
+    }
+}
+
+/// One remembered command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DedupEntry {
+    pub id: StoredId,
+    /// The dedup clock right after the command was applied.
+    pub stamp_ms: u64,
+    /// The fingerprint as two halves (high, low): keeps the entry 8-aligned
+    /// (a `u128` would pad it to 80 bytes).
+    fingerprint: [u64; 2],
+    pub verdict: Verdict,
+}
+
+impl DedupEntry {
+    pub fn new(id: StoredId, stamp_ms: u64, fingerprint: Fingerprint, verdict: Verdict) -> Self {
+        DedupEntry {
+            id,
+            stamp_ms,
+            fingerprint: [(fingerprint >> 64) as u64, fingerprint as u64],
+            verdict,
+        }
+    }
+
+    pub fn fingerprint(&self) -> Fingerprint {
+        (u128::from(self.fingerprint[0]) << 64) | u128::from(self.fingerprint[1])
+    }
+}
+
+/// Hash of an id for the index (internal: never reaches output).
+fn id_hash(id: &[u8]) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id)
 }
 
 #[derive(Clone, Debug, Default)]
 pub(crate) struct DedupTable {
-    pub entries: FxHashMap<String, DedupEntry>,
-    /// (stamp, id) in insertion order: stamps non-decreasing.
-    pub order: VecDeque<(u64, String)>,
+    /// Every remembered command, oldest first: stamps non-decreasing.
+    entries: VecDeque<DedupEntry>,
+    /// Sequence number of `entries[0]`; entry `i` has `first_seq + i`.
+    first_seq: u64,
+    /// The sequence number of every entry, by `id_hash` of its id.
+    index: HashTable<u64>,
     pub max_seen_now_ms: u64,
     /// Ids evicted since the last `take_dirty` that had been handed out before.
-    evicted_since_take: Vec<String>,
-    /// The last `new_since_take` entries of `order` were inserted since the
-    /// last `take_dirty`.
+    evicted_since_take: Vec<StoredId>,
+    /// The last `new_since_take` entries were inserted since the last
+    /// `take_dirty`.
     new_since_take: usize,
 }
 
 impl DedupTable {
+    /// Number of remembered commands.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Every remembered command, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = &DedupEntry> {
+        self.entries.iter()
+    }
+
+    /// The entry for `id` (live or expired but not yet evicted).
+    fn get(&self, id: &[u8]) -> Option<&DedupEntry> {
+        let (entries, first_seq) = (&self.entries, self.first_seq);
+        let seq = self.index.find(id_hash(id), |&seq| {
+            entries
+                .get((seq - first_seq) as usize)
+                .is_some_and(|e| e.id.as_bytes() == id)
+        })?;
+        entries.get((*seq - first_seq) as usize)
+    }
+
     /// The entry for `id` if it is still inside the window ending at `horizon`.
-    pub fn live(&self, id: &str, horizon_ms: u64) -> Option<&DedupEntry> {
-        self.entries
-            .get(id)
-            .filter(|entry| entry.stamp_ms >= horizon_ms)
+    pub fn live(&self, id: &[u8], horizon_ms: u64) -> Option<&DedupEntry> {
+        self.get(id).filter(|entry| entry.stamp_ms >= horizon_ms)
+    }
+
+    /// True if `id` is remembered (live or not yet evicted).
+    pub fn contains(&self, id: &[u8]) -> bool {
+        self.get(id).is_some()
     }
 
     /// Moves the clock forward to `now_ms`; true if it moved.
@@ -90,93 +203,189 @@ impl DedupTable {
 
     /// Evicts every entry stamped before `horizon_ms`, oldest first.
     pub fn evict_before(&mut self, horizon_ms: u64) {
-        while let Some((stamp_ms, _)) = self.order.front() {
-            if *stamp_ms >= horizon_ms {
-                break;
-            }
-            let was_new = self.order.len() <= self.new_since_take;
-            let Some((_, id)) = self.order.pop_front() else {
+        while self
+            .entries
+            .front()
+            .is_some_and(|front| front.stamp_ms < horizon_ms)
+        {
+            let was_new = self.entries.len() <= self.new_since_take;
+            let Some(entry) = self.entries.pop_front() else {
                 break;
             };
-            self.entries.remove(&id);
+            let seq = self.first_seq;
+            self.first_seq += 1;
+            if let Ok(slot) = self
+                .index
+                .find_entry(id_hash(entry.id.as_bytes()), |&s| s == seq)
+            {
+                slot.remove();
+            } else {
+                debug_assert!(false, "dedup entry {:?} missing from the index", entry.id);
+            }
             if was_new {
                 // Never handed out by take_dirty: nothing to delete.
                 self.new_since_take -= 1;
             } else {
-                self.evicted_since_take.push(id);
+                self.evicted_since_take.push(entry.id);
             }
         }
     }
 
-    /// Remembers a new command. `id` must not be present (the caller evicted
-    /// any expired entry with that id first).
-    pub fn insert(&mut self, id: String, entry: DedupEntry) {
-        debug_assert!(!self.entries.contains_key(&id));
+    /// Remembers a new command. Its id must not be present (the caller
+    /// evicted any expired entry with that id first).
+    pub fn insert(&mut self, entry: DedupEntry) {
+        debug_assert!(!self.contains(entry.id.as_bytes()));
         debug_assert!(
-            self.order
+            self.entries
                 .back()
-                .is_none_or(|(stamp, _)| *stamp <= entry.stamp_ms)
+                .is_none_or(|last| last.stamp_ms <= entry.stamp_ms)
         );
-        self.order.push_back((entry.stamp_ms, id.clone()));
-        self.entries.insert(id, entry);
+        self.push(entry);
         self.new_since_take += 1;
     }
 
-    /// Rebuilds the table from restored entries (any order).
-    pub fn restore(max_seen_now_ms: u64, mut entries: Vec<(String, DedupEntry)>) -> DedupTable {
-        entries.sort_unstable_by(|(a_id, a), (b_id, b)| {
-            (a.stamp_ms, a_id.as_str()).cmp(&(b.stamp_ms, b_id.as_str()))
+    fn push(&mut self, entry: DedupEntry) {
+        let seq = self.first_seq + self.entries.len() as u64;
+        let hash = id_hash(entry.id.as_bytes());
+        self.entries.push_back(entry);
+        let (entries, first_seq) = (&self.entries, self.first_seq);
+        self.index.insert_unique(hash, seq, |&s| {
+            entries
+                .get((s - first_seq) as usize)
+                .map_or(0, |e| id_hash(e.id.as_bytes()))
+        });
+    }
+
+    /// Rebuilds the table from restored entries (any order, distinct ids).
+    pub fn restore(max_seen_now_ms: u64, mut entries: Vec<DedupEntry>) -> DedupTable {
+        entries.sort_unstable_by(|a, b| {
+            (a.stamp_ms, a.id.as_bytes()).cmp(&(b.stamp_ms, b.id.as_bytes()))
         });
         let mut table = DedupTable {
             max_seen_now_ms,
+            entries: VecDeque::with_capacity(entries.len()),
+            index: HashTable::with_capacity(entries.len()),
             ..DedupTable::default()
         };
-        for (id, entry) in entries {
-            table.order.push_back((entry.stamp_ms, id.clone()));
-            table.entries.insert(id, entry);
+        for entry in entries {
+            table.push(entry);
         }
         table
     }
 
-    /// Ids whose records changed since the last call: the evicted ids, and
-    /// the entries inserted since (the newest of `order`). An id may be in both.
-    pub fn take_dirty(&mut self) -> (Vec<String>, impl Iterator<Item = (&str, &DedupEntry)>) {
+    /// Records changed since the last call: the evicted ids, and the entries
+    /// inserted since (the newest). An id may be in both (evicted, then
+    /// remembered again); each is in each at most once.
+    pub fn take_dirty(&mut self) -> (Vec<StoredId>, impl Iterator<Item = &DedupEntry>) {
         let evicted = std::mem::take(&mut self.evicted_since_take);
         let new = std::mem::take(&mut self.new_since_take);
-        let skip = self.order.len().saturating_sub(new);
-        let entries = &self.entries;
-        let inserted = self
-            .order
-            .iter()
-            .skip(skip)
-            .filter_map(move |(_, id)| entries.get(id).map(|entry| (id.as_str(), entry)));
-        (evicted, inserted)
+        let skip = self.entries.len().saturating_sub(new);
+        (evicted, self.entries.iter().skip(skip))
     }
 
     /// Checks the table's own consistency.
     pub fn check(&self) -> Result<(), String> {
-        if self.entries.len() != self.order.len() {
+        if self.index.len() != self.entries.len() {
             return Err(format!(
-                "dedup table has {} entries but {} in eviction order",
-                self.entries.len(),
-                self.order.len()
+                "dedup index has {} ids but the table {} entries",
+                self.index.len(),
+                self.entries.len()
             ));
         }
         let mut previous = 0;
-        for (stamp_ms, id) in &self.order {
-            let Some(entry) = self.entries.get(id) else {
-                return Err(format!(
-                    "dedup id {id:?} in eviction order but not in the table"
-                ));
-            };
-            if entry.stamp_ms != *stamp_ms || *stamp_ms < previous {
+        for (i, entry) in self.entries.iter().enumerate() {
+            let id = &entry.id;
+            let seq = self.first_seq + i as u64;
+            let indexed = self
+                .index
+                .find(id_hash(id.as_bytes()), |&s| s == seq)
+                .is_some();
+            let found = self.get(id.as_bytes());
+            if !indexed || !found.is_some_and(|e| std::ptr::eq(e, entry)) {
+                return Err(format!("dedup id {id:?} not indexed at its entry"));
+            }
+            if entry.stamp_ms < previous {
                 return Err(format!("dedup id {id:?} out of stamp order"));
             }
-            if *stamp_ms > self.max_seen_now_ms {
+            if entry.stamp_ms > self.max_seen_now_ms {
                 return Err(format!("dedup id {id:?} stamped after the dedup clock"));
             }
-            previous = *stamp_ms;
+            previous = entry.stamp_ms;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::RejectCode;
+
+    #[test]
+    fn an_applied_entry_stays_small() {
+        assert_eq!(std::mem::size_of::<StoredId>(), 40);
+        assert_eq!(std::mem::size_of::<Verdict>(), 8);
+        assert_eq!(std::mem::size_of::<DedupEntry>(), 72);
+    }
+
+    #[test]
+    fn ids_round_trip_inline_and_boxed() {
+        for len in [1, 24, 35, INLINE_ID_BYTES, INLINE_ID_BYTES + 1, 64] {
+            let id: Vec<u8> = (0..len).map(|i| b'a' + (i % 26) as u8).collect();
+            let stored = StoredId::new(&id);
+            assert_eq!(stored.as_bytes(), &id[..]);
+            assert_eq!(
+                matches!(stored, StoredId::Inline { .. }),
+                len <= INLINE_ID_BYTES
+            );
+        }
+    }
+
+    #[test]
+    fn verdicts_answer_retries() {
+        assert_eq!(
+            Verdict::Applied.outcome(),
+            Outcome::Applied { events: vec![] }
+        );
+        let rejection = Rejection {
+            code: RejectCode::UnknownHold,
+            message: "hold 7 is not open".into(),
+        };
+        let verdict = Verdict::of(&Outcome::Rejected(rejection.clone()));
+        assert_eq!(verdict.outcome(), Outcome::Rejected(rejection));
+    }
+
+    #[test]
+    fn insert_lookup_evict_and_restore() {
+        let mut table = DedupTable::default();
+        let ids = [
+            "a",
+            "b",
+            "tc-0123456789abcdef0123456789abcdef",
+            &"x".repeat(64),
+        ];
+        for (i, id) in ids.iter().enumerate() {
+            table.advance_clock(i as u64 * 10);
+            let entry = DedupEntry::new(
+                StoredId::new(id.as_bytes()),
+                i as u64 * 10,
+                u128::MAX - i as u128,
+                Verdict::Applied,
+            );
+            table.insert(entry);
+            table.check().expect("consistent");
+        }
+        let entry = table.live(ids[2].as_bytes(), 0).expect("present");
+        assert_eq!(entry.fingerprint(), u128::MAX - 2);
+        assert!(table.live(ids[2].as_bytes(), 21).is_none());
+        assert!(table.live(b"c", 0).is_none());
+        let restored = DedupTable::restore(table.max_seen_now_ms, table.iter().cloned().collect());
+        restored.check().expect("restored consistent");
+        table.evict_before(20);
+        table.check().expect("consistent after eviction");
+        assert_eq!(table.len(), 2);
+        assert!(!table.contains(b"a") && !table.contains(b"b"));
+        assert!(table.contains(ids[3].as_bytes()));
+        assert_eq!(restored.len(), 4);
     }
 }

@@ -36,7 +36,7 @@ use crate::command::{
     AccountId, ApplyResult, BalanceChange, Command, Envelope, Event, HoldId, MAX_ASSET_SCALE,
     Outcome, Owner, RejectCode, Rejection, is_valid_asset_symbol,
 };
-use crate::dedup::{DedupEntry, DedupTable};
+use crate::dedup::{DedupEntry, DedupTable, StoredId, Verdict};
 use crate::market::{Market, MarketIdx};
 use crate::state::{
     Account, Asset, AssetIdx, Balance, DirtyKey, DirtySet, Hold, SYSTEM_OWNERS, system_slot,
@@ -78,6 +78,8 @@ pub struct Ledger {
     pub(crate) market_order: Vec<MarketIdx>,
     pub(crate) dedup: DedupTable,
     pub(crate) dirty: DirtySet,
+    /// Reused buffer for the canonical command encoding (fingerprints).
+    scratch: Vec<u8>,
 }
 
 pub(crate) fn reject(code: RejectCode, message: impl Into<String>) -> Rejection {
@@ -170,17 +172,23 @@ impl Ledger {
             market_order: Vec::new(),
             dedup: DedupTable::default(),
             dirty: DirtySet::default(),
+            scratch: Vec::new(),
         }
     }
 
     /// Applies one command at leader-stamped time `now_ms`. Never panics on any input.
     ///
-    /// Order: an invalid command id is rejected and not remembered; a live
-    /// remembered id with the same command returns the stored outcome
-    /// (`duplicate: true`), with a different command `CommandIdReused` (not
-    /// remembered); neither changes anything. Otherwise the dedup clock
-    /// advances, expired entries are evicted, the command is executed and
-    /// its outcome (applied or rejected) is remembered.
+    /// Order: an invalid command id is rejected and not remembered. A live
+    /// remembered id with the same command (same fingerprint: see
+    /// `codec::fingerprint`) is a retry and changes nothing: it returns
+    /// `duplicate: true` with the remembered verdict only, i.e.
+    /// `Applied { events: vec![] }` for an applied command (its events were
+    /// delivered with the first reply) or the identical `Rejection` for a
+    /// rejected one. A live id with a different command is
+    /// `CommandIdReused` (not remembered, changes nothing). Otherwise the
+    /// dedup clock advances, expired entries are evicted, the command is
+    /// executed and its verdict (applied, or rejected with code and
+    /// message) is remembered.
     pub fn apply(&mut self, envelope: &Envelope, now_ms: u64) -> ApplyResult {
         let id = &envelope.command_id;
         if !id.is_valid() {
@@ -193,13 +201,14 @@ impl Ledger {
                 duplicate: false,
             };
         }
-        let fingerprint = codec::fingerprint(&envelope.command);
+        let id_bytes = id.0.as_bytes();
+        let fingerprint = codec::fingerprint(&mut self.scratch, &envelope.command);
         let now_ms = now_ms.max(self.dedup.max_seen_now_ms);
         let horizon_ms = now_ms.saturating_sub(self.config.dedup_window_ms);
-        if let Some(entry) = self.dedup.live(&id.0, horizon_ms) {
-            if entry.fingerprint == fingerprint {
+        if let Some(entry) = self.dedup.live(id_bytes, horizon_ms) {
+            if entry.fingerprint() == fingerprint {
                 return ApplyResult {
-                    outcome: entry.outcome(),
+                    outcome: entry.verdict.outcome(),
                     duplicate: true,
                 };
             }
@@ -222,8 +231,13 @@ impl Ledger {
             Ok(events) => Outcome::Applied { events },
             Err(rejection) => Outcome::Rejected(rejection),
         };
-        let entry = DedupEntry::new(now_ms, fingerprint, &outcome);
-        self.dedup.insert(id.0.clone(), entry);
+        let entry = DedupEntry::new(
+            StoredId::new(id_bytes),
+            now_ms,
+            fingerprint,
+            Verdict::of(&outcome),
+        );
+        self.dedup.insert(entry);
         ApplyResult {
             outcome,
             duplicate: false,

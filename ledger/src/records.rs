@@ -7,12 +7,12 @@
 //!
 //! | kind    | key                                              | value |
 //! |---------|--------------------------------------------------|-------|
-//! | Meta    | `01`                                             | `u8` format version (1), `u64` dedup clock (`max_seen_now_ms`) |
+//! | Meta    | `01`                                             | `u8` format version (2), `u64` dedup clock (`max_seen_now_ms`) |
 //! | Asset   | `02` symbol bytes                                | `u8` scale |
 //! | Account | `03` `u64` account id                            | empty |
 //! | Balance | `04` owner, symbol bytes                         | `i128` available, `i128` locked (minor units) |
 //! | Hold    | `05` `u64` hold id                               | `u64` account, `i128` amount, `i128` remaining, symbol bytes |
-//! | Dedup   | `06` command id bytes                            | `u64` stamp ms, 32-byte command fingerprint, outcome |
+//! | Dedup   | `06` command id bytes                            | `u64` stamp ms, `u128` command fingerprint, verdict |
 //! | Market  | `07` market symbol bytes                         | see below |
 //! | Position| `08` market symbol bytes, `00`, `u64` account id | `i128` size, `i128` cost (see `market`) |
 //!
@@ -30,20 +30,21 @@
 //! Primitives: `u8`/`u32`/`u64` big-endian; `i128` two's complement,
 //! big-endian, 16 bytes; owner = `u8` kind (0 client account, 1 External,
 //! 2 Fees, 3 Insurance) then `u64` account id (0 for system owners);
-//! string = `u32` byte length then UTF-8; decimal = `i128` mantissa then
-//! `u8` scale (so `1.50` keeps its two decimals).
+//! string = `u32` byte length then UTF-8.
 //!
-//! Outcome: `u8` 0 = Applied, `u32` event count, the events; or `u8` 1 =
-//! Rejected, `u8` reject code (`RejectCode` declaration order, 0 =
-//! InvalidCommandId .. 17 = InvalidPrice), message string. Event = `u8` tag
-//! then its fields in declaration order: 0 AssetCreated(symbol string, scale
-//! `u32`), 1 AccountCreated(`u64`), 2 Balance(owner, asset string,
-//! available_delta, locked_delta, available, locked decimals), 3 Hold(hold
-//! `u64`, account `u64`, asset string, remaining decimal, closed `u8` 0/1),
-//! 4 Fill(buyer `u64`, seller `u64`, base and quote asset strings,
-//! base_amount, quote_amount, buyer_fee, seller_fee decimals); perpetual
-//! events 5..=14 (see `codec::put_event`) follow the same rule: fields in
-//! declaration order, options as `u8` 0/1 then the value.
+//! Verdict (what a retry is told; see the `dedup` module): `u8` 0 =
+//! Applied (nothing follows: events are never stored), or `u8` 1 =
+//! Rejected, then `u8` reject code (`RejectCode` declaration order, 0 =
+//! InvalidCommandId .. 28 = InvalidRate) and the message string. An applied
+//! command's record value is therefore 25 bytes. The fingerprint is the
+//! xxh3-128 of the command's canonical encoding (`codec::fingerprint`).
+//!
+//! Format history: version 1 stored the 32-byte blake3 fingerprint and the
+//! whole encoded outcome (every event) per command id. Version 2 (this one)
+//! stores the verdict only. There is no migration: `from_records` refuses a
+//! version-1 store (`UnsupportedVersion(1)`), so a data directory written
+//! by an older build must be recreated (or restored from a version-2
+//! snapshot).
 //!
 //! Every asset has its three system balance records; a client balance record
 //! exists once the account touched the asset (even if now zero). Closed
@@ -54,16 +55,16 @@ use std::collections::BTreeMap;
 
 use crate::codec::{self, Reader, Sink};
 use crate::command::{
-    AccountId, CommandId, HoldId, MAX_ASSET_SCALE, MAX_MARGIN_BRACKETS, Owner,
+    AccountId, HoldId, MAX_ASSET_SCALE, MAX_COMMAND_ID_BYTES, MAX_MARGIN_BRACKETS, Owner,
     is_valid_asset_symbol, is_valid_market_symbol,
 };
-use crate::dedup::{DedupEntry, DedupTable};
+use crate::dedup::{DedupEntry, DedupTable, StoredId, Verdict};
 use crate::engine::{Ledger, LedgerConfig};
 use crate::market::{Mark, Market, MarketIdx, MarketState, Position, with_cum};
 use crate::state::{Account, Asset, AssetIdx, Balance, DirtyKey, Hold, SYSTEM_OWNERS, system_slot};
 
 /// Version written in the meta record; `from_records` refuses others.
-const FORMAT_VERSION: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
 
 const TAG_META: u8 = 0x01;
 const TAG_ASSET: u8 = 0x02;
@@ -161,10 +162,11 @@ fn hold_key(hold: HoldId) -> Vec<u8> {
     key
 }
 
-fn dedup_key(id: &str) -> Vec<u8> {
+fn dedup_key(id: &StoredId) -> Vec<u8> {
+    let id = id.as_bytes();
     let mut key = Vec::with_capacity(1 + id.len());
     key.push(TAG_DEDUP);
-    key.put(id.as_bytes());
+    key.put(id);
     key
 }
 
@@ -262,11 +264,30 @@ fn hold_value(hold: &Hold, symbol: &str) -> Vec<u8> {
 }
 
 fn dedup_value(entry: &DedupEntry) -> Vec<u8> {
-    let mut value = Vec::with_capacity(40 + entry.outcome.len());
+    let mut value = Vec::with_capacity(25);
     value.put_u64(entry.stamp_ms);
-    value.put(&entry.fingerprint);
-    value.put(&entry.outcome);
+    value.put(&entry.fingerprint().to_be_bytes());
+    match &entry.verdict {
+        Verdict::Applied => value.put_u8(0),
+        Verdict::Rejected(rejection) => {
+            value.put_u8(1);
+            codec::put_rejection(&mut value, rejection);
+        }
+    }
     value
+}
+
+/// A dedup record's value back into an entry for `id`.
+fn read_dedup(id: StoredId, v: &mut Reader<'_>) -> Result<DedupEntry, String> {
+    let stamp_ms = v.u64()?;
+    let fingerprint = v.u128()?;
+    let verdict = match v.u8()? {
+        0 => Verdict::Applied,
+        1 => Verdict::Rejected(Box::new(codec::read_rejection(v)?)),
+        other => return Err(format!("unknown verdict tag {other}")),
+    };
+    v.finish()?;
+    Ok(DedupEntry::new(id, stamp_ms, fingerprint, verdict))
 }
 
 impl Ledger {
@@ -280,12 +301,14 @@ impl Ledger {
             out.push(self.encode_dirty(key));
         }
         let (evicted, inserted) = self.dedup.take_dirty();
-        for (id, entry) in inserted {
-            out.push((dedup_key(id), Some(dedup_value(entry))));
+        for entry in inserted {
+            out.push((dedup_key(&entry.id), Some(dedup_value(entry))));
         }
         for id in evicted {
-            let value = self.dedup.entries.get(&id).map(dedup_value);
-            out.push((dedup_key(&id), value));
+            // Evicted and remembered again since: the insert above wrote it.
+            if !self.dedup.contains(id.as_bytes()) {
+                out.push((dedup_key(&id), None));
+            }
         }
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         // Values were all read from the current state: equal keys carry
@@ -347,7 +370,7 @@ impl Ledger {
             1 + self.assets.len() * 4
                 + self.accounts.len() * 2
                 + self.holds.len()
-                + self.dedup.entries.len(),
+                + self.dedup.len(),
         );
         out.push((meta_key(), meta_value(self.dedup.max_seen_now_ms)));
         for asset in &self.assets {
@@ -368,8 +391,8 @@ impl Ledger {
         for (id, hold) in &self.holds {
             out.push((hold_key(*id), hold_value(hold, self.symbol(hold.asset))));
         }
-        for (id, entry) in &self.dedup.entries {
-            out.push((dedup_key(id), dedup_value(entry)));
+        for entry in self.dedup.iter() {
+            out.push((dedup_key(&entry.id), dedup_value(entry)));
         }
         for market in &self.markets {
             out.push((
@@ -413,7 +436,7 @@ struct Parsed {
     accounts: Vec<(AccountId, Vec<u8>)>,
     balances: Vec<(Owner, String, Balance, Vec<u8>)>,
     holds: Vec<(HoldId, AccountId, String, i128, i128, Vec<u8>)>,
-    dedup: Vec<(String, DedupEntry, Vec<u8>)>,
+    dedup: Vec<(DedupEntry, Vec<u8>)>,
     markets: BTreeMap<String, (ParsedMarket, Vec<u8>)>,
     positions: Vec<(String, AccountId, Position, Vec<u8>)>,
 }
@@ -571,26 +594,15 @@ impl Parsed {
                     .push((hold, account, symbol, amount, remaining, key));
             }
             RecordKind::Dedup => {
-                let id = String::from_utf8(k.rest().to_vec()).unwrap_or_default();
-                if !CommandId(id.clone()).is_valid() {
+                let id = k.rest();
+                let valid = !id.is_empty()
+                    && id.len() <= MAX_COMMAND_ID_BYTES
+                    && id.iter().all(|b| (0x20..=0x7E).contains(b));
+                if !valid {
                     return Err(bad("bad command id".into()));
                 }
-                let stamp_ms = v.u64().map_err(bad)?;
-                let fingerprint = v.bytes32().map_err(bad)?;
-                // Kept encoded; decode once here so that a retry never fails to.
-                let outcome = v.rest();
-                let mut check = Reader::new(outcome);
-                codec::read_outcome(&mut check).map_err(bad)?;
-                check.finish().map_err(bad)?;
-                self.dedup.push((
-                    id,
-                    DedupEntry {
-                        stamp_ms,
-                        fingerprint,
-                        outcome: outcome.into(),
-                    },
-                    key,
-                ));
+                let entry = read_dedup(StoredId::new(id), &mut v).map_err(bad)?;
+                self.dedup.push((entry, key));
             }
             RecordKind::Market => {
                 let symbol = match std::str::from_utf8(k.rest()) {
@@ -688,11 +700,12 @@ impl Parsed {
         }
         let mut entries = Vec::with_capacity(self.dedup.len());
         let mut ids = rustc_hash::FxHashSet::default();
-        for (id, entry, key) in self.dedup {
-            if !ids.insert(id.clone()) {
+        for (entry, key) in self.dedup {
+            // The key is the tag byte then the id.
+            if !ids.insert(key[1..].to_vec()) {
                 return Err(duplicate(RecordKind::Dedup, &key));
             }
-            entries.push((id, entry));
+            entries.push(entry);
         }
         ledger.dedup = DedupTable::restore(self.max_seen_now_ms.unwrap_or(0), entries);
         // Markets in symbol order (indices are internal; any order works).

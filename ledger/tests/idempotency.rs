@@ -1,7 +1,9 @@
-//! Idempotency: a retried command id returns its first outcome without
-//! changing anything; a reused id with another body is refused; entries
-//! expire after `dedup_window_ms` of leader time (measured on the dedup
-//! clock, which never goes back) and are evicted by the next new command.
+//! Idempotency: a retried command id returns its remembered verdict without
+//! changing anything — `Applied` with no events (events are delivered once,
+//! with the first reply) or the identical rejection; a reused id with
+//! another body is refused; entries expire after `dedup_window_ms` of
+//! leader time (measured on the dedup clock, which never goes back) and are
+//! evicted by the next new command.
 
 mod common;
 
@@ -65,29 +67,53 @@ fn default_window_is_24_hours() {
     assert_eq!(LedgerConfig::default().dedup_window_ms, 86_400_000);
 }
 
+/// What a retry of an applied command returns.
+fn applied_retry() -> ApplyResult {
+    ApplyResult {
+        outcome: Outcome::Applied { events: vec![] },
+        duplicate: true,
+    }
+}
+
 #[test]
-fn retry_returns_the_first_outcome_and_changes_nothing() {
+fn retry_returns_the_verdict_and_changes_nothing() {
     let mut ledger = ledger();
     let first = ledger.apply(&envelope("a", deposit("1")), 10_000);
     assert!(!first.duplicate);
+    // The first reply carries the events (credit and External debit).
+    let Outcome::Applied { events } = &first.outcome else {
+        panic!("deposit rejected: {first:?}")
+    };
+    assert_eq!(events.len(), 2);
     let hash = ledger.state_hash();
     for now in [10_000, 10_500, 11_000, 3] {
+        // Retries get the verdict only: applied, no events.
         let retry = ledger.apply(&envelope("a", deposit("1")), now);
-        assert!(retry.duplicate, "at {now}");
-        assert_eq!(retry.outcome, first.outcome);
+        assert_eq!(retry, applied_retry(), "at {now}");
         assert_eq!(ledger.state_hash(), hash);
     }
     assert_eq!(btc(&ledger), d("1"));
-    // Rejections are remembered too.
+    // Rejections are remembered too, with their code and message.
     let refused = ledger.apply(&envelope("b", deposit("-1")), 10_001);
+    assert!(!refused.duplicate);
+    let Outcome::Rejected(rejection) = &refused.outcome else {
+        panic!("negative deposit applied: {refused:?}")
+    };
+    assert_eq!(rejection.code, RejectCode::InvalidAmount);
+    assert!(rejection.message.contains("-1"), "{}", rejection.message);
     let hash = ledger.state_hash();
     let retry = ledger.apply(&envelope("b", deposit("-1")), 10_002);
-    assert!(retry.duplicate);
-    assert_eq!(retry.outcome, refused.outcome);
+    assert_eq!(
+        retry,
+        ApplyResult {
+            outcome: Outcome::Rejected(rejection.clone()),
+            duplicate: true,
+        }
+    );
     assert_eq!(ledger.state_hash(), hash);
     // The same amount written with trailing zeros is the same command.
     let retry = ledger.apply(&envelope("a", deposit("1.000")), 10_003);
-    assert!(retry.duplicate);
+    assert_eq!(retry, applied_retry());
     // A different body under the same id is refused and not remembered.
     let reused = ledger.apply(&envelope("a", deposit("2")), 10_004);
     assert!(!reused.duplicate);
@@ -99,7 +125,35 @@ fn retry_returns_the_first_outcome_and_changes_nothing() {
         })
     ));
     assert_eq!(ledger.state_hash(), hash);
+    // "a" still means the first deposit.
+    assert_eq!(
+        ledger.apply(&envelope("a", deposit("1")), 10_005),
+        applied_retry()
+    );
     ledger.check_invariants().expect("invariants");
+}
+
+#[test]
+fn dedup_records_hold_the_verdict_only() {
+    let mut ledger = ledger();
+    ledger.take_dirty();
+    let id = "tc-0123456789abcdef0123456789abcdef";
+    assert!(!ledger.apply(&envelope(id, deposit("1")), 10_000).duplicate);
+    let refused = ledger.apply(&envelope("r", deposit("0.000000001")), 10_000);
+    let Outcome::Rejected(rejection) = refused.outcome else {
+        panic!("too precise deposit applied")
+    };
+    let dirty: BTreeMap<_, _> = ledger.take_dirty().into_iter().collect();
+    // Applied: u64 stamp, u128 fingerprint, verdict 0; nothing else.
+    let applied = dirty[&dedup_key(id)].as_ref().expect("written");
+    assert_eq!(applied.len(), 25);
+    assert_eq!(&applied[..8], &10_000u64.to_be_bytes());
+    assert_eq!(applied[24], 0);
+    // Rejected: verdict 1, the code, then the message.
+    let rejected = dirty[&dedup_key("r")].as_ref().expect("written");
+    assert_eq!(rejected[24], 1);
+    assert_eq!(rejected.len(), 25 + 1 + 4 + rejection.message.len());
+    assert!(rejected.ends_with(rejection.message.as_bytes()));
 }
 
 #[test]
@@ -219,16 +273,31 @@ fn dedup_table_survives_a_rebuild_from_records() {
     .expect("restores");
     assert_eq!(restored.state_hash(), ledger.state_hash());
     // Both evolve identically: retries, expiry and eviction.
-    for (id, amount, now) in [
-        ("k0", "1", 10_900),
-        ("k1", "1", 11_001),
-        ("k3", "1", 11_300),
-        ("z", "4", 11_401),
+    for (id, amount, now, duplicate) in [
+        ("k0", "1", 10_900, true),
+        ("k1", "1", 11_001, false),
+        ("k3", "1", 11_300, true),
+        ("bad", "-2", 11_300, false),
+        ("bad", "-2", 11_301, true),
+        ("z", "4", 11_401, false),
     ] {
         let a = ledger.apply(&envelope(id, deposit(amount)), now);
         let b = restored.apply(&envelope(id, deposit(amount)), now);
         assert_eq!(a, b);
+        assert_eq!(a.duplicate, duplicate, "{id} at {now}");
         assert_eq!(ledger.state_hash(), restored.state_hash());
     }
     assert_eq!(btc(&ledger), d("9"));
+    // A remembered rejection keeps its message through a rebuild.
+    let mut again = Ledger::from_records(
+        LedgerConfig {
+            dedup_window_ms: WINDOW_MS,
+        },
+        ledger.records(),
+    )
+    .expect("restores");
+    let first = ledger.apply(&envelope("bad", deposit("-2")), 11_401);
+    let retry = again.apply(&envelope("bad", deposit("-2")), 11_401);
+    assert!(retry.duplicate && matches!(retry.outcome, Outcome::Rejected(_)));
+    assert_eq!(retry, first);
 }

@@ -64,7 +64,9 @@ impl Harness {
         (envelope, result)
     }
 
-    /// Applies `command`, which must succeed; returns its events.
+    /// Applies `command`, which must succeed; returns its events. A retry
+    /// is then recognized: `Applied` with no events (they were delivered
+    /// with the first reply), `duplicate`, and no record changes.
     pub fn ok(&mut self, command: Command) -> Vec<Event> {
         let (envelope, result) = self.send(command);
         assert!(!result.duplicate);
@@ -72,13 +74,24 @@ impl Harness {
             panic!("{:?} rejected: {:?}", envelope.command, result.outcome)
         };
         self.ledger.check_invariants().expect("invariants");
+        let records = self.ledger.records();
+        let retry = self.ledger.apply(&envelope, self.now_ms);
+        assert_eq!(
+            retry,
+            ApplyResult {
+                outcome: Outcome::Applied { events: vec![] },
+                duplicate: true,
+            }
+        );
+        assert_eq!(self.ledger.records(), records, "a retry changed records");
         events
     }
 
     /// Applies `command`, which must be rejected with `code` and must not
     /// change balances, holds, accounts or assets; its rejection is
-    /// remembered (one dedup record), and a retry returns it again as a
-    /// duplicate without changing even the full state hash.
+    /// remembered (one dedup record), and a retry returns the identical
+    /// rejection (code and message) as a duplicate without changing even
+    /// the full state hash.
     pub fn rejected(&mut self, command: Command, code: RejectCode) -> Rejection {
         let business_before = business_hash(&self.ledger);
         let records_before = self.ledger.records();
@@ -123,11 +136,11 @@ impl Harness {
             1
         );
         assert_eq!(records_after.len(), records_before.len() + 1);
-        // Retry: same outcome, nothing changes.
+        // Retry: the identical rejection, nothing changes.
         let hash = self.ledger.state_hash();
         let retry = self.ledger.apply(&envelope, self.now_ms + 1);
         assert!(retry.duplicate);
-        assert_eq!(retry.outcome, result.outcome);
+        assert_eq!(retry.outcome, Outcome::Rejected(rejection.clone()));
         assert_eq!(self.ledger.state_hash(), hash);
         self.ledger.check_invariants().expect("invariants");
         rejection
