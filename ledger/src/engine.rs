@@ -37,6 +37,7 @@ use crate::command::{
     Outcome, Owner, RejectCode, Rejection, is_valid_asset_symbol,
 };
 use crate::dedup::{DedupEntry, DedupTable, StoredId, Verdict};
+use crate::events::Events;
 use crate::market::{Market, MarketIdx};
 use crate::state::{
     Account, Asset, AssetIdx, Balance, DirtyKey, DirtySet, Hold, SYSTEM_OWNERS, system_slot,
@@ -190,6 +191,19 @@ impl Ledger {
     /// executed and its verdict (applied, or rejected with code and
     /// message) is remembered.
     pub fn apply(&mut self, envelope: &Envelope, now_ms: u64) -> ApplyResult {
+        self.apply_with(envelope, now_ms, true)
+    }
+
+    /// Like [`Ledger::apply`] — identical state effects, verdicts, dedup
+    /// bookkeeping and dirty records — but builds no events: an applied
+    /// command returns `Applied { events: vec![] }` and allocates nothing
+    /// for its outcome. For replicas that apply every entry and discard
+    /// the outcome (followers); a leader answering clients uses `apply`.
+    pub fn apply_quiet(&mut self, envelope: &Envelope, now_ms: u64) -> ApplyResult {
+        self.apply_with(envelope, now_ms, false)
+    }
+
+    fn apply_with(&mut self, envelope: &Envelope, now_ms: u64, detailed: bool) -> ApplyResult {
         let id = &envelope.command_id;
         if !id.is_valid() {
             let shown: String = id.0.chars().take(80).collect();
@@ -227,8 +241,12 @@ impl Ledger {
             self.dirty.push(DirtyKey::Meta);
         }
         self.dedup.evict_before(horizon_ms);
-        let outcome = match self.execute(&envelope.command, now_ms) {
-            Ok(events) => Outcome::Applied { events },
+        let mut events = Events::new(detailed);
+        let outcome = match self.execute(&envelope.command, now_ms, &mut events) {
+            Ok(()) => Outcome::Applied {
+                events: events.into_vec(),
+            },
+            // Events emitted before a (perpetuals) rollback are dropped.
             Err(rejection) => Outcome::Rejected(rejection),
         };
         let entry = DedupEntry::new(
@@ -244,27 +262,32 @@ impl Ledger {
         }
     }
 
-    fn execute(&mut self, command: &Command, now_ms: u64) -> Result<Vec<Event>, Rejection> {
+    fn execute(
+        &mut self,
+        command: &Command,
+        now_ms: u64,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         match command {
-            Command::CreateAsset { symbol, scale } => self.create_asset(symbol, *scale),
-            Command::CreateAccount { account } => self.create_account(*account),
+            Command::CreateAsset { symbol, scale } => self.create_asset(symbol, *scale, events),
+            Command::CreateAccount { account } => self.create_account(*account, events),
             Command::Deposit {
                 account,
                 asset,
                 amount,
-            } => self.deposit(*account, asset, *amount),
+            } => self.deposit(*account, asset, *amount, events),
             Command::Withdraw {
                 account,
                 asset,
                 amount,
-            } => self.withdraw(*account, asset, *amount),
+            } => self.withdraw(*account, asset, *amount, events),
             Command::Lock {
                 hold,
                 account,
                 asset,
                 amount,
-            } => self.lock(*hold, *account, asset, *amount),
-            Command::Release { hold } => self.release(*hold),
+            } => self.lock(*hold, *account, asset, *amount, events),
+            Command::Release { hold } => self.release(*hold, events),
             Command::Fill {
                 buy_hold,
                 sell_hold,
@@ -279,13 +302,14 @@ impl Ledger {
                 *price,
                 *buyer_fee,
                 *seller_fee,
+                events,
             ),
             Command::Transfer {
                 from,
                 to,
                 asset,
                 amount,
-            } => self.transfer(*from, *to, asset, *amount),
+            } => self.transfer(*from, *to, asset, *amount, events),
             Command::CreateMarket {
                 market,
                 base,
@@ -296,24 +320,31 @@ impl Ledger {
                 brackets,
                 liquidation_fee_rate,
                 funding_interval_ms,
-            } => self.create_market(&crate::perp::MarketSpec {
-                market,
-                base,
-                settle_asset,
-                tick_size: *tick_size,
-                step_size: *step_size,
-                max_leverage: *max_leverage,
-                brackets,
-                liquidation_fee_rate: *liquidation_fee_rate,
-                funding_interval_ms: *funding_interval_ms,
-            }),
-            Command::SetMarketPaused { market, paused } => self.set_market_paused(market, *paused),
-            Command::SetMarkPrice { market, price } => self.set_mark_price(market, *price, now_ms),
+            } => self.create_market(
+                &crate::perp::MarketSpec {
+                    market,
+                    base,
+                    settle_asset,
+                    tick_size: *tick_size,
+                    step_size: *step_size,
+                    max_leverage: *max_leverage,
+                    brackets,
+                    liquidation_fee_rate: *liquidation_fee_rate,
+                    funding_interval_ms: *funding_interval_ms,
+                },
+                events,
+            ),
+            Command::SetMarketPaused { market, paused } => {
+                self.set_market_paused(market, *paused, events)
+            }
+            Command::SetMarkPrice { market, price } => {
+                self.set_mark_price(market, *price, now_ms, events)
+            }
             Command::ApplyFunding {
                 market,
                 rate,
                 funding_time_ms,
-            } => self.apply_funding(market, *rate, *funding_time_ms),
+            } => self.apply_funding(market, *rate, *funding_time_ms, events),
             Command::PerpFill {
                 market,
                 buyer,
@@ -322,21 +353,29 @@ impl Ledger {
                 price,
                 buyer_fee,
                 seller_fee,
-            } => self.perp_fill(&crate::perp::FillSpec {
-                market,
-                buyer: *buyer,
-                seller: *seller,
-                size: *size,
-                price: *price,
-                buyer_fee: *buyer_fee,
-                seller_fee: *seller_fee,
-            }),
+            } => self.perp_fill(
+                &crate::perp::FillSpec {
+                    market,
+                    buyer: *buyer,
+                    seller: *seller,
+                    size: *size,
+                    price: *price,
+                    buyer_fee: *buyer_fee,
+                    seller_fee: *seller_fee,
+                },
+                events,
+            ),
         }
     }
 
     // ----- commands -------------------------------------------------------
 
-    fn create_asset(&mut self, symbol: &str, scale: u32) -> Result<Vec<Event>, Rejection> {
+    fn create_asset(
+        &mut self,
+        symbol: &str,
+        scale: u32,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         if !is_valid_asset_symbol(symbol) {
             let shown: String = symbol.chars().take(40).collect();
             return Err(reject(
@@ -369,13 +408,14 @@ impl Ledger {
         for owner in SYSTEM_OWNERS {
             self.dirty.push(DirtyKey::Balance(owner, idx));
         }
-        Ok(vec![Event::AssetCreated {
+        events.emit(|| Event::AssetCreated {
             symbol: symbol.to_string(),
             scale,
-        }])
+        });
+        Ok(())
     }
 
-    fn create_account(&mut self, account: AccountId) -> Result<Vec<Event>, Rejection> {
+    fn create_account(&mut self, account: AccountId, events: &mut Events) -> Result<(), Rejection> {
         if account == 0 {
             return Err(reject(
                 RejectCode::InvalidAccount,
@@ -390,7 +430,8 @@ impl Ledger {
         }
         self.accounts.insert(account, Account::default());
         self.dirty.push(DirtyKey::Account(account));
-        Ok(vec![Event::AccountCreated { account }])
+        events.emit(|| Event::AccountCreated { account });
+        Ok(())
     }
 
     fn deposit(
@@ -398,7 +439,8 @@ impl Ledger {
         account: AccountId,
         asset: &str,
         amount: Decimal,
-    ) -> Result<Vec<Event>, Rejection> {
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         self.check_account(account)?;
         let idx = self.asset_idx(asset)?;
         let units = self.positive_units(amount, idx, "amount")?;
@@ -406,9 +448,9 @@ impl Ledger {
         postings.add(Owner::Account(account), idx, units, 0);
         postings.add(Owner::External, idx, -units, 0);
         self.check_postings(&mut postings)?;
-        let mut events = Vec::with_capacity(2);
-        self.commit_postings(&postings, &mut events);
-        Ok(events)
+        events.reserve(2);
+        self.commit_postings(&postings, events);
+        Ok(())
     }
 
     fn withdraw(
@@ -416,7 +458,8 @@ impl Ledger {
         account: AccountId,
         asset: &str,
         amount: Decimal,
-    ) -> Result<Vec<Event>, Rejection> {
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         self.check_account(account)?;
         let idx = self.asset_idx(asset)?;
         let units = self.positive_units(amount, idx, "amount")?;
@@ -425,9 +468,9 @@ impl Ledger {
         postings.add(Owner::Account(account), idx, -units, 0);
         postings.add(Owner::External, idx, units, 0);
         self.check_postings(&mut postings)?;
-        let mut events = Vec::with_capacity(2);
-        self.commit_postings(&postings, &mut events);
-        Ok(events)
+        events.reserve(2);
+        self.commit_postings(&postings, events);
+        Ok(())
     }
 
     fn lock(
@@ -436,7 +479,8 @@ impl Ledger {
         account: AccountId,
         asset: &str,
         amount: Decimal,
-    ) -> Result<Vec<Event>, Rejection> {
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         self.check_account(account)?;
         let idx = self.asset_idx(asset)?;
         let units = self.positive_units(amount, idx, "amount")?;
@@ -450,8 +494,8 @@ impl Ledger {
         let mut postings = Postings::new();
         postings.add(Owner::Account(account), idx, -units, units);
         self.check_postings(&mut postings)?;
-        let mut events = Vec::with_capacity(2);
-        self.commit_postings(&postings, &mut events);
+        events.reserve(3);
+        self.commit_postings(&postings, events);
         self.holds.insert(
             hold,
             Hold {
@@ -462,11 +506,11 @@ impl Ledger {
             },
         );
         self.dirty.push(DirtyKey::Hold(hold));
-        events.push(self.hold_event(hold, account, idx, units, false));
-        Ok(events)
+        events.emit(|| self.hold_event(hold, account, idx, units, false));
+        Ok(())
     }
 
-    fn release(&mut self, hold: HoldId) -> Result<Vec<Event>, Rejection> {
+    fn release(&mut self, hold: HoldId, events: &mut Events) -> Result<(), Rejection> {
         let Some(&open) = self.holds.get(&hold) else {
             return Err(reject(
                 RejectCode::UnknownHold,
@@ -481,12 +525,12 @@ impl Ledger {
             -open.remaining,
         );
         self.check_postings(&mut postings)?;
-        let mut events = Vec::with_capacity(2);
-        self.commit_postings(&postings, &mut events);
+        events.reserve(3);
+        self.commit_postings(&postings, events);
         self.holds.remove(&hold);
         self.dirty.push(DirtyKey::Hold(hold));
-        events.push(self.hold_event(hold, open.account, open.asset, 0, true));
-        Ok(events)
+        events.emit(|| self.hold_event(hold, open.account, open.asset, 0, true));
+        Ok(())
     }
 
     fn transfer(
@@ -495,7 +539,8 @@ impl Ledger {
         to: AccountId,
         asset: &str,
         amount: Decimal,
-    ) -> Result<Vec<Event>, Rejection> {
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         self.check_account(from)?;
         self.check_account(to)?;
         let idx = self.asset_idx(asset)?;
@@ -505,11 +550,12 @@ impl Ledger {
         postings.add(Owner::Account(from), idx, -units, 0);
         postings.add(Owner::Account(to), idx, units, 0);
         self.check_postings(&mut postings)?;
-        let mut events = Vec::with_capacity(2);
-        self.commit_postings(&postings, &mut events);
-        Ok(events)
+        events.reserve(2);
+        self.commit_postings(&postings, events);
+        Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn fill(
         &mut self,
         buy_hold: HoldId,
@@ -518,7 +564,8 @@ impl Ledger {
         price: Decimal,
         buyer_fee: Decimal,
         seller_fee: Decimal,
-    ) -> Result<Vec<Event>, Rejection> {
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         // Stateless checks first.
         if price <= Decimal::ZERO {
             return Err(reject(
@@ -633,8 +680,8 @@ impl Ledger {
         self.check_postings(&mut postings)?;
 
         // Everything validated: mutate.
-        let mut events = Vec::with_capacity(1 + MAX_POSTINGS + 2);
-        events.push(Event::Fill {
+        events.reserve(1 + MAX_POSTINGS + 2);
+        events.emit(|| Event::Fill {
             buyer: buy.account,
             seller: sell.account,
             base_asset: self.symbol(base).to_string(),
@@ -644,7 +691,7 @@ impl Ledger {
             buyer_fee: amount::to_decimal(buyer_fee_units, base_scale),
             seller_fee: amount::to_decimal(seller_fee_units, quote_scale),
         });
-        self.commit_postings(&postings, &mut events);
+        self.commit_postings(&postings, events);
         for (hold, open, taken) in [(buy_hold, buy, quote_units), (sell_hold, sell, base_units)] {
             let remaining = open.remaining - taken;
             debug_assert!(remaining >= 0);
@@ -654,9 +701,11 @@ impl Ledger {
                 h.remaining = remaining;
             }
             self.dirty.push(DirtyKey::Hold(hold));
-            events.push(self.hold_event(hold, open.account, open.asset, remaining, remaining == 0));
+            events.emit(|| {
+                self.hold_event(hold, open.account, open.asset, remaining, remaining == 0)
+            });
         }
-        Ok(events)
+        Ok(())
     }
 
     // ----- validation helpers ---------------------------------------------
@@ -848,7 +897,7 @@ impl Ledger {
     }
 
     /// Writes checked postings and emits a `Balance` event for each change.
-    fn commit_postings(&mut self, postings: &Postings, events: &mut Vec<Event>) {
+    fn commit_postings(&mut self, postings: &Postings, events: &mut Events) {
         for p in postings.iter() {
             if p.available_delta == 0 && p.locked_delta == 0 {
                 continue;
@@ -872,14 +921,16 @@ impl Ledger {
             self.dirty.push(DirtyKey::Balance(p.owner, p.asset));
             let asset = &self.assets[p.asset as usize];
             let scale = asset.scale;
-            events.push(Event::Balance(BalanceChange {
-                owner: p.owner,
-                asset: asset.symbol.clone(),
-                available_delta: amount::to_decimal(p.available_delta, scale),
-                locked_delta: amount::to_decimal(p.locked_delta, scale),
-                available: amount::to_decimal(p.after.available, scale),
-                locked: amount::to_decimal(p.after.locked, scale),
-            }));
+            events.emit(|| {
+                Event::Balance(BalanceChange {
+                    owner: p.owner,
+                    asset: asset.symbol.clone(),
+                    available_delta: amount::to_decimal(p.available_delta, scale),
+                    locked_delta: amount::to_decimal(p.locked_delta, scale),
+                    available: amount::to_decimal(p.after.available, scale),
+                    locked: amount::to_decimal(p.after.locked, scale),
+                })
+            });
         }
     }
 

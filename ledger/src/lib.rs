@@ -20,6 +20,7 @@ mod codec;
 mod command;
 mod dedup;
 mod engine;
+mod events;
 mod hash;
 mod invariants;
 mod liquidation;

@@ -35,6 +35,7 @@ use std::collections::BTreeSet;
 
 use crate::command::{AccountId, Event, Owner, PositionCause, RejectCode, Rejection};
 use crate::engine::{Ledger, reject};
+use crate::events::Events;
 use crate::market::MarketIdx;
 use crate::perp::Journal;
 use crate::risk::GroupRisk;
@@ -61,7 +62,7 @@ impl Ledger {
         &mut self,
         journal: &mut Journal,
         asset: AssetIdx,
-        events: &mut Vec<Event>,
+        events: &mut Events,
     ) -> Result<(), Rejection> {
         loop {
             let accounts: BTreeSet<AccountId> = self
@@ -89,7 +90,7 @@ impl Ledger {
         account: AccountId,
         asset: AssetIdx,
         risk: &GroupRisk,
-        events: &mut Vec<Event>,
+        events: &mut Events,
     ) -> Result<(), Rejection> {
         let owner = Owner::Account(account);
         let equity = risk.equity;
@@ -107,7 +108,7 @@ impl Ledger {
         }
         let fee = fee_due.min(equity.max(0));
         let scale = self.scale(asset);
-        events.push(Event::Liquidation {
+        events.emit(|| Event::Liquidation {
             account,
             asset: self.symbol(asset).to_string(),
             equity: crate::amount::to_decimal_saturating(equity, scale),
@@ -158,7 +159,7 @@ impl Ledger {
         }
         let wallet = self.balance_units(owner, asset).available;
         if wallet < 0 {
-            events.push(Event::Shortfall {
+            events.emit(|| Event::Shortfall {
                 account,
                 asset: self.symbol(asset).to_string(),
                 amount: crate::amount::to_decimal_saturating(-wallet, scale),
@@ -177,7 +178,7 @@ impl Ledger {
         account: AccountId,
         size: i128,
         value: i128,
-        events: &mut Vec<Event>,
+        events: &mut Events,
     ) -> Result<(), Rejection> {
         let shown = self.derived_price(m, value, size);
         let (liquidated, fund) = (Owner::Account(account), Owner::Insurance);
@@ -220,7 +221,7 @@ impl Ledger {
         account: AccountId,
         size: i128,
         value: i128,
-        events: &mut Vec<Event>,
+        events: &mut Events,
     ) -> Result<(i128, i128), Rejection> {
         let market = &self.markets[m as usize];
         let settle = market.settle;

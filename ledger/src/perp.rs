@@ -39,6 +39,7 @@ use crate::command::{
     is_valid_market_symbol,
 };
 use crate::engine::{Ledger, reject};
+use crate::events::Events;
 use crate::market::{Mark, Market, MarketIdx, MarketState, Position, RATE_ONE, trade, with_cum};
 use crate::state::{AssetIdx, Balance, DirtyKey, system_slot};
 use crate::wide::{Round, mul_div, pow10};
@@ -207,7 +208,7 @@ impl Ledger {
         owner: Owner,
         asset: AssetIdx,
         delta: i128,
-        events: &mut Vec<Event>,
+        events: &mut Events,
     ) -> Result<(), Rejection> {
         if delta == 0 {
             return Ok(());
@@ -252,14 +253,16 @@ impl Ledger {
         }
         self.dirty.push(DirtyKey::Balance(owner, asset));
         let scale = self.scale(asset);
-        events.push(Event::Balance(BalanceChange {
-            owner,
-            asset: self.symbol(asset).to_string(),
-            available_delta: amount::to_decimal(delta, scale),
-            locked_delta: amount::to_decimal(0, scale),
-            available: amount::to_decimal(after.available, scale),
-            locked: amount::to_decimal(after.locked, scale),
-        }));
+        events.emit(|| {
+            Event::Balance(BalanceChange {
+                owner,
+                asset: self.symbol(asset).to_string(),
+                available_delta: amount::to_decimal(delta, scale),
+                locked_delta: amount::to_decimal(0, scale),
+                available: amount::to_decimal(after.available, scale),
+                locked: amount::to_decimal(after.locked, scale),
+            })
+        });
         Ok(())
     }
 
@@ -280,7 +283,7 @@ impl Ledger {
         journal: &mut Journal,
         m: MarketIdx,
         delta: i128,
-        events: &mut Vec<Event>,
+        events: &mut Events,
     ) -> Result<(), Rejection> {
         if delta == 0 {
             return Ok(());
@@ -293,7 +296,7 @@ impl Ledger {
             .ok_or_else(overflow)?;
         self.state_mut(journal, m).pool = pool;
         let market = &self.markets[m as usize];
-        events.push(Event::Pool {
+        events.emit(|| Event::Pool {
             market: market.symbol.clone(),
             asset: self.symbol(market.settle).to_string(),
             delta: self.money_decimal(m, delta),
@@ -406,12 +409,13 @@ impl Ledger {
     /// Runs `body` under a fresh journal; rolls everything back if it fails.
     fn journaled(
         &mut self,
-        body: impl FnOnce(&mut Ledger, &mut Journal, &mut Vec<Event>) -> Result<(), Rejection>,
-    ) -> Result<Vec<Event>, Rejection> {
+        events: &mut Events,
+        body: impl FnOnce(&mut Ledger, &mut Journal, &mut Events) -> Result<(), Rejection>,
+    ) -> Result<(), Rejection> {
         let mut journal = Journal::default();
-        let mut events = Vec::new();
-        match body(self, &mut journal, &mut events) {
-            Ok(()) => Ok(events),
+        // On failure the caller drops every event of the command.
+        match body(self, &mut journal, events) {
+            Ok(()) => Ok(()),
             Err(rejection) => {
                 self.rollback(journal);
                 Err(rejection)
@@ -436,12 +440,12 @@ impl Ledger {
         value: i128,
         shown_price: Decimal,
         fee: i128,
-        events: &mut Vec<Event>,
+        events: &mut Events,
     ) -> Result<i128, Rejection> {
         let before = self.position_of(m, holder);
         let traded = trade(before, delta, value).ok_or_else(overflow)?;
         self.set_holder_position(journal, m, holder, traded.after)?;
-        events.push(Event::Position {
+        events.emit(|| Event::Position {
             market: self.markets[m as usize].symbol.clone(),
             holder,
             counterparty,
@@ -465,7 +469,7 @@ impl Ledger {
         &mut self,
         journal: &mut Journal,
         m: MarketIdx,
-        events: &mut Vec<Event>,
+        events: &mut Events,
     ) -> Result<(), Rejection> {
         let market = &self.markets[m as usize];
         let (inventory, Some(mark)) = (market.state.insurance, market.mark_price()) else {
@@ -489,7 +493,7 @@ impl Ledger {
                 cost: value,
             },
         )?;
-        events.push(Event::Position {
+        events.emit(|| Event::Position {
             market: self.markets[m as usize].symbol.clone(),
             holder: Owner::Insurance,
             counterparty: Owner::Insurance,
@@ -506,7 +510,11 @@ impl Ledger {
 
     // ----- commands ---------------------------------------------------------
 
-    pub(crate) fn create_market(&mut self, spec: &MarketSpec<'_>) -> Result<Vec<Event>, Rejection> {
+    pub(crate) fn create_market(
+        &mut self,
+        spec: &MarketSpec<'_>,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         let invalid = |message: String| reject(RejectCode::InvalidMarket, message);
         let symbol = spec.market;
         if !is_valid_market_symbol(symbol) {
@@ -650,22 +658,24 @@ impl Ledger {
             .partition_point(|&m| self.markets[m as usize].symbol.as_str() < symbol);
         self.market_order.insert(at, idx);
         self.dirty.push(DirtyKey::Market(idx));
-        Ok(vec![Event::MarketCreated {
+        events.emit(|| Event::MarketCreated {
             market: symbol.to_string(),
             base: spec.base.to_string(),
             settle_asset: self.symbol(settle).to_string(),
-        }])
+        });
+        Ok(())
     }
 
     pub(crate) fn set_market_paused(
         &mut self,
         market: &str,
         paused: bool,
-    ) -> Result<Vec<Event>, Rejection> {
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         let m = self.market_idx(market)?;
-        self.journaled(|ledger, journal, events| {
+        self.journaled(events, |ledger, journal, events| {
             ledger.state_mut(journal, m).paused = paused;
-            events.push(Event::MarketPaused {
+            events.emit(|| Event::MarketPaused {
                 market: market.to_string(),
                 paused,
             });
@@ -707,7 +717,8 @@ impl Ledger {
         market: &str,
         price: Decimal,
         now_ms: u64,
-    ) -> Result<Vec<Event>, Rejection> {
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         let m = self.market_idx(market)?;
         if price <= Decimal::ZERO {
             return Err(reject(
@@ -747,12 +758,12 @@ impl Ledger {
             }
         }
         let settle = mk.settle;
-        self.journaled(|ledger, journal, events| {
+        self.journaled(events, |ledger, journal, events| {
             ledger.state_mut(journal, m).mark = Some(Mark {
                 price: price_units,
                 time_ms: now_ms,
             });
-            events.push(Event::MarkPrice {
+            events.emit(|| Event::MarkPrice {
                 market: market.to_string(),
                 price: ledger.price_decimal(m, price_units),
                 time_ms: now_ms,
@@ -767,7 +778,8 @@ impl Ledger {
         market: &str,
         rate: Decimal,
         funding_time_ms: u64,
-    ) -> Result<Vec<Event>, Rejection> {
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         let m = self.market_idx(market)?;
         let rate_u = rate_units(rate, "funding rate")?;
         if rate_u <= -RATE_ONE || rate_u >= RATE_ONE {
@@ -839,9 +851,9 @@ impl Ledger {
         }
         let residue = paid.checked_sub(received).ok_or_else(overflow)?;
         debug_assert!(residue >= 0);
-        self.journaled(|ledger, journal, events| {
+        self.journaled(events, |ledger, journal, events| {
             ledger.state_mut(journal, m).last_funding_ms = Some(funding_time_ms);
-            events.push(Event::Funding {
+            events.emit(|| Event::Funding {
                 market: market.to_string(),
                 rate,
                 funding_time_ms,
@@ -855,7 +867,7 @@ impl Ledger {
                 if amount == 0 {
                     continue;
                 }
-                events.push(Event::FundingPayment {
+                events.emit(|| Event::FundingPayment {
                     market: market.to_string(),
                     holder,
                     amount: ledger.money_decimal(m, amount),
@@ -867,7 +879,11 @@ impl Ledger {
         })
     }
 
-    pub(crate) fn perp_fill(&mut self, spec: &FillSpec<'_>) -> Result<Vec<Event>, Rejection> {
+    pub(crate) fn perp_fill(
+        &mut self,
+        spec: &FillSpec<'_>,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         let m = self.market_idx(spec.market)?;
         let (buyer, seller) = (spec.buyer, spec.seller);
         self.check_account(buyer)?;
@@ -992,8 +1008,8 @@ impl Ledger {
             }
         }
         let shown_price = self.price_decimal(m, price);
-        self.journaled(|ledger, journal, events| {
-            events.push(Event::PerpFill {
+        self.journaled(events, |ledger, journal, events| {
+            events.emit(|| Event::PerpFill {
                 market: spec.market.to_string(),
                 buyer,
                 seller,

@@ -10,7 +10,8 @@
 //! a client's settle balance is negative only after a `Shortfall` event
 //! for it, emitted only when the insurance fund was exhausted; a rejected
 //! command changes nothing. At the end: replaying the same envelopes gives
-//! the same state hash, and so does rebuilding from records.
+//! the same state hash and results, and so does replaying them with
+//! `apply_quiet` (same verdicts, no events) and rebuilding from records.
 
 mod common;
 
@@ -199,7 +200,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     h.ok(mark("BTC-PERP", "100"));
     h.ok(mark("ETH-PERP", "100"));
     let mut funding_times = [0u64; 2];
-    let mut envelopes: Vec<(Envelope, u64)> = Vec::new();
+    let mut envelopes: Vec<(Envelope, u64, ApplyResult)> = Vec::new();
     let mut shortfalls = BTreeSet::new();
     let mut stats = [0usize; 4];
     for op in ops {
@@ -207,7 +208,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         let before = business_hash(&h.ledger);
         let insurance_before = h.usdt(Owner::Insurance);
         let (envelope, result) = h.send(command);
-        envelopes.push((envelope.clone(), h.now_ms));
+        envelopes.push((envelope.clone(), h.now_ms, result.clone()));
         if let Err(violation) = h.ledger.check_invariants() {
             return Err(TestCaseError::fail(format!(
                 "{violation} after {envelope:?} -> {result:?}"
@@ -273,17 +274,31 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
             }
         }
     }
-    // Determinism: the same envelopes at the same times, and a rebuild from records.
+    // Determinism: the same envelopes at the same times, with and without
+    // events, and a rebuild from records.
     let mut replay = perp_harness();
-    for account in 1..=ACCOUNTS {
-        replay.ok(deposit(account, "1000"));
+    let mut quiet = perp_harness();
+    for r in [&mut replay, &mut quiet] {
+        for account in 1..=ACCOUNTS {
+            r.ok(deposit(account, "1000"));
+        }
+        r.ok(mark("BTC-PERP", "100"));
+        r.ok(mark("ETH-PERP", "100"));
     }
-    replay.ok(mark("BTC-PERP", "100"));
-    replay.ok(mark("ETH-PERP", "100"));
-    for (envelope, now_ms) in &envelopes {
-        replay.ledger.apply(envelope, *now_ms);
+    for (envelope, now_ms, result) in &envelopes {
+        prop_assert_eq!(&replay.ledger.apply(envelope, *now_ms), result);
+        let expected = ApplyResult {
+            outcome: match &result.outcome {
+                Outcome::Applied { .. } => Outcome::Applied { events: vec![] },
+                rejected => rejected.clone(),
+            },
+            duplicate: result.duplicate,
+        };
+        prop_assert_eq!(quiet.ledger.apply_quiet(envelope, *now_ms), expected);
     }
     prop_assert_eq!(replay.ledger.state_hash(), h.ledger.state_hash());
+    prop_assert_eq!(quiet.ledger.state_hash(), h.ledger.state_hash());
+    prop_assert_eq!(quiet.ledger.take_dirty(), replay.ledger.take_dirty());
     let rebuilt = Ledger::from_records(LedgerConfig::default(), h.ledger.records());
     prop_assert!(rebuilt.is_ok(), "{:?}", rebuilt.err());
     if let Ok(rebuilt) = rebuilt {

@@ -404,6 +404,74 @@ fn apply_batch(store: &mut BTreeMap<Vec<u8>, Vec<u8>>, batch: Vec<(Vec<u8>, Opti
     }
 }
 
+/// The verdict of a result: `duplicate` and the outcome with its events
+/// dropped (what `apply_quiet` returns).
+fn verdict(result: &ApplyResult) -> ApplyResult {
+    ApplyResult {
+        outcome: retry_outcome(&result.outcome),
+        duplicate: result.duplicate,
+    }
+}
+
+/// `apply` and `apply_quiet` in lockstep over the same envelopes (fresh
+/// ids, retries, reused and invalid ids, a clock that goes back): the same
+/// verdicts, no events from the quiet one, the same dirty records whenever
+/// they are taken, and the same state hash.
+fn run_quiet(window_ms: u64, ops: &[(Op, i64, bool)]) -> Result<(), TestCaseError> {
+    let config = LedgerConfig {
+        dedup_window_ms: window_ms,
+    };
+    let mut full = Ledger::new(config);
+    let mut quiet = Ledger::new(config);
+    let mut sent: Vec<Envelope> = Vec::new();
+    let mut now_ms: u64 = 1_000_000;
+    let mut applied_with_events = 0;
+    for (i, command) in setup().into_iter().enumerate() {
+        let envelope = envelope(&format!("setup-{i}"), command);
+        prop_assert_eq!(
+            verdict(&full.apply(&envelope, now_ms)),
+            quiet.apply_quiet(&envelope, now_ms)
+        );
+        sent.push(envelope);
+    }
+    for (step, (op, dt_ms, take)) in ops.iter().enumerate() {
+        now_ms = now_ms.saturating_add_signed(*dt_ms);
+        let envelope = match op {
+            Op::Resend(i) => sent[i % sent.len()].clone(),
+            Op::ReuseId(i) => envelope(
+                &sent[i % sent.len()].command_id.0,
+                Command::Release {
+                    hold: 1_000_000 + step as u64,
+                },
+            ),
+            Op::InvalidId => envelope("", command(op)),
+            _ => envelope(&format!("op-{step}"), command(op)),
+        };
+        let a = full.apply(&envelope, now_ms);
+        let b = quiet.apply_quiet(&envelope, now_ms);
+        if let Outcome::Applied { events } = &a.outcome {
+            applied_with_events += usize::from(!events.is_empty());
+        }
+        prop_assert_eq!(&b, &verdict(&a), "step {} {:?}", step, op);
+        if *take {
+            prop_assert_eq!(full.take_dirty(), quiet.take_dirty(), "step {}", step);
+        }
+        if step % 16 == 0 {
+            prop_assert_eq!(full.state_hash(), quiet.state_hash(), "step {}", step);
+        }
+        sent.push(envelope);
+    }
+    prop_assert_eq!(full.take_dirty(), quiet.take_dirty());
+    prop_assert_eq!(full.state_hash(), quiet.state_hash());
+    prop_assert_eq!(full.records(), quiet.records());
+    quiet
+        .check_invariants()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    // The comparison was not vacuous: the full ledger did emit events.
+    prop_assert!(applied_with_events > 0);
+    Ok(())
+}
+
 /// Clock steps: mostly forward, sometimes a jump back (failover to a leader
 /// whose clock is behind).
 fn clock_step() -> impl Strategy<Value = i64> {
@@ -424,5 +492,15 @@ proptest! {
         ops in prop::collection::vec((op(), clock_step(), any::<bool>()), 80..250),
     ) {
         run(window_ms, &ops)?;
+    }
+
+    /// `apply_quiet` has exactly the effects and verdicts of `apply`
+    /// (see `run_quiet`).
+    #[test]
+    fn apply_quiet_matches_apply(
+        window_ms in prop::sample::select(vec![u64::MAX, 5_000, 800]),
+        ops in prop::collection::vec((op(), clock_step(), any::<bool>()), 80..250),
+    ) {
+        run_quiet(window_ms, &ops)?;
     }
 }
