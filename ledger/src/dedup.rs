@@ -152,10 +152,10 @@ pub(crate) struct DedupTable {
     /// The sequence number of every entry, by `id_hash` of its id.
     index: HashTable<u64>,
     pub max_seen_now_ms: u64,
-    /// Ids evicted since the last `take_dirty` that had been handed out before.
+    /// Ids evicted since the last `drain_dirty` that had been handed out before.
     evicted_since_take: Vec<StoredId>,
     /// The last `new_since_take` entries were inserted since the last
-    /// `take_dirty`.
+    /// `drain_dirty`.
     new_since_take: usize,
 }
 
@@ -223,7 +223,7 @@ impl DedupTable {
                 debug_assert!(false, "dedup entry {:?} missing from the index", entry.id);
             }
             if was_new {
-                // Never handed out by take_dirty: nothing to delete.
+                // Never handed out by drain_dirty: nothing to delete.
                 self.new_since_take -= 1;
             } else {
                 self.evicted_since_take.push(entry.id);
@@ -273,8 +273,8 @@ impl DedupTable {
         table
     }
 
-    /// Records changed since the last call: the evicted ids, and the entries
-    /// inserted since (the newest). An id may be in both (evicted, then
+    /// Records changed since the last call (`Ledger::drain_dirty`): the
+    /// evicted ids, and the entries inserted since (the newest). An id may be in both (evicted, then
     /// remembered again); each is in each at most once.
     pub fn take_dirty(&mut self) -> (Vec<StoredId>, impl Iterator<Item = &DedupEntry>) {
         let evicted = std::mem::take(&mut self.evicted_since_take);

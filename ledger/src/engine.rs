@@ -156,7 +156,7 @@ impl Ledger {
     pub fn new(config: LedgerConfig) -> Ledger {
         let mut ledger = Ledger::empty(config);
         // The meta record exists from the start, so a store built only from
-        // `take_dirty` batches always holds it.
+        // `drain_dirty`/`take_dirty` batches always holds it.
         ledger.dirty.push(DirtyKey::Meta);
         ledger
     }

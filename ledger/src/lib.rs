@@ -3,10 +3,11 @@
 //! holds (order locks) and an idempotency table. No I/O, no clock (time comes
 //! with each command), no floats, no unordered iteration reaching output.
 //!
-//! `Ledger::apply` is the only mutator. Every movement is double-entry, so
-//! each asset sums to zero over all owners (`check_invariants`). The state is
-//! persisted as key/value records (`take_dirty`, `records`, `from_records`;
-//! encoding documented in [`records`]) and summarized by
+//! `Ledger::apply` (and `apply_quiet`, the same without building events) is
+//! the only mutator. Every movement is double-entry, so each asset sums to
+//! zero over all owners (`check_invariants`). The state is persisted as
+//! key/value records (`drain_dirty` or `take_dirty`, `records`,
+//! `from_records`; encoding documented in [`records`]) and summarized by
 //! `state_hash`.
 //!
 //! Perpetual futures: linear markets settled in an asset, one-way positions

@@ -1,6 +1,7 @@
 //! The ledger state as key/value records: the stable binary encoding the
-//! shell persists (RocksDB) and snapshots, `take_dirty` (what changed),
-//! `records` (everything) and `from_records` (rebuild, with validation).
+//! shell persists (RocksDB) and snapshots, `drain_dirty` and `take_dirty`
+//! (what changed), `records` (everything) and `from_records` (rebuild, with
+//! validation).
 //!
 //! Every key starts with a one-byte kind tag ([`RecordKind::of_key`]);
 //! integers are big-endian so that byte order is numeric order.
@@ -128,62 +129,48 @@ pub enum RecordError {
 }
 
 // ----- keys -----------------------------------------------------------------
+// Every encoder appends to `out`; callers clear or allocate it.
 
-fn meta_key() -> Vec<u8> {
-    vec![TAG_META]
+fn meta_key(out: &mut Vec<u8>) {
+    out.push(TAG_META);
 }
 
-fn asset_key(symbol: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(1 + symbol.len());
-    key.push(TAG_ASSET);
-    key.put(symbol.as_bytes());
-    key
+fn asset_key(out: &mut Vec<u8>, symbol: &str) {
+    out.push(TAG_ASSET);
+    out.put(symbol.as_bytes());
 }
 
-fn account_key(account: AccountId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(9);
-    key.push(TAG_ACCOUNT);
-    key.put_u64(account);
-    key
+fn account_key(out: &mut Vec<u8>, account: AccountId) {
+    out.push(TAG_ACCOUNT);
+    out.put_u64(account);
 }
 
-fn balance_key(owner: Owner, symbol: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(10 + symbol.len());
-    key.push(TAG_BALANCE);
-    key.put_owner(owner);
-    key.put(symbol.as_bytes());
-    key
+fn balance_key(out: &mut Vec<u8>, owner: Owner, symbol: &str) {
+    out.push(TAG_BALANCE);
+    out.put_owner(owner);
+    out.put(symbol.as_bytes());
 }
 
-fn hold_key(hold: HoldId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(9);
-    key.push(TAG_HOLD);
-    key.put_u64(hold);
-    key
+fn hold_key(out: &mut Vec<u8>, hold: HoldId) {
+    out.push(TAG_HOLD);
+    out.put_u64(hold);
 }
 
-fn dedup_key(id: &StoredId) -> Vec<u8> {
-    let id = id.as_bytes();
-    let mut key = Vec::with_capacity(1 + id.len());
-    key.push(TAG_DEDUP);
-    key.put(id);
-    key
+fn dedup_key(out: &mut Vec<u8>, id: &StoredId) {
+    out.push(TAG_DEDUP);
+    out.put(id.as_bytes());
 }
 
-fn market_key(symbol: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(1 + symbol.len());
-    key.push(TAG_MARKET);
-    key.put(symbol.as_bytes());
-    key
+fn market_key(out: &mut Vec<u8>, symbol: &str) {
+    out.push(TAG_MARKET);
+    out.put(symbol.as_bytes());
 }
 
-fn position_key(symbol: &str, account: AccountId) -> Vec<u8> {
-    let mut key = Vec::with_capacity(10 + symbol.len());
-    key.push(TAG_POSITION);
-    key.put(symbol.as_bytes());
-    key.put_u8(0);
-    key.put_u64(account);
-    key
+fn position_key(out: &mut Vec<u8>, symbol: &str, account: AccountId) {
+    out.push(TAG_POSITION);
+    out.put(symbol.as_bytes());
+    out.put_u8(0);
+    out.put_u64(account);
 }
 
 // ----- values ---------------------------------------------------------------
@@ -192,8 +179,7 @@ fn put_opt_flag(value: &mut Vec<u8>, present: bool) {
     value.put_u8(u8::from(present));
 }
 
-fn market_value(market: &Market, settle_symbol: &str) -> Vec<u8> {
-    let mut value = Vec::with_capacity(256);
+fn market_value(value: &mut Vec<u8>, market: &Market, settle_symbol: &str) {
     value.put_str(&market.base);
     value.put_str(settle_symbol);
     value.put_i128(market.tick);
@@ -213,68 +199,57 @@ fn market_value(market: &Market, settle_symbol: &str) -> Vec<u8> {
     }
     let state = &market.state;
     value.put_u8(u8::from(state.paused));
-    put_opt_flag(&mut value, state.mark.is_some());
+    put_opt_flag(value, state.mark.is_some());
     if let Some(mark) = state.mark {
         value.put_i128(mark.price);
         value.put_u64(mark.time_ms);
     }
-    put_opt_flag(&mut value, state.last_funding_ms.is_some());
+    put_opt_flag(value, state.last_funding_ms.is_some());
     if let Some(t) = state.last_funding_ms {
         value.put_u64(t);
     }
     value.put_i128(state.pool);
     value.put_i128(state.insurance.size);
     value.put_i128(state.insurance.cost);
-    value
 }
 
-fn position_value(position: &Position) -> Vec<u8> {
-    let mut value = Vec::with_capacity(32);
+fn position_value(value: &mut Vec<u8>, position: &Position) {
     value.put_i128(position.size);
     value.put_i128(position.cost);
-    value
 }
 
-fn meta_value(max_seen_now_ms: u64) -> Vec<u8> {
-    let mut value = Vec::with_capacity(9);
+fn meta_value(value: &mut Vec<u8>, max_seen_now_ms: u64) {
     value.put_u8(FORMAT_VERSION);
     value.put_u64(max_seen_now_ms);
-    value
 }
 
-fn asset_value(asset: &Asset) -> Vec<u8> {
+fn asset_value(value: &mut Vec<u8>, asset: &Asset) {
     // Scales are validated to be <= MAX_ASSET_SCALE (18).
-    vec![asset.scale as u8]
+    value.put_u8(asset.scale as u8);
 }
 
-fn balance_value(balance: Balance) -> Vec<u8> {
-    let mut value = Vec::with_capacity(32);
+fn balance_value(value: &mut Vec<u8>, balance: Balance) {
     value.put_i128(balance.available);
     value.put_i128(balance.locked);
-    value
 }
 
-fn hold_value(hold: &Hold, symbol: &str) -> Vec<u8> {
-    let mut value = Vec::with_capacity(40 + symbol.len());
+fn hold_value(value: &mut Vec<u8>, hold: &Hold, symbol: &str) {
     value.put_u64(hold.account);
     value.put_i128(hold.amount);
     value.put_i128(hold.remaining);
     value.put(symbol.as_bytes());
-    value
 }
 
-fn dedup_value(entry: &DedupEntry) -> Vec<u8> {
-    let mut value = Vec::with_capacity(25);
+fn dedup_value(value: &mut Vec<u8>, entry: &DedupEntry) {
     value.put_u64(entry.stamp_ms);
     value.put(&entry.fingerprint().to_be_bytes());
     match &entry.verdict {
         Verdict::Applied => value.put_u8(0),
         Verdict::Rejected(rejection) => {
             value.put_u8(1);
-            codec::put_rejection(&mut value, rejection);
+            codec::put_rejection(value, rejection);
         }
     }
-    value
 }
 
 /// A dedup record's value back into an entry for `id`.
@@ -290,66 +265,110 @@ fn read_dedup(id: StoredId, v: &mut Reader<'_>) -> Result<DedupEntry, String> {
     Ok(DedupEntry::new(id, stamp_ms, fingerprint, verdict))
 }
 
+/// A fresh buffer filled by `encode`.
+fn encoded(encode: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = Vec::with_capacity(48);
+    encode(&mut out);
+    out
+}
+
 impl Ledger {
-    /// Records changed since the last call: `(key, Some(value))` for written,
-    /// `(key, None)` for deleted, sorted by key, each key once. Encoding:
-    /// see the `records` module docs (also `RecordKind`).
-    pub fn take_dirty(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
-        let keys = self.dirty.take();
-        let mut out = Vec::with_capacity(keys.len() + 8);
-        for key in keys {
-            out.push(self.encode_dirty(key));
+    /// Hands every record changed since the last call (or `take_dirty`) to
+    /// `put`: `(key, Some(value))` for a written record, `(key, None)` for a
+    /// deleted one, each key at most once per call, in no particular order
+    /// (a RocksDB `WriteBatch` needs none). Keys and values are encoded
+    /// into two buffers reused for every record: nothing is allocated per
+    /// record and nothing is sorted. Encoding: see the module docs.
+    pub fn drain_dirty(&mut self, mut put: impl FnMut(&[u8], Option<&[u8]>)) {
+        let mut key = Vec::with_capacity(80);
+        let mut value = Vec::with_capacity(256);
+        let mut keys = self.dirty.take();
+        for dirty in keys.drain() {
+            key.clear();
+            value.clear();
+            let present = self.encode_dirty(dirty, &mut key, &mut value);
+            put(&key, present.then_some(&value[..]));
         }
+        // Gives the emptied set back, capacity included.
+        self.dirty.restore(keys);
         let (evicted, inserted) = self.dedup.take_dirty();
         for entry in inserted {
-            out.push((dedup_key(&entry.id), Some(dedup_value(entry))));
+            key.clear();
+            value.clear();
+            dedup_key(&mut key, &entry.id);
+            dedup_value(&mut value, entry);
+            put(&key, Some(&value));
         }
         for id in evicted {
-            // Evicted and remembered again since: the insert above wrote it.
+            // Evicted and remembered again since: written above.
             if !self.dedup.contains(id.as_bytes()) {
-                out.push((dedup_key(&id), None));
+                key.clear();
+                dedup_key(&mut key, &id);
+                put(&key, None);
             }
         }
+    }
+
+    /// Records changed since the last call (or `drain_dirty`):
+    /// `(key, Some(value))` for written, `(key, None)` for deleted, sorted by
+    /// key, each key once: [`Ledger::drain_dirty`], collected and sorted.
+    pub fn take_dirty(&mut self) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        self.drain_dirty(|key, value| out.push((key.to_vec(), value.map(<[u8]>::to_vec))));
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        // Values were all read from the current state: equal keys carry
-        // equal values, so dropping repeats is safe.
-        out.dedup_by(|a, b| a.0 == b.0);
+        debug_assert!(out.windows(2).all(|w| w[0].0 != w[1].0));
         out
     }
 
-    fn encode_dirty(&self, key: DirtyKey) -> (Vec<u8>, Option<Vec<u8>>) {
-        match key {
-            DirtyKey::Meta => (meta_key(), Some(meta_value(self.dedup.max_seen_now_ms))),
+    /// Encodes the record of `dirty` into `key` and, if it exists, `value`;
+    /// false if the record is deleted.
+    fn encode_dirty(&self, dirty: DirtyKey, key: &mut Vec<u8>, value: &mut Vec<u8>) -> bool {
+        match dirty {
+            DirtyKey::Meta => {
+                meta_key(key);
+                meta_value(value, self.dedup.max_seen_now_ms);
+                true
+            }
             DirtyKey::Asset(idx) => {
                 let asset = &self.assets[idx as usize];
-                (asset_key(&asset.symbol), Some(asset_value(asset)))
+                asset_key(key, &asset.symbol);
+                asset_value(value, asset);
+                true
             }
             DirtyKey::Account(account) => {
-                let value = self.accounts.contains_key(&account).then(Vec::new);
-                (account_key(account), value)
+                account_key(key, account);
+                self.accounts.contains_key(&account)
             }
             DirtyKey::Balance(owner, idx) => {
-                let value = self.stored_balance(owner, idx).map(balance_value);
-                (balance_key(owner, self.symbol(idx)), value)
+                balance_key(key, owner, self.symbol(idx));
+                let stored = self.stored_balance(owner, idx);
+                if let Some(balance) = stored {
+                    balance_value(value, balance);
+                }
+                stored.is_some()
             }
             DirtyKey::Hold(hold) => {
-                let value = self
-                    .holds
-                    .get(&hold)
-                    .map(|h| hold_value(h, self.symbol(h.asset)));
-                (hold_key(hold), value)
+                hold_key(key, hold);
+                let open = self.holds.get(&hold);
+                if let Some(h) = open {
+                    hold_value(value, h, self.symbol(h.asset));
+                }
+                open.is_some()
             }
             DirtyKey::Market(m) => {
                 let market = &self.markets[m as usize];
-                (
-                    market_key(&market.symbol),
-                    Some(market_value(market, self.symbol(market.settle))),
-                )
+                market_key(key, &market.symbol);
+                market_value(value, market, self.symbol(market.settle));
+                true
             }
             DirtyKey::Position(m, account) => {
                 let market = &self.markets[m as usize];
-                let value = market.positions.get(&account).map(position_value);
-                (position_key(&market.symbol, account), value)
+                position_key(key, &market.symbol, account);
+                let position = market.positions.get(&account);
+                if let Some(position) = position {
+                    position_value(value, position);
+                }
+                position.is_some()
             }
         }
     }
@@ -372,37 +391,52 @@ impl Ledger {
                 + self.holds.len()
                 + self.dedup.len(),
         );
-        out.push((meta_key(), meta_value(self.dedup.max_seen_now_ms)));
+        out.push((
+            encoded(meta_key),
+            encoded(|v| meta_value(v, self.dedup.max_seen_now_ms)),
+        ));
         for asset in &self.assets {
-            out.push((asset_key(&asset.symbol), asset_value(asset)));
+            out.push((
+                encoded(|k| asset_key(k, &asset.symbol)),
+                encoded(|v| asset_value(v, asset)),
+            ));
             for (owner, balance) in SYSTEM_OWNERS.iter().zip(asset.system) {
-                out.push((balance_key(*owner, &asset.symbol), balance_value(balance)));
+                out.push((
+                    encoded(|k| balance_key(k, *owner, &asset.symbol)),
+                    encoded(|v| balance_value(v, balance)),
+                ));
             }
         }
         for (id, account) in &self.accounts {
-            out.push((account_key(*id), Vec::new()));
+            out.push((encoded(|k| account_key(k, *id)), Vec::new()));
             for (idx, balance) in &account.balances {
                 out.push((
-                    balance_key(Owner::Account(*id), self.symbol(*idx)),
-                    balance_value(*balance),
+                    encoded(|k| balance_key(k, Owner::Account(*id), self.symbol(*idx))),
+                    encoded(|v| balance_value(v, *balance)),
                 ));
             }
         }
         for (id, hold) in &self.holds {
-            out.push((hold_key(*id), hold_value(hold, self.symbol(hold.asset))));
+            out.push((
+                encoded(|k| hold_key(k, *id)),
+                encoded(|v| hold_value(v, hold, self.symbol(hold.asset))),
+            ));
         }
         for entry in self.dedup.iter() {
-            out.push((dedup_key(&entry.id), dedup_value(entry)));
+            out.push((
+                encoded(|k| dedup_key(k, &entry.id)),
+                encoded(|v| dedup_value(v, entry)),
+            ));
         }
         for market in &self.markets {
             out.push((
-                market_key(&market.symbol),
-                market_value(market, self.symbol(market.settle)),
+                encoded(|k| market_key(k, &market.symbol)),
+                encoded(|v| market_value(v, market, self.symbol(market.settle))),
             ));
             for (account, position) in &market.positions {
                 out.push((
-                    position_key(&market.symbol, *account),
-                    position_value(position),
+                    encoded(|k| position_key(k, &market.symbol, *account)),
+                    encoded(|v| position_value(v, position)),
                 ));
             }
         }

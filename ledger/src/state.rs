@@ -1,6 +1,6 @@
 //! The engine's internal state types: interned assets with their system
 //! balances, client accounts with per-asset balances, holds, and the keys of
-//! records changed since the last `take_dirty`. Amounts here are always
+//! records changed since the last `drain_dirty`. Amounts here are always
 //! minor units (`i128`); `Decimal` only appears at the edges.
 
 use rustc_hash::FxHashSet;
@@ -79,8 +79,8 @@ pub(crate) struct Hold {
     pub remaining: i128,
 }
 
-/// A record that changed since the last `take_dirty`, named by internal ids;
-/// encoded into a key (and its current value) only in `take_dirty`.
+/// A record that changed since the last `drain_dirty`, named by internal ids;
+/// encoded into a key (and its current value) only in `drain_dirty`.
 /// Command-id (dedup) records are tracked by the dedup table itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum DirtyKey {
@@ -108,9 +108,17 @@ impl DirtySet {
         self.keys.insert(key);
     }
 
-    /// The distinct dirty keys (unordered); leaves the set empty.
-    pub fn take(&mut self) -> Vec<DirtyKey> {
-        let keys = std::mem::take(&mut self.keys);
-        keys.into_iter().collect()
+    /// The distinct dirty keys (unordered); leaves the set empty. Hand the
+    /// drained set back with `restore` to keep its capacity.
+    pub fn take(&mut self) -> FxHashSet<DirtyKey> {
+        std::mem::take(&mut self.keys)
+    }
+
+    /// Reinstalls a set returned by `take` once it is drained (keys pushed
+    /// meanwhile are kept).
+    pub fn restore(&mut self, mut drained: FxHashSet<DirtyKey>) {
+        debug_assert!(drained.is_empty());
+        drained.extend(self.keys.drain());
+        self.keys = drained;
     }
 }

@@ -301,3 +301,23 @@ fn dedup_table_survives_a_rebuild_from_records() {
     assert!(retry.duplicate && matches!(retry.outcome, Outcome::Rejected(_)));
     assert_eq!(retry, first);
 }
+
+#[test]
+fn an_id_evicted_and_remembered_again_is_drained_once_as_a_write() {
+    let mut ledger = ledger();
+    assert!(!ledger.apply(&envelope("a", deposit("1")), 10_000).duplicate);
+    ledger.take_dirty();
+    // Expired: evicted (its record was handed out) and applied again.
+    assert!(!ledger.apply(&envelope("a", deposit("1")), 12_000).duplicate);
+    let mut seen = Vec::new();
+    ledger.drain_dirty(|key, value| {
+        if key == dedup_key("a").as_slice() {
+            seen.push(value.map(<[u8]>::to_vec));
+        }
+    });
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    let value = seen[0].as_ref().expect("a write, not a delete");
+    assert_eq!(&value[..8], &12_000u64.to_be_bytes());
+    assert!(ledger.take_dirty().is_empty());
+    assert_eq!(btc(&ledger), d("2"));
+}

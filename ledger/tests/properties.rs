@@ -363,10 +363,10 @@ fn run(window_ms: u64, ops: &[(Op, i64, bool)]) -> Result<(), TestCaseError> {
         }
         history.push((envelope, now_ms, result));
         if *take {
-            apply_batch(&mut store, ledger.take_dirty());
+            apply_batch(&mut store, take_dirty_both_ways(&mut ledger)?);
         }
     }
-    apply_batch(&mut store, ledger.take_dirty());
+    apply_batch(&mut store, take_dirty_both_ways(&mut ledger)?);
     let hash = ledger.state_hash();
 
     // Determinism: the same inputs on a fresh ledger give the same outcomes
@@ -393,6 +393,23 @@ fn run(window_ms: u64, ops: &[(Op, i64, bool)]) -> Result<(), TestCaseError> {
         Ledger::from_records(config, store).map_err(|e| TestCaseError::fail(e.to_string()))?;
     prop_assert_eq!(from_store.state_hash(), hash);
     Ok(())
+}
+
+/// `take_dirty` on `ledger` and `drain_dirty` on a clone of it: the same
+/// records, each key once from `drain_dirty`. Returns the batch.
+type Batch = Vec<(Vec<u8>, Option<Vec<u8>>)>;
+fn take_dirty_both_ways(ledger: &mut Ledger) -> Result<Batch, TestCaseError> {
+    let mut twin = ledger.clone();
+    let taken = ledger.take_dirty();
+    let mut drained: Batch = Vec::new();
+    twin.drain_dirty(|key, value| drained.push((key.to_vec(), value.map(<[u8]>::to_vec))));
+    drained.sort();
+    let keys: BTreeMap<_, _> = drained.iter().map(|(k, v)| (k, v)).collect();
+    prop_assert_eq!(keys.len(), drained.len(), "drain_dirty repeated a key");
+    prop_assert_eq!(&drained, &taken);
+    // Both leave nothing dirty behind.
+    prop_assert!(twin.take_dirty().is_empty() && ledger.take_dirty().is_empty());
+    Ok(taken)
 }
 
 fn apply_batch(store: &mut BTreeMap<Vec<u8>, Vec<u8>>, batch: Vec<(Vec<u8>, Option<Vec<u8>>)>) {
