@@ -43,10 +43,7 @@ fn request(commands: usize) -> EntryRequest {
     let mut fixture = EngineFixture::new(1_000, 2, Distribution::Uniform, 3);
     let mut envelopes = fixture.trades(commands.div_ceil(3));
     envelopes.truncate(commands);
-    EntryRequest {
-        timestamp_ms: 1_700_000_000_000,
-        commands: envelopes,
-    }
+    EntryRequest::from_envelopes(1_700_000_000_000, &envelopes).expect("encode entry")
 }
 
 fn storage(c: &mut Criterion) {
@@ -61,7 +58,7 @@ fn storage(c: &mut Criterion) {
         .or_else(|_| tempfile::tempdir())
         .expect("temp dir");
     let db = open_db(dir.path()).expect("open rocksdb");
-    let mut store = LogStore::new(db);
+    let mut store = LogStore::new(db).expect("log store");
     let mut next_index: u64 = 1;
 
     let mut group = c.benchmark_group("append");
@@ -99,8 +96,13 @@ fn storage(c: &mut Criterion) {
                         .collect();
                     next_index += entries_per_append as u64;
                     let t0 = Instant::now();
+                    // Timed until the syncer reports the entries persisted.
                     runtime
-                        .block_on(store.append(entries, IOFlushed::noop()))
+                        .block_on(async {
+                            let (synced, persisted) = tokio::sync::oneshot::channel();
+                            store.append(entries, IOFlushed::signal(synced)).await?;
+                            persisted.await.map_err(std::io::Error::other)?
+                        })
                         .expect("append");
                     timed += t0.elapsed();
                     if next_index % PURGE_EVERY < entries_per_append as u64 {

@@ -25,6 +25,13 @@ pub const MAX_BATCH: usize = tally_proto::MAX_BATCH_COMMANDS;
 pub const MAX_COUNT: u64 = 10_000_000_000;
 
 /// Closed or open loop.
+/// What write replies carry (`--reply`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReplyMode {
+    Verdict,
+    Events,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
     /// N concurrent clients, each sending its next request once the last answered.
@@ -126,6 +133,11 @@ pub struct Args {
     /// Per-request deadline of the client (ms).
     #[arg(long, default_value_t = 10_000)]
     pub timeout_ms: u64,
+    /// What write replies carry: `verdict` (applied or rejected, no events:
+    /// what a matching engine that tracks balances itself asks for) or
+    /// `events` (every balance change, hold and fill, as decimal strings).
+    #[arg(long, value_enum, default_value_t = ReplyMode::Verdict)]
+    pub reply: ReplyMode,
 
     /// Accounts traded between (and created by the set-up or `accounts`). Default 10000, or 1000 with --smoke.
     #[arg(long)]

@@ -66,6 +66,7 @@ impl Target {
         endpoints: &[String],
         connections: usize,
         timeout_ms: u64,
+        reply_events: bool,
         read_endpoints: &[String],
         read_options: ReadOptions,
     ) -> anyhow::Result<Target> {
@@ -79,7 +80,7 @@ impl Target {
                 attempt_timeout_ms: timeout_ms,
                 ..ClientConfig::new(endpoints.iter().cloned())
             };
-            writers.push(Client::new(config)?);
+            writers.push(Client::new(config)?.with_reply_events(reply_events));
         }
         let mut readers = Vec::with_capacity(read_endpoints.len());
         for endpoint in read_endpoints {

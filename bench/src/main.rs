@@ -6,6 +6,12 @@ use std::process::ExitCode;
 use clap::Parser;
 use tally_bench::args::Args;
 
+/// mimalloc instead of the system allocator: the hot path (gRPC decoding,
+/// Raft entries, engine events) allocates many small objects; measured
+/// 35-45% less node CPU per command (README, Performance).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -10,7 +10,7 @@ use anyhow::Context;
 use serde_json::json;
 use tally_proto::v1::{ReadConsistency as PbConsistency, ReadOptions};
 
-use crate::args::{Args, Mode, ReadConsistency, ReadTarget};
+use crate::args::{Args, Mode, ReadConsistency, ReadTarget, ReplyMode};
 use crate::cluster::{self, DevCluster};
 use crate::driver::{self, Limits, Live, MonitorConfig, Source, Target};
 use crate::fixture::{self, EngineFixture};
@@ -167,6 +167,7 @@ fn settings(args: &Args) -> serde_json::Value {
         "clients": args.clients,
         "connections": args.connections,
         "batch": args.batch,
+        "reply": format!("{:?}", args.reply).to_lowercase(),
         "duration_s": args.duration_s(),
         "warmup_s": args.warmup_s(),
         "count": args.count,
@@ -216,6 +217,7 @@ async fn run_cluster(
         endpoints,
         args.connections,
         args.timeout_ms,
+        args.reply == ReplyMode::Events,
         &read_endpoints,
         read_options(args.read_consistency),
     )?);

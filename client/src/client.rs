@@ -15,7 +15,7 @@ use tally_proto::v1::ledger_client::LedgerClient;
 use tally_proto::v1::{
     Command, CommandResult, GetAccountRequest, GetAccountResponse, GetBalanceRequest,
     GetBalanceResponse, GetHoldRequest, GetHoldResponse, GetStateHashRequest, GetStateHashResponse,
-    NodeStatusRequest, SubmitBatchRequest, SubmitRequest,
+    NodeStatusRequest, ReplyDetail, SubmitBatchRequest, SubmitRequest,
 };
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -54,6 +54,8 @@ const DISCOVERY_TIMEOUT: Duration = Duration::from_millis(1000);
 pub struct Client {
     pub(crate) shared: Arc<Shared>,
     pub(crate) timeout: Duration,
+    /// False: writes ask for verdicts only (`REPLY_DETAIL_VERDICT`).
+    pub(crate) reply_events: bool,
 }
 
 pub(crate) struct Shared {
@@ -90,6 +92,7 @@ impl Client {
                 session_index: AtomicU64::new(0),
             }),
             timeout,
+            reply_events: true,
         })
     }
 
@@ -145,6 +148,29 @@ impl Client {
         Client {
             shared: Arc::clone(&self.shared),
             timeout: Duration::from_millis(timeout_ms.max(1)),
+            reply_events: self.reply_events,
+        }
+    }
+
+    /// A handle sharing this client's connections and leader tracking whose
+    /// writes return verdicts only (applied, or rejected with reason and
+    /// message) and no events when `events` is false: the leader then skips
+    /// formatting every balance change, and a batch's reply shrinks to a
+    /// few bytes per command. For bulk writers that track balances
+    /// themselves (a matching engine). `WriteResult::events()` is then empty.
+    pub fn with_reply_events(&self, events: bool) -> Client {
+        Client {
+            shared: Arc::clone(&self.shared),
+            timeout: self.timeout,
+            reply_events: events,
+        }
+    }
+
+    fn reply_detail(&self) -> i32 {
+        if self.reply_events {
+            ReplyDetail::Events as i32
+        } else {
+            ReplyDetail::Verdict as i32
         }
     }
 
@@ -180,6 +206,7 @@ impl Client {
         }
         let request = SubmitRequest {
             command: Some(command),
+            reply_detail: self.reply_detail(),
         };
         let outcome = self
             .run(write_policy(), |channel, timeout| {
@@ -237,7 +264,10 @@ impl Client {
                     .collect());
             }
         }
-        let request = SubmitBatchRequest { commands };
+        let request = SubmitBatchRequest {
+            commands,
+            reply_detail: self.reply_detail(),
+        };
         let outcome = self
             .run(write_policy(), |channel, timeout| {
                 let request = write_request(request.clone(), timeout, self.forward_writes());

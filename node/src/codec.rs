@@ -32,3 +32,17 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, std::io::Error> {
     }
     Ok(value)
 }
+
+/// Appends the encoding of `value` to `out` (values encoded back to back
+/// are read again with [`decode_prefix`]).
+pub fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), std::io::Error> {
+    bincode::serde::encode_into_std_write(value, out, config())
+        .map(|_| ())
+        .map_err(|e| std::io::Error::other(format!("encode: {e}")))
+}
+
+/// Decodes one value from the front of `bytes`; returns it and the bytes it took.
+pub fn decode_prefix<T: DeserializeOwned>(bytes: &[u8]) -> Result<(T, usize), std::io::Error> {
+    bincode::serde::decode_from_slice(bytes, config())
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("decode: {e}")))
+}

@@ -468,6 +468,24 @@ pub fn result_to_pb(command_id: &str, result: &ledger::ApplyResult) -> pb::Comma
     }
 }
 
+/// A command's verdict without events or the echoed id (`REPLY_DETAIL_VERDICT`).
+pub fn verdict_to_pb(result: &ledger::ApplyResult) -> pb::CommandResult {
+    match &result.outcome {
+        ledger::Outcome::Applied { .. } => pb::CommandResult {
+            applied: true,
+            duplicate: result.duplicate,
+            ..Default::default()
+        },
+        ledger::Outcome::Rejected(r) => pb::CommandResult {
+            applied: false,
+            reason: r.code.as_str().to_string(),
+            message: r.message.clone(),
+            duplicate: result.duplicate,
+            ..Default::default()
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

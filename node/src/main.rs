@@ -3,6 +3,12 @@
 use clap::Parser;
 use tally_node::cli::{Cli, Command};
 
+/// mimalloc instead of the system allocator: the hot path (gRPC decoding,
+/// Raft entries, engine events) allocates many small objects; measured
+/// 35-45% less node CPU per command (README, Performance).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

@@ -341,7 +341,7 @@ pub async fn start(
         ..Default::default()
     }
     .validate()?;
-    let log_store = LogStore::new(db.clone());
+    let log_store = LogStore::new(db.clone())?;
     let sm = StateMachineStore::open(db.clone(), config.ledger)?;
     let state = sm.shared();
     let applied = sm.applied_watch();

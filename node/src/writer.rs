@@ -12,10 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use openraft::errors::{ClientWriteError, RaftError};
-use tally_ledger::{ApplyResult, Envelope};
+use tally_ledger::ApplyResult;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
-use crate::raft::types::{EntryRequest, MAX_ENTRY_COMMANDS, NodeId, Raft, TypeConfig};
+use crate::raft::types::{
+    EncodedCommands, EntryRequest, MAX_ENTRY_COMMANDS, NodeId, Raft, TypeConfig,
+};
 
 /// Jobs (client requests) waiting for the batcher; a full queue answers `Overloaded`.
 pub const WRITE_QUEUE_JOBS: usize = 16_384;
@@ -44,7 +46,7 @@ pub enum WriteError {
 pub type WriteReply = Result<(Vec<ApplyResult>, u64), WriteError>;
 
 struct Job {
-    commands: Vec<Envelope>,
+    commands: EncodedCommands,
     reply: oneshot::Sender<WriteReply>,
 }
 
@@ -63,7 +65,7 @@ impl Writer {
     }
 
     /// Proposes `commands` (at most `MAX_ENTRY_COMMANDS`) and waits for their outcomes.
-    pub async fn submit(&self, commands: Vec<Envelope>) -> WriteReply {
+    pub async fn submit(&self, commands: EncodedCommands) -> WriteReply {
         debug_assert!(commands.len() <= MAX_ENTRY_COMMANDS);
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Job { commands, reply }) {
@@ -121,15 +123,19 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Job>) {
         let raft = raft.clone();
         let clock = clock.clone();
         tokio::spawn(async move {
-            let mut commands = Vec::with_capacity(count);
+            let bytes: usize = jobs.iter().map(|job| job.commands.bytes.len()).sum();
+            let mut commands = Vec::with_capacity(bytes);
             let mut replies = Vec::with_capacity(jobs.len());
             for job in jobs {
                 replies.push((job.commands.len(), job.reply));
-                commands.extend(job.commands);
+                commands.extend_from_slice(&job.commands.bytes);
             }
+            // count <= MAX_ENTRY_COMMANDS (checked above), far below u32::MAX.
+            debug_assert!(count <= MAX_ENTRY_COMMANDS);
             let request = EntryRequest {
                 timestamp_ms: leader_now_ms(&clock),
-                commands,
+                count: count as u32,
+                commands: commands.into(),
             };
             let outcome = raft.client_write(request).await;
             drop(permit);

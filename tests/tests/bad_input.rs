@@ -67,6 +67,7 @@ async fn malformed_requests_and_engine_refusals_change_nothing() {
     let s = raw
         .submit(SubmitRequest {
             command: Some(bad_decimal),
+            ..Default::default()
         })
         .await
         .expect_err("malformed decimal");
@@ -81,17 +82,18 @@ async fn malformed_requests_and_engine_refusals_change_nothing() {
                 command_id: "no-body".into(),
                 body: None,
             }),
+            ..Default::default()
         })
         .await
         .expect_err("no body");
     assert_eq!(reason(&s), "MISSING_FIELD", "{s:?}");
     let s = raw
-        .submit(SubmitRequest { command: None })
+        .submit(SubmitRequest { command: None, ..Default::default() })
         .await
         .expect_err("no command");
     assert_eq!(reason(&s), "MISSING_FIELD", "{s:?}");
     let s = raw
-        .submit_batch(SubmitBatchRequest { commands: vec![] })
+        .submit_batch(SubmitBatchRequest { commands: vec![], ..Default::default() })
         .await
         .expect_err("empty batch");
     assert_eq!(reason(&s), "EMPTY_BATCH", "{s:?}");
@@ -99,7 +101,7 @@ async fn malformed_requests_and_engine_refusals_change_nothing() {
         .map(|_| commands::deposit(1, "BTC", "1"))
         .collect();
     let s = raw
-        .submit_batch(SubmitBatchRequest { commands: too_many })
+        .submit_batch(SubmitBatchRequest { commands: too_many, ..Default::default() })
         .await
         .expect_err("batch too large");
     assert_eq!(reason(&s), "BATCH_TOO_LARGE", "{s:?}");

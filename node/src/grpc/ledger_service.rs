@@ -12,6 +12,7 @@ use tally_proto::v1::ledger_server::Ledger as LedgerRpc;
 use tally_proto::v1::{
     Balance, GetAccountRequest, GetAccountResponse, GetBalanceRequest, GetBalanceResponse,
     GetHoldRequest, GetHoldResponse, GetStateHashRequest, GetStateHashResponse, ReadOptions,
+    ReplyDetail,
     SubmitBatchRequest, SubmitBatchResponse, SubmitRequest, SubmitResponse,
 };
 use tonic::{Code, Request, Response, Status};
@@ -20,6 +21,7 @@ use crate::convert;
 use crate::grpc::status::{invalid, not_leader, status};
 use crate::node::NodeCtx;
 use crate::raft::state_machine::SmState;
+use crate::raft::types::EncodedCommands;
 use crate::writer::WriteError;
 
 /// Metadata marking a write that must not be forwarded (a client asking for a leader hint, or a write already forwarded once).
@@ -49,22 +51,34 @@ impl LedgerService {
                 ),
             ));
         }
-        let mut envelopes = Vec::with_capacity(batch.commands.len());
+        // Encoded here, once: the entry carries these bytes to every node.
+        let mut encoded = EncodedCommands::default();
         for (i, cmd) in batch.commands.iter().enumerate() {
             let env = convert::envelope(cmd)
                 .map_err(|e| invalid(e.reason(), format!("command {i}: {e}")))?;
-            envelopes.push(env);
+            encoded
+                .push(&env)
+                .map_err(|e| status(Code::Internal, "ENCODE_FAILED", e.to_string()))?;
         }
-        match self.ctx.writer.submit(envelopes).await {
-            Ok((results, index)) => Ok(SubmitBatchResponse {
-                results: batch
-                    .commands
-                    .iter()
-                    .zip(results.iter())
-                    .map(|(cmd, r)| convert::result_to_pb(&cmd.command_id, r))
-                    .collect(),
-                applied_index: index,
-            }),
+        match self.ctx.writer.submit(encoded).await {
+            Ok((results, index)) => {
+                let verdict_only = batch.reply_detail == ReplyDetail::Verdict as i32;
+                Ok(SubmitBatchResponse {
+                    results: batch
+                        .commands
+                        .iter()
+                        .zip(results.iter())
+                        .map(|(cmd, r)| {
+                            if verdict_only {
+                                convert::verdict_to_pb(r)
+                            } else {
+                                convert::result_to_pb(&cmd.command_id, r)
+                            }
+                        })
+                        .collect(),
+                    applied_index: index,
+                })
+            }
             Err(WriteError::NotLeader { leader_addr, .. }) => match leader_addr {
                 Some(addr) if !forwarded && addr != self.ctx.config.advertise_addr => {
                     self.forward(&addr, batch).await
@@ -154,6 +168,7 @@ impl LedgerRpc for LedgerService {
             ext,
             SubmitBatchRequest {
                 commands: vec![command],
+                reply_detail: body.reply_detail,
             },
         );
         let resp = self.write(batch_req).await?;

@@ -1,11 +1,16 @@
 //! The Raft log store on RocksDB: entries, vote, committed id and purge
-//! point. Every mutation is one WriteBatch written with fsync; `append`
-//! reports completion to openraft only after that sync returned.
+//! point. Vote, truncation and purge are one WriteBatch written with fsync.
+//! `append` writes its entries in one WriteBatch (readable at once) and
+//! hands openraft's completion callback to the WAL syncer thread, which
+//! fsyncs the write-ahead log once for every append queued meanwhile (group
+//! fsync) and only then reports the entries persisted. Raft's core never
+//! waits on a disk sync, and many appends share one.
 
 use std::fmt::Debug;
 use std::io;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
+use std::sync::mpsc;
 
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
@@ -13,7 +18,7 @@ use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 
 use crate::codec;
 use crate::raft::types::{Entry, LogId, TypeConfig, Vote};
-use crate::storage::{CF_LOG, CF_RAFT_META, cf, synced};
+use crate::storage::{CF_LOG, CF_RAFT_META, cf, synced, unsynced};
 
 const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
@@ -34,15 +39,27 @@ fn key_index(key: &[u8]) -> Result<u64, io::Error> {
     Ok(u64::from_be_bytes(bytes))
 }
 
-/// The log store; cheap to clone (shares the DB).
+/// Appends waiting for the WAL syncer at most; a full queue makes `append`
+/// wait (openraft bounds its in-flight IO far below this).
+pub const MAX_PENDING_SYNCS: usize = 4096;
+
+/// The log store; cheap to clone (shares the DB and the WAL syncer).
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
+    syncer: mpsc::SyncSender<IOFlushed<TypeConfig>>,
 }
 
 impl LogStore {
-    pub fn new(db: Arc<DB>) -> Self {
-        LogStore { db }
+    /// Opens the store on `db` and starts its WAL syncer thread, which ends
+    /// when the last clone of the store is dropped.
+    pub fn new(db: Arc<DB>) -> Result<Self, io::Error> {
+        let (syncer, pending) = mpsc::sync_channel(MAX_PENDING_SYNCS);
+        let sync_db = db.clone();
+        std::thread::Builder::new()
+            .name("tally-wal-sync".into())
+            .spawn(move || wal_syncer(sync_db, pending))?;
+        Ok(LogStore { db, syncer })
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, io::Error> {
@@ -137,7 +154,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        self.put_meta(KEY_COMMITTED, &committed)
+        // Optional for openraft (it relearns the commit point from the
+        // leader); made durable by the next synced write.
+        let cf = cf(&self.db, CF_RAFT_META)?;
+        self.db
+            .put_cf_opt(cf, KEY_COMMITTED, codec::encode(&committed)?, &unsynced())
+            .map_err(io::Error::other)
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
@@ -158,15 +180,23 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for entry in entries {
             batch.put_cf(cf, index_key(entry.log_id.index), codec::encode(&entry)?);
         }
-        // One WriteBatch, one fsync; openraft hears of it only after the sync.
-        let result = tokio::task::block_in_place(|| self.db.write_opt(batch, &synced()))
-            .map_err(io::Error::other);
-        let reported = result
-            .as_ref()
-            .map(|_| ())
-            .map_err(|e| io::Error::other(e.to_string()));
-        callback.io_completed(reported);
-        result
+        // Readable once written; persisted (and reported) by the syncer.
+        if let Err(e) = self.db.write_opt(batch, &unsynced()) {
+            let e = io::Error::other(e);
+            callback.io_completed(Err(io::Error::other(e.to_string())));
+            return Err(e);
+        }
+        match self.syncer.try_send(callback) {
+            Ok(()) => Ok(()),
+            Err(mpsc::TrySendError::Full(callback)) => {
+                tokio::task::block_in_place(|| self.syncer.send(callback))
+                    .map_err(|_| io::Error::other("WAL syncer stopped"))
+            }
+            Err(mpsc::TrySendError::Disconnected(callback)) => {
+                callback.io_completed(Err(io::Error::other("WAL syncer stopped")));
+                Err(io::Error::other("WAL syncer stopped"))
+            }
+        }
     }
 
     async fn truncate_after(&mut self, last_log_id: Option<LogId>) -> Result<(), io::Error> {
@@ -192,6 +222,27 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 }
 
+/// The WAL syncer: waits for an append, takes every other append queued by
+/// then, fsyncs the write-ahead log once (RocksDB has one WAL for all column
+/// families, so this also persists the state machine's unsynced writes made
+/// before it) and completes the appends in order. Runs until the store is
+/// dropped.
+fn wal_syncer(db: Arc<DB>, pending: mpsc::Receiver<IOFlushed<TypeConfig>>) {
+    while let Ok(first) = pending.recv() {
+        let mut callbacks = vec![first];
+        while let Ok(next) = pending.try_recv() {
+            callbacks.push(next);
+        }
+        let result = db.flush_wal(true).map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            tracing::error!(error = %e, "WAL fsync failed; appends reported as failed");
+        }
+        for callback in callbacks {
+            callback.io_completed(result.clone().map_err(io::Error::other));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use openraft::entry::RaftEntry;
@@ -205,10 +256,7 @@ mod tests {
         let log_id = LogId::new(leader, index);
         Entry::new_normal(
             log_id,
-            EntryRequest {
-                timestamp_ms: index,
-                commands: vec![],
-            },
+            EntryRequest::from_envelopes(index, &[]).unwrap(),
         )
     }
 
@@ -217,7 +265,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let db = crate::storage::open_db(dir.path()).unwrap();
-            let mut store = LogStore::new(db);
+            let mut store = LogStore::new(db).unwrap();
             store
                 .append((1..=10).map(|i| entry(1, i)), IOFlushed::noop())
                 .await
@@ -229,7 +277,7 @@ mod tests {
             store.purge(entry(1, 3).log_id).await.unwrap();
         }
         let db = crate::storage::open_db(dir.path()).unwrap();
-        let mut store = LogStore::new(db);
+        let mut store = LogStore::new(db).unwrap();
         let state = store.get_log_state().await.unwrap();
         assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(3));
         assert_eq!(state.last_log_id.map(|l| l.index), Some(8));

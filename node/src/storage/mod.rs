@@ -60,6 +60,12 @@ pub fn synced() -> WriteOptions {
     w
 }
 
+/// Write options for writes made durable by a later synced write to the
+/// same database (one WAL, recovered as a prefix): see the state machine.
+pub fn unsynced() -> WriteOptions {
+    WriteOptions::default()
+}
+
 /// The handle of a column family that `open_db` always creates.
 pub fn cf<'a>(db: &'a DB, name: &str) -> Result<&'a rocksdb::ColumnFamily, StorageError> {
     db.cf_handle(name).ok_or_else(|| StorageError::Corrupt {
