@@ -47,6 +47,8 @@ pub type WriteReply = Result<(Vec<ApplyResult>, u64), WriteError>;
 
 struct Job {
     commands: EncodedCommands,
+    /// The caller wants each applied command's events.
+    events: bool,
     reply: oneshot::Sender<WriteReply>,
 }
 
@@ -65,10 +67,15 @@ impl Writer {
     }
 
     /// Proposes `commands` (at most `MAX_ENTRY_COMMANDS`) and waits for their outcomes.
-    pub async fn submit(&self, commands: EncodedCommands) -> WriteReply {
+    /// With `events` false the outcomes may come without events.
+    pub async fn submit(&self, commands: EncodedCommands, events: bool) -> WriteReply {
         debug_assert!(commands.len() <= MAX_ENTRY_COMMANDS);
         let (reply, rx) = oneshot::channel();
-        match self.tx.try_send(Job { commands, reply }) {
+        match self.tx.try_send(Job {
+            commands,
+            events,
+            reply,
+        }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => return Err(WriteError::Overloaded),
             Err(mpsc::error::TrySendError::Closed(_)) => {
@@ -126,6 +133,7 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Job>) {
             let bytes: usize = jobs.iter().map(|job| job.commands.bytes.len()).sum();
             let mut commands = Vec::with_capacity(bytes);
             let mut replies = Vec::with_capacity(jobs.len());
+            let events = jobs.iter().any(|job| job.events);
             for job in jobs {
                 replies.push((job.commands.len(), job.reply));
                 commands.extend_from_slice(&job.commands.bytes);
@@ -136,8 +144,15 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Job>) {
                 timestamp_ms: leader_now_ms(&clock),
                 count: count as u32,
                 commands: commands.into(),
+                events,
             };
+            let proposed = std::time::Instant::now();
             let outcome = raft.client_write(request).await;
+            tracing::debug!(
+                commands = count,
+                commit_apply_us = proposed.elapsed().as_micros() as u64,
+                "entry applied"
+            );
             drop(permit);
             match outcome {
                 Ok(resp) => {

@@ -60,9 +60,9 @@ impl LedgerService {
                 .push(&env)
                 .map_err(|e| status(Code::Internal, "ENCODE_FAILED", e.to_string()))?;
         }
-        match self.ctx.writer.submit(encoded).await {
+        let verdict_only = batch.reply_detail == ReplyDetail::Verdict as i32;
+        match self.ctx.writer.submit(encoded, !verdict_only).await {
             Ok((results, index)) => {
-                let verdict_only = batch.reply_detail == ReplyDetail::Verdict as i32;
                 Ok(SubmitBatchResponse {
                     results: batch
                         .commands

@@ -47,19 +47,42 @@ pub const MAX_PENDING_SYNCS: usize = 4096;
 #[derive(Clone)]
 pub struct LogStore {
     db: Arc<DB>,
-    syncer: mpsc::SyncSender<IOFlushed<TypeConfig>>,
+    syncer: Arc<WalSyncer>,
+}
+
+/// The WAL syncer thread's handle. Dropping the last one closes the queue
+/// and joins the thread, so the database is released deterministically (a
+/// reopen right after cannot find it still locked).
+struct WalSyncer {
+    queue: Option<mpsc::SyncSender<IOFlushed<TypeConfig>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WalSyncer {
+    fn drop(&mut self) {
+        self.queue.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl LogStore {
     /// Opens the store on `db` and starts its WAL syncer thread, which ends
     /// when the last clone of the store is dropped.
     pub fn new(db: Arc<DB>) -> Result<Self, io::Error> {
-        let (syncer, pending) = mpsc::sync_channel(MAX_PENDING_SYNCS);
+        let (queue, pending) = mpsc::sync_channel(MAX_PENDING_SYNCS);
         let sync_db = db.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("tally-wal-sync".into())
             .spawn(move || wal_syncer(sync_db, pending))?;
-        Ok(LogStore { db, syncer })
+        Ok(LogStore {
+            db,
+            syncer: Arc::new(WalSyncer {
+                queue: Some(queue),
+                thread: Some(thread),
+            }),
+        })
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, io::Error> {
@@ -186,10 +209,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             callback.io_completed(Err(io::Error::other(e.to_string())));
             return Err(e);
         }
-        match self.syncer.try_send(callback) {
+        let Some(queue) = &self.syncer.queue else {
+            callback.io_completed(Err(io::Error::other("WAL syncer stopped")));
+            return Err(io::Error::other("WAL syncer stopped"));
+        };
+        match queue.try_send(callback) {
             Ok(()) => Ok(()),
             Err(mpsc::TrySendError::Full(callback)) => {
-                tokio::task::block_in_place(|| self.syncer.send(callback))
+                tokio::task::block_in_place(|| queue.send(callback))
                     .map_err(|_| io::Error::other("WAL syncer stopped"))
             }
             Err(mpsc::TrySendError::Disconnected(callback)) => {

@@ -205,10 +205,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
+        let started = std::time::Instant::now();
         let mut replies = Vec::new();
         let mut batch = WriteBatch::default();
         let sm_cf = cf(&self.db, CF_SM)?;
         let applied_index;
+        let engine_us;
         {
             while let Some(item) = entries.next().await {
                 let (entry, responder) = item?;
@@ -219,10 +221,25 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                         // A log entry that does not decode is corruption: stop
                         // applying (the node fails) rather than skip it.
                         let commands = req.decode_commands()?;
-                        let results = commands
-                            .iter()
-                            .map(|env| st.ledger.apply(env, req.timestamp_ms))
-                            .collect();
+                        let results = match (&responder, req.events) {
+                            (Some(_), true) => commands
+                                .iter()
+                                .map(|env| st.ledger.apply(env, req.timestamp_ms))
+                                .collect(),
+                            // Verdicts only: same state, no events built.
+                            (Some(_), false) => commands
+                                .iter()
+                                .map(|env| st.ledger.apply_quiet(env, req.timestamp_ms))
+                                .collect(),
+                            // Nobody waits for these outcomes (a follower, or
+                            // a leader re-applying after restart).
+                            (None, _) => {
+                                for env in &commands {
+                                    st.ledger.apply_quiet(env, req.timestamp_ms);
+                                }
+                                Vec::new()
+                            }
+                        };
                         EntryResponse { results }
                     }
                     EntryPayload::Membership(m) => {
@@ -239,16 +256,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     replies.push((r, response));
                 }
             }
+            engine_us = started.elapsed().as_micros() as u64;
             let mut st = self.state.write().map_err(|_| lock_poisoned())?;
-            for (key, value) in st.ledger.take_dirty() {
-                match value {
-                    Some(v) => batch.put_cf(sm_cf, key, v),
-                    None => batch.delete_cf(sm_cf, key),
-                }
-            }
+            st.ledger.drain_dirty(|key, value| match value {
+                Some(v) => batch.put_cf(sm_cf, key, v),
+                None => batch.delete_cf(sm_cf, key),
+            });
             self.write_meta(&mut batch, &st)?;
             applied_index = st.applied_index();
         }
+        let batch_records = batch.len();
         // The applied batch and last_applied are written atomically, before
         // any reply, but not fsynced: the Raft log shares this database's one
         // write-ahead log, so the next synced log append (or purge, or
@@ -261,6 +278,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         tokio::task::block_in_place(|| self.db.write_opt(batch, &unsynced()))
             .map_err(io::Error::other)?;
         self.applied_tx.send_replace(applied_index);
+        tracing::debug!(
+            index = applied_index,
+            records = batch_records,
+            engine_us,
+            total_us = started.elapsed().as_micros() as u64,
+            "applied batch"
+        );
         for (responder, response) in replies {
             responder.send(response);
         }

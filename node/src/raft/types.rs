@@ -35,6 +35,10 @@ pub struct EntryRequest {
     pub count: u32,
     /// `count` bincode-encoded `Envelope`s, back to back.
     pub commands: bytes::Bytes,
+    /// True if a client waiting for these commands asked for events: the
+    /// leader then builds them while applying. Never changes the state;
+    /// followers ignore it.
+    pub events: bool,
 }
 
 impl EntryRequest {
@@ -46,6 +50,7 @@ impl EntryRequest {
             timestamp_ms,
             count: encoded.count,
             commands: encoded.bytes.into(),
+            events: true,
         })
     }
 
