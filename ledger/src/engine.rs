@@ -402,11 +402,14 @@ impl Ledger {
             symbol: symbol.to_string(),
             scale,
             system: [Balance::default(); 3],
+            system_listed: [false; 3],
         });
         self.asset_index.insert(symbol.to_string(), idx);
         self.dirty.push(DirtyKey::Asset(idx));
-        for owner in SYSTEM_OWNERS {
-            self.dirty.push(DirtyKey::Balance(owner, idx));
+        if let Some(asset) = self.assets.last_mut() {
+            for (owner, listed) in SYSTEM_OWNERS.into_iter().zip(&mut asset.system_listed) {
+                self.dirty.note_balance(listed, owner, idx);
+            }
         }
         events.emit(|| Event::AssetCreated {
             symbol: symbol.to_string(),
@@ -903,22 +906,22 @@ impl Ledger {
                 continue;
             }
             let slot = match (p.owner, system_slot(p.owner)) {
-                (Owner::Account(id), _) => self
-                    .accounts
-                    .get_mut(&id)
-                    .map(|account| account.slot_mut(p.asset)),
+                (Owner::Account(id), _) => self.accounts.get_mut(&id).map(|account| {
+                    let entry = account.entry_mut(p.asset);
+                    (&mut entry.balance, &mut entry.listed)
+                }),
                 (_, Some(slot)) => self
                     .assets
                     .get_mut(p.asset as usize)
-                    .map(|a| &mut a.system[slot]),
+                    .map(|a| (&mut a.system[slot], &mut a.system_listed[slot])),
                 (_, None) => None,
             };
-            let Some(slot) = slot else {
+            let Some((slot, listed)) = slot else {
                 debug_assert!(false, "posting to a missing balance {:?}", p.owner);
                 continue;
             };
             *slot = p.after;
-            self.dirty.push(DirtyKey::Balance(p.owner, p.asset));
+            self.dirty.note_balance(listed, p.owner, p.asset);
             let asset = &self.assets[p.asset as usize];
             let scale = asset.scale;
             events.emit(|| {
