@@ -107,6 +107,16 @@ pub(crate) fn display(units: i128, scale: u32) -> String {
     }
 }
 
+/// `value > 0`, read from the sign and mantissa (no rescaling compare).
+pub(crate) fn is_positive(value: Decimal) -> bool {
+    !value.is_zero() && !value.is_sign_negative()
+}
+
+/// `value < 0` (a negative zero is zero).
+pub(crate) fn is_negative(value: Decimal) -> bool {
+    !value.is_zero() && value.is_sign_negative()
+}
+
 /// True if `units` is a legal amount or balance magnitude.
 pub(crate) fn in_range(units: i128) -> bool {
     (-MAX_UNITS..=MAX_UNITS).contains(&units)
@@ -275,6 +285,24 @@ mod tests {
                     "{base} at {price}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn sign_tests_match_comparisons_with_zero() {
+        let zero = Decimal::ZERO;
+        for value in [
+            d("0"),
+            d("-0"),
+            d("-0.000"),
+            d("0.01"),
+            d("-0.01"),
+            Decimal::MAX,
+            Decimal::MIN,
+            Decimal::from_parts(0, 0, 0, true, 5),
+        ] {
+            assert_eq!(is_positive(value), value > zero, "{value:?}");
+            assert_eq!(is_negative(value), value < zero, "{value:?}");
         }
     }
 

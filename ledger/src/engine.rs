@@ -570,20 +570,20 @@ impl Ledger {
         events: &mut Events,
     ) -> Result<(), Rejection> {
         // Stateless checks first.
-        if price <= Decimal::ZERO {
+        if !amount::is_positive(price) {
             return Err(reject(
                 RejectCode::InvalidPrice,
                 format!("price {price} must be positive"),
             ));
         }
-        if base_amount <= Decimal::ZERO {
+        if !amount::is_positive(base_amount) {
             return Err(reject(
                 RejectCode::InvalidAmount,
                 format!("base amount {base_amount} must be positive"),
             ));
         }
         for (name, fee) in [("buyer fee", buyer_fee), ("seller fee", seller_fee)] {
-            if fee < Decimal::ZERO {
+            if amount::is_negative(fee) {
                 return Err(reject(
                     RejectCode::InvalidAmount,
                     format!("{name} {fee} must not be negative"),
@@ -753,7 +753,7 @@ impl Ledger {
         asset: AssetIdx,
         name: &str,
     ) -> Result<i128, Rejection> {
-        if amount <= Decimal::ZERO {
+        if !amount::is_positive(amount) {
             return Err(reject(
                 RejectCode::InvalidAmount,
                 format!("{name} {amount} must be positive"),
@@ -769,7 +769,7 @@ impl Ledger {
         asset: AssetIdx,
         name: &str,
     ) -> Result<i128, Rejection> {
-        if fee < Decimal::ZERO {
+        if amount::is_negative(fee) {
             return Err(reject(
                 RejectCode::InvalidAmount,
                 format!("{name} {fee} must not be negative"),
