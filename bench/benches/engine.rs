@@ -7,8 +7,10 @@
 //!   4095 commands): lock quote, lock base, fill consuming both holds.
 //! * `fill_only/<dist>`: 4096 fills against standing holds (resting orders
 //!   filled partially): the fill path alone.
-//! * `trade_entry_with_take_dirty/uniform`: the `trade` mix plus the
-//!   `take_dirty` record encoding the state machine does after each entry.
+//! * `fill_only_quiet/<dist>`: the same with `Ledger::apply_quiet` (no
+//!   events built), as a follower applies entries.
+//! * `trade_entry_with_take_dirty/uniform`: the `trade` mix plus the record
+//!   encoding the state machine does after each entry (`drain_dirty`).
 //!
 //! Measured in CPU time of the benchmark thread (`CLOCK_THREAD_CPUTIME_ID`),
 //! not wall time: on a shared machine other processes steal the core and
@@ -108,6 +110,20 @@ fn engine(c: &mut Criterion<ThreadCpuTime>) {
                 || fixture.borrow_mut().fills_only(ENTRY_COMMANDS),
                 |entry| {
                     let (_, fills) = fixture.borrow_mut().apply(&entry);
+                    assert_eq!(fills, ENTRY_COMMANDS);
+                    entry
+                },
+                BatchSize::PerIteration,
+            );
+        });
+        group.bench_function(format!("fill_only_quiet/{distribution}"), |b| {
+            b.iter_batched(
+                || fixture.borrow_mut().fills_only(ENTRY_COMMANDS),
+                |entry| {
+                    let mut f = fixture.borrow_mut();
+                    let leader = std::mem::replace(&mut f.quiet, true);
+                    let (_, fills) = f.apply(&entry);
+                    f.quiet = leader;
                     assert_eq!(fills, ENTRY_COMMANDS);
                     entry
                 },

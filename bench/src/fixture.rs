@@ -9,6 +9,11 @@
 //! [`COMMANDS_PER_MS`] commands with a [`BENCH_DEDUP_WINDOW_MS`] window: about
 //! `COMMANDS_PER_MS * BENCH_DEDUP_WINDOW_MS` (100,000) live entries, evicted
 //! as fast as they are added, as in production once the window is full.
+//!
+//! Commands are applied with `Ledger::apply` (a leader building every event
+//! for its replies), or with `Ledger::apply_quiet` (a follower, which builds
+//! none) when the environment variable `TALLY_BENCH_QUIET` is set or
+//! [`EngineFixture::quiet`] is true.
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -69,6 +74,8 @@ pub struct EngineFixture {
     applied_commands: u64,
     /// Standing holds for `fill_only`: (buy hold, sell hold) per account.
     standing: Vec<(u64, u64)>,
+    /// Apply with `apply_quiet` (no events), as a follower does.
+    pub quiet: bool,
 }
 
 impl EngineFixture {
@@ -102,6 +109,7 @@ impl EngineFixture {
             next_hold: 1,
             applied_commands: 0,
             standing: Vec::new(),
+            quiet: std::env::var_os("TALLY_BENCH_QUIET").is_some(),
         };
         // Built and applied an entry at a time (as the node would), so the
         // set-up's own garbage never dominates the memory figure.
@@ -255,7 +263,11 @@ impl EngineFixture {
         let mut fills = 0;
         for envelope in envelopes {
             let now_ms = self.now_ms();
-            let ApplyResult { outcome, .. } = self.ledger.apply(envelope, now_ms);
+            let ApplyResult { outcome, .. } = if self.quiet {
+                self.ledger.apply_quiet(envelope, now_ms)
+            } else {
+                self.ledger.apply(envelope, now_ms)
+            };
             self.applied_commands += 1;
             if matches!(outcome, Outcome::Applied { .. }) {
                 applied += 1;

@@ -30,20 +30,32 @@ pub(crate) enum AmountError {
 
 /// Converts `amount` to minor units at `scale`, exactly. Any sign; the caller
 /// checks the sign it requires. Trailing zeros are fine ("1.50" at scale 2).
+///
+/// No normalization: with `amount = m / 10^s`, the units are
+/// `m * 10^(scale - s)` when `s <= scale`, else `m / 10^(s - scale)`, which
+/// must divide exactly (the dropped digits are trailing zeros) or the
+/// amount is too precise. Same results as normalizing first, without its
+/// divisions.
 pub(crate) fn to_units(amount: Decimal, scale: u32) -> Result<i128, AmountError> {
     debug_assert!(scale <= MAX_ASSET_SCALE);
-    let normalized = amount.normalize();
-    let Some(shift) = scale.checked_sub(normalized.scale()) else {
-        return Err(AmountError::TooPrecise);
+    let (mantissa, own_scale) = (amount.mantissa(), amount.scale());
+    let units = if own_scale <= scale {
+        let factor = POW10
+            .get((scale - own_scale) as usize)
+            .copied()
+            .ok_or(AmountError::TooLarge)?;
+        mantissa.checked_mul(factor).ok_or(AmountError::TooLarge)?
+    } else {
+        // own_scale <= 28: the divisor is in the table.
+        let divisor = POW10
+            .get((own_scale - scale) as usize)
+            .copied()
+            .ok_or(AmountError::TooPrecise)?;
+        if mantissa % divisor != 0 {
+            return Err(AmountError::TooPrecise);
+        }
+        mantissa / divisor
     };
-    let factor = POW10
-        .get(shift as usize)
-        .copied()
-        .ok_or(AmountError::TooLarge)?;
-    let units = normalized
-        .mantissa()
-        .checked_mul(factor)
-        .ok_or(AmountError::TooLarge)?;
     if !in_range(units) {
         return Err(AmountError::TooLarge);
     }
@@ -55,6 +67,18 @@ pub(crate) fn to_units(amount: Decimal, scale: u32) -> Result<i128, AmountError>
 /// deltas at most), far inside `Decimal`'s 96-bit mantissa, so the fallback
 /// is unreachable; it exists only so that no input can ever panic here.
 pub(crate) fn to_decimal(units: i128, scale: u32) -> Decimal {
+    // Fast path: a mantissa below 2^96 at a legal scale is the parts as they
+    // are (what `try_from_i128_with_scale` builds, without its checks).
+    let magnitude = units.unsigned_abs();
+    if magnitude >> 96 == 0 && scale <= 28 {
+        return Decimal::from_parts(
+            magnitude as u32,
+            (magnitude >> 32) as u32,
+            (magnitude >> 64) as u32,
+            units < 0,
+            scale,
+        );
+    }
     let result = Decimal::try_from_i128_with_scale(units, scale);
     debug_assert!(
         result.is_ok(),
@@ -83,6 +107,16 @@ pub(crate) fn display(units: i128, scale: u32) -> String {
     }
 }
 
+/// `value > 0`, read from the sign and mantissa (no rescaling compare).
+pub(crate) fn is_positive(value: Decimal) -> bool {
+    !value.is_zero() && !value.is_sign_negative()
+}
+
+/// `value < 0` (a negative zero is zero).
+pub(crate) fn is_negative(value: Decimal) -> bool {
+    !value.is_zero() && value.is_sign_negative()
+}
+
 /// True if `units` is a legal amount or balance magnitude.
 pub(crate) fn in_range(units: i128) -> bool {
     (-MAX_UNITS..=MAX_UNITS).contains(&units)
@@ -92,9 +126,12 @@ pub(crate) fn in_range(units: i128) -> bool {
 /// `base_units` is at `base_scale`, exactly representable at `quote_scale`.
 ///
 /// `base_units` and `price` must be positive (checked by the caller).
-/// With the price normalized to `p / 10^ps`, the quote in quote units is
-/// `base_units * p * 10^(quote_scale - base_scale - ps)`; a negative exponent
-/// must divide the product exactly, else `TooPrecise`.
+/// With the price `p / 10^ps` (as written: trailing zeros change nothing,
+/// the product is the same), the quote in quote units is `base_units * p *
+/// 10^(quote_scale - base_scale - ps)`; a negative exponent must divide the
+/// product exactly, else `TooPrecise`. When the exponent is not negative
+/// every intermediate product is at most the result, so overflow means
+/// the result is too large whatever the representation of the price.
 pub(crate) fn quote_units(
     base_units: i128,
     base_scale: u32,
@@ -102,7 +139,6 @@ pub(crate) fn quote_units(
     quote_scale: u32,
 ) -> Result<i128, AmountError> {
     debug_assert!(base_units > 0 && price > Decimal::ZERO);
-    let price = price.normalize();
     let (Ok(base), Ok(mantissa)) = (u128::try_from(base_units), u128::try_from(price.mantissa()))
     else {
         return Err(AmountError::TooPrecise);
@@ -179,6 +215,95 @@ mod tests {
         assert_eq!(to_units(d("0.000000001"), 8), Err(AmountError::TooPrecise));
         assert_eq!(to_units(d("-2"), 0), Ok(-2));
         assert_eq!(to_units(d("0"), 18), Ok(0));
+    }
+
+    #[test]
+    fn to_units_matches_normalizing_first() {
+        let mut amounts = vec![
+            d("0"),
+            d("-0.00"),
+            d("1.50"),
+            d("0.000000010"),
+            d("123456789.123456789"),
+            Decimal::MAX,
+            Decimal::MIN,
+            Decimal::new(1, 28),
+            Decimal::from_i128_with_scale(MAX_UNITS * 7, 20),
+            Decimal::from_i128_with_scale(MAX_UNITS * 7 + 1, 19),
+            Decimal::from_i128_with_scale(MAX_UNITS, 0),
+        ];
+        for scale in 0..=28 {
+            amounts.push(Decimal::from_i128_with_scale(5_000_000_000, scale));
+            amounts.push(Decimal::from_i128_with_scale(-123_000, scale));
+        }
+        for amount in amounts {
+            for scale in 0..=MAX_ASSET_SCALE {
+                let normalized = amount.normalize();
+                let expected = match scale.checked_sub(normalized.scale()) {
+                    None => Err(AmountError::TooPrecise),
+                    Some(shift) => normalized
+                        .mantissa()
+                        .checked_mul(POW10[shift as usize])
+                        .filter(|u| in_range(*u))
+                        .ok_or(AmountError::TooLarge),
+                };
+                assert_eq!(to_units(amount, scale), expected, "{amount} at {scale}");
+            }
+        }
+    }
+
+    #[test]
+    fn to_decimal_keeps_the_scale_and_matches_the_checked_constructor() {
+        for units in [
+            0i128,
+            1,
+            -1,
+            150,
+            -150,
+            MAX_UNITS,
+            -MAX_UNITS,
+            (1 << 96) - 1,
+        ] {
+            for scale in [0, 2, 8, 18, 28] {
+                let expected = Decimal::try_from_i128_with_scale(units, scale).expect("fits");
+                let got = to_decimal(units, scale);
+                assert_eq!(got, expected);
+                assert_eq!(got.to_string(), expected.to_string());
+                assert_eq!(got.is_sign_negative(), expected.is_sign_negative());
+            }
+        }
+        assert_eq!(to_decimal(150, 2).to_string(), "1.50");
+    }
+
+    #[test]
+    fn quote_units_ignores_trailing_zeros_of_the_price() {
+        for (price, normalized) in [("29900.000", "29900"), ("0.50", "0.5"), ("2.0", "2")] {
+            for (base, base_scale, quote_scale) in [(20_000_000, 8, 6), (3, 0, 2), (1, 8, 6)] {
+                assert_eq!(
+                    quote_units(base, base_scale, d(price), quote_scale),
+                    quote_units(base, base_scale, d(normalized), quote_scale),
+                    "{base} at {price}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sign_tests_match_comparisons_with_zero() {
+        let zero = Decimal::ZERO;
+        for value in [
+            d("0"),
+            d("-0"),
+            d("-0.000"),
+            d("0.01"),
+            d("-0.01"),
+            Decimal::MAX,
+            Decimal::MIN,
+            Decimal::from_parts(0, 0, 0, true, 5),
+        ] {
+            assert_eq!(is_positive(value), value > zero, "{value:?}");
+            assert_eq!(is_negative(value), value < zero, "{value:?}");
+        }
     }
 
     #[test]

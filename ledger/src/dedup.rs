@@ -29,7 +29,15 @@
 //! (the client's 35-byte `tc-<32 hex>` ids included) lives inline in the
 //! entry: an applied command costs one 72-byte entry plus an 8-byte index
 //! slot and its control byte, and no heap allocation of its own. Longer ids
-//! (up to 64 bytes) and rejection messages take one allocation each.
+//! (up to 64 bytes) and rejection messages take one allocation each. With
+//! the ring's and the index's spare capacity, measured: about 94 bytes per
+//! remembered command at 1,000,000 entries and 106 at 100,000 (up to ~160
+//! right after the ring doubles), against ~400 to ~1,000 bytes per command
+//! when whole outcomes were kept.
+//!
+//! The index hashes ids with a fixed-key hash (xxh3): it never reaches
+//! output, but ids are client-chosen, so a client able to craft colliding
+//! ids could slow its own lookups (as with the `FxHashMap` it replaced).
 
 use std::collections::VecDeque;
 
@@ -175,10 +183,10 @@ impl DedupTable {
         let (entries, first_seq) = (&self.entries, self.first_seq);
         let seq = self.index.find(id_hash(id), |&seq| {
             entries
-                .get((seq - first_seq) as usize)
+                .get(seq.wrapping_sub(first_seq) as usize)
                 .is_some_and(|e| e.id.as_bytes() == id)
         })?;
-        entries.get((*seq - first_seq) as usize)
+        entries.get(seq.wrapping_sub(first_seq) as usize)
     }
 
     /// The entry for `id` if it is still inside the window ending at `horizon`.
@@ -251,7 +259,7 @@ impl DedupTable {
         let (entries, first_seq) = (&self.entries, self.first_seq);
         self.index.insert_unique(hash, seq, |&s| {
             entries
-                .get((s - first_seq) as usize)
+                .get(s.wrapping_sub(first_seq) as usize)
                 .map_or(0, |e| id_hash(e.id.as_bytes()))
         });
     }

@@ -402,11 +402,14 @@ impl Ledger {
             symbol: symbol.to_string(),
             scale,
             system: [Balance::default(); 3],
+            system_listed: [false; 3],
         });
         self.asset_index.insert(symbol.to_string(), idx);
         self.dirty.push(DirtyKey::Asset(idx));
-        for owner in SYSTEM_OWNERS {
-            self.dirty.push(DirtyKey::Balance(owner, idx));
+        if let Some(asset) = self.assets.last_mut() {
+            for (owner, listed) in SYSTEM_OWNERS.into_iter().zip(&mut asset.system_listed) {
+                self.dirty.note_balance(listed, owner, idx);
+            }
         }
         events.emit(|| Event::AssetCreated {
             symbol: symbol.to_string(),
@@ -567,20 +570,20 @@ impl Ledger {
         events: &mut Events,
     ) -> Result<(), Rejection> {
         // Stateless checks first.
-        if price <= Decimal::ZERO {
+        if !amount::is_positive(price) {
             return Err(reject(
                 RejectCode::InvalidPrice,
                 format!("price {price} must be positive"),
             ));
         }
-        if base_amount <= Decimal::ZERO {
+        if !amount::is_positive(base_amount) {
             return Err(reject(
                 RejectCode::InvalidAmount,
                 format!("base amount {base_amount} must be positive"),
             ));
         }
         for (name, fee) in [("buyer fee", buyer_fee), ("seller fee", seller_fee)] {
-            if fee < Decimal::ZERO {
+            if amount::is_negative(fee) {
                 return Err(reject(
                     RejectCode::InvalidAmount,
                     format!("{name} {fee} must not be negative"),
@@ -750,7 +753,7 @@ impl Ledger {
         asset: AssetIdx,
         name: &str,
     ) -> Result<i128, Rejection> {
-        if amount <= Decimal::ZERO {
+        if !amount::is_positive(amount) {
             return Err(reject(
                 RejectCode::InvalidAmount,
                 format!("{name} {amount} must be positive"),
@@ -766,7 +769,7 @@ impl Ledger {
         asset: AssetIdx,
         name: &str,
     ) -> Result<i128, Rejection> {
-        if fee < Decimal::ZERO {
+        if amount::is_negative(fee) {
             return Err(reject(
                 RejectCode::InvalidAmount,
                 format!("{name} {fee} must not be negative"),
@@ -903,22 +906,22 @@ impl Ledger {
                 continue;
             }
             let slot = match (p.owner, system_slot(p.owner)) {
-                (Owner::Account(id), _) => self
-                    .accounts
-                    .get_mut(&id)
-                    .map(|account| account.slot_mut(p.asset)),
+                (Owner::Account(id), _) => self.accounts.get_mut(&id).map(|account| {
+                    let entry = account.entry_mut(p.asset);
+                    (&mut entry.balance, &mut entry.listed)
+                }),
                 (_, Some(slot)) => self
                     .assets
                     .get_mut(p.asset as usize)
-                    .map(|a| &mut a.system[slot]),
+                    .map(|a| (&mut a.system[slot], &mut a.system_listed[slot])),
                 (_, None) => None,
             };
-            let Some(slot) = slot else {
+            let Some((slot, listed)) = slot else {
                 debug_assert!(false, "posting to a missing balance {:?}", p.owner);
                 continue;
             };
             *slot = p.after;
-            self.dirty.push(DirtyKey::Balance(p.owner, p.asset));
+            self.dirty.note_balance(listed, p.owner, p.asset);
             let asset = &self.assets[p.asset as usize];
             let scale = asset.scale;
             events.emit(|| {

@@ -19,7 +19,7 @@ use crate::amount::{display, in_range};
 use crate::command::{AccountId, MAX_LEVERAGE, MAX_MARGIN_BRACKETS, Owner, is_valid_market_symbol};
 use crate::engine::Ledger;
 use crate::market::{Market, Position, RATE_ONE, with_cum};
-use crate::state::{AssetIdx, SYSTEM_OWNERS};
+use crate::state::{AssetIdx, BalanceSlot, SYSTEM_OWNERS};
 
 /// A market's parameters are well-formed.
 fn check_market(market: &Market) -> Result<(), String> {
@@ -238,10 +238,15 @@ impl Ledger {
                 return Err("account 0 exists".into());
             }
             let account = &self.accounts[&id];
-            if !account.balances.windows(2).all(|w| w[0].0 < w[1].0) {
+            if !account.balances.windows(2).all(|w| w[0].asset < w[1].asset) {
                 return Err(format!("account {id} balances out of order"));
             }
-            for &(idx, balance) in &account.balances {
+            for &BalanceSlot {
+                asset: idx,
+                balance,
+                ..
+            } in &account.balances
+            {
                 let Some(sum) = sums.get_mut(idx as usize) else {
                     return Err(format!("account {id} has a balance in an unknown asset"));
                 };

@@ -236,7 +236,9 @@ impl Ledger {
                     asset,
                     before: account.get(asset).copied(),
                 });
-                *account.slot_mut(asset) = after;
+                let entry = account.entry_mut(asset);
+                entry.balance = after;
+                self.dirty.note_balance(&mut entry.listed, owner, asset);
             }
             (_, Some(slot)) => {
                 let Some(a) = self.assets.get_mut(asset as usize) else {
@@ -248,10 +250,11 @@ impl Ledger {
                     before: Some(a.system[slot]),
                 });
                 a.system[slot] = after;
+                self.dirty
+                    .note_balance(&mut a.system_listed[slot], owner, asset);
             }
             (_, None) => return Err(overflow()),
         }
-        self.dirty.push(DirtyKey::Balance(owner, asset));
         let scale = self.scale(asset);
         events.emit(|| {
             Event::Balance(BalanceChange {
@@ -375,7 +378,9 @@ impl Ledger {
                         if let Some(account) = self.accounts.get_mut(&id) {
                             match before {
                                 Some(balance) => *account.slot_mut(asset) = balance,
-                                None => account.balances.retain(|(idx, _)| *idx != asset),
+                                // Its key stays listed: `drain_dirty`
+                                // deletes the record (see `DirtySet`).
+                                None => account.balances.retain(|s| s.asset != asset),
                             }
                         }
                     }

@@ -54,6 +54,8 @@
 
 use std::collections::BTreeMap;
 
+use rustc_hash::FxHashSet;
+
 use crate::codec::{self, Reader, Sink};
 use crate::command::{
     AccountId, HoldId, MAX_ASSET_SCALE, MAX_COMMAND_ID_BYTES, MAX_MARGIN_BRACKETS, Owner,
@@ -282,6 +284,36 @@ impl Ledger {
     pub fn drain_dirty(&mut self, mut put: impl FnMut(&[u8], Option<&[u8]>)) {
         let mut key = Vec::with_capacity(80);
         let mut value = Vec::with_capacity(256);
+        if self.dirty.take_meta() {
+            key.clear();
+            value.clear();
+            meta_key(&mut key);
+            meta_value(&mut value, self.dedup.max_seen_now_ms);
+            put(&key, Some(&value));
+        }
+        // Balances: written once each, on the occurrence that clears its
+        // flag; a balance removed by a rollback is deleted once.
+        let mut balances = std::mem::take(&mut self.dirty.balances);
+        let mut deleted: FxHashSet<(Owner, AssetIdx)> = FxHashSet::default();
+        for (owner, asset) in balances.drain(..) {
+            key.clear();
+            let Some((listed, balance)) = self.balance_listed_mut(owner, asset) else {
+                if deleted.insert((owner, asset)) {
+                    balance_key(&mut key, owner, self.symbol(asset));
+                    put(&key, None);
+                }
+                continue;
+            };
+            if !std::mem::take(listed) {
+                continue; // A repeat: written already.
+            }
+            value.clear();
+            balance_key(&mut key, owner, self.symbol(asset));
+            balance_value(&mut value, balance);
+            put(&key, Some(&value));
+        }
+        // Gives the emptied list back, capacity included.
+        self.dirty.balances = balances;
         let mut keys = self.dirty.take();
         for dirty in keys.drain() {
             key.clear();
@@ -339,14 +371,6 @@ impl Ledger {
                 account_key(key, account);
                 self.accounts.contains_key(&account)
             }
-            DirtyKey::Balance(owner, idx) => {
-                balance_key(key, owner, self.symbol(idx));
-                let stored = self.stored_balance(owner, idx);
-                if let Some(balance) = stored {
-                    balance_value(value, balance);
-                }
-                stored.is_some()
-            }
             DirtyKey::Hold(hold) => {
                 hold_key(key, hold);
                 let open = self.holds.get(&hold);
@@ -373,12 +397,22 @@ impl Ledger {
         }
     }
 
-    /// The balance if it has a record: system balances always, client
-    /// balances once touched.
-    fn stored_balance(&self, owner: Owner, idx: AssetIdx) -> Option<Balance> {
+    /// The `listed` flag and the value of a balance that has a record.
+    fn balance_listed_mut(&mut self, owner: Owner, idx: AssetIdx) -> Option<(&mut bool, Balance)> {
         match (owner, system_slot(owner)) {
-            (Owner::Account(id), _) => self.accounts.get(&id)?.get(idx).copied(),
-            (_, Some(slot)) => Some(self.assets.get(idx as usize)?.system[slot]),
+            (Owner::Account(id), _) => {
+                let account = self.accounts.get_mut(&id)?;
+                let pos = account
+                    .balances
+                    .binary_search_by_key(&idx, |slot| slot.asset)
+                    .ok()?;
+                let slot = &mut account.balances[pos];
+                Some((&mut slot.listed, slot.balance))
+            }
+            (_, Some(slot)) => {
+                let asset = self.assets.get_mut(idx as usize)?;
+                Some((&mut asset.system_listed[slot], asset.system[slot]))
+            }
             (_, None) => None,
         }
     }
@@ -409,10 +443,10 @@ impl Ledger {
         }
         for (id, account) in &self.accounts {
             out.push((encoded(|k| account_key(k, *id)), Vec::new()));
-            for (idx, balance) in &account.balances {
+            for slot in &account.balances {
                 out.push((
-                    encoded(|k| balance_key(k, Owner::Account(*id), self.symbol(*idx))),
-                    encoded(|v| balance_value(v, *balance)),
+                    encoded(|k| balance_key(k, Owner::Account(*id), self.symbol(slot.asset))),
+                    encoded(|v| balance_value(v, slot.balance)),
                 ));
             }
         }
@@ -683,6 +717,7 @@ impl Parsed {
                 symbol,
                 scale,
                 system: [Balance::default(); 3],
+                system_listed: [false; 3],
             });
         }
         for (account, key) in self.accounts {
@@ -783,5 +818,96 @@ impl Parsed {
             }
         }
         Ok(ledger)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{Command, CommandId, Envelope};
+
+    fn apply(ledger: &mut Ledger, id: &str, command: Command) {
+        let envelope = Envelope {
+            command_id: CommandId(id.into()),
+            command,
+        };
+        let result = ledger.apply(&envelope, 1);
+        assert!(matches!(result.outcome, crate::Outcome::Applied { .. }));
+    }
+
+    fn drained(ledger: &mut Ledger) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+        let mut out = Vec::new();
+        ledger.drain_dirty(|k, v| out.push((k.to_vec(), v.map(<[u8]>::to_vec))));
+        out
+    }
+
+    /// A client balance created, removed by a rollback and created again
+    /// before the next drain is listed twice: written once, with its final
+    /// value; removed again, it is deleted once.
+    #[test]
+    fn a_balance_listed_twice_is_drained_once() {
+        let mut ledger = Ledger::new(LedgerConfig::default());
+        apply(
+            &mut ledger,
+            "a",
+            Command::CreateAsset {
+                symbol: "USDT".into(),
+                scale: 6,
+            },
+        );
+        apply(&mut ledger, "b", Command::CreateAccount { account: 1 });
+        drained(&mut ledger);
+        let owner = Owner::Account(1);
+        let touch = |ledger: &mut Ledger| {
+            let Some(account) = ledger.accounts.get_mut(&1) else {
+                panic!("account 1")
+            };
+            let entry = account.entry_mut(0);
+            ledger.dirty.note_balance(&mut entry.listed, owner, 0);
+        };
+        let remove = |ledger: &mut Ledger| {
+            if let Some(account) = ledger.accounts.get_mut(&1) {
+                account.balances.retain(|s| s.asset != 0);
+            }
+        };
+        let mut key = Vec::new();
+        balance_key(&mut key, owner, "USDT");
+        // Created, rolled back, created again by a deposit.
+        touch(&mut ledger);
+        remove(&mut ledger);
+        let deposit = Command::Deposit {
+            account: 1,
+            asset: "USDT".into(),
+            amount: rust_decimal::Decimal::new(5, 0),
+        };
+        apply(&mut ledger, "c", deposit);
+        assert_eq!(
+            ledger
+                .dirty
+                .balances
+                .iter()
+                .filter(|b| b.0 == owner)
+                .count(),
+            2
+        );
+        let batch = drained(&mut ledger);
+        let mine: Vec<_> = batch.iter().filter(|(k, _)| *k == key).collect();
+        let mut value = Vec::new();
+        balance_value(
+            &mut value,
+            Balance {
+                available: 5_000_000,
+                locked: 0,
+            },
+        );
+        assert_eq!(mine, [&(key.clone(), Some(value))]);
+        // Touched, removed, touched, removed: one delete.
+        touch(&mut ledger);
+        remove(&mut ledger);
+        touch(&mut ledger);
+        remove(&mut ledger);
+        let batch = drained(&mut ledger);
+        assert_eq!(batch, [(key, None)]);
+        assert!(drained(&mut ledger).is_empty());
     }
 }

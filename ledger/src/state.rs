@@ -1,6 +1,7 @@
 //! The engine's internal state types: interned assets with their system
 //! balances, client accounts with per-asset balances, holds, and the keys of
-//! records changed since the last `drain_dirty`. Amounts here are always
+//! records changed since the last `drain_dirty` (balances are tracked by a
+//! `listed` flag next to the balance itself, everything else in a set). Amounts here are always
 //! minor units (`i128`); `Decimal` only appears at the edges.
 
 use rustc_hash::FxHashSet;
@@ -38,33 +39,57 @@ pub(crate) struct Asset {
     pub scale: u32,
     /// External, Fees, Insurance (see `SYSTEM_OWNERS`); `locked` is always 0.
     pub system: [Balance; 3],
+    /// Whether each system balance's record is in `DirtySet::balances`.
+    pub system_listed: [bool; 3],
+}
+
+/// One asset's balance of a client account.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BalanceSlot {
+    pub asset: AssetIdx,
+    pub balance: Balance,
+    /// Whether this balance's record is in `DirtySet::balances`.
+    pub listed: bool,
 }
 
 /// A client account: the balances of every asset it ever touched, sorted by
 /// `AssetIdx` (a handful per account, so a binary search beats a map).
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Account {
-    pub balances: Vec<(AssetIdx, Balance)>,
+    pub balances: Vec<BalanceSlot>,
 }
 
 impl Account {
     pub fn get(&self, asset: AssetIdx) -> Option<&Balance> {
         self.balances
-            .binary_search_by_key(&asset, |(idx, _)| *idx)
+            .binary_search_by_key(&asset, |slot| slot.asset)
             .ok()
-            .map(|pos| &self.balances[pos].1)
+            .map(|pos| &self.balances[pos].balance)
     }
 
-    /// The balance slot for `asset`, created (zero) on first touch.
-    pub fn slot_mut(&mut self, asset: AssetIdx) -> &mut Balance {
-        let pos = match self.balances.binary_search_by_key(&asset, |(idx, _)| *idx) {
+    /// The slot for `asset`, created (zero, not listed) on first touch.
+    pub fn entry_mut(&mut self, asset: AssetIdx) -> &mut BalanceSlot {
+        let pos = match self
+            .balances
+            .binary_search_by_key(&asset, |slot| slot.asset)
+        {
             Ok(pos) => pos,
             Err(pos) => {
-                self.balances.insert(pos, (asset, Balance::default()));
+                let slot = BalanceSlot {
+                    asset,
+                    balance: Balance::default(),
+                    listed: false,
+                };
+                self.balances.insert(pos, slot);
                 pos
             }
         };
-        &mut self.balances[pos].1
+        &mut self.balances[pos]
+    }
+
+    /// The balance for `asset`, created (zero) on first touch.
+    pub fn slot_mut(&mut self, asset: AssetIdx) -> &mut Balance {
+        &mut self.entry_mut(asset).balance
     }
 }
 
@@ -81,13 +106,13 @@ pub(crate) struct Hold {
 
 /// A record that changed since the last `drain_dirty`, named by internal ids;
 /// encoded into a key (and its current value) only in `drain_dirty`.
-/// Command-id (dedup) records are tracked by the dedup table itself.
+/// Command-id (dedup) records are tracked by the dedup table itself;
+/// balances go through `DirtySet::note_balance`, the meta record is a flag.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub(crate) enum DirtyKey {
     Meta,
     Asset(AssetIdx),
     Account(AccountId),
-    Balance(Owner, AssetIdx),
     Hold(u64),
     /// A market's parameters and state (mark, funding time, pool, insurance inventory).
     Market(crate::market::MarketIdx),
@@ -95,21 +120,51 @@ pub(crate) enum DirtyKey {
     Position(crate::market::MarketIdx, AccountId),
 }
 
-/// Keys changed since the last `take_dirty`, each once: memory stays
-/// proportional to the number of distinct changed records however rarely
-/// the shell takes them.
+/// Keys changed since the last `drain_dirty`: memory stays proportional to
+/// the number of distinct changed records however rarely the shell drains
+/// them.
+///
+/// Balances, the bulk of every command's changes, skip the hash set: the
+/// `listed` flag beside each balance says whether its key is already in
+/// `balances`, so noting a change is a flag test. A key can appear twice
+/// only if a perpetuals rollback removed a new client balance and a later
+/// command created it again; `drain_dirty` writes such a record once (the
+/// flag is cleared on the first occurrence) and deletes a removed one once.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct DirtySet {
     keys: FxHashSet<DirtyKey>,
+    pub balances: Vec<(Owner, AssetIdx)>,
+    meta: bool,
 }
 
 impl DirtySet {
+    /// Notes a changed record other than a balance (`note_balance`).
     pub fn push(&mut self, key: DirtyKey) {
-        self.keys.insert(key);
+        match key {
+            DirtyKey::Meta => self.meta = true,
+            _ => {
+                self.keys.insert(key);
+            }
+        }
     }
 
-    /// The distinct dirty keys (unordered); leaves the set empty. Hand the
-    /// drained set back with `restore` to keep its capacity.
+    /// Notes a changed balance whose `listed` flag is `listed`.
+    #[inline]
+    pub fn note_balance(&mut self, listed: &mut bool, owner: Owner, asset: AssetIdx) {
+        if !*listed {
+            *listed = true;
+            self.balances.push((owner, asset));
+        }
+    }
+
+    /// Whether the meta record changed; clears the flag.
+    pub fn take_meta(&mut self) -> bool {
+        std::mem::take(&mut self.meta)
+    }
+
+    /// The distinct dirty keys other than balances and meta (unordered);
+    /// leaves the set empty. Hand the drained set back with `restore` to
+    /// keep its capacity.
     pub fn take(&mut self) -> FxHashSet<DirtyKey> {
         std::mem::take(&mut self.keys)
     }

@@ -95,10 +95,10 @@ impl Ledger {
         let mut balances: Vec<_> = state
             .balances
             .iter()
-            .map(|&(idx, balance)| {
+            .map(|slot| {
                 (
-                    self.symbol(idx).to_string(),
-                    self.balance_view(balance, idx),
+                    self.symbol(slot.asset).to_string(),
+                    self.balance_view(slot.balance, slot.asset),
                 )
             })
             .collect();
