@@ -88,12 +88,18 @@ async fn malformed_requests_and_engine_refusals_change_nothing() {
         .expect_err("no body");
     assert_eq!(reason(&s), "MISSING_FIELD", "{s:?}");
     let s = raw
-        .submit(SubmitRequest { command: None, ..Default::default() })
+        .submit(SubmitRequest {
+            command: None,
+            ..Default::default()
+        })
         .await
         .expect_err("no command");
     assert_eq!(reason(&s), "MISSING_FIELD", "{s:?}");
     let s = raw
-        .submit_batch(SubmitBatchRequest { commands: vec![], ..Default::default() })
+        .submit_batch(SubmitBatchRequest {
+            commands: vec![],
+            ..Default::default()
+        })
         .await
         .expect_err("empty batch");
     assert_eq!(reason(&s), "EMPTY_BATCH", "{s:?}");
@@ -101,7 +107,10 @@ async fn malformed_requests_and_engine_refusals_change_nothing() {
         .map(|_| commands::deposit(1, "BTC", "1"))
         .collect();
     let s = raw
-        .submit_batch(SubmitBatchRequest { commands: too_many, ..Default::default() })
+        .submit_batch(SubmitBatchRequest {
+            commands: too_many,
+            ..Default::default()
+        })
         .await
         .expect_err("batch too large");
     assert_eq!(reason(&s), "BATCH_TOO_LARGE", "{s:?}");

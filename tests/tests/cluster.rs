@@ -210,7 +210,10 @@ async fn writes_through_any_node_are_applied_and_replicated() {
             .expect("connect");
         let cmd = commands::deposit(1, ASSET, format!("{}", i + 1));
         let r = raw
-            .submit(SubmitRequest { command: Some(cmd), ..Default::default() })
+            .submit(SubmitRequest {
+                command: Some(cmd),
+                ..Default::default()
+            })
             .await
             .expect("submit")
             .into_inner();

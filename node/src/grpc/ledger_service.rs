@@ -12,8 +12,7 @@ use tally_proto::v1::ledger_server::Ledger as LedgerRpc;
 use tally_proto::v1::{
     Balance, GetAccountRequest, GetAccountResponse, GetBalanceRequest, GetBalanceResponse,
     GetHoldRequest, GetHoldResponse, GetStateHashRequest, GetStateHashResponse, ReadOptions,
-    ReplyDetail,
-    SubmitBatchRequest, SubmitBatchResponse, SubmitRequest, SubmitResponse,
+    ReplyDetail, SubmitBatchRequest, SubmitBatchResponse, SubmitRequest, SubmitResponse,
 };
 use tonic::{Code, Request, Response, Status};
 
@@ -62,23 +61,21 @@ impl LedgerService {
         }
         let verdict_only = batch.reply_detail == ReplyDetail::Verdict as i32;
         match self.ctx.writer.submit(encoded, !verdict_only).await {
-            Ok((results, index)) => {
-                Ok(SubmitBatchResponse {
-                    results: batch
-                        .commands
-                        .iter()
-                        .zip(results.iter())
-                        .map(|(cmd, r)| {
-                            if verdict_only {
-                                convert::verdict_to_pb(r)
-                            } else {
-                                convert::result_to_pb(&cmd.command_id, r)
-                            }
-                        })
-                        .collect(),
-                    applied_index: index,
-                })
-            }
+            Ok((results, index)) => Ok(SubmitBatchResponse {
+                results: batch
+                    .commands
+                    .iter()
+                    .zip(results.iter())
+                    .map(|(cmd, r)| {
+                        if verdict_only {
+                            convert::verdict_to_pb(r)
+                        } else {
+                            convert::result_to_pb(&cmd.command_id, r)
+                        }
+                    })
+                    .collect(),
+                applied_index: index,
+            }),
             Err(WriteError::NotLeader { leader_addr, .. }) => match leader_addr {
                 Some(addr) if !forwarded && addr != self.ctx.config.advertise_addr => {
                     self.forward(&addr, batch).await

@@ -281,10 +281,7 @@ mod tests {
     fn entry(term: u64, index: u64) -> Entry {
         let leader = openraft::impls::leader_id_adv::LeaderId::<u64, u64>::new_committed(term, 1);
         let log_id = LogId::new(leader, index);
-        Entry::new_normal(
-            log_id,
-            EntryRequest::from_envelopes(index, &[]).unwrap(),
-        )
+        Entry::new_normal(log_id, EntryRequest::from_envelopes(index, &[]).unwrap())
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

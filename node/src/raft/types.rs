@@ -67,7 +67,11 @@ impl EntryRequest {
         if !rest.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("entry has {} bytes after its {} commands", rest.len(), self.count),
+                format!(
+                    "entry has {} bytes after its {} commands",
+                    rest.len(),
+                    self.count
+                ),
             ));
         }
         Ok(out)
@@ -184,9 +188,15 @@ mod tests {
     fn entry_with_wrong_count_or_trailing_bytes_is_refused_as_corrupt() {
         let mut entry = EntryRequest::from_envelopes(1, &[deposit("a", "1")]).expect("encode");
         entry.count = 2;
-        assert!(entry.decode_commands().is_err(), "count above what the bytes hold");
+        assert!(
+            entry.decode_commands().is_err(),
+            "count above what the bytes hold"
+        );
         entry.count = 0;
-        assert!(entry.decode_commands().is_err(), "bytes after the last command");
+        assert!(
+            entry.decode_commands().is_err(),
+            "bytes after the last command"
+        );
         let truncated = EntryRequest {
             count: 1,
             commands: entry.commands.slice(..entry.commands.len() - 1),

@@ -44,20 +44,9 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>, StorageError> {
     opts.create_missing_column_families(true);
     opts.set_max_background_jobs(2);
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-    // Required by the vector memtable below; writes come from one task at a
-    // time anyway (the log append or the state machine).
-    opts.set_allow_concurrent_memtable_write(false);
     let cfs = ALL_CFS.iter().map(|name| {
         let mut cf_opts = Options::default();
         cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        if *name == CF_SM {
-            // The ledger's records are written (every applied batch: a few
-            // records per command at random keys) and read back only when
-            // the node starts. A skip list paid ~20% of the leader's CPU on
-            // ordered inserts; a vector memtable appends and sorts once, at
-            // flush.
-            cf_opts.set_memtable_factory(rocksdb::MemtableFactory::Vector);
-        }
         ColumnFamilyDescriptor::new(*name, cf_opts)
     });
     let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)?;
