@@ -16,9 +16,9 @@ use crate::retry::{CallFailure, FailureKind};
 /// The outcome of one write command.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WriteResult {
-    /// The command is applied. `result.duplicate` is true when this is the
-    /// remembered outcome of an earlier submission of the same id (nothing
-    /// was applied again).
+    /// The command is applied. `result.duplicate` is true when an earlier
+    /// submission of the same id applied it (nothing was applied again); a
+    /// duplicate carries no events: they came with the first reply.
     Applied {
         /// The engine's result, with the events (balance changes, holds, fills).
         result: CommandResult,

@@ -201,7 +201,10 @@ pub fn event_json(event: &Event) -> Value {
 pub fn applied_text(result: &CommandResult, applied_index: u64) -> String {
     let mut out = format!("applied {} at index {applied_index}", result.command_id);
     if result.duplicate {
-        out.push_str(" (duplicate: outcome of an earlier submission, nothing applied again)");
+        out.push_str(
+            " (duplicate: applied by an earlier submission, nothing applied again; \
+             its events came with that first reply)",
+        );
     }
     for line in event_lines(&result.events) {
         out.push_str("\n  ");
