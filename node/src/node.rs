@@ -385,7 +385,12 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen_addr))?;
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    // Accepted connections need TCP_NODELAY set here: the builder's
+    // `tcp_nodelay` only applies to listeners tonic binds itself. Without it
+    // a reply written after a flow-control frame waited for the client's
+    // delayed ACK: every request above ~5 KB took 40 ms longer.
+    let incoming =
+        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     if let Some(http_addr) = config.http_addr {
         let http = tokio::net::TcpListener::bind(http_addr)
             .await
