@@ -46,7 +46,14 @@ pub fn open_db(dir: &Path) -> Result<Arc<DB>, StorageError> {
     opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
     let cfs = ALL_CFS.iter().map(|name| {
         let mut cf_opts = Options::default();
-        cf_opts.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        // Raft log entries live until the next snapshot's purge: compressing
+        // them on every flush and compaction cost ~5% of a node's CPU.
+        let compression = if *name == CF_LOG {
+            rocksdb::DBCompressionType::None
+        } else {
+            rocksdb::DBCompressionType::Lz4
+        };
+        cf_opts.set_compression_type(compression);
         ColumnFamilyDescriptor::new(*name, cf_opts)
     });
     let db = DB::open_cf_descriptors(&opts, dir.join("db"), cfs)?;
