@@ -26,6 +26,9 @@ const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
 const KEY_RETIRED: &[u8] = b"retired_node_ids";
 
+/// A ledger record changed by an apply: key, and value (`None`: deleted).
+type ChangedRecord = (Box<[u8]>, Option<Box<[u8]>>);
+
 /// The in-memory state machine, shared with the read path.
 pub struct SmState {
     pub ledger: Ledger,
@@ -261,7 +264,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // Sorted: the memtable's skip list inserts keys that follow the
             // previous one from where that one went (its "splice"), far
             // cheaper than a fresh search per record.
-            let mut changed: Vec<(Box<[u8]>, Option<Box<[u8]>>)> = Vec::new();
+            let mut changed: Vec<ChangedRecord> = Vec::new();
             st.ledger
                 .drain_dirty(|key, value| changed.push((key.into(), value.map(Into::into))));
             changed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
