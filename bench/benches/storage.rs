@@ -19,11 +19,12 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use openraft::EntryPayload;
 use openraft::impls::leader_id_adv::LeaderId;
 use openraft::storage::{IOFlushed, RaftLogStorage};
+use openraft::type_config::TypeConfigExt;
 use tally_bench::dist::Distribution;
 use tally_bench::fixture::EngineFixture;
 use tally_node::codec;
 use tally_node::raft::log_store::LogStore;
-use tally_node::raft::types::{Entry, EntryRequest, LogId};
+use tally_node::raft::types::{Entry, EntryRequest, LogId, TypeConfig};
 use tally_node::storage::open_db;
 
 /// Entries appended between two (untimed) purges.
@@ -99,7 +100,7 @@ fn storage(c: &mut Criterion) {
                     // Timed until the syncer reports the entries persisted.
                     runtime
                         .block_on(async {
-                            let (synced, persisted) = tokio::sync::oneshot::channel();
+                            let (synced, persisted) = TypeConfig::oneshot();
                             store.append(entries, IOFlushed::signal(synced)).await?;
                             persisted.await.map_err(std::io::Error::other)?
                         })

@@ -23,6 +23,9 @@ pub const MAX_RATE: f64 = 10_000_000.0;
 pub const MAX_BATCH: usize = tally_proto::MAX_BATCH_COMMANDS;
 /// Most workload units a run may send.
 pub const MAX_COUNT: u64 = 10_000_000_000;
+/// Bounds of `--dedup-window-ms`: the ledger's (`SetDedupWindow`).
+pub const MIN_DEDUP_WINDOW_MS: u64 = 1_000;
+pub const MAX_DEDUP_WINDOW_MS: u64 = 604_800_000;
 
 /// Closed or open loop.
 /// What write replies carry (`--reply`).
@@ -74,7 +77,8 @@ pub enum ReadConsistency {
         tally-bench --dev --workload reads --read-target all --clients 64\n  \
         tally-bench --dev --workload accounts --accounts 1000000 --batch 4096\n  \
         tally-bench --workload engine --count 2000000\n  \
-        tally-bench --dev --workload spot --duration-s 3 --smoke"
+        tally-bench --dev --workload spot --duration-s 3 --smoke\n  \
+        tally-bench --dev --workload spot --mode open --rate 3000 --batch 300 --duration-s 600 --dedup-window-ms 60000"
 )]
 pub struct Args {
     /// Start a local `tallyd dev` cluster in a temp dir on free loopback
@@ -176,6 +180,15 @@ pub struct Args {
     /// Longest the set-up may take (s).
     #[arg(long, default_value_t = 1800)]
     pub setup_timeout_s: u64,
+    /// Before the workload (and the set-up), submit one SetDedupWindow
+    /// command: the cluster then remembers each command id for MS of leader
+    /// time (1000..=604800000). Replicated ledger state: it stays after the
+    /// run. Default: leave the cluster's window alone (24 h on a new
+    /// cluster). Memory is ~100 B per remembered command on every node, so
+    /// an RSS run shorter than the window only shows the table growing; a
+    /// window well below the run's length shows the steady state.
+    #[arg(long, value_name = "MS")]
+    pub dedup_window_ms: Option<u64>,
 
     /// Also sample this process's RSS each second (repeatable); --dev samples its nodes.
     #[arg(long)]
@@ -281,6 +294,20 @@ impl Args {
         if !(100..=100_000_000).contains(&self.dedup_entries) {
             bail!("--dedup-entries must be 100..=100000000");
         }
+        if let Some(window_ms) = self.dedup_window_ms {
+            if !(MIN_DEDUP_WINDOW_MS..=MAX_DEDUP_WINDOW_MS).contains(&window_ms) {
+                bail!(
+                    "--dedup-window-ms must be {MIN_DEDUP_WINDOW_MS}..={MAX_DEDUP_WINDOW_MS} \
+                     (1 s to 7 days)"
+                );
+            }
+            if self.workload == Workload::Engine {
+                bail!(
+                    "--dedup-window-ms sets a cluster's window; the engine workload sizes its \
+                     table with --dedup-entries"
+                );
+            }
+        }
         if self.setup_timeout_s == 0 || self.setup_timeout_s > MAX_DURATION_S {
             bail!("--setup-timeout-s must be 1..={MAX_DURATION_S}");
         }
@@ -329,6 +356,8 @@ mod tests {
             "tally-bench --workload engine --count 2000000",
             "tally-bench --dev --workload spot --duration-s 3 --smoke",
             "tally-bench --endpoints 127.0.0.1:1,127.0.0.1:2 --distribution zipf:1.2",
+            "tally-bench --dev --workload spot --mode open --rate 3000 --batch 300 --duration-s 600 --dedup-window-ms 60000",
+            "tally-bench --dev --workload deposit --skip-setup --dedup-window-ms 1000",
         ] {
             assert!(parse(line).is_ok(), "{line}: {:?}", parse(line).err());
         }
@@ -346,6 +375,9 @@ mod tests {
             "tally-bench --dev --duration-s 0",
             "tally-bench --dev --endpoints 127.0.0.1:1",
             "tally-bench --dev --distribution zipf:9",
+            "tally-bench --dev --dedup-window-ms 999",
+            "tally-bench --dev --dedup-window-ms 604800001",
+            "tally-bench --workload engine --dedup-window-ms 60000",
         ] {
             assert!(parse(line).is_err(), "{line} should be refused");
         }

@@ -1,5 +1,6 @@
 //! One `tally-bench` run from start to finish: bring up (or reach) the
-//! cluster, find the leader, set up assets and funded accounts, run the
+//! cluster, find the leader, set the idempotency window if asked
+//! (`--dedup-window-ms`), set up assets and funded accounts, run the
 //! measured phase with the monitor, stop the cluster and build the report.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -8,7 +9,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
 use serde_json::json;
-use tally_proto::v1::{ReadConsistency as PbConsistency, ReadOptions};
+use tally_proto::v1::command::Body;
+use tally_proto::v1::{ReadConsistency as PbConsistency, ReadOptions, SetDedupWindow};
 
 use crate::args::{Args, Mode, ReadConsistency, ReadTarget, ReplyMode};
 use crate::cluster::{self, DevCluster};
@@ -181,6 +183,7 @@ fn settings(args: &Args) -> serde_json::Value {
         "read_target": format!("{:?}", args.read_target).to_lowercase(),
         "read_consistency": format!("{:?}", args.read_consistency).to_lowercase(),
         "seed": args.seed,
+        "dedup_window_ms": args.dedup_window_ms,
         "dev": args.dev,
         "nodes": args.nodes,
     })
@@ -259,6 +262,13 @@ async fn run_cluster(
         ..Report::default()
     };
 
+    if let Some(window_ms) = args.dedup_window_ms {
+        set_dedup_window(&target, &plan, window_ms).await?;
+        report.notes.push(format!(
+            "dedup window set to {} ms before the run (stays after it)",
+            grouped(window_ms as f64)
+        ));
+    }
     if args.workload.needs_setup() && !args.skip_setup {
         report.setup = Some(setup(args, &target, &plan, &processes).await?);
     } else if args.workload == Workload::Accounts {
@@ -513,6 +523,35 @@ async fn create_assets(target: &Target, plan: &Plan) -> anyhow::Result<usize> {
         );
     }
     Ok(n)
+}
+
+/// `--dedup-window-ms`: one `SetDedupWindow` command, which must apply.
+/// The window is replicated ledger state, so it travels through the log
+/// like any write and stays set after the run.
+async fn set_dedup_window(target: &Target, plan: &Plan, window_ms: u64) -> anyhow::Result<()> {
+    // Stream MAX_STREAMS - 2 of the set-up nonce: used by nothing else.
+    let mut ids = Ids::new(plan.nonce.wrapping_add(1), crate::workload::MAX_STREAMS - 2);
+    let command = ids.command(Body::SetDedupWindow(SetDedupWindow { window_ms }));
+    let outcome = target
+        .execute(
+            0,
+            Request::Write {
+                commands: vec![command],
+                fills: vec![false],
+            },
+        )
+        .await;
+    if outcome.counters.applied != 1 {
+        anyhow::bail!(
+            "setting the dedup window to {window_ms} ms failed: {}",
+            outcome
+                .error
+                .or(outcome.reject_reason)
+                .unwrap_or_else(|| "unknown outcome".into())
+        );
+    }
+    eprintln!("tally-bench: dedup window set to {window_ms} ms");
+    Ok(())
 }
 
 /// `--workload engine`: the engine alone on this thread.

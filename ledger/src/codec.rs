@@ -146,7 +146,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-const ALL_REJECT_CODES: [RejectCode; 29] = [
+const ALL_REJECT_CODES: [RejectCode; 30] = [
     RejectCode::InvalidCommandId,
     RejectCode::CommandIdReused,
     RejectCode::InvalidAmount,
@@ -176,6 +176,7 @@ const ALL_REJECT_CODES: [RejectCode; 29] = [
     RejectCode::FundingAlreadyApplied,
     RejectCode::InvalidFundingTime,
     RejectCode::InvalidRate,
+    RejectCode::InvalidDedupWindow,
 ];
 
 /// The persisted tag of a reject code: its position in declaration order.
@@ -211,6 +212,7 @@ pub(crate) fn reject_code_tag(code: RejectCode) -> u8 {
         RejectCode::FundingAlreadyApplied => 26,
         RejectCode::InvalidFundingTime => 27,
         RejectCode::InvalidRate => 28,
+        RejectCode::InvalidDedupWindow => 29,
     }
 }
 
@@ -419,6 +421,10 @@ pub(crate) fn fingerprint(buf: &mut Vec<u8>, command: &Command) -> Fingerprint {
             put_canonical(h, buyer_fee);
             put_canonical(h, seller_fee);
         }
+        Command::SetDedupWindow { window_ms } => {
+            h.put_u8(13);
+            h.put_u64(*window_ms);
+        }
     }
     xxhash_rust::xxh3::xxh3_128(h)
 }
@@ -505,5 +511,9 @@ mod tests {
             fp(&Command::Release { hold: 1 }),
             fp(&Command::CreateAccount { account: 1 })
         );
+        let window = |window_ms| Command::SetDedupWindow { window_ms };
+        assert_eq!(fp(&window(60_000)), fp(&window(60_000)));
+        assert_ne!(fp(&window(60_000)), fp(&window(60_001)));
+        assert_ne!(fp(&window(1)), fp(&Command::CreateAccount { account: 1 }));
     }
 }

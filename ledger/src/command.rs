@@ -45,6 +45,12 @@ pub const MAX_LEVERAGE: u32 = 1000;
 /// rate, funding rate). A rate with more is rejected (`BadPrecision`).
 pub const RATE_SCALE: u32 = 8;
 
+/// Shortest idempotency window `Command::SetDedupWindow` accepts: 1 second.
+pub const MIN_DEDUP_WINDOW_MS: u64 = 1_000;
+
+/// Longest idempotency window `Command::SetDedupWindow` accepts: 7 days.
+pub const MAX_DEDUP_WINDOW_MS: u64 = 7 * 24 * 3_600_000;
+
 /// The client-chosen idempotency key of a command: 1..=64 bytes, printable ASCII.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CommandId(pub String);
@@ -218,6 +224,13 @@ pub enum Command {
         #[serde(with = "crate::serde_decimal")]
         seller_fee: Decimal,
     },
+    /// Sets the idempotency window: how long (leader time) every command
+    /// id's verdict is remembered, from the next command on. Must be
+    /// `MIN_DEDUP_WINDOW_MS..=MAX_DEDUP_WINDOW_MS` (else
+    /// `InvalidDedupWindow`). The window is replicated ledger state (see the
+    /// `dedup` module for how a change takes effect); the command itself is
+    /// remembered like any other.
+    SetDedupWindow { window_ms: u64 },
 }
 
 /// One maintenance-margin tier of a market: from `notional_floor` (settle
@@ -298,6 +311,9 @@ pub enum RejectCode {
     InvalidFundingTime,
     /// A rate outside its range (rates are in (-1, 1); margin rates in (0, 1)).
     InvalidRate,
+    /// An idempotency window outside
+    /// `MIN_DEDUP_WINDOW_MS..=MAX_DEDUP_WINDOW_MS`.
+    InvalidDedupWindow,
 }
 
 impl RejectCode {
@@ -333,6 +349,7 @@ impl RejectCode {
             RejectCode::FundingAlreadyApplied => "FUNDING_ALREADY_APPLIED",
             RejectCode::InvalidFundingTime => "INVALID_FUNDING_TIME",
             RejectCode::InvalidRate => "INVALID_RATE",
+            RejectCode::InvalidDedupWindow => "INVALID_DEDUP_WINDOW",
         }
     }
 }
@@ -481,6 +498,10 @@ pub enum Event {
         account: AccountId,
         asset: String,
         amount: Decimal,
+    },
+    /// The idempotency window is now `window_ms` (from the next command on).
+    DedupWindowSet {
+        window_ms: u64,
     },
 }
 

@@ -23,6 +23,24 @@
 //! of entries with equal stamps never matters, so a table rebuilt from
 //! records (ordered by stamp, then id) behaves exactly like the original.
 //!
+//! The window is replicated ledger state (`Ledger::dedup_window_ms`):
+//! initially `LedgerConfig::dedup_window_ms`, persisted in the meta record
+//! and changed only by `Command::SetDedupWindow` through the log, so every
+//! replica uses the same window at the same log position. A change takes
+//! effect from the next command on: the `SetDedupWindow` command itself is
+//! looked up, evicts and is stamped under the old window. Every later
+//! command computes its horizon with the new one, so:
+//! - shrinking: every entry with `stamp < now - new_window` is expired at
+//!   once — a retry of such an id is applied as a new command — and the
+//!   next new command evicts all of them in one go (its dirty batch deletes
+//!   their records); nothing is evicted by the change itself;
+//! - growing: every entry still remembered stays until the later horizon
+//!   passes it; ids evicted before the change stay forgotten.
+//!
+//! With the window the steady-state size is about `window_ms / 1000 ×
+//! commands per second` entries (see Memory below for the bytes per entry):
+//! a run shorter than the window only ever grows the table.
+//!
 //! Memory: entries live in one ring (`VecDeque`, oldest first) that is also
 //! the eviction order, and a hash index maps each id to its entry's sequence
 //! number, so an id is stored once. An id of up to [`INLINE_ID_BYTES`] bytes

@@ -34,7 +34,8 @@ use crate::amount::{self, AmountError};
 use crate::codec;
 use crate::command::{
     AccountId, ApplyResult, BalanceChange, Command, Envelope, Event, HoldId, MAX_ASSET_SCALE,
-    Outcome, Owner, RejectCode, Rejection, is_valid_asset_symbol,
+    MAX_DEDUP_WINDOW_MS, MIN_DEDUP_WINDOW_MS, Outcome, Owner, RejectCode, Rejection,
+    is_valid_asset_symbol,
 };
 use crate::dedup::{DedupEntry, DedupTable, StoredId, Verdict};
 use crate::events::Events;
@@ -50,7 +51,12 @@ pub const DEFAULT_DEDUP_WINDOW_MS: u64 = 86_400_000;
 /// must run with the same values.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LedgerConfig {
-    /// How long (leader time) a command id's outcome is remembered.
+    /// The initial idempotency window: how long (leader time) a command
+    /// id's verdict is remembered by a new ledger, or by one restored from
+    /// records that predate the window (meta format version 2). From then
+    /// on the window is ledger state, persisted in the meta record and
+    /// changed only through the log by `Command::SetDedupWindow`; a
+    /// restored ledger keeps its own window whatever this says.
     pub dedup_window_ms: u64,
 }
 
@@ -65,7 +71,6 @@ impl Default for LedgerConfig {
 /// The ledger state machine. See the crate docs for the model.
 #[derive(Clone, Debug)]
 pub struct Ledger {
-    pub(crate) config: LedgerConfig,
     /// Interned assets, by `AssetIdx` (creation order).
     pub(crate) assets: Vec<Asset>,
     pub(crate) asset_index: FxHashMap<String, AssetIdx>,
@@ -78,6 +83,10 @@ pub struct Ledger {
     /// markets are visited wherever the order can reach output.
     pub(crate) market_order: Vec<MarketIdx>,
     pub(crate) dedup: DedupTable,
+    /// The idempotency window in force (ms of leader time): replicated
+    /// state, initially `config.dedup_window_ms`, set by
+    /// `Command::SetDedupWindow`, persisted in the meta record.
+    pub(crate) dedup_window_ms: u64,
     pub(crate) dirty: DirtySet,
     /// Reused buffer for the canonical command encoding (fingerprints).
     scratch: Vec<u8>,
@@ -163,7 +172,6 @@ impl Ledger {
 
     pub(crate) fn empty(config: LedgerConfig) -> Ledger {
         Ledger {
-            config,
             assets: Vec::new(),
             asset_index: FxHashMap::default(),
             accounts: FxHashMap::default(),
@@ -172,6 +180,7 @@ impl Ledger {
             market_index: FxHashMap::default(),
             market_order: Vec::new(),
             dedup: DedupTable::default(),
+            dedup_window_ms: config.dedup_window_ms,
             dirty: DirtySet::default(),
             scratch: Vec::new(),
         }
@@ -218,7 +227,7 @@ impl Ledger {
         let id_bytes = id.0.as_bytes();
         let fingerprint = codec::fingerprint(&mut self.scratch, &envelope.command);
         let now_ms = now_ms.max(self.dedup.max_seen_now_ms);
-        let horizon_ms = now_ms.saturating_sub(self.config.dedup_window_ms);
+        let horizon_ms = now_ms.saturating_sub(self.dedup_window_ms);
         if let Some(entry) = self.dedup.live(id_bytes, horizon_ms) {
             if entry.fingerprint() == fingerprint {
                 return ApplyResult {
@@ -365,10 +374,34 @@ impl Ledger {
                 },
                 events,
             ),
+            Command::SetDedupWindow { window_ms } => self.set_dedup_window(*window_ms, events),
         }
     }
 
+    /// The idempotency window in force, in ms of leader time.
+    pub fn dedup_window_ms(&self) -> u64 {
+        self.dedup_window_ms
+    }
+
     // ----- commands -------------------------------------------------------
+
+    fn set_dedup_window(&mut self, window_ms: u64, events: &mut Events) -> Result<(), Rejection> {
+        if !(MIN_DEDUP_WINDOW_MS..=MAX_DEDUP_WINDOW_MS).contains(&window_ms) {
+            return Err(reject(
+                RejectCode::InvalidDedupWindow,
+                format!(
+                    "dedup window {window_ms} ms outside \
+                     {MIN_DEDUP_WINDOW_MS}..={MAX_DEDUP_WINDOW_MS} ms (1 s to 7 days)"
+                ),
+            ));
+        }
+        // Takes effect from the next command: this command's own horizon
+        // was computed (and its eviction done) with the old window.
+        self.dedup_window_ms = window_ms;
+        self.dirty.push(DirtyKey::Meta);
+        events.emit(|| Event::DedupWindowSet { window_ms });
+        Ok(())
+    }
 
     fn create_asset(
         &mut self,

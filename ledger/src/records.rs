@@ -8,7 +8,7 @@
 //!
 //! | kind    | key                                              | value |
 //! |---------|--------------------------------------------------|-------|
-//! | Meta    | `01`                                             | `u8` format version (2), `u64` dedup clock (`max_seen_now_ms`) |
+//! | Meta    | `01`                                             | `u8` format version (3), `u64` dedup clock (`max_seen_now_ms`), `u64` dedup window ms |
 //! | Asset   | `02` symbol bytes                                | `u8` scale |
 //! | Account | `03` `u64` account id                            | empty |
 //! | Balance | `04` owner, symbol bytes                         | `i128` available, `i128` locked (minor units) |
@@ -36,16 +36,25 @@
 //! Verdict (what a retry is told; see the `dedup` module): `u8` 0 =
 //! Applied (nothing follows: events are never stored), or `u8` 1 =
 //! Rejected, then `u8` reject code (`RejectCode` declaration order, 0 =
-//! InvalidCommandId .. 28 = InvalidRate) and the message string. An applied
+//! InvalidCommandId .. 28 = InvalidRate, 29 = InvalidDedupWindow) and the
+//! message string. An applied
 //! command's record value is therefore 25 bytes. The fingerprint is the
 //! xxh3-128 of the command's canonical encoding (`codec::fingerprint`).
 //!
 //! Format history: version 1 stored the 32-byte blake3 fingerprint and the
-//! whole encoded outcome (every event) per command id. Version 2 (this one)
-//! stores the verdict only. There is no migration: `from_records` refuses a
-//! version-1 store (`UnsupportedVersion(1)`), so a data directory written
-//! by an older build must be recreated (or restored from a version-2
-//! snapshot).
+//! whole encoded outcome (every event) per command id. Version 2 stores the
+//! verdict only, and its meta record the dedup clock only. Version 3 (this
+//! one) differs from 2 in the meta record alone, which adds the dedup window
+//! (replicated state since `Command::SetDedupWindow`). `from_records` reads
+//! version 2 and 3: a version-2 meta record restores the window from
+//! `LedgerConfig::dedup_window_ms` (what that build used), and the ledger
+//! writes version 3 from then on (the meta record is rewritten with the
+//! next command that advances the dedup clock; the state hash covers the
+//! version-3 form, so a cluster's nodes must all run builds of the same
+//! format to compare hashes). There is no migration from version 1:
+//! `from_records` refuses it (`UnsupportedVersion(1)`), so a data
+//! directory written by such an old build must be recreated (or restored
+//! from a newer snapshot).
 //!
 //! Every asset has its three system balance records; a client balance record
 //! exists once the account touched the asset (even if now zero). Closed
@@ -66,8 +75,11 @@ use crate::engine::{Ledger, LedgerConfig};
 use crate::market::{Mark, Market, MarketIdx, MarketState, Position, with_cum};
 use crate::state::{Account, Asset, AssetIdx, Balance, DirtyKey, Hold, SYSTEM_OWNERS, system_slot};
 
-/// Version written in the meta record; `from_records` refuses others.
-const FORMAT_VERSION: u8 = 2;
+/// Version written in the meta record.
+const FORMAT_VERSION: u8 = 3;
+
+/// The previous version, still read: its meta record has no dedup window.
+const FORMAT_VERSION_NO_WINDOW: u8 = 2;
 
 const TAG_META: u8 = 0x01;
 const TAG_ASSET: u8 = 0x02;
@@ -220,9 +232,10 @@ fn position_value(value: &mut Vec<u8>, position: &Position) {
     value.put_i128(position.cost);
 }
 
-fn meta_value(value: &mut Vec<u8>, max_seen_now_ms: u64) {
+fn meta_value(value: &mut Vec<u8>, ledger: &Ledger) {
     value.put_u8(FORMAT_VERSION);
-    value.put_u64(max_seen_now_ms);
+    value.put_u64(ledger.dedup.max_seen_now_ms);
+    value.put_u64(ledger.dedup_window_ms);
 }
 
 fn asset_value(value: &mut Vec<u8>, asset: &Asset) {
@@ -288,7 +301,7 @@ impl Ledger {
             key.clear();
             value.clear();
             meta_key(&mut key);
-            meta_value(&mut value, self.dedup.max_seen_now_ms);
+            meta_value(&mut value, self);
             put(&key, Some(&value));
         }
         // Balances: written once each, on the occurrence that clears its
@@ -358,7 +371,7 @@ impl Ledger {
         match dirty {
             DirtyKey::Meta => {
                 meta_key(key);
-                meta_value(value, self.dedup.max_seen_now_ms);
+                meta_value(value, self);
                 true
             }
             DirtyKey::Asset(idx) => {
@@ -425,10 +438,7 @@ impl Ledger {
                 + self.holds.len()
                 + self.dedup.len(),
         );
-        out.push((
-            encoded(meta_key),
-            encoded(|v| meta_value(v, self.dedup.max_seen_now_ms)),
-        ));
+        out.push((encoded(meta_key), encoded(|v| meta_value(v, self))));
         for asset in &self.assets {
             out.push((
                 encoded(|k| asset_key(k, &asset.symbol)),
@@ -481,7 +491,9 @@ impl Ledger {
     /// Rebuilds a ledger from records (as written by `take_dirty`/`records`),
     /// in any order. Validates every record and then the invariants, so a
     /// corrupt store is refused rather than served. A missing meta record
-    /// means a dedup clock of 0; missing system balances mean zero.
+    /// means a dedup clock of 0 and `config.dedup_window_ms`; so does a
+    /// version-2 meta record for the window. Missing system balances mean
+    /// zero.
     pub fn from_records<I: IntoIterator<Item = (Vec<u8>, Vec<u8>)>>(
         config: LedgerConfig,
         records: I,
@@ -500,6 +512,8 @@ impl Ledger {
 #[derive(Default)]
 struct Parsed {
     max_seen_now_ms: Option<u64>,
+    /// The window of a version-3 meta record.
+    dedup_window_ms: Option<u64>,
     assets: BTreeMap<String, u32>,
     accounts: Vec<(AccountId, Vec<u8>)>,
     balances: Vec<(Owner, String, Balance, Vec<u8>)>,
@@ -613,14 +627,20 @@ impl Parsed {
             RecordKind::Meta => {
                 k.finish().map_err(bad)?;
                 let version = v.u8().map_err(bad)?;
-                if version != FORMAT_VERSION {
+                if version != FORMAT_VERSION && version != FORMAT_VERSION_NO_WINDOW {
                     return Err(RecordError::UnsupportedVersion(version));
                 }
                 let clock = v.u64().map_err(bad)?;
+                let window = if version == FORMAT_VERSION {
+                    Some(v.u64().map_err(bad)?)
+                } else {
+                    None
+                };
                 v.finish().map_err(bad)?;
                 if self.max_seen_now_ms.replace(clock).is_some() {
                     return Err(duplicate(kind, &key));
                 }
+                self.dedup_window_ms = window;
             }
             RecordKind::Asset => {
                 let symbol = symbol_from(kind, &key, k.rest())?;
@@ -777,6 +797,9 @@ impl Parsed {
             entries.push(entry);
         }
         ledger.dedup = DedupTable::restore(self.max_seen_now_ms.unwrap_or(0), entries);
+        if let Some(window_ms) = self.dedup_window_ms {
+            ledger.dedup_window_ms = window_ms;
+        }
         // Markets in symbol order (indices are internal; any order works).
         for (symbol, (parsed, key)) in self.markets {
             let bad = |detail: &str| malformed(RecordKind::Market, &key, detail);

@@ -3,7 +3,9 @@
 //! with the first reply) or the identical rejection; a reused id with
 //! another body is refused; entries expire after `dedup_window_ms` of
 //! leader time (measured on the dedup clock, which never goes back) and are
-//! evicted by the next new command.
+//! evicted by the next new command. The window is replicated state, set by
+//! `Command::SetDedupWindow`: it takes effect from the next command,
+//! persists in the meta record and is part of the state hash.
 
 mod common;
 
@@ -320,4 +322,299 @@ fn an_id_evicted_and_remembered_again_is_drained_once_as_a_write() {
     assert_eq!(&value[..8], &12_000u64.to_be_bytes());
     assert!(ledger.take_dirty().is_empty());
     assert_eq!(btc(&ledger), d("2"));
+}
+
+// ----- the window as replicated state (Command::SetDedupWindow) -------------
+
+fn ledger_with_window(window_ms: u64) -> Ledger {
+    let mut ledger = Ledger::new(LedgerConfig {
+        dedup_window_ms: window_ms,
+    });
+    for (i, command) in [
+        Command::CreateAsset {
+            symbol: "BTC".into(),
+            scale: 8,
+        },
+        Command::CreateAccount { account: 1 },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let result = ledger.apply(&envelope(&format!("setup-{i}"), command), 0);
+        assert!(matches!(result.outcome, Outcome::Applied { .. }));
+    }
+    ledger
+}
+
+fn set_window(window_ms: u64) -> Command {
+    Command::SetDedupWindow { window_ms }
+}
+
+/// Applies `SetDedupWindow` under `id`, which must succeed; returns its events.
+fn apply_set_window(ledger: &mut Ledger, id: &str, window_ms: u64, now_ms: u64) -> Vec<Event> {
+    let result = ledger.apply(&envelope(id, set_window(window_ms)), now_ms);
+    assert!(!result.duplicate);
+    let Outcome::Applied { events } = result.outcome else {
+        panic!("window {window_ms} rejected: {result:?}")
+    };
+    events
+}
+
+/// The meta record's value (format version, dedup clock, window).
+fn meta_value(ledger: &Ledger) -> Vec<u8> {
+    ledger
+        .records()
+        .into_iter()
+        .find(|(key, _)| RecordKind::of_key(key) == Some(RecordKind::Meta))
+        .map(|(_, value)| value)
+        .expect("meta record")
+}
+
+#[test]
+fn set_dedup_window_is_applied_with_its_event_and_remembered_like_any_command() {
+    let mut ledger = ledger_with_window(WINDOW_MS);
+    assert_eq!(ledger.dedup_window_ms(), WINDOW_MS);
+    let events = apply_set_window(&mut ledger, "w", 60_000, 10_000);
+    assert_eq!(events, [Event::DedupWindowSet { window_ms: 60_000 }]);
+    assert_eq!(ledger.dedup_window_ms(), 60_000);
+    // A retry is a duplicate (no events), a different window under the same
+    // id is a reused id; neither changes the window.
+    let hash = ledger.state_hash();
+    assert_eq!(
+        ledger.apply(&envelope("w", set_window(60_000)), 10_001),
+        applied_retry()
+    );
+    let reused = ledger.apply(&envelope("w", set_window(5_000)), 10_002);
+    assert!(matches!(
+        reused.outcome,
+        Outcome::Rejected(Rejection {
+            code: RejectCode::CommandIdReused,
+            ..
+        })
+    ));
+    assert_eq!(ledger.dedup_window_ms(), 60_000);
+    assert_eq!(ledger.state_hash(), hash);
+    // apply_quiet: the same verdict and state, no event.
+    let mut quiet = ledger_with_window(WINDOW_MS);
+    let result = quiet.apply_quiet(&envelope("w", set_window(60_000)), 10_000);
+    assert_eq!(result.outcome, Outcome::Applied { events: vec![] });
+    assert_eq!(quiet.dedup_window_ms(), 60_000);
+    let mut full = ledger_with_window(WINDOW_MS);
+    apply_set_window(&mut full, "w", 60_000, 10_000);
+    assert_eq!(quiet.state_hash(), full.state_hash());
+    ledger.check_invariants().expect("invariants");
+}
+
+#[test]
+fn shrinking_the_window_makes_an_older_retry_apply_as_new_once_the_new_window_passes() {
+    let mut ledger = ledger_with_window(10_000);
+    assert!(!ledger.apply(&envelope("a", deposit("1")), 10_000).duplicate);
+    // Same history without the change: "a" stays a duplicate for 10 s.
+    let mut unchanged = ledger.clone();
+    apply_set_window(&mut ledger, "w", 1_000, 10_100);
+    // "w" itself was checked, and evicted, under the old window: only the
+    // set-up entries (stamped 0 < 10,100 - 10,000) went.
+    assert_eq!(dedup_keys(&ledger), [dedup_key("a"), dedup_key("w")]);
+    // Inside the new window: still a duplicate.
+    assert!(ledger.apply(&envelope("a", deposit("1")), 11_000).duplicate);
+    // Past it (10,000 < 11,001 - 1,000): expired, and the next new command
+    // evicts every entry stamped before its horizon at once.
+    assert!(!ledger.apply(&envelope("c", deposit("2")), 11_050).duplicate);
+    assert_eq!(dedup_keys(&ledger), [dedup_key("c"), dedup_key("w")]);
+    let again = ledger.apply(&envelope("a", deposit("1")), 11_100);
+    assert!(!again.duplicate, "{again:?}");
+    assert!(matches!(again.outcome, Outcome::Applied { .. }));
+    assert_eq!(btc(&ledger), d("4"));
+    // Under the old window the same retry was still a duplicate.
+    assert!(
+        unchanged
+            .apply(&envelope("a", deposit("1")), 11_100)
+            .duplicate
+    );
+    // The new window holds from now on: "a" (stamped 11,100) until 12,100.
+    assert!(ledger.apply(&envelope("a", deposit("1")), 12_100).duplicate);
+    assert!(!ledger.apply(&envelope("a", deposit("1")), 12_101).duplicate);
+    ledger.check_invariants().expect("invariants");
+}
+
+#[test]
+fn growing_the_window_keeps_remembered_entries_longer() {
+    let mut ledger = ledger_with_window(WINDOW_MS);
+    assert!(
+        !ledger
+            .apply(&envelope("old", deposit("1")), 5_000)
+            .duplicate
+    );
+    // "a" at 10,000 evicts "old" (stamped before 9,000).
+    assert!(!ledger.apply(&envelope("a", deposit("1")), 10_000).duplicate);
+    apply_set_window(&mut ledger, "w", 10_000, 10_500);
+    assert_eq!(ledger.dedup_window_ms(), 10_000);
+    // "a" stays a duplicate well past the old 1 s window...
+    assert!(ledger.apply(&envelope("a", deposit("1")), 14_000).duplicate);
+    assert!(ledger.apply(&envelope("a", deposit("1")), 20_000).duplicate);
+    // ...until the new one passes.
+    assert!(!ledger.apply(&envelope("a", deposit("1")), 20_001).duplicate);
+    // An id evicted before the change stays forgotten.
+    assert!(
+        !ledger
+            .apply(&envelope("old", deposit("1")), 20_002)
+            .duplicate
+    );
+    assert_eq!(btc(&ledger), d("4"));
+    ledger.check_invariants().expect("invariants");
+}
+
+#[test]
+fn an_out_of_range_window_is_rejected_and_changes_nothing_but_its_dedup_entry() {
+    for window_ms in [0, 1, 999, MAX_DEDUP_WINDOW_MS + 1, u64::MAX] {
+        let mut ledger = ledger_with_window(WINDOW_MS);
+        // A twin that gets another rejected command under the same id at
+        // the same time: everything but that id's dedup record must match.
+        let mut twin = ledger.clone();
+        let result = ledger.apply(&envelope("x", set_window(window_ms)), 10_000);
+        let Outcome::Rejected(rejection) = &result.outcome else {
+            panic!("window {window_ms} applied: {result:?}")
+        };
+        assert_eq!(rejection.code, RejectCode::InvalidDedupWindow);
+        assert_eq!(rejection.code.as_str(), "INVALID_DEDUP_WINDOW");
+        assert!(
+            rejection.message.contains(&window_ms.to_string()),
+            "{}",
+            rejection.message
+        );
+        let other = twin.apply(&envelope("x", Command::Release { hold: 9 }), 10_000);
+        assert!(matches!(other.outcome, Outcome::Rejected(_)));
+        assert_eq!(ledger.dedup_window_ms(), WINDOW_MS);
+        let without_x = |ledger: &Ledger| -> Vec<(Vec<u8>, Vec<u8>)> {
+            ledger
+                .records()
+                .into_iter()
+                .filter(|(key, _)| *key != dedup_key("x"))
+                .collect()
+        };
+        assert_eq!(without_x(&ledger), without_x(&twin), "window {window_ms}");
+        // The rejection is remembered: a retry gets it again.
+        let retry = ledger.apply(&envelope("x", set_window(window_ms)), 10_001);
+        assert!(retry.duplicate);
+        assert_eq!(retry.outcome, result.outcome);
+        // The old window still holds.
+        assert!(!ledger.apply(&envelope("a", deposit("1")), 10_000).duplicate);
+        assert!(!ledger.apply(&envelope("a", deposit("1")), 11_001).duplicate);
+    }
+    // The bounds themselves are accepted.
+    let mut ledger = ledger_with_window(WINDOW_MS);
+    for (i, window_ms) in [MIN_DEDUP_WINDOW_MS, MAX_DEDUP_WINDOW_MS]
+        .into_iter()
+        .enumerate()
+    {
+        apply_set_window(&mut ledger, &format!("w{i}"), window_ms, 10_000);
+        assert_eq!(ledger.dedup_window_ms(), window_ms);
+    }
+    assert_eq!(
+        (MIN_DEDUP_WINDOW_MS, MAX_DEDUP_WINDOW_MS),
+        (1_000, 604_800_000)
+    );
+}
+
+#[test]
+fn the_window_survives_a_rebuild_from_records_and_is_part_of_the_state_hash() {
+    let mut ledger = ledger_with_window(WINDOW_MS);
+    assert!(!ledger.apply(&envelope("a", deposit("1")), 10_000).duplicate);
+    let before = ledger.state_hash();
+    apply_set_window(&mut ledger, "w", 5_000, 10_000);
+    assert_ne!(ledger.state_hash(), before);
+    // The meta record holds version 3, the clock and the window.
+    let mut expected = vec![3u8];
+    expected.extend_from_slice(&10_000u64.to_be_bytes());
+    expected.extend_from_slice(&5_000u64.to_be_bytes());
+    assert_eq!(meta_value(&ledger), expected);
+    // The drained batch carries it too.
+    let dirty: BTreeMap<_, _> = ledger.take_dirty().into_iter().collect();
+    assert_eq!(dirty.get([0x01u8].as_slice()), Some(&Some(expected)));
+
+    // Rebuilt with any configured window, the ledger keeps its own.
+    let mut restored =
+        Ledger::from_records(LedgerConfig::default(), ledger.records()).expect("restores");
+    assert_eq!(restored.dedup_window_ms(), 5_000);
+    assert_eq!(restored.state_hash(), ledger.state_hash());
+    for (id, now, duplicate) in [
+        ("a", 14_000, true),
+        ("w", 14_500, true),
+        ("a", 15_001, false),
+    ] {
+        let command = if id == "w" {
+            set_window(5_000)
+        } else {
+            deposit("1")
+        };
+        let a = ledger.apply(&envelope(id, command.clone()), now);
+        let b = restored.apply(&envelope(id, command), now);
+        assert_eq!(a, b);
+        assert_eq!(a.duplicate, duplicate, "{id} at {now}");
+        assert_eq!(ledger.state_hash(), restored.state_hash());
+    }
+
+    // Only the window differs: the hash differs, and so does the restored window.
+    let patched: Vec<_> = ledger
+        .records()
+        .into_iter()
+        .map(|(key, mut value)| {
+            if RecordKind::of_key(&key) == Some(RecordKind::Meta) {
+                value[9..17].copy_from_slice(&6_000u64.to_be_bytes());
+            }
+            (key, value)
+        })
+        .collect();
+    let other = Ledger::from_records(LedgerConfig::default(), patched).expect("restores");
+    assert_eq!(other.dedup_window_ms(), 6_000);
+    assert_ne!(other.state_hash(), ledger.state_hash());
+}
+
+#[test]
+fn a_version_2_meta_record_restores_the_configured_window() {
+    let mut ledger = ledger_with_window(WINDOW_MS);
+    assert!(!ledger.apply(&envelope("a", deposit("1")), 10_000).duplicate);
+    // The same state as a version-2 store wrote it: no window in the meta record.
+    let mut v2_meta = vec![2u8];
+    v2_meta.extend_from_slice(&10_000u64.to_be_bytes());
+    let v2: Vec<_> = ledger
+        .records()
+        .into_iter()
+        .map(|(key, value)| {
+            if RecordKind::of_key(&key) == Some(RecordKind::Meta) {
+                (key, v2_meta.clone())
+            } else {
+                (key, value)
+            }
+        })
+        .collect();
+    let config = LedgerConfig {
+        dedup_window_ms: WINDOW_MS,
+    };
+    let restored = Ledger::from_records(config, v2.clone()).expect("restores version 2");
+    assert_eq!(restored.dedup_window_ms(), WINDOW_MS);
+    // Written back as version 3, equal to the ledger that never left it.
+    assert_eq!(restored.records(), ledger.records());
+    assert_eq!(restored.state_hash(), ledger.state_hash());
+    let other = Ledger::from_records(
+        LedgerConfig {
+            dedup_window_ms: 7_000,
+        },
+        v2,
+    )
+    .expect("restores version 2");
+    assert_eq!(other.dedup_window_ms(), 7_000);
+    // Unknown versions are still refused.
+    for version in [1u8, 4] {
+        let mut records = ledger.records();
+        for (key, value) in &mut records {
+            if RecordKind::of_key(key) == Some(RecordKind::Meta) {
+                value[0] = version;
+            }
+        }
+        assert!(matches!(
+            Ledger::from_records(config, records),
+            Err(RecordError::UnsupportedVersion(v)) if v == version
+        ));
+    }
 }

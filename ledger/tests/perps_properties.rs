@@ -1,7 +1,8 @@
 //! Property tests over random perpetual-futures histories: deposits,
 //! withdrawals, fills at prices around the mark (with fees), mark prices
 //! that random-walk and sometimes gap (liquidations, ADL, shortfalls),
-//! funding rounds of either sign (some repeated), pauses.
+//! funding rounds of either sign (some repeated), pauses, changes of the
+//! idempotency window.
 //!
 //! After every command: all invariants (conservation per asset including
 //! the PnL pools, positions netting to zero, pool = −Σ cost, …); every
@@ -44,6 +45,8 @@ enum Op {
         repeat: bool,
     },
     Pause(usize, bool),
+    /// A new idempotency window (some out of range).
+    DedupWindow(u64),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -59,6 +62,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0..2usize, -100_000i32..=100_000, prop::bool::weighted(0.2))
             .prop_map(|(market, rate_e8, repeat)| Op::Funding { market, rate_e8, repeat }),
         1 => (0..2usize, prop::bool::weighted(0.3)).prop_map(|(m, p)| Op::Pause(m, p)),
+        1 => prop::sample::select(vec![999, 1_000, 60_000, 604_800_001]).prop_map(Op::DedupWindow),
     ]
 }
 
@@ -126,6 +130,7 @@ fn command(h: &Harness, op: &Op, funding_times: &mut [u64; 2]) -> Command {
             market: MARKETS[market].into(),
             paused,
         },
+        Op::DedupWindow(window_ms) => Command::SetDedupWindow { window_ms },
     }
 }
 

@@ -1,8 +1,9 @@
 //! Property tests over random command sequences: a few assets (scales 0, 2,
 //! 6, 8), a handful of accounts (plus unknown ones and account 0), random
-//! deposits, withdrawals, locks, releases, fills and transfers — many of
-//! them invalid — retries of earlier envelopes, reused and invalid ids, and
-//! a leader clock that sometimes goes backwards.
+//! deposits, withdrawals, locks, releases, fills, transfers and changes of
+//! the idempotency window — many of them invalid — retries of earlier
+//! envelopes, reused and invalid ids, and a leader clock that sometimes
+//! goes backwards.
 
 mod common;
 
@@ -26,6 +27,8 @@ enum Op {
     Release(u64),
     Fill(u64, u64, Decimal, Decimal, Decimal, Decimal),
     Transfer(u64, u64, usize, Decimal),
+    /// A new idempotency window (some out of range).
+    SetDedupWindow(u64),
     /// Re-send an earlier envelope (index modulo history length).
     Resend(usize),
     /// An earlier command id with a different body.
@@ -142,6 +145,8 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|((b, s), x, p, bf, sf)| Op::Fill(b, s, x, p, bf, sf)),
         3 => (account(), account(), asset(), amount(1, 100_000, 2))
             .prop_map(|(f, t, s, x)| Op::Transfer(f, t, s, x)),
+        1 => prop::sample::select(vec![0, 999, 1_000, 1_500, 5_000, 604_800_000, 604_800_001])
+            .prop_map(Op::SetDedupWindow),
         3 => any::<usize>().prop_map(Op::Resend),
         1 => any::<usize>().prop_map(Op::ReuseId),
         1 => Just(Op::InvalidId),
@@ -187,6 +192,7 @@ fn command(op: &Op) -> Command {
             asset: sym(s),
             amount,
         },
+        Op::SetDedupWindow(window_ms) => Command::SetDedupWindow { window_ms },
         Op::Resend(_) | Op::ReuseId(_) | Op::InvalidId => Command::Release { hold: u64::MAX },
     }
 }
@@ -263,7 +269,8 @@ fn run(window_ms: u64, ops: &[(Op, i64, bool)]) -> Result<(), TestCaseError> {
     let config = LedgerConfig {
         dedup_window_ms: window_ms,
     };
-    let never_expires = window_ms == u64::MAX;
+    // Until a `SetDedupWindow` applies.
+    let mut never_expires = window_ms == u64::MAX;
     let mut ledger = Ledger::new(config);
     let mut store: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     let mut history: Vec<(Envelope, u64, ApplyResult)> = Vec::new();
@@ -355,6 +362,11 @@ fn run(window_ms: u64, ops: &[(Op, i64, bool)]) -> Result<(), TestCaseError> {
                 prop_assert_eq!(Some(ledger.state_hash()), hash_before);
             }
             _ => prop_assert!(!result.duplicate),
+        }
+        if let (Op::SetDedupWindow(window_ms), None) = (op, code) {
+            prop_assert!(!result.duplicate);
+            prop_assert_eq!(ledger.dedup_window_ms(), *window_ms);
+            never_expires = false;
         }
         if is_remembered(&result) {
             let id = &envelope.command_id;

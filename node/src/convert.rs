@@ -151,6 +151,11 @@ pub fn envelope(cmd: &pb::Command) -> Result<ledger::Envelope, ConvertError> {
             buyer_fee: fee("buyer_fee", &c.buyer_fee)?,
             seller_fee: fee("seller_fee", &c.seller_fee)?,
         },
+        // The bounds are the engine's (INVALID_DEDUP_WINDOW): a replicated,
+        // remembered rejection like any other.
+        Body::SetDedupWindow(c) => ledger::Command::SetDedupWindow {
+            window_ms: c.window_ms,
+        },
     };
     Ok(ledger::Envelope {
         command_id: ledger::CommandId(cmd.command_id.clone()),
@@ -366,6 +371,11 @@ fn event_to_pb(event: &ledger::Event) -> pb::Event {
             asset: asset.clone(),
             amount: amount.to_string(),
         }),
+        ledger::Event::DedupWindowSet { window_ms } => {
+            Kind::DedupWindowSet(pb::DedupWindowSetEvent {
+                window_ms: *window_ms,
+            })
+        }
     };
     pb::Event { kind: Some(kind) }
 }
@@ -564,6 +574,28 @@ mod tests {
             envelope(&funding).unwrap().command,
             ledger::Command::ApplyFunding { rate, .. } if rate == Decimal::new(-1, 4)
         ));
+    }
+
+    #[test]
+    fn set_dedup_window_converts_both_ways() {
+        use pb::command::Body;
+        let cmd = pb::Command {
+            command_id: "w1".into(),
+            body: Some(Body::SetDedupWindow(pb::SetDedupWindow {
+                window_ms: 60_000,
+            })),
+        };
+        assert_eq!(
+            envelope(&cmd).unwrap().command,
+            ledger::Command::SetDedupWindow { window_ms: 60_000 }
+        );
+        let event = event_to_pb(&ledger::Event::DedupWindowSet { window_ms: 60_000 });
+        assert_eq!(
+            event.kind,
+            Some(pb::event::Kind::DedupWindowSet(pb::DedupWindowSetEvent {
+                window_ms: 60_000
+            }))
+        );
     }
 
     #[test]

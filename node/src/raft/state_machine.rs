@@ -26,6 +26,9 @@ const KEY_MEMBERSHIP: &[u8] = b"membership";
 const KEY_SNAPSHOT: &[u8] = b"snapshot";
 const KEY_RETIRED: &[u8] = b"retired_node_ids";
 
+/// A ledger record changed by an apply: key, and value (`None`: deleted).
+type ChangedRecord = (Box<[u8]>, Option<Box<[u8]>>);
+
 /// The in-memory state machine, shared with the read path.
 pub struct SmState {
     pub ledger: Ledger,
@@ -264,7 +267,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             // previous one from where that one went (its "splice"), far
             // cheaper than a fresh search per record.
             // About three changed records per command (a fill: nine per trade).
-            let mut changed: Vec<(Box<[u8]>, Option<Box<[u8]>>)> =
+            let mut changed: Vec<ChangedRecord> =
                 Vec::with_capacity(applied_commands.saturating_mul(3).min(1 << 20));
             st.ledger
                 .drain_dirty(|key, value| changed.push((key.into(), value.map(Into::into))));

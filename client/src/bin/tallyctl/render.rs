@@ -132,6 +132,10 @@ pub fn event_lines(events: &[Event]) -> Vec<String> {
                 or_zero(&f.seller_fee),
                 f.quote_asset
             ),
+            Some(event::Kind::DedupWindowSet(w)) => format!(
+                "dedup window set to {} ms (from the next command on)",
+                w.window_ms
+            ),
             Some(perp) => crate::perps::event_text(perp),
             None => "unrecognized event (newer server?)".to_string(),
         };
@@ -192,6 +196,9 @@ pub fn event_json(event: &Event) -> Value {
             "buyer_fee": or_zero(&f.buyer_fee),
             "seller_fee": or_zero(&f.seller_fee),
         }),
+        Some(event::Kind::DedupWindowSet(w)) => {
+            json!({"type": "dedup_window_set", "window_ms": w.window_ms})
+        }
         Some(perp) => crate::perps::event_json(perp),
         None => json!({"type": "unknown"}),
     }
@@ -743,6 +750,28 @@ mod tests {
         assert_eq!(j["duplicate"], true);
         assert_eq!(j["events"][1]["owner"]["kind"], "external");
         assert_eq!(j["events"][1]["locked"], "0");
+    }
+
+    #[test]
+    fn dedup_window_event_renders_as_text_and_json() {
+        let result = CommandResult {
+            command_id: "w-1".into(),
+            applied: true,
+            events: vec![Event {
+                kind: Some(event::Kind::DedupWindowSet(pb::DedupWindowSetEvent {
+                    window_ms: 600_000,
+                })),
+            }],
+            ..CommandResult::default()
+        };
+        let text = applied_text(&result, 7);
+        assert!(
+            text.ends_with("\n  dedup window set to 600000 ms (from the next command on)"),
+            "{text}"
+        );
+        let j = applied_json(&result, 7);
+        assert_eq!(j["events"][0]["type"], "dedup_window_set");
+        assert_eq!(j["events"][0]["window_ms"], 600_000);
     }
 
     #[test]

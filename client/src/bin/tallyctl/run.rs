@@ -11,7 +11,9 @@ use tally_client::{
     Client, ClientConfig, ClientError, CommandExt, ReadOptions, WriteResult, commands, reasons,
 };
 
-use crate::args::{AccountArgs, AccountCmd, AssetCmd, Cli, ClusterCmd, Cmd, ReadArgs, WriteArgs};
+use crate::args::{
+    AccountArgs, AccountCmd, AssetCmd, Cli, ClusterCmd, Cmd, LedgerCmd, ReadArgs, WriteArgs,
+};
 use crate::render;
 
 /// Exit status: success.
@@ -288,6 +290,13 @@ pub async fn run(cli: Cli) -> Outcome {
         } => {
             let command = commands::lock(hold, account, asset, amount);
             submit(&client, with_id(command, &write)).await
+        }
+        Cmd::Ledger(LedgerCmd::SetDedupWindow { window_ms, write }) => {
+            submit(
+                &client,
+                with_id(commands::set_dedup_window(window_ms), &write),
+            )
+            .await
         }
         Cmd::Release { hold, write } => {
             submit(&client, with_id(commands::release(hold), &write)).await
