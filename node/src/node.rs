@@ -389,8 +389,7 @@ pub async fn start(
     // `tcp_nodelay` only applies to listeners tonic binds itself. Without it
     // a reply written after a flow-control frame waited for the client's
     // delayed ACK: every request above ~5 KB took 40 ms longer.
-    let incoming =
-        tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     if let Some(http_addr) = config.http_addr {
         let http = tokio::net::TcpListener::bind(http_addr)
             .await
