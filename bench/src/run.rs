@@ -610,7 +610,7 @@ fn run_engine(args: &Args) -> Outcome {
              fixture built in {build_s:.2} s, process RSS then {} MiB\n\
              {} fills ({} commands, {} rejected) applied in {apply_s:.3} s: {} fills/s, {} commands/s\n\
              by thread CPU time ({cpu_s:.3} s): {} fills/s, {:.2} us per fill\n\
-             with take_dirty once per {}-command entry: {} fills/s ({:.3} s in take_dirty)\n",
+             with the changed records drained (drain_dirty) once per {}-command entry: {} fills/s ({:.3} s draining)\n",
             grouped(accounts as f64),
             args.distribution,
             args.assets,

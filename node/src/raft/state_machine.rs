@@ -167,42 +167,53 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
     type SnapshotData = SnapshotData;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        // Under the state lock only long enough to copy the ledger (a
-        // memcpy-like clone, ~100 ms for millions of records); encoding every
-        // record took seconds and, under the lock, stalled every write
-        // meanwhile. The copy costs the ledger's memory once more while the
-        // snapshot is built.
+        // Built from a RocksDB snapshot of this node's own store, not from the
+        // in-memory ledger: every applied batch wrote its changed records and
+        // `last_applied` atomically, so a RocksDB snapshot is a consistent
+        // view of the state at some applied index, and reading it needs no
+        // lock on the live state. (Copying the ledger under the state lock
+        // stalled writes ~0.8 s for 1.8M records; encoding it there, ~2.5 s.)
+        // Runs on a blocking thread while the node keeps applying.
         let started = std::time::Instant::now();
-        let (ledger, body_meta, meta) = {
-            let st = self.state.read().map_err(|_| lock_poisoned())?;
-            let body_meta = (
-                st.last_applied,
-                st.membership.clone(),
-                st.retired_node_ids.clone(),
-            );
-            let meta = SnapshotMeta {
-                last_log_id: st.last_applied,
-                last_membership: st.membership.clone(),
-            };
-            (st.ledger.clone(), body_meta, meta)
-        };
-        let locked_ms = started.elapsed().as_millis() as u64;
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
-            let (last_applied, membership, retired_node_ids) = body_meta;
+            let view = store.db.snapshot();
+            let meta_cf = cf(&store.db, CF_SM_META)?;
+            let sm_cf = cf(&store.db, CF_SM)?;
+            let read = |key: &[u8]| view.get_cf(meta_cf, key).map_err(io::Error::other);
+            let last_applied: Option<LogId> = match read(KEY_LAST_APPLIED)? {
+                Some(b) => codec::decode(&b)?,
+                None => None,
+            };
+            let membership: StoredMembership = match read(KEY_MEMBERSHIP)? {
+                Some(b) => codec::decode(&b)?,
+                None => StoredMembership::default(),
+            };
+            let retired_node_ids: BTreeSet<u64> = match read(KEY_RETIRED)? {
+                Some(b) => codec::decode(&b)?,
+                None => BTreeSet::new(),
+            };
+            let mut records = Vec::new();
+            for item in view.iterator_cf(sm_cf, IteratorMode::Start) {
+                let (k, v) = item.map_err(io::Error::other)?;
+                records.push((k.to_vec(), v.to_vec()));
+            }
+            drop(view);
+            let meta = SnapshotMeta {
+                last_log_id: last_applied,
+                last_membership: membership.clone(),
+            };
             let body = SnapshotBody {
                 last_applied,
                 membership,
                 retired_node_ids,
-                records: ledger.records(),
+                records,
             };
-            drop(ledger);
             let data = codec::encode(&body)?;
             tracing::info!(
                 index = ?meta.last_log_id.as_ref().map(|l| l.index),
                 bytes = data.len(),
                 records = body.records.len(),
-                locked_ms,
                 total_ms = started.elapsed().as_millis() as u64,
                 "built snapshot"
             );
