@@ -68,7 +68,9 @@ pub struct RunArgs {
     pub election_timeout_min_ms: Option<u64>,
     #[arg(long)]
     pub election_timeout_max_ms: Option<u64>,
-    /// Take a snapshot after this many log entries (default 20000).
+    /// Take a snapshot after this many log entries (default 20000). Node i
+    /// stretches it by ((i mod 4) / 8) so that the nodes of a cluster do not
+    /// all snapshot at the same moment.
     #[arg(long)]
     pub snapshot_every_entries: Option<u64>,
     /// Log entries kept after a snapshot for slightly-behind followers (default 1000).

@@ -332,7 +332,10 @@ pub async fn start(
         election_timeout_min: config.election_timeout_min_ms,
         election_timeout_max: config.election_timeout_max_ms,
         install_snapshot_timeout: 600_000,
-        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every_entries),
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(staggered_snapshot_interval(
+            config.snapshot_every_entries,
+            config.node_id,
+        )),
         max_in_snapshot_log_to_keep: config.keep_entries_after_snapshot,
         max_payload_entries: 64,
         // A node coming back from a partition asks before campaigning, so it does not
@@ -416,4 +419,29 @@ pub async fn start(
         result
     });
     Ok(RunningNode { ctx, server })
+}
+
+/// The snapshot interval a node actually uses: `every_entries` stretched by
+/// 0, 1/8, 2/8 or 3/8 by node id, so that the nodes of a cluster do not all
+/// build a snapshot at the same log index. (On shared cores three
+/// simultaneous builds of a large ledger saturated the machine and pushed
+/// write p99 from ~10 ms to ~400 ms for a few seconds.)
+pub fn staggered_snapshot_interval(every_entries: u64, node_id: u64) -> u64 {
+    let every_entries = every_entries.max(1);
+    every_entries.saturating_add(every_entries / 8 * (node_id % 4))
+}
+
+#[cfg(test)]
+mod snapshot_interval_tests {
+    use super::staggered_snapshot_interval;
+
+    #[test]
+    fn nodes_get_different_snapshot_intervals_never_below_the_configured_one() {
+        let got: Vec<u64> = (1..=4)
+            .map(|id| staggered_snapshot_interval(20_000, id))
+            .collect();
+        assert_eq!(got, vec![22_500, 25_000, 27_500, 20_000]);
+        assert_eq!(staggered_snapshot_interval(0, 3), 1);
+        assert_eq!(staggered_snapshot_interval(u64::MAX, 3), u64::MAX);
+    }
 }

@@ -240,3 +240,96 @@ fn node_refuses_data_dir_of_another_node_or_cluster() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verdict_replies_carry_no_events_and_unknown_reply_detail_is_refused_unapplied() {
+    use tally_proto::v1::ReplyDetail;
+    let cluster = Cluster::start(3, &[]).await;
+    let c = Client::new(ClientConfig::new(cluster.endpoints())).expect("client");
+    for cmd in [
+        commands::create_asset("BTC", 8),
+        commands::create_account(1),
+    ] {
+        assert!(c.submit(cmd).await.is_applied());
+    }
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let mut raw = LedgerClient::connect(format!("http://{}", cluster.addr(leader)))
+        .await
+        .expect("connect");
+    let batch = |detail: i32, ids: [&str; 2]| SubmitBatchRequest {
+        commands: vec![
+            PbCommand {
+                command_id: ids[0].into(),
+                ..commands::deposit(1, "BTC", "1.5")
+            },
+            // Overdraws: a definite rejection.
+            PbCommand {
+                command_id: ids[1].into(),
+                ..commands::withdraw(1, "BTC", "100")
+            },
+        ],
+        reply_detail: detail,
+    };
+    // Verdicts only: applied / rejected with reason, no events, no echoed id.
+    let verdicts = raw
+        .submit_batch(batch(ReplyDetail::Verdict as i32, ["v-dep", "v-wd"]))
+        .await
+        .expect("verdict batch")
+        .into_inner();
+    assert_eq!(verdicts.results.len(), 2);
+    let (dep, wd) = (&verdicts.results[0], &verdicts.results[1]);
+    assert!(
+        dep.applied && dep.events.is_empty() && dep.command_id.is_empty(),
+        "{dep:?}"
+    );
+    assert!(
+        !wd.applied && wd.reason == "INSUFFICIENT_FUNDS" && wd.events.is_empty(),
+        "{wd:?}"
+    );
+    // Events (the default): the same commands carry their balance events.
+    let full = raw
+        .submit_batch(batch(ReplyDetail::Events as i32, ["e-dep", "e-wd"]))
+        .await
+        .expect("events batch")
+        .into_inner();
+    assert!(full.results[0].applied && !full.results[0].events.is_empty());
+    assert_eq!(full.results[0].command_id, "e-dep");
+    assert_eq!(full.results[1].reason, "INSUFFICIENT_FUNDS");
+    // The tally-client handle asking for verdicts sees the same.
+    let quiet = c.with_reply_events(false);
+    let r = quiet.submit(commands::deposit(1, "BTC", "0.5")).await;
+    match &r {
+        WriteResult::Applied { result, .. } => assert!(result.events.is_empty(), "{r:?}"),
+        other => panic!("not applied: {other:?}"),
+    }
+    // An unknown reply detail is refused before anything is proposed.
+    let before = c
+        .state_hash(ReadOptions::linearizable())
+        .await
+        .expect("hash");
+    let s = raw
+        .submit_batch(batch(99, ["u-dep", "u-wd"]))
+        .await
+        .expect_err("unknown reply detail");
+    assert_eq!(
+        (s.code(), reason(&s).as_str()),
+        (tonic::Code::InvalidArgument, "UNKNOWN_REPLY_DETAIL"),
+        "{s:?}"
+    );
+    let after = c
+        .state_hash(ReadOptions::linearizable())
+        .await
+        .expect("hash");
+    assert_eq!(
+        before.state_hash, after.state_hash,
+        "refused batch changed state"
+    );
+    // Balance: 1.5 + 1.5 + 0.5 deposited, both withdrawals refused.
+    let balance = c
+        .balance(1, "BTC", ReadOptions::linearizable())
+        .await
+        .expect("balance")
+        .balance
+        .expect("balance present");
+    assert_eq!(balance.available, "3.50000000");
+}

@@ -50,6 +50,15 @@ impl LedgerService {
                 ),
             ));
         }
+        let Ok(reply_detail) = ReplyDetail::try_from(batch.reply_detail) else {
+            return Err(invalid(
+                "UNKNOWN_REPLY_DETAIL",
+                format!(
+                    "reply_detail {} is not a known ReplyDetail (0 events, 1 verdict)",
+                    batch.reply_detail
+                ),
+            ));
+        };
         // Encoded here, once: the entry carries these bytes to every node.
         let mut encoded = EncodedCommands::default();
         for (i, cmd) in batch.commands.iter().enumerate() {
@@ -59,7 +68,7 @@ impl LedgerService {
                 .push(&env)
                 .map_err(|e| status(Code::Internal, "ENCODE_FAILED", e.to_string()))?;
         }
-        let verdict_only = batch.reply_detail == ReplyDetail::Verdict as i32;
+        let verdict_only = reply_detail == ReplyDetail::Verdict;
         match self.ctx.writer.submit(encoded, !verdict_only).await {
             Ok((results, index)) => Ok(SubmitBatchResponse {
                 results: batch
