@@ -322,14 +322,8 @@ impl Client {
             asset: asset.into(),
             read: Some(read.to_proto()),
         };
-        self.read(read, |channel, timeout| {
-            let request = request.clone();
-            async move {
-                let response = ledger_client(channel)
-                    .get_balance(with_timeout(request, timeout))
-                    .await?;
-                Ok(response.into_inner())
-            }
+        self.read_rpc(read, request, ledger_client, |mut c, r| async move {
+            c.get_balance(r).await
         })
         .await
     }
@@ -345,11 +339,8 @@ impl Client {
             account,
             read: Some(read.to_proto()),
         };
-        self.read(read, |channel, timeout| async move {
-            let response = ledger_client(channel)
-                .get_account(with_timeout(request, timeout))
-                .await?;
-            Ok(response.into_inner())
+        self.read_rpc(read, request, ledger_client, |mut c, r| async move {
+            c.get_account(r).await
         })
         .await
     }
@@ -361,11 +352,8 @@ impl Client {
             hold,
             read: Some(read.to_proto()),
         };
-        self.read(read, |channel, timeout| async move {
-            let response = ledger_client(channel)
-                .get_hold(with_timeout(request, timeout))
-                .await?;
-            Ok(response.into_inner())
+        self.read_rpc(read, request, ledger_client, |mut c, r| async move {
+            c.get_hold(r).await
         })
         .await
     }
@@ -438,6 +426,29 @@ impl Client {
         Ok(value)
     }
 
+    /// One read RPC through [`Client::read`]: each attempt builds `new_client`
+    /// on the chosen channel and calls `call` with a copy of `request`
+    /// carrying the attempt's deadline.
+    async fn read_rpc<Req, Resp, C, F, Fut>(
+        &self,
+        read: ReadOptions,
+        request: Req,
+        new_client: fn(Channel) -> C,
+        call: F,
+    ) -> Result<Resp, ClientError>
+    where
+        Req: Clone,
+        Resp: Served,
+        F: Fn(C, Request<Req>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<Resp>, Status>>,
+    {
+        self.read(read, |channel, timeout| {
+            let pending = call(new_client(channel), with_timeout(request.clone(), timeout));
+            async move { Ok(pending.await?.into_inner()) }
+        })
+        .await
+    }
+
     /// Where a resolved read goes under the configured [`ReadPolicy`]. Finds
     /// the leader first when the policy needs it and none is known.
     async fn read_route(&self, read: ReadOptions) -> Route {
@@ -504,21 +515,27 @@ pub(crate) trait Served {
     fn applied_index(&self) -> u64;
 }
 
-impl Served for GetBalanceResponse {
-    fn applied_index(&self) -> u64 {
-        self.applied_index
-    }
+/// `Served` for responses with an `applied_index` field.
+macro_rules! served {
+    ($($response:ty),* $(,)?) => {
+        $(impl Served for $response {
+            fn applied_index(&self) -> u64 {
+                self.applied_index
+            }
+        })*
+    };
 }
-impl Served for GetAccountResponse {
-    fn applied_index(&self) -> u64 {
-        self.applied_index
-    }
-}
-impl Served for GetHoldResponse {
-    fn applied_index(&self) -> u64 {
-        self.applied_index
-    }
-}
+
+served!(
+    GetBalanceResponse,
+    GetAccountResponse,
+    GetHoldResponse,
+    perps_pb::GetMarketResponse,
+    perps_pb::GetPositionResponse,
+    perps_pb::GetMarginResponse,
+    perps_pb::GetExposureResponse,
+    perps_pb::ListAtRiskResponse,
+);
 
 fn write_policy() -> Policy {
     Policy {
@@ -619,14 +636,8 @@ impl Client {
             market: market.into(),
             read: Some(read.to_proto()),
         };
-        self.read(read, |channel, timeout| {
-            let request = request.clone();
-            async move {
-                let response = perps_client(channel)
-                    .get_market(with_timeout(request, timeout))
-                    .await?;
-                Ok(response.into_inner())
-            }
+        self.read_rpc(read, request, perps_client, |mut c, r| async move {
+            c.get_market(r).await
         })
         .await
     }
@@ -645,14 +656,8 @@ impl Client {
             account,
             read: Some(read.to_proto()),
         };
-        self.read(read, |channel, timeout| {
-            let request = request.clone();
-            async move {
-                let response = perps_client(channel)
-                    .get_position(with_timeout(request, timeout))
-                    .await?;
-                Ok(response.into_inner())
-            }
+        self.read_rpc(read, request, perps_client, |mut c, r| async move {
+            c.get_position(r).await
         })
         .await
     }
@@ -669,11 +674,8 @@ impl Client {
             account,
             read: Some(read.to_proto()),
         };
-        self.read(read, |channel, timeout| async move {
-            let response = perps_client(channel)
-                .get_margin(with_timeout(request, timeout))
-                .await?;
-            Ok(response.into_inner())
+        self.read_rpc(read, request, perps_client, |mut c, r| async move {
+            c.get_margin(r).await
         })
         .await
     }
@@ -690,14 +692,8 @@ impl Client {
             market: market.into(),
             read: Some(read.to_proto()),
         };
-        self.read(read, |channel, timeout| {
-            let request = request.clone();
-            async move {
-                let response = perps_client(channel)
-                    .get_exposure(with_timeout(request, timeout))
-                    .await?;
-                Ok(response.into_inner())
-            }
+        self.read_rpc(read, request, perps_client, |mut c, r| async move {
+            c.get_exposure(r).await
         })
         .await
     }
@@ -716,42 +712,10 @@ impl Client {
             limit,
             read: Some(read.to_proto()),
         };
-        self.read(read, |channel, timeout| {
-            let request = request.clone();
-            async move {
-                let response = perps_client(channel)
-                    .list_at_risk(with_timeout(request, timeout))
-                    .await?;
-                Ok(response.into_inner())
-            }
+        self.read_rpc(read, request, perps_client, |mut c, r| async move {
+            c.list_at_risk(r).await
         })
         .await
-    }
-}
-
-impl Served for perps_pb::GetMarketResponse {
-    fn applied_index(&self) -> u64 {
-        self.applied_index
-    }
-}
-impl Served for perps_pb::GetPositionResponse {
-    fn applied_index(&self) -> u64 {
-        self.applied_index
-    }
-}
-impl Served for perps_pb::GetMarginResponse {
-    fn applied_index(&self) -> u64 {
-        self.applied_index
-    }
-}
-impl Served for perps_pb::GetExposureResponse {
-    fn applied_index(&self) -> u64 {
-        self.applied_index
-    }
-}
-impl Served for perps_pb::ListAtRiskResponse {
-    fn applied_index(&self) -> u64 {
-        self.applied_index
     }
 }
 
