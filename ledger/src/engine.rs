@@ -683,28 +683,8 @@ impl Ledger {
                 ),
             ));
         }
-        if buy.remaining < quote_units {
-            return Err(reject(
-                RejectCode::HoldInsufficient,
-                format!(
-                    "buy hold {buy_hold} has {} {} left, the fill takes {}",
-                    amount::to_decimal(buy.remaining, quote_scale),
-                    self.symbol(quote),
-                    amount::to_decimal(quote_units, quote_scale)
-                ),
-            ));
-        }
-        if sell.remaining < base_units {
-            return Err(reject(
-                RejectCode::HoldInsufficient,
-                format!(
-                    "sell hold {sell_hold} has {} {} left, the fill takes {}",
-                    amount::to_decimal(sell.remaining, base_scale),
-                    self.symbol(base),
-                    amount::to_decimal(base_units, base_scale)
-                ),
-            ));
-        }
+        self.check_hold_covers("buy", buy_hold, &buy, quote_units)?;
+        self.check_hold_covers("sell", sell_hold, &sell, base_units)?;
         let (buyer, seller) = (Owner::Account(buy.account), Owner::Account(sell.account));
         let mut postings = Postings::new();
         postings.add(buyer, quote, 0, -quote_units);
@@ -745,6 +725,30 @@ impl Ledger {
     }
 
     // ----- validation helpers ---------------------------------------------
+
+    /// `HoldInsufficient` unless the `side` ("buy"/"sell") hold `id` still
+    /// has `taken` minor units of its asset.
+    fn check_hold_covers(
+        &self,
+        side: &str,
+        id: HoldId,
+        open: &Hold,
+        taken: i128,
+    ) -> Result<(), Rejection> {
+        if open.remaining >= taken {
+            return Ok(());
+        }
+        let scale = self.scale(open.asset);
+        Err(reject(
+            RejectCode::HoldInsufficient,
+            format!(
+                "{side} hold {id} has {} {} left, the fill takes {}",
+                amount::to_decimal(open.remaining, scale),
+                self.symbol(open.asset),
+                amount::to_decimal(taken, scale)
+            ),
+        ))
+    }
 
     pub(crate) fn check_account(&self, account: AccountId) -> Result<(), Rejection> {
         if account == 0 {
