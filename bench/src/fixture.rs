@@ -115,20 +115,20 @@ impl EngineFixture {
         // set-up's own garbage never dominates the memory figure.
         let mut chunk = Vec::with_capacity(ENTRY_COMMANDS);
         for (symbol, scale) in &ASSETS[..assets] {
-            chunk.push(Command::CreateAsset {
+            chunk.push(Command::CreateAsset(CreateAsset {
                 symbol: (*symbol).into(),
                 scale: *scale,
-            });
+            }));
         }
         for account in 1..=accounts {
-            chunk.push(Command::CreateAccount { account });
+            chunk.push(Command::CreateAccount(CreateAccount { account }));
             for (i, (symbol, _)) in ASSETS[..assets].iter().enumerate() {
                 let amount = parse(if i == 0 { FUND_QUOTE } else { FUND_BASE });
-                chunk.push(Command::Deposit {
+                chunk.push(Command::Deposit(Deposit {
                     account,
                     asset: (*symbol).into(),
                     amount,
-                });
+                }));
             }
             if chunk.len() >= ENTRY_COMMANDS || account == accounts {
                 let envelopes: Vec<Envelope> =
@@ -172,26 +172,26 @@ impl EngineFixture {
             let (buy_hold, sell_hold) = (self.next_hold, self.next_hold + 1);
             self.next_hold += 2;
             let commands = [
-                Command::Lock {
+                Command::Lock(Lock {
                     hold: buy_hold,
                     account: buyer,
                     asset: ASSETS[0].0.into(),
                     amount: a.quote,
-                },
-                Command::Lock {
+                }),
+                Command::Lock(Lock {
                     hold: sell_hold,
                     account: seller,
                     asset: base_asset.into(),
                     amount: a.base,
-                },
-                Command::Fill {
+                }),
+                Command::Fill(Fill {
                     buy_hold,
                     sell_hold,
                     base_amount: a.base,
                     price: a.price,
                     buyer_fee: a.buyer_fee,
                     seller_fee: a.seller_fee,
-                },
+                }),
             ];
             for command in commands {
                 let envelope = self.envelope(command);
@@ -212,18 +212,18 @@ impl EngineFixture {
             let (buy, sell) = (self.next_hold, self.next_hold + 1);
             self.next_hold += 2;
             self.standing.push((buy, sell));
-            locks.push(Command::Lock {
+            locks.push(Command::Lock(Lock {
                 hold: buy,
                 account,
                 asset: ASSETS[0].0.into(),
                 amount: parse("900000000"),
-            });
-            locks.push(Command::Lock {
+            }));
+            locks.push(Command::Lock(Lock {
                 hold: sell,
                 account,
                 asset: ASSETS[1].0.into(),
                 amount: parse("900000"),
-            });
+            }));
         }
         let envelopes: Vec<Envelope> = locks.into_iter().map(|c| self.envelope(c)).collect();
         for chunk in envelopes.chunks(ENTRY_COMMANDS) {
@@ -242,14 +242,14 @@ impl EngineFixture {
             let buyer_rank = self.picker.pick(&mut self.rng);
             let seller_rank = self.picker.pick_other(&mut self.rng, buyer_rank);
             let a = self.pick_amounts();
-            let command = Command::Fill {
+            let command = Command::Fill(Fill {
                 buy_hold: self.standing[buyer_rank as usize].0,
                 sell_hold: self.standing[seller_rank as usize].1,
                 base_amount: a.base,
                 price: a.price,
                 buyer_fee: a.buyer_fee,
                 seller_fee: a.seller_fee,
-            };
+            });
             let envelope = self.envelope(command);
             out.push(envelope);
         }
@@ -271,7 +271,7 @@ impl EngineFixture {
             self.applied_commands += 1;
             if matches!(outcome, Outcome::Applied { .. }) {
                 applied += 1;
-                fills += usize::from(matches!(envelope.command, Command::Fill { .. }));
+                fills += usize::from(matches!(envelope.command, Command::Fill(Fill { .. })));
             }
         }
         (applied, fills)

@@ -34,42 +34,46 @@ fn main() {
     };
     send(
         &mut ledger,
-        Command::CreateAsset {
+        Command::CreateAsset(CreateAsset {
             symbol: "BTC".into(),
             scale: 8,
-        },
+        }),
         0,
     );
     send(
         &mut ledger,
-        Command::CreateAsset {
+        Command::CreateAsset(CreateAsset {
             symbol: "USDT".into(),
             scale: 6,
-        },
+        }),
         0,
     );
     for account in 1..=accounts {
-        send(&mut ledger, Command::CreateAccount { account }, 0);
+        send(
+            &mut ledger,
+            Command::CreateAccount(CreateAccount { account }),
+            0,
+        );
         for (asset, amount) in [("BTC", "1000000"), ("USDT", "100000000000")] {
-            let command = Command::Deposit {
+            let command = Command::Deposit(Deposit {
                 account,
                 asset: asset.into(),
                 amount: d(amount),
-            };
+            });
             send(&mut ledger, command, 0);
         }
-        let buy = Command::Lock {
+        let buy = Command::Lock(Lock {
             hold: account * 2,
             account,
             asset: "USDT".into(),
             amount: d("90000000000"),
-        };
-        let sell = Command::Lock {
+        });
+        let sell = Command::Lock(Lock {
             hold: account * 2 + 1,
             account,
             asset: "BTC".into(),
             amount: d("900000"),
-        };
+        });
         send(&mut ledger, buy, 0);
         send(&mut ledger, sell, 0);
     }
@@ -81,14 +85,14 @@ fn main() {
             let seller = (i * 7 + 3) % accounts + 1;
             Envelope {
                 command_id: CommandId(format!("fill-{i}")),
-                command: Command::Fill {
+                command: Command::Fill(Fill {
                     buy_hold: buyer * 2,
                     sell_hold: seller * 2 + 1,
                     base_amount: Decimal::new(1 + (i % 50) as i64, 3),
                     price: Decimal::new(3_000_000 + (i % 100) as i64, 2),
                     buyer_fee: Decimal::new(1, 6),
                     seller_fee: Decimal::new(3, 2),
-                },
+                }),
             }
         })
         .collect();

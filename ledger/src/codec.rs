@@ -1,16 +1,15 @@
-//! Low-level, hand-written binary encoding shared by records, the state hash
-//! and command fingerprints: big-endian integers, length-prefixed strings,
-//! canonical decimals as (mantissa, scale), rejections (remembered by the dedup
-//! table) and the canonical encoding of `Command` (hashed into a
-//! fingerprint). The formats are documented in the `records` module.
+//! Low-level, hand-written binary encoding of the persisted state, shared by
+//! records and the state hash: big-endian integers, length-prefixed strings,
+//! canonical decimals as (mantissa, scale) and rejections (remembered by the
+//! dedup table). The formats are documented in the `records` module; the
+//! command encoding (log payload and fingerprint input) is the `wire` module.
 //!
 //! Hand-written rather than serde so that the persisted format and the
 //! fingerprints never change with a library upgrade.
 
 use rust_decimal::Decimal;
 
-use crate::command::{Command, Owner, RejectCode, Rejection};
-use crate::dedup::Fingerprint;
+use crate::command::{Owner, RejectCode, Rejection};
 
 /// Something bytes can be written to: a buffer, or a hasher.
 pub(crate) trait Sink {
@@ -263,172 +262,6 @@ pub(crate) fn canonical_decimal(value: Decimal) -> (i128, u32) {
     (if negative { -magnitude } else { magnitude }, scale)
 }
 
-/// The canonical form of a decimal in a fingerprint: `i128` mantissa then
-/// `u8` scale of [`canonical_decimal`].
-fn put_canonical(sink: &mut impl Sink, value: &Decimal) {
-    let (mantissa, scale) = canonical_decimal(*value);
-    sink.put_i128(mantissa);
-    // Decimal scales are 0..=28.
-    sink.put_u8(scale as u8);
-}
-
-/// xxh3-128 of the command's canonical encoding (written into `buf`, which
-/// is cleared first and reused by the caller): `u8` variant tag
-/// (declaration order), then the fields in declaration order, integers
-/// big-endian, strings length-prefixed, decimals canonical (trailing zeros
-/// stripped, so a retry that writes `1.50` as `1.5` is the same command).
-/// A fast non-cryptographic hash is enough: it only tells a retry from a
-/// different command under the same client-chosen id.
-pub(crate) fn fingerprint(buf: &mut Vec<u8>, command: &Command) -> Fingerprint {
-    buf.clear();
-    let h = buf;
-    match command {
-        Command::CreateAsset { symbol, scale } => {
-            h.put_u8(0);
-            h.put_str(symbol);
-            h.put_u32(*scale);
-        }
-        Command::CreateAccount { account } => {
-            h.put_u8(1);
-            h.put_u64(*account);
-        }
-        Command::Deposit {
-            account,
-            asset,
-            amount,
-        } => {
-            h.put_u8(2);
-            h.put_u64(*account);
-            h.put_str(asset);
-            put_canonical(h, amount);
-        }
-        Command::Withdraw {
-            account,
-            asset,
-            amount,
-        } => {
-            h.put_u8(3);
-            h.put_u64(*account);
-            h.put_str(asset);
-            put_canonical(h, amount);
-        }
-        Command::Lock {
-            hold,
-            account,
-            asset,
-            amount,
-        } => {
-            h.put_u8(4);
-            h.put_u64(*hold);
-            h.put_u64(*account);
-            h.put_str(asset);
-            put_canonical(h, amount);
-        }
-        Command::Release { hold } => {
-            h.put_u8(5);
-            h.put_u64(*hold);
-        }
-        Command::Fill {
-            buy_hold,
-            sell_hold,
-            base_amount,
-            price,
-            buyer_fee,
-            seller_fee,
-        } => {
-            h.put_u8(6);
-            h.put_u64(*buy_hold);
-            h.put_u64(*sell_hold);
-            put_canonical(h, base_amount);
-            put_canonical(h, price);
-            put_canonical(h, buyer_fee);
-            put_canonical(h, seller_fee);
-        }
-        Command::Transfer {
-            from,
-            to,
-            asset,
-            amount,
-        } => {
-            h.put_u8(7);
-            h.put_u64(*from);
-            h.put_u64(*to);
-            h.put_str(asset);
-            put_canonical(h, amount);
-        }
-        Command::CreateMarket {
-            market,
-            base,
-            settle_asset,
-            tick_size,
-            step_size,
-            max_leverage,
-            brackets,
-            liquidation_fee_rate,
-            funding_interval_ms,
-        } => {
-            h.put_u8(8);
-            h.put_str(market);
-            h.put_str(base);
-            h.put_str(settle_asset);
-            put_canonical(h, tick_size);
-            put_canonical(h, step_size);
-            h.put_u32(*max_leverage);
-            h.put_u32(u32::try_from(brackets.len()).unwrap_or(u32::MAX));
-            for b in brackets {
-                put_canonical(h, &b.notional_floor);
-                put_canonical(h, &b.maintenance_margin_rate);
-                h.put_u32(b.max_leverage);
-            }
-            put_canonical(h, liquidation_fee_rate);
-            h.put_u64(*funding_interval_ms);
-        }
-        Command::SetMarketPaused { market, paused } => {
-            h.put_u8(9);
-            h.put_str(market);
-            h.put_u8(u8::from(*paused));
-        }
-        Command::SetMarkPrice { market, price } => {
-            h.put_u8(10);
-            h.put_str(market);
-            put_canonical(h, price);
-        }
-        Command::ApplyFunding {
-            market,
-            rate,
-            funding_time_ms,
-        } => {
-            h.put_u8(11);
-            h.put_str(market);
-            put_canonical(h, rate);
-            h.put_u64(*funding_time_ms);
-        }
-        Command::PerpFill {
-            market,
-            buyer,
-            seller,
-            size,
-            price,
-            buyer_fee,
-            seller_fee,
-        } => {
-            h.put_u8(12);
-            h.put_str(market);
-            h.put_u64(*buyer);
-            h.put_u64(*seller);
-            put_canonical(h, size);
-            put_canonical(h, price);
-            put_canonical(h, buyer_fee);
-            put_canonical(h, seller_fee);
-        }
-        Command::SetDedupWindow { window_ms } => {
-            h.put_u8(13);
-            h.put_u64(*window_ms);
-        }
-    }
-    xxhash_rust::xxh3::xxh3_128(h)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -492,28 +325,5 @@ mod tests {
                 "{value}"
             );
         }
-    }
-
-    #[test]
-    fn fingerprint_ignores_trailing_zeros_but_not_values() {
-        let deposit = |amount: &str| Command::Deposit {
-            account: 1,
-            asset: "BTC".into(),
-            amount: Decimal::from_str(amount).expect("decimal"),
-        };
-        let mut buf = Vec::new();
-        let mut fp = |command: &Command| fingerprint(&mut buf, command);
-        assert_eq!(fp(&deposit("1.5")), fp(&deposit("1.50")));
-        assert_eq!(fp(&deposit("0")), fp(&deposit("-0.00")));
-        assert_ne!(fp(&deposit("1.5")), fp(&deposit("1.6")));
-        assert_ne!(fp(&deposit("1.5")), fp(&deposit("15")));
-        assert_ne!(
-            fp(&Command::Release { hold: 1 }),
-            fp(&Command::CreateAccount { account: 1 })
-        );
-        let window = |window_ms| Command::SetDedupWindow { window_ms };
-        assert_eq!(fp(&window(60_000)), fp(&window(60_000)));
-        assert_ne!(fp(&window(60_000)), fp(&window(60_001)));
-        assert_ne!(fp(&window(1)), fp(&Command::CreateAccount { account: 1 }));
     }
 }

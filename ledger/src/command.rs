@@ -1,9 +1,10 @@
 //! The engine's public vocabulary: commands in, outcomes and events out.
 //!
 //! These types are the contract between the pure engine and the replicated
-//! shell. They are serialized into Raft log entries (bincode + serde), so a
-//! change here is a change of the replicated format: add variants at the end
-//! and never reorder.
+//! shell. Each command is a named struct (`Command::Fill(Fill)`), defined
+//! once, with its wire encoding, by `define_commands!` (see the `wire`
+//! module): a command's tag and field order are the replicated format, so
+//! add commands with new tags and never reorder fields.
 
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -102,65 +103,35 @@ pub enum Owner {
     Insurance,
 }
 
-/// One state-changing request. Amounts are exact decimals in the asset's
-/// natural unit (e.g. `0.5` BTC); the engine rejects any with more decimal
-/// places than the asset's scale.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Command {
+crate::wire::define_commands! {
     /// Registers an asset with a fixed scale (e.g. BTC 8, USDT 6).
-    CreateAsset { symbol: String, scale: u32 },
+    0 => CreateAsset { symbol: String, scale: u32 }
     /// Opens a client account.
-    CreateAccount { account: AccountId },
+    1 => CreateAccount { account: AccountId }
     /// Credits `available`; debits the asset's `External` account.
-    Deposit {
-        account: AccountId,
-        asset: String,
-        #[serde(with = "crate::serde_decimal")]
-        amount: Decimal,
-    },
+    2 => Deposit { account: AccountId, asset: String, amount: Decimal }
     /// Debits `available`; credits the asset's `External` account.
-    Withdraw {
-        account: AccountId,
-        asset: String,
-        #[serde(with = "crate::serde_decimal")]
-        amount: Decimal,
-    },
+    3 => Withdraw { account: AccountId, asset: String, amount: Decimal }
     /// Moves `amount` from `available` to `locked` under a new hold.
-    Lock {
-        hold: HoldId,
-        account: AccountId,
-        asset: String,
-        #[serde(with = "crate::serde_decimal")]
-        amount: Decimal,
-    },
+    4 => Lock { hold: HoldId, account: AccountId, asset: String, amount: Decimal }
     /// Closes a hold and returns its remainder from `locked` to `available`.
-    Release { hold: HoldId },
+    5 => Release { hold: HoldId }
     /// Settles one trade. `buy_hold` must hold the quote asset, `sell_hold` the
     /// base asset. The buyer's hold is debited `base_amount * price` (quote),
     /// the seller's hold `base_amount` (base). The buyer receives
     /// `base_amount - buyer_fee` (base), the seller `quote - seller_fee`
     /// (quote); both fees go to the `Fees` account: each side pays its fee in
     /// the asset it receives. Any price improvement stays on the buy hold.
-    Fill {
+    6 => Fill {
         buy_hold: HoldId,
         sell_hold: HoldId,
-        #[serde(with = "crate::serde_decimal")]
         base_amount: Decimal,
-        #[serde(with = "crate::serde_decimal")]
         price: Decimal,
-        #[serde(with = "crate::serde_decimal")]
         buyer_fee: Decimal,
-        #[serde(with = "crate::serde_decimal")]
         seller_fee: Decimal,
-    },
+    }
     /// Moves `available` from one client account to another.
-    Transfer {
-        from: AccountId,
-        to: AccountId,
-        asset: String,
-        #[serde(with = "crate::serde_decimal")]
-        amount: Decimal,
-    },
+    7 => Transfer { from: AccountId, to: AccountId, asset: String, amount: Decimal }
     /// Creates a linear perpetual market on `base` (a symbol; need not be an
     /// asset), margined and settled in `settle_asset` (an existing asset).
     /// Prices are multiples of `tick_size`, sizes multiples of `step_size`;
@@ -171,66 +142,50 @@ pub enum Command {
     /// leverages never increase); a position's leverage is
     /// `min(max_leverage, bracket max_leverage)`. Rates have at most
     /// `RATE_SCALE` decimals.
-    CreateMarket {
+    8 => CreateMarket {
         market: String,
         base: String,
         settle_asset: String,
-        #[serde(with = "crate::serde_decimal")]
         tick_size: Decimal,
-        #[serde(with = "crate::serde_decimal")]
         step_size: Decimal,
         max_leverage: u32,
         brackets: Vec<MarginBracket>,
-        #[serde(with = "crate::serde_decimal")]
         liquidation_fee_rate: Decimal,
         funding_interval_ms: u64,
-    },
+    }
     /// Pauses a market (reduce-only: fills that would open or increase a
     /// position are rejected) or resumes it.
-    SetMarketPaused { market: String, paused: bool },
+    9 => SetMarketPaused { market: String, paused: bool }
     /// Sets a market's mark price (at most the tick's decimal places; need not
     /// be a multiple of the tick), stamped with the entry's leader time, and
     /// then liquidates every account whose equity fell below its maintenance
     /// margin.
-    SetMarkPrice {
-        market: String,
-        #[serde(with = "crate::serde_decimal")]
-        price: Decimal,
-    },
+    10 => SetMarkPrice { market: String, price: Decimal }
     /// One funding round at the current mark price: every position pays
     /// `size * mark * rate` (positive rate: longs pay shorts). At most one
     /// round per market and `funding_time_ms`, which must be a multiple of
     /// the market's funding interval and later than the previous round.
-    ApplyFunding {
-        market: String,
-        #[serde(with = "crate::serde_decimal")]
-        rate: Decimal,
-        funding_time_ms: u64,
-    },
+    11 => ApplyFunding { market: String, rate: Decimal, funding_time_ms: u64 }
     /// Settles one perpetual trade: `buyer` buys `size` from `seller` at
     /// `price`. Each side's position opens, grows, shrinks or flips; realized
     /// PnL is settled into its settle-asset balance; `buyer_fee` and
     /// `seller_fee` are amounts of the settle asset paid to `Fees`.
-    PerpFill {
+    12 => PerpFill {
         market: String,
         buyer: AccountId,
         seller: AccountId,
-        #[serde(with = "crate::serde_decimal")]
         size: Decimal,
-        #[serde(with = "crate::serde_decimal")]
         price: Decimal,
-        #[serde(with = "crate::serde_decimal")]
         buyer_fee: Decimal,
-        #[serde(with = "crate::serde_decimal")]
         seller_fee: Decimal,
-    },
+    }
     /// Sets the idempotency window: how long (leader time) every command
     /// id's verdict is remembered, from the next command on. Must be
     /// `MIN_DEDUP_WINDOW_MS..=MAX_DEDUP_WINDOW_MS` (else
     /// `InvalidDedupWindow`). The window is replicated ledger state (see the
     /// `dedup` module for how a change takes effect); the command itself is
     /// remembered like any other.
-    SetDedupWindow { window_ms: u64 },
+    13 => SetDedupWindow { window_ms: u64 }
 }
 
 /// One maintenance-margin tier of a market: from `notional_floor` (settle
@@ -238,17 +193,30 @@ pub enum Command {
 /// `notional * maintenance_margin_rate - cum`, with the cumulative amount
 /// `cum_n = floor_n * (mmr_n - mmr_(n-1)) + cum_(n-1)`, `cum_0 = 0`, which
 /// keeps the margin continuous across tier boundaries.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct MarginBracket {
-    #[serde(with = "crate::serde_decimal")]
     pub notional_floor: Decimal,
-    #[serde(with = "crate::serde_decimal")]
     pub maintenance_margin_rate: Decimal,
     pub max_leverage: u32,
 }
 
-/// A command with its idempotency key, as replicated.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+impl crate::wire::WireField for MarginBracket {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.notional_floor.put(out);
+        self.maintenance_margin_rate.put(out);
+        self.max_leverage.put(out);
+    }
+    fn read(reader: &mut crate::wire::WireReader<'_>) -> Result<Self, crate::wire::WireError> {
+        Ok(MarginBracket {
+            notional_floor: Decimal::read(reader)?,
+            maintenance_margin_rate: Decimal::read(reader)?,
+            max_leverage: u32::read(reader)?,
+        })
+    }
+}
+
+/// A command with its idempotency key, as replicated (encoding: `wire`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Envelope {
     pub command_id: CommandId,
     pub command: Command,

@@ -8,7 +8,7 @@
 //! delivered once, with the first reply); a retry of a rejected command
 //! returns the identical `Rejection`, also with `duplicate: true`. A retry
 //! is recognized by the command id plus a 128-bit fingerprint of the
-//! command's canonical encoding (`codec::fingerprint`), so a retry that
+//! command's canonical encoding (`wire::fingerprint`), so a retry that
 //! writes `1.50` as `1.5` is the same command and a different body under the
 //! same id is `CommandIdReused`.
 //!
@@ -63,8 +63,7 @@ use hashbrown::HashTable;
 
 use crate::command::{Outcome, Rejection};
 
-/// A command fingerprint: xxh3-128 of the canonical command encoding.
-pub(crate) type Fingerprint = u128;
+pub(crate) use crate::wire::Fingerprint;
 
 /// Longest command id stored inline (without a heap allocation).
 pub(crate) const INLINE_ID_BYTES: usize = 38;

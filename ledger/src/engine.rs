@@ -31,11 +31,10 @@ use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
 
 use crate::amount::{self, AmountError};
-use crate::codec;
 use crate::command::{
-    AccountId, ApplyResult, BalanceChange, Command, Envelope, Event, HoldId, MAX_ASSET_SCALE,
-    MAX_DEDUP_WINDOW_MS, MIN_DEDUP_WINDOW_MS, Outcome, Owner, RejectCode, Rejection,
-    is_valid_asset_symbol,
+    AccountId, ApplyResult, BalanceChange, Command, CreateAsset, Deposit, Envelope, Event, Fill,
+    HoldId, Lock, MAX_ASSET_SCALE, MAX_DEDUP_WINDOW_MS, MIN_DEDUP_WINDOW_MS, Outcome, Owner,
+    RejectCode, Rejection, Transfer, Withdraw, is_valid_asset_symbol,
 };
 use crate::dedup::{DedupEntry, DedupTable, StoredId, Verdict};
 use crate::events::Events;
@@ -43,6 +42,7 @@ use crate::market::{Market, MarketIdx};
 use crate::state::{
     Account, Asset, AssetIdx, Balance, DirtyKey, DirtySet, Hold, SYSTEM_OWNERS, system_slot,
 };
+use crate::wire::{self, DecodedCommand, Fingerprint};
 
 /// Default idempotency window: 24 hours of leader time.
 pub const DEFAULT_DEDUP_WINDOW_MS: u64 = 86_400_000;
@@ -53,7 +53,7 @@ pub const DEFAULT_DEDUP_WINDOW_MS: u64 = 86_400_000;
 pub struct LedgerConfig {
     /// The initial idempotency window: how long (leader time) a command
     /// id's verdict is remembered by a new ledger, or by one restored from
-    /// records that predate the window (meta format version 2). From then
+    /// records without a meta record. From then
     /// on the window is ledger state, persisted in the meta record and
     /// changed only through the log by `Command::SetDedupWindow`; a
     /// restored ledger keeps its own window whatever this says.
@@ -190,7 +190,7 @@ impl Ledger {
     ///
     /// Order: an invalid command id is rejected and not remembered. A live
     /// remembered id with the same command (same fingerprint: see
-    /// `codec::fingerprint`) is a retry and changes nothing: it returns
+    /// `wire::fingerprint`) is a retry and changes nothing: it returns
     /// `duplicate: true` with the remembered verdict only, i.e.
     /// `Applied { events: vec![] }` for an applied command (its events were
     /// delivered with the first reply) or the identical `Rejection` for a
@@ -199,8 +199,13 @@ impl Ledger {
     /// dedup clock advances, expired entries are evicted, the command is
     /// executed and its verdict (applied, or rejected with code and
     /// message) is remembered.
+    ///
+    /// This entry point computes the fingerprint by encoding the command
+    /// (`wire`); replicas applying the log use [`Ledger::apply_decoded`],
+    /// which takes the fingerprint the decoder computed from the log bytes.
     pub fn apply(&mut self, envelope: &Envelope, now_ms: u64) -> ApplyResult {
-        self.apply_with(envelope, now_ms, true)
+        let fingerprint = wire::fingerprint(&mut self.scratch, &envelope.command);
+        self.apply_with(envelope, fingerprint, now_ms, true)
     }
 
     /// Like [`Ledger::apply`] — identical state effects, verdicts, dedup
@@ -209,10 +214,30 @@ impl Ledger {
     /// for its outcome. For replicas that apply every entry and discard
     /// the outcome (followers); a leader answering clients uses `apply`.
     pub fn apply_quiet(&mut self, envelope: &Envelope, now_ms: u64) -> ApplyResult {
-        self.apply_with(envelope, now_ms, false)
+        let fingerprint = wire::fingerprint(&mut self.scratch, &envelope.command);
+        self.apply_with(envelope, fingerprint, now_ms, false)
     }
 
-    fn apply_with(&mut self, envelope: &Envelope, now_ms: u64, detailed: bool) -> ApplyResult {
+    /// Applies a command decoded from the log (`wire::decode_envelope`),
+    /// with the fingerprint of its body bytes: the same as [`Ledger::apply`]
+    /// (`detailed`) or [`Ledger::apply_quiet`], without encoding the command
+    /// again.
+    pub fn apply_decoded(
+        &mut self,
+        command: &DecodedCommand,
+        now_ms: u64,
+        detailed: bool,
+    ) -> ApplyResult {
+        self.apply_with(&command.envelope, command.fingerprint, now_ms, detailed)
+    }
+
+    fn apply_with(
+        &mut self,
+        envelope: &Envelope,
+        fingerprint: Fingerprint,
+        now_ms: u64,
+        detailed: bool,
+    ) -> ApplyResult {
         let id = &envelope.command_id;
         if !id.is_valid() {
             let shown: String = id.0.chars().take(80).collect();
@@ -225,7 +250,6 @@ impl Ledger {
             };
         }
         let id_bytes = id.0.as_bytes();
-        let fingerprint = codec::fingerprint(&mut self.scratch, &envelope.command);
         let now_ms = now_ms.max(self.dedup.max_seen_now_ms);
         let horizon_ms = now_ms.saturating_sub(self.dedup_window_ms);
         if let Some(entry) = self.dedup.live(id_bytes, horizon_ms) {
@@ -278,103 +302,20 @@ impl Ledger {
         events: &mut Events,
     ) -> Result<(), Rejection> {
         match command {
-            Command::CreateAsset { symbol, scale } => self.create_asset(symbol, *scale, events),
-            Command::CreateAccount { account } => self.create_account(*account, events),
-            Command::Deposit {
-                account,
-                asset,
-                amount,
-            } => self.deposit(*account, asset, *amount, events),
-            Command::Withdraw {
-                account,
-                asset,
-                amount,
-            } => self.withdraw(*account, asset, *amount, events),
-            Command::Lock {
-                hold,
-                account,
-                asset,
-                amount,
-            } => self.lock(*hold, *account, asset, *amount, events),
-            Command::Release { hold } => self.release(*hold, events),
-            Command::Fill {
-                buy_hold,
-                sell_hold,
-                base_amount,
-                price,
-                buyer_fee,
-                seller_fee,
-            } => self.fill(
-                *buy_hold,
-                *sell_hold,
-                *base_amount,
-                *price,
-                *buyer_fee,
-                *seller_fee,
-                events,
-            ),
-            Command::Transfer {
-                from,
-                to,
-                asset,
-                amount,
-            } => self.transfer(*from, *to, asset, *amount, events),
-            Command::CreateMarket {
-                market,
-                base,
-                settle_asset,
-                tick_size,
-                step_size,
-                max_leverage,
-                brackets,
-                liquidation_fee_rate,
-                funding_interval_ms,
-            } => self.create_market(
-                &crate::perp::MarketSpec {
-                    market,
-                    base,
-                    settle_asset,
-                    tick_size: *tick_size,
-                    step_size: *step_size,
-                    max_leverage: *max_leverage,
-                    brackets,
-                    liquidation_fee_rate: *liquidation_fee_rate,
-                    funding_interval_ms: *funding_interval_ms,
-                },
-                events,
-            ),
-            Command::SetMarketPaused { market, paused } => {
-                self.set_market_paused(market, *paused, events)
-            }
-            Command::SetMarkPrice { market, price } => {
-                self.set_mark_price(market, *price, now_ms, events)
-            }
-            Command::ApplyFunding {
-                market,
-                rate,
-                funding_time_ms,
-            } => self.apply_funding(market, *rate, *funding_time_ms, events),
-            Command::PerpFill {
-                market,
-                buyer,
-                seller,
-                size,
-                price,
-                buyer_fee,
-                seller_fee,
-            } => self.perp_fill(
-                &crate::perp::FillSpec {
-                    market,
-                    buyer: *buyer,
-                    seller: *seller,
-                    size: *size,
-                    price: *price,
-                    buyer_fee: *buyer_fee,
-                    seller_fee: *seller_fee,
-                },
-                events,
-            ),
-            Command::SetDedupWindow { window_ms } => self.set_dedup_window(*window_ms, events),
+            Command::CreateAsset(c) => self.create_asset(c, events),
+            Command::CreateAccount(c) => self.create_account(c.account, events),
+            Command::Deposit(c) => self.deposit(c, events),
+            Command::Withdraw(c) => self.withdraw(c, events),
+            Command::Lock(c) => self.lock(c, events),
+            Command::Release(c) => self.release(c.hold, events),
+            Command::Fill(c) => self.fill(c, events),
+            Command::Transfer(c) => self.transfer(c, events),
+            Command::CreateMarket(c) => self.create_market(c, events),
+            Command::SetMarketPaused(c) => self.set_market_paused(&c.market, c.paused, events),
+            Command::SetMarkPrice(c) => self.set_mark_price(&c.market, c.price, now_ms, events),
+            Command::ApplyFunding(c) => self.apply_funding(c, events),
+            Command::PerpFill(c) => self.perp_fill(c, events),
+            Command::SetDedupWindow(c) => self.set_dedup_window(c.window_ms, events),
         }
     }
 
@@ -403,12 +344,8 @@ impl Ledger {
         Ok(())
     }
 
-    fn create_asset(
-        &mut self,
-        symbol: &str,
-        scale: u32,
-        events: &mut Events,
-    ) -> Result<(), Rejection> {
+    fn create_asset(&mut self, c: &CreateAsset, events: &mut Events) -> Result<(), Rejection> {
+        let (symbol, scale) = (c.symbol.as_str(), c.scale);
         if !is_valid_asset_symbol(symbol) {
             let shown: String = symbol.chars().take(40).collect();
             return Err(reject(
@@ -470,13 +407,8 @@ impl Ledger {
         Ok(())
     }
 
-    fn deposit(
-        &mut self,
-        account: AccountId,
-        asset: &str,
-        amount: Decimal,
-        events: &mut Events,
-    ) -> Result<(), Rejection> {
+    fn deposit(&mut self, c: &Deposit, events: &mut Events) -> Result<(), Rejection> {
+        let (account, asset, amount) = (c.account, c.asset.as_str(), c.amount);
         self.check_account(account)?;
         let idx = self.asset_idx(asset)?;
         let units = self.positive_units(amount, idx, "amount")?;
@@ -489,13 +421,8 @@ impl Ledger {
         Ok(())
     }
 
-    fn withdraw(
-        &mut self,
-        account: AccountId,
-        asset: &str,
-        amount: Decimal,
-        events: &mut Events,
-    ) -> Result<(), Rejection> {
+    fn withdraw(&mut self, c: &Withdraw, events: &mut Events) -> Result<(), Rejection> {
+        let (account, asset, amount) = (c.account, c.asset.as_str(), c.amount);
         self.check_account(account)?;
         let idx = self.asset_idx(asset)?;
         let units = self.positive_units(amount, idx, "amount")?;
@@ -509,14 +436,8 @@ impl Ledger {
         Ok(())
     }
 
-    fn lock(
-        &mut self,
-        hold: HoldId,
-        account: AccountId,
-        asset: &str,
-        amount: Decimal,
-        events: &mut Events,
-    ) -> Result<(), Rejection> {
+    fn lock(&mut self, c: &Lock, events: &mut Events) -> Result<(), Rejection> {
+        let (hold, account, asset, amount) = (c.hold, c.account, c.asset.as_str(), c.amount);
         self.check_account(account)?;
         let idx = self.asset_idx(asset)?;
         let units = self.positive_units(amount, idx, "amount")?;
@@ -569,14 +490,8 @@ impl Ledger {
         Ok(())
     }
 
-    fn transfer(
-        &mut self,
-        from: AccountId,
-        to: AccountId,
-        asset: &str,
-        amount: Decimal,
-        events: &mut Events,
-    ) -> Result<(), Rejection> {
+    fn transfer(&mut self, c: &Transfer, events: &mut Events) -> Result<(), Rejection> {
+        let (from, to, asset, amount) = (c.from, c.to, c.asset.as_str(), c.amount);
         self.check_account(from)?;
         self.check_account(to)?;
         let idx = self.asset_idx(asset)?;
@@ -591,17 +506,10 @@ impl Ledger {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn fill(
-        &mut self,
-        buy_hold: HoldId,
-        sell_hold: HoldId,
-        base_amount: Decimal,
-        price: Decimal,
-        buyer_fee: Decimal,
-        seller_fee: Decimal,
-        events: &mut Events,
-    ) -> Result<(), Rejection> {
+    fn fill(&mut self, c: &Fill, events: &mut Events) -> Result<(), Rejection> {
+        let (buy_hold, sell_hold) = (c.buy_hold, c.sell_hold);
+        let (base_amount, price) = (c.base_amount, c.price);
+        let (buyer_fee, seller_fee) = (c.buyer_fee, c.seller_fee);
         // Stateless checks first.
         if !amount::is_positive(price) {
             return Err(reject(

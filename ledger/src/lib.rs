@@ -30,16 +30,19 @@ mod perp;
 mod perp_views;
 pub mod records;
 mod risk;
-mod serde_decimal;
 mod state;
 mod views;
 mod wide;
+mod wire;
 
 pub use command::*;
 pub use engine::*;
 pub use perp_views::*;
 pub use records::{RecordError, RecordKind};
 pub use views::*;
+pub use wire::{
+    DecodedCommand, Fingerprint, WIRE_VERSION, WireError, decode_envelope, encode_envelope,
+};
 
 /// The decimal type of every amount in commands, events and views.
 pub use rust_decimal::Decimal;

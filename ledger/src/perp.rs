@@ -34,9 +34,9 @@ use rust_decimal::Decimal;
 
 use crate::amount::{self, AmountError};
 use crate::command::{
-    AccountId, BalanceChange, Event, MAX_LEVERAGE, MAX_MARGIN_BRACKETS, MAX_MARKETS, MarginBracket,
-    Owner, PositionCause, RATE_SCALE, RejectCode, Rejection, is_valid_asset_symbol,
-    is_valid_market_symbol,
+    AccountId, ApplyFunding, BalanceChange, CreateMarket, Event, MAX_LEVERAGE, MAX_MARGIN_BRACKETS,
+    MAX_MARKETS, Owner, PerpFill, PositionCause, RATE_SCALE, RejectCode, Rejection,
+    is_valid_asset_symbol, is_valid_market_symbol,
 };
 use crate::engine::{Ledger, reject};
 use crate::events::Events;
@@ -50,30 +50,6 @@ pub(crate) const DERIVED_PRICE_EXTRA_DECIMALS: u32 = 4;
 
 /// Decimal places of a displayed margin ratio (rounded up).
 pub(crate) const RATIO_SCALE: u32 = 8;
-
-/// The parameters of `Command::CreateMarket`, borrowed.
-pub(crate) struct MarketSpec<'a> {
-    pub market: &'a str,
-    pub base: &'a str,
-    pub settle_asset: &'a str,
-    pub tick_size: Decimal,
-    pub step_size: Decimal,
-    pub max_leverage: u32,
-    pub brackets: &'a [MarginBracket],
-    pub liquidation_fee_rate: Decimal,
-    pub funding_interval_ms: u64,
-}
-
-/// The parameters of `Command::PerpFill`, borrowed.
-pub(crate) struct FillSpec<'a> {
-    pub market: &'a str,
-    pub buyer: AccountId,
-    pub seller: AccountId,
-    pub size: Decimal,
-    pub price: Decimal,
-    pub buyer_fee: Decimal,
-    pub seller_fee: Decimal,
-}
 
 /// What a journaled change overwrote.
 enum Undo {
@@ -517,18 +493,18 @@ impl Ledger {
 
     pub(crate) fn create_market(
         &mut self,
-        spec: &MarketSpec<'_>,
+        spec: &CreateMarket,
         events: &mut Events,
     ) -> Result<(), Rejection> {
         let invalid = |message: String| reject(RejectCode::InvalidMarket, message);
-        let symbol = spec.market;
+        let symbol = spec.market.as_str();
         if !is_valid_market_symbol(symbol) {
             let shown: String = symbol.chars().take(40).collect();
             return Err(invalid(format!(
                 "market symbol {shown:?} must be 1..=32 of A-Z 0-9 _ -"
             )));
         }
-        if !is_valid_asset_symbol(spec.base) {
+        if !is_valid_asset_symbol(&spec.base) {
             let shown: String = spec.base.chars().take(40).collect();
             return Err(invalid(format!(
                 "base {shown:?} must be 1..=16 of A-Z 0-9 _ -"
@@ -543,7 +519,7 @@ impl Ledger {
         if self.markets.len() >= MAX_MARKETS {
             return Err(invalid(format!("at most {MAX_MARKETS} markets")));
         }
-        let settle = self.asset_idx(spec.settle_asset)?;
+        let settle = self.asset_idx(&spec.settle_asset)?;
         let settle_scale = self.scale(settle);
         if spec.tick_size <= Decimal::ZERO || spec.step_size <= Decimal::ZERO {
             return Err(invalid(format!(
@@ -780,11 +756,10 @@ impl Ledger {
 
     pub(crate) fn apply_funding(
         &mut self,
-        market: &str,
-        rate: Decimal,
-        funding_time_ms: u64,
+        c: &ApplyFunding,
         events: &mut Events,
     ) -> Result<(), Rejection> {
+        let (market, rate, funding_time_ms) = (c.market.as_str(), c.rate, c.funding_time_ms);
         let m = self.market_idx(market)?;
         let rate_u = rate_units(rate, "funding rate")?;
         if rate_u <= -RATE_ONE || rate_u >= RATE_ONE {
@@ -886,10 +861,10 @@ impl Ledger {
 
     pub(crate) fn perp_fill(
         &mut self,
-        spec: &FillSpec<'_>,
+        spec: &PerpFill,
         events: &mut Events,
     ) -> Result<(), Rejection> {
-        let m = self.market_idx(spec.market)?;
+        let m = self.market_idx(&spec.market)?;
         let (buyer, seller) = (spec.buyer, spec.seller);
         self.check_account(buyer)?;
         self.check_account(seller)?;

@@ -8,7 +8,7 @@
 //!
 //! | kind    | key                                              | value |
 //! |---------|--------------------------------------------------|-------|
-//! | Meta    | `01`                                             | `u8` format version (3), `u64` dedup clock (`max_seen_now_ms`), `u64` dedup window ms |
+//! | Meta    | `01`                                             | `u8` format version (4), `u64` dedup clock (`max_seen_now_ms`), `u64` dedup window ms |
 //! | Asset   | `02` symbol bytes                                | `u8` scale |
 //! | Account | `03` `u64` account id                            | empty |
 //! | Balance | `04` owner, symbol bytes                         | `i128` available, `i128` locked (minor units) |
@@ -43,18 +43,14 @@
 //!
 //! Format history: version 1 stored the 32-byte blake3 fingerprint and the
 //! whole encoded outcome (every event) per command id. Version 2 stores the
-//! verdict only, and its meta record the dedup clock only. Version 3 (this
-//! one) differs from 2 in the meta record alone, which adds the dedup window
-//! (replicated state since `Command::SetDedupWindow`). `from_records` reads
-//! version 2 and 3: a version-2 meta record restores the window from
-//! `LedgerConfig::dedup_window_ms` (what that build used), and the ledger
-//! writes version 3 from then on (the meta record is rewritten with the
-//! next command that advances the dedup clock; the state hash covers the
-//! version-3 form, so a cluster's nodes must all run builds of the same
-//! format to compare hashes). There is no migration from version 1:
-//! `from_records` refuses it (`UnsupportedVersion(1)`), so a data
-//! directory written by such an old build must be recreated (or restored
-//! from a newer snapshot).
+//! verdict only, and its meta record the dedup clock only. Version 3 adds
+//! the dedup window to the meta record (replicated state since
+//! `Command::SetDedupWindow`). Version 4 (this one) has the same layout as
+//! 3, but its fingerprints hash the `wire` encoding of the command body
+//! instead of a separate canonical encoding, so a version-3 dedup record
+//! would not recognize a retry: `from_records` refuses every other version
+//! (`UnsupportedVersion`), and a data directory written by an older build
+//! must be recreated (or restored from a snapshot of this build).
 //!
 //! Every asset has its three system balance records; a client balance record
 //! exists once the account touched the asset (even if now zero). Closed
@@ -75,11 +71,8 @@ use crate::engine::{Ledger, LedgerConfig};
 use crate::market::{Mark, Market, MarketIdx, MarketState, Position, with_cum};
 use crate::state::{Account, Asset, AssetIdx, Balance, DirtyKey, Hold, SYSTEM_OWNERS, system_slot};
 
-/// Version written in the meta record.
-const FORMAT_VERSION: u8 = 3;
-
-/// The previous version, still read: its meta record has no dedup window.
-const FORMAT_VERSION_NO_WINDOW: u8 = 2;
+/// Version written in the meta record, the only one read.
+const FORMAT_VERSION: u8 = 4;
 
 const TAG_META: u8 = 0x01;
 const TAG_ASSET: u8 = 0x02;
@@ -491,9 +484,8 @@ impl Ledger {
     /// Rebuilds a ledger from records (as written by `take_dirty`/`records`),
     /// in any order. Validates every record and then the invariants, so a
     /// corrupt store is refused rather than served. A missing meta record
-    /// means a dedup clock of 0 and `config.dedup_window_ms`; so does a
-    /// version-2 meta record for the window. Missing system balances mean
-    /// zero.
+    /// means a dedup clock of 0 and `config.dedup_window_ms`. Missing
+    /// system balances mean zero.
     pub fn from_records<I: IntoIterator<Item = (Vec<u8>, Vec<u8>)>>(
         config: LedgerConfig,
         records: I,
@@ -512,7 +504,7 @@ impl Ledger {
 #[derive(Default)]
 struct Parsed {
     max_seen_now_ms: Option<u64>,
-    /// The window of a version-3 meta record.
+    /// The window of the meta record.
     dedup_window_ms: Option<u64>,
     assets: BTreeMap<String, u32>,
     accounts: Vec<(AccountId, Vec<u8>)>,
@@ -627,15 +619,11 @@ impl Parsed {
             RecordKind::Meta => {
                 k.finish().map_err(bad)?;
                 let version = v.u8().map_err(bad)?;
-                if version != FORMAT_VERSION && version != FORMAT_VERSION_NO_WINDOW {
+                if version != FORMAT_VERSION {
                     return Err(RecordError::UnsupportedVersion(version));
                 }
                 let clock = v.u64().map_err(bad)?;
-                let window = if version == FORMAT_VERSION {
-                    Some(v.u64().map_err(bad)?)
-                } else {
-                    None
-                };
+                let window = Some(v.u64().map_err(bad)?);
                 v.finish().map_err(bad)?;
                 if self.max_seen_now_ms.replace(clock).is_some() {
                     return Err(duplicate(kind, &key));
@@ -847,7 +835,7 @@ impl Parsed {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::{Command, CommandId, Envelope};
+    use crate::command::{Command, CommandId, CreateAccount, CreateAsset, Deposit, Envelope};
 
     fn apply(ledger: &mut Ledger, id: &str, command: Command) {
         let envelope = Envelope {
@@ -873,12 +861,16 @@ mod tests {
         apply(
             &mut ledger,
             "a",
-            Command::CreateAsset {
+            Command::CreateAsset(CreateAsset {
                 symbol: "USDT".into(),
                 scale: 6,
-            },
+            }),
         );
-        apply(&mut ledger, "b", Command::CreateAccount { account: 1 });
+        apply(
+            &mut ledger,
+            "b",
+            Command::CreateAccount(CreateAccount { account: 1 }),
+        );
         drained(&mut ledger);
         let owner = Owner::Account(1);
         let touch = |ledger: &mut Ledger| {
@@ -898,11 +890,11 @@ mod tests {
         // Created, rolled back, created again by a deposit.
         touch(&mut ledger);
         remove(&mut ledger);
-        let deposit = Command::Deposit {
+        let deposit = Command::Deposit(Deposit {
             account: 1,
             asset: "USDT".into(),
             amount: rust_decimal::Decimal::new(5, 0),
-        };
+        });
         apply(&mut ledger, "c", deposit);
         assert_eq!(
             ledger

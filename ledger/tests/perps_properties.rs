@@ -80,11 +80,11 @@ fn current_mark(h: &Harness, market: &str) -> Decimal {
 fn command(h: &Harness, op: &Op, funding_times: &mut [u64; 2]) -> Command {
     match *op {
         Op::Deposit(account, units) => deposit(account, &units.to_string()),
-        Op::Withdraw(account, units) => Command::Withdraw {
+        Op::Withdraw(account, units) => Command::Withdraw(Withdraw {
             account,
             asset: "USDT".into(),
             amount: Decimal::from(units),
-        },
+        }),
         Op::Fill {
             market,
             buyer,
@@ -95,7 +95,7 @@ fn command(h: &Harness, op: &Op, funding_times: &mut [u64; 2]) -> Command {
         } => {
             let mark = current_mark(h, MARKETS[market]);
             let price = (mark + Decimal::new(i64::from(ticks), 1)).round_dp(1);
-            Command::PerpFill {
+            Command::PerpFill(PerpFill {
                 market: MARKETS[market].into(),
                 buyer,
                 seller,
@@ -103,14 +103,14 @@ fn command(h: &Harness, op: &Op, funding_times: &mut [u64; 2]) -> Command {
                 price,
                 buyer_fee: usdt(i128::from(fee_micros)),
                 seller_fee: usdt(i128::from(fee_micros / 2)),
-            }
+            })
         }
         Op::Mark(market, ticks) => {
             let mark = current_mark(h, MARKETS[market]);
-            Command::SetMarkPrice {
+            Command::SetMarkPrice(SetMarkPrice {
                 market: MARKETS[market].into(),
                 price: mark + Decimal::new(i64::from(ticks), 1),
-            }
+            })
         }
         Op::Funding {
             market,
@@ -120,17 +120,17 @@ fn command(h: &Harness, op: &Op, funding_times: &mut [u64; 2]) -> Command {
             if !repeat {
                 funding_times[market] += FUNDING_INTERVAL_MS;
             }
-            Command::ApplyFunding {
+            Command::ApplyFunding(ApplyFunding {
                 market: MARKETS[market].into(),
                 rate: Decimal::new(i64::from(rate_e8), 8),
                 funding_time_ms: funding_times[market].max(FUNDING_INTERVAL_MS),
-            }
+            })
         }
-        Op::Pause(market, paused) => Command::SetMarketPaused {
+        Op::Pause(market, paused) => Command::SetMarketPaused(SetMarketPaused {
             market: MARKETS[market].into(),
             paused,
-        },
-        Op::DedupWindow(window_ms) => Command::SetDedupWindow { window_ms },
+        }),
+        Op::DedupWindow(window_ms) => Command::SetDedupWindow(SetDedupWindow { window_ms }),
     }
 }
 

@@ -103,10 +103,10 @@ fn unknown_markets_and_accounts() {
         RejectCode::UnknownMarket,
     );
     h.rejected(
-        Command::SetMarketPaused {
+        Command::SetMarketPaused(SetMarketPaused {
             market: "DOGE-PERP".into(),
             paused: true,
-        },
+        }),
         RejectCode::UnknownMarket,
     );
     h.rejected(
@@ -158,10 +158,10 @@ fn funding_twice_for_the_same_time_and_bad_rounds() {
 #[test]
 fn a_paused_market_is_reduce_only() {
     let mut h = trading();
-    h.ok(Command::SetMarketPaused {
+    h.ok(Command::SetMarketPaused(SetMarketPaused {
         market: "BTC-PERP".into(),
         paused: true,
-    });
+    }));
     // Increase either side: refused.
     h.rejected(
         perp_fill("BTC-PERP", 1, 2, "1", "100"),
@@ -181,10 +181,10 @@ fn a_paused_market_is_reduce_only() {
     // Both sides reduce: allowed.
     h.ok(perp_fill("BTC-PERP", 2, 1, "4", "100"));
     assert_eq!(h.pos("BTC-PERP", 1).0, d("6"));
-    h.ok(Command::SetMarketPaused {
+    h.ok(Command::SetMarketPaused(SetMarketPaused {
         market: "BTC-PERP".into(),
         paused: false,
-    });
+    }));
     h.ok(perp_fill("BTC-PERP", 1, 2, "1", "100"));
 }
 
@@ -221,7 +221,7 @@ fn malformed_markets() {
         &mut u64,
     ) {
         match c {
-            Command::CreateMarket {
+            Command::CreateMarket(CreateMarket {
                 market,
                 settle_asset,
                 tick_size,
@@ -231,7 +231,7 @@ fn malformed_markets() {
                 liquidation_fee_rate,
                 funding_interval_ms,
                 ..
-            } => (
+            }) => (
                 market,
                 settle_asset,
                 tick_size,

@@ -448,11 +448,11 @@ fn exhausted_insurance_and_adl_leave_a_reported_shortfall() {
     assert_eq!(h.usdt(Owner::Insurance), d("0"));
     // The debt can be repaid; withdrawals stay refused until it is.
     h.rejected(
-        Command::Withdraw {
+        Command::Withdraw(Withdraw {
             account: 1,
             asset: "USDT".into(),
             amount: d("1"),
-        },
+        }),
         RejectCode::InsufficientFunds,
     );
     h.ok(deposit(1, "150"));
@@ -467,10 +467,10 @@ fn perp_state_survives_records_and_take_dirty() {
     h.ok(mark("BTC-PERP", "100"));
     h.ok(perp_fill("BTC-PERP", 1, 6, "3", "100"));
     h.ok(funding("BTC-PERP", "0.0001", FUNDING_INTERVAL_MS));
-    h.ok(Command::SetMarketPaused {
+    h.ok(Command::SetMarketPaused(SetMarketPaused {
         market: "BTC-PERP".into(),
         paused: true,
-    });
+    }));
     let records = h.ledger.records();
     for kind in [RecordKind::Market, RecordKind::Position] {
         assert!(

@@ -156,64 +156,70 @@ fn op() -> impl Strategy<Value = Op> {
 fn command(op: &Op) -> Command {
     let sym = |i: usize| SYMBOLS[i].to_string();
     match op.clone() {
-        Op::CreateAccount(account) => Command::CreateAccount { account },
-        Op::CreateAsset(symbol, scale) => Command::CreateAsset {
+        Op::CreateAccount(account) => Command::CreateAccount(CreateAccount { account }),
+        Op::CreateAsset(symbol, scale) => Command::CreateAsset(CreateAsset {
             symbol: symbol.into(),
             scale,
-        },
-        Op::Deposit(account, s, amount) => Command::Deposit {
+        }),
+        Op::Deposit(account, s, amount) => Command::Deposit(Deposit {
             account,
             asset: sym(s),
             amount,
-        },
-        Op::Withdraw(account, s, amount) => Command::Withdraw {
+        }),
+        Op::Withdraw(account, s, amount) => Command::Withdraw(Withdraw {
             account,
             asset: sym(s),
             amount,
-        },
-        Op::Lock(hold, account, s, amount) => Command::Lock {
+        }),
+        Op::Lock(hold, account, s, amount) => Command::Lock(Lock {
             hold,
             account,
             asset: sym(s),
             amount,
-        },
-        Op::Release(hold) => Command::Release { hold },
-        Op::Fill(buy_hold, sell_hold, base_amount, price, buyer_fee, seller_fee) => Command::Fill {
-            buy_hold,
-            sell_hold,
-            base_amount,
-            price,
-            buyer_fee,
-            seller_fee,
-        },
-        Op::Transfer(from, to, s, amount) => Command::Transfer {
+        }),
+        Op::Release(hold) => Command::Release(Release { hold }),
+        Op::Fill(buy_hold, sell_hold, base_amount, price, buyer_fee, seller_fee) => {
+            Command::Fill(Fill {
+                buy_hold,
+                sell_hold,
+                base_amount,
+                price,
+                buyer_fee,
+                seller_fee,
+            })
+        }
+        Op::Transfer(from, to, s, amount) => Command::Transfer(Transfer {
             from,
             to,
             asset: sym(s),
             amount,
-        },
-        Op::SetDedupWindow(window_ms) => Command::SetDedupWindow { window_ms },
-        Op::Resend(_) | Op::ReuseId(_) | Op::InvalidId => Command::Release { hold: u64::MAX },
+        }),
+        Op::SetDedupWindow(window_ms) => Command::SetDedupWindow(SetDedupWindow { window_ms }),
+        Op::Resend(_) | Op::ReuseId(_) | Op::InvalidId => {
+            Command::Release(Release { hold: u64::MAX })
+        }
     }
 }
 
 fn setup() -> Vec<Command> {
     let mut commands: Vec<Command> = [("BTC", 8), ("USDT", 6), ("JPY", 0), ("EUR", 2)]
         .into_iter()
-        .map(|(symbol, scale)| Command::CreateAsset {
-            symbol: symbol.into(),
-            scale,
+        .map(|(symbol, scale)| {
+            Command::CreateAsset(CreateAsset {
+                symbol: symbol.into(),
+                scale,
+            })
         })
         .collect();
-    commands.extend((1..=4).map(|account| Command::CreateAccount { account }));
+    commands.extend((1..=4).map(|account| Command::CreateAccount(CreateAccount { account })));
     for account in 1..=4 {
         for symbol in ["BTC", "USDT", "JPY", "EUR"] {
             let amount = Decimal::from(1_000_000 * account);
-            commands.push(Command::Deposit {
+            commands.push(Command::Deposit(Deposit {
                 account,
                 asset: symbol.into(),
                 amount,
-            });
+            }));
         }
     }
     commands
@@ -302,9 +308,9 @@ fn run(window_ms: u64, ops: &[(Op, i64, bool)]) -> Result<(), TestCaseError> {
                 (
                     envelope(
                         &id,
-                        Command::Release {
+                        Command::Release(Release {
                             hold: 1_000_000 + step as u64,
-                        },
+                        }),
                     ),
                     Some(k),
                 )
@@ -469,9 +475,9 @@ fn run_quiet(window_ms: u64, ops: &[(Op, i64, bool)]) -> Result<(), TestCaseErro
             Op::Resend(i) => sent[i % sent.len()].clone(),
             Op::ReuseId(i) => envelope(
                 &sent[i % sent.len()].command_id.0,
-                Command::Release {
+                Command::Release(Release {
                     hold: 1_000_000 + step as u64,
-                },
+                }),
             ),
             Op::InvalidId => envelope("", command(op)),
             _ => envelope(&format!("op-{step}"), command(op)),

@@ -13,48 +13,48 @@ use tally_ledger::*;
 /// buy hold 10; account 2 has 1 BTC with 0.5 locked in sell hold 20.
 fn funded() -> Harness {
     let mut h = spot_harness();
-    h.ok(Command::Deposit {
+    h.ok(Command::Deposit(Deposit {
         account: 1,
         asset: "USDT".into(),
         amount: d("1000"),
-    });
-    h.ok(Command::Deposit {
+    }));
+    h.ok(Command::Deposit(Deposit {
         account: 2,
         asset: "BTC".into(),
         amount: d("1"),
-    });
-    h.ok(Command::Lock {
+    }));
+    h.ok(Command::Lock(Lock {
         hold: 10,
         account: 1,
         asset: "USDT".into(),
         amount: d("600"),
-    });
-    h.ok(Command::Lock {
+    }));
+    h.ok(Command::Lock(Lock {
         hold: 20,
         account: 2,
         asset: "BTC".into(),
         amount: d("0.5"),
-    });
+    }));
     h
 }
 
 fn deposit(account: AccountId, asset: &str, amount: &str) -> Command {
-    Command::Deposit {
+    Command::Deposit(Deposit {
         account,
         asset: asset.into(),
         amount: d(amount),
-    }
+    })
 }
 
 fn fill(base: &str, price: &str, buyer_fee: &str, seller_fee: &str) -> Command {
-    Command::Fill {
+    Command::Fill(Fill {
         buy_hold: 10,
         sell_hold: 20,
         base_amount: d(base),
         price: d(price),
         buyer_fee: d(buyer_fee),
         seller_fee: d(seller_fee),
-    }
+    })
 }
 
 #[test]
@@ -64,29 +64,29 @@ fn negative_and_zero_amounts_are_invalid_amount() {
     h.rejected(deposit(1, "BTC", "0"), RejectCode::InvalidAmount);
     h.rejected(deposit(1, "BTC", "0.00000000"), RejectCode::InvalidAmount);
     h.rejected(
-        Command::Withdraw {
+        Command::Withdraw(Withdraw {
             account: 1,
             asset: "USDT".into(),
             amount: d("-5"),
-        },
+        }),
         RejectCode::InvalidAmount,
     );
     h.rejected(
-        Command::Lock {
+        Command::Lock(Lock {
             hold: 99,
             account: 1,
             asset: "USDT".into(),
             amount: d("0"),
-        },
+        }),
         RejectCode::InvalidAmount,
     );
     h.rejected(
-        Command::Transfer {
+        Command::Transfer(Transfer {
             from: 1,
             to: 2,
             asset: "USDT".into(),
             amount: d("-0.01"),
-        },
+        }),
         RejectCode::InvalidAmount,
     );
     h.rejected(fill("0", "100", "0", "0"), RejectCode::InvalidAmount);
@@ -127,21 +127,21 @@ fn oversized_amounts_are_amount_too_large() {
     // MAX_UNITS minor units is the largest amount: 10^20 BTC.
     let over = Decimal::from_i128_with_scale(MAX_UNITS + 1, 8);
     h.rejected(
-        Command::Deposit {
+        Command::Deposit(Deposit {
             account: 1,
             asset: "BTC".into(),
             amount: over,
-        },
+        }),
         RejectCode::AmountTooLarge,
     );
     // A legal amount whose resulting balance would exceed the limit.
     let max = Decimal::from_i128_with_scale(MAX_UNITS, 8);
     h.rejected(
-        Command::Deposit {
+        Command::Deposit(Deposit {
             account: 3,
             asset: "BTC".into(),
             amount: max,
-        },
+        }),
         RejectCode::AmountTooLarge,
     );
     // A quote beyond the limit: 0.5 BTC at 10^23 USDT = 5 * 10^22 USDT > 10^22.
@@ -158,82 +158,85 @@ fn unknown_and_invalid_references_are_refused() {
     h.rejected(deposit(9, "BTC", "1"), RejectCode::UnknownAccount);
     h.rejected(deposit(0, "BTC", "1"), RejectCode::InvalidAccount);
     h.rejected(
-        Command::CreateAccount { account: 0 },
+        Command::CreateAccount(CreateAccount { account: 0 }),
         RejectCode::InvalidAccount,
     );
     h.rejected(
-        Command::CreateAccount { account: 1 },
+        Command::CreateAccount(CreateAccount { account: 1 }),
         RejectCode::AccountExists,
     );
     h.rejected(
-        Command::Transfer {
+        Command::Transfer(Transfer {
             from: 1,
             to: 9,
             asset: "USDT".into(),
             amount: d("1"),
-        },
+        }),
         RejectCode::UnknownAccount,
     );
-    h.rejected(Command::Release { hold: 77 }, RejectCode::UnknownHold);
     h.rejected(
-        Command::Fill {
+        Command::Release(Release { hold: 77 }),
+        RejectCode::UnknownHold,
+    );
+    h.rejected(
+        Command::Fill(Fill {
             buy_hold: 10,
             sell_hold: 77,
             base_amount: d("0.1"),
             price: d("100"),
             buyer_fee: d("0"),
             seller_fee: d("0"),
-        },
+        }),
         RejectCode::UnknownHold,
     );
     h.rejected(
-        Command::Lock {
+        Command::Lock(Lock {
             hold: 10,
             account: 1,
             asset: "USDT".into(),
             amount: d("1"),
-        },
+        }),
         RejectCode::HoldExists,
     );
     h.rejected(
-        Command::CreateAsset {
+        Command::CreateAsset(CreateAsset {
             symbol: "BTC".into(),
             scale: 8,
-        },
+        }),
         RejectCode::AssetExists,
     );
     h.rejected(
-        Command::CreateAsset {
+        Command::CreateAsset(CreateAsset {
             symbol: "btc".into(),
             scale: 8,
-        },
+        }),
         RejectCode::InvalidAsset,
     );
     h.rejected(
-        Command::CreateAsset {
+        Command::CreateAsset(CreateAsset {
             symbol: "".into(),
             scale: 8,
-        },
+        }),
         RejectCode::InvalidAsset,
     );
     h.rejected(
-        Command::CreateAsset {
+        Command::CreateAsset(CreateAsset {
             symbol: "A234567890123456X".into(),
             scale: 8,
-        },
+        }),
         RejectCode::InvalidAsset,
     );
     h.rejected(
-        Command::CreateAsset {
+        Command::CreateAsset(CreateAsset {
             symbol: "ETH".into(),
             scale: 19,
-        },
+        }),
         RejectCode::InvalidAsset,
     );
-    h.ok(Command::CreateAsset {
+    h.ok(Command::CreateAsset(CreateAsset {
         symbol: "A234567890123456".into(),
         scale: 18,
-    });
+    }));
 }
 
 #[test]
@@ -242,7 +245,10 @@ fn release_of_a_fully_consumed_hold_is_unknown_hold() {
     // Consume sell hold 20 entirely: 0.5 BTC at 1,000 = 500 USDT of the 600.
     h.ok(fill("0.5", "1000", "0", "0"));
     assert_eq!(h.ledger.hold(20), None);
-    h.rejected(Command::Release { hold: 20 }, RejectCode::UnknownHold);
+    h.rejected(
+        Command::Release(Release { hold: 20 }),
+        RejectCode::UnknownHold,
+    );
     h.rejected(fill("0.01", "1000", "0", "0"), RejectCode::UnknownHold);
 }
 
@@ -261,34 +267,34 @@ fn fills_larger_than_their_holds_are_hold_insufficient() {
 #[test]
 fn fill_with_wrong_hold_assets_is_hold_asset_mismatch() {
     let mut h = funded();
-    h.ok(Command::Lock {
+    h.ok(Command::Lock(Lock {
         hold: 11,
         account: 1,
         asset: "USDT".into(),
         amount: d("100"),
-    });
+    }));
     // Both holds in USDT.
     h.rejected(
-        Command::Fill {
+        Command::Fill(Fill {
             buy_hold: 10,
             sell_hold: 11,
             base_amount: d("1"),
             price: d("1"),
             buyer_fee: d("0"),
             seller_fee: d("0"),
-        },
+        }),
         RejectCode::HoldAssetMismatch,
     );
     // The same hold on both sides.
     h.rejected(
-        Command::Fill {
+        Command::Fill(Fill {
             buy_hold: 20,
             sell_hold: 20,
             base_amount: d("0.1"),
             price: d("1"),
             buyer_fee: d("0"),
             seller_fee: d("0"),
-        },
+        }),
         RejectCode::HoldAssetMismatch,
     );
 }
@@ -338,47 +344,47 @@ fn insufficient_funds_for_withdraw_lock_and_transfer() {
     let mut h = funded();
     // Account 1: 1,000 USDT, 600 locked -> 400 available.
     h.rejected(
-        Command::Withdraw {
+        Command::Withdraw(Withdraw {
             account: 1,
             asset: "USDT".into(),
             amount: d("400.000001"),
-        },
+        }),
         RejectCode::InsufficientFunds,
     );
     h.rejected(
-        Command::Lock {
+        Command::Lock(Lock {
             hold: 12,
             account: 1,
             asset: "USDT".into(),
             amount: d("401"),
-        },
+        }),
         RejectCode::InsufficientFunds,
     );
     h.rejected(
-        Command::Transfer {
+        Command::Transfer(Transfer {
             from: 1,
             to: 2,
             asset: "USDT".into(),
             amount: d("500"),
-        },
+        }),
         RejectCode::InsufficientFunds,
     );
     // Never-touched balance.
     h.rejected(
-        Command::Withdraw {
+        Command::Withdraw(Withdraw {
             account: 3,
             asset: "BTC".into(),
             amount: d("0.00000001"),
-        },
+        }),
         RejectCode::InsufficientFunds,
     );
     let message = h
         .rejected(
-            Command::Withdraw {
+            Command::Withdraw(Withdraw {
                 account: 2,
                 asset: "BTC".into(),
                 amount: d("0.6"),
-            },
+            }),
             RejectCode::InsufficientFunds,
         )
         .message;
@@ -386,32 +392,32 @@ fn insufficient_funds_for_withdraw_lock_and_transfer() {
         message,
         "account 2 has 0.50000000 BTC available, needs 0.60000000"
     );
-    h.ok(Command::Withdraw {
+    h.ok(Command::Withdraw(Withdraw {
         account: 1,
         asset: "USDT".into(),
         amount: d("400"),
-    });
+    }));
 }
 
 #[test]
 fn transfer_to_self_is_a_validated_no_op() {
     let mut h = funded();
     let hash = common::business_hash(&h.ledger);
-    let events = h.ok(Command::Transfer {
+    let events = h.ok(Command::Transfer(Transfer {
         from: 1,
         to: 1,
         asset: "USDT".into(),
         amount: d("400"),
-    });
+    }));
     assert!(events.is_empty());
     assert_eq!(common::business_hash(&h.ledger), hash);
     h.rejected(
-        Command::Transfer {
+        Command::Transfer(Transfer {
             from: 1,
             to: 1,
             asset: "USDT".into(),
             amount: d("401"),
-        },
+        }),
         RejectCode::InsufficientFunds,
     );
 }

@@ -41,20 +41,20 @@ const SELLER_A: AccountId = 2;
 const SELLER_B: AccountId = 3;
 
 fn deposit(account: AccountId, asset: &str, amount: &str) -> Command {
-    Command::Deposit {
+    Command::Deposit(Deposit {
         account,
         asset: asset.into(),
         amount: d(amount),
-    }
+    })
 }
 
 fn lock(hold: HoldId, account: AccountId, asset: &str, amount: &str) -> Command {
-    Command::Lock {
+    Command::Lock(Lock {
         hold,
         account,
         asset: asset.into(),
         amount: d(amount),
-    }
+    })
 }
 
 #[test]
@@ -71,14 +71,14 @@ fn spot_buy_fills_in_two_parts_at_better_prices_then_cancel_returns_the_improvem
         (d("5000"), d("15000"))
     );
 
-    let events = h.ok(Command::Fill {
+    let events = h.ok(Command::Fill(Fill {
         buy_hold: 100,
         sell_hold: 200,
         base_amount: d("0.2"),
         price: d("29900"),
         buyer_fee: d("0.0002"),
         seller_fee: d("5.98"),
-    });
+    }));
     assert_eq!(
         events[0],
         Event::Fill {
@@ -148,14 +148,14 @@ fn spot_buy_fills_in_two_parts_at_better_prices_then_cancel_returns_the_improvem
     );
     assert_eq!(h.ledger.hold(200), None);
 
-    h.ok(Command::Fill {
+    h.ok(Command::Fill(Fill {
         buy_hold: 100,
         sell_hold: 300,
         base_amount: d("0.3"),
         price: d("29950"),
         buyer_fee: d("0.0003"),
         seller_fee: d("8.985"),
-    });
+    }));
     assert_eq!(h.ledger.hold(100).map(|v| v.remaining), Some(d("35")));
     assert_eq!(h.ledger.hold(300), None);
     assert_eq!(h.ledger.open_hold_count(), 1);
@@ -164,7 +164,7 @@ fn spot_buy_fills_in_two_parts_at_better_prices_then_cancel_returns_the_improvem
         (d("5000"), d("35"))
     );
 
-    let events = h.ok(Command::Release { hold: 100 });
+    let events = h.ok(Command::Release(Release { hold: 100 }));
     assert_eq!(
         events,
         [
@@ -232,7 +232,10 @@ fn spot_buy_fills_in_two_parts_at_better_prices_then_cancel_returns_the_improvem
     );
 
     // The buy order is gone: a second cancel is refused.
-    h.rejected(Command::Release { hold: 100 }, RejectCode::UnknownHold);
+    h.rejected(
+        Command::Release(Release { hold: 100 }),
+        RejectCode::UnknownHold,
+    );
 }
 
 fn balance_event<'a>(events: &'a [Event], owner: Owner, asset: &str) -> &'a BalanceChange {
@@ -254,14 +257,14 @@ fn zero_fees_emit_no_fee_balance_events_and_self_trade_settles() {
     h.ok(lock(2, BUYER, "BTC", "1"));
     // Buyer and seller are the same account: quote locked -> quote
     // available, base locked -> base available, in one balance each.
-    let events = h.ok(Command::Fill {
+    let events = h.ok(Command::Fill(Fill {
         buy_hold: 1,
         sell_hold: 2,
         base_amount: d("0.001"),
         price: d("100"),
         buyer_fee: d("0"),
         seller_fee: d("0"),
-    });
+    }));
     let changes: Vec<_> = events
         .iter()
         .filter_map(|e| match e {

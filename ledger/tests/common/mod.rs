@@ -158,16 +158,16 @@ impl Harness {
 /// Standard setup: BTC (8), USDT (6), accounts 1..=3.
 pub fn spot_harness() -> Harness {
     let mut h = Harness::new();
-    h.ok(Command::CreateAsset {
+    h.ok(Command::CreateAsset(CreateAsset {
         symbol: "BTC".into(),
         scale: 8,
-    });
-    h.ok(Command::CreateAsset {
+    }));
+    h.ok(Command::CreateAsset(CreateAsset {
         symbol: "USDT".into(),
         scale: 6,
-    });
+    }));
     for account in 1..=3 {
-        h.ok(Command::CreateAccount { account });
+        h.ok(Command::CreateAccount(CreateAccount { account }));
     }
     h
 }
@@ -178,7 +178,7 @@ pub fn spot_harness() -> Harness {
 /// [0: 1% / 20x], [10,000: 2% / 10x], [50,000: 5% / 5x] (cumulative amounts
 /// 0, 100, 1,600), liquidation fee 1%, funding every 8 hours, settled in USDT.
 pub fn market_command(symbol: &str) -> Command {
-    Command::CreateMarket {
+    Command::CreateMarket(CreateMarket {
         market: symbol.into(),
         base: symbol.split('-').next().unwrap_or("X").into(),
         settle_asset: "USDT".into(),
@@ -192,7 +192,7 @@ pub fn market_command(symbol: &str) -> Command {
         ],
         liquidation_fee_rate: d("0.01"),
         funding_interval_ms: FUNDING_INTERVAL_MS,
-    }
+    })
 }
 
 pub const FUNDING_INTERVAL_MS: u64 = 8 * 3_600_000;
@@ -208,12 +208,12 @@ pub fn bracket(floor: &str, mmr: &str, max_leverage: u32) -> MarginBracket {
 /// USDT (6), accounts 1..=6, markets BTC-PERP and ETH-PERP (see `market_command`).
 pub fn perp_harness() -> Harness {
     let mut h = Harness::new();
-    h.ok(Command::CreateAsset {
+    h.ok(Command::CreateAsset(CreateAsset {
         symbol: "USDT".into(),
         scale: 6,
-    });
+    }));
     for account in 1..=6 {
-        h.ok(Command::CreateAccount { account });
+        h.ok(Command::CreateAccount(CreateAccount { account }));
     }
     h.ok(market_command("BTC-PERP"));
     h.ok(market_command("ETH-PERP"));
@@ -221,18 +221,18 @@ pub fn perp_harness() -> Harness {
 }
 
 pub fn deposit(account: u64, amount: &str) -> Command {
-    Command::Deposit {
+    Command::Deposit(Deposit {
         account,
         asset: "USDT".into(),
         amount: d(amount),
-    }
+    })
 }
 
 pub fn mark(market: &str, price: &str) -> Command {
-    Command::SetMarkPrice {
+    Command::SetMarkPrice(SetMarkPrice {
         market: market.into(),
         price: d(price),
-    }
+    })
 }
 
 /// A perp fill without fees.
@@ -249,7 +249,7 @@ pub fn perp_fill_fees(
     buyer_fee: &str,
     seller_fee: &str,
 ) -> Command {
-    Command::PerpFill {
+    Command::PerpFill(PerpFill {
         market: market.into(),
         buyer,
         seller,
@@ -257,15 +257,15 @@ pub fn perp_fill_fees(
         price: d(price),
         buyer_fee: d(buyer_fee),
         seller_fee: d(seller_fee),
-    }
+    })
 }
 
 pub fn funding(market: &str, rate: &str, funding_time_ms: u64) -> Command {
-    Command::ApplyFunding {
+    Command::ApplyFunding(ApplyFunding {
         market: market.into(),
         rate: d(rate),
         funding_time_ms,
-    }
+    })
 }
 
 impl Harness {
