@@ -22,8 +22,7 @@ use openraft::storage::{IOFlushed, RaftLogStorage};
 use openraft::type_config::TypeConfigExt;
 use tally_bench::dist::Distribution;
 use tally_bench::fixture::EngineFixture;
-use tally_node::codec;
-use tally_node::raft::log_store::LogStore;
+use tally_node::raft::log_store::{LogStore, encode_entry};
 use tally_node::raft::types::{Entry, EntryRequest, LogId, TypeConfig};
 use tally_node::storage::open_db;
 
@@ -44,7 +43,7 @@ fn request(commands: usize) -> EntryRequest {
     let mut fixture = EngineFixture::new(1_000, 2, Distribution::Uniform, 3);
     let mut envelopes = fixture.trades(commands.div_ceil(3));
     envelopes.truncate(commands);
-    EntryRequest::from_envelopes(1_700_000_000_000, &envelopes).expect("encode entry")
+    EntryRequest::from_envelopes(1_700_000_000_000, &envelopes)
 }
 
 fn storage(c: &mut Criterion) {
@@ -67,12 +66,16 @@ fn storage(c: &mut Criterion) {
     group.sample_size(20);
     for (entries_per_append, commands) in [(1usize, 1usize), (1, 256), (1, 4096), (8, 256)] {
         let template = request(commands);
-        let entry_bytes = codec::encode(&Entry {
-            log_id: log_id(1),
-            payload: EntryPayload::Normal(template.clone()),
-        })
-        .expect("encode")
-        .len() as u64;
+        let mut record = Vec::new();
+        encode_entry(
+            &Entry {
+                log_id: log_id(1),
+                payload: EntryPayload::Normal(template.clone()),
+            },
+            &mut record,
+        )
+        .expect("encode");
+        let entry_bytes = record.len() as u64;
         eprintln!(
             "storage: {entries_per_append} x {commands}-command entries per append, {entry_bytes} bytes per entry"
         );

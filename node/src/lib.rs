@@ -3,12 +3,11 @@
 //!
 //! Layout: `storage` (RocksDB column families, identity), `raft` (openraft
 //! glue: log store, state machine, network, types), `writer` (group commit),
-//! `grpc` (one file per service), `convert` (proto <-> engine), `node`
+//! `grpc` (one file per service, and `grpc::convert`: proto <-> engine), `node`
 //! (wiring and read barriers), `cli` (the `tallyd` command line).
 
 pub mod cli;
 pub mod codec;
-pub mod convert;
 pub mod grpc;
 pub mod health;
 pub mod node;

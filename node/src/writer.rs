@@ -69,7 +69,13 @@ impl Writer {
     /// Proposes `commands` (at most `MAX_ENTRY_COMMANDS`) and waits for their outcomes.
     /// With `events` false the outcomes may come without events.
     pub async fn submit(&self, commands: EncodedCommands, events: bool) -> WriteReply {
-        debug_assert!(commands.len() <= MAX_ENTRY_COMMANDS);
+        if commands.len() > MAX_ENTRY_COMMANDS {
+            // The gRPC edge bounds requests to MAX_BATCH_COMMANDS first.
+            return Err(WriteError::Unknown(format!(
+                "{} commands exceed one entry ({MAX_ENTRY_COMMANDS})",
+                commands.len()
+            )));
+        }
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Job {
             commands,
@@ -130,22 +136,17 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Job>) {
         let raft = raft.clone();
         let clock = clock.clone();
         tokio::spawn(async move {
-            let bytes: usize = jobs.iter().map(|job| job.commands.bytes.len()).sum();
-            let mut commands = Vec::with_capacity(bytes);
-            let mut replies = Vec::with_capacity(jobs.len());
             let events = jobs.iter().any(|job| job.events);
-            for job in jobs {
-                replies.push((job.commands.len(), job.reply));
-                commands.extend_from_slice(&job.commands.bytes);
-            }
-            // count <= MAX_ENTRY_COMMANDS (checked above), far below u32::MAX.
-            debug_assert!(count <= MAX_ENTRY_COMMANDS);
-            let request = EntryRequest {
-                timestamp_ms: leader_now_ms(&clock),
-                count: count as u32,
-                commands: commands.into(),
+            // count <= MAX_ENTRY_COMMANDS (checked above; `build` asserts it).
+            let request = EntryRequest::build(
+                leader_now_ms(&clock),
                 events,
-            };
+                jobs.iter().map(|job| &job.commands),
+            );
+            let replies: Vec<_> = jobs
+                .into_iter()
+                .map(|job| (job.commands.len(), job.reply))
+                .collect();
             let proposed = std::time::Instant::now();
             let outcome = raft.client_write(request).await;
             tracing::debug!(

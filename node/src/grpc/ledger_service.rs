@@ -16,7 +16,7 @@ use tally_proto::v1::{
 };
 use tonic::{Code, Request, Response, Status};
 
-use crate::convert;
+use crate::grpc::convert;
 use crate::grpc::status::{invalid, not_leader, status};
 use crate::node::NodeCtx;
 use crate::raft::state_machine::SmState;
@@ -64,9 +64,7 @@ impl LedgerService {
         for (i, cmd) in batch.commands.iter().enumerate() {
             let env = convert::envelope(cmd)
                 .map_err(|e| invalid(e.reason(), format!("command {i}: {e}")))?;
-            encoded
-                .push(&env)
-                .map_err(|e| status(Code::Internal, "ENCODE_FAILED", e.to_string()))?;
+            encoded.push(&env);
         }
         let verdict_only = reply_detail == ReplyDetail::Verdict;
         match self.ctx.writer.submit(encoded, !verdict_only).await {

@@ -1,6 +1,8 @@
-//! The gRPC edge: one file per service, plus the shared status helpers.
+//! The gRPC edge: one file per service, the shared status helpers, and the
+//! conversions between the proto messages and the engine (`convert`).
 
 pub mod admin_service;
+pub mod convert;
 pub mod ledger_service;
 pub mod raft_service;
 pub mod status;

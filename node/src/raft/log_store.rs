@@ -5,6 +5,13 @@
 //! fsyncs the write-ahead log once for every append queued meanwhile (group
 //! fsync) and only then reports the entries persisted. Raft's core never
 //! waits on a disk sync, and many appends share one.
+//!
+//! A log record's value is written by hand ([`encode_entry`]): `u8` record
+//! version ([`LOG_RECORD_VERSION`]), `u8` payload kind (0 blank, 1 normal,
+//! 2 membership), `u32` big-endian length of the bincode log id, the log
+//! id, then the payload: for a normal entry the entry frame verbatim (see
+//! `EntryRequest`: it is copied, never re-encoded), for a membership entry
+//! its bincode. A record of another version is refused as corrupt.
 
 use std::fmt::Debug;
 use std::io;
@@ -12,12 +19,13 @@ use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 use std::sync::mpsc;
 
+use bytes::Bytes;
 use openraft::storage::{IOFlushed, LogState, RaftLogStorage};
-use openraft::{OptionalSend, RaftLogReader};
+use openraft::{EntryPayload, OptionalSend, RaftLogReader};
 use rocksdb::{DB, Direction, IteratorMode, WriteBatch};
 
 use crate::codec;
-use crate::raft::types::{Entry, LogId, TypeConfig, Vote};
+use crate::raft::types::{Entry, EntryRequest, LogId, TypeConfig, Vote};
 use crate::storage::{CF_LOG, CF_RAFT_META, cf, synced, unsynced};
 
 const KEY_VOTE: &[u8] = b"vote";
@@ -27,6 +35,73 @@ const KEY_LAST_PURGED: &[u8] = b"last_purged";
 /// Largest number of entries returned by one read of the log (bounds memory
 /// when a far-behind follower is replicated to).
 pub const MAX_READ_ENTRIES: usize = 100_000;
+
+/// Version of the log record layout (see the module docs). Version 1 was a
+/// bincode `Entry` whose commands were bincode envelopes.
+pub const LOG_RECORD_VERSION: u8 = 2;
+
+const KIND_BLANK: u8 = 0;
+const KIND_NORMAL: u8 = 1;
+const KIND_MEMBERSHIP: u8 = 2;
+
+/// Appends the log record value of `entry` to `out`.
+pub fn encode_entry(entry: &Entry, out: &mut Vec<u8>) -> Result<(), io::Error> {
+    let log_id = codec::encode(&entry.log_id)?;
+    let kind = match &entry.payload {
+        EntryPayload::Blank => KIND_BLANK,
+        EntryPayload::Normal(_) => KIND_NORMAL,
+        EntryPayload::Membership(_) => KIND_MEMBERSHIP,
+    };
+    out.push(LOG_RECORD_VERSION);
+    out.push(kind);
+    // A log id is a few varints.
+    out.extend_from_slice(&(log_id.len() as u32).to_be_bytes());
+    out.extend_from_slice(&log_id);
+    match &entry.payload {
+        EntryPayload::Blank => {}
+        EntryPayload::Normal(request) => out.extend_from_slice(request.frame()),
+        EntryPayload::Membership(membership) => out.extend_from_slice(&codec::encode(membership)?),
+    }
+    Ok(())
+}
+
+/// Reads a log record value written by [`encode_entry`].
+pub fn decode_entry(value: &[u8]) -> Result<Entry, io::Error> {
+    let corrupt = |what: &str| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("raft log record: {what}"),
+        )
+    };
+    let [version, kind, l0, l1, l2, l3, rest @ ..] = value else {
+        return Err(corrupt("shorter than its header"));
+    };
+    if *version != LOG_RECORD_VERSION {
+        return Err(corrupt(&format!(
+            "record version {version} (this build reads {LOG_RECORD_VERSION}); \
+             a data dir of an older build must be recreated"
+        )));
+    }
+    let id_len = u32::from_be_bytes([*l0, *l1, *l2, *l3]) as usize;
+    if rest.len() < id_len {
+        return Err(corrupt("truncated log id"));
+    }
+    let (id_bytes, payload) = rest.split_at(id_len);
+    let log_id: LogId = codec::decode(id_bytes)?;
+    let payload = match *kind {
+        KIND_BLANK if payload.is_empty() => EntryPayload::Blank,
+        KIND_NORMAL => {
+            EntryPayload::Normal(EntryRequest::from_frame(Bytes::copy_from_slice(payload))?)
+        }
+        KIND_MEMBERSHIP => EntryPayload::Membership(codec::decode(payload)?),
+        _ => {
+            return Err(corrupt(&format!(
+                "bad payload kind {kind} or trailing bytes"
+            )));
+        }
+    };
+    Ok(Entry { log_id, payload })
+}
 
 fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
@@ -109,8 +184,7 @@ impl LogStore {
             None => Ok(None),
             Some(item) => {
                 let (_, value) = item.map_err(io::Error::other)?;
-                let entry: Entry = codec::decode(&value)?;
-                Ok(Some(entry.log_id))
+                Ok(Some(decode_entry(&value)?.log_id))
             }
         }
     }
@@ -138,7 +212,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
             if !range.contains(&index) || entries.len() >= MAX_READ_ENTRIES {
                 break;
             }
-            let entry: Entry = codec::decode(&value)?;
+            let entry = decode_entry(&value)?;
             // Paired assertion: the key we stored under is the entry's own index.
             if entry.log_id.index != index {
                 return Err(io::Error::new(
@@ -200,8 +274,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let cf = cf(&self.db, CF_LOG)?;
         let mut batch = WriteBatch::default();
+        let mut value = Vec::new();
         for entry in entries {
-            batch.put_cf(cf, index_key(entry.log_id.index), codec::encode(&entry)?);
+            value.clear();
+            encode_entry(&entry, &mut value)?;
+            batch.put_cf(cf, index_key(entry.log_id.index), &value);
         }
         // Readable once written; persisted (and reported) by the syncer.
         if let Err(e) = self.db.write_opt(batch, &unsynced()) {
@@ -276,12 +353,33 @@ mod tests {
     use openraft::vote::RaftLeaderIdExt;
 
     use super::*;
-    use crate::raft::types::EntryRequest;
 
     fn entry(term: u64, index: u64) -> Entry {
         let leader = openraft::impls::leader_id_adv::LeaderId::<u64, u64>::new_committed(term, 1);
         let log_id = LogId::new(leader, index);
-        Entry::new_normal(log_id, EntryRequest::from_envelopes(index, &[]).unwrap())
+        Entry::new_normal(log_id, EntryRequest::from_envelopes(index, &[]))
+    }
+
+    #[test]
+    fn log_records_keep_the_frame_verbatim_and_refuse_other_versions() {
+        let normal = entry(3, 7);
+        let mut value = Vec::new();
+        encode_entry(&normal, &mut value).unwrap();
+        let EntryPayload::Normal(request) = &normal.payload else {
+            panic!("not normal")
+        };
+        assert!(value.ends_with(request.frame()), "frame stored as is");
+        assert_eq!(decode_entry(&value).unwrap(), normal);
+        let blank = Entry::new_blank(normal.log_id);
+        let mut blank_value = Vec::new();
+        encode_entry(&blank, &mut blank_value).unwrap();
+        assert_eq!(decode_entry(&blank_value).unwrap(), blank);
+        let mut old = value.clone();
+        old[0] = 1;
+        assert!(decode_entry(&old).is_err());
+        for cut in 0..value.len().min(40) {
+            assert!(decode_entry(&value[..cut]).is_err(), "cut at {cut}");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

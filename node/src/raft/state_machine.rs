@@ -275,27 +275,23 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     EntryPayload::Normal(req) => {
                         // A log entry that does not decode is corruption: stop
                         // applying (the node fails) rather than skip it.
-                        let commands = req.decode_commands()?;
-                        applied_commands += commands.len();
-                        let results = match (&responder, req.events) {
-                            (Some(_), true) => commands
-                                .iter()
-                                .map(|env| st.ledger.apply(env, req.timestamp_ms))
-                                .collect(),
-                            // Verdicts only: same state, no events built.
-                            (Some(_), false) => commands
-                                .iter()
-                                .map(|env| st.ledger.apply_quiet(env, req.timestamp_ms))
-                                .collect(),
-                            // Nobody waits for these outcomes (a follower, or
-                            // a leader re-applying after restart).
-                            (None, _) => {
-                                for env in &commands {
-                                    st.ledger.apply_quiet(env, req.timestamp_ms);
-                                }
-                                Vec::new()
+                        let timestamp_ms = req.timestamp_ms();
+                        applied_commands += req.count() as usize;
+                        let mut results = Vec::new();
+                        // Events only where a waiting client asked for them;
+                        // verdict-only replies and replicas nobody waits on
+                        // (a follower, or a leader re-applying after restart)
+                        // apply quietly: same state, no events built.
+                        let detailed = responder.is_some() && req.events();
+                        if responder.is_some() {
+                            results.reserve(req.count() as usize);
+                        }
+                        for command in req.commands() {
+                            let result = st.ledger.apply_decoded(&command?, timestamp_ms, detailed);
+                            if responder.is_some() {
+                                results.push(result);
                             }
-                        };
+                        }
                         EntryResponse { results }
                     }
                     EntryPayload::Membership(m) => {

@@ -5,9 +5,9 @@ use std::fmt;
 use std::io;
 
 use serde::{Deserialize, Serialize};
-use tally_ledger::{ApplyResult, Envelope};
-
-use crate::codec;
+use tally_ledger::{
+    ApplyResult, DecodedCommand, Envelope, WIRE_VERSION, decode_envelope, encode_envelope,
+};
 
 /// Raft node id. Never reused within a cluster.
 pub type NodeId = u64;
@@ -18,89 +18,226 @@ pub type Node = openraft::BasicNode;
 /// Largest number of ledger commands coalesced into one Raft entry.
 pub const MAX_ENTRY_COMMANDS: usize = 4096;
 
+// A full SubmitBatch always fits in one entry.
+const _: () = assert!(tally_proto::MAX_BATCH_COMMANDS <= MAX_ENTRY_COMMANDS);
+
 /// The payload of one Raft entry: commands from one or more clients (group
 /// commit), applied in order, all at the leader's timestamp.
 ///
-/// The commands travel encoded: the gRPC handler that accepted them encodes
-/// each once ([`EncodedCommands`]), the writer concatenates requests, and
-/// from then on the log store, the Raft network and the followers' log
-/// stores copy bytes (a cheap `Bytes` clone in memory). Each node decodes
-/// them once, in its state machine.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// It is one immutable frame of bytes, built once by the leader's writer
+/// from the commands the gRPC handlers encoded ([`EncodedCommands`]):
+///
+/// ```text
+/// frame = u8 wire version (tally_ledger::WIRE_VERSION)
+///         u64 timestamp_ms (big-endian; the leader's clock)
+///         u32 count (big-endian; at most MAX_ENTRY_COMMANDS)
+///         u8 flags (bit 0: a waiting client asked for events)
+///         count encoded envelopes (tally_ledger::wire), back to back
+/// ```
+///
+/// From then on the log store, the Raft network and the followers copy the
+/// frame, never re-encode it (its serde form is the frame as one byte
+/// string), and each node decodes the commands once, in its state machine,
+/// with the fingerprint of their bytes ([`EntryRequest::commands`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EntryRequest {
-    /// Wall-clock milliseconds at the leader when the entry was proposed.
-    /// The engine never reads a clock; this is its only notion of time.
-    pub timestamp_ms: u64,
-    /// How many commands `commands` holds (at most `MAX_ENTRY_COMMANDS`).
-    pub count: u32,
-    /// `count` bincode-encoded `Envelope`s, back to back.
-    pub commands: bytes::Bytes,
-    /// True if a client waiting for these commands asked for events: the
-    /// leader then builds them while applying. Never changes the state;
-    /// followers ignore it.
-    pub events: bool,
+    frame: bytes::Bytes,
+}
+
+/// Bytes of the frame header before the commands.
+pub const ENTRY_HEADER_BYTES: usize = 1 + 8 + 4 + 1;
+
+/// Flag bit: a client waiting for these commands asked for events; the
+/// leader then builds them while applying. Never changes the state;
+/// followers ignore it.
+const FLAG_EVENTS: u8 = 1;
+
+fn corrupt(message: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message)
 }
 
 impl EntryRequest {
+    /// Builds the frame of an entry holding `parts`, concatenated (their
+    /// total count at most `MAX_ENTRY_COMMANDS`).
+    pub fn build<'a>(
+        timestamp_ms: u64,
+        events: bool,
+        parts: impl IntoIterator<Item = &'a EncodedCommands> + Clone,
+    ) -> Self {
+        let (count, bytes) = parts
+            .clone()
+            .into_iter()
+            .fold((0usize, 0usize), |(c, b), p| {
+                (c + p.len(), b + p.bytes.len())
+            });
+        assert!(
+            count <= MAX_ENTRY_COMMANDS,
+            "entry of {count} commands exceeds {MAX_ENTRY_COMMANDS}"
+        );
+        let mut frame = Vec::with_capacity(ENTRY_HEADER_BYTES + bytes);
+        frame.push(WIRE_VERSION);
+        frame.extend_from_slice(&timestamp_ms.to_be_bytes());
+        // count <= MAX_ENTRY_COMMANDS, far below u32::MAX.
+        frame.extend_from_slice(&(count as u32).to_be_bytes());
+        frame.push(if events { FLAG_EVENTS } else { 0 });
+        for part in parts {
+            frame.extend_from_slice(&part.bytes);
+        }
+        EntryRequest {
+            frame: frame.into(),
+        }
+    }
+
     /// An entry of `commands` (tests and benchmarks; the writer builds
     /// entries from [`EncodedCommands`]).
-    pub fn from_envelopes(timestamp_ms: u64, commands: &[Envelope]) -> Result<Self, io::Error> {
-        let encoded = EncodedCommands::encode(commands)?;
-        Ok(EntryRequest {
-            timestamp_ms,
-            count: encoded.count,
-            commands: encoded.bytes.into(),
-            events: true,
+    pub fn from_envelopes(timestamp_ms: u64, commands: &[Envelope]) -> Self {
+        let encoded = EncodedCommands::encode(commands);
+        EntryRequest::build(timestamp_ms, true, [&encoded])
+    }
+
+    /// Takes a frame read from the log or the network; refuses one whose
+    /// header is truncated, of another wire version, or over the bound.
+    /// The commands themselves are checked when decoded.
+    pub fn from_frame(frame: bytes::Bytes) -> Result<Self, io::Error> {
+        if frame.len() < ENTRY_HEADER_BYTES {
+            return Err(corrupt(format!(
+                "entry frame of {} bytes is shorter than its header",
+                frame.len()
+            )));
+        }
+        if frame[0] != WIRE_VERSION {
+            return Err(corrupt(format!(
+                "entry frame of command wire version {} (this build reads {WIRE_VERSION})",
+                frame[0]
+            )));
+        }
+        let entry = EntryRequest { frame };
+        if entry.count() as usize > MAX_ENTRY_COMMANDS {
+            return Err(corrupt(format!(
+                "entry frame of {} commands exceeds {MAX_ENTRY_COMMANDS}",
+                entry.count()
+            )));
+        }
+        Ok(entry)
+    }
+
+    /// The whole frame, as stored and sent.
+    pub fn frame(&self) -> &bytes::Bytes {
+        &self.frame
+    }
+
+    fn header<const N: usize>(&self, at: usize) -> [u8; N] {
+        let mut out = [0u8; N];
+        // The header length was checked when the frame was built or taken.
+        out.copy_from_slice(&self.frame[at..at + N]);
+        out
+    }
+
+    /// Wall-clock milliseconds at the leader when the entry was proposed.
+    /// The engine never reads a clock; this is its only notion of time.
+    pub fn timestamp_ms(&self) -> u64 {
+        u64::from_be_bytes(self.header(1))
+    }
+
+    /// How many commands the entry holds (at most `MAX_ENTRY_COMMANDS`).
+    pub fn count(&self) -> u32 {
+        u32::from_be_bytes(self.header(9))
+    }
+
+    /// True if a client waiting for these commands asked for events.
+    pub fn events(&self) -> bool {
+        self.frame[13] & FLAG_EVENTS != 0
+    }
+
+    /// The commands, decoded one at a time with their fingerprints. An
+    /// error (bytes that are not exactly `count` well-formed envelopes) is
+    /// a corrupt log: the caller stops applying rather than skip it.
+    pub fn commands(&self) -> impl Iterator<Item = Result<DecodedCommand, io::Error>> + '_ {
+        let mut rest = &self.frame[ENTRY_HEADER_BYTES..];
+        let count = self.count();
+        let mut decoded = 0u32;
+        std::iter::from_fn(move || {
+            if decoded == count {
+                if rest.is_empty() {
+                    return None;
+                }
+                let trailing = rest.len();
+                rest = &[];
+                return Some(Err(corrupt(format!(
+                    "entry has {trailing} bytes after its {count} commands"
+                ))));
+            }
+            decoded += 1;
+            match decode_envelope(rest) {
+                Ok((command, used)) => {
+                    rest = &rest[used..];
+                    Some(Ok(command))
+                }
+                Err(e) => {
+                    let index = decoded;
+                    decoded = count;
+                    rest = &[];
+                    Some(Err(corrupt(format!("entry command {index}: {e}"))))
+                }
+            }
         })
     }
 
-    /// The commands, decoded. Fails on bytes that are not exactly `count`
-    /// envelopes (a corrupt log).
+    /// All commands decoded (tests and tools).
     pub fn decode_commands(&self) -> Result<Vec<Envelope>, io::Error> {
-        let mut rest: &[u8] = &self.commands;
-        let mut out = Vec::with_capacity((self.count as usize).min(MAX_ENTRY_COMMANDS));
-        for _ in 0..self.count {
-            let (envelope, used) = codec::decode_prefix::<Envelope>(rest)?;
-            out.push(envelope);
-            rest = &rest[used..];
-        }
-        if !rest.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "entry has {} bytes after its {} commands",
-                    rest.len(),
-                    self.count
-                ),
-            ));
-        }
-        Ok(out)
+        self.commands().map(|c| c.map(|c| c.envelope)).collect()
     }
 }
 
-/// Commands encoded back to back, as they go into an [`EntryRequest`].
+impl Serialize for EntryRequest {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_bytes(&self.frame)
+    }
+}
+
+impl<'de> Deserialize<'de> for EntryRequest {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FrameVisitor;
+        impl serde::de::Visitor<'_> for FrameVisitor {
+            type Value = bytes::Bytes;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an entry frame (bytes)")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+                Ok(bytes::Bytes::copy_from_slice(v))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Self::Value, E> {
+                Ok(v.into())
+            }
+        }
+        let frame = deserializer.deserialize_bytes(FrameVisitor)?;
+        EntryRequest::from_frame(frame).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Commands encoded back to back (`tally_ledger::encode_envelope`), as one
+/// client request's share of an [`EntryRequest`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct EncodedCommands {
-    pub count: u32,
+    count: u32,
     pub bytes: Vec<u8>,
 }
 
 impl EncodedCommands {
-    pub fn encode(commands: &[Envelope]) -> Result<Self, io::Error> {
+    pub fn encode(commands: &[Envelope]) -> Self {
         let mut out = EncodedCommands {
             count: 0,
-            bytes: Vec::with_capacity(commands.len() * 64),
+            bytes: Vec::with_capacity(commands.len() * 48),
         };
         for envelope in commands {
-            out.push(envelope)?;
+            out.push(envelope);
         }
-        Ok(out)
+        out
     }
 
-    pub fn push(&mut self, envelope: &Envelope) -> Result<(), io::Error> {
-        codec::encode_into(envelope, &mut self.bytes)?;
+    pub fn push(&mut self, envelope: &Envelope) {
+        encode_envelope(envelope, &mut self.bytes);
         self.count += 1;
-        Ok(())
     }
 
     pub fn len(&self) -> usize {
@@ -117,9 +254,9 @@ impl fmt::Display for EntryRequest {
         write!(
             f,
             "EntryRequest(t={}, n={}, bytes={})",
-            self.timestamp_ms,
-            self.count,
-            self.commands.len()
+            self.timestamp_ms(),
+            self.count(),
+            self.frame.len()
         )
     }
 }
@@ -154,54 +291,78 @@ pub type SnapshotData = std::io::Cursor<Vec<u8>>;
 mod tests {
     use std::str::FromStr;
 
-    use tally_ledger::{Command, CommandId, Decimal};
+    use tally_ledger::{Command, CommandId, Decimal, Deposit};
 
     use super::*;
+    use crate::codec;
 
     fn deposit(id: &str, amount: &str) -> Envelope {
         Envelope {
             command_id: CommandId(id.into()),
-            command: Command::Deposit {
+            command: Command::Deposit(Deposit {
                 account: 7,
                 asset: "BTC".into(),
                 amount: Decimal::from_str(amount).expect("decimal"),
-            },
+            }),
         }
     }
 
     #[test]
-    fn entry_commands_round_trip_through_the_log_encoding_with_scale_kept() {
+    fn entry_frame_round_trips_through_serde_as_the_same_bytes() {
         let commands = vec![deposit("a", "1.50"), deposit("b", "0.00000001")];
-        let entry = EntryRequest::from_envelopes(42, &commands).expect("encode");
-        assert_eq!(entry.count, 2);
+        let entry = EntryRequest::from_envelopes(42, &commands);
+        assert_eq!(
+            (entry.count(), entry.timestamp_ms(), entry.events()),
+            (2, 42, true)
+        );
         let stored = codec::encode(&entry).expect("encode entry");
         let back: EntryRequest = codec::decode(&stored).expect("decode entry");
+        assert_eq!(
+            back.frame(),
+            entry.frame(),
+            "the frame is copied, not re-encoded"
+        );
         let decoded = back.decode_commands().expect("decode commands");
-        assert_eq!(decoded, commands);
-        let Command::Deposit { amount, .. } = &decoded[0].command else {
-            panic!("not a deposit: {decoded:?}");
-        };
-        assert_eq!(amount.to_string(), "1.50");
+        // Canonical amounts: 1.50 travels as 1.5, the same number.
+        assert_eq!(decoded[0].command, deposit("a", "1.5").command);
+        assert_eq!(decoded[1], commands[1]);
+        // The state machine gets the fingerprints the engine would compute.
+        let mut ledger = tally_ledger::Ledger::new(Default::default());
+        for command in back.commands() {
+            let command = command.expect("decodes");
+            let mut fresh = ledger.clone();
+            assert_eq!(
+                ledger.apply_decoded(&command, 1, true),
+                fresh.apply(&command.envelope, 1)
+            );
+        }
     }
 
     #[test]
-    fn entry_with_wrong_count_or_trailing_bytes_is_refused_as_corrupt() {
-        let mut entry = EntryRequest::from_envelopes(1, &[deposit("a", "1")]).expect("encode");
-        entry.count = 2;
+    fn entry_with_wrong_count_trailing_bytes_or_version_is_refused_as_corrupt() {
+        let entry = EntryRequest::from_envelopes(1, &[deposit("a", "1")]);
+        let mut frame = entry.frame().to_vec();
+        frame[9..13].copy_from_slice(&2u32.to_be_bytes());
+        let more = EntryRequest::from_frame(frame.clone().into()).expect("header ok");
         assert!(
-            entry.decode_commands().is_err(),
+            more.decode_commands().is_err(),
             "count above what the bytes hold"
         );
-        entry.count = 0;
+        frame[9..13].copy_from_slice(&0u32.to_be_bytes());
+        let fewer = EntryRequest::from_frame(frame.clone().into()).expect("header ok");
         assert!(
-            entry.decode_commands().is_err(),
+            fewer.decode_commands().is_err(),
             "bytes after the last command"
         );
-        let truncated = EntryRequest {
-            count: 1,
-            commands: entry.commands.slice(..entry.commands.len() - 1),
-            ..entry
-        };
+        let truncated = EntryRequest::from_frame(entry.frame().slice(..entry.frame().len() - 1))
+            .expect("header ok");
         assert!(truncated.decode_commands().is_err(), "truncated command");
+        let mut other_version = entry.frame().to_vec();
+        other_version[0] = WIRE_VERSION + 1;
+        assert!(EntryRequest::from_frame(other_version.into()).is_err());
+        assert!(EntryRequest::from_frame(entry.frame().slice(..5)).is_err());
+        let mut too_many = entry.frame().to_vec();
+        too_many[9..13].copy_from_slice(&(MAX_ENTRY_COMMANDS as u32 + 1).to_be_bytes());
+        assert!(EntryRequest::from_frame(too_many.into()).is_err());
     }
 }

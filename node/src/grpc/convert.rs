@@ -1,6 +1,9 @@
 //! Conversions between the gRPC messages (`tally.v1`) and the engine's
-//! commands and outcomes. Malformed input (bad decimal strings, missing
-//! fields) is refused here with a `ConvertError`, before it reaches Raft.
+//! commands, outcomes and views: the only place the proto meets the engine.
+//! Malformed input (bad decimal strings, missing fields) is refused here
+//! with a `ConvertError`, before it reaches Raft. An amount string becomes
+//! an exact decimal here, once (never rounded); the engine turns it into
+//! minor units of its asset's scale, which only the replicated state knows.
 
 use rust_decimal::Decimal;
 use tally_ledger as ledger;
@@ -68,44 +71,50 @@ pub fn envelope(cmd: &pb::Command) -> Result<ledger::Envelope, ConvertError> {
     let body = cmd.body.as_ref().ok_or(ConvertError::Missing {
         field: "command.body",
     })?;
-    let command = match body {
-        Body::CreateAsset(c) => ledger::Command::CreateAsset {
+    let command: ledger::Command = match body {
+        Body::CreateAsset(c) => ledger::CreateAsset {
             symbol: c.symbol.clone(),
             scale: c.scale,
-        },
-        Body::CreateAccount(c) => ledger::Command::CreateAccount { account: c.account },
-        Body::Deposit(c) => ledger::Command::Deposit {
+        }
+        .into(),
+        Body::CreateAccount(c) => ledger::CreateAccount { account: c.account }.into(),
+        Body::Deposit(c) => ledger::Deposit {
             account: c.account,
             asset: c.asset.clone(),
             amount: decimal("amount", &c.amount)?,
-        },
-        Body::Withdraw(c) => ledger::Command::Withdraw {
+        }
+        .into(),
+        Body::Withdraw(c) => ledger::Withdraw {
             account: c.account,
             asset: c.asset.clone(),
             amount: decimal("amount", &c.amount)?,
-        },
-        Body::Lock(c) => ledger::Command::Lock {
+        }
+        .into(),
+        Body::Lock(c) => ledger::Lock {
             hold: c.hold,
             account: c.account,
             asset: c.asset.clone(),
             amount: decimal("amount", &c.amount)?,
-        },
-        Body::Release(c) => ledger::Command::Release { hold: c.hold },
-        Body::Fill(c) => ledger::Command::Fill {
+        }
+        .into(),
+        Body::Release(c) => ledger::Release { hold: c.hold }.into(),
+        Body::Fill(c) => ledger::Fill {
             buy_hold: c.buy_hold,
             sell_hold: c.sell_hold,
             base_amount: decimal("base_amount", &c.base_amount)?,
             price: decimal("price", &c.price)?,
             buyer_fee: fee("buyer_fee", &c.buyer_fee)?,
             seller_fee: fee("seller_fee", &c.seller_fee)?,
-        },
-        Body::Transfer(c) => ledger::Command::Transfer {
+        }
+        .into(),
+        Body::Transfer(c) => ledger::Transfer {
             from: c.from,
             to: c.to,
             asset: c.asset.clone(),
             amount: decimal("amount", &c.amount)?,
-        },
-        Body::CreateMarket(c) => ledger::Command::CreateMarket {
+        }
+        .into(),
+        Body::CreateMarket(c) => ledger::CreateMarket {
             market: c.market.clone(),
             base: c.base.clone(),
             settle_asset: c.settle_asset.clone(),
@@ -128,21 +137,25 @@ pub fn envelope(cmd: &pb::Command) -> Result<ledger::Envelope, ConvertError> {
                 .collect::<Result<_, ConvertError>>()?,
             liquidation_fee_rate: fee("liquidation_fee_rate", &c.liquidation_fee_rate)?,
             funding_interval_ms: c.funding_interval_ms,
-        },
-        Body::SetMarketPaused(c) => ledger::Command::SetMarketPaused {
+        }
+        .into(),
+        Body::SetMarketPaused(c) => ledger::SetMarketPaused {
             market: c.market.clone(),
             paused: c.paused,
-        },
-        Body::SetMarkPrice(c) => ledger::Command::SetMarkPrice {
+        }
+        .into(),
+        Body::SetMarkPrice(c) => ledger::SetMarkPrice {
             market: c.market.clone(),
             price: decimal("price", &c.price)?,
-        },
-        Body::ApplyFunding(c) => ledger::Command::ApplyFunding {
+        }
+        .into(),
+        Body::ApplyFunding(c) => ledger::ApplyFunding {
             market: c.market.clone(),
             rate: decimal("rate", &c.rate)?,
             funding_time_ms: c.funding_time_ms,
-        },
-        Body::PerpFill(c) => ledger::Command::PerpFill {
+        }
+        .into(),
+        Body::PerpFill(c) => ledger::PerpFill {
             market: c.market.clone(),
             buyer: c.buyer,
             seller: c.seller,
@@ -150,12 +163,14 @@ pub fn envelope(cmd: &pb::Command) -> Result<ledger::Envelope, ConvertError> {
             price: decimal("price", &c.price)?,
             buyer_fee: fee("buyer_fee", &c.buyer_fee)?,
             seller_fee: fee("seller_fee", &c.seller_fee)?,
-        },
+        }
+        .into(),
         // The bounds are the engine's (INVALID_DEDUP_WINDOW): a replicated,
         // remembered rejection like any other.
-        Body::SetDedupWindow(c) => ledger::Command::SetDedupWindow {
+        Body::SetDedupWindow(c) => ledger::SetDedupWindow {
             window_ms: c.window_ms,
-        },
+        }
+        .into(),
     };
     Ok(ledger::Envelope {
         command_id: ledger::CommandId(cmd.command_id.clone()),
@@ -540,11 +555,11 @@ mod tests {
             })),
         };
         match envelope(&cmd).unwrap().command {
-            ledger::Command::CreateMarket {
+            ledger::Command::CreateMarket(ledger::CreateMarket {
                 brackets,
                 liquidation_fee_rate,
                 ..
-            } => {
+            }) => {
                 assert_eq!(brackets[0].notional_floor, Decimal::ZERO);
                 assert_eq!(liquidation_fee_rate, Decimal::ZERO);
             }
@@ -572,7 +587,7 @@ mod tests {
         };
         assert!(matches!(
             envelope(&funding).unwrap().command,
-            ledger::Command::ApplyFunding { rate, .. } if rate == Decimal::new(-1, 4)
+            ledger::Command::ApplyFunding(ledger::ApplyFunding { rate, .. }) if rate == Decimal::new(-1, 4)
         ));
     }
 
@@ -587,7 +602,7 @@ mod tests {
         };
         assert_eq!(
             envelope(&cmd).unwrap().command,
-            ledger::Command::SetDedupWindow { window_ms: 60_000 }
+            ledger::Command::SetDedupWindow(ledger::SetDedupWindow { window_ms: 60_000 })
         );
         let event = event_to_pb(&ledger::Event::DedupWindowSet { window_ms: 60_000 });
         assert_eq!(
