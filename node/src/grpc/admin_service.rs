@@ -17,8 +17,8 @@ use tally_proto::v1::{
 };
 use tonic::{Code, Request, Response, Status};
 
+use crate::ctx::NodeCtx;
 use crate::grpc::status::{invalid, not_leader, status};
-use crate::node::NodeCtx;
 use crate::raft::types::{Node, TypeConfig};
 
 /// How long `promote` waits for a learner to catch up before giving up.
