@@ -2,16 +2,20 @@
 //! run against Tally's RocksDB log store and state machine, each case on a
 //! fresh database in its own temp dir. One test per suite case (so a failure
 //! names the case), plus `whole_suite` running `Suite::test_all`, which also
-//! covers any case a later openraft adds to the list.
+//! covers any case a later openraft adds to the list. At the end, two checks
+//! of the log reader's documented contract that no suite case exercises.
 
-use openraft::StorageError;
+use futures::StreamExt;
+use openraft::storage::{IOFlushed, RaftLogStorage};
+use openraft::testing::blank_ent;
 use openraft::testing::log::{StoreBuilder, Suite};
 use openraft::type_config::TypeConfigExt;
+use openraft::{RaftLogReader, StorageError};
 use tally_ledger::LedgerConfig;
-use tally_node::raft::log_store::LogStore;
+use tally_node::raft::log_store::{LogStore, MAX_READ_ENTRIES};
 use tally_node::raft::state_machine::StateMachineStore;
-use tally_node::raft::types::TypeConfig;
-use tally_node::storage::open_db;
+use tally_node::raft::types::{Entry, TypeConfig};
+use tally_node::storage::{CF_LOG, cf, open_db};
 use tempfile::TempDir;
 
 /// Opens a fresh RocksDB (as a node does, under `<dir>/db`) and the log
@@ -104,4 +108,86 @@ async fn transfer_snapshot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_suite() {
     TallySuite::test_all(RocksBuilder).await.expect("suite");
+}
+
+// ---- The log reader's contract beyond the suite's cases ----
+//
+// `RaftLogReader::try_get_log_entries` must return every entry of the range
+// that the log holds (only `limited_get_log_entries` may stop early), and a
+// hole inside the range must be an error. openraft's state-machine worker
+// applies a committed range read through it (`entries_stream`) and takes
+// the range as applied.
+
+fn blank_entries(indexes: std::ops::RangeInclusive<u64>) -> Vec<Entry> {
+    indexes.map(|i| blank_ent::<TypeConfig>(1, 1, i)).collect()
+}
+
+fn indexes(entries: &[Entry]) -> Vec<u64> {
+    entries.iter().map(|e| e.log_id.index).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_longer_than_the_replication_read_limit_is_read_whole_and_applied_whole() {
+    let (_dir, mut log, _sm) = RocksBuilder.build().await.expect("open store");
+    let n = MAX_READ_ENTRIES as u64 + 10;
+    log.append(blank_entries(1..=n), IOFlushed::noop())
+        .await
+        .expect("append");
+    let mut reader = log.get_log_reader().await;
+    // (Compared as counts and ends: a failure should not print 100,000 indexes.)
+    let span = |entries: &[Entry]| {
+        let got = indexes(entries);
+        let contiguous = got.windows(2).all(|w| w[1] == w[0] + 1);
+        (
+            got.len() as u64,
+            got.first().copied(),
+            got.last().copied(),
+            contiguous,
+        )
+    };
+    let all = reader.try_get_log_entries(1..=n).await.expect("read");
+    assert_eq!(span(&all), (n, Some(1), Some(n), true));
+    let streamed = reader.entries_stream(1..n + 1).await.count().await;
+    assert_eq!(streamed as u64, n, "entries the state machine would apply");
+    // Replication reads stay bounded, from the start of the range.
+    let limited = reader
+        .limited_get_log_entries(1, n + 1)
+        .await
+        .expect("limited read");
+    let max = MAX_READ_ENTRIES as u64;
+    assert_eq!(span(&limited), (max, Some(1), Some(max), true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hole_inside_the_range_is_an_error_and_purged_entries_are_not() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = open_db(dir.path()).expect("open db");
+    let mut log = LogStore::new(db.clone()).expect("log store");
+    log.append(blank_entries(1..=10), IOFlushed::noop())
+        .await
+        .expect("append");
+    log.purge(blank_ent::<TypeConfig>(1, 1, 2).log_id)
+        .await
+        .expect("purge");
+    let mut reader = log.get_log_reader().await;
+    // Purged entries at the start of the range are simply absent.
+    let got = reader.try_get_log_entries(0..=10).await.expect("read");
+    assert_eq!(indexes(&got), (3..=10).collect::<Vec<_>>());
+    // Entry 6 lost from the middle (log keys are big-endian indexes).
+    db.delete_cf(cf(&db, CF_LOG).expect("log cf"), 6u64.to_be_bytes())
+        .expect("delete");
+    let err = match reader.try_get_log_entries(3..=10).await {
+        Ok(got) => panic!("a hole must not be skipped: got {:?}", indexes(&got)),
+        Err(e) => e,
+    };
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidData, "{err}");
+    assert_eq!(
+        indexes(
+            &reader
+                .try_get_log_entries(3..6)
+                .await
+                .expect("before the hole")
+        ),
+        vec![3, 4, 5]
+    );
 }
