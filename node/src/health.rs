@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::node::NodeCtx;
+use crate::ctx::NodeCtx;
 
 /// Largest HTTP request head read, in bytes; anything longer is answered 400.
 const MAX_REQUEST_BYTES: usize = 4096;

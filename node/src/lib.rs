@@ -1,16 +1,32 @@
 //! Tally node: the replicated shell around the pure ledger engine
 //! (`tally-ledger`). Raft via openraft on RocksDB, gRPC services via tonic.
 //!
-//! Layout: `storage` (RocksDB column families, identity), `raft` (openraft
-//! glue: log store, state machine, network, types), `writer` (group commit),
-//! `grpc` (one file per service, and `grpc::convert`: proto <-> engine), `node`
-//! (wiring and read barriers), `cli` (the `tallyd` command line).
+//! Layout, by responsibility (each module depends only on those listed
+//! before it, so there are no import cycles):
+//! - `codec`, `storage` (RocksDB column families, identity check), `raft`
+//!   (openraft glue: types, log store, state machine, network), `writer`
+//!   (group commit): the building blocks;
+//! - `config`: [`config::NodeConfig`], what a node is started with;
+//! - `ctx`: [`ctx::NodeCtx`], the state the services share (Raft handle,
+//!   writer, state machine, leader contact, peer channels) and what is read
+//!   off it directly (metrics, leader address, node status, state hash);
+//! - `reads`: the read barriers per consistency level, failing with the
+//!   typed [`reads::ReadError`];
+//! - `grpc` (one file per service; `grpc::convert` turns proto messages
+//!   into engine commands and back; `grpc::status` is the only place errors
+//!   become `tonic::Status` with their `tally-reason`) and `health`: the
+//!   edges, built on `ctx` and `reads`;
+//! - `node`: the bootstrap that opens storage, starts Raft and mounts the
+//!   services; `cli`: the `tallyd` command line on top of it.
 
 pub mod cli;
 pub mod codec;
+pub mod config;
+pub mod ctx;
 pub mod grpc;
 pub mod health;
 pub mod node;
 pub mod raft;
+pub mod reads;
 pub mod storage;
 pub mod writer;

@@ -1,317 +1,30 @@
-//! One Tally node: opens storage (after the data-dir identity check), starts
-//! openraft, the group-commit writer and the gRPC server, and serves until
-//! shutdown. Also owns the read barriers for each consistency level.
+//! Bootstrap of one Tally node: opens storage (after the data-dir identity
+//! check), starts openraft, the group-commit writer, the health endpoints and
+//! the gRPC server with every service mounted, and serves until shutdown.
+//! The services' shared state is `ctx`, the read barriers are `reads`.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use openraft::async_runtime::WatchReceiver;
-use openraft::{Config, ReadPolicy, ServerState, SnapshotPolicy};
-use rocksdb::DB;
-use tally_ledger::LedgerConfig;
+use openraft::{Config, SnapshotPolicy};
 use tally_proto::v1::admin_server::AdminServer;
 use tally_proto::v1::ledger_server::LedgerServer;
-use tally_proto::v1::raft_client::RaftClient;
 use tally_proto::v1::raft_server::RaftServer;
-use tally_proto::v1::{NodeStatus, ReadConsistency, ReadIndexRequest, ReadOptions};
-use tokio::sync::watch;
-use tonic::transport::Channel;
-use tonic::{Code, Status};
 
+/// The node's configuration, re-exported for callers of [`start`].
+pub use crate::config::NodeConfig;
+use crate::ctx::NodeCtx;
 use crate::grpc::admin_service::AdminService;
 use crate::grpc::ledger_service::LedgerService;
 use crate::grpc::raft_service::RaftService;
-use crate::grpc::status::{not_leader, status};
 use crate::raft::log_store::LogStore;
-use crate::raft::network::{
-    CLUSTER_METADATA_KEY, MAX_RAFT_MESSAGE_BYTES, NetworkFactory, lazy_channel,
-};
-use crate::raft::state_machine::{SharedState, StateMachineStore};
-use crate::raft::types::{NodeId, Raft};
+use crate::raft::network::{MAX_RAFT_MESSAGE_BYTES, NetworkFactory};
+use crate::raft::state_machine::StateMachineStore;
+use crate::raft::types::Raft;
 use crate::storage::{self, identity};
 use crate::writer::Writer;
 
-/// Longest a read waits for this node to apply far enough.
-pub const READ_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// Largest client gRPC message (16 MiB): bounds a SubmitBatch request.
 pub const MAX_CLIENT_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
-
-/// Everything a node needs to start.
-#[derive(Clone, Debug)]
-pub struct NodeConfig {
-    pub node_id: NodeId,
-    pub cluster_id: String,
-    /// Address to bind the gRPC server to.
-    pub listen_addr: SocketAddr,
-    /// Address other nodes and clients use to reach this node.
-    pub advertise_addr: String,
-    /// Address for the HTTP health/metrics endpoint (`/healthz`, `/readyz`, `/metrics`), if any.
-    pub http_addr: Option<SocketAddr>,
-    pub data_dir: PathBuf,
-    pub heartbeat_interval_ms: u64,
-    pub election_timeout_min_ms: u64,
-    pub election_timeout_max_ms: u64,
-    /// Take a snapshot after this many log entries since the last one.
-    pub snapshot_every_entries: u64,
-    /// Log entries kept after a snapshot (for followers slightly behind).
-    pub keep_entries_after_snapshot: u64,
-    pub ledger: LedgerConfig,
-}
-
-impl NodeConfig {
-    pub fn new(
-        node_id: NodeId,
-        cluster_id: &str,
-        listen_addr: SocketAddr,
-        data_dir: PathBuf,
-    ) -> Self {
-        NodeConfig {
-            node_id,
-            cluster_id: cluster_id.to_string(),
-            listen_addr,
-            advertise_addr: listen_addr.to_string(),
-            http_addr: None,
-            data_dir,
-            heartbeat_interval_ms: 100,
-            election_timeout_min_ms: 400,
-            election_timeout_max_ms: 800,
-            snapshot_every_entries: 20_000,
-            keep_entries_after_snapshot: 1_000,
-            ledger: LedgerConfig::default(),
-        }
-    }
-}
-
-/// When this node last heard from a leader, and the leader's commit index then.
-#[derive(Default)]
-pub struct LeaderContact {
-    last: Mutex<Option<Instant>>,
-    leader_commit: AtomicU64,
-}
-
-impl LeaderContact {
-    pub fn heard(&self, leader_commit: u64) {
-        if let Ok(mut last) = self.last.lock() {
-            *last = Some(Instant::now());
-        }
-        self.leader_commit
-            .fetch_max(leader_commit, Ordering::Relaxed);
-    }
-
-    fn since_ms(&self) -> Option<u64> {
-        self.last
-            .lock()
-            .ok()
-            .and_then(|l| l.map(|t| t.elapsed().as_millis() as u64))
-    }
-}
-
-/// State shared by the gRPC services of one node.
-pub struct NodeCtx {
-    pub config: NodeConfig,
-    pub raft: Raft,
-    pub writer: Writer,
-    pub state: SharedState,
-    pub applied: watch::Receiver<u64>,
-    pub db: Arc<DB>,
-    pub leader_contact: LeaderContact,
-    channels: Mutex<HashMap<String, Channel>>,
-    /// (applied index, hex state hash): hashing walks the whole ledger, so it
-    /// is done at most once per applied index however often status is asked.
-    hash_cache: Mutex<(u64, String)>,
-}
-
-impl NodeCtx {
-    /// A snapshot of this node's Raft metrics (role, term, log indexes, membership, replication).
-    pub fn metrics(&self) -> openraft::RaftMetrics<crate::raft::types::TypeConfig> {
-        self.raft.metrics().borrow_watched().clone()
-    }
-
-    /// The current leader's address, if known.
-    pub fn leader_addr(&self) -> Option<String> {
-        let m = self.metrics();
-        let leader = m.current_leader?;
-        m.membership_config
-            .membership()
-            .get_node(&leader)
-            .map(|n| n.addr.clone())
-    }
-
-    /// A cached lazy channel to another node.
-    pub fn peer_channel(&self, addr: &str) -> Result<Channel, String> {
-        let mut map = self
-            .channels
-            .lock()
-            .map_err(|_| "channel cache poisoned".to_string())?;
-        if let Some(c) = map.get(addr) {
-            return Ok(c.clone());
-        }
-        let c = lazy_channel(addr, Duration::from_millis(500))
-            .map_err(|e| format!("bad address {addr}: {e}"))?;
-        map.insert(addr.to_string(), c.clone());
-        Ok(c)
-    }
-
-    async fn wait_applied(&self, index: u64, reason: &str) -> Result<(), Status> {
-        let mut rx = self.applied.clone();
-        match tokio::time::timeout(READ_WAIT_TIMEOUT, rx.wait_for(|&applied| applied >= index))
-            .await
-        {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(_)) => Err(Status::unavailable("node shutting down")),
-            Err(_) => Err(status(
-                Code::DeadlineExceeded,
-                reason,
-                format!(
-                    "node {} has not applied index {index} within {} ms (applied {})",
-                    self.config.node_id,
-                    READ_WAIT_TIMEOUT.as_millis(),
-                    *self.applied.borrow()
-                ),
-            )),
-        }
-    }
-
-    /// Returns once a read at `opts` may be served from this node's state.
-    pub async fn read_barrier(&self, opts: &ReadOptions) -> Result<(), Status> {
-        match ReadConsistency::try_from(opts.consistency).unwrap_or(ReadConsistency::Linearizable) {
-            ReadConsistency::Linearizable => {
-                if self.raft.is_leader() {
-                    return match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-                        Ok(_) => Ok(()),
-                        Err(_) => Err(not_leader(self.leader_addr().as_deref())),
-                    };
-                }
-                // Follower read: ask the leader for its read index, then wait to apply it.
-                let leader = self.leader_addr().ok_or_else(|| not_leader(None))?;
-                let channel = self
-                    .peer_channel(&leader)
-                    .map_err(|e| status(Code::Unavailable, "NO_LEADER", e))?;
-                let mut req = tonic::Request::new(ReadIndexRequest {});
-                req.set_timeout(READ_WAIT_TIMEOUT);
-                if let Ok(v) = self.config.cluster_id.parse() {
-                    req.metadata_mut().insert(CLUSTER_METADATA_KEY, v);
-                }
-                let read_index = RaftClient::new(channel)
-                    .read_index(req)
-                    .await
-                    .map_err(|s| {
-                        status(
-                            Code::Unavailable,
-                            "NOT_LEADER",
-                            format!("read index from leader {leader}: {}", s.message()),
-                        )
-                    })?
-                    .into_inner()
-                    .read_index;
-                self.wait_applied(read_index, "READ_INDEX_NOT_APPLIED")
-                    .await
-            }
-            ReadConsistency::AtLeastIndex => {
-                self.wait_applied(opts.min_index, "INDEX_NOT_REACHED").await
-            }
-            ReadConsistency::Bounded => {
-                if self.raft.is_leader() {
-                    return Ok(());
-                }
-                let applied = *self.applied.borrow();
-                let lag_entries = self
-                    .leader_contact
-                    .leader_commit
-                    .load(Ordering::Relaxed)
-                    .saturating_sub(applied);
-                let since_ms = self.leader_contact.since_ms();
-                if opts.max_lag_entries > 0 && lag_entries > opts.max_lag_entries {
-                    return Err(status(
-                        Code::FailedPrecondition,
-                        "STALE_REPLICA",
-                        format!(
-                            "node {} lags {lag_entries} entries (bound {})",
-                            self.config.node_id, opts.max_lag_entries
-                        ),
-                    ));
-                }
-                if opts.max_lag_ms > 0 && since_ms.is_none_or(|ms| ms > opts.max_lag_ms) {
-                    return Err(status(
-                        Code::FailedPrecondition,
-                        "STALE_REPLICA",
-                        format!(
-                            "node {} last heard from a leader {} ago (bound {} ms)",
-                            self.config.node_id,
-                            since_ms
-                                .map(|m| format!("{m} ms"))
-                                .unwrap_or("never".into()),
-                            opts.max_lag_ms
-                        ),
-                    ));
-                }
-                Ok(())
-            }
-        }
-    }
-
-    /// The state hash at the current applied index, computed once per index.
-    pub fn state_hash_cached(&self) -> (String, u64) {
-        let applied = *self.applied.borrow();
-        if let Ok(cache) = self.hash_cache.lock()
-            && cache.0 == applied
-            && !cache.1.is_empty()
-        {
-            return (cache.1.clone(), applied);
-        }
-        let (hash, applied) = match self.state.read() {
-            Ok(st) => (hex::encode(st.ledger.state_hash()), st.applied_index()),
-            Err(_) => return (String::new(), 0),
-        };
-        if let Ok(mut cache) = self.hash_cache.lock() {
-            *cache = (applied, hash.clone());
-        }
-        (hash, applied)
-    }
-
-    /// This node's own status.
-    pub fn node_status(&self) -> NodeStatus {
-        let m = self.metrics();
-        let voter = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == self.config.node_id);
-        let role = match m.state {
-            ServerState::Leader => "leader",
-            ServerState::Follower => "follower",
-            ServerState::Candidate => "candidate",
-            ServerState::Learner => "learner",
-            ServerState::Shutdown => "shutdown",
-        };
-        let (hash, applied) = self.state_hash_cached();
-        NodeStatus {
-            node_id: self.config.node_id,
-            addr: self.config.advertise_addr.clone(),
-            role: role.into(),
-            term: m.current_term,
-            leader_id: m.current_leader.unwrap_or(0),
-            has_leader: m.current_leader.is_some(),
-            last_log_index: m.last_log_index.unwrap_or(0),
-            applied_index: applied,
-            committed_index: m.local_committed.as_ref().map(|l| l.index).unwrap_or(0),
-            snapshot_index: m.snapshot.as_ref().map(|l| l.index).unwrap_or(0),
-            purged_index: m.purged.as_ref().map(|l| l.index).unwrap_or(0),
-            cluster_id: self.config.cluster_id.clone(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            state_hash: hash,
-            data_size_bytes: storage::data_size_bytes(&self.db),
-            matched_index: 0,
-            voter,
-            error: String::new(),
-        }
-    }
-}
 
 /// A started node: its context and the server task.
 pub struct RunningNode {
@@ -360,17 +73,14 @@ pub async fn start(
     )
     .await?;
     let writer = Writer::start(raft.clone());
-    let ctx = Arc::new(NodeCtx {
-        config: config.clone(),
-        raft: raft.clone(),
+    let ctx = Arc::new(NodeCtx::new(
+        config.clone(),
+        raft.clone(),
         writer,
         state,
         applied,
         db,
-        leader_contact: LeaderContact::default(),
-        channels: Mutex::new(HashMap::new()),
-        hash_cache: Mutex::new((0, String::new())),
-    });
+    ));
     let ledger = LedgerServer::new(LedgerService { ctx: ctx.clone() })
         .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES);

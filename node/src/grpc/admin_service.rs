@@ -1,12 +1,16 @@
 //! The public `tally.v1.Admin` service: cluster init, membership changes and
-//! status. Membership changes run on the leader, one at a time.
+//! status. Membership changes run on the leader, one at a time. Operations
+//! that wait for the cluster to get somewhere (a learner catching up, a
+//! leadership transfer, a snapshot, a purge) wait on openraft's metrics
+//! with its `Wait` API, each with its own timeout.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use openraft::ChangeMembers;
 use openraft::errors::{ClientWriteError, InitializeError, RaftError};
+use openraft::metrics::WaitError;
+use openraft::{ChangeMembers, RaftMetrics};
 use tally_proto::v1::admin_client::AdminClient;
 use tally_proto::v1::admin_server::Admin as AdminRpc;
 use tally_proto::v1::{
@@ -17,8 +21,8 @@ use tally_proto::v1::{
 };
 use tonic::{Code, Request, Response, Status};
 
+use crate::ctx::NodeCtx;
 use crate::grpc::status::{invalid, not_leader, status};
-use crate::node::NodeCtx;
 use crate::raft::types::{Node, TypeConfig};
 
 /// How long `promote` waits for a learner to catch up before giving up.
@@ -38,7 +42,41 @@ pub struct AdminService {
     pub membership_lock: tokio::sync::Mutex<()>,
 }
 
+/// How far `id` has replicated, per the leader's replication metrics (0: unknown).
+fn matched_index(m: &RaftMetrics<TypeConfig>, id: u64) -> u64 {
+    m.replication
+        .as_ref()
+        .and_then(|r| r.get(&id).cloned().flatten())
+        .map(|l| l.index)
+        .unwrap_or(0)
+}
+
+/// Whether learner `id` is close enough to the leader's log to be promoted.
+fn caught_up(m: &RaftMetrics<TypeConfig>, id: u64) -> bool {
+    let matched = matched_index(m, id);
+    matched > 0 && m.last_log_index.unwrap_or(0).saturating_sub(matched) <= PROMOTE_MAX_LAG_ENTRIES
+}
+
 impl AdminService {
+    /// Waits until this node's Raft metrics satisfy `done`, for at most
+    /// `timeout`: `Ok(Some(metrics))` once they do, `Ok(None)` on timeout.
+    async fn wait_for(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&RaftMetrics<TypeConfig>) -> bool + Send,
+        what: &str,
+    ) -> Result<Option<RaftMetrics<TypeConfig>>, Status> {
+        match self.ctx.raft.wait(Some(timeout)).metrics(done, what).await {
+            Ok(m) => Ok(Some(m)),
+            Err(WaitError::Timeout(..)) => Ok(None),
+            Err(e @ WaitError::ShuttingDown) => Err(status(
+                Code::Unavailable,
+                "RAFT_ERROR",
+                format!("{e} (while waiting: {what})"),
+            )),
+        }
+    }
+
     fn require_leader(&self) -> Result<(), Status> {
         if self.ctx.raft.is_leader() {
             Ok(())
@@ -142,27 +180,21 @@ impl AdminService {
             ));
         }
         // Wait for the learner to catch up so the new voter does not stall commits.
-        let start = Instant::now();
-        loop {
-            let metrics = self.ctx.metrics();
-            let last = metrics.last_log_index.unwrap_or(0);
-            let matched = metrics
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(&id).cloned().flatten())
-                .map(|l| l.index)
-                .unwrap_or(0);
-            if matched > 0 && last.saturating_sub(matched) <= PROMOTE_MAX_LAG_ENTRIES {
-                break;
-            }
-            if start.elapsed() > PROMOTE_CATCH_UP_TIMEOUT {
-                return Err(status(
-                    Code::DeadlineExceeded,
-                    "LEARNER_LAGGING",
-                    format!("node {id} is at {matched}, leader at {last}; still catching up"),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        let ready = self
+            .wait_for(
+                PROMOTE_CATCH_UP_TIMEOUT,
+                |m| caught_up(m, id),
+                &format!("learner {id} catching up"),
+            )
+            .await?;
+        if ready.is_none() {
+            let m = self.ctx.metrics();
+            let (matched, last) = (matched_index(&m, id), m.last_log_index.unwrap_or(0));
+            return Err(status(
+                Code::DeadlineExceeded,
+                "LEARNER_LAGGING",
+                format!("node {id} is at {matched}, leader at {last}; still catching up"),
+            ));
         }
         self.change(ChangeMembers::AddVoterIds(BTreeSet::from([id])))
             .await
@@ -381,12 +413,7 @@ impl AdminRpc for AdminService {
         // openraft stops this leader's writes as soon as a transfer starts: only hand over to a
         // target that is reachable and nearly caught up, or writes stall until an election.
         let last = metrics.last_log_index.unwrap_or(0);
-        let matched = metrics
-            .replication
-            .as_ref()
-            .and_then(|r| r.get(&to).cloned().flatten())
-            .map(|l| l.index)
-            .unwrap_or(0);
+        let matched = matched_index(&metrics, to);
         if last.saturating_sub(matched) > PROMOTE_MAX_LAG_ENTRIES {
             return Err(status(
                 Code::FailedPrecondition,
@@ -416,27 +443,27 @@ impl AdminRpc for AdminService {
             .transfer_leader(to)
             .await
             .map_err(|e| status(Code::Unavailable, "RAFT_ERROR", e.to_string()))?;
-        let start = Instant::now();
-        loop {
-            let m = self.ctx.metrics();
-            if m.current_leader == Some(to) {
-                return Ok(Response::new(TransferLeaderResponse {
-                    leader_id: to,
-                    term: m.current_term,
-                }));
-            }
-            if start.elapsed() > TRANSFER_TIMEOUT {
-                return Err(status(
-                    Code::DeadlineExceeded,
-                    "TRANSFER_TIMEOUT",
-                    format!(
-                        "node {to} did not take leadership within {} ms (leader now {:?})",
-                        TRANSFER_TIMEOUT.as_millis(),
-                        m.current_leader
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let took_over = self
+            .wait_for(
+                TRANSFER_TIMEOUT,
+                |m| m.current_leader == Some(to),
+                &format!("node {to} taking leadership"),
+            )
+            .await?;
+        match took_over {
+            Some(m) => Ok(Response::new(TransferLeaderResponse {
+                leader_id: to,
+                term: m.current_term,
+            })),
+            None => Err(status(
+                Code::DeadlineExceeded,
+                "TRANSFER_TIMEOUT",
+                format!(
+                    "node {to} did not take leadership within {} ms (leader now {:?})",
+                    TRANSFER_TIMEOUT.as_millis(),
+                    self.ctx.metrics().current_leader
+                ),
+            )),
         }
     }
 
@@ -458,28 +485,27 @@ impl AdminRpc for AdminService {
             .snapshot()
             .await
             .map_err(|e| status(Code::Unavailable, "RAFT_ERROR", e.to_string()))?;
-        let start = Instant::now();
-        loop {
-            let now = self
-                .ctx
-                .metrics()
-                .snapshot
-                .as_ref()
-                .map(|l| l.index)
-                .unwrap_or(0);
-            if now > before || (now >= applied && now > 0) {
-                return Ok(Response::new(SnapshotResponse {
-                    snapshot_index: now,
-                }));
-            }
-            if start.elapsed() > SNAPSHOT_TIMEOUT {
-                return Err(status(
-                    Code::DeadlineExceeded,
-                    "SNAPSHOT_TIMEOUT",
-                    "snapshot not finished in time; it may still complete",
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+        let snapshot_index =
+            |m: &RaftMetrics<TypeConfig>| m.snapshot.as_ref().map(|l| l.index).unwrap_or(0);
+        let built = self
+            .wait_for(
+                SNAPSHOT_TIMEOUT,
+                |m| {
+                    let now = snapshot_index(m);
+                    now > before || (now >= applied && now > 0)
+                },
+                "snapshot",
+            )
+            .await?;
+        match built {
+            Some(m) => Ok(Response::new(SnapshotResponse {
+                snapshot_index: snapshot_index(&m),
+            })),
+            None => Err(status(
+                Code::DeadlineExceeded,
+                "SNAPSHOT_TIMEOUT",
+                "snapshot not finished in time; it may still complete",
+            )),
         }
     }
 
@@ -501,23 +527,21 @@ impl AdminRpc for AdminService {
             .purge_log(snapshot)
             .await
             .map_err(|e| status(Code::Unavailable, "RAFT_ERROR", e.to_string()))?;
-        let start = Instant::now();
-        loop {
-            let purged = self
-                .ctx
-                .metrics()
-                .purged
-                .as_ref()
-                .map(|l| l.index)
-                .unwrap_or(0);
-            if purged >= snapshot || start.elapsed() > SNAPSHOT_TIMEOUT {
-                return Ok(Response::new(CompactResponse {
-                    purged_index: purged,
-                    snapshot_index: snapshot,
-                }));
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let purged_index =
+            |m: &RaftMetrics<TypeConfig>| m.purged.as_ref().map(|l| l.index).unwrap_or(0);
+        // On timeout the answer is how far the purge got by then.
+        let purged = self
+            .wait_for(
+                SNAPSHOT_TIMEOUT,
+                |m| purged_index(m) >= snapshot,
+                &format!("purge up to {snapshot}"),
+            )
+            .await?
+            .unwrap_or_else(|| self.ctx.metrics());
+        Ok(Response::new(CompactResponse {
+            purged_index: purged_index(&purged),
+            snapshot_index: snapshot,
+        }))
     }
 
     async fn get_node_status(
@@ -553,12 +577,7 @@ impl AdminRpc for AdminService {
             }
             let ctx = self.ctx.clone();
             let is_voter = voters.contains(id);
-            let matched = metrics
-                .replication
-                .as_ref()
-                .and_then(|r| r.get(id).cloned().flatten())
-                .map(|l| l.index)
-                .unwrap_or(0);
+            let matched = matched_index(&metrics, *id);
             probes.push(tokio::spawn(async move {
                 let mut st = if member.node_id == ctx.config.node_id {
                     ctx.node_status()

@@ -16,11 +16,12 @@ use tally_proto::v1::{
 };
 use tonic::{Code, Request, Response, Status};
 
+use crate::ctx::NodeCtx;
 use crate::grpc::convert;
-use crate::grpc::status::{invalid, not_leader, status};
-use crate::node::NodeCtx;
+use crate::grpc::status::{invalid, not_leader, read_error, status};
 use crate::raft::state_machine::SmState;
 use crate::raft::types::EncodedCommands;
+use crate::reads::ReadLevel;
 use crate::writer::WriteError;
 
 /// Metadata marking a write that must not be forwarded (a client asking for a leader hint, or a write already forwarded once).
@@ -141,8 +142,8 @@ impl LedgerService {
         opts: Option<ReadOptions>,
         read: impl FnOnce(&SmState) -> Result<T, Status>,
     ) -> Result<(T, u64), Status> {
-        let opts = opts.unwrap_or_default();
-        self.ctx.read_barrier(&opts).await?;
+        let level = ReadLevel::from(&opts.unwrap_or_default());
+        self.ctx.read_barrier(level).await.map_err(read_error)?;
         let st = self
             .ctx
             .state

@@ -13,8 +13,8 @@ use tally_proto::v1::{RaftPayload, ReadIndexRequest, ReadIndexResponse, Snapshot
 use tonic::{Code, Request, Response, Status, Streaming};
 
 use crate::codec;
+use crate::ctx::NodeCtx;
 use crate::grpc::status::{invalid, not_leader, status};
-use crate::node::NodeCtx;
 use crate::raft::network::CLUSTER_METADATA_KEY;
 use crate::raft::types::{Snapshot, SnapshotMeta, TypeConfig, Vote};
 

@@ -32,8 +32,10 @@ const KEY_VOTE: &[u8] = b"vote";
 const KEY_COMMITTED: &[u8] = b"committed";
 const KEY_LAST_PURGED: &[u8] = b"last_purged";
 
-/// Largest number of entries returned by one read of the log (bounds memory
-/// when a far-behind follower is replicated to).
+/// Largest number of entries returned by one `limited_get_log_entries` (the
+/// replication read: bounds memory when a far-behind follower is replicated
+/// to). `try_get_log_entries` must return its whole range (openraft applies
+/// a committed range read through it), so it has no limit.
 pub const MAX_READ_ENTRIES: usize = 100_000;
 
 /// Version of the log record layout (see the module docs). Version 1 was a
@@ -188,12 +190,14 @@ impl LogStore {
             }
         }
     }
-}
 
-impl RaftLogReader<TypeConfig> for LogStore {
-    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
-        &mut self,
-        range: RB,
+    /// The stored entries of `range` in order, at most `limit` of them. An
+    /// index missing between two stored entries is corruption: an error, not
+    /// a shorter answer.
+    fn read_entries(
+        &self,
+        range: impl RangeBounds<u64>,
+        limit: usize,
     ) -> Result<Vec<Entry>, io::Error> {
         let start = match range.start_bound() {
             Bound::Included(x) => *x,
@@ -209,8 +213,16 @@ impl RaftLogReader<TypeConfig> for LogStore {
         {
             let (key, value) = item.map_err(io::Error::other)?;
             let index = key_index(&key)?;
-            if !range.contains(&index) || entries.len() >= MAX_READ_ENTRIES {
+            if !range.contains(&index) || entries.len() >= limit {
                 break;
+            }
+            if let Some(prev) = entries.last().map(|e: &Entry| e.log_id.index)
+                && index != prev + 1
+            {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("raft log has a hole: entry {prev} is followed by {index}"),
+                ));
             }
             let entry = decode_entry(&value)?;
             // Paired assertion: the key we stored under is the entry's own index.
@@ -223,6 +235,23 @@ impl RaftLogReader<TypeConfig> for LogStore {
             entries.push(entry);
         }
         Ok(entries)
+    }
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry>, io::Error> {
+        self.read_entries(range, usize::MAX)
+    }
+
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry>, io::Error> {
+        self.read_entries(start..end, MAX_READ_ENTRIES)
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {

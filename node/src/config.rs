@@ -1,0 +1,57 @@
+//! What one node is started with: [`NodeConfig`] (identity, addresses, data
+//! dir, Raft timings, snapshot policy, ledger limits). Built by the command
+//! line (`cli`), read by the bootstrap (`node`) and by the services through
+//! `NodeCtx::config`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use tally_ledger::LedgerConfig;
+
+use crate::raft::types::NodeId;
+
+/// Everything a node needs to start.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub node_id: NodeId,
+    pub cluster_id: String,
+    /// Address to bind the gRPC server to.
+    pub listen_addr: SocketAddr,
+    /// Address other nodes and clients use to reach this node.
+    pub advertise_addr: String,
+    /// Address for the HTTP health/metrics endpoint (`/healthz`, `/readyz`, `/metrics`), if any.
+    pub http_addr: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    pub heartbeat_interval_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Take a snapshot after this many log entries since the last one.
+    pub snapshot_every_entries: u64,
+    /// Log entries kept after a snapshot (for followers slightly behind).
+    pub keep_entries_after_snapshot: u64,
+    pub ledger: LedgerConfig,
+}
+
+impl NodeConfig {
+    pub fn new(
+        node_id: NodeId,
+        cluster_id: &str,
+        listen_addr: SocketAddr,
+        data_dir: PathBuf,
+    ) -> Self {
+        NodeConfig {
+            node_id,
+            cluster_id: cluster_id.to_string(),
+            listen_addr,
+            advertise_addr: listen_addr.to_string(),
+            http_addr: None,
+            data_dir,
+            heartbeat_interval_ms: 100,
+            election_timeout_min_ms: 400,
+            election_timeout_max_ms: 800,
+            snapshot_every_entries: 20_000,
+            keep_entries_after_snapshot: 1_000,
+            ledger: LedgerConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! The state one node's services share ([`NodeCtx`]): config, Raft handle,
+//! group-commit writer, the state machine's shared state and applied-index
+//! watch, the database, when the leader was last heard from
+//! ([`LeaderContact`]) and a cache of channels to peers. Also what is derived
+//! from it without waiting: Raft metrics, the leader's address, this node's
+//! status and its state hash. The read barriers built on it are in `reads`.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use openraft::ServerState;
+use openraft::async_runtime::WatchReceiver;
+use rocksdb::DB;
+use tally_proto::v1::NodeStatus;
+use tokio::sync::watch;
+use tonic::transport::Channel;
+
+use crate::config::NodeConfig;
+use crate::raft::network::lazy_channel;
+use crate::raft::state_machine::SharedState;
+use crate::raft::types::{Raft, TypeConfig};
+use crate::storage;
+use crate::writer::Writer;
+
+/// When this node last heard from a leader, and the leader's commit index then.
+#[derive(Default)]
+pub struct LeaderContact {
+    last: Mutex<Option<Instant>>,
+    leader_commit: AtomicU64,
+}
+
+impl LeaderContact {
+    pub fn heard(&self, leader_commit: u64) {
+        if let Ok(mut last) = self.last.lock() {
+            *last = Some(Instant::now());
+        }
+        self.leader_commit
+            .fetch_max(leader_commit, Ordering::Relaxed);
+    }
+
+    /// The highest commit index a leader has reported to this node.
+    pub fn leader_commit(&self) -> u64 {
+        self.leader_commit.load(Ordering::Relaxed)
+    }
+
+    /// Milliseconds since a leader was last heard from (`None`: never).
+    pub fn since_ms(&self) -> Option<u64> {
+        self.last
+            .lock()
+            .ok()
+            .and_then(|l| l.map(|t| t.elapsed().as_millis() as u64))
+    }
+}
+
+/// State shared by the gRPC services of one node.
+pub struct NodeCtx {
+    pub config: NodeConfig,
+    pub raft: Raft,
+    pub writer: Writer,
+    pub state: SharedState,
+    pub applied: watch::Receiver<u64>,
+    pub db: Arc<DB>,
+    pub leader_contact: LeaderContact,
+    channels: Mutex<HashMap<String, Channel>>,
+    /// (applied index, hex state hash): hashing walks the whole ledger, so it
+    /// is done at most once per applied index however often status is asked.
+    hash_cache: Mutex<(u64, String)>,
+}
+
+impl NodeCtx {
+    pub fn new(
+        config: NodeConfig,
+        raft: Raft,
+        writer: Writer,
+        state: SharedState,
+        applied: watch::Receiver<u64>,
+        db: Arc<DB>,
+    ) -> Self {
+        NodeCtx {
+            config,
+            raft,
+            writer,
+            state,
+            applied,
+            db,
+            leader_contact: LeaderContact::default(),
+            channels: Mutex::new(HashMap::new()),
+            hash_cache: Mutex::new((0, String::new())),
+        }
+    }
+
+    /// A snapshot of this node's Raft metrics (role, term, log indexes, membership, replication).
+    pub fn metrics(&self) -> openraft::RaftMetrics<TypeConfig> {
+        self.raft.metrics().borrow_watched().clone()
+    }
+
+    /// The current leader's address, if known.
+    pub fn leader_addr(&self) -> Option<String> {
+        let m = self.metrics();
+        let leader = m.current_leader?;
+        m.membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())
+    }
+
+    /// A cached lazy channel to another node.
+    pub fn peer_channel(&self, addr: &str) -> Result<Channel, String> {
+        let mut map = self
+            .channels
+            .lock()
+            .map_err(|_| "channel cache poisoned".to_string())?;
+        if let Some(c) = map.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = lazy_channel(addr, Duration::from_millis(500))
+            .map_err(|e| format!("bad address {addr}: {e}"))?;
+        map.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+
+    /// The state hash at the current applied index, computed once per index.
+    pub fn state_hash_cached(&self) -> (String, u64) {
+        let applied = *self.applied.borrow();
+        if let Ok(cache) = self.hash_cache.lock()
+            && cache.0 == applied
+            && !cache.1.is_empty()
+        {
+            return (cache.1.clone(), applied);
+        }
+        let (hash, applied) = match self.state.read() {
+            Ok(st) => (hex::encode(st.ledger.state_hash()), st.applied_index()),
+            Err(_) => return (String::new(), 0),
+        };
+        if let Ok(mut cache) = self.hash_cache.lock() {
+            *cache = (applied, hash.clone());
+        }
+        (hash, applied)
+    }
+
+    /// This node's own status.
+    pub fn node_status(&self) -> NodeStatus {
+        let m = self.metrics();
+        let voter = m
+            .membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == self.config.node_id);
+        let role = match m.state {
+            ServerState::Leader => "leader",
+            ServerState::Follower => "follower",
+            ServerState::Candidate => "candidate",
+            ServerState::Learner => "learner",
+            ServerState::Shutdown => "shutdown",
+        };
+        let (hash, applied) = self.state_hash_cached();
+        NodeStatus {
+            node_id: self.config.node_id,
+            addr: self.config.advertise_addr.clone(),
+            role: role.into(),
+            term: m.current_term,
+            leader_id: m.current_leader.unwrap_or(0),
+            has_leader: m.current_leader.is_some(),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_index: applied,
+            committed_index: m.local_committed.as_ref().map(|l| l.index).unwrap_or(0),
+            snapshot_index: m.snapshot.as_ref().map(|l| l.index).unwrap_or(0),
+            purged_index: m.purged.as_ref().map(|l| l.index).unwrap_or(0),
+            cluster_id: self.config.cluster_id.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            state_hash: hash,
+            data_size_bytes: storage::data_size_bytes(&self.db),
+            matched_index: 0,
+            voter,
+            error: String::new(),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Read barriers: when a read at a given consistency level ([`ReadLevel`])
+//! may be served from this node's state. Linearizable (the leader confirms
+//! its leadership; a follower asks the leader for its read index and waits
+//! to apply it), at-least-index (wait to apply an index) and bounded
+//! staleness (refuse when too far behind the leader). They fail with a
+//! [`ReadError`] carrying the machine-readable reason; the gRPC edge maps it
+//! to a status (`grpc::status::read_error`).
+
+use std::fmt;
+use std::time::Duration;
+
+use openraft::ReadPolicy;
+use tally_proto::v1::raft_client::RaftClient;
+use tally_proto::v1::{ReadConsistency, ReadIndexRequest, ReadOptions};
+
+use crate::ctx::NodeCtx;
+use crate::raft::network::CLUSTER_METADATA_KEY;
+
+/// Longest a read waits for this node to apply far enough.
+pub const READ_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The consistency a read asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadLevel {
+    /// Reflects every write acknowledged before the read started.
+    Linearizable,
+    /// Reflects at least the log up to `min_index` (read-your-writes).
+    AtLeastIndex { min_index: u64 },
+    /// Any node at most this far behind the leader (0: no bound).
+    Bounded {
+        max_lag_entries: u64,
+        max_lag_ms: u64,
+    },
+}
+
+impl From<&ReadOptions> for ReadLevel {
+    /// An unknown consistency value reads linearizably.
+    fn from(opts: &ReadOptions) -> Self {
+        match ReadConsistency::try_from(opts.consistency).unwrap_or(ReadConsistency::Linearizable) {
+            ReadConsistency::Linearizable => ReadLevel::Linearizable,
+            ReadConsistency::AtLeastIndex => ReadLevel::AtLeastIndex {
+                min_index: opts.min_index,
+            },
+            ReadConsistency::Bounded => ReadLevel::Bounded {
+                max_lag_entries: opts.max_lag_entries,
+                max_lag_ms: opts.max_lag_ms,
+            },
+        }
+    }
+}
+
+/// This node did not apply an index within [`READ_WAIT_TIMEOUT`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotApplied {
+    pub node_id: u64,
+    /// The index waited for.
+    pub index: u64,
+    /// The applied index when the wait gave up.
+    pub applied: u64,
+}
+
+impl fmt::Display for NotApplied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "node {} has not applied index {} within {} ms (applied {})",
+            self.node_id,
+            self.index,
+            READ_WAIT_TIMEOUT.as_millis(),
+            self.applied
+        )
+    }
+}
+
+/// Why a read may not be served here (now).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReadError {
+    /// Not the leader (any more); the leader is at `leader_addr`.
+    #[error("not the leader; the leader is at {leader_addr}")]
+    NotLeader { leader_addr: String },
+    /// No leader is known.
+    #[error("no leader is known (election in progress?); retry")]
+    NoLeader,
+    /// The known leader's address is unusable.
+    #[error("{0}")]
+    LeaderUnreachable(String),
+    /// The leader did not answer the read index request.
+    #[error("read index from leader {leader}: {message}")]
+    ReadIndexFailed { leader: String, message: String },
+    /// A follower did not apply the leader's read index in time.
+    #[error("{0}")]
+    ReadIndexNotApplied(NotApplied),
+    /// An at-least-index read: the index was not applied in time.
+    #[error("{0}")]
+    IndexNotReached(NotApplied),
+    /// A bounded read: more entries behind the leader's commit than allowed.
+    #[error("node {node_id} lags {lag_entries} entries (bound {bound})")]
+    StaleByEntries {
+        node_id: u64,
+        lag_entries: u64,
+        bound: u64,
+    },
+    /// A bounded read: the leader was last heard from longer ago than allowed.
+    #[error(
+        "node {node_id} last heard from a leader {} ago (bound {bound_ms} ms)",
+        since_ms.map(|m| format!("{m} ms")).unwrap_or("never".into())
+    )]
+    StaleByTime {
+        node_id: u64,
+        since_ms: Option<u64>,
+        bound_ms: u64,
+    },
+    /// The state machine stopped while the read waited.
+    #[error("node shutting down")]
+    ShuttingDown,
+}
+
+impl ReadError {
+    /// `NotLeader` naming the leader when it is known, else `NoLeader`.
+    pub fn not_leader(leader_addr: Option<String>) -> Self {
+        match leader_addr {
+            Some(leader_addr) => ReadError::NotLeader { leader_addr },
+            None => ReadError::NoLeader,
+        }
+    }
+
+    /// The machine-readable reason (`None`: the node is going away).
+    pub fn reason(&self) -> Option<&'static str> {
+        Some(match self {
+            ReadError::NotLeader { .. } | ReadError::ReadIndexFailed { .. } => "NOT_LEADER",
+            ReadError::NoLeader | ReadError::LeaderUnreachable(_) => "NO_LEADER",
+            ReadError::ReadIndexNotApplied(_) => "READ_INDEX_NOT_APPLIED",
+            ReadError::IndexNotReached(_) => "INDEX_NOT_REACHED",
+            ReadError::StaleByEntries { .. } | ReadError::StaleByTime { .. } => "STALE_REPLICA",
+            ReadError::ShuttingDown => return None,
+        })
+    }
+}
+
+impl NodeCtx {
+    /// Returns once a read at `level` may be served from this node's state.
+    pub async fn read_barrier(&self, level: ReadLevel) -> Result<(), ReadError> {
+        match level {
+            ReadLevel::Linearizable => self.linearizable_barrier().await,
+            ReadLevel::AtLeastIndex { min_index } => {
+                self.wait_applied(min_index, ReadError::IndexNotReached)
+                    .await
+            }
+            ReadLevel::Bounded {
+                max_lag_entries,
+                max_lag_ms,
+            } => self.bounded_barrier(max_lag_entries, max_lag_ms),
+        }
+    }
+
+    /// On the leader: confirms leadership (read index). On a follower: asks
+    /// the leader for its read index, then waits to apply it.
+    pub async fn linearizable_barrier(&self) -> Result<(), ReadError> {
+        if self.raft.is_leader() {
+            return match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
+                Ok(_) => Ok(()),
+                Err(_) => Err(ReadError::not_leader(self.leader_addr())),
+            };
+        }
+        let leader = self.leader_addr().ok_or(ReadError::NoLeader)?;
+        let channel = self
+            .peer_channel(&leader)
+            .map_err(ReadError::LeaderUnreachable)?;
+        let mut req = tonic::Request::new(ReadIndexRequest {});
+        req.set_timeout(READ_WAIT_TIMEOUT);
+        if let Ok(v) = self.config.cluster_id.parse() {
+            req.metadata_mut().insert(CLUSTER_METADATA_KEY, v);
+        }
+        let read_index = match RaftClient::new(channel).read_index(req).await {
+            Ok(resp) => resp.into_inner().read_index,
+            Err(s) => {
+                return Err(ReadError::ReadIndexFailed {
+                    leader,
+                    message: s.message().to_string(),
+                });
+            }
+        };
+        self.wait_applied(read_index, ReadError::ReadIndexNotApplied)
+            .await
+    }
+
+    /// The leader always passes; a follower passes if it is within
+    /// `max_lag_entries` of the leader's last reported commit index and heard
+    /// from the leader within `max_lag_ms` (a bound of 0 is not checked).
+    pub fn bounded_barrier(&self, max_lag_entries: u64, max_lag_ms: u64) -> Result<(), ReadError> {
+        if self.raft.is_leader() {
+            return Ok(());
+        }
+        let applied = *self.applied.borrow();
+        let lag_entries = self.leader_contact.leader_commit().saturating_sub(applied);
+        let since_ms = self.leader_contact.since_ms();
+        if max_lag_entries > 0 && lag_entries > max_lag_entries {
+            return Err(ReadError::StaleByEntries {
+                node_id: self.config.node_id,
+                lag_entries,
+                bound: max_lag_entries,
+            });
+        }
+        if max_lag_ms > 0 && since_ms.is_none_or(|ms| ms > max_lag_ms) {
+            return Err(ReadError::StaleByTime {
+                node_id: self.config.node_id,
+                since_ms,
+                bound_ms: max_lag_ms,
+            });
+        }
+        Ok(())
+    }
+
+    /// Waits up to [`READ_WAIT_TIMEOUT`] for this node to apply `index`;
+    /// `timed_out` names what the wait was for.
+    pub async fn wait_applied(
+        &self,
+        index: u64,
+        timed_out: fn(NotApplied) -> ReadError,
+    ) -> Result<(), ReadError> {
+        let mut rx = self.applied.clone();
+        match tokio::time::timeout(READ_WAIT_TIMEOUT, rx.wait_for(|&applied| applied >= index))
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(ReadError::ShuttingDown),
+            Err(_) => Err(timed_out(NotApplied {
+                node_id: self.config.node_id,
+                index,
+                applied: *self.applied.borrow(),
+            })),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_options_map_to_levels_and_unknown_consistency_reads_linearizably() {
+        let opts = |consistency: i32| ReadOptions {
+            consistency,
+            min_index: 7,
+            max_lag_entries: 3,
+            max_lag_ms: 500,
+        };
+        assert_eq!(
+            ReadLevel::from(&opts(ReadConsistency::Linearizable as i32)),
+            ReadLevel::Linearizable
+        );
+        assert_eq!(
+            ReadLevel::from(&opts(ReadConsistency::AtLeastIndex as i32)),
+            ReadLevel::AtLeastIndex { min_index: 7 }
+        );
+        assert_eq!(
+            ReadLevel::from(&opts(ReadConsistency::Bounded as i32)),
+            ReadLevel::Bounded {
+                max_lag_entries: 3,
+                max_lag_ms: 500
+            }
+        );
+        assert_eq!(ReadLevel::from(&opts(99)), ReadLevel::Linearizable);
+    }
+}
