@@ -3,13 +3,9 @@
 //! outcome (text, or one JSON object with `--json`) and exits with
 //! 0 success, 1 usage/connection error, 2 rejected, 3 unknown outcome.
 
-#[path = "tallyctl/args.rs"]
 mod args;
-#[path = "tallyctl/perps.rs"]
 mod perps;
-#[path = "tallyctl/render.rs"]
 mod render;
-#[path = "tallyctl/run.rs"]
 mod run;
 
 use std::ffi::OsString;
