@@ -391,26 +391,26 @@ pub enum Cmd {
 
     /// Perpetual markets: create, pause, resume, show.
     #[command(subcommand)]
-    Market(crate::perps::MarketCmd),
+    Market(crate::perps::args::MarketCmd),
 
     /// Set a market's mark price; accounts below maintenance margin are liquidated.
-    Mark(crate::perps::MarkArgs),
+    Mark(crate::perps::args::MarkArgs),
 
     /// Apply one funding round to a market at its mark price.
-    Funding(crate::perps::FundingArgs),
+    Funding(crate::perps::args::FundingArgs),
 
     /// Settle a perpetual trade between two accounts.
     #[command(after_long_help = AMOUNT_HELP)]
-    PerpFill(crate::perps::PerpFillArgs),
+    PerpFill(crate::perps::args::PerpFillArgs),
 
     /// Show one perpetual position with its margin and liquidation price.
-    Position(crate::perps::PositionArgs),
+    Position(crate::perps::args::PositionArgs),
 
     /// Show an account's cross margin: equity, margins, margin ratio, positions.
-    Margin(crate::perps::MarginArgs),
+    Margin(crate::perps::args::MarginArgs),
 
     /// Show a market's exposure and the accounts closest to liquidation.
-    Exposure(crate::perps::ExposureArgs),
+    Exposure(crate::perps::args::ExposureArgs),
 
     /// Ledger-wide settings (replicated through the log, like any write).
     #[command(subcommand)]

@@ -136,7 +136,7 @@ pub fn event_lines(events: &[Event]) -> Vec<String> {
                 "dedup window set to {} ms (from the next command on)",
                 w.window_ms
             ),
-            Some(perp) => crate::perps::event_text(perp),
+            Some(perp) => crate::perps::render::event_text(perp),
             None => "unrecognized event (newer server?)".to_string(),
         };
         lines.push(Some(text));
@@ -199,7 +199,7 @@ pub fn event_json(event: &Event) -> Value {
         Some(event::Kind::DedupWindowSet(w)) => {
             json!({"type": "dedup_window_set", "window_ms": w.window_ms})
         }
-        Some(perp) => crate::perps::event_json(perp),
+        Some(perp) => crate::perps::render::event_json(perp),
         None => json!({"type": "unknown"}),
     }
 }

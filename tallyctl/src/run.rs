@@ -352,13 +352,13 @@ pub async fn run(cli: Cli) -> Outcome {
             }
         }
         Cmd::Cluster(cmd) => cluster(&client, cmd, json).await,
-        Cmd::Market(cmd) => crate::perps::run_market(&client, cmd).await,
-        Cmd::Mark(a) => crate::perps::run_mark(&client, a).await,
-        Cmd::Funding(a) => crate::perps::run_funding(&client, a).await,
-        Cmd::PerpFill(a) => crate::perps::run_perp_fill(&client, a).await,
-        Cmd::Position(a) => crate::perps::run_position(&client, a).await,
-        Cmd::Margin(a) => crate::perps::run_margin(&client, a).await,
-        Cmd::Exposure(a) => crate::perps::run_exposure(&client, a).await,
+        Cmd::Market(cmd) => crate::perps::run::run_market(&client, cmd).await,
+        Cmd::Mark(a) => crate::perps::run::run_mark(&client, a).await,
+        Cmd::Funding(a) => crate::perps::run::run_funding(&client, a).await,
+        Cmd::PerpFill(a) => crate::perps::run::run_perp_fill(&client, a).await,
+        Cmd::Position(a) => crate::perps::run::run_position(&client, a).await,
+        Cmd::Margin(a) => crate::perps::run::run_margin(&client, a).await,
+        Cmd::Exposure(a) => crate::perps::run::run_exposure(&client, a).await,
     }
 }
 
