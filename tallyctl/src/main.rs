@@ -7,6 +7,7 @@ mod args;
 mod perps;
 mod render;
 mod run;
+mod spot;
 
 use std::ffi::OsString;
 use std::io::Write;

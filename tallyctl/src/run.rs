@@ -1,6 +1,9 @@
-//! Executing a parsed command line: builds the client, runs the call, and
-//! maps its result to an [`Outcome`] (text, JSON and exit code). `cluster
-//! status --watch` prints as it goes and ends in [`Outcome::Printed`].
+//! Executing a parsed command line: builds the client, hands spot and perps
+//! commands to their areas and runs the rest (`state-hash`, `cluster`,
+//! `ledger`) here, with the plumbing every area shares: the exit codes, the
+//! [`Outcome`] (text, JSON and exit code) of writes and calls, Ctrl-C
+//! handling. `cluster status --watch` prints as it goes and ends in
+//! [`Outcome::Printed`].
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
@@ -11,10 +14,8 @@ use tally_client::{
     Client, ClientConfig, ClientError, CommandExt, ReadOptions, WriteResult, commands, reasons,
 };
 
-use crate::args::{
-    AccountArgs, AccountCmd, AssetCmd, Cli, ClusterCmd, Cmd, LedgerCmd, ReadArgs, WriteArgs,
-};
-use crate::render;
+use crate::args::{Cli, ClusterCmd, Cmd, LedgerCmd, ReadArgs, WriteArgs};
+use crate::{perps, render, spot};
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
@@ -220,123 +221,7 @@ pub async fn run(cli: Cli) -> Outcome {
         Err(error) => return error_outcome(&error, false),
     };
     match cli.command {
-        Cmd::Asset(AssetCmd::Create {
-            symbol,
-            scale,
-            write,
-        }) => {
-            submit(
-                &client,
-                with_id(commands::create_asset(symbol, scale), &write),
-            )
-            .await
-        }
-        Cmd::Account(AccountArgs {
-            action: Some(AccountCmd::Create { account, write }),
-            ..
-        }) => submit(&client, with_id(commands::create_account(account), &write)).await,
-        Cmd::Account(AccountArgs {
-            action: None,
-            account,
-            read,
-        }) => {
-            let Some(account) = account else {
-                return Outcome::usage("missing ACCOUNT");
-            };
-            let read = match read_options(&read) {
-                Ok(read) => read,
-                Err(outcome) => return outcome,
-            };
-            interruptible(client.account(account, read), false, |r| Outcome::Ok {
-                text: render::account_text(&r),
-                json: render::account_json(&r),
-            })
-            .await
-        }
-        Cmd::Deposit {
-            account,
-            asset,
-            amount,
-            write,
-        } => {
-            let command = commands::deposit(account, asset, amount);
-            submit(&client, with_id(command, &write)).await
-        }
-        Cmd::Withdraw {
-            account,
-            asset,
-            amount,
-            write,
-        } => {
-            let command = commands::withdraw(account, asset, amount);
-            submit(&client, with_id(command, &write)).await
-        }
-        Cmd::Transfer {
-            from,
-            to,
-            asset,
-            amount,
-            write,
-        } => {
-            let command = commands::transfer(from, to, asset, amount);
-            submit(&client, with_id(command, &write)).await
-        }
-        Cmd::Lock {
-            hold,
-            account,
-            asset,
-            amount,
-            write,
-        } => {
-            let command = commands::lock(hold, account, asset, amount);
-            submit(&client, with_id(command, &write)).await
-        }
-        Cmd::Ledger(LedgerCmd::SetDedupWindow { window_ms, write }) => {
-            submit(
-                &client,
-                with_id(commands::set_dedup_window(window_ms), &write),
-            )
-            .await
-        }
-        Cmd::Release { hold, write } => {
-            submit(&client, with_id(commands::release(hold), &write)).await
-        }
-        Cmd::Fill {
-            buy_hold,
-            sell_hold,
-            amount,
-            price,
-            buyer_fee,
-            seller_fee,
-            write,
-        } => {
-            let command =
-                commands::fill_with_fees(buy_hold, sell_hold, amount, price, buyer_fee, seller_fee);
-            submit(&client, with_id(command, &write)).await
-        }
-        Cmd::Balance { owner, asset, read } => {
-            let read = match read_options(&read) {
-                Ok(read) => read,
-                Err(outcome) => return outcome,
-            };
-            let call = client.balance(owner, asset.clone(), read);
-            interruptible(call, false, |r| Outcome::Ok {
-                text: render::balance_text(owner, &asset, &r),
-                json: render::balance_json(owner, &asset, &r),
-            })
-            .await
-        }
-        Cmd::Hold { hold, read } => {
-            let read = match read_options(&read) {
-                Ok(read) => read,
-                Err(outcome) => return outcome,
-            };
-            interruptible(client.hold(hold, read), false, |r| Outcome::Ok {
-                text: render::hold_text(&r),
-                json: render::hold_json(&r),
-            })
-            .await
-        }
+        Cmd::Spot(cmd) => spot::run::run(&client, cmd).await,
         Cmd::StateHash { node, read } => {
             let read = match read_options(&read) {
                 Ok(read) => read,
@@ -352,13 +237,14 @@ pub async fn run(cli: Cli) -> Outcome {
             }
         }
         Cmd::Cluster(cmd) => cluster(&client, cmd, json).await,
-        Cmd::Market(cmd) => crate::perps::run::run_market(&client, cmd).await,
-        Cmd::Mark(a) => crate::perps::run::run_mark(&client, a).await,
-        Cmd::Funding(a) => crate::perps::run::run_funding(&client, a).await,
-        Cmd::PerpFill(a) => crate::perps::run::run_perp_fill(&client, a).await,
-        Cmd::Position(a) => crate::perps::run::run_position(&client, a).await,
-        Cmd::Margin(a) => crate::perps::run::run_margin(&client, a).await,
-        Cmd::Exposure(a) => crate::perps::run::run_exposure(&client, a).await,
+        Cmd::Perps(cmd) => perps::run::run(&client, cmd).await,
+        Cmd::Ledger(LedgerCmd::SetDedupWindow { window_ms, write }) => {
+            submit(
+                &client,
+                with_id(commands::set_dedup_window(window_ms), &write),
+            )
+            .await
+        }
     }
 }
 

@@ -2,12 +2,12 @@
 //! `mark`, `funding`, `perp-fill`, `position`, `margin` and `exposure`
 //! subcommands and their validators (brackets, signed funding rates).
 
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use tally_client::amount::{Sign, validate_amount};
 use tally_client::commands;
 use tally_client::proto::v1::MarginBracket;
 
-use crate::args::{ReadArgs, WriteArgs};
+use crate::args::{AMOUNT_HELP, ReadArgs, WriteArgs};
 
 const MARKET_HELP: &str = "\
 A linear perpetual: positions in BASE, margined and settled in the SETTLE \
@@ -54,6 +54,97 @@ fn bracket_arg(s: &str) -> Result<MarginBracket, String> {
         positive(rate)?,
         leverage,
     ))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PerpsCmd {
+    /// Perpetual markets: create, pause, resume, show.
+    #[command(subcommand)]
+    Market(MarketCmd),
+
+    /// Set a market's mark price; accounts below maintenance margin are liquidated.
+    Mark {
+        /// Market symbol.
+        market: String,
+        /// Mark price (at most the tick's decimal places).
+        #[arg(value_parser = positive, allow_negative_numbers = true)]
+        price: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
+    /// Apply one funding round to a market at its mark price.
+    Funding {
+        /// Market symbol.
+        market: String,
+        /// Funding rate, e.g. 0.0001 (longs pay shorts) or -0.0001 (shorts pay longs).
+        #[arg(value_parser = signed_decimal, allow_negative_numbers = true)]
+        rate: String,
+        /// Funding time in ms (a multiple of the market's funding interval, later
+        /// than the previous round; a round is applied once per time).
+        #[arg(long, value_name = "MS")]
+        time_ms: u64,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
+    /// Settle a perpetual trade between two accounts.
+    #[command(after_long_help = AMOUNT_HELP)]
+    PerpFill {
+        /// Market symbol.
+        #[arg(long)]
+        market: String,
+        /// Buying account.
+        #[arg(long)]
+        buyer: u64,
+        /// Selling account.
+        #[arg(long)]
+        seller: u64,
+        /// Size (a multiple of the market's step).
+        #[arg(long, value_parser = positive, allow_negative_numbers = true)]
+        size: String,
+        /// Price (a multiple of the market's tick).
+        #[arg(long, value_parser = positive, allow_negative_numbers = true)]
+        price: String,
+        /// Fee the buyer pays, in the settle asset.
+        #[arg(long, value_parser = non_negative, default_value = "0", value_name = "FEE")]
+        buyer_fee: String,
+        /// Fee the seller pays, in the settle asset.
+        #[arg(long, value_parser = non_negative, default_value = "0", value_name = "FEE")]
+        seller_fee: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
+    /// Show one perpetual position with its margin and liquidation price.
+    Position {
+        /// Market symbol.
+        market: String,
+        /// Account id.
+        account: u64,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+
+    /// Show an account's cross margin: equity, margins, margin ratio, positions.
+    Margin {
+        /// Account id.
+        account: u64,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+
+    /// Show a market's exposure and the accounts closest to liquidation.
+    Exposure {
+        /// Market symbol.
+        market: String,
+        /// Also list this many accounts closest to liquidation in the market's
+        /// settle asset (0: none).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1000))]
+        top: u32,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,98 +201,63 @@ pub enum MarketCmd {
     },
 }
 
-/// `tallyctl mark`.
-#[derive(Debug, Args)]
-pub struct MarkArgs {
-    /// Market symbol.
-    pub market: String,
-    /// Mark price (at most the tick's decimal places).
-    #[arg(value_parser = positive, allow_negative_numbers = true)]
-    pub price: String,
-    #[command(flatten)]
-    pub write: WriteArgs,
-}
-
-/// `tallyctl funding`.
-#[derive(Debug, Args)]
-pub struct FundingArgs {
-    /// Market symbol.
-    pub market: String,
-    /// Funding rate, e.g. 0.0001 (longs pay shorts) or -0.0001 (shorts pay longs).
-    #[arg(value_parser = signed_decimal, allow_negative_numbers = true)]
-    pub rate: String,
-    /// Funding time in ms (a multiple of the market's funding interval, later
-    /// than the previous round; a round is applied once per time).
-    #[arg(long, value_name = "MS")]
-    pub time_ms: u64,
-    #[command(flatten)]
-    pub write: WriteArgs,
-}
-
-/// `tallyctl perp-fill`.
-#[derive(Debug, Args)]
-pub struct PerpFillArgs {
-    /// Market symbol.
-    #[arg(long)]
-    pub market: String,
-    /// Buying account.
-    #[arg(long)]
-    pub buyer: u64,
-    /// Selling account.
-    #[arg(long)]
-    pub seller: u64,
-    /// Size (a multiple of the market's step).
-    #[arg(long, value_parser = positive, allow_negative_numbers = true)]
-    pub size: String,
-    /// Price (a multiple of the market's tick).
-    #[arg(long, value_parser = positive, allow_negative_numbers = true)]
-    pub price: String,
-    /// Fee the buyer pays, in the settle asset.
-    #[arg(long, value_parser = non_negative, default_value = "0", value_name = "FEE")]
-    pub buyer_fee: String,
-    /// Fee the seller pays, in the settle asset.
-    #[arg(long, value_parser = non_negative, default_value = "0", value_name = "FEE")]
-    pub seller_fee: String,
-    #[command(flatten)]
-    pub write: WriteArgs,
-}
-
-/// `tallyctl position`.
-#[derive(Debug, Args)]
-pub struct PositionArgs {
-    /// Market symbol.
-    pub market: String,
-    /// Account id.
-    pub account: u64,
-    #[command(flatten)]
-    pub read: ReadArgs,
-}
-
-/// `tallyctl margin`.
-#[derive(Debug, Args)]
-pub struct MarginArgs {
-    /// Account id.
-    pub account: u64,
-    #[command(flatten)]
-    pub read: ReadArgs,
-}
-
-/// `tallyctl exposure`.
-#[derive(Debug, Args)]
-pub struct ExposureArgs {
-    /// Market symbol.
-    pub market: String,
-    /// Also list this many accounts closest to liquidation in the market's
-    /// settle asset (0: none).
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1000))]
-    pub top: u32,
-    #[command(flatten)]
-    pub read: ReadArgs,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::args::Cmd;
+    use crate::args::tests::{ok, parse};
+
+    fn perps(args: &[&str]) -> PerpsCmd {
+        match ok(args).command {
+            Cmd::Perps(cmd) => cmd,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn commands_parse() {
+        match perps(&[
+            "perp-fill",
+            "--market",
+            "BTC-PERP",
+            "--buyer",
+            "1",
+            "--seller",
+            "2",
+            "--size",
+            "0.5",
+            "--price",
+            "30000",
+            "--seller-fee",
+            "1.5",
+        ]) {
+            PerpsCmd::PerpFill {
+                buyer,
+                seller,
+                buyer_fee,
+                seller_fee,
+                ..
+            } => assert_eq!(
+                (buyer, seller, buyer_fee.as_str(), seller_fee.as_str()),
+                (1, 2, "0", "1.5")
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            perps(&["funding", "BTC-PERP", "-0.0001", "--time-ms", "8"]),
+            PerpsCmd::Funding { time_ms: 8, .. }
+        ));
+        assert!(matches!(
+            perps(&["exposure", "BTC-PERP"]),
+            PerpsCmd::Exposure { top: 5, .. }
+        ));
+        assert!(matches!(
+            perps(&["market", "show", "BTC-PERP"]),
+            PerpsCmd::Market(MarketCmd::Show { .. })
+        ));
+        assert!(parse(&["mark", "BTC-PERP", "-1"]).is_err());
+        assert!(parse(&["exposure", "BTC-PERP", "--top", "1001"]).is_err());
+    }
 
     #[test]
     fn brackets_and_rates_parse() {

@@ -50,10 +50,11 @@ fn cause_name(cause: i32) -> &'static str {
     }
 }
 
-/// One line for a perpetual event in a write outcome.
-pub fn event_text(kind: &event::Kind) -> String {
+/// One line for a perpetual event in a write outcome (`None`: not a
+/// perpetual event).
+pub fn event_text(kind: &event::Kind) -> Option<String> {
     use event::Kind;
-    match kind {
+    let text = match kind {
         Kind::MarketCreated(e) => format!(
             "market {} created ({} settled in {})",
             e.market, e.base, e.settle_asset
@@ -116,14 +117,16 @@ pub fn event_text(kind: &event::Kind) -> String {
             "SHORTFALL: account {} left at -{} {} (insurance and auto-deleveraging exhausted)",
             e.account, e.amount, e.asset
         ),
-        _ => "unrecognized event (newer server?)".to_string(),
-    }
+        _ => return None,
+    };
+    Some(text)
 }
 
-/// JSON of a perpetual event in a write outcome.
-pub fn event_json(kind: &event::Kind) -> Value {
+/// JSON of a perpetual event in a write outcome (`None`: not a perpetual
+/// event).
+pub fn event_json(kind: &event::Kind) -> Option<Value> {
     use event::Kind;
-    match kind {
+    let value = match kind {
         Kind::MarketCreated(e) => json!({
             "type": "market_created", "market": e.market, "base": e.base,
             "settle_asset": e.settle_asset,
@@ -165,8 +168,9 @@ pub fn event_json(kind: &event::Kind) -> Value {
         Kind::Shortfall(e) => json!({
             "type": "shortfall", "account": e.account, "asset": e.asset, "amount": e.amount,
         }),
-        _ => json!({"type": "unknown"}),
-    }
+        _ => return None,
+    };
+    Some(value)
 }
 
 fn suffix(applied_index: u64, served_by: u64) -> String {
@@ -470,8 +474,12 @@ mod tests {
             asset: "USDT".into(),
             amount: "100".into(),
         });
-        assert!(event_text(&kind).contains("account 7 left at -100 USDT"));
-        assert_eq!(event_json(&kind)["type"], "shortfall");
+        assert!(
+            event_text(&kind)
+                .unwrap_or_default()
+                .contains("account 7 left at -100 USDT")
+        );
+        assert_eq!(event_json(&kind).unwrap_or_default()["type"], "shortfall");
         let kind = event::Kind::Position(pb::PositionEvent {
             market: "BTC-PERP".into(),
             holder: Some(Owner::Account(1).to_proto()),
@@ -483,8 +491,11 @@ mod tests {
             entry_price: "0".into(),
             realized_pnl: "-10".into(),
         });
-        let text = event_text(&kind);
+        let text = event_text(&kind).unwrap_or_default();
         assert!(text.contains("liquidation"), "{text}");
-        assert_eq!(event_json(&kind)["counterparty"]["kind"], "insurance");
+        assert_eq!(
+            event_json(&kind).unwrap_or_default()["counterparty"]["kind"],
+            "insurance"
+        );
     }
 }

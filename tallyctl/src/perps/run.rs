@@ -2,15 +2,80 @@
 //! write (through [`submit`]) or a read, and its answer an [`Outcome`].
 
 use tally_client::proto::v1::CreateMarket;
-use tally_client::{Client, commands};
+use tally_client::{Client, ReadOptions, commands};
 
-use crate::perps::args::{
-    ExposureArgs, FundingArgs, MarginArgs, MarkArgs, MarketCmd, PerpFillArgs, PositionArgs,
-};
+use crate::args::ReadArgs;
+use crate::perps::args::{MarketCmd, PerpsCmd};
 use crate::perps::render;
-use crate::run::{Outcome, interruptible, read_options, submit, with_id};
+use crate::run::{Outcome, error_outcome, interruptible, read_options, submit, with_id};
 
-pub async fn run_market(client: &Client, cmd: MarketCmd) -> Outcome {
+pub async fn run(client: &Client, cmd: PerpsCmd) -> Outcome {
+    match cmd {
+        PerpsCmd::Market(cmd) => market(client, cmd).await,
+        PerpsCmd::Mark {
+            market,
+            price,
+            write,
+        } => {
+            let command = commands::set_mark_price(market, price);
+            submit(client, with_id(command, &write)).await
+        }
+        PerpsCmd::Funding {
+            market,
+            rate,
+            time_ms,
+            write,
+        } => {
+            let command = commands::apply_funding(market, rate, time_ms);
+            submit(client, with_id(command, &write)).await
+        }
+        PerpsCmd::PerpFill {
+            market,
+            buyer,
+            seller,
+            size,
+            price,
+            buyer_fee,
+            seller_fee,
+            write,
+        } => {
+            let command =
+                commands::perp_fill(market, buyer, seller, size, price, buyer_fee, seller_fee);
+            submit(client, with_id(command, &write)).await
+        }
+        PerpsCmd::Position {
+            market,
+            account,
+            read,
+        } => {
+            let read = match read_options(&read) {
+                Ok(read) => read,
+                Err(outcome) => return outcome,
+            };
+            interruptible(client.position(market, account, read), false, |r| {
+                Outcome::Ok {
+                    text: render::position_response_text(&r),
+                    json: render::position_response_json(&r),
+                }
+            })
+            .await
+        }
+        PerpsCmd::Margin { account, read } => {
+            let read = match read_options(&read) {
+                Ok(read) => read,
+                Err(outcome) => return outcome,
+            };
+            interruptible(client.margin(account, read), false, |r| Outcome::Ok {
+                text: render::margin_response_text(&r),
+                json: render::margin_response_json(&r),
+            })
+            .await
+        }
+        PerpsCmd::Exposure { market, top, read } => exposure(client, market, top, &read).await,
+    }
+}
+
+async fn market(client: &Client, cmd: MarketCmd) -> Outcome {
     match cmd {
         MarketCmd::Create {
             market,
@@ -57,77 +122,30 @@ pub async fn run_market(client: &Client, cmd: MarketCmd) -> Outcome {
     }
 }
 
-pub async fn run_mark(client: &Client, a: MarkArgs) -> Outcome {
-    let command = commands::set_mark_price(a.market, a.price);
-    submit(client, with_id(command, &a.write)).await
-}
-
-pub async fn run_funding(client: &Client, a: FundingArgs) -> Outcome {
-    let command = commands::apply_funding(a.market, a.rate, a.time_ms);
-    submit(client, with_id(command, &a.write)).await
-}
-
-pub async fn run_perp_fill(client: &Client, a: PerpFillArgs) -> Outcome {
-    let command = commands::perp_fill(
-        a.market,
-        a.buyer,
-        a.seller,
-        a.size,
-        a.price,
-        a.buyer_fee,
-        a.seller_fee,
-    );
-    submit(client, with_id(command, &a.write)).await
-}
-
-pub async fn run_position(client: &Client, a: PositionArgs) -> Outcome {
-    let read = match read_options(&a.read) {
+/// `exposure`: the market's exposure, then (`--top` > 0) the accounts
+/// closest to liquidation, read at least where the exposure was.
+async fn exposure(client: &Client, market: String, top: u32, read: &ReadArgs) -> Outcome {
+    let read = match read_options(read) {
         Ok(read) => read,
         Err(outcome) => return outcome,
     };
-    interruptible(client.position(a.market, a.account, read), false, |r| {
-        Outcome::Ok {
-            text: render::position_response_text(&r),
-            json: render::position_response_json(&r),
-        }
-    })
-    .await
-}
-
-pub async fn run_margin(client: &Client, a: MarginArgs) -> Outcome {
-    let read = match read_options(&a.read) {
-        Ok(read) => read,
-        Err(outcome) => return outcome,
-    };
-    interruptible(client.margin(a.account, read), false, |r| Outcome::Ok {
-        text: render::margin_response_text(&r),
-        json: render::margin_response_json(&r),
-    })
-    .await
-}
-
-pub async fn run_exposure(client: &Client, a: ExposureArgs) -> Outcome {
-    let read = match read_options(&a.read) {
-        Ok(read) => read,
-        Err(outcome) => return outcome,
-    };
-    let exposure = match client.exposure(a.market, read).await {
+    let exposure = match client.exposure(market, read).await {
         Ok(exposure) => exposure,
-        Err(error) => return crate::run::error_outcome(&error, false),
+        Err(error) => return error_outcome(&error, false),
     };
     let settle = exposure
         .market
         .as_ref()
         .map(|m| m.settle_asset.clone())
         .unwrap_or_default();
-    let at_risk = if a.top == 0 {
+    let at_risk = if top == 0 {
         Vec::new()
     } else {
         // Read at least where the exposure was read, from any node.
-        let read = tally_client::ReadOptions::at_least_index(exposure.applied_index);
-        match client.at_risk(settle, a.top, read).await {
+        let read = ReadOptions::at_least_index(exposure.applied_index);
+        match client.at_risk(settle, top, read).await {
             Ok(r) => r.margins,
-            Err(error) => return crate::run::error_outcome(&error, false),
+            Err(error) => return error_outcome(&error, false),
         }
     };
     Outcome::Ok {
