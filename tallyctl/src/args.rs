@@ -125,11 +125,13 @@ pub(crate) fn endpoint_arg(s: &str) -> Result<String, String> {
     parse_endpoint(s).map_err(|e| e.to_string())
 }
 
-pub(crate) fn amount_arg(s: &str) -> Result<String, String> {
+/// A plain decimal above zero: amounts, prices, sizes, ticks, rates.
+pub(crate) fn positive_decimal(s: &str) -> Result<String, String> {
     validate_amount(s, Sign::Positive)
 }
 
-pub(crate) fn fee_arg(s: &str) -> Result<String, String> {
+/// A plain decimal, zero allowed: fees, fee rates, bracket floors.
+pub(crate) fn non_negative_decimal(s: &str) -> Result<String, String> {
     validate_amount(s, Sign::NonNegative)
 }
 

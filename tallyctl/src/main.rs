@@ -15,7 +15,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use serde_json::json;
 
 use crate::args::Cli;
 use crate::run::{EXIT_ERROR, Outcome};
@@ -91,11 +90,8 @@ fn missing_command(rendered: &str) -> String {
 
 /// The outcome of a command line clap refused (other than help/version).
 fn usage_outcome(message: &str) -> Outcome {
-    Outcome::Fail {
-        exit: EXIT_ERROR,
-        line: format!("error: {message} (see tallyctl --help)"),
-        json: json!({"status": "error", "exit_code": EXIT_ERROR, "reason": "USAGE", "error": message}),
-    }
+    let line = format!("error: {message} (see tallyctl --help)");
+    Outcome::error(EXIT_ERROR, line, "USAGE", message)
 }
 
 fn usage_error(message: &str, json: bool) -> ExitCode {

@@ -59,13 +59,15 @@ pub fn table(header: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
     out
 }
 
-pub(crate) fn owner_of(owner: Option<&pb::Owner>) -> String {
+/// An owner for people: `account 7`, `external`, `fees`, `insurance`.
+pub(crate) fn owner_text(owner: Option<&pb::Owner>) -> String {
     match owner.and_then(Owner::from_proto) {
         Some(owner) => owner.to_string(),
         None => "unknown owner".to_string(),
     }
 }
 
+/// An owner for `--json`: `{"kind": "account", "account": 7}`, `{"kind": "fees"}`, ...
 pub(crate) fn owner_json(owner: Option<&pb::Owner>) -> Value {
     match owner.and_then(Owner::from_proto) {
         Some(Owner::Account(id)) => json!({"kind": "account", "account": id}),
@@ -95,6 +97,19 @@ pub(crate) fn or_zero(amount: &str) -> &str {
     if amount.is_empty() { "0" } else { amount }
 }
 
+/// `-` for an empty (unknown or absent) value.
+pub(crate) fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}
+
+/// Appends each line on a line of its own, indented by two spaces.
+pub(crate) fn push_indented<S: AsRef<str>>(out: &mut String, lines: impl IntoIterator<Item = S>) {
+    for line in lines {
+        out.push_str("\n  ");
+        out.push_str(line.as_ref());
+    }
+}
+
 /// The lines describing an applied command's events, balance changes aligned.
 pub fn event_lines(events: &[Event]) -> Vec<String> {
     let mut balances: Vec<(usize, [String; 6])> = Vec::new();
@@ -105,7 +120,7 @@ pub fn event_lines(events: &[Event]) -> Vec<String> {
                 balances.push((
                     lines.len(),
                     [
-                        owner_of(b.owner.as_ref()),
+                        owner_text(b.owner.as_ref()),
                         b.asset.clone(),
                         signed(&b.available_delta),
                         or_zero(&b.available).to_string(),
@@ -176,10 +191,7 @@ pub fn applied_text(result: &CommandResult, applied_index: u64) -> String {
              its events came with that first reply)",
         );
     }
-    for line in event_lines(&result.events) {
-        out.push_str("\n  ");
-        out.push_str(&line);
-    }
+    push_indented(&mut out, event_lines(&result.events));
     out
 }
 
@@ -193,6 +205,7 @@ pub fn applied_json(result: &CommandResult, applied_index: u64) -> Value {
     })
 }
 
+/// Where a read was served: `(index 42, node 2)`.
 pub(crate) fn read_suffix(applied_index: u64, served_by: u64) -> String {
     format!("(index {applied_index}, node {served_by})")
 }
@@ -282,6 +295,13 @@ fn leader_last_log(nodes: &[NodeStatus], leader_id: Option<u64>) -> Option<u64> 
         .iter()
         .find(|n| Some(n.node_id) == leader_id && n.error.is_empty() && n.role == "leader")
         .map(|n| n.last_log_index)
+}
+
+/// Without the leader's view of the cluster: the first node in `nodes` that
+/// says it leads, and its last log index (if it answered).
+fn self_declared_leader(nodes: &[NodeStatus]) -> (Option<u64>, Option<u64>) {
+    let leader_id = nodes.iter().find(|n| n.role == "leader").map(|n| n.node_id);
+    (leader_id, leader_last_log(nodes, leader_id))
 }
 
 /// Each node's JSON with its `lag` (null when unknown or unreachable).
@@ -384,7 +404,6 @@ fn nodes_table(
         };
         let lag = lag(n, leader_last_log).map_or_else(|| "-".to_string(), |l| l.to_string());
         let hash: String = n.state_hash.chars().take(HASH_PREFIX_CHARS).collect();
-        let dash_if_empty = |s: String| if s.is_empty() { "-".to_string() } else { s };
         cells.push(vec![
             id,
             if n.addr.is_empty() { row.addr } else { &n.addr }.to_string(),
@@ -396,8 +415,8 @@ fn nodes_table(
             lag,
             n.snapshot_index.to_string(),
             human_bytes(n.data_size_bytes),
-            dash_if_empty(n.version.clone()),
-            dash_if_empty(hash),
+            or_dash(&n.version).to_string(),
+            or_dash(&hash).to_string(),
         ]);
     }
     let header = [
@@ -489,11 +508,7 @@ pub fn node_views_text(views: &[(String, Result<NodeStatus, String>)]) -> String
             },
         })
         .collect();
-    let leader_id = unreachable
-        .iter()
-        .find(|n| n.role == "leader")
-        .map(|n| n.node_id);
-    let leader_last_log = leader_last_log(&unreachable, leader_id);
+    let (leader_id, leader_last_log) = self_declared_leader(&unreachable);
     let rows: Vec<Row<'_>> = unreachable
         .iter()
         .map(|n| Row {
@@ -525,11 +540,7 @@ pub fn node_views_json(
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok().cloned())
         .collect();
-    let leader_id = answered
-        .iter()
-        .find(|n| n.role == "leader")
-        .map(|n| n.node_id);
-    let leader_last_log = leader_last_log(&answered, leader_id);
+    let (_, leader_last_log) = self_declared_leader(&answered);
     json!({
         "source": "nodes",
         "cluster_error": cluster_error,

@@ -7,7 +7,7 @@ use tally_client::amount::{Sign, validate_amount};
 use tally_client::commands;
 use tally_client::proto::v1::MarginBracket;
 
-use crate::args::{AMOUNT_HELP, ReadArgs, WriteArgs};
+use crate::args::{AMOUNT_HELP, ReadArgs, WriteArgs, non_negative_decimal, positive_decimal};
 
 const MARKET_HELP: &str = "\
 A linear perpetual: positions in BASE, margined and settled in the SETTLE \
@@ -26,14 +26,6 @@ Example:
     --bracket 10000:0.02:10 --bracket 50000:0.05:5 \\
     --liquidation-fee-rate 0.01 --funding-interval-ms 28800000";
 
-fn positive(s: &str) -> Result<String, String> {
-    validate_amount(s, Sign::Positive)
-}
-
-fn non_negative(s: &str) -> Result<String, String> {
-    validate_amount(s, Sign::NonNegative)
-}
-
 /// A decimal with an optional leading `-` (funding rates).
 fn signed_decimal(s: &str) -> Result<String, String> {
     let digits = s.strip_prefix('-').unwrap_or(s);
@@ -50,8 +42,8 @@ fn bracket_arg(s: &str) -> Result<MarginBracket, String> {
         .parse::<u32>()
         .map_err(|_| format!("leverage {leverage:?} is not a whole number"))?;
     Ok(commands::margin_bracket(
-        non_negative(floor)?,
-        positive(rate)?,
+        non_negative_decimal(floor)?,
+        positive_decimal(rate)?,
         leverage,
     ))
 }
@@ -67,7 +59,7 @@ pub enum PerpsCmd {
         /// Market symbol.
         market: String,
         /// Mark price (at most the tick's decimal places).
-        #[arg(value_parser = positive, allow_negative_numbers = true)]
+        #[arg(value_parser = positive_decimal, allow_negative_numbers = true)]
         price: String,
         #[command(flatten)]
         write: WriteArgs,
@@ -101,16 +93,16 @@ pub enum PerpsCmd {
         #[arg(long)]
         seller: u64,
         /// Size (a multiple of the market's step).
-        #[arg(long, value_parser = positive, allow_negative_numbers = true)]
+        #[arg(long, value_parser = positive_decimal, allow_negative_numbers = true)]
         size: String,
         /// Price (a multiple of the market's tick).
-        #[arg(long, value_parser = positive, allow_negative_numbers = true)]
+        #[arg(long, value_parser = positive_decimal, allow_negative_numbers = true)]
         price: String,
         /// Fee the buyer pays, in the settle asset.
-        #[arg(long, value_parser = non_negative, default_value = "0", value_name = "FEE")]
+        #[arg(long, value_parser = non_negative_decimal, default_value = "0", value_name = "FEE")]
         buyer_fee: String,
         /// Fee the seller pays, in the settle asset.
-        #[arg(long, value_parser = non_negative, default_value = "0", value_name = "FEE")]
+        #[arg(long, value_parser = non_negative_decimal, default_value = "0", value_name = "FEE")]
         seller_fee: String,
         #[command(flatten)]
         write: WriteArgs,
@@ -161,10 +153,10 @@ pub enum MarketCmd {
         #[arg(long = "settle", value_name = "ASSET")]
         settle_asset: String,
         /// Price tick, e.g. 0.1.
-        #[arg(long = "tick", value_parser = positive, value_name = "PRICE")]
+        #[arg(long = "tick", value_parser = positive_decimal, value_name = "PRICE")]
         tick_size: String,
         /// Size step, e.g. 0.001.
-        #[arg(long = "step", value_parser = positive, value_name = "SIZE")]
+        #[arg(long = "step", value_parser = positive_decimal, value_name = "SIZE")]
         step_size: String,
         /// Highest leverage of any position.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
@@ -173,7 +165,7 @@ pub enum MarketCmd {
         #[arg(long = "bracket", required = true, value_parser = bracket_arg, value_name = "FLOOR:RATE:LEVERAGE")]
         brackets: Vec<MarginBracket>,
         /// Liquidation fee rate, charged on the notional to the insurance fund.
-        #[arg(long, value_parser = non_negative, default_value = "0", value_name = "RATE")]
+        #[arg(long, value_parser = non_negative_decimal, default_value = "0", value_name = "RATE")]
         liquidation_fee_rate: String,
         /// Funding interval in milliseconds (funding times are multiples of it).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "MS")]

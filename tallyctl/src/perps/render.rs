@@ -2,40 +2,18 @@
 //! exposure, and of the perpetual events in write outcomes.
 
 use serde_json::{Value, json};
-use tally_client::Owner;
 use tally_client::proto::v1::{
     self as pb, GetExposureResponse, GetMarginResponse, GetMarketResponse, GetPositionResponse,
     PositionInfo, event,
 };
 
-use crate::render::table;
+use crate::render::{or_dash, owner_json, owner_text, push_indented, read_suffix, table};
 
 fn none_if_empty(s: &str) -> Value {
     if s.is_empty() {
         Value::Null
     } else {
         Value::String(s.to_string())
-    }
-}
-
-fn or_dash(s: &str) -> &str {
-    if s.is_empty() { "-" } else { s }
-}
-
-fn owner_text(owner: Option<&pb::Owner>) -> String {
-    match owner.and_then(Owner::from_proto) {
-        Some(owner) => owner.to_string(),
-        None => "unknown owner".to_string(),
-    }
-}
-
-fn owner_value(owner: Option<&pb::Owner>) -> Value {
-    match owner.and_then(Owner::from_proto) {
-        Some(Owner::Account(id)) => json!({"kind": "account", "account": id}),
-        Some(Owner::External) => json!({"kind": "external"}),
-        Some(Owner::Fees) => json!({"kind": "fees"}),
-        Some(Owner::Insurance) => json!({"kind": "insurance"}),
-        None => Value::Null,
     }
 }
 
@@ -143,8 +121,8 @@ pub fn event_json(kind: &event::Kind) -> Option<Value> {
         }),
         Kind::Position(e) => json!({
             "type": "position", "market": e.market,
-            "holder": owner_value(e.holder.as_ref()),
-            "counterparty": owner_value(e.counterparty.as_ref()),
+            "holder": owner_json(e.holder.as_ref()),
+            "counterparty": owner_json(e.counterparty.as_ref()),
             "cause": cause_name(e.cause), "size_delta": e.size_delta, "price": e.price,
             "size": e.size, "entry_price": e.entry_price, "realized_pnl": e.realized_pnl,
         }),
@@ -159,7 +137,7 @@ pub fn event_json(kind: &event::Kind) -> Option<Value> {
         }),
         Kind::FundingPayment(e) => json!({
             "type": "funding_payment", "market": e.market,
-            "holder": owner_value(e.holder.as_ref()), "amount": e.amount,
+            "holder": owner_json(e.holder.as_ref()), "amount": e.amount,
         }),
         Kind::Liquidation(e) => json!({
             "type": "liquidation", "account": e.account, "asset": e.asset, "equity": e.equity,
@@ -171,10 +149,6 @@ pub fn event_json(kind: &event::Kind) -> Option<Value> {
         _ => return None,
     };
     Some(value)
-}
-
-fn suffix(applied_index: u64, served_by: u64) -> String {
-    format!("(index {applied_index}, node {served_by})")
 }
 
 pub fn market_json(m: &pb::Market) -> Value {
@@ -247,10 +221,7 @@ fn market_lines(m: &pb::Market) -> String {
         &rows,
         &[true, true, true, true, true],
     );
-    for line in brackets.lines() {
-        out.push_str("\n  ");
-        out.push_str(line);
-    }
+    push_indented(&mut out, brackets.lines());
     out
 }
 
@@ -259,9 +230,9 @@ pub fn market_text(r: &GetMarketResponse) -> String {
         Some(m) => format!(
             "{}\n{}",
             market_lines(m),
-            suffix(r.applied_index, r.served_by)
+            read_suffix(r.applied_index, r.served_by)
         ),
-        None => format!("no market {}", suffix(r.applied_index, r.served_by)),
+        None => format!("no market {}", read_suffix(r.applied_index, r.served_by)),
     }
 }
 
@@ -331,9 +302,9 @@ pub fn position_response_text(r: &GetPositionResponse) -> String {
             p.account,
             p.market,
             positions_table(std::slice::from_ref(p)),
-            suffix(r.applied_index, r.served_by)
+            read_suffix(r.applied_index, r.served_by)
         ),
-        None => format!("no position {}", suffix(r.applied_index, r.served_by)),
+        None => format!("no position {}", read_suffix(r.applied_index, r.served_by)),
     }
 }
 
@@ -379,7 +350,7 @@ fn margin_lines(m: &pb::Margin) -> String {
 }
 
 pub fn margin_response_text(r: &GetMarginResponse) -> String {
-    let suffix = suffix(r.applied_index, r.served_by);
+    let suffix = read_suffix(r.applied_index, r.served_by);
     if r.margins.is_empty() {
         return format!(
             "account {} holds no perpetual positions {suffix}",
@@ -429,19 +400,15 @@ pub fn exposure_text(e: &GetExposureResponse, at_risk: &[pb::Margin]) -> String 
             })
             .collect();
         out.push_str("\n  closest to liquidation:");
-        for line in table(
+        let table = table(
             &["ACCOUNT", "EQUITY", "MM", "MARGIN RATIO"],
             &rows,
             &[true, true, true, true],
-        )
-        .lines()
-        {
-            out.push_str("\n  ");
-            out.push_str(line);
-        }
+        );
+        push_indented(&mut out, table.lines());
     }
     out.push('\n');
-    out.push_str(&suffix(e.applied_index, e.served_by));
+    out.push_str(&read_suffix(e.applied_index, e.served_by));
     out
 }
 
@@ -466,6 +433,7 @@ pub fn exposure_json(e: &GetExposureResponse, at_risk: &[pb::Margin]) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tally_client::Owner;
 
     #[test]
     fn events_render() {

@@ -1,5 +1,6 @@
 //! Running the perpetual futures subcommands: each parsed command becomes a
-//! write (through [`submit`]) or a read, and its answer an [`Outcome`].
+//! write (through [`submit`]) or a read (through [`run_read`]), and its
+//! answer an [`Outcome`].
 
 use tally_client::proto::v1::CreateMarket;
 use tally_client::{Client, ReadOptions, commands};
@@ -7,7 +8,7 @@ use tally_client::{Client, ReadOptions, commands};
 use crate::args::ReadArgs;
 use crate::perps::args::{MarketCmd, PerpsCmd};
 use crate::perps::render;
-use crate::run::{Outcome, error_outcome, interruptible, read_options, submit, with_id};
+use crate::run::{Outcome, error_outcome, read_options, run_read, submit, with_id};
 
 pub async fn run(client: &Client, cmd: PerpsCmd) -> Outcome {
     match cmd {
@@ -48,27 +49,25 @@ pub async fn run(client: &Client, cmd: PerpsCmd) -> Outcome {
             account,
             read,
         } => {
-            let read = match read_options(&read) {
-                Ok(read) => read,
-                Err(outcome) => return outcome,
-            };
-            interruptible(client.position(market, account, read), false, |r| {
-                Outcome::Ok {
+            run_read(
+                &read,
+                |o| client.position(market, account, o),
+                |r| Outcome::Ok {
                     text: render::position_response_text(&r),
                     json: render::position_response_json(&r),
-                }
-            })
+                },
+            )
             .await
         }
         PerpsCmd::Margin { account, read } => {
-            let read = match read_options(&read) {
-                Ok(read) => read,
-                Err(outcome) => return outcome,
-            };
-            interruptible(client.margin(account, read), false, |r| Outcome::Ok {
-                text: render::margin_response_text(&r),
-                json: render::margin_response_json(&r),
-            })
+            run_read(
+                &read,
+                |o| client.margin(account, o),
+                |r| Outcome::Ok {
+                    text: render::margin_response_text(&r),
+                    json: render::margin_response_json(&r),
+                },
+            )
             .await
         }
         PerpsCmd::Exposure { market, top, read } => exposure(client, market, top, &read).await,
@@ -109,14 +108,14 @@ async fn market(client: &Client, cmd: MarketCmd) -> Outcome {
             submit(client, with_id(commands::resume_market(market), &write)).await
         }
         MarketCmd::Show { market, read } => {
-            let read = match read_options(&read) {
-                Ok(read) => read,
-                Err(outcome) => return outcome,
-            };
-            interruptible(client.market(market, read), false, |r| Outcome::Ok {
-                text: render::market_text(&r),
-                json: render::market_response_json(&r),
-            })
+            run_read(
+                &read,
+                |o| client.market(market, o),
+                |r| Outcome::Ok {
+                    text: render::market_text(&r),
+                    json: render::market_response_json(&r),
+                },
+            )
             .await
         }
     }

@@ -5,7 +5,7 @@
 use clap::{Args, Subcommand};
 use tally_client::Owner;
 
-use crate::args::{AMOUNT_HELP, ReadArgs, WriteArgs, amount_arg, fee_arg};
+use crate::args::{AMOUNT_HELP, ReadArgs, WriteArgs, non_negative_decimal, positive_decimal};
 
 fn owner_arg(s: &str) -> Result<Owner, String> {
     s.parse()
@@ -28,7 +28,7 @@ pub enum SpotCmd {
         /// Asset symbol, e.g. BTC.
         asset: String,
         /// Decimal amount, e.g. 1.5 (at most the asset's scale in decimal places).
-        #[arg(value_parser = amount_arg, allow_negative_numbers = true)]
+        #[arg(value_parser = positive_decimal, allow_negative_numbers = true)]
         amount: String,
         #[command(flatten)]
         write: WriteArgs,
@@ -42,7 +42,7 @@ pub enum SpotCmd {
         /// Asset symbol.
         asset: String,
         /// Decimal amount (at most the asset's scale in decimal places).
-        #[arg(value_parser = amount_arg, allow_negative_numbers = true)]
+        #[arg(value_parser = positive_decimal, allow_negative_numbers = true)]
         amount: String,
         #[command(flatten)]
         write: WriteArgs,
@@ -58,7 +58,7 @@ pub enum SpotCmd {
         /// Asset symbol.
         asset: String,
         /// Decimal amount (at most the asset's scale in decimal places).
-        #[arg(value_parser = amount_arg, allow_negative_numbers = true)]
+        #[arg(value_parser = positive_decimal, allow_negative_numbers = true)]
         amount: String,
         #[command(flatten)]
         write: WriteArgs,
@@ -74,7 +74,7 @@ pub enum SpotCmd {
         /// Asset symbol.
         asset: String,
         /// Decimal amount (at most the asset's scale in decimal places).
-        #[arg(value_parser = amount_arg, allow_negative_numbers = true)]
+        #[arg(value_parser = positive_decimal, allow_negative_numbers = true)]
         amount: String,
         #[command(flatten)]
         write: WriteArgs,
@@ -105,16 +105,16 @@ pub enum SpotCmd {
         #[arg(long, value_name = "HOLD")]
         sell_hold: u64,
         /// Base amount traded (decimal).
-        #[arg(long, value_parser = amount_arg, allow_negative_numbers = true)]
+        #[arg(long, value_parser = positive_decimal, allow_negative_numbers = true)]
         amount: String,
         /// Price in quote per base (decimal).
-        #[arg(long, value_parser = amount_arg, allow_negative_numbers = true)]
+        #[arg(long, value_parser = positive_decimal, allow_negative_numbers = true)]
         price: String,
         /// Fee the buyer pays, in the base asset (decimal, default 0).
-        #[arg(long, value_parser = fee_arg, allow_negative_numbers = true, default_value = "0", value_name = "FEE")]
+        #[arg(long, value_parser = non_negative_decimal, allow_negative_numbers = true, default_value = "0", value_name = "FEE")]
         buyer_fee: String,
         /// Fee the seller pays, in the quote asset (decimal, default 0).
-        #[arg(long, value_parser = fee_arg, allow_negative_numbers = true, default_value = "0", value_name = "FEE")]
+        #[arg(long, value_parser = non_negative_decimal, allow_negative_numbers = true, default_value = "0", value_name = "FEE")]
         seller_fee: String,
         #[command(flatten)]
         write: WriteArgs,

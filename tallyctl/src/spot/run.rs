@@ -1,9 +1,10 @@
 //! Running the spot subcommands: each parsed command becomes a write
-//! (through [`submit`]) or a read, and its answer an [`Outcome`].
+//! (through [`submit`]) or a read (through [`run_read`]), and its answer an
+//! [`Outcome`].
 
 use tally_client::{Client, commands};
 
-use crate::run::{Outcome, interruptible, read_options, submit, with_id};
+use crate::run::{Outcome, run_read, submit, with_id};
 use crate::spot::args::{AccountArgs, AccountCmd, AssetCmd, SpotCmd};
 use crate::spot::render;
 
@@ -32,14 +33,14 @@ pub async fn run(client: &Client, cmd: SpotCmd) -> Outcome {
             let Some(account) = account else {
                 return Outcome::usage("missing ACCOUNT");
             };
-            let read = match read_options(&read) {
-                Ok(read) => read,
-                Err(outcome) => return outcome,
-            };
-            interruptible(client.account(account, read), false, |r| Outcome::Ok {
-                text: render::account_text(&r),
-                json: render::account_json(&r),
-            })
+            run_read(
+                &read,
+                |o| client.account(account, o),
+                |r| Outcome::Ok {
+                    text: render::account_text(&r),
+                    json: render::account_json(&r),
+                },
+            )
             .await
         }
         SpotCmd::Deposit {
@@ -97,26 +98,22 @@ pub async fn run(client: &Client, cmd: SpotCmd) -> Outcome {
             submit(client, with_id(command, &write)).await
         }
         SpotCmd::Balance { owner, asset, read } => {
-            let read = match read_options(&read) {
-                Ok(read) => read,
-                Err(outcome) => return outcome,
-            };
-            let call = client.balance(owner, asset.clone(), read);
-            interruptible(call, false, |r| Outcome::Ok {
+            let call = |o| client.balance(owner, asset.clone(), o);
+            run_read(&read, call, |r| Outcome::Ok {
                 text: render::balance_text(owner, &asset, &r),
                 json: render::balance_json(owner, &asset, &r),
             })
             .await
         }
         SpotCmd::Hold { hold, read } => {
-            let read = match read_options(&read) {
-                Ok(read) => read,
-                Err(outcome) => return outcome,
-            };
-            interruptible(client.hold(hold, read), false, |r| Outcome::Ok {
-                text: render::hold_text(&r),
-                json: render::hold_json(&r),
-            })
+            run_read(
+                &read,
+                |o| client.hold(hold, o),
+                |r| Outcome::Ok {
+                    text: render::hold_text(&r),
+                    json: render::hold_json(&r),
+                },
+            )
             .await
         }
     }
