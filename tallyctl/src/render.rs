@@ -1,5 +1,9 @@
-//! Turning responses into output: concise aligned text for people and
-//! `serde_json` values for `--json`. Pure functions, no I/O.
+//! Turning responses into output, the parts every product area shares:
+//! concise aligned text for people and `serde_json` values for `--json`
+//! (tables, owners, amounts, read suffixes), write outcomes with their
+//! events (balance changes aligned; spot and perps events rendered by their
+//! areas), and the `state-hash`, membership and `cluster status` answers.
+//! Pure functions, no I/O.
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -8,9 +12,14 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use tally_client::Owner;
 use tally_client::proto::v1::{
-    self as pb, ClusterStatus, CommandResult, Event, GetAccountResponse, GetBalanceResponse,
-    GetHoldResponse, GetStateHashResponse, Member, MembershipResponse, NodeStatus, event,
+    self as pb, ClusterStatus, CommandResult, Event, GetStateHashResponse, Member,
+    MembershipResponse, NodeStatus, event,
 };
+
+use crate::{perps, spot};
+
+/// The text of an event this build does not know.
+const UNRECOGNIZED_EVENT: &str = "unrecognized event (newer server?)";
 
 /// Characters of the state hash shown in tables.
 const HASH_PREFIX_CHARS: usize = 12;
@@ -50,14 +59,16 @@ pub fn table(header: &[&str], rows: &[Vec<String>], right: &[bool]) -> String {
     out
 }
 
-fn owner_of(owner: Option<&pb::Owner>) -> String {
+/// An owner for people: `account 7`, `external`, `fees`, `insurance`.
+pub(crate) fn owner_text(owner: Option<&pb::Owner>) -> String {
     match owner.and_then(Owner::from_proto) {
         Some(owner) => owner.to_string(),
         None => "unknown owner".to_string(),
     }
 }
 
-fn owner_json(owner: Option<&pb::Owner>) -> Value {
+/// An owner for `--json`: `{"kind": "account", "account": 7}`, `{"kind": "fees"}`, ...
+pub(crate) fn owner_json(owner: Option<&pb::Owner>) -> Value {
     match owner.and_then(Owner::from_proto) {
         Some(Owner::Account(id)) => json!({"kind": "account", "account": id}),
         Some(Owner::External) => json!({"kind": "external"}),
@@ -82,8 +93,21 @@ fn signed(delta: &str) -> String {
     }
 }
 
-fn or_zero(amount: &str) -> &str {
+pub(crate) fn or_zero(amount: &str) -> &str {
     if amount.is_empty() { "0" } else { amount }
+}
+
+/// `-` for an empty (unknown or absent) value.
+pub(crate) fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}
+
+/// Appends each line on a line of its own, indented by two spaces.
+pub(crate) fn push_indented<S: AsRef<str>>(out: &mut String, lines: impl IntoIterator<Item = S>) {
+    for line in lines {
+        out.push_str("\n  ");
+        out.push_str(line.as_ref());
+    }
 }
 
 /// The lines describing an applied command's events, balance changes aligned.
@@ -92,15 +116,11 @@ pub fn event_lines(events: &[Event]) -> Vec<String> {
     let mut lines: Vec<Option<String>> = Vec::new();
     for event in events {
         let text = match &event.kind {
-            Some(event::Kind::AssetCreated(a)) => {
-                format!("asset {} created with scale {}", a.symbol, a.scale)
-            }
-            Some(event::Kind::AccountCreated(a)) => format!("account {} created", a.account),
             Some(event::Kind::Balance(b)) => {
                 balances.push((
                     lines.len(),
                     [
-                        owner_of(b.owner.as_ref()),
+                        owner_text(b.owner.as_ref()),
                         b.asset.clone(),
                         signed(&b.available_delta),
                         or_zero(&b.available).to_string(),
@@ -111,33 +131,14 @@ pub fn event_lines(events: &[Event]) -> Vec<String> {
                 lines.push(None);
                 continue;
             }
-            Some(event::Kind::Hold(h)) => format!(
-                "hold {} (account {}, {}) remaining {}{}",
-                h.hold,
-                h.account,
-                h.asset,
-                or_zero(&h.remaining),
-                if h.closed { ", closed" } else { "" }
-            ),
-            Some(event::Kind::Fill(f)) => format!(
-                "fill {} {} for {} {}: buyer {} fee {} {}, seller {} fee {} {}",
-                f.base_amount,
-                f.base_asset,
-                f.quote_amount,
-                f.quote_asset,
-                f.buyer,
-                or_zero(&f.buyer_fee),
-                f.base_asset,
-                f.seller,
-                or_zero(&f.seller_fee),
-                f.quote_asset
-            ),
             Some(event::Kind::DedupWindowSet(w)) => format!(
                 "dedup window set to {} ms (from the next command on)",
                 w.window_ms
             ),
-            Some(perp) => crate::perps::event_text(perp),
-            None => "unrecognized event (newer server?)".to_string(),
+            Some(kind) => spot::render::event_text(kind)
+                .or_else(|| perps::render::event_text(kind))
+                .unwrap_or_else(|| UNRECOGNIZED_EVENT.to_string()),
+            None => UNRECOGNIZED_EVENT.to_string(),
         };
         lines.push(Some(text));
     }
@@ -162,12 +163,6 @@ pub fn event_lines(events: &[Event]) -> Vec<String> {
 
 pub fn event_json(event: &Event) -> Value {
     match &event.kind {
-        Some(event::Kind::AssetCreated(a)) => {
-            json!({"type": "asset_created", "symbol": a.symbol, "scale": a.scale})
-        }
-        Some(event::Kind::AccountCreated(a)) => {
-            json!({"type": "account_created", "account": a.account})
-        }
         Some(event::Kind::Balance(b)) => json!({
             "type": "balance",
             "owner": owner_json(b.owner.as_ref()),
@@ -177,29 +172,12 @@ pub fn event_json(event: &Event) -> Value {
             "available": or_zero(&b.available),
             "locked": or_zero(&b.locked),
         }),
-        Some(event::Kind::Hold(h)) => json!({
-            "type": "hold",
-            "hold": h.hold,
-            "account": h.account,
-            "asset": h.asset,
-            "remaining": or_zero(&h.remaining),
-            "closed": h.closed,
-        }),
-        Some(event::Kind::Fill(f)) => json!({
-            "type": "fill",
-            "buyer": f.buyer,
-            "seller": f.seller,
-            "base_asset": f.base_asset,
-            "quote_asset": f.quote_asset,
-            "base_amount": f.base_amount,
-            "quote_amount": f.quote_amount,
-            "buyer_fee": or_zero(&f.buyer_fee),
-            "seller_fee": or_zero(&f.seller_fee),
-        }),
         Some(event::Kind::DedupWindowSet(w)) => {
             json!({"type": "dedup_window_set", "window_ms": w.window_ms})
         }
-        Some(perp) => crate::perps::event_json(perp),
+        Some(kind) => spot::render::event_json(kind)
+            .or_else(|| perps::render::event_json(kind))
+            .unwrap_or_else(|| json!({"type": "unknown"})),
         None => json!({"type": "unknown"}),
     }
 }
@@ -213,10 +191,7 @@ pub fn applied_text(result: &CommandResult, applied_index: u64) -> String {
              its events came with that first reply)",
         );
     }
-    for line in event_lines(&result.events) {
-        out.push_str("\n  ");
-        out.push_str(&line);
-    }
+    push_indented(&mut out, event_lines(&result.events));
     out
 }
 
@@ -230,98 +205,9 @@ pub fn applied_json(result: &CommandResult, applied_index: u64) -> Value {
     })
 }
 
-fn read_suffix(applied_index: u64, served_by: u64) -> String {
+/// Where a read was served: `(index 42, node 2)`.
+pub(crate) fn read_suffix(applied_index: u64, served_by: u64) -> String {
     format!("(index {applied_index}, node {served_by})")
-}
-
-pub fn balance_text(owner: Owner, asset: &str, r: &GetBalanceResponse) -> String {
-    let (available, locked) = r
-        .balance
-        .as_ref()
-        .map_or(("0", "0"), |b| (or_zero(&b.available), or_zero(&b.locked)));
-    format!(
-        "{owner}  {asset}  available {available}  locked {locked}  {}",
-        read_suffix(r.applied_index, r.served_by)
-    )
-}
-
-pub fn balance_json(owner: Owner, asset: &str, r: &GetBalanceResponse) -> Value {
-    let (available, locked) = r
-        .balance
-        .as_ref()
-        .map_or(("0", "0"), |b| (or_zero(&b.available), or_zero(&b.locked)));
-    json!({
-        "owner": owner_json(Some(&owner.to_proto())),
-        "asset": asset,
-        "available": available,
-        "locked": locked,
-        "applied_index": r.applied_index,
-        "served_by": r.served_by,
-    })
-}
-
-pub fn account_text(r: &GetAccountResponse) -> String {
-    let suffix = read_suffix(r.applied_index, r.served_by);
-    if r.balances.is_empty() {
-        return format!("account {} has no balances {suffix}", r.account);
-    }
-    let rows: Vec<Vec<String>> = r
-        .balances
-        .iter()
-        .map(|b| {
-            vec![
-                b.asset.clone(),
-                or_zero(&b.available).to_string(),
-                or_zero(&b.locked).to_string(),
-            ]
-        })
-        .collect();
-    format!(
-        "account {} {suffix}\n{}",
-        r.account,
-        table(
-            &["ASSET", "AVAILABLE", "LOCKED"],
-            &rows,
-            &[false, true, true]
-        )
-    )
-}
-
-pub fn account_json(r: &GetAccountResponse) -> Value {
-    json!({
-        "account": r.account,
-        "balances": r.balances.iter().map(|b| json!({
-            "asset": b.asset,
-            "available": or_zero(&b.available),
-            "locked": or_zero(&b.locked),
-        })).collect::<Vec<_>>(),
-        "applied_index": r.applied_index,
-        "served_by": r.served_by,
-    })
-}
-
-pub fn hold_text(r: &GetHoldResponse) -> String {
-    format!(
-        "hold {}  account {}  {}  amount {}  remaining {}  {}",
-        r.hold,
-        r.account,
-        r.asset,
-        or_zero(&r.amount),
-        or_zero(&r.remaining),
-        read_suffix(r.applied_index, r.served_by)
-    )
-}
-
-pub fn hold_json(r: &GetHoldResponse) -> Value {
-    json!({
-        "hold": r.hold,
-        "account": r.account,
-        "asset": r.asset,
-        "amount": or_zero(&r.amount),
-        "remaining": or_zero(&r.remaining),
-        "applied_index": r.applied_index,
-        "served_by": r.served_by,
-    })
 }
 
 pub fn state_hash_text(r: &GetStateHashResponse) -> String {
@@ -409,6 +295,13 @@ fn leader_last_log(nodes: &[NodeStatus], leader_id: Option<u64>) -> Option<u64> 
         .iter()
         .find(|n| Some(n.node_id) == leader_id && n.error.is_empty() && n.role == "leader")
         .map(|n| n.last_log_index)
+}
+
+/// Without the leader's view of the cluster: the first node in `nodes` that
+/// says it leads, and its last log index (if it answered).
+fn self_declared_leader(nodes: &[NodeStatus]) -> (Option<u64>, Option<u64>) {
+    let leader_id = nodes.iter().find(|n| n.role == "leader").map(|n| n.node_id);
+    (leader_id, leader_last_log(nodes, leader_id))
 }
 
 /// Each node's JSON with its `lag` (null when unknown or unreachable).
@@ -511,7 +404,6 @@ fn nodes_table(
         };
         let lag = lag(n, leader_last_log).map_or_else(|| "-".to_string(), |l| l.to_string());
         let hash: String = n.state_hash.chars().take(HASH_PREFIX_CHARS).collect();
-        let dash_if_empty = |s: String| if s.is_empty() { "-".to_string() } else { s };
         cells.push(vec![
             id,
             if n.addr.is_empty() { row.addr } else { &n.addr }.to_string(),
@@ -523,8 +415,8 @@ fn nodes_table(
             lag,
             n.snapshot_index.to_string(),
             human_bytes(n.data_size_bytes),
-            dash_if_empty(n.version.clone()),
-            dash_if_empty(hash),
+            or_dash(&n.version).to_string(),
+            or_dash(&hash).to_string(),
         ]);
     }
     let header = [
@@ -616,11 +508,7 @@ pub fn node_views_text(views: &[(String, Result<NodeStatus, String>)]) -> String
             },
         })
         .collect();
-    let leader_id = unreachable
-        .iter()
-        .find(|n| n.role == "leader")
-        .map(|n| n.node_id);
-    let leader_last_log = leader_last_log(&unreachable, leader_id);
+    let (leader_id, leader_last_log) = self_declared_leader(&unreachable);
     let rows: Vec<Row<'_>> = unreachable
         .iter()
         .map(|n| Row {
@@ -652,11 +540,7 @@ pub fn node_views_json(
         .iter()
         .filter_map(|(_, r)| r.as_ref().ok().cloned())
         .collect();
-    let leader_id = answered
-        .iter()
-        .find(|n| n.role == "leader")
-        .map(|n| n.node_id);
-    let leader_last_log = leader_last_log(&answered, leader_id);
+    let (_, leader_last_log) = self_declared_leader(&answered);
     json!({
         "source": "nodes",
         "cluster_error": cluster_error,

@@ -1,9 +1,15 @@
-//! The command line: clap definitions of every `tallyctl` subcommand and
-//! flag, with the argument validators (endpoints, amounts, ids, members).
+//! The shared command line: the top-level clap definition (global flags,
+//! help texts, the subcommand list that takes in the spot and perps areas'
+//! own), the flags of every write and every read, the validators the areas
+//! share (endpoints, amounts, command ids), and the subcommands that belong
+//! to no product area: `state-hash`, `cluster` and `ledger`.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tally_client::amount::{Sign, validate_amount};
-use tally_client::{Consistency, Owner, ReadOptions, parse_endpoint, parse_endpoint_list};
+use tally_client::{Consistency, ReadOptions, parse_endpoint, parse_endpoint_list};
+
+use crate::perps::args::PerpsCmd;
+use crate::spot::args::SpotCmd;
 
 /// Default of `--endpoints`: where `tallyd dev` listens.
 pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:50053";
@@ -27,7 +33,7 @@ indexes mean equal state).
 With --watch the table is redrawn every --interval-ms until Ctrl-C; with \
 --json each refresh is one JSON object on its own line.";
 
-const AMOUNT_HELP: &str = "\
+pub(crate) const AMOUNT_HELP: &str = "\
 Amounts and prices are plain decimal strings such as 1.5 or 0.00000001: digits \
 with an optional fractional part, no sign, exponent or thousands separators. \
 An amount may not have more decimal places than its asset's scale (e.g. 8 for \
@@ -115,24 +121,22 @@ fn endpoints_arg(s: &str) -> Result<Endpoints, String> {
         .map_err(|e| e.to_string())
 }
 
-fn endpoint_arg(s: &str) -> Result<String, String> {
+pub(crate) fn endpoint_arg(s: &str) -> Result<String, String> {
     parse_endpoint(s).map_err(|e| e.to_string())
 }
 
-fn amount_arg(s: &str) -> Result<String, String> {
+/// A plain decimal above zero: amounts, prices, sizes, ticks, rates.
+pub(crate) fn positive_decimal(s: &str) -> Result<String, String> {
     validate_amount(s, Sign::Positive)
 }
 
-fn fee_arg(s: &str) -> Result<String, String> {
+/// A plain decimal, zero allowed: fees, fee rates, bracket floors.
+pub(crate) fn non_negative_decimal(s: &str) -> Result<String, String> {
     validate_amount(s, Sign::NonNegative)
 }
 
 fn command_id_arg(s: &str) -> Result<String, String> {
     tally_client::validate_command_id(s).map(|()| s.to_string())
-}
-
-fn owner_arg(s: &str) -> Result<Owner, String> {
-    s.parse()
 }
 
 /// `ID=HOST:PORT` of `cluster init --member`.
@@ -248,133 +252,14 @@ impl ReadArgs {
     }
 }
 
+/// Every subcommand, in the order `tallyctl --help` lists them: the spot
+/// area's and the perps area's come from their own enums.
 #[derive(Debug, Subcommand)]
 pub enum Cmd {
-    /// Manage assets.
-    #[command(subcommand)]
-    Asset(AssetCmd),
-
-    /// Show an account's balances, or create an account (`account create`).
-    Account(AccountArgs),
-
-    /// Credit an account (the asset's `external` account is debited).
-    #[command(after_long_help = AMOUNT_HELP)]
-    Deposit {
-        /// Account id.
-        account: u64,
-        /// Asset symbol, e.g. BTC.
-        asset: String,
-        /// Decimal amount, e.g. 1.5 (at most the asset's scale in decimal places).
-        #[arg(value_parser = amount_arg, allow_negative_numbers = true)]
-        amount: String,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
-
-    /// Debit an account's available balance (credited to `external`).
-    #[command(after_long_help = AMOUNT_HELP)]
-    Withdraw {
-        /// Account id.
-        account: u64,
-        /// Asset symbol.
-        asset: String,
-        /// Decimal amount (at most the asset's scale in decimal places).
-        #[arg(value_parser = amount_arg, allow_negative_numbers = true)]
-        amount: String,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
-
-    /// Move available funds from one account to another.
-    #[command(after_long_help = AMOUNT_HELP)]
-    Transfer {
-        /// Account to debit.
-        from: u64,
-        /// Account to credit.
-        to: u64,
-        /// Asset symbol.
-        asset: String,
-        /// Decimal amount (at most the asset's scale in decimal places).
-        #[arg(value_parser = amount_arg, allow_negative_numbers = true)]
-        amount: String,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
-
-    /// Lock funds for an order: move AMOUNT from available to locked under HOLD.
-    #[command(after_long_help = AMOUNT_HELP)]
-    Lock {
-        /// New hold id (normally the order id).
-        hold: u64,
-        /// Account whose funds are locked.
-        account: u64,
-        /// Asset symbol.
-        asset: String,
-        /// Decimal amount (at most the asset's scale in decimal places).
-        #[arg(value_parser = amount_arg, allow_negative_numbers = true)]
-        amount: String,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
-
-    /// Close a hold (order cancel): its remainder returns to available.
-    #[command(visible_alias = "cancel", after_long_help = AMOUNT_HELP)]
-    Release {
-        /// Hold id.
-        hold: u64,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
-
-    /// Settle a trade between a buy hold (quote asset) and a sell hold (base asset).
-    ///
-    /// The buyer's hold pays AMOUNT * PRICE of the quote asset, the seller's
-    /// hold AMOUNT of the base asset. The buyer receives AMOUNT minus
-    /// --buyer-fee (base), the seller the quote minus --seller-fee (quote);
-    /// fees go to the `fees` account. A fill that would overdraw a hold
-    /// changes nothing (HOLD_INSUFFICIENT).
-    #[command(after_long_help = AMOUNT_HELP)]
-    Fill {
-        /// Hold of the buyer (locks the quote asset, e.g. USDT).
-        #[arg(long, value_name = "HOLD")]
-        buy_hold: u64,
-        /// Hold of the seller (locks the base asset, e.g. BTC).
-        #[arg(long, value_name = "HOLD")]
-        sell_hold: u64,
-        /// Base amount traded (decimal).
-        #[arg(long, value_parser = amount_arg, allow_negative_numbers = true)]
-        amount: String,
-        /// Price in quote per base (decimal).
-        #[arg(long, value_parser = amount_arg, allow_negative_numbers = true)]
-        price: String,
-        /// Fee the buyer pays, in the base asset (decimal, default 0).
-        #[arg(long, value_parser = fee_arg, allow_negative_numbers = true, default_value = "0", value_name = "FEE")]
-        buyer_fee: String,
-        /// Fee the seller pays, in the quote asset (decimal, default 0).
-        #[arg(long, value_parser = fee_arg, allow_negative_numbers = true, default_value = "0", value_name = "FEE")]
-        seller_fee: String,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
-
-    /// Show one balance of an account or of a system account.
-    Balance {
-        /// Account id, or a system account: external, fees, insurance.
-        #[arg(value_parser = owner_arg, value_name = "ACCOUNT|external|fees|insurance")]
-        owner: Owner,
-        /// Asset symbol.
-        asset: String,
-        #[command(flatten)]
-        read: ReadArgs,
-    },
-
-    /// Show a hold (order lock): owner, asset, amount and remainder.
-    Hold {
-        /// Hold id.
-        hold: u64,
-        #[command(flatten)]
-        read: ReadArgs,
-    },
+    // asset, account, deposit, withdraw, transfer, lock, release, fill,
+    // balance, hold: listed here, in this order.
+    #[command(flatten)]
+    Spot(SpotCmd),
 
     /// Show the hash of the whole ledger state and the index it was taken at.
     StateHash {
@@ -389,28 +274,9 @@ pub enum Cmd {
     #[command(subcommand)]
     Cluster(ClusterCmd),
 
-    /// Perpetual markets: create, pause, resume, show.
-    #[command(subcommand)]
-    Market(crate::perps::MarketCmd),
-
-    /// Set a market's mark price; accounts below maintenance margin are liquidated.
-    Mark(crate::perps::MarkArgs),
-
-    /// Apply one funding round to a market at its mark price.
-    Funding(crate::perps::FundingArgs),
-
-    /// Settle a perpetual trade between two accounts.
-    #[command(after_long_help = AMOUNT_HELP)]
-    PerpFill(crate::perps::PerpFillArgs),
-
-    /// Show one perpetual position with its margin and liquidation price.
-    Position(crate::perps::PositionArgs),
-
-    /// Show an account's cross margin: equity, margins, margin ratio, positions.
-    Margin(crate::perps::MarginArgs),
-
-    /// Show a market's exposure and the accounts closest to liquidation.
-    Exposure(crate::perps::ExposureArgs),
+    // market, mark, funding, perp-fill, position, margin, exposure.
+    #[command(flatten)]
+    Perps(PerpsCmd),
 
     /// Ledger-wide settings (replicated through the log, like any write).
     #[command(subcommand)]
@@ -448,43 +314,6 @@ pub enum LedgerCmd {
             value_parser = clap::value_parser!(u64).range(1_000..=604_800_000)
         )]
         window_ms: u64,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AssetCmd {
-    /// Register an asset with a fixed scale (decimal places), e.g. `asset create BTC 8`.
-    Create {
-        /// Symbol: up to 16 of A-Z, 0-9, _ and -.
-        symbol: String,
-        /// Decimal places amounts of this asset may have (0-18).
-        #[arg(value_parser = clap::value_parser!(u32).range(0..=18))]
-        scale: u32,
-        #[command(flatten)]
-        write: WriteArgs,
-    },
-}
-
-#[derive(Debug, Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
-pub struct AccountArgs {
-    #[command(subcommand)]
-    pub action: Option<AccountCmd>,
-    /// Account id whose balances to show.
-    #[arg(required = true, value_name = "ACCOUNT")]
-    pub account: Option<u64>,
-    #[command(flatten)]
-    pub read: ReadArgs,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum AccountCmd {
-    /// Open a client account (ids are chosen by the caller; 0 is reserved).
-    Create {
-        /// Account id.
-        account: u64,
         #[command(flatten)]
         write: WriteArgs,
     },
@@ -597,14 +426,17 @@ pub enum ClusterCmd {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use tally_client::Owner;
 
-    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+    use crate::spot::args::SpotCmd;
+
+    pub(crate) fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(std::iter::once("tallyctl").chain(args.iter().copied()))
     }
 
-    fn ok(args: &[&str]) -> Cli {
+    pub(crate) fn ok(args: &[&str]) -> Cli {
         match parse(args) {
             Ok(cli) => cli,
             Err(e) => panic!("{args:?}: {e}"),
@@ -638,7 +470,7 @@ mod tests {
         assert!(cli.json);
         assert_eq!(cli.effective_timeout_ms(), 100);
         match cli.command {
-            Cmd::Balance { owner, asset, .. } => {
+            Cmd::Spot(SpotCmd::Balance { owner, asset, .. }) => {
                 assert_eq!(owner, Owner::Fees);
                 assert_eq!(asset, "BTC");
             }
@@ -649,79 +481,7 @@ mod tests {
     }
 
     #[test]
-    fn writes() {
-        match ok(&["deposit", "7", "BTC", "0.00000001", "--id", "dep-1"]).command {
-            Cmd::Deposit {
-                account,
-                amount,
-                write,
-                ..
-            } => {
-                assert_eq!((account, amount.as_str()), (7, "0.00000001"));
-                assert_eq!(write.id.as_deref(), Some("dep-1"));
-            }
-            other => panic!("{other:?}"),
-        }
-        for bad in ["-1", "1e3", "0", "1,5", "abc", ".5"] {
-            assert!(parse(&["deposit", "7", "BTC", bad]).is_err(), "{bad}");
-        }
-        assert!(parse(&["deposit", "x", "BTC", "1"]).is_err());
-        assert!(parse(&["deposit", "7", "BTC", "1", "--id", ""]).is_err());
-        assert!(matches!(
-            ok(&["cancel", "9"]).command,
-            Cmd::Release { hold: 9, .. }
-        ));
-        assert!(matches!(
-            ok(&["transfer", "1", "2", "USDT", "10"]).command,
-            Cmd::Transfer { from: 1, to: 2, .. }
-        ));
-        assert!(matches!(
-            ok(&["lock", "101", "1", "USDT", "15000"]).command,
-            Cmd::Lock {
-                hold: 101,
-                account: 1,
-                ..
-            }
-        ));
-        match ok(&[
-            "fill",
-            "--buy-hold",
-            "1",
-            "--sell-hold",
-            "2",
-            "--amount",
-            "0.5",
-            "--price",
-            "30000",
-            "--seller-fee",
-            "15",
-        ])
-        .command
-        {
-            Cmd::Fill {
-                buyer_fee,
-                seller_fee,
-                ..
-            } => assert_eq!((buyer_fee.as_str(), seller_fee.as_str()), ("0", "15")),
-            other => panic!("{other:?}"),
-        }
-        assert!(
-            parse(&[
-                "fill",
-                "--buy-hold",
-                "1",
-                "--sell-hold",
-                "2",
-                "--amount",
-                "1"
-            ])
-            .is_err()
-        );
-        assert!(matches!(
-            ok(&["asset", "create", "BTC", "8"]).command,
-            Cmd::Asset(AssetCmd::Create { scale: 8, .. })
-        ));
-        assert!(parse(&["asset", "create", "BTC", "19"]).is_err());
+    fn ledger() {
         match ok(&[
             "ledger",
             "set-dedup-window",
@@ -748,30 +508,9 @@ mod tests {
     }
 
     #[test]
-    fn account_show_and_create() {
-        match ok(&["account", "7"]).command {
-            Cmd::Account(AccountArgs {
-                action: None,
-                account: Some(7),
-                ..
-            }) => {}
-            other => panic!("{other:?}"),
-        }
-        match ok(&["account", "create", "7", "--id", "acct-7"]).command {
-            Cmd::Account(AccountArgs {
-                action: Some(AccountCmd::Create { account: 7, write }),
-                account: None,
-                ..
-            }) => assert_eq!(write.id.as_deref(), Some("acct-7")),
-            other => panic!("{other:?}"),
-        }
-        assert!(parse(&["account"]).is_err());
-    }
-
-    #[test]
     fn reads() {
         let read = |args: &[&str]| match ok(args).command {
-            Cmd::Hold { read, .. } => read.options(),
+            Cmd::Spot(SpotCmd::Hold { read, .. }) => read.options(),
             other => panic!("{other:?}"),
         };
         assert_eq!(read(&["hold", "1"]), Ok(ReadOptions::linearizable()));

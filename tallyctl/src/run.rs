@@ -1,20 +1,23 @@
-//! Executing a parsed command line: builds the client, runs the call, and
-//! maps its result to an [`Outcome`] (text, JSON and exit code). `cluster
-//! status --watch` prints as it goes and ends in [`Outcome::Printed`].
+//! Executing a parsed command line: builds the client, hands spot and perps
+//! commands to their areas and runs the rest (`state-hash`, `cluster`,
+//! `ledger`) here, with the plumbing every area shares: the exit codes, the
+//! [`Outcome`] (text, JSON and exit code) of writes and calls, Ctrl-C
+//! handling. `cluster status --watch` prints as it goes and ends in
+//! [`Outcome::Printed`].
 
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tally_client::proto::v1::{Command, Member, NodeStatus};
+use tally_client::proto::v1::{
+    Command, GetStateHashResponse, Member, MembershipResponse, NodeStatus,
+};
 use tally_client::{
     Client, ClientConfig, ClientError, CommandExt, ReadOptions, WriteResult, commands, reasons,
 };
 
-use crate::args::{
-    AccountArgs, AccountCmd, AssetCmd, Cli, ClusterCmd, Cmd, LedgerCmd, ReadArgs, WriteArgs,
-};
-use crate::render;
+use crate::args::{Cli, ClusterCmd, Cmd, LedgerCmd, ReadArgs, WriteArgs};
+use crate::{perps, render, spot};
 
 /// Exit status: success.
 pub const EXIT_OK: u8 = 0;
@@ -45,13 +48,30 @@ impl Outcome {
         }
     }
 
+    /// A failure with the usual JSON object: status `error`, the exit code,
+    /// a machine-readable reason and the error message.
+    pub fn error(exit: u8, line: String, reason: &str, error: &str) -> Outcome {
+        Outcome::Fail {
+            exit,
+            line,
+            json: json!({"status": "error", "exit_code": exit, "reason": reason, "error": error}),
+        }
+    }
+
     /// A usage error found after parsing (contradicting flags).
     pub fn usage(message: &str) -> Outcome {
-        Outcome::Fail {
-            exit: EXIT_ERROR,
-            line: format!("error: {message}"),
-            json: json!({"status": "error", "exit_code": EXIT_ERROR, "reason": "USAGE", "error": message}),
+        Outcome::error(EXIT_ERROR, format!("error: {message}"), "USAGE", message)
+    }
+
+    /// Ctrl-C stopped a call; `change` marks calls that change the cluster
+    /// (their outcome is then unknown).
+    pub fn interrupted(change: bool) -> Outcome {
+        let exit = if change { EXIT_UNKNOWN } else { EXIT_ERROR };
+        let mut line = "error: interrupted".to_string();
+        if change {
+            line.push_str("; the change may or may not have taken effect");
         }
+        Outcome::error(exit, line, "INTERRUPTED", "interrupted")
     }
 }
 
@@ -147,16 +167,7 @@ pub fn error_outcome(error: &ClientError, change: bool) -> Outcome {
             "; the change may or may not have taken effect (check `tallyctl cluster status`)",
         );
     }
-    Outcome::Fail {
-        exit,
-        line,
-        json: json!({
-            "status": "error",
-            "exit_code": exit,
-            "reason": error.reason(),
-            "error": error.to_string(),
-        }),
-    }
+    Outcome::error(exit, line, error.reason(), &error.to_string())
 }
 
 pub(crate) fn read_options(read: &ReadArgs) -> Result<ReadOptions, Outcome> {
@@ -194,18 +205,23 @@ pub(crate) async fn interruptible<T>(
             Ok(value) => done(value),
             Err(error) => error_outcome(&error, change),
         },
-        _ = tokio::signal::ctrl_c() => {
-            let exit = if change { EXIT_UNKNOWN } else { EXIT_ERROR };
-            let mut line = "error: interrupted".to_string();
-            if change {
-                line.push_str("; the change may or may not have taken effect");
-            }
-            Outcome::Fail {
-                exit,
-                line,
-                json: json!({"status": "error", "exit_code": exit, "reason": "INTERRUPTED", "error": "interrupted"}),
-            }
-        }
+        _ = tokio::signal::ctrl_c() => Outcome::interrupted(change),
+    }
+}
+
+/// Runs a read at the consistency its flags ask for (contradicting flags
+/// are a usage error); Ctrl-C aborts it.
+pub(crate) async fn run_read<T, F>(
+    read: &ReadArgs,
+    call: impl FnOnce(ReadOptions) -> F,
+    done: impl FnOnce(T) -> Outcome,
+) -> Outcome
+where
+    F: Future<Output = Result<T, ClientError>>,
+{
+    match read_options(read) {
+        Ok(options) => interruptible(call(options), false, done).await,
+        Err(outcome) => outcome,
     }
 }
 
@@ -220,77 +236,19 @@ pub async fn run(cli: Cli) -> Outcome {
         Err(error) => return error_outcome(&error, false),
     };
     match cli.command {
-        Cmd::Asset(AssetCmd::Create {
-            symbol,
-            scale,
-            write,
-        }) => {
-            submit(
-                &client,
-                with_id(commands::create_asset(symbol, scale), &write),
-            )
-            .await
-        }
-        Cmd::Account(AccountArgs {
-            action: Some(AccountCmd::Create { account, write }),
-            ..
-        }) => submit(&client, with_id(commands::create_account(account), &write)).await,
-        Cmd::Account(AccountArgs {
-            action: None,
-            account,
-            read,
-        }) => {
-            let Some(account) = account else {
-                return Outcome::usage("missing ACCOUNT");
+        Cmd::Spot(cmd) => spot::run::run(&client, cmd).await,
+        Cmd::StateHash { node, read } => {
+            let done = |r: GetStateHashResponse| Outcome::Ok {
+                text: render::state_hash_text(&r),
+                json: render::state_hash_json(&r),
             };
-            let read = match read_options(&read) {
-                Ok(read) => read,
-                Err(outcome) => return outcome,
-            };
-            interruptible(client.account(account, read), false, |r| Outcome::Ok {
-                text: render::account_text(&r),
-                json: render::account_json(&r),
-            })
-            .await
+            match node {
+                Some(node) => run_read(&read, |o| client.state_hash_at(&node, o), done).await,
+                None => run_read(&read, |o| client.state_hash(o), done).await,
+            }
         }
-        Cmd::Deposit {
-            account,
-            asset,
-            amount,
-            write,
-        } => {
-            let command = commands::deposit(account, asset, amount);
-            submit(&client, with_id(command, &write)).await
-        }
-        Cmd::Withdraw {
-            account,
-            asset,
-            amount,
-            write,
-        } => {
-            let command = commands::withdraw(account, asset, amount);
-            submit(&client, with_id(command, &write)).await
-        }
-        Cmd::Transfer {
-            from,
-            to,
-            asset,
-            amount,
-            write,
-        } => {
-            let command = commands::transfer(from, to, asset, amount);
-            submit(&client, with_id(command, &write)).await
-        }
-        Cmd::Lock {
-            hold,
-            account,
-            asset,
-            amount,
-            write,
-        } => {
-            let command = commands::lock(hold, account, asset, amount);
-            submit(&client, with_id(command, &write)).await
-        }
+        Cmd::Cluster(cmd) => cluster(&client, cmd, json).await,
+        Cmd::Perps(cmd) => perps::run::run(&client, cmd).await,
         Cmd::Ledger(LedgerCmd::SetDedupWindow { window_ms, write }) => {
             submit(
                 &client,
@@ -298,67 +256,6 @@ pub async fn run(cli: Cli) -> Outcome {
             )
             .await
         }
-        Cmd::Release { hold, write } => {
-            submit(&client, with_id(commands::release(hold), &write)).await
-        }
-        Cmd::Fill {
-            buy_hold,
-            sell_hold,
-            amount,
-            price,
-            buyer_fee,
-            seller_fee,
-            write,
-        } => {
-            let command =
-                commands::fill_with_fees(buy_hold, sell_hold, amount, price, buyer_fee, seller_fee);
-            submit(&client, with_id(command, &write)).await
-        }
-        Cmd::Balance { owner, asset, read } => {
-            let read = match read_options(&read) {
-                Ok(read) => read,
-                Err(outcome) => return outcome,
-            };
-            let call = client.balance(owner, asset.clone(), read);
-            interruptible(call, false, |r| Outcome::Ok {
-                text: render::balance_text(owner, &asset, &r),
-                json: render::balance_json(owner, &asset, &r),
-            })
-            .await
-        }
-        Cmd::Hold { hold, read } => {
-            let read = match read_options(&read) {
-                Ok(read) => read,
-                Err(outcome) => return outcome,
-            };
-            interruptible(client.hold(hold, read), false, |r| Outcome::Ok {
-                text: render::hold_text(&r),
-                json: render::hold_json(&r),
-            })
-            .await
-        }
-        Cmd::StateHash { node, read } => {
-            let read = match read_options(&read) {
-                Ok(read) => read,
-                Err(outcome) => return outcome,
-            };
-            let done = |r: tally_client::proto::v1::GetStateHashResponse| Outcome::Ok {
-                text: render::state_hash_text(&r),
-                json: render::state_hash_json(&r),
-            };
-            match node {
-                Some(node) => interruptible(client.state_hash_at(&node, read), false, done).await,
-                None => interruptible(client.state_hash(read), false, done).await,
-            }
-        }
-        Cmd::Cluster(cmd) => cluster(&client, cmd, json).await,
-        Cmd::Market(cmd) => crate::perps::run_market(&client, cmd).await,
-        Cmd::Mark(a) => crate::perps::run_mark(&client, a).await,
-        Cmd::Funding(a) => crate::perps::run_funding(&client, a).await,
-        Cmd::PerpFill(a) => crate::perps::run_perp_fill(&client, a).await,
-        Cmd::Position(a) => crate::perps::run_position(&client, a).await,
-        Cmd::Margin(a) => crate::perps::run_margin(&client, a).await,
-        Cmd::Exposure(a) => crate::perps::run_exposure(&client, a).await,
     }
 }
 
@@ -381,27 +278,15 @@ async fn cluster(client: &Client, cmd: ClusterCmd, json: bool) -> Outcome {
         }
         ClusterCmd::AddLearner { node_id, addr } => {
             let action = format!("node {node_id} added as learner");
-            interruptible(client.add_learner(node_id, addr), true, |r| Outcome::Ok {
-                text: render::membership_text(&action, &r),
-                json: render::membership_json("add_learner", &r),
-            })
-            .await
+            membership_change(client.add_learner(node_id, addr), &action, "add_learner").await
         }
         ClusterCmd::Promote { node_id } => {
             let action = format!("node {node_id} promoted to voter");
-            interruptible(client.promote(node_id), true, |r| Outcome::Ok {
-                text: render::membership_text(&action, &r),
-                json: render::membership_json("promote", &r),
-            })
-            .await
+            membership_change(client.promote(node_id), &action, "promote").await
         }
         ClusterCmd::Remove { node_id, force } => {
             let action = format!("node {node_id} removed");
-            interruptible(client.remove(node_id, force), true, |r| Outcome::Ok {
-                text: render::membership_text(&action, &r),
-                json: render::membership_json("remove", &r),
-            })
-            .await
+            membership_change(client.remove(node_id, force), &action, "remove").await
         }
         ClusterCmd::Replace {
             old_id,
@@ -411,11 +296,7 @@ async fn cluster(client: &Client, cmd: ClusterCmd, json: bool) -> Outcome {
         } => {
             let action = format!("node {old_id} replaced by node {new_id}");
             let call = client.replace(old_id, new_id, addr, force);
-            interruptible(call, true, |r| Outcome::Ok {
-                text: render::membership_text(&action, &r),
-                json: render::membership_json("replace", &r),
-            })
-            .await
+            membership_change(call, &action, "replace").await
         }
         ClusterCmd::TransferLeader { node_id } => {
             interruptible(client.transfer_leader(node_id), true, |r| Outcome::Ok {
@@ -435,6 +316,20 @@ async fn cluster(client: &Client, cmd: ClusterCmd, json: bool) -> Outcome {
             interval_ms,
         } => watch_status(client, interval_ms, json).await,
     }
+}
+
+/// Runs a membership change; `action` says what it did for people, `name`
+/// for `--json`.
+async fn membership_change(
+    call: impl Future<Output = Result<MembershipResponse, ClientError>>,
+    action: &str,
+    name: &str,
+) -> Outcome {
+    interruptible(call, true, |r| Outcome::Ok {
+        text: render::membership_text(action, &r),
+        json: render::membership_json(name, &r),
+    })
+    .await
 }
 
 /// A maintenance operation run on individual nodes.
@@ -488,13 +383,7 @@ async fn per_node(client: &Client, node: Option<String>, op: NodeOp) -> Outcome 
     for endpoint in &targets {
         let result = tokio::select! {
             result = op.run(client, endpoint) => result,
-            _ = tokio::signal::ctrl_c() => {
-                return Outcome::Fail {
-                    exit: EXIT_ERROR,
-                    line: "error: interrupted".to_string(),
-                    json: json!({"status": "error", "exit_code": EXIT_ERROR, "reason": "INTERRUPTED", "error": "interrupted"}),
-                };
-            }
+            _ = tokio::signal::ctrl_c() => return Outcome::interrupted(false),
         };
         match result {
             Ok((text, value)) => {
@@ -803,6 +692,22 @@ mod tests {
                 .exit_code(),
             EXIT_ERROR
         );
+    }
+
+    #[test]
+    fn interrupted_calls() {
+        let read = Outcome::interrupted(false);
+        assert_eq!(read.exit_code(), EXIT_ERROR);
+        let change = Outcome::interrupted(true);
+        assert_eq!(change.exit_code(), EXIT_UNKNOWN);
+        match change {
+            Outcome::Fail { line, json, .. } => {
+                assert!(line.starts_with("error: interrupted; the change may or may not"));
+                assert_eq!(json["reason"], "INTERRUPTED");
+                assert_eq!(json["exit_code"], EXIT_UNKNOWN);
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

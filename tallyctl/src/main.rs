@@ -3,14 +3,11 @@
 //! outcome (text, or one JSON object with `--json`) and exits with
 //! 0 success, 1 usage/connection error, 2 rejected, 3 unknown outcome.
 
-#[path = "tallyctl/args.rs"]
 mod args;
-#[path = "tallyctl/perps.rs"]
 mod perps;
-#[path = "tallyctl/render.rs"]
 mod render;
-#[path = "tallyctl/run.rs"]
 mod run;
+mod spot;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -18,7 +15,6 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use clap::error::ErrorKind;
-use serde_json::json;
 
 use crate::args::Cli;
 use crate::run::{EXIT_ERROR, Outcome};
@@ -94,11 +90,8 @@ fn missing_command(rendered: &str) -> String {
 
 /// The outcome of a command line clap refused (other than help/version).
 fn usage_outcome(message: &str) -> Outcome {
-    Outcome::Fail {
-        exit: EXIT_ERROR,
-        line: format!("error: {message} (see tallyctl --help)"),
-        json: json!({"status": "error", "exit_code": EXIT_ERROR, "reason": "USAGE", "error": message}),
-    }
+    let line = format!("error: {message} (see tallyctl --help)");
+    Outcome::error(EXIT_ERROR, line, "USAGE", message)
 }
 
 fn usage_error(message: &str, json: bool) -> ExitCode {

@@ -1,0 +1,274 @@
+//! Perpetual futures' command line: the clap definitions of the `market`,
+//! `mark`, `funding`, `perp-fill`, `position`, `margin` and `exposure`
+//! subcommands and their validators (brackets, signed funding rates).
+
+use clap::Subcommand;
+use tally_client::amount::{Sign, validate_amount};
+use tally_client::commands;
+use tally_client::proto::v1::MarginBracket;
+
+use crate::args::{AMOUNT_HELP, ReadArgs, WriteArgs, non_negative_decimal, positive_decimal};
+
+const MARKET_HELP: &str = "\
+A linear perpetual: positions in BASE, margined and settled in the SETTLE \
+asset. Prices are multiples of --tick, sizes multiples of --step; the decimal \
+places of tick and step together may not exceed the settle asset's scale.
+
+Each --bracket FLOOR:RATE:LEVERAGE is a maintenance-margin tier: from a \
+position notional of FLOOR (settle asset) the maintenance margin is \
+notional × RATE − cum and the leverage at most min(LEVERAGE, --max-leverage). \
+The first floor is 0; floors increase, rates do not decrease, leverages do \
+not increase. Rates have at most 8 decimal places.
+
+Example:
+  tallyctl market create BTC-PERP --base BTC --settle USDT --tick 0.1 \\
+    --step 0.001 --max-leverage 20 --bracket 0:0.01:20 \\
+    --bracket 10000:0.02:10 --bracket 50000:0.05:5 \\
+    --liquidation-fee-rate 0.01 --funding-interval-ms 28800000";
+
+/// A decimal with an optional leading `-` (funding rates).
+fn signed_decimal(s: &str) -> Result<String, String> {
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    validate_amount(digits, Sign::NonNegative).map(|_| s.to_string())
+}
+
+/// `FLOOR:RATE:LEVERAGE` of `market create --bracket`.
+fn bracket_arg(s: &str) -> Result<MarginBracket, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let [floor, rate, leverage] = parts.as_slice() else {
+        return Err(format!("expected FLOOR:RATE:LEVERAGE, got {s:?}"));
+    };
+    let leverage = leverage
+        .parse::<u32>()
+        .map_err(|_| format!("leverage {leverage:?} is not a whole number"))?;
+    Ok(commands::margin_bracket(
+        non_negative_decimal(floor)?,
+        positive_decimal(rate)?,
+        leverage,
+    ))
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PerpsCmd {
+    /// Perpetual markets: create, pause, resume, show.
+    #[command(subcommand)]
+    Market(MarketCmd),
+
+    /// Set a market's mark price; accounts below maintenance margin are liquidated.
+    Mark {
+        /// Market symbol.
+        market: String,
+        /// Mark price (at most the tick's decimal places).
+        #[arg(value_parser = positive_decimal, allow_negative_numbers = true)]
+        price: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
+    /// Apply one funding round to a market at its mark price.
+    Funding {
+        /// Market symbol.
+        market: String,
+        /// Funding rate, e.g. 0.0001 (longs pay shorts) or -0.0001 (shorts pay longs).
+        #[arg(value_parser = signed_decimal, allow_negative_numbers = true)]
+        rate: String,
+        /// Funding time in ms (a multiple of the market's funding interval, later
+        /// than the previous round; a round is applied once per time).
+        #[arg(long, value_name = "MS")]
+        time_ms: u64,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
+    /// Settle a perpetual trade between two accounts.
+    #[command(after_long_help = AMOUNT_HELP)]
+    PerpFill {
+        /// Market symbol.
+        #[arg(long)]
+        market: String,
+        /// Buying account.
+        #[arg(long)]
+        buyer: u64,
+        /// Selling account.
+        #[arg(long)]
+        seller: u64,
+        /// Size (a multiple of the market's step).
+        #[arg(long, value_parser = positive_decimal, allow_negative_numbers = true)]
+        size: String,
+        /// Price (a multiple of the market's tick).
+        #[arg(long, value_parser = positive_decimal, allow_negative_numbers = true)]
+        price: String,
+        /// Fee the buyer pays, in the settle asset.
+        #[arg(long, value_parser = non_negative_decimal, default_value = "0", value_name = "FEE")]
+        buyer_fee: String,
+        /// Fee the seller pays, in the settle asset.
+        #[arg(long, value_parser = non_negative_decimal, default_value = "0", value_name = "FEE")]
+        seller_fee: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
+    /// Show one perpetual position with its margin and liquidation price.
+    Position {
+        /// Market symbol.
+        market: String,
+        /// Account id.
+        account: u64,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+
+    /// Show an account's cross margin: equity, margins, margin ratio, positions.
+    Margin {
+        /// Account id.
+        account: u64,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+
+    /// Show a market's exposure and the accounts closest to liquidation.
+    Exposure {
+        /// Market symbol.
+        market: String,
+        /// Also list this many accounts closest to liquidation in the market's
+        /// settle asset (0: none).
+        #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(0..=1000))]
+        top: u32,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MarketCmd {
+    /// Create a linear perpetual market.
+    #[command(after_long_help = MARKET_HELP)]
+    Create {
+        /// Market symbol, e.g. BTC-PERP (up to 32 of A-Z, 0-9, _ and -).
+        market: String,
+        /// Base symbol (need not be an asset), e.g. BTC.
+        #[arg(long)]
+        base: String,
+        /// Settle asset (must exist), e.g. USDT.
+        #[arg(long = "settle", value_name = "ASSET")]
+        settle_asset: String,
+        /// Price tick, e.g. 0.1.
+        #[arg(long = "tick", value_parser = positive_decimal, value_name = "PRICE")]
+        tick_size: String,
+        /// Size step, e.g. 0.001.
+        #[arg(long = "step", value_parser = positive_decimal, value_name = "SIZE")]
+        step_size: String,
+        /// Highest leverage of any position.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        max_leverage: u32,
+        /// A maintenance-margin tier FLOOR:RATE:LEVERAGE (repeat, lowest floor first).
+        #[arg(long = "bracket", required = true, value_parser = bracket_arg, value_name = "FLOOR:RATE:LEVERAGE")]
+        brackets: Vec<MarginBracket>,
+        /// Liquidation fee rate, charged on the notional to the insurance fund.
+        #[arg(long, value_parser = non_negative_decimal, default_value = "0", value_name = "RATE")]
+        liquidation_fee_rate: String,
+        /// Funding interval in milliseconds (funding times are multiples of it).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "MS")]
+        funding_interval_ms: u64,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Pause a market: reduce-only (fills that open or grow a position are refused).
+    Pause {
+        market: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Resume a paused market.
+    Resume {
+        market: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Show a market's parameters, brackets, mark price and last funding time.
+    Show {
+        market: String,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::args::Cmd;
+    use crate::args::tests::{ok, parse};
+
+    fn perps(args: &[&str]) -> PerpsCmd {
+        match ok(args).command {
+            Cmd::Perps(cmd) => cmd,
+            other => panic!("{args:?}: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn commands_parse() {
+        match perps(&[
+            "perp-fill",
+            "--market",
+            "BTC-PERP",
+            "--buyer",
+            "1",
+            "--seller",
+            "2",
+            "--size",
+            "0.5",
+            "--price",
+            "30000",
+            "--seller-fee",
+            "1.5",
+        ]) {
+            PerpsCmd::PerpFill {
+                buyer,
+                seller,
+                buyer_fee,
+                seller_fee,
+                ..
+            } => assert_eq!(
+                (buyer, seller, buyer_fee.as_str(), seller_fee.as_str()),
+                (1, 2, "0", "1.5")
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            perps(&["funding", "BTC-PERP", "-0.0001", "--time-ms", "8"]),
+            PerpsCmd::Funding { time_ms: 8, .. }
+        ));
+        assert!(matches!(
+            perps(&["exposure", "BTC-PERP"]),
+            PerpsCmd::Exposure { top: 5, .. }
+        ));
+        assert!(matches!(
+            perps(&["market", "show", "BTC-PERP"]),
+            PerpsCmd::Market(MarketCmd::Show { .. })
+        ));
+        assert!(parse(&["mark", "BTC-PERP", "-1"]).is_err());
+        assert!(parse(&["exposure", "BTC-PERP", "--top", "1001"]).is_err());
+    }
+
+    #[test]
+    fn brackets_and_rates_parse() {
+        let b = bracket_arg("10000:0.02:10").expect("bracket");
+        assert_eq!(
+            (
+                b.notional_floor.as_str(),
+                b.maintenance_margin_rate.as_str(),
+                b.max_leverage
+            ),
+            ("10000", "0.02", 10)
+        );
+        assert!(bracket_arg("10000:0.02").is_err());
+        assert!(bracket_arg("x:0.02:10").is_err());
+        assert!(bracket_arg("0:0:10").is_err());
+        assert!(bracket_arg("0:0.01:ten").is_err());
+        assert_eq!(signed_decimal("-0.0001").as_deref(), Ok("-0.0001"));
+        assert_eq!(signed_decimal("0.0001").as_deref(), Ok("0.0001"));
+        assert!(signed_decimal("--1").is_err());
+        assert!(signed_decimal("1e-4").is_err());
+    }
+}

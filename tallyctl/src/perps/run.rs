@@ -1,0 +1,154 @@
+//! Running the perpetual futures subcommands: each parsed command becomes a
+//! write (through [`submit`]) or a read (through [`run_read`]), and its
+//! answer an [`Outcome`].
+
+use tally_client::proto::v1::CreateMarket;
+use tally_client::{Client, ReadOptions, commands};
+
+use crate::args::ReadArgs;
+use crate::perps::args::{MarketCmd, PerpsCmd};
+use crate::perps::render;
+use crate::run::{Outcome, error_outcome, read_options, run_read, submit, with_id};
+
+pub async fn run(client: &Client, cmd: PerpsCmd) -> Outcome {
+    match cmd {
+        PerpsCmd::Market(cmd) => market(client, cmd).await,
+        PerpsCmd::Mark {
+            market,
+            price,
+            write,
+        } => {
+            let command = commands::set_mark_price(market, price);
+            submit(client, with_id(command, &write)).await
+        }
+        PerpsCmd::Funding {
+            market,
+            rate,
+            time_ms,
+            write,
+        } => {
+            let command = commands::apply_funding(market, rate, time_ms);
+            submit(client, with_id(command, &write)).await
+        }
+        PerpsCmd::PerpFill {
+            market,
+            buyer,
+            seller,
+            size,
+            price,
+            buyer_fee,
+            seller_fee,
+            write,
+        } => {
+            let command =
+                commands::perp_fill(market, buyer, seller, size, price, buyer_fee, seller_fee);
+            submit(client, with_id(command, &write)).await
+        }
+        PerpsCmd::Position {
+            market,
+            account,
+            read,
+        } => {
+            run_read(
+                &read,
+                |o| client.position(market, account, o),
+                |r| Outcome::Ok {
+                    text: render::position_response_text(&r),
+                    json: render::position_response_json(&r),
+                },
+            )
+            .await
+        }
+        PerpsCmd::Margin { account, read } => {
+            run_read(
+                &read,
+                |o| client.margin(account, o),
+                |r| Outcome::Ok {
+                    text: render::margin_response_text(&r),
+                    json: render::margin_response_json(&r),
+                },
+            )
+            .await
+        }
+        PerpsCmd::Exposure { market, top, read } => exposure(client, market, top, &read).await,
+    }
+}
+
+async fn market(client: &Client, cmd: MarketCmd) -> Outcome {
+    match cmd {
+        MarketCmd::Create {
+            market,
+            base,
+            settle_asset,
+            tick_size,
+            step_size,
+            max_leverage,
+            brackets,
+            liquidation_fee_rate,
+            funding_interval_ms,
+            write,
+        } => {
+            let spec = CreateMarket {
+                market,
+                base,
+                settle_asset,
+                tick_size,
+                step_size,
+                max_leverage,
+                brackets,
+                liquidation_fee_rate,
+                funding_interval_ms,
+            };
+            submit(client, with_id(commands::create_market(spec), &write)).await
+        }
+        MarketCmd::Pause { market, write } => {
+            submit(client, with_id(commands::pause_market(market), &write)).await
+        }
+        MarketCmd::Resume { market, write } => {
+            submit(client, with_id(commands::resume_market(market), &write)).await
+        }
+        MarketCmd::Show { market, read } => {
+            run_read(
+                &read,
+                |o| client.market(market, o),
+                |r| Outcome::Ok {
+                    text: render::market_text(&r),
+                    json: render::market_response_json(&r),
+                },
+            )
+            .await
+        }
+    }
+}
+
+/// `exposure`: the market's exposure, then (`--top` > 0) the accounts
+/// closest to liquidation, read at least where the exposure was.
+async fn exposure(client: &Client, market: String, top: u32, read: &ReadArgs) -> Outcome {
+    let read = match read_options(read) {
+        Ok(read) => read,
+        Err(outcome) => return outcome,
+    };
+    let exposure = match client.exposure(market, read).await {
+        Ok(exposure) => exposure,
+        Err(error) => return error_outcome(&error, false),
+    };
+    let settle = exposure
+        .market
+        .as_ref()
+        .map(|m| m.settle_asset.clone())
+        .unwrap_or_default();
+    let at_risk = if top == 0 {
+        Vec::new()
+    } else {
+        // Read at least where the exposure was read, from any node.
+        let read = ReadOptions::at_least_index(exposure.applied_index);
+        match client.at_risk(settle, top, read).await {
+            Ok(r) => r.margins,
+            Err(error) => return error_outcome(&error, false),
+        }
+    };
+    Outcome::Ok {
+        text: render::exposure_text(&exposure, &at_risk),
+        json: render::exposure_json(&exposure, &at_risk),
+    }
+}
