@@ -370,7 +370,14 @@ where
         if info.connect_failed {
             router.hinted_address_unreachable(&target);
         }
-        last_error = format!("{target}: {}", info.describe());
+        // An attempt cut short by the call's own deadline says nothing about
+        // the cluster: keep the earlier answer (e.g. NO_LEADER) beside it.
+        let cut_by_deadline = matches!(info.code, Code::Cancelled | Code::DeadlineExceeded);
+        last_error = if cut_by_deadline && attempts > 1 {
+            format!("{target}: {}; before that: {last_error}", info.describe())
+        } else {
+            format!("{target}: {}", info.describe())
+        };
         tracing::debug!(target = %target, error = %last_error, "tally client: attempt failed");
         if policy.observe {
             if info.connect_failed || info.code == Code::Unavailable {

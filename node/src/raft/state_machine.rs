@@ -1,7 +1,11 @@
 //! The replicated state machine: applies committed Raft entries to the ledger
-//! engine and persists each applied batch (changed ledger records plus
-//! `last_applied` and membership) in one synced RocksDB write before any
-//! client hears the outcome. Also builds and installs snapshots.
+//! engine (each command decoded once from the entry frame, with its
+//! fingerprint) and persists each applied batch (changed ledger records plus
+//! `last_applied` and membership) in one atomic RocksDB write before any
+//! client hears the outcome. That write is not fsynced on its own: the next
+//! synced Raft log write makes it durable (one WAL for both; see `apply`),
+//! and a lost tail is re-applied from the committed log on restart. Also
+//! builds and installs snapshots.
 
 use std::collections::BTreeSet;
 use std::io;
