@@ -3,6 +3,10 @@
 //! Includes idempotency bookkeeping and event construction; excludes
 //! `take_dirty` (the shell calls it once per Raft batch).
 
+// A benchmark, not the engine: ledger/clippy.toml's determinism bans are for
+// ledger/src (this reads its arguments and the clock).
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
+
 use std::str::FromStr;
 use std::time::Instant;
 

@@ -205,6 +205,8 @@ impl Ledger {
         }
 
         let mut held: FxHashMap<(AccountId, AssetIdx), i128> = FxHashMap::default();
+        // Sorted on the next line: hash order cannot reach the error returned.
+        #[allow(clippy::disallowed_methods)]
         let mut hold_ids: Vec<_> = self.holds.keys().copied().collect();
         hold_ids.sort_unstable();
         for id in hold_ids {
@@ -231,6 +233,8 @@ impl Ledger {
                 .ok_or_else(|| format!("holds of account {} overflow", hold.account))?;
         }
 
+        // Sorted on the next line: hash order cannot reach the error returned.
+        #[allow(clippy::disallowed_methods)]
         let mut account_ids: Vec<_> = self.accounts.keys().copied().collect();
         account_ids.sort_unstable();
         for id in account_ids {
@@ -279,6 +283,8 @@ impl Ledger {
                     .ok_or_else(|| format!("sum of {} overflows", self.symbol(idx)))?;
             }
         }
+        // Sorted on the next line: hash order cannot reach the error returned.
+        #[allow(clippy::disallowed_methods)]
         let mut leftover: Vec<_> = held.into_iter().collect();
         leftover.sort_unstable();
         if let Some(((account, idx), total)) = leftover.first() {

@@ -16,6 +16,8 @@
 //! insurance fund and auto-deleveraging. See `Command::CreateMarket` and the
 //! `perp`, `liquidation` and `risk` modules for the rules and rounding.
 
+#![forbid(unsafe_code)]
+
 mod amount;
 mod codec;
 mod command;

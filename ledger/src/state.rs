@@ -173,6 +173,8 @@ impl DirtySet {
     /// meanwhile are kept).
     pub fn restore(&mut self, mut drained: FxHashSet<DirtyKey>) {
         debug_assert!(drained.is_empty());
+        // Moves keys from one set into another: the result has no order to leak.
+        #[allow(clippy::disallowed_methods)]
         drained.extend(self.keys.drain());
         self.keys = drained;
     }
