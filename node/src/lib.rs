@@ -19,6 +19,8 @@
 //! - `node`: the bootstrap that opens storage, starts Raft and mounts the
 //!   services; `cli`: the `tallyd` command line on top of it.
 
+#![forbid(unsafe_code)]
+
 pub mod cli;
 pub mod codec;
 pub mod config;

@@ -1,5 +1,7 @@
 //! `tallyd`: the Tally node binary (see `tally_node::cli`).
 
+#![forbid(unsafe_code)]
+
 use clap::Parser;
 use tally_node::cli::{Cli, Command};
 

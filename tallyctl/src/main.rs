@@ -3,6 +3,8 @@
 //! outcome (text, or one JSON object with `--json`) and exits with
 //! 0 success, 1 usage/connection error, 2 rejected, 3 unknown outcome.
 
+#![forbid(unsafe_code)]
+
 mod args;
 mod perps;
 mod render;

@@ -2,6 +2,8 @@
 //! own RocksDB data dir, and talks to them over real gRPC. Used by the
 //! integration tests in `tests/tests/`.
 
+#![forbid(unsafe_code)]
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
