@@ -967,9 +967,13 @@ pub fn check_tree(root: &Path) -> Report {
     report
 }
 
-/// The workspace root this crate was built in (`tidy/..`).
+/// The workspace root (`tidy/..`): from `CARGO_MANIFEST_DIR` as cargo sets
+/// it for tests and `cargo run`, else where this crate was built (a target
+/// dir shared between checkouts may hold a build from another one).
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir
         .parent()
         .expect("tidy/ has a parent")
         .to_path_buf()
