@@ -26,8 +26,8 @@
 //! - `allow-reason` (`ledger/src`): every `#[allow(clippy::disallowed_*)]`
 //!   has a `//` comment just above it (or after it on its line) saying why,
 //!   and none is crate- or module-wide (`#![allow(..)]`).
-//! - `module-doc` (`ledger/src`, `node/src`, `client/src`): every `.rs` file
-//!   starts with a `//!` module doc comment.
+//! - `module-doc` (`ledger/src`, `node/src`, `client/src`, `tallyctl/src`):
+//!   every `.rs` file starts with a `//!` module doc comment.
 //! - `forbid-unsafe`: the crate roots in [`FORBID_UNSAFE_ROOTS`] (the engine's
 //!   first) carry `#![forbid(unsafe_code)]`.
 //! - `ledger-deps`: `ledger/Cargo.toml` has no randomness or async runtime
@@ -54,7 +54,7 @@ pub const FORBID_UNSAFE_ROOTS: &[&str] = &[
     "node/src/lib.rs",
     "node/src/main.rs",
     "client/src/lib.rs",
-    "client/src/bin/tallyctl.rs",
+    "tallyctl/src/main.rs",
     "jepsen/src/lib.rs",
     "tests/src/lib.rs",
     "tidy/src/lib.rs",
@@ -938,7 +938,7 @@ pub fn check_tree(root: &Path) -> Report {
         report.violations.extend(check_allow_reason(name, text));
         report.violations.extend(check_module_doc(name, text));
     }
-    for dir in ["node/src", "client/src"] {
+    for dir in ["node/src", "client/src", "tallyctl/src"] {
         for source in read_sources(root, dir, &mut report) {
             report
                 .violations
