@@ -13,7 +13,11 @@
 //! Commands are applied with `Ledger::apply` (a leader building every event
 //! for its replies), or with `Ledger::apply_quiet` (a follower, which builds
 //! none) when the environment variable `TALLY_BENCH_QUIET` is set or
-//! [`EngineFixture::quiet`] is true.
+//! [`EngineFixture::quiet`] is true. With `TALLY_BENCH_FROM_LOG` set,
+//! [`run_engine`] applies each entry as a replica applies the Raft log: the
+//! commands are encoded beforehand (untimed, as the gRPC edge did), then
+//! decoded from those bytes and applied with `Ledger::apply_decoded`
+//! (timed: decode plus apply, no re-encoding for the fingerprint).
 
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -77,6 +81,8 @@ pub struct EngineFixture {
     standing: Vec<(u64, u64)>,
     /// Apply with `apply_quiet` (no events), as a follower does.
     pub quiet: bool,
+    /// `run_engine` decodes wire bytes and applies them with `apply_decoded`.
+    pub from_log: bool,
 }
 
 impl EngineFixture {
@@ -111,6 +117,7 @@ impl EngineFixture {
             applied_commands: 0,
             standing: Vec::new(),
             quiet: std::env::var_os("TALLY_BENCH_QUIET").is_some(),
+            from_log: std::env::var_os("TALLY_BENCH_FROM_LOG").is_some(),
         };
         // Built and applied an entry at a time (as the node would), so the
         // set-up's own garbage never dominates the memory figure.
@@ -278,6 +285,29 @@ impl EngineFixture {
         (applied, fills)
     }
 
+    /// Decodes `count` envelopes encoded back to back in `bytes` and applies
+    /// each with `apply_decoded`, as the state machine does with an entry
+    /// frame; returns (applied commands, applied fills).
+    pub fn apply_encoded(&mut self, mut bytes: &[u8], count: usize) -> (usize, usize) {
+        let mut applied = 0;
+        let mut fills = 0;
+        for _ in 0..count {
+            let Ok((command, used)) = tally_ledger::decode_envelope(bytes) else {
+                break;
+            };
+            bytes = &bytes[used..];
+            let now_ms = self.now_ms();
+            let ApplyResult { outcome, .. } =
+                self.ledger.apply_decoded(&command, now_ms, !self.quiet);
+            self.applied_commands += 1;
+            if matches!(outcome, Outcome::Applied { .. }) {
+                applied += 1;
+                fills += usize::from(matches!(command.envelope.command, Command::Fill(_)));
+            }
+        }
+        (applied, fills)
+    }
+
     /// What the state machine does after each applied entry: encode the
     /// changed records with `Ledger::drain_dirty` (reused buffers, no
     /// sorting: what a RocksDB `WriteBatch` needs) and hand them on; here
@@ -342,9 +372,19 @@ pub fn run_engine(
         } else {
             fixture.trades(n)
         };
+        let mut encoded = Vec::new();
+        if fixture.from_log {
+            for envelope in &entry {
+                tally_ledger::encode_envelope(envelope, &mut encoded);
+            }
+        }
         let cpu0 = crate::rss::thread_cpu_ns();
         let t0 = Instant::now();
-        let (applied, fills) = fixture.apply(&entry);
+        let (applied, fills) = if fixture.from_log {
+            fixture.apply_encoded(&encoded, entry.len())
+        } else {
+            fixture.apply(&entry)
+        };
         let t1 = Instant::now();
         let cpu1 = crate::rss::thread_cpu_ns();
         run.apply_cpu += Duration::from_nanos(cpu1.saturating_sub(cpu0));

@@ -576,10 +576,11 @@ fn run_engine(args: &Args) -> Outcome {
     let total_s = (run.apply_time + run.take_dirty_time)
         .as_secs_f64()
         .max(1e-9);
-    let mix = if args.fills_only {
-        "fills against standing holds"
-    } else {
-        "lock + lock + fill per trade"
+    let mix = match (args.fills_only, fixture.from_log) {
+        (true, false) => "fills against standing holds",
+        (false, false) => "lock + lock + fill per trade",
+        (true, true) => "fills against standing holds, decoded from wire bytes (replica path)",
+        (false, true) => "lock + lock + fill per trade, decoded from wire bytes (replica path)",
     };
     let smoke_ok = args.smoke.then_some(run.fills > 0);
     let stdout = if args.json {

@@ -143,6 +143,27 @@ impl<'a> WireReader<'a> {
 
     /// An unsigned LEB128 varint of at most `max_bits` bits, shortest form.
     fn varint(&mut self, max_bits: u32) -> Result<u128, WireError> {
+        // One byte: values below 128 (most ids, scales, lengths).
+        if let Some(&byte) = self.bytes.get(self.position)
+            && byte < 0x80
+        {
+            self.position += 1;
+            return Ok(u128::from(byte));
+        }
+        // Up to nine bytes (63 bits) accumulate in a u64.
+        let mut small: u64 = 0;
+        for (i, &byte) in self.bytes[self.position..].iter().take(9).enumerate() {
+            small |= u64::from(byte & 0x7F) << (7 * i);
+            if byte & 0x80 == 0 {
+                let bits = 7 * i as u32 + (32 - u32::from(byte).leading_zeros());
+                // Shortest form (no final zero byte after the first) and fits.
+                if (byte == 0 && i > 0) || bits > max_bits {
+                    return Err(WireError::BadVarint);
+                }
+                self.position += i + 1;
+                return Ok(u128::from(small));
+            }
+        }
         let mut value: u128 = 0;
         let mut shift = 0u32;
         loop {
@@ -164,7 +185,26 @@ impl<'a> WireReader<'a> {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut value: u128) {
+fn put_varint(out: &mut Vec<u8>, value: u128) {
+    // Almost every value (ids, counts, mantissas) fits 64 bits: loop on a
+    // u64 there, which is several times cheaper than 128-bit shifts.
+    if let Ok(mut small) = u64::try_from(value) {
+        while small >= 0x80 {
+            out.push((small as u8) | 0x80);
+            small >>= 7;
+        }
+        out.push(small as u8);
+        return;
+    }
+    let mut value = value;
+    while value >= 0x80 {
+        out.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    out.push(value as u8);
+}
+
+fn put_varint_u64(out: &mut Vec<u8>, mut value: u64) {
     while value >= 0x80 {
         out.push((value as u8) | 0x80);
         value >>= 7;
@@ -180,7 +220,7 @@ pub(crate) trait WireField: Sized {
 
 impl WireField for u64 {
     fn put(&self, out: &mut Vec<u8>) {
-        put_varint(out, u128::from(*self));
+        put_varint_u64(out, *self);
     }
     fn read(reader: &mut WireReader<'_>) -> Result<Self, WireError> {
         // 64 bits: the conversion cannot fail.
@@ -190,7 +230,7 @@ impl WireField for u64 {
 
 impl WireField for u32 {
     fn put(&self, out: &mut Vec<u8>) {
-        put_varint(out, u128::from(*self));
+        put_varint_u64(out, u64::from(*self));
     }
     fn read(reader: &mut WireReader<'_>) -> Result<Self, WireError> {
         u32::try_from(reader.varint(32)?).map_err(|_| WireError::BadVarint)
@@ -212,7 +252,7 @@ impl WireField for bool {
 
 impl WireField for String {
     fn put(&self, out: &mut Vec<u8>) {
-        put_varint(out, self.len() as u128);
+        put_varint_u64(out, self.len() as u64);
         out.extend_from_slice(self.as_bytes());
     }
     fn read(reader: &mut WireReader<'_>) -> Result<Self, WireError> {
@@ -251,7 +291,7 @@ impl WireField for Decimal {
 
 impl<T: WireField> WireField for Vec<T> {
     fn put(&self, out: &mut Vec<u8>) {
-        put_varint(out, self.len() as u128);
+        put_varint_u64(out, self.len() as u64);
         for item in self {
             item.put(out);
         }
@@ -575,7 +615,30 @@ mod tests {
             u64::read(&mut WireReader::new(&over)),
             Err(WireError::BadVarint)
         );
-        for v in [0u64, 1, 127, 128, 300, 1 << 35, u64::MAX - 1] {
+        for v in [1u64 << 32, (1 << 35) + 7, u64::MAX] {
+            let mut b = Vec::new();
+            v.put(&mut b);
+            assert_eq!(
+                u32::read(&mut WireReader::new(&b)),
+                Err(WireError::BadVarint),
+                "{v} does not fit a u32"
+            );
+        }
+        let mut b = Vec::new();
+        u32::MAX.put(&mut b);
+        assert_eq!(u32::read(&mut WireReader::new(&b)), Ok(u32::MAX));
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            300,
+            1 << 35,
+            1 << 62,
+            (1 << 63) - 1,
+            1 << 63,
+            u64::MAX - 1,
+        ] {
             let mut b = Vec::new();
             v.put(&mut b);
             assert_eq!(u64::read(&mut WireReader::new(&b)), Ok(v));
