@@ -34,11 +34,14 @@ use crate::amount::{self, AmountError};
 use crate::command::{
     AccountId, ApplyResult, BalanceChange, Command, CreateAsset, Deposit, Envelope, Event, Fill,
     HoldId, Lock, MAX_ASSET_SCALE, MAX_DEDUP_WINDOW_MS, MIN_DEDUP_WINDOW_MS, Outcome, Owner,
-    RejectCode, Rejection, Transfer, Withdraw, is_valid_asset_symbol,
+    Transfer, Withdraw, is_valid_asset_symbol,
 };
 use crate::dedup::{DedupEntry, DedupTable, StoredId, Verdict};
 use crate::events::Events;
 use crate::market::{Market, MarketIdx};
+use crate::reject::{
+    Field, MAX_DETAIL_TEXT_CHARS, RejectDetail, Rejection, SHOWN_SYMBOL_CHARS, Side, shown,
+};
 use crate::state::{
     Account, Asset, AssetIdx, Balance, DirtyKey, DirtySet, Hold, SYSTEM_OWNERS, system_slot,
 };
@@ -92,11 +95,9 @@ pub struct Ledger {
     scratch: Vec<u8>,
 }
 
-pub(crate) fn reject(code: RejectCode, message: impl Into<String>) -> Rejection {
-    Rejection {
-        code,
-        message: message.into(),
-    }
+/// The rejection explained by `detail` (its code follows from the detail).
+pub(crate) fn reject(detail: RejectDetail) -> Rejection {
+    Rejection::new(detail)
 }
 
 /// Most postings any command makes (a fill: two holds, two credits, two fees).
@@ -197,8 +198,8 @@ impl Ledger {
     /// rejected one. A live id with a different command is
     /// `CommandIdReused` (not remembered, changes nothing). Otherwise the
     /// dedup clock advances, expired entries are evicted, the command is
-    /// executed and its verdict (applied, or rejected with code and
-    /// message) is remembered.
+    /// executed and its verdict (applied, or rejected with code and typed
+    /// detail) is remembered.
     ///
     /// This entry point computes the fingerprint by encoding the command
     /// (`wire`); replicas applying the log use [`Ledger::apply_decoded`],
@@ -240,12 +241,10 @@ impl Ledger {
     ) -> ApplyResult {
         let id = &envelope.command_id;
         if !id.is_valid() {
-            let shown: String = id.0.chars().take(80).collect();
             return ApplyResult {
-                outcome: Outcome::Rejected(reject(
-                    RejectCode::InvalidCommandId,
-                    format!("command id {shown:?} must be 1..=64 bytes of printable ASCII"),
-                )),
+                outcome: Outcome::Rejected(reject(RejectDetail::MalformedCommandId {
+                    id: shown(&id.0, MAX_DETAIL_TEXT_CHARS),
+                })),
                 duplicate: false,
             };
         }
@@ -260,13 +259,9 @@ impl Ledger {
                 };
             }
             return ApplyResult {
-                outcome: Outcome::Rejected(reject(
-                    RejectCode::CommandIdReused,
-                    format!(
-                        "command id {:?} was already used for a different command",
-                        id.0
-                    ),
-                )),
+                outcome: Outcome::Rejected(reject(RejectDetail::CommandIdReused {
+                    id: id.0.clone(),
+                })),
                 duplicate: false,
             };
         }
@@ -328,13 +323,7 @@ impl Ledger {
 
     fn set_dedup_window(&mut self, window_ms: u64, events: &mut Events) -> Result<(), Rejection> {
         if !(MIN_DEDUP_WINDOW_MS..=MAX_DEDUP_WINDOW_MS).contains(&window_ms) {
-            return Err(reject(
-                RejectCode::InvalidDedupWindow,
-                format!(
-                    "dedup window {window_ms} ms outside \
-                     {MIN_DEDUP_WINDOW_MS}..={MAX_DEDUP_WINDOW_MS} ms (1 s to 7 days)"
-                ),
-            ));
+            return Err(reject(RejectDetail::DedupWindowOutOfRange { window_ms }));
         }
         // Takes effect from the next command: this command's own horizon
         // was computed (and its eviction done) with the old window.
@@ -347,26 +336,23 @@ impl Ledger {
     fn create_asset(&mut self, c: &CreateAsset, events: &mut Events) -> Result<(), Rejection> {
         let (symbol, scale) = (c.symbol.as_str(), c.scale);
         if !is_valid_asset_symbol(symbol) {
-            let shown: String = symbol.chars().take(40).collect();
-            return Err(reject(
-                RejectCode::InvalidAsset,
-                format!("asset symbol {shown:?} must be 1..=16 of A-Z 0-9 _ -"),
-            ));
+            return Err(reject(RejectDetail::MalformedAssetSymbol {
+                symbol: shown(symbol, SHOWN_SYMBOL_CHARS),
+            }));
         }
         if scale > MAX_ASSET_SCALE {
-            return Err(reject(
-                RejectCode::InvalidAsset,
-                format!("asset {symbol} scale {scale} above {MAX_ASSET_SCALE}"),
-            ));
+            return Err(reject(RejectDetail::AssetScaleTooLarge {
+                asset: symbol.to_string(),
+                scale,
+            }));
         }
         if self.asset_index.contains_key(symbol) {
-            return Err(reject(
-                RejectCode::AssetExists,
-                format!("asset {symbol} exists"),
-            ));
+            return Err(reject(RejectDetail::AssetExists {
+                asset: symbol.to_string(),
+            }));
         }
         let Ok(idx) = AssetIdx::try_from(self.assets.len()) else {
-            return Err(reject(RejectCode::InvalidAsset, "too many assets"));
+            return Err(reject(RejectDetail::TooManyAssets));
         };
         self.assets.push(Asset {
             symbol: symbol.to_string(),
@@ -390,16 +376,10 @@ impl Ledger {
 
     fn create_account(&mut self, account: AccountId, events: &mut Events) -> Result<(), Rejection> {
         if account == 0 {
-            return Err(reject(
-                RejectCode::InvalidAccount,
-                "account id 0 is reserved",
-            ));
+            return Err(reject(RejectDetail::ReservedAccount));
         }
         if self.accounts.contains_key(&account) {
-            return Err(reject(
-                RejectCode::AccountExists,
-                format!("account {account} exists"),
-            ));
+            return Err(reject(RejectDetail::AccountExists { account }));
         }
         self.accounts.insert(account, Account::default());
         self.dirty.push(DirtyKey::Account(account));
@@ -411,7 +391,7 @@ impl Ledger {
         let (account, asset, amount) = (c.account, c.asset.as_str(), c.amount);
         self.check_account(account)?;
         let idx = self.asset_idx(asset)?;
-        let units = self.positive_units(amount, idx, "amount")?;
+        let units = self.positive_units(amount, idx, Field::Amount)?;
         let mut postings = Postings::new();
         postings.add(Owner::Account(account), idx, units, 0);
         postings.add(Owner::External, idx, -units, 0);
@@ -425,7 +405,7 @@ impl Ledger {
         let (account, asset, amount) = (c.account, c.asset.as_str(), c.amount);
         self.check_account(account)?;
         let idx = self.asset_idx(asset)?;
-        let units = self.positive_units(amount, idx, "amount")?;
+        let units = self.positive_units(amount, idx, Field::Amount)?;
         self.check_available(account, idx, units)?;
         let mut postings = Postings::new();
         postings.add(Owner::Account(account), idx, -units, 0);
@@ -440,12 +420,9 @@ impl Ledger {
         let (hold, account, asset, amount) = (c.hold, c.account, c.asset.as_str(), c.amount);
         self.check_account(account)?;
         let idx = self.asset_idx(asset)?;
-        let units = self.positive_units(amount, idx, "amount")?;
+        let units = self.positive_units(amount, idx, Field::Amount)?;
         if self.holds.contains_key(&hold) {
-            return Err(reject(
-                RejectCode::HoldExists,
-                format!("hold {hold} exists"),
-            ));
+            return Err(reject(RejectDetail::HoldExists { hold }));
         }
         self.check_available(account, idx, units)?;
         let mut postings = Postings::new();
@@ -469,10 +446,7 @@ impl Ledger {
 
     fn release(&mut self, hold: HoldId, events: &mut Events) -> Result<(), Rejection> {
         let Some(&open) = self.holds.get(&hold) else {
-            return Err(reject(
-                RejectCode::UnknownHold,
-                format!("hold {hold} is not open"),
-            ));
+            return Err(reject(RejectDetail::HoldNotOpen { hold }));
         };
         let mut postings = Postings::new();
         postings.add(
@@ -495,7 +469,7 @@ impl Ledger {
         self.check_account(from)?;
         self.check_account(to)?;
         let idx = self.asset_idx(asset)?;
-        let units = self.positive_units(amount, idx, "amount")?;
+        let units = self.positive_units(amount, idx, Field::Amount)?;
         self.check_available(from, idx, units)?;
         let mut postings = Postings::new();
         postings.add(Owner::Account(from), idx, -units, 0);
@@ -511,88 +485,73 @@ impl Ledger {
         let (base_amount, price) = (c.base_amount, c.price);
         let (buyer_fee, seller_fee) = (c.buyer_fee, c.seller_fee);
         // Stateless checks first.
-        if !amount::is_positive(price) {
-            return Err(reject(
-                RejectCode::InvalidPrice,
-                format!("price {price} must be positive"),
-            ));
+        for (field, value) in [(Field::Price, price), (Field::BaseAmount, base_amount)] {
+            if !amount::is_positive(value) {
+                return Err(reject(RejectDetail::NotPositive { field, value }));
+            }
         }
-        if !amount::is_positive(base_amount) {
-            return Err(reject(
-                RejectCode::InvalidAmount,
-                format!("base amount {base_amount} must be positive"),
-            ));
-        }
-        for (name, fee) in [("buyer fee", buyer_fee), ("seller fee", seller_fee)] {
-            if amount::is_negative(fee) {
-                return Err(reject(
-                    RejectCode::InvalidAmount,
-                    format!("{name} {fee} must not be negative"),
-                ));
+        for (field, value) in [(Field::BuyerFee, buyer_fee), (Field::SellerFee, seller_fee)] {
+            if amount::is_negative(value) {
+                return Err(reject(RejectDetail::Negative { field, value }));
             }
         }
         // The holds and their assets.
         let Some(&buy) = self.holds.get(&buy_hold) else {
-            return Err(reject(
-                RejectCode::UnknownHold,
-                format!("buy hold {buy_hold} is not open"),
-            ));
+            return Err(reject(RejectDetail::FillHoldNotOpen {
+                side: Side::Buy,
+                hold: buy_hold,
+            }));
         };
         let Some(&sell) = self.holds.get(&sell_hold) else {
-            return Err(reject(
-                RejectCode::UnknownHold,
-                format!("sell hold {sell_hold} is not open"),
-            ));
+            return Err(reject(RejectDetail::FillHoldNotOpen {
+                side: Side::Sell,
+                hold: sell_hold,
+            }));
         };
         let (quote, base) = (buy.asset, sell.asset);
         if quote == base {
-            return Err(reject(
-                RejectCode::HoldAssetMismatch,
-                format!(
-                    "buy hold {buy_hold} and sell hold {sell_hold} both hold {}",
-                    self.symbol(base)
-                ),
-            ));
+            return Err(reject(RejectDetail::HoldsSameAsset {
+                buy_hold,
+                sell_hold,
+                asset: self.symbol(base).to_string(),
+            }));
         }
         // Amounts at their scales.
-        let base_units = self.positive_units(base_amount, base, "base amount")?;
-        let buyer_fee_units = self.fee_units(buyer_fee, base, "buyer fee")?;
-        let seller_fee_units = self.fee_units(seller_fee, quote, "seller fee")?;
+        let base_units = self.positive_units(base_amount, base, Field::BaseAmount)?;
+        let buyer_fee_units = self.fee_units(buyer_fee, base, Field::BuyerFee)?;
+        let seller_fee_units = self.fee_units(seller_fee, quote, Field::SellerFee)?;
         let (base_scale, quote_scale) = (self.scale(base), self.scale(quote));
         let quote_units = amount::quote_units(base_units, base_scale, price, quote_scale).map_err(
             |e| match e {
-                AmountError::TooPrecise => reject(
-                    RejectCode::BadPrecision,
-                    format!(
-                        "{base_amount} {} at {price} is not a whole number of {} minor units \
-                         (scale {quote_scale})",
-                        self.symbol(base),
-                        self.symbol(quote)
-                    ),
-                ),
-                AmountError::TooLarge => reject(
-                    RejectCode::AmountTooLarge,
-                    format!("{base_amount} at {price} exceeds the largest amount"),
-                ),
+                AmountError::TooPrecise => reject(RejectDetail::QuoteNotWhole {
+                    base_amount,
+                    base: self.symbol(base).to_string(),
+                    price,
+                    quote: self.symbol(quote).to_string(),
+                    quote_scale,
+                }),
+                AmountError::TooLarge => reject(RejectDetail::NotionalTooLarge {
+                    amount: base_amount,
+                    price,
+                }),
             },
         )?;
         if buyer_fee_units > base_units {
-            return Err(reject(
-                RejectCode::FeeTooLarge,
-                format!("buyer fee {buyer_fee} exceeds the {base_amount} received"),
-            ));
+            return Err(reject(RejectDetail::FeeExceedsReceived {
+                field: Field::BuyerFee,
+                fee: buyer_fee,
+                received: base_amount,
+            }));
         }
         if seller_fee_units > quote_units {
-            return Err(reject(
-                RejectCode::FeeTooLarge,
-                format!(
-                    "seller fee {seller_fee} exceeds the {} received",
-                    amount::to_decimal(quote_units, quote_scale)
-                ),
-            ));
+            return Err(reject(RejectDetail::FeeExceedsReceived {
+                field: Field::SellerFee,
+                fee: seller_fee,
+                received: amount::to_decimal(quote_units, quote_scale),
+            }));
         }
-        self.check_hold_covers("buy", buy_hold, &buy, quote_units)?;
-        self.check_hold_covers("sell", sell_hold, &sell, base_units)?;
+        self.check_hold_covers(Side::Buy, buy_hold, &buy, quote_units)?;
+        self.check_hold_covers(Side::Sell, sell_hold, &sell, base_units)?;
         let (buyer, seller) = (Owner::Account(buy.account), Owner::Account(sell.account));
         let mut postings = Postings::new();
         postings.add(buyer, quote, 0, -quote_units);
@@ -634,11 +593,11 @@ impl Ledger {
 
     // ----- validation helpers ---------------------------------------------
 
-    /// `HoldInsufficient` unless the `side` ("buy"/"sell") hold `id` still
-    /// has `taken` minor units of its asset.
+    /// `HoldInsufficient` unless the `side` hold `id` still has `taken`
+    /// minor units of its asset.
     fn check_hold_covers(
         &self,
-        side: &str,
+        side: Side,
         id: HoldId,
         open: &Hold,
         taken: i128,
@@ -647,37 +606,30 @@ impl Ledger {
             return Ok(());
         }
         let scale = self.scale(open.asset);
-        Err(reject(
-            RejectCode::HoldInsufficient,
-            format!(
-                "{side} hold {id} has {} {} left, the fill takes {}",
-                amount::to_decimal(open.remaining, scale),
-                self.symbol(open.asset),
-                amount::to_decimal(taken, scale)
-            ),
-        ))
+        Err(reject(RejectDetail::HoldShort {
+            side,
+            hold: id,
+            remaining: amount::to_decimal(open.remaining, scale),
+            asset: self.symbol(open.asset).to_string(),
+            taken: amount::to_decimal(taken, scale),
+        }))
     }
 
     pub(crate) fn check_account(&self, account: AccountId) -> Result<(), Rejection> {
         if account == 0 {
-            return Err(reject(
-                RejectCode::InvalidAccount,
-                "account id 0 is reserved",
-            ));
+            return Err(reject(RejectDetail::ReservedAccount));
         }
         if !self.accounts.contains_key(&account) {
-            return Err(reject(
-                RejectCode::UnknownAccount,
-                format!("account {account} unknown"),
-            ));
+            return Err(reject(RejectDetail::UnknownAccount { account }));
         }
         Ok(())
     }
 
     pub(crate) fn asset_idx(&self, symbol: &str) -> Result<AssetIdx, Rejection> {
         self.asset_index.get(symbol).copied().ok_or_else(|| {
-            let shown: String = symbol.chars().take(40).collect();
-            reject(RejectCode::UnknownAsset, format!("asset {shown:?} unknown"))
+            reject(RejectDetail::UnknownAsset {
+                asset: shown(symbol, SHOWN_SYMBOL_CHARS),
+            })
         })
     }
 
@@ -696,15 +648,15 @@ impl Ledger {
         &self,
         amount: Decimal,
         asset: AssetIdx,
-        name: &str,
+        field: Field,
     ) -> Result<i128, Rejection> {
         if !amount::is_positive(amount) {
-            return Err(reject(
-                RejectCode::InvalidAmount,
-                format!("{name} {amount} must be positive"),
-            ));
+            return Err(reject(RejectDetail::NotPositive {
+                field,
+                value: amount,
+            }));
         }
-        self.units(amount, asset, name)
+        self.units(amount, asset, field)
     }
 
     /// A fee in minor units of `asset`; may be zero, never negative.
@@ -712,39 +664,33 @@ impl Ledger {
         &self,
         fee: Decimal,
         asset: AssetIdx,
-        name: &str,
+        field: Field,
     ) -> Result<i128, Rejection> {
         if amount::is_negative(fee) {
-            return Err(reject(
-                RejectCode::InvalidAmount,
-                format!("{name} {fee} must not be negative"),
-            ));
+            return Err(reject(RejectDetail::Negative { field, value: fee }));
         }
-        self.units(fee, asset, name)
+        self.units(fee, asset, field)
     }
 
     pub(crate) fn units(
         &self,
         amount: Decimal,
         asset: AssetIdx,
-        name: &str,
+        field: Field,
     ) -> Result<i128, Rejection> {
         let scale = self.scale(asset);
         amount::to_units(amount, scale).map_err(|e| match e {
-            AmountError::TooPrecise => reject(
-                RejectCode::BadPrecision,
-                format!(
-                    "{name} {amount} has more than {scale} decimals ({})",
-                    self.symbol(asset)
-                ),
-            ),
-            AmountError::TooLarge => reject(
-                RejectCode::AmountTooLarge,
-                format!(
-                    "{name} {amount} {} exceeds the largest amount",
-                    self.symbol(asset)
-                ),
-            ),
+            AmountError::TooPrecise => reject(RejectDetail::TooPrecise {
+                field,
+                value: amount,
+                scale,
+                asset: self.symbol(asset).to_string(),
+            }),
+            AmountError::TooLarge => reject(RejectDetail::TooLarge {
+                field,
+                value: amount,
+                asset: self.symbol(asset).to_string(),
+            }),
         })
     }
 
@@ -758,15 +704,12 @@ impl Ledger {
         let available = self.balance_units(Owner::Account(account), asset).available;
         if available < units {
             let scale = self.scale(asset);
-            return Err(reject(
-                RejectCode::InsufficientFunds,
-                format!(
-                    "account {account} has {} {} available, needs {}",
-                    amount::to_decimal(available, scale),
-                    self.symbol(asset),
-                    amount::to_decimal(units, scale)
-                ),
-            ));
+            return Err(reject(RejectDetail::AvailableShort {
+                account,
+                available: amount::to_decimal(available, scale),
+                asset: self.symbol(asset).to_string(),
+                needed: amount::to_decimal(units, scale),
+            }));
         }
         Ok(())
     }
@@ -793,8 +736,8 @@ impl Ledger {
 
     /// Computes every posting's resulting balance and checks it: within
     /// `±MAX_UNITS` (else `AmountTooLarge`), client `available` not negative
-    /// (`InsufficientFunds`), `locked` not negative (`HoldInsufficient`; the
-    /// command checks make this unreachable).
+    /// (`InsufficientFunds`). Asserts that `locked` stays non-negative (zero
+    /// for system owners): the command checks make anything else unreachable.
     fn check_postings(&self, postings: &mut Postings) -> Result<(), Rejection> {
         for i in 0..postings.len {
             let p = postings.items[i];
@@ -809,39 +752,30 @@ impl Ledger {
             }
             let is_client = matches!(p.owner, Owner::Account(_));
             if is_client && available < 0 && p.available_delta < 0 {
-                return Err(reject(
-                    RejectCode::InsufficientFunds,
-                    format!(
-                        "{:?} would have negative {} available",
-                        p.owner,
-                        self.symbol(p.asset)
-                    ),
-                ));
+                return Err(reject(RejectDetail::WouldGoNegative {
+                    owner: p.owner,
+                    asset: self.symbol(p.asset).to_string(),
+                }));
             }
-            if locked < 0 || (!is_client && locked != 0) {
-                debug_assert!(false, "locked would become {locked} for {:?}", p.owner);
-                return Err(reject(
-                    RejectCode::HoldInsufficient,
-                    format!(
-                        "{:?} would have {locked} {} locked",
-                        p.owner,
-                        self.symbol(p.asset)
-                    ),
-                ));
-            }
+            // Holds cover every unlock (`check_hold_covers`, `release`) and
+            // `locked` equals the open holds: a negative or system `locked`
+            // is a broken invariant, never a rejection.
+            assert!(
+                locked >= 0 && (is_client || locked == 0),
+                "invariant broken: {:?} {} locked would become {locked}",
+                p.owner,
+                self.symbol(p.asset)
+            );
             postings.items[i].after = Balance { available, locked };
         }
         Ok(())
     }
 
     pub(crate) fn too_large(&self, owner: Owner, asset: AssetIdx) -> Rejection {
-        reject(
-            RejectCode::AmountTooLarge,
-            format!(
-                "{owner:?} {} balance would exceed the largest amount",
-                self.symbol(asset)
-            ),
-        )
+        reject(RejectDetail::BalanceTooLarge {
+            owner,
+            asset: self.symbol(asset).to_string(),
+        })
     }
 
     /// Writes checked postings and emits a `Balance` event for each change.

@@ -29,6 +29,7 @@ mod market;
 mod perp;
 mod perp_views;
 pub mod records;
+mod reject;
 mod risk;
 mod state;
 mod views;
@@ -39,6 +40,7 @@ pub use command::*;
 pub use engine::*;
 pub use perp_views::*;
 pub use records::{RecordError, RecordKind};
+pub use reject::{Field, MAX_DETAIL_TEXT_CHARS, RejectDetail, Rejection, Side};
 pub use views::*;
 pub use wire::{
     DecodedCommand, Fingerprint, WIRE_VERSION, WireError, decode_envelope, encode_envelope,
