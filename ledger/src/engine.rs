@@ -1,11 +1,12 @@
 //! The ledger engine: `Ledger` owns the whole state and `apply` turns one
 //! command into an outcome, deterministically, without I/O, clocks or floats.
 //!
-//! Every command is applied in two phases: first everything is validated and
-//! the balance changes are computed into a small stack-allocated list of
-//! postings (checked against overflow and overdraft), then — only if all of
-//! that succeeded — the state is mutated. A rejected command therefore never
-//! has partial effects.
+//! Every command runs as one transaction over the ledger's journal (see the
+//! `journal` module): its writes are recorded for undo and rolled back if it
+//! fails, so a rejected command never has partial effects. Spot commands
+//! validate everything first, computing their balance changes into a small
+//! stack-allocated list of postings (checked against overflow and
+//! overdraft), and only then write them through the journal.
 //!
 //! Documented choices:
 //! - A fill may have zero fees; a fee equal to the whole amount received is
@@ -32,12 +33,13 @@ use rustc_hash::FxHashMap;
 
 use crate::amount::{self, AmountError};
 use crate::command::{
-    AccountId, ApplyResult, BalanceChange, Command, CreateAsset, Deposit, Envelope, Event, Fill,
-    HoldId, Lock, MAX_ASSET_SCALE, MAX_DEDUP_WINDOW_MS, MIN_DEDUP_WINDOW_MS, Outcome, Owner,
-    Transfer, Withdraw, is_valid_asset_symbol,
+    AccountId, ApplyResult, Command, CreateAsset, Deposit, Envelope, Event, Fill, HoldId, Lock,
+    MAX_ASSET_SCALE, MAX_DEDUP_WINDOW_MS, MIN_DEDUP_WINDOW_MS, Outcome, Owner, Transfer, Withdraw,
+    is_valid_asset_symbol,
 };
 use crate::dedup::{DedupEntry, DedupTable, StoredId, Verdict};
 use crate::events::Events;
+use crate::journal::{Journal, Posting};
 use crate::market::{Market, MarketIdx};
 use crate::reject::{
     Field, MAX_DETAIL_TEXT_CHARS, RejectDetail, Rejection, SHOWN_SYMBOL_CHARS, Side, shown,
@@ -91,6 +93,9 @@ pub struct Ledger {
     /// `Command::SetDedupWindow`, persisted in the meta record.
     pub(crate) dedup_window_ms: u64,
     pub(crate) dirty: DirtySet,
+    /// The undo log of the command being applied (empty between commands;
+    /// kept for its capacity).
+    pub(crate) journal: Journal,
     /// Reused buffer for the canonical command encoding (fingerprints).
     scratch: Vec<u8>,
 }
@@ -102,17 +107,6 @@ pub(crate) fn reject(detail: RejectDetail) -> Rejection {
 
 /// Most postings any command makes (a fill: two holds, two credits, two fees).
 const MAX_POSTINGS: usize = 6;
-
-/// One balance change of a command, merged per (owner, asset).
-#[derive(Clone, Copy, Debug)]
-struct Posting {
-    owner: Owner,
-    asset: AssetIdx,
-    available_delta: i128,
-    locked_delta: i128,
-    /// The balance after the change; filled in by `check_postings`.
-    after: Balance,
-}
 
 /// The postings of one command, on the stack.
 struct Postings {
@@ -183,6 +177,7 @@ impl Ledger {
             dedup: DedupTable::default(),
             dedup_window_ms: config.dedup_window_ms,
             dirty: DirtySet::default(),
+            journal: Journal::default(),
             scratch: Vec::new(),
         }
     }
@@ -290,28 +285,34 @@ impl Ledger {
         }
     }
 
+    /// Executes one command as a transaction (see the `journal` module):
+    /// all of its writes, or none.
     fn execute(
         &mut self,
         command: &Command,
         now_ms: u64,
         events: &mut Events,
     ) -> Result<(), Rejection> {
-        match command {
-            Command::CreateAsset(c) => self.create_asset(c, events),
-            Command::CreateAccount(c) => self.create_account(c.account, events),
-            Command::Deposit(c) => self.deposit(c, events),
-            Command::Withdraw(c) => self.withdraw(c, events),
-            Command::Lock(c) => self.lock(c, events),
-            Command::Release(c) => self.release(c.hold, events),
-            Command::Fill(c) => self.fill(c, events),
-            Command::Transfer(c) => self.transfer(c, events),
-            Command::CreateMarket(c) => self.create_market(c, events),
-            Command::SetMarketPaused(c) => self.set_market_paused(&c.market, c.paused, events),
-            Command::SetMarkPrice(c) => self.set_mark_price(&c.market, c.price, now_ms, events),
-            Command::ApplyFunding(c) => self.apply_funding(c, events),
-            Command::PerpFill(c) => self.perp_fill(c, events),
-            Command::SetDedupWindow(c) => self.set_dedup_window(c.window_ms, events),
-        }
+        self.transaction(|ledger, journal| match command {
+            Command::CreateAsset(c) => ledger.create_asset(c, events),
+            Command::CreateAccount(c) => ledger.create_account(c.account, events),
+            Command::Deposit(c) => ledger.deposit(journal, c, events),
+            Command::Withdraw(c) => ledger.withdraw(journal, c, events),
+            Command::Lock(c) => ledger.lock(journal, c, events),
+            Command::Release(c) => ledger.release(journal, c.hold, events),
+            Command::Fill(c) => ledger.fill(journal, c, events),
+            Command::Transfer(c) => ledger.transfer(journal, c, events),
+            Command::CreateMarket(c) => ledger.create_market(c, events),
+            Command::SetMarketPaused(c) => {
+                ledger.set_market_paused(journal, &c.market, c.paused, events)
+            }
+            Command::SetMarkPrice(c) => {
+                ledger.set_mark_price(journal, &c.market, c.price, now_ms, events)
+            }
+            Command::ApplyFunding(c) => ledger.apply_funding(journal, c, events),
+            Command::PerpFill(c) => ledger.perp_fill(journal, c, events),
+            Command::SetDedupWindow(c) => ledger.set_dedup_window(c.window_ms, events),
+        })
     }
 
     /// The idempotency window in force, in ms of leader time.
@@ -387,7 +388,12 @@ impl Ledger {
         Ok(())
     }
 
-    fn deposit(&mut self, c: &Deposit, events: &mut Events) -> Result<(), Rejection> {
+    fn deposit(
+        &mut self,
+        journal: &mut Journal,
+        c: &Deposit,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         let (account, asset, amount) = (c.account, c.asset.as_str(), c.amount);
         self.check_account(account)?;
         let idx = self.asset_idx(asset)?;
@@ -397,11 +403,16 @@ impl Ledger {
         postings.add(Owner::External, idx, -units, 0);
         self.check_postings(&mut postings)?;
         events.reserve(2);
-        self.commit_postings(&postings, events);
+        self.commit_postings(journal, &postings, events);
         Ok(())
     }
 
-    fn withdraw(&mut self, c: &Withdraw, events: &mut Events) -> Result<(), Rejection> {
+    fn withdraw(
+        &mut self,
+        journal: &mut Journal,
+        c: &Withdraw,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         let (account, asset, amount) = (c.account, c.asset.as_str(), c.amount);
         self.check_account(account)?;
         let idx = self.asset_idx(asset)?;
@@ -412,11 +423,16 @@ impl Ledger {
         postings.add(Owner::External, idx, units, 0);
         self.check_postings(&mut postings)?;
         events.reserve(2);
-        self.commit_postings(&postings, events);
+        self.commit_postings(journal, &postings, events);
         Ok(())
     }
 
-    fn lock(&mut self, c: &Lock, events: &mut Events) -> Result<(), Rejection> {
+    fn lock(
+        &mut self,
+        journal: &mut Journal,
+        c: &Lock,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         let (hold, account, asset, amount) = (c.hold, c.account, c.asset.as_str(), c.amount);
         self.check_account(account)?;
         let idx = self.asset_idx(asset)?;
@@ -429,22 +445,24 @@ impl Ledger {
         postings.add(Owner::Account(account), idx, -units, units);
         self.check_postings(&mut postings)?;
         events.reserve(3);
-        self.commit_postings(&postings, events);
-        self.holds.insert(
-            hold,
-            Hold {
-                account,
-                asset: idx,
-                amount: units,
-                remaining: units,
-            },
-        );
-        self.dirty.push(DirtyKey::Hold(hold));
+        self.commit_postings(journal, &postings, events);
+        let open = Hold {
+            account,
+            asset: idx,
+            amount: units,
+            remaining: units,
+        };
+        self.write_hold(journal, hold, Some(open));
         events.emit(|| self.hold_event(hold, account, idx, units, false));
         Ok(())
     }
 
-    fn release(&mut self, hold: HoldId, events: &mut Events) -> Result<(), Rejection> {
+    fn release(
+        &mut self,
+        journal: &mut Journal,
+        hold: HoldId,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         let Some(&open) = self.holds.get(&hold) else {
             return Err(reject(RejectDetail::HoldNotOpen { hold }));
         };
@@ -457,14 +475,18 @@ impl Ledger {
         );
         self.check_postings(&mut postings)?;
         events.reserve(3);
-        self.commit_postings(&postings, events);
-        self.holds.remove(&hold);
-        self.dirty.push(DirtyKey::Hold(hold));
+        self.commit_postings(journal, &postings, events);
+        self.write_hold(journal, hold, None);
         events.emit(|| self.hold_event(hold, open.account, open.asset, 0, true));
         Ok(())
     }
 
-    fn transfer(&mut self, c: &Transfer, events: &mut Events) -> Result<(), Rejection> {
+    fn transfer(
+        &mut self,
+        journal: &mut Journal,
+        c: &Transfer,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         let (from, to, asset, amount) = (c.from, c.to, c.asset.as_str(), c.amount);
         self.check_account(from)?;
         self.check_account(to)?;
@@ -476,11 +498,16 @@ impl Ledger {
         postings.add(Owner::Account(to), idx, units, 0);
         self.check_postings(&mut postings)?;
         events.reserve(2);
-        self.commit_postings(&postings, events);
+        self.commit_postings(journal, &postings, events);
         Ok(())
     }
 
-    fn fill(&mut self, c: &Fill, events: &mut Events) -> Result<(), Rejection> {
+    fn fill(
+        &mut self,
+        journal: &mut Journal,
+        c: &Fill,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         let (buy_hold, sell_hold) = (c.buy_hold, c.sell_hold);
         let (base_amount, price) = (c.base_amount, c.price);
         let (buyer_fee, seller_fee) = (c.buyer_fee, c.seller_fee);
@@ -574,16 +601,12 @@ impl Ledger {
             buyer_fee: amount::to_decimal(buyer_fee_units, base_scale),
             seller_fee: amount::to_decimal(seller_fee_units, quote_scale),
         });
-        self.commit_postings(&postings, events);
+        self.commit_postings(journal, &postings, events);
         for (hold, open, taken) in [(buy_hold, buy, quote_units), (sell_hold, sell, base_units)] {
             let remaining = open.remaining - taken;
             debug_assert!(remaining >= 0);
-            if remaining == 0 {
-                self.holds.remove(&hold);
-            } else if let Some(h) = self.holds.get_mut(&hold) {
-                h.remaining = remaining;
-            }
-            self.dirty.push(DirtyKey::Hold(hold));
+            let left = Hold { remaining, ..open };
+            self.write_hold(journal, hold, (remaining > 0).then_some(left));
             events.emit(|| {
                 self.hold_event(hold, open.account, open.asset, remaining, remaining == 0)
             });
@@ -778,41 +801,16 @@ impl Ledger {
         })
     }
 
-    /// Writes checked postings and emits a `Balance` event for each change.
-    fn commit_postings(&mut self, postings: &Postings, events: &mut Events) {
+    /// Writes checked postings through the journal; each change emits a
+    /// `Balance` event. A spot command calls it once everything is checked,
+    /// so this is its commit point: nothing after it can fail (see the
+    /// `journal` module).
+    fn commit_postings(&mut self, journal: &mut Journal, postings: &Postings, events: &mut Events) {
+        journal.commit_point();
         for p in postings.iter() {
-            if p.available_delta == 0 && p.locked_delta == 0 {
-                continue;
+            if p.available_delta != 0 || p.locked_delta != 0 {
+                self.write_balance(journal, p, events);
             }
-            let slot = match (p.owner, system_slot(p.owner)) {
-                (Owner::Account(id), _) => self.accounts.get_mut(&id).map(|account| {
-                    let entry = account.entry_mut(p.asset);
-                    (&mut entry.balance, &mut entry.listed)
-                }),
-                (_, Some(slot)) => self
-                    .assets
-                    .get_mut(p.asset as usize)
-                    .map(|a| (&mut a.system[slot], &mut a.system_listed[slot])),
-                (_, None) => None,
-            };
-            let Some((slot, listed)) = slot else {
-                debug_assert!(false, "posting to a missing balance {:?}", p.owner);
-                continue;
-            };
-            *slot = p.after;
-            self.dirty.note_balance(listed, p.owner, p.asset);
-            let asset = &self.assets[p.asset as usize];
-            let scale = asset.scale;
-            events.emit(|| {
-                Event::Balance(BalanceChange {
-                    owner: p.owner,
-                    asset: asset.symbol.clone(),
-                    available_delta: amount::to_decimal(p.available_delta, scale),
-                    locked_delta: amount::to_decimal(p.locked_delta, scale),
-                    available: amount::to_decimal(p.after.available, scale),
-                    locked: amount::to_decimal(p.after.locked, scale),
-                })
-            });
         }
     }
 

@@ -24,6 +24,7 @@ mod engine;
 mod events;
 mod hash;
 mod invariants;
+mod journal;
 mod liquidation;
 mod market;
 mod perp;

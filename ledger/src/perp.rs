@@ -2,11 +2,11 @@
 //! mark prices (which trigger liquidations, see `liquidation`) and funding.
 //!
 //! Perp commands may touch many balances and positions (a mark price can
-//! liquidate a cascade of accounts), so instead of the spot commands'
-//! fixed posting list they mutate through a [`Journal`]: every change first
-//! records what it overwrites, and a command that fails half-way (only an
-//! arithmetic overflow can, after validation) is rolled back completely, so
-//! a rejected command still changes nothing.
+//! liquidate a cascade of accounts), so they write as they go, through the
+//! engine's journal (see the `journal` module) like every command: a
+//! command that fails half-way (only an arithmetic overflow can, after
+//! validation) is rolled back completely, so a rejected command still
+//! changes nothing.
 //!
 //! Documented choices:
 //! - Fees of a perp fill are amounts of the settle asset chosen by the caller
@@ -34,15 +34,15 @@ use rust_decimal::Decimal;
 
 use crate::amount::{self, AmountError};
 use crate::command::{
-    AccountId, ApplyFunding, BalanceChange, CreateMarket, Event, MAX_LEVERAGE, MAX_MARGIN_BRACKETS,
-    MAX_MARKETS, Owner, PerpFill, PositionCause, RATE_SCALE, is_valid_asset_symbol,
-    is_valid_market_symbol,
+    AccountId, ApplyFunding, CreateMarket, Event, MAX_LEVERAGE, MAX_MARGIN_BRACKETS, MAX_MARKETS,
+    Owner, PerpFill, PositionCause, RATE_SCALE, is_valid_asset_symbol, is_valid_market_symbol,
 };
 use crate::engine::{Ledger, reject};
 use crate::events::Events;
+use crate::journal::{Journal, Posting};
 use crate::market::{Mark, Market, MarketIdx, MarketState, Position, RATE_ONE, trade, with_cum};
 use crate::reject::{Field, RejectDetail, Rejection, SHOWN_SYMBOL_CHARS, shown};
-use crate::state::{AssetIdx, Balance, DirtyKey, system_slot};
+use crate::state::{AssetIdx, Balance, DirtyKey};
 use crate::wide::{Round, mul_div, pow10};
 
 /// Extra decimal places, beyond the tick's, of prices the engine derives by
@@ -51,31 +51,6 @@ pub(crate) const DERIVED_PRICE_EXTRA_DECIMALS: u32 = 4;
 
 /// Decimal places of a displayed margin ratio (rounded up).
 pub(crate) const RATIO_SCALE: u32 = 8;
-
-/// What a journaled change overwrote.
-enum Undo {
-    /// `None`: the client balance slot did not exist.
-    Balance {
-        owner: Owner,
-        asset: AssetIdx,
-        before: Option<Balance>,
-    },
-    State {
-        market: MarketIdx,
-        before: MarketState,
-    },
-    Position {
-        market: MarketIdx,
-        account: AccountId,
-        before: Option<Position>,
-    },
-}
-
-/// The undo log of one command.
-#[derive(Default)]
-pub(crate) struct Journal {
-    undo: Vec<Undo>,
-}
 
 fn overflow() -> Rejection {
     reject(RejectDetail::Overflow)
@@ -186,62 +161,18 @@ impl Ledger {
             .checked_add(delta)
             .filter(|v| amount::in_range(*v))
             .ok_or_else(|| self.too_large(owner, asset))?;
-        let after = Balance {
-            available,
-            locked: current.locked,
+        let posting = Posting {
+            owner,
+            asset,
+            available_delta: delta,
+            locked_delta: 0,
+            after: Balance {
+                available,
+                locked: current.locked,
+            },
         };
-        match (owner, system_slot(owner)) {
-            (Owner::Account(id), _) => {
-                let Some(account) = self.accounts.get_mut(&id) else {
-                    return Err(reject(RejectDetail::UnknownAccount { account: id }));
-                };
-                journal.undo.push(Undo::Balance {
-                    owner,
-                    asset,
-                    before: account.get(asset).copied(),
-                });
-                let entry = account.entry_mut(asset);
-                entry.balance = after;
-                self.dirty.note_balance(&mut entry.listed, owner, asset);
-            }
-            (_, Some(slot)) => {
-                let Some(a) = self.assets.get_mut(asset as usize) else {
-                    return Err(overflow());
-                };
-                journal.undo.push(Undo::Balance {
-                    owner,
-                    asset,
-                    before: Some(a.system[slot]),
-                });
-                a.system[slot] = after;
-                self.dirty
-                    .note_balance(&mut a.system_listed[slot], owner, asset);
-            }
-            (_, None) => return Err(overflow()),
-        }
-        let scale = self.scale(asset);
-        events.emit(|| {
-            Event::Balance(BalanceChange {
-                owner,
-                asset: self.symbol(asset).to_string(),
-                available_delta: amount::to_decimal(delta, scale),
-                locked_delta: amount::to_decimal(0, scale),
-                available: amount::to_decimal(after.available, scale),
-                locked: amount::to_decimal(after.locked, scale),
-            })
-        });
+        self.write_balance(journal, &posting, events);
         Ok(())
-    }
-
-    /// The market state, recorded for undo before the caller changes it.
-    pub(crate) fn state_mut(&mut self, journal: &mut Journal, m: MarketIdx) -> &mut MarketState {
-        let market = &mut self.markets[m as usize];
-        journal.undo.push(Undo::State {
-            market: m,
-            before: market.state,
-        });
-        self.dirty.push(DirtyKey::Market(m));
-        &mut market.state
     }
 
     /// Moves the PnL pool by `delta` and emits a `Pool` event.
@@ -283,18 +214,7 @@ impl Ledger {
         if !amount::in_range(position.size) || !amount::in_range(position.cost) {
             return Err(overflow());
         }
-        let positions = &mut self.markets[m as usize].positions;
-        let before = if position.size == 0 {
-            positions.remove(&account)
-        } else {
-            positions.insert(account, position)
-        };
-        journal.undo.push(Undo::Position {
-            market: m,
-            account,
-            before,
-        });
-        self.dirty.push(DirtyKey::Position(m, account));
+        self.write_position(journal, m, account, position);
         Ok(())
     }
 
@@ -326,69 +246,6 @@ impl Ledger {
                 Ok(())
             }
             _ => Err(overflow()),
-        }
-    }
-
-    /// Undoes every journaled change, newest first.
-    pub(crate) fn rollback(&mut self, journal: Journal) {
-        for undo in journal.undo.into_iter().rev() {
-            match undo {
-                Undo::Balance {
-                    owner,
-                    asset,
-                    before,
-                } => match (owner, system_slot(owner)) {
-                    (Owner::Account(id), _) => {
-                        if let Some(account) = self.accounts.get_mut(&id) {
-                            match before {
-                                Some(balance) => *account.slot_mut(asset) = balance,
-                                // Its key stays listed: `drain_dirty`
-                                // deletes the record (see `DirtySet`).
-                                None => account.balances.retain(|s| s.asset != asset),
-                            }
-                        }
-                    }
-                    (_, Some(slot)) => {
-                        if let (Some(a), Some(balance)) =
-                            (self.assets.get_mut(asset as usize), before)
-                        {
-                            a.system[slot] = balance;
-                        }
-                    }
-                    (_, None) => {}
-                },
-                Undo::State { market, before } => {
-                    self.markets[market as usize].state = before;
-                }
-                Undo::Position {
-                    market,
-                    account,
-                    before,
-                } => {
-                    let positions = &mut self.markets[market as usize].positions;
-                    match before {
-                        Some(position) => positions.insert(account, position),
-                        None => positions.remove(&account),
-                    };
-                }
-            }
-        }
-    }
-
-    /// Runs `body` under a fresh journal; rolls everything back if it fails.
-    fn journaled(
-        &mut self,
-        events: &mut Events,
-        body: impl FnOnce(&mut Ledger, &mut Journal, &mut Events) -> Result<(), Rejection>,
-    ) -> Result<(), Rejection> {
-        let mut journal = Journal::default();
-        // On failure the caller drops every event of the command.
-        match body(self, &mut journal, events) {
-            Ok(()) => Ok(()),
-            Err(rejection) => {
-                self.rollback(journal);
-                Err(rejection)
-            }
         }
     }
 
@@ -628,19 +485,18 @@ impl Ledger {
 
     pub(crate) fn set_market_paused(
         &mut self,
+        journal: &mut Journal,
         market: &str,
         paused: bool,
         events: &mut Events,
     ) -> Result<(), Rejection> {
         let m = self.market_idx(market)?;
-        self.journaled(events, |ledger, journal, events| {
-            ledger.state_mut(journal, m).paused = paused;
-            events.emit(|| Event::MarketPaused {
-                market: market.to_string(),
-                paused,
-            });
-            Ok(())
-        })
+        self.state_mut(journal, m).paused = paused;
+        events.emit(|| Event::MarketPaused {
+            market: market.to_string(),
+            paused,
+        });
+        Ok(())
     }
 
     /// A fill price or size in grid units: positive, on the grid (off it:
@@ -672,6 +528,7 @@ impl Ledger {
 
     pub(crate) fn set_mark_price(
         &mut self,
+        journal: &mut Journal,
         market: &str,
         price: Decimal,
         now_ms: u64,
@@ -708,23 +565,22 @@ impl Ledger {
             }
         }
         let settle = mk.settle;
-        self.journaled(events, |ledger, journal, events| {
-            ledger.state_mut(journal, m).mark = Some(Mark {
-                price: price_units,
-                time_ms: now_ms,
-            });
-            events.emit(|| Event::MarkPrice {
-                market: market.to_string(),
-                price: ledger.price_decimal(m, price_units),
-                time_ms: now_ms,
-            });
-            ledger.mark_insurance(journal, m, events)?;
-            ledger.liquidate_below_maintenance(journal, settle, events)
-        })
+        self.state_mut(journal, m).mark = Some(Mark {
+            price: price_units,
+            time_ms: now_ms,
+        });
+        events.emit(|| Event::MarkPrice {
+            market: market.to_string(),
+            price: self.price_decimal(m, price_units),
+            time_ms: now_ms,
+        });
+        self.mark_insurance(journal, m, events)?;
+        self.liquidate_below_maintenance(journal, settle, events)
     }
 
     pub(crate) fn apply_funding(
         &mut self,
+        journal: &mut Journal,
         c: &ApplyFunding,
         events: &mut Events,
     ) -> Result<(), Rejection> {
@@ -791,36 +647,35 @@ impl Ledger {
         }
         let residue = paid.checked_sub(received).ok_or_else(overflow)?;
         debug_assert!(residue >= 0);
-        self.journaled(events, |ledger, journal, events| {
-            ledger.state_mut(journal, m).last_funding_ms = Some(funding_time_ms);
-            events.emit(|| Event::Funding {
-                market: market.to_string(),
-                rate,
-                funding_time_ms,
-                mark_price: ledger.price_decimal(m, mark),
-                paid: ledger.money_decimal(m, paid),
-                received: ledger.money_decimal(m, received),
-                residue: ledger.money_decimal(m, residue),
-                uncollected: ledger.money_decimal(m, uncollected),
-            });
-            for (holder, amount) in payments {
-                if amount == 0 {
-                    continue;
-                }
-                events.emit(|| Event::FundingPayment {
-                    market: market.to_string(),
-                    holder,
-                    amount: ledger.money_decimal(m, amount),
-                });
-                ledger.post(journal, holder, settle, amount, events)?;
+        self.state_mut(journal, m).last_funding_ms = Some(funding_time_ms);
+        events.emit(|| Event::Funding {
+            market: market.to_string(),
+            rate,
+            funding_time_ms,
+            mark_price: self.price_decimal(m, mark),
+            paid: self.money_decimal(m, paid),
+            received: self.money_decimal(m, received),
+            residue: self.money_decimal(m, residue),
+            uncollected: self.money_decimal(m, uncollected),
+        });
+        for (holder, amount) in payments {
+            if amount == 0 {
+                continue;
             }
-            let to_fund = residue.checked_sub(uncollected).ok_or_else(overflow)?;
-            ledger.post(journal, Owner::Insurance, settle, to_fund, events)
-        })
+            events.emit(|| Event::FundingPayment {
+                market: market.to_string(),
+                holder,
+                amount: self.money_decimal(m, amount),
+            });
+            self.post(journal, holder, settle, amount, events)?;
+        }
+        let to_fund = residue.checked_sub(uncollected).ok_or_else(overflow)?;
+        self.post(journal, Owner::Insurance, settle, to_fund, events)
     }
 
     pub(crate) fn perp_fill(
         &mut self,
+        journal: &mut Journal,
         spec: &PerpFill,
         events: &mut Events,
     ) -> Result<(), Rejection> {
@@ -911,41 +766,39 @@ impl Ledger {
             }
         }
         let shown_price = self.price_decimal(m, price);
-        self.journaled(events, |ledger, journal, events| {
-            events.emit(|| Event::PerpFill {
-                market: spec.market.to_string(),
-                buyer,
-                seller,
-                size: ledger.size_decimal(m, size),
-                price: shown_price,
-                buyer_fee: ledger.money_decimal(m, buyer_fee),
-                seller_fee: ledger.money_decimal(m, seller_fee),
-            });
-            let counterparties = [
-                (Owner::Account(seller), buyer_fee),
-                (Owner::Account(buyer), seller_fee),
-            ];
-            let mut realized = 0i128;
-            for ((account, delta, side_value, _, _), (counterparty, fee)) in
-                planned.into_iter().zip(counterparties)
-            {
-                let side = ledger.trade_holder(
-                    journal,
-                    m,
-                    Owner::Account(account),
-                    counterparty,
-                    PositionCause::Fill,
-                    delta,
-                    side_value,
-                    shown_price,
-                    fee,
-                    events,
-                )?;
-                realized = realized.checked_add(side).ok_or_else(overflow)?;
-            }
-            ledger.move_pool(journal, m, -realized, events)?;
-            let fees = buyer_fee.checked_add(seller_fee).ok_or_else(overflow)?;
-            ledger.post(journal, Owner::Fees, settle, fees, events)
-        })
+        events.emit(|| Event::PerpFill {
+            market: spec.market.to_string(),
+            buyer,
+            seller,
+            size: self.size_decimal(m, size),
+            price: shown_price,
+            buyer_fee: self.money_decimal(m, buyer_fee),
+            seller_fee: self.money_decimal(m, seller_fee),
+        });
+        let counterparties = [
+            (Owner::Account(seller), buyer_fee),
+            (Owner::Account(buyer), seller_fee),
+        ];
+        let mut realized = 0i128;
+        for ((account, delta, side_value, _, _), (counterparty, fee)) in
+            planned.into_iter().zip(counterparties)
+        {
+            let side = self.trade_holder(
+                journal,
+                m,
+                Owner::Account(account),
+                counterparty,
+                PositionCause::Fill,
+                delta,
+                side_value,
+                shown_price,
+                fee,
+                events,
+            )?;
+            realized = realized.checked_add(side).ok_or_else(overflow)?;
+        }
+        self.move_pool(journal, m, -realized, events)?;
+        let fees = buyer_fee.checked_add(seller_fee).ok_or_else(overflow)?;
+        self.post(journal, Owner::Fees, settle, fees, events)
     }
 }
