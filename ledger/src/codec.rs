@@ -1,15 +1,16 @@
 //! Low-level, hand-written binary encoding of the persisted state, shared by
 //! records and the state hash: big-endian integers, length-prefixed strings,
-//! canonical decimals as (mantissa, scale) and rejections (remembered by the
-//! dedup table). The formats are documented in the `records` module; the
-//! command encoding (log payload and fingerprint input) is the `wire` module.
+//! canonical decimals as (mantissa, scale) and reject code tags (rejections
+//! themselves, remembered by the dedup table, are encoded by `reject`). The
+//! formats are documented in the `records` module; the command encoding (log
+//! payload and fingerprint input) is the `wire` module.
 //!
 //! Hand-written rather than serde so that the persisted format and the
 //! fingerprints never change with a library upgrade.
 
 use rust_decimal::Decimal;
 
-use crate::command::{Owner, RejectCode, Rejection};
+use crate::command::{Owner, RejectCode};
 
 /// Something bytes can be written to: a buffer, or a hasher.
 pub(crate) trait Sink {
@@ -28,7 +29,7 @@ pub(crate) trait Sink {
         self.put(&value.to_be_bytes());
     }
     fn put_str(&mut self, value: &str) {
-        // Strings the engine stores are bounded (symbols, ids, messages).
+        // Strings the engine stores are bounded (symbols, ids, detail text).
         let len = u32::try_from(value.len()).unwrap_or(u32::MAX);
         self.put_u32(len);
         self.put(&value.as_bytes()[..len as usize]);
@@ -215,23 +216,11 @@ pub(crate) fn reject_code_tag(code: RejectCode) -> u8 {
     }
 }
 
-fn reject_code_from_tag(tag: u8) -> Result<RejectCode, String> {
+pub(crate) fn reject_code_from_tag(tag: u8) -> Result<RejectCode, String> {
     ALL_REJECT_CODES
         .get(tag as usize)
         .copied()
         .ok_or_else(|| format!("unknown reject code {tag}"))
-}
-
-/// A rejection: `u8` reject code tag, message string.
-pub(crate) fn put_rejection(sink: &mut impl Sink, rejection: &Rejection) {
-    sink.put_u8(reject_code_tag(rejection.code));
-    sink.put_str(&rejection.message);
-}
-
-pub(crate) fn read_rejection(reader: &mut Reader<'_>) -> Result<Rejection, String> {
-    let code = reject_code_from_tag(reader.u8()?)?;
-    let message = reader.string()?;
-    Ok(Rejection { code, message })
 }
 
 /// `value` without trailing fractional zeros: (mantissa, scale) with
@@ -274,23 +263,6 @@ mod tests {
             assert_eq!(reject_code_from_tag(i as u8), Ok(*code));
         }
         assert!(reject_code_from_tag(ALL_REJECT_CODES.len() as u8).is_err());
-    }
-
-    #[test]
-    fn rejection_encoding_round_trips() {
-        let rejection = Rejection {
-            code: RejectCode::InvalidPrice,
-            message: "price ü must be positive".into(),
-        };
-        let mut bytes = Vec::new();
-        put_rejection(&mut bytes, &rejection);
-        let mut reader = Reader::new(&bytes);
-        assert_eq!(read_rejection(&mut reader), Ok(rejection));
-        reader.finish().expect("no trailing bytes");
-        // Truncation is an error, never a panic.
-        for cut in 0..bytes.len() {
-            assert!(read_rejection(&mut Reader::new(&bytes[..cut])).is_err());
-        }
     }
 
     #[test]

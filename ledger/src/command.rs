@@ -9,6 +9,8 @@
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+use crate::reject::Rejection;
+
 /// A client account (an exchange user, sub-account or the matching engine's
 /// own book). Chosen by the caller; `0` is reserved and rejected.
 pub type AccountId = u64;
@@ -322,14 +324,6 @@ impl RejectCode {
     }
 }
 
-/// A definite refusal: the command changed nothing.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Rejection {
-    pub code: RejectCode,
-    /// Human-readable detail, e.g. "account 7 has 1.5 BTC available, needs 2".
-    pub message: String,
-}
-
 /// One balance movement caused by an applied command. `available` and
 /// `locked` are the balances after the change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -514,7 +508,7 @@ pub enum Outcome {
 /// A retry gets the remembered verdict only: `Applied { events: vec![] }`
 /// for an applied command — its events were delivered once, with the first
 /// reply, and are not stored — or the identical `Rejection` (code and
-/// message) for a rejected one.
+/// detail, hence the same message) for a rejected one.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApplyResult {
     pub outcome: Outcome,

@@ -1,6 +1,6 @@
 //! The idempotency table: the verdict (applied, or rejected with its code
-//! and message) of every validated command id, kept for `dedup_window_ms`
-//! of leader time, plus the dedup clock.
+//! and typed detail, never a rendered message) of every validated command
+//! id, kept for `dedup_window_ms` of leader time, plus the dedup clock.
 //!
 //! Contract (like TigerBeetle's `exists` results): only the verdict is
 //! remembered, never the events. A retry of an applied command returns
@@ -47,7 +47,8 @@
 //! (the client's 35-byte `tc-<32 hex>` ids included) lives inline in the
 //! entry: an applied command costs one 72-byte entry plus an 8-byte index
 //! slot and its control byte, and no heap allocation of its own. Longer ids
-//! (up to 64 bytes) and rejection messages take one allocation each. With
+//! (up to 64 bytes) and rejections take one allocation each (a rejection's
+//! detail strings one more each). With
 //! the ring's and the index's spare capacity, measured: about 94 bytes per
 //! remembered command at 1,000,000 entries and 106 at 100,000 (up to ~160
 //! right after the ring doubles), against ~400 to ~1,000 bytes per command
@@ -61,7 +62,8 @@ use std::collections::VecDeque;
 
 use hashbrown::HashTable;
 
-use crate::command::{Outcome, Rejection};
+use crate::command::Outcome;
+use crate::reject::Rejection;
 
 pub(crate) use crate::wire::Fingerprint;
 
@@ -372,10 +374,8 @@ mod tests {
             Verdict::Applied.outcome(),
             Outcome::Applied { events: vec![] }
         );
-        let rejection = Rejection {
-            code: RejectCode::UnknownHold,
-            message: "hold 7 is not open".into(),
-        };
+        let rejection = Rejection::new(crate::reject::RejectDetail::HoldNotOpen { hold: 7 });
+        assert_eq!(rejection.code, RejectCode::UnknownHold);
         let verdict = Verdict::of(&Outcome::Rejected(rejection.clone()));
         assert_eq!(verdict.outcome(), Outcome::Rejected(rejection));
     }

@@ -1,11 +1,12 @@
 //! The ledger engine: `Ledger` owns the whole state and `apply` turns one
 //! command into an outcome, deterministically, without I/O, clocks or floats.
 //!
-//! Every command is applied in two phases: first everything is validated and
-//! the balance changes are computed into a small stack-allocated list of
-//! postings (checked against overflow and overdraft), then — only if all of
-//! that succeeded — the state is mutated. A rejected command therefore never
-//! has partial effects.
+//! Every command runs as one transaction over the ledger's journal (see the
+//! `journal` module): its writes are recorded for undo and rolled back if it
+//! fails, so a rejected command never has partial effects. Spot commands
+//! validate everything first, computing their balance changes into a small
+//! stack-allocated list of postings (checked against overflow and
+//! overdraft), and only then write them through the journal.
 //!
 //! Documented choices:
 //! - A fill may have zero fees; a fee equal to the whole amount received is
@@ -32,13 +33,17 @@ use rustc_hash::FxHashMap;
 
 use crate::amount::{self, AmountError};
 use crate::command::{
-    AccountId, ApplyResult, BalanceChange, Command, CreateAsset, Deposit, Envelope, Event, Fill,
-    HoldId, Lock, MAX_ASSET_SCALE, MAX_DEDUP_WINDOW_MS, MIN_DEDUP_WINDOW_MS, Outcome, Owner,
-    RejectCode, Rejection, Transfer, Withdraw, is_valid_asset_symbol,
+    AccountId, ApplyResult, Command, CreateAsset, Deposit, Envelope, Event, Fill, HoldId, Lock,
+    MAX_ASSET_SCALE, MAX_DEDUP_WINDOW_MS, MIN_DEDUP_WINDOW_MS, Outcome, Owner, Transfer, Withdraw,
+    is_valid_asset_symbol,
 };
 use crate::dedup::{DedupEntry, DedupTable, StoredId, Verdict};
 use crate::events::Events;
+use crate::journal::{Journal, Posting};
 use crate::market::{Market, MarketIdx};
+use crate::reject::{
+    Field, MAX_DETAIL_TEXT_CHARS, RejectDetail, Rejection, SHOWN_SYMBOL_CHARS, Side, shown,
+};
 use crate::state::{
     Account, Asset, AssetIdx, Balance, DirtyKey, DirtySet, Hold, SYSTEM_OWNERS, system_slot,
 };
@@ -88,30 +93,20 @@ pub struct Ledger {
     /// `Command::SetDedupWindow`, persisted in the meta record.
     pub(crate) dedup_window_ms: u64,
     pub(crate) dirty: DirtySet,
+    /// The undo log of the command being applied (empty between commands;
+    /// kept for its capacity).
+    pub(crate) journal: Journal,
     /// Reused buffer for the canonical command encoding (fingerprints).
     scratch: Vec<u8>,
 }
 
-pub(crate) fn reject(code: RejectCode, message: impl Into<String>) -> Rejection {
-    Rejection {
-        code,
-        message: message.into(),
-    }
+/// The rejection explained by `detail` (its code follows from the detail).
+pub(crate) fn reject(detail: RejectDetail) -> Rejection {
+    Rejection::new(detail)
 }
 
 /// Most postings any command makes (a fill: two holds, two credits, two fees).
 const MAX_POSTINGS: usize = 6;
-
-/// One balance change of a command, merged per (owner, asset).
-#[derive(Clone, Copy, Debug)]
-struct Posting {
-    owner: Owner,
-    asset: AssetIdx,
-    available_delta: i128,
-    locked_delta: i128,
-    /// The balance after the change; filled in by `check_postings`.
-    after: Balance,
-}
 
 /// The postings of one command, on the stack.
 struct Postings {
@@ -182,6 +177,7 @@ impl Ledger {
             dedup: DedupTable::default(),
             dedup_window_ms: config.dedup_window_ms,
             dirty: DirtySet::default(),
+            journal: Journal::default(),
             scratch: Vec::new(),
         }
     }
@@ -197,8 +193,8 @@ impl Ledger {
     /// rejected one. A live id with a different command is
     /// `CommandIdReused` (not remembered, changes nothing). Otherwise the
     /// dedup clock advances, expired entries are evicted, the command is
-    /// executed and its verdict (applied, or rejected with code and
-    /// message) is remembered.
+    /// executed and its verdict (applied, or rejected with code and typed
+    /// detail) is remembered.
     ///
     /// This entry point computes the fingerprint by encoding the command
     /// (`wire`); replicas applying the log use [`Ledger::apply_decoded`],
@@ -240,12 +236,10 @@ impl Ledger {
     ) -> ApplyResult {
         let id = &envelope.command_id;
         if !id.is_valid() {
-            let shown: String = id.0.chars().take(80).collect();
             return ApplyResult {
-                outcome: Outcome::Rejected(reject(
-                    RejectCode::InvalidCommandId,
-                    format!("command id {shown:?} must be 1..=64 bytes of printable ASCII"),
-                )),
+                outcome: Outcome::Rejected(reject(RejectDetail::MalformedCommandId {
+                    id: shown(&id.0, MAX_DETAIL_TEXT_CHARS),
+                })),
                 duplicate: false,
             };
         }
@@ -260,13 +254,9 @@ impl Ledger {
                 };
             }
             return ApplyResult {
-                outcome: Outcome::Rejected(reject(
-                    RejectCode::CommandIdReused,
-                    format!(
-                        "command id {:?} was already used for a different command",
-                        id.0
-                    ),
-                )),
+                outcome: Outcome::Rejected(reject(RejectDetail::CommandIdReused {
+                    id: id.0.clone(),
+                })),
                 duplicate: false,
             };
         }
@@ -295,28 +285,34 @@ impl Ledger {
         }
     }
 
+    /// Executes one command as a transaction (see the `journal` module):
+    /// all of its writes, or none.
     fn execute(
         &mut self,
         command: &Command,
         now_ms: u64,
         events: &mut Events,
     ) -> Result<(), Rejection> {
-        match command {
-            Command::CreateAsset(c) => self.create_asset(c, events),
-            Command::CreateAccount(c) => self.create_account(c.account, events),
-            Command::Deposit(c) => self.deposit(c, events),
-            Command::Withdraw(c) => self.withdraw(c, events),
-            Command::Lock(c) => self.lock(c, events),
-            Command::Release(c) => self.release(c.hold, events),
-            Command::Fill(c) => self.fill(c, events),
-            Command::Transfer(c) => self.transfer(c, events),
-            Command::CreateMarket(c) => self.create_market(c, events),
-            Command::SetMarketPaused(c) => self.set_market_paused(&c.market, c.paused, events),
-            Command::SetMarkPrice(c) => self.set_mark_price(&c.market, c.price, now_ms, events),
-            Command::ApplyFunding(c) => self.apply_funding(c, events),
-            Command::PerpFill(c) => self.perp_fill(c, events),
-            Command::SetDedupWindow(c) => self.set_dedup_window(c.window_ms, events),
-        }
+        self.transaction(|ledger, journal| match command {
+            Command::CreateAsset(c) => ledger.create_asset(c, events),
+            Command::CreateAccount(c) => ledger.create_account(c.account, events),
+            Command::Deposit(c) => ledger.deposit(journal, c, events),
+            Command::Withdraw(c) => ledger.withdraw(journal, c, events),
+            Command::Lock(c) => ledger.lock(journal, c, events),
+            Command::Release(c) => ledger.release(journal, c.hold, events),
+            Command::Fill(c) => ledger.fill(journal, c, events),
+            Command::Transfer(c) => ledger.transfer(journal, c, events),
+            Command::CreateMarket(c) => ledger.create_market(c, events),
+            Command::SetMarketPaused(c) => {
+                ledger.set_market_paused(journal, &c.market, c.paused, events)
+            }
+            Command::SetMarkPrice(c) => {
+                ledger.set_mark_price(journal, &c.market, c.price, now_ms, events)
+            }
+            Command::ApplyFunding(c) => ledger.apply_funding(journal, c, events),
+            Command::PerpFill(c) => ledger.perp_fill(journal, c, events),
+            Command::SetDedupWindow(c) => ledger.set_dedup_window(c.window_ms, events),
+        })
     }
 
     /// The idempotency window in force, in ms of leader time.
@@ -328,13 +324,7 @@ impl Ledger {
 
     fn set_dedup_window(&mut self, window_ms: u64, events: &mut Events) -> Result<(), Rejection> {
         if !(MIN_DEDUP_WINDOW_MS..=MAX_DEDUP_WINDOW_MS).contains(&window_ms) {
-            return Err(reject(
-                RejectCode::InvalidDedupWindow,
-                format!(
-                    "dedup window {window_ms} ms outside \
-                     {MIN_DEDUP_WINDOW_MS}..={MAX_DEDUP_WINDOW_MS} ms (1 s to 7 days)"
-                ),
-            ));
+            return Err(reject(RejectDetail::DedupWindowOutOfRange { window_ms }));
         }
         // Takes effect from the next command: this command's own horizon
         // was computed (and its eviction done) with the old window.
@@ -347,26 +337,23 @@ impl Ledger {
     fn create_asset(&mut self, c: &CreateAsset, events: &mut Events) -> Result<(), Rejection> {
         let (symbol, scale) = (c.symbol.as_str(), c.scale);
         if !is_valid_asset_symbol(symbol) {
-            let shown: String = symbol.chars().take(40).collect();
-            return Err(reject(
-                RejectCode::InvalidAsset,
-                format!("asset symbol {shown:?} must be 1..=16 of A-Z 0-9 _ -"),
-            ));
+            return Err(reject(RejectDetail::MalformedAssetSymbol {
+                symbol: shown(symbol, SHOWN_SYMBOL_CHARS),
+            }));
         }
         if scale > MAX_ASSET_SCALE {
-            return Err(reject(
-                RejectCode::InvalidAsset,
-                format!("asset {symbol} scale {scale} above {MAX_ASSET_SCALE}"),
-            ));
+            return Err(reject(RejectDetail::AssetScaleTooLarge {
+                asset: symbol.to_string(),
+                scale,
+            }));
         }
         if self.asset_index.contains_key(symbol) {
-            return Err(reject(
-                RejectCode::AssetExists,
-                format!("asset {symbol} exists"),
-            ));
+            return Err(reject(RejectDetail::AssetExists {
+                asset: symbol.to_string(),
+            }));
         }
         let Ok(idx) = AssetIdx::try_from(self.assets.len()) else {
-            return Err(reject(RejectCode::InvalidAsset, "too many assets"));
+            return Err(reject(RejectDetail::TooManyAssets));
         };
         self.assets.push(Asset {
             symbol: symbol.to_string(),
@@ -390,16 +377,10 @@ impl Ledger {
 
     fn create_account(&mut self, account: AccountId, events: &mut Events) -> Result<(), Rejection> {
         if account == 0 {
-            return Err(reject(
-                RejectCode::InvalidAccount,
-                "account id 0 is reserved",
-            ));
+            return Err(reject(RejectDetail::ReservedAccount));
         }
         if self.accounts.contains_key(&account) {
-            return Err(reject(
-                RejectCode::AccountExists,
-                format!("account {account} exists"),
-            ));
+            return Err(reject(RejectDetail::AccountExists { account }));
         }
         self.accounts.insert(account, Account::default());
         self.dirty.push(DirtyKey::Account(account));
@@ -407,72 +388,83 @@ impl Ledger {
         Ok(())
     }
 
-    fn deposit(&mut self, c: &Deposit, events: &mut Events) -> Result<(), Rejection> {
+    fn deposit(
+        &mut self,
+        journal: &mut Journal,
+        c: &Deposit,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         let (account, asset, amount) = (c.account, c.asset.as_str(), c.amount);
         self.check_account(account)?;
         let idx = self.asset_idx(asset)?;
-        let units = self.positive_units(amount, idx, "amount")?;
+        let units = self.positive_units(amount, idx, Field::Amount)?;
         let mut postings = Postings::new();
         postings.add(Owner::Account(account), idx, units, 0);
         postings.add(Owner::External, idx, -units, 0);
         self.check_postings(&mut postings)?;
         events.reserve(2);
-        self.commit_postings(&postings, events);
+        self.commit_postings(journal, &postings, events);
         Ok(())
     }
 
-    fn withdraw(&mut self, c: &Withdraw, events: &mut Events) -> Result<(), Rejection> {
+    fn withdraw(
+        &mut self,
+        journal: &mut Journal,
+        c: &Withdraw,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         let (account, asset, amount) = (c.account, c.asset.as_str(), c.amount);
         self.check_account(account)?;
         let idx = self.asset_idx(asset)?;
-        let units = self.positive_units(amount, idx, "amount")?;
+        let units = self.positive_units(amount, idx, Field::Amount)?;
         self.check_available(account, idx, units)?;
         let mut postings = Postings::new();
         postings.add(Owner::Account(account), idx, -units, 0);
         postings.add(Owner::External, idx, units, 0);
         self.check_postings(&mut postings)?;
         events.reserve(2);
-        self.commit_postings(&postings, events);
+        self.commit_postings(journal, &postings, events);
         Ok(())
     }
 
-    fn lock(&mut self, c: &Lock, events: &mut Events) -> Result<(), Rejection> {
+    fn lock(
+        &mut self,
+        journal: &mut Journal,
+        c: &Lock,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         let (hold, account, asset, amount) = (c.hold, c.account, c.asset.as_str(), c.amount);
         self.check_account(account)?;
         let idx = self.asset_idx(asset)?;
-        let units = self.positive_units(amount, idx, "amount")?;
+        let units = self.positive_units(amount, idx, Field::Amount)?;
         if self.holds.contains_key(&hold) {
-            return Err(reject(
-                RejectCode::HoldExists,
-                format!("hold {hold} exists"),
-            ));
+            return Err(reject(RejectDetail::HoldExists { hold }));
         }
         self.check_available(account, idx, units)?;
         let mut postings = Postings::new();
         postings.add(Owner::Account(account), idx, -units, units);
         self.check_postings(&mut postings)?;
         events.reserve(3);
-        self.commit_postings(&postings, events);
-        self.holds.insert(
-            hold,
-            Hold {
-                account,
-                asset: idx,
-                amount: units,
-                remaining: units,
-            },
-        );
-        self.dirty.push(DirtyKey::Hold(hold));
+        self.commit_postings(journal, &postings, events);
+        let open = Hold {
+            account,
+            asset: idx,
+            amount: units,
+            remaining: units,
+        };
+        self.write_hold(journal, hold, Some(open));
         events.emit(|| self.hold_event(hold, account, idx, units, false));
         Ok(())
     }
 
-    fn release(&mut self, hold: HoldId, events: &mut Events) -> Result<(), Rejection> {
+    fn release(
+        &mut self,
+        journal: &mut Journal,
+        hold: HoldId,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         let Some(&open) = self.holds.get(&hold) else {
-            return Err(reject(
-                RejectCode::UnknownHold,
-                format!("hold {hold} is not open"),
-            ));
+            return Err(reject(RejectDetail::HoldNotOpen { hold }));
         };
         let mut postings = Postings::new();
         postings.add(
@@ -483,116 +475,110 @@ impl Ledger {
         );
         self.check_postings(&mut postings)?;
         events.reserve(3);
-        self.commit_postings(&postings, events);
-        self.holds.remove(&hold);
-        self.dirty.push(DirtyKey::Hold(hold));
+        self.commit_postings(journal, &postings, events);
+        self.write_hold(journal, hold, None);
         events.emit(|| self.hold_event(hold, open.account, open.asset, 0, true));
         Ok(())
     }
 
-    fn transfer(&mut self, c: &Transfer, events: &mut Events) -> Result<(), Rejection> {
+    fn transfer(
+        &mut self,
+        journal: &mut Journal,
+        c: &Transfer,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         let (from, to, asset, amount) = (c.from, c.to, c.asset.as_str(), c.amount);
         self.check_account(from)?;
         self.check_account(to)?;
         let idx = self.asset_idx(asset)?;
-        let units = self.positive_units(amount, idx, "amount")?;
+        let units = self.positive_units(amount, idx, Field::Amount)?;
         self.check_available(from, idx, units)?;
         let mut postings = Postings::new();
         postings.add(Owner::Account(from), idx, -units, 0);
         postings.add(Owner::Account(to), idx, units, 0);
         self.check_postings(&mut postings)?;
         events.reserve(2);
-        self.commit_postings(&postings, events);
+        self.commit_postings(journal, &postings, events);
         Ok(())
     }
 
-    fn fill(&mut self, c: &Fill, events: &mut Events) -> Result<(), Rejection> {
+    fn fill(
+        &mut self,
+        journal: &mut Journal,
+        c: &Fill,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         let (buy_hold, sell_hold) = (c.buy_hold, c.sell_hold);
         let (base_amount, price) = (c.base_amount, c.price);
         let (buyer_fee, seller_fee) = (c.buyer_fee, c.seller_fee);
         // Stateless checks first.
-        if !amount::is_positive(price) {
-            return Err(reject(
-                RejectCode::InvalidPrice,
-                format!("price {price} must be positive"),
-            ));
+        for (field, value) in [(Field::Price, price), (Field::BaseAmount, base_amount)] {
+            if !amount::is_positive(value) {
+                return Err(reject(RejectDetail::NotPositive { field, value }));
+            }
         }
-        if !amount::is_positive(base_amount) {
-            return Err(reject(
-                RejectCode::InvalidAmount,
-                format!("base amount {base_amount} must be positive"),
-            ));
-        }
-        for (name, fee) in [("buyer fee", buyer_fee), ("seller fee", seller_fee)] {
-            if amount::is_negative(fee) {
-                return Err(reject(
-                    RejectCode::InvalidAmount,
-                    format!("{name} {fee} must not be negative"),
-                ));
+        for (field, value) in [(Field::BuyerFee, buyer_fee), (Field::SellerFee, seller_fee)] {
+            if amount::is_negative(value) {
+                return Err(reject(RejectDetail::Negative { field, value }));
             }
         }
         // The holds and their assets.
         let Some(&buy) = self.holds.get(&buy_hold) else {
-            return Err(reject(
-                RejectCode::UnknownHold,
-                format!("buy hold {buy_hold} is not open"),
-            ));
+            return Err(reject(RejectDetail::FillHoldNotOpen {
+                side: Side::Buy,
+                hold: buy_hold,
+            }));
         };
         let Some(&sell) = self.holds.get(&sell_hold) else {
-            return Err(reject(
-                RejectCode::UnknownHold,
-                format!("sell hold {sell_hold} is not open"),
-            ));
+            return Err(reject(RejectDetail::FillHoldNotOpen {
+                side: Side::Sell,
+                hold: sell_hold,
+            }));
         };
         let (quote, base) = (buy.asset, sell.asset);
         if quote == base {
-            return Err(reject(
-                RejectCode::HoldAssetMismatch,
-                format!(
-                    "buy hold {buy_hold} and sell hold {sell_hold} both hold {}",
-                    self.symbol(base)
-                ),
-            ));
+            return Err(reject(RejectDetail::HoldsSameAsset {
+                buy_hold,
+                sell_hold,
+                asset: self.symbol(base).to_string(),
+            }));
         }
         // Amounts at their scales.
-        let base_units = self.positive_units(base_amount, base, "base amount")?;
-        let buyer_fee_units = self.fee_units(buyer_fee, base, "buyer fee")?;
-        let seller_fee_units = self.fee_units(seller_fee, quote, "seller fee")?;
+        let base_units = self.positive_units(base_amount, base, Field::BaseAmount)?;
+        let buyer_fee_units = self.fee_units(buyer_fee, base, Field::BuyerFee)?;
+        let seller_fee_units = self.fee_units(seller_fee, quote, Field::SellerFee)?;
         let (base_scale, quote_scale) = (self.scale(base), self.scale(quote));
         let quote_units = amount::quote_units(base_units, base_scale, price, quote_scale).map_err(
             |e| match e {
-                AmountError::TooPrecise => reject(
-                    RejectCode::BadPrecision,
-                    format!(
-                        "{base_amount} {} at {price} is not a whole number of {} minor units \
-                         (scale {quote_scale})",
-                        self.symbol(base),
-                        self.symbol(quote)
-                    ),
-                ),
-                AmountError::TooLarge => reject(
-                    RejectCode::AmountTooLarge,
-                    format!("{base_amount} at {price} exceeds the largest amount"),
-                ),
+                AmountError::TooPrecise => reject(RejectDetail::QuoteNotWhole {
+                    base_amount,
+                    base: self.symbol(base).to_string(),
+                    price,
+                    quote: self.symbol(quote).to_string(),
+                    quote_scale,
+                }),
+                AmountError::TooLarge => reject(RejectDetail::NotionalTooLarge {
+                    amount: base_amount,
+                    price,
+                }),
             },
         )?;
         if buyer_fee_units > base_units {
-            return Err(reject(
-                RejectCode::FeeTooLarge,
-                format!("buyer fee {buyer_fee} exceeds the {base_amount} received"),
-            ));
+            return Err(reject(RejectDetail::FeeExceedsReceived {
+                field: Field::BuyerFee,
+                fee: buyer_fee,
+                received: base_amount,
+            }));
         }
         if seller_fee_units > quote_units {
-            return Err(reject(
-                RejectCode::FeeTooLarge,
-                format!(
-                    "seller fee {seller_fee} exceeds the {} received",
-                    amount::to_decimal(quote_units, quote_scale)
-                ),
-            ));
+            return Err(reject(RejectDetail::FeeExceedsReceived {
+                field: Field::SellerFee,
+                fee: seller_fee,
+                received: amount::to_decimal(quote_units, quote_scale),
+            }));
         }
-        self.check_hold_covers("buy", buy_hold, &buy, quote_units)?;
-        self.check_hold_covers("sell", sell_hold, &sell, base_units)?;
+        self.check_hold_covers(Side::Buy, buy_hold, &buy, quote_units)?;
+        self.check_hold_covers(Side::Sell, sell_hold, &sell, base_units)?;
         let (buyer, seller) = (Owner::Account(buy.account), Owner::Account(sell.account));
         let mut postings = Postings::new();
         postings.add(buyer, quote, 0, -quote_units);
@@ -615,16 +601,12 @@ impl Ledger {
             buyer_fee: amount::to_decimal(buyer_fee_units, base_scale),
             seller_fee: amount::to_decimal(seller_fee_units, quote_scale),
         });
-        self.commit_postings(&postings, events);
+        self.commit_postings(journal, &postings, events);
         for (hold, open, taken) in [(buy_hold, buy, quote_units), (sell_hold, sell, base_units)] {
             let remaining = open.remaining - taken;
             debug_assert!(remaining >= 0);
-            if remaining == 0 {
-                self.holds.remove(&hold);
-            } else if let Some(h) = self.holds.get_mut(&hold) {
-                h.remaining = remaining;
-            }
-            self.dirty.push(DirtyKey::Hold(hold));
+            let left = Hold { remaining, ..open };
+            self.write_hold(journal, hold, (remaining > 0).then_some(left));
             events.emit(|| {
                 self.hold_event(hold, open.account, open.asset, remaining, remaining == 0)
             });
@@ -634,11 +616,11 @@ impl Ledger {
 
     // ----- validation helpers ---------------------------------------------
 
-    /// `HoldInsufficient` unless the `side` ("buy"/"sell") hold `id` still
-    /// has `taken` minor units of its asset.
+    /// `HoldInsufficient` unless the `side` hold `id` still has `taken`
+    /// minor units of its asset.
     fn check_hold_covers(
         &self,
-        side: &str,
+        side: Side,
         id: HoldId,
         open: &Hold,
         taken: i128,
@@ -647,37 +629,30 @@ impl Ledger {
             return Ok(());
         }
         let scale = self.scale(open.asset);
-        Err(reject(
-            RejectCode::HoldInsufficient,
-            format!(
-                "{side} hold {id} has {} {} left, the fill takes {}",
-                amount::to_decimal(open.remaining, scale),
-                self.symbol(open.asset),
-                amount::to_decimal(taken, scale)
-            ),
-        ))
+        Err(reject(RejectDetail::HoldShort {
+            side,
+            hold: id,
+            remaining: amount::to_decimal(open.remaining, scale),
+            asset: self.symbol(open.asset).to_string(),
+            taken: amount::to_decimal(taken, scale),
+        }))
     }
 
     pub(crate) fn check_account(&self, account: AccountId) -> Result<(), Rejection> {
         if account == 0 {
-            return Err(reject(
-                RejectCode::InvalidAccount,
-                "account id 0 is reserved",
-            ));
+            return Err(reject(RejectDetail::ReservedAccount));
         }
         if !self.accounts.contains_key(&account) {
-            return Err(reject(
-                RejectCode::UnknownAccount,
-                format!("account {account} unknown"),
-            ));
+            return Err(reject(RejectDetail::UnknownAccount { account }));
         }
         Ok(())
     }
 
     pub(crate) fn asset_idx(&self, symbol: &str) -> Result<AssetIdx, Rejection> {
         self.asset_index.get(symbol).copied().ok_or_else(|| {
-            let shown: String = symbol.chars().take(40).collect();
-            reject(RejectCode::UnknownAsset, format!("asset {shown:?} unknown"))
+            reject(RejectDetail::UnknownAsset {
+                asset: shown(symbol, SHOWN_SYMBOL_CHARS),
+            })
         })
     }
 
@@ -696,15 +671,15 @@ impl Ledger {
         &self,
         amount: Decimal,
         asset: AssetIdx,
-        name: &str,
+        field: Field,
     ) -> Result<i128, Rejection> {
         if !amount::is_positive(amount) {
-            return Err(reject(
-                RejectCode::InvalidAmount,
-                format!("{name} {amount} must be positive"),
-            ));
+            return Err(reject(RejectDetail::NotPositive {
+                field,
+                value: amount,
+            }));
         }
-        self.units(amount, asset, name)
+        self.units(amount, asset, field)
     }
 
     /// A fee in minor units of `asset`; may be zero, never negative.
@@ -712,39 +687,33 @@ impl Ledger {
         &self,
         fee: Decimal,
         asset: AssetIdx,
-        name: &str,
+        field: Field,
     ) -> Result<i128, Rejection> {
         if amount::is_negative(fee) {
-            return Err(reject(
-                RejectCode::InvalidAmount,
-                format!("{name} {fee} must not be negative"),
-            ));
+            return Err(reject(RejectDetail::Negative { field, value: fee }));
         }
-        self.units(fee, asset, name)
+        self.units(fee, asset, field)
     }
 
     pub(crate) fn units(
         &self,
         amount: Decimal,
         asset: AssetIdx,
-        name: &str,
+        field: Field,
     ) -> Result<i128, Rejection> {
         let scale = self.scale(asset);
         amount::to_units(amount, scale).map_err(|e| match e {
-            AmountError::TooPrecise => reject(
-                RejectCode::BadPrecision,
-                format!(
-                    "{name} {amount} has more than {scale} decimals ({})",
-                    self.symbol(asset)
-                ),
-            ),
-            AmountError::TooLarge => reject(
-                RejectCode::AmountTooLarge,
-                format!(
-                    "{name} {amount} {} exceeds the largest amount",
-                    self.symbol(asset)
-                ),
-            ),
+            AmountError::TooPrecise => reject(RejectDetail::TooPrecise {
+                field,
+                value: amount,
+                scale,
+                asset: self.symbol(asset).to_string(),
+            }),
+            AmountError::TooLarge => reject(RejectDetail::TooLarge {
+                field,
+                value: amount,
+                asset: self.symbol(asset).to_string(),
+            }),
         })
     }
 
@@ -758,15 +727,12 @@ impl Ledger {
         let available = self.balance_units(Owner::Account(account), asset).available;
         if available < units {
             let scale = self.scale(asset);
-            return Err(reject(
-                RejectCode::InsufficientFunds,
-                format!(
-                    "account {account} has {} {} available, needs {}",
-                    amount::to_decimal(available, scale),
-                    self.symbol(asset),
-                    amount::to_decimal(units, scale)
-                ),
-            ));
+            return Err(reject(RejectDetail::AvailableShort {
+                account,
+                available: amount::to_decimal(available, scale),
+                asset: self.symbol(asset).to_string(),
+                needed: amount::to_decimal(units, scale),
+            }));
         }
         Ok(())
     }
@@ -793,8 +759,8 @@ impl Ledger {
 
     /// Computes every posting's resulting balance and checks it: within
     /// `±MAX_UNITS` (else `AmountTooLarge`), client `available` not negative
-    /// (`InsufficientFunds`), `locked` not negative (`HoldInsufficient`; the
-    /// command checks make this unreachable).
+    /// (`InsufficientFunds`). Asserts that `locked` stays non-negative (zero
+    /// for system owners): the command checks make anything else unreachable.
     fn check_postings(&self, postings: &mut Postings) -> Result<(), Rejection> {
         for i in 0..postings.len {
             let p = postings.items[i];
@@ -809,76 +775,42 @@ impl Ledger {
             }
             let is_client = matches!(p.owner, Owner::Account(_));
             if is_client && available < 0 && p.available_delta < 0 {
-                return Err(reject(
-                    RejectCode::InsufficientFunds,
-                    format!(
-                        "{:?} would have negative {} available",
-                        p.owner,
-                        self.symbol(p.asset)
-                    ),
-                ));
+                return Err(reject(RejectDetail::WouldGoNegative {
+                    owner: p.owner,
+                    asset: self.symbol(p.asset).to_string(),
+                }));
             }
-            if locked < 0 || (!is_client && locked != 0) {
-                debug_assert!(false, "locked would become {locked} for {:?}", p.owner);
-                return Err(reject(
-                    RejectCode::HoldInsufficient,
-                    format!(
-                        "{:?} would have {locked} {} locked",
-                        p.owner,
-                        self.symbol(p.asset)
-                    ),
-                ));
-            }
+            // Holds cover every unlock (`check_hold_covers`, `release`) and
+            // `locked` equals the open holds: a negative or system `locked`
+            // is a broken invariant, never a rejection.
+            assert!(
+                locked >= 0 && (is_client || locked == 0),
+                "invariant broken: {:?} {} locked would become {locked}",
+                p.owner,
+                self.symbol(p.asset)
+            );
             postings.items[i].after = Balance { available, locked };
         }
         Ok(())
     }
 
     pub(crate) fn too_large(&self, owner: Owner, asset: AssetIdx) -> Rejection {
-        reject(
-            RejectCode::AmountTooLarge,
-            format!(
-                "{owner:?} {} balance would exceed the largest amount",
-                self.symbol(asset)
-            ),
-        )
+        reject(RejectDetail::BalanceTooLarge {
+            owner,
+            asset: self.symbol(asset).to_string(),
+        })
     }
 
-    /// Writes checked postings and emits a `Balance` event for each change.
-    fn commit_postings(&mut self, postings: &Postings, events: &mut Events) {
+    /// Writes checked postings through the journal; each change emits a
+    /// `Balance` event. A spot command calls it once everything is checked,
+    /// so this is its commit point: nothing after it can fail (see the
+    /// `journal` module).
+    fn commit_postings(&mut self, journal: &mut Journal, postings: &Postings, events: &mut Events) {
+        journal.commit_point();
         for p in postings.iter() {
-            if p.available_delta == 0 && p.locked_delta == 0 {
-                continue;
+            if p.available_delta != 0 || p.locked_delta != 0 {
+                self.write_balance(journal, p, events);
             }
-            let slot = match (p.owner, system_slot(p.owner)) {
-                (Owner::Account(id), _) => self.accounts.get_mut(&id).map(|account| {
-                    let entry = account.entry_mut(p.asset);
-                    (&mut entry.balance, &mut entry.listed)
-                }),
-                (_, Some(slot)) => self
-                    .assets
-                    .get_mut(p.asset as usize)
-                    .map(|a| (&mut a.system[slot], &mut a.system_listed[slot])),
-                (_, None) => None,
-            };
-            let Some((slot, listed)) = slot else {
-                debug_assert!(false, "posting to a missing balance {:?}", p.owner);
-                continue;
-            };
-            *slot = p.after;
-            self.dirty.note_balance(listed, p.owner, p.asset);
-            let asset = &self.assets[p.asset as usize];
-            let scale = asset.scale;
-            events.emit(|| {
-                Event::Balance(BalanceChange {
-                    owner: p.owner,
-                    asset: asset.symbol.clone(),
-                    available_delta: amount::to_decimal(p.available_delta, scale),
-                    locked_delta: amount::to_decimal(p.locked_delta, scale),
-                    available: amount::to_decimal(p.after.available, scale),
-                    locked: amount::to_decimal(p.after.locked, scale),
-                })
-            });
         }
     }
 

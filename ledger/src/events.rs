@@ -28,6 +28,19 @@ impl Events {
         }
     }
 
+    /// Whether events are wanted: for a builder that tests it itself and
+    /// then calls `push` (instead of passing `emit` a closure).
+    #[inline]
+    pub fn detailed(&self) -> bool {
+        self.detailed
+    }
+
+    /// Keeps `event`; call only when `detailed()`.
+    #[inline]
+    pub fn push(&mut self, event: Event) {
+        self.list.push(event);
+    }
+
     /// Room for `additional` more events (one allocation for a command's
     /// usual count); nothing when quiet.
     #[inline]

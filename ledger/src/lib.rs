@@ -26,11 +26,13 @@ mod engine;
 mod events;
 mod hash;
 mod invariants;
+mod journal;
 mod liquidation;
 mod market;
 mod perp;
 mod perp_views;
 pub mod records;
+mod reject;
 mod risk;
 mod state;
 mod views;
@@ -41,6 +43,7 @@ pub use command::*;
 pub use engine::*;
 pub use perp_views::*;
 pub use records::{RecordError, RecordKind};
+pub use reject::{Field, MAX_DETAIL_TEXT_CHARS, RejectDetail, Rejection, Side};
 pub use views::*;
 pub use wire::{
     DecodedCommand, Fingerprint, WIRE_VERSION, WireError, decode_envelope, encode_envelope,

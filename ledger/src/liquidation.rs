@@ -33,20 +33,18 @@
 
 use std::collections::BTreeSet;
 
-use crate::command::{AccountId, Event, Owner, PositionCause, RejectCode, Rejection};
+use crate::command::{AccountId, Event, Owner, PositionCause};
 use crate::engine::{Ledger, reject};
 use crate::events::Events;
+use crate::journal::Journal;
 use crate::market::MarketIdx;
-use crate::perp::Journal;
+use crate::reject::{RejectDetail, Rejection};
 use crate::risk::GroupRisk;
 use crate::state::AssetIdx;
 use crate::wide::{Round, mul_div};
 
 fn overflow() -> Rejection {
-    reject(
-        RejectCode::AmountTooLarge,
-        "a liquidation amount would exceed the largest representable value",
-    )
+    reject(RejectDetail::LiquidationOverflow)
 }
 
 /// A candidate for auto-deleveraging.

@@ -2,11 +2,11 @@
 //! mark prices (which trigger liquidations, see `liquidation`) and funding.
 //!
 //! Perp commands may touch many balances and positions (a mark price can
-//! liquidate a cascade of accounts), so instead of the spot commands'
-//! fixed posting list they mutate through a [`Journal`]: every change first
-//! records what it overwrites, and a command that fails half-way (only an
-//! arithmetic overflow can, after validation) is rolled back completely, so
-//! a rejected command still changes nothing.
+//! liquidate a cascade of accounts), so they write as they go, through the
+//! engine's journal (see the `journal` module) like every command: a
+//! command that fails half-way (only an arithmetic overflow can, after
+//! validation) is rolled back completely, so a rejected command still
+//! changes nothing.
 //!
 //! Documented choices:
 //! - Fees of a perp fill are amounts of the settle asset chosen by the caller
@@ -34,14 +34,15 @@ use rust_decimal::Decimal;
 
 use crate::amount::{self, AmountError};
 use crate::command::{
-    AccountId, ApplyFunding, BalanceChange, CreateMarket, Event, MAX_LEVERAGE, MAX_MARGIN_BRACKETS,
-    MAX_MARKETS, Owner, PerpFill, PositionCause, RATE_SCALE, RejectCode, Rejection,
-    is_valid_asset_symbol, is_valid_market_symbol,
+    AccountId, ApplyFunding, CreateMarket, Event, MAX_LEVERAGE, MAX_MARGIN_BRACKETS, MAX_MARKETS,
+    Owner, PerpFill, PositionCause, RATE_SCALE, is_valid_asset_symbol, is_valid_market_symbol,
 };
 use crate::engine::{Ledger, reject};
 use crate::events::Events;
+use crate::journal::{Journal, Posting};
 use crate::market::{Mark, Market, MarketIdx, MarketState, Position, RATE_ONE, trade, with_cum};
-use crate::state::{AssetIdx, Balance, DirtyKey, system_slot};
+use crate::reject::{Field, RejectDetail, Rejection, SHOWN_SYMBOL_CHARS, shown};
+use crate::state::{AssetIdx, Balance, DirtyKey};
 use crate::wide::{Round, mul_div, pow10};
 
 /// Extra decimal places, beyond the tick's, of prices the engine derives by
@@ -51,55 +52,22 @@ pub(crate) const DERIVED_PRICE_EXTRA_DECIMALS: u32 = 4;
 /// Decimal places of a displayed margin ratio (rounded up).
 pub(crate) const RATIO_SCALE: u32 = 8;
 
-/// What a journaled change overwrote.
-enum Undo {
-    /// `None`: the client balance slot did not exist.
-    Balance {
-        owner: Owner,
-        asset: AssetIdx,
-        before: Option<Balance>,
-    },
-    State {
-        market: MarketIdx,
-        before: MarketState,
-    },
-    Position {
-        market: MarketIdx,
-        account: AccountId,
-        before: Option<Position>,
-    },
-}
-
-/// The undo log of one command.
-#[derive(Default)]
-pub(crate) struct Journal {
-    undo: Vec<Undo>,
-}
-
 fn overflow() -> Rejection {
-    reject(
-        RejectCode::AmountTooLarge,
-        "an amount in this command would exceed the largest representable value",
-    )
+    reject(RejectDetail::Overflow)
 }
 
-/// Rate in `RATE_SCALE` units, or `BadPrecision` / `AmountTooLarge`.
-fn rate_units(rate: Decimal, name: &str) -> Result<i128, Rejection> {
+/// Rate in `RATE_SCALE` units, or `BadPrecision` / `InvalidRate`.
+fn rate_units(rate: Decimal, field: Field) -> Result<i128, Rejection> {
     amount::to_units(rate, RATE_SCALE).map_err(|e| match e {
-        AmountError::TooPrecise => reject(
-            RejectCode::BadPrecision,
-            format!("{name} {rate} has more than {RATE_SCALE} decimals"),
-        ),
-        AmountError::TooLarge => {
-            reject(RejectCode::InvalidRate, format!("{name} {rate} too large"))
-        }
+        AmountError::TooPrecise => reject(RejectDetail::RateTooPrecise { field, rate }),
+        AmountError::TooLarge => reject(RejectDetail::RateTooLarge { field, rate }),
     })
 }
 
 /// A decimal step/tick as (units, scale) with the scale as small as possible.
-fn grid(value: Decimal) -> Option<(i128, u32)> {
+fn grid(value: Decimal) -> (i128, u32) {
     let n = value.normalize();
-    Some((n.mantissa(), n.scale()))
+    (n.mantissa(), n.scale())
 }
 
 /// `value * 10^k / den` rounded half to even, with `k` possibly negative.
@@ -125,11 +93,9 @@ impl Ledger {
 
     pub(crate) fn market_idx(&self, symbol: &str) -> Result<MarketIdx, Rejection> {
         self.market_index.get(symbol).copied().ok_or_else(|| {
-            let shown: String = symbol.chars().take(40).collect();
-            reject(
-                RejectCode::UnknownMarket,
-                format!("market {shown:?} unknown"),
-            )
+            reject(RejectDetail::UnknownMarket {
+                market: shown(symbol, SHOWN_SYMBOL_CHARS),
+            })
         })
     }
 
@@ -195,65 +161,18 @@ impl Ledger {
             .checked_add(delta)
             .filter(|v| amount::in_range(*v))
             .ok_or_else(|| self.too_large(owner, asset))?;
-        let after = Balance {
-            available,
-            locked: current.locked,
+        let posting = Posting {
+            owner,
+            asset,
+            available_delta: delta,
+            locked_delta: 0,
+            after: Balance {
+                available,
+                locked: current.locked,
+            },
         };
-        match (owner, system_slot(owner)) {
-            (Owner::Account(id), _) => {
-                let Some(account) = self.accounts.get_mut(&id) else {
-                    return Err(reject(
-                        RejectCode::UnknownAccount,
-                        format!("account {id} unknown"),
-                    ));
-                };
-                journal.undo.push(Undo::Balance {
-                    owner,
-                    asset,
-                    before: account.get(asset).copied(),
-                });
-                let entry = account.entry_mut(asset);
-                entry.balance = after;
-                self.dirty.note_balance(&mut entry.listed, owner, asset);
-            }
-            (_, Some(slot)) => {
-                let Some(a) = self.assets.get_mut(asset as usize) else {
-                    return Err(overflow());
-                };
-                journal.undo.push(Undo::Balance {
-                    owner,
-                    asset,
-                    before: Some(a.system[slot]),
-                });
-                a.system[slot] = after;
-                self.dirty
-                    .note_balance(&mut a.system_listed[slot], owner, asset);
-            }
-            (_, None) => return Err(overflow()),
-        }
-        let scale = self.scale(asset);
-        events.emit(|| {
-            Event::Balance(BalanceChange {
-                owner,
-                asset: self.symbol(asset).to_string(),
-                available_delta: amount::to_decimal(delta, scale),
-                locked_delta: amount::to_decimal(0, scale),
-                available: amount::to_decimal(after.available, scale),
-                locked: amount::to_decimal(after.locked, scale),
-            })
-        });
+        self.write_balance(journal, &posting, events);
         Ok(())
-    }
-
-    /// The market state, recorded for undo before the caller changes it.
-    pub(crate) fn state_mut(&mut self, journal: &mut Journal, m: MarketIdx) -> &mut MarketState {
-        let market = &mut self.markets[m as usize];
-        journal.undo.push(Undo::State {
-            market: m,
-            before: market.state,
-        });
-        self.dirty.push(DirtyKey::Market(m));
-        &mut market.state
     }
 
     /// Moves the PnL pool by `delta` and emits a `Pool` event.
@@ -295,18 +214,7 @@ impl Ledger {
         if !amount::in_range(position.size) || !amount::in_range(position.cost) {
             return Err(overflow());
         }
-        let positions = &mut self.markets[m as usize].positions;
-        let before = if position.size == 0 {
-            positions.remove(&account)
-        } else {
-            positions.insert(account, position)
-        };
-        journal.undo.push(Undo::Position {
-            market: m,
-            account,
-            before,
-        });
-        self.dirty.push(DirtyKey::Position(m, account));
+        self.write_position(journal, m, account, position);
         Ok(())
     }
 
@@ -338,69 +246,6 @@ impl Ledger {
                 Ok(())
             }
             _ => Err(overflow()),
-        }
-    }
-
-    /// Undoes every journaled change, newest first.
-    pub(crate) fn rollback(&mut self, journal: Journal) {
-        for undo in journal.undo.into_iter().rev() {
-            match undo {
-                Undo::Balance {
-                    owner,
-                    asset,
-                    before,
-                } => match (owner, system_slot(owner)) {
-                    (Owner::Account(id), _) => {
-                        if let Some(account) = self.accounts.get_mut(&id) {
-                            match before {
-                                Some(balance) => *account.slot_mut(asset) = balance,
-                                // Its key stays listed: `drain_dirty`
-                                // deletes the record (see `DirtySet`).
-                                None => account.balances.retain(|s| s.asset != asset),
-                            }
-                        }
-                    }
-                    (_, Some(slot)) => {
-                        if let (Some(a), Some(balance)) =
-                            (self.assets.get_mut(asset as usize), before)
-                        {
-                            a.system[slot] = balance;
-                        }
-                    }
-                    (_, None) => {}
-                },
-                Undo::State { market, before } => {
-                    self.markets[market as usize].state = before;
-                }
-                Undo::Position {
-                    market,
-                    account,
-                    before,
-                } => {
-                    let positions = &mut self.markets[market as usize].positions;
-                    match before {
-                        Some(position) => positions.insert(account, position),
-                        None => positions.remove(&account),
-                    };
-                }
-            }
-        }
-    }
-
-    /// Runs `body` under a fresh journal; rolls everything back if it fails.
-    fn journaled(
-        &mut self,
-        events: &mut Events,
-        body: impl FnOnce(&mut Ledger, &mut Journal, &mut Events) -> Result<(), Rejection>,
-    ) -> Result<(), Rejection> {
-        let mut journal = Journal::default();
-        // On failure the caller drops every event of the command.
-        match body(self, &mut journal, events) {
-            Ok(()) => Ok(()),
-            Err(rejection) => {
-                self.rollback(journal);
-                Err(rejection)
-            }
         }
     }
 
@@ -496,126 +341,68 @@ impl Ledger {
         spec: &CreateMarket,
         events: &mut Events,
     ) -> Result<(), Rejection> {
-        let invalid = |message: String| reject(RejectCode::InvalidMarket, message);
         let symbol = spec.market.as_str();
         if !is_valid_market_symbol(symbol) {
-            let shown: String = symbol.chars().take(40).collect();
-            return Err(invalid(format!(
-                "market symbol {shown:?} must be 1..=32 of A-Z 0-9 _ -"
-            )));
+            return Err(reject(RejectDetail::MalformedMarketSymbol {
+                market: shown(symbol, SHOWN_SYMBOL_CHARS),
+            }));
         }
         if !is_valid_asset_symbol(&spec.base) {
-            let shown: String = spec.base.chars().take(40).collect();
-            return Err(invalid(format!(
-                "base {shown:?} must be 1..=16 of A-Z 0-9 _ -"
-            )));
+            return Err(reject(RejectDetail::MalformedBaseSymbol {
+                base: shown(&spec.base, SHOWN_SYMBOL_CHARS),
+            }));
         }
         if self.market_index.contains_key(symbol) {
-            return Err(reject(
-                RejectCode::MarketExists,
-                format!("market {symbol} exists"),
-            ));
+            return Err(reject(RejectDetail::MarketExists {
+                market: symbol.to_string(),
+            }));
         }
         if self.markets.len() >= MAX_MARKETS {
-            return Err(invalid(format!("at most {MAX_MARKETS} markets")));
+            return Err(reject(RejectDetail::MarketLimit));
         }
         let settle = self.asset_idx(&spec.settle_asset)?;
         let settle_scale = self.scale(settle);
         if spec.tick_size <= Decimal::ZERO || spec.step_size <= Decimal::ZERO {
-            return Err(invalid(format!(
-                "tick size {} and step size {} must be positive",
-                spec.tick_size, spec.step_size
-            )));
+            return Err(reject(RejectDetail::GridNotPositive {
+                tick_size: spec.tick_size,
+                step_size: spec.step_size,
+            }));
         }
         let ((tick, price_scale), (step, size_scale)) =
-            match (grid(spec.tick_size), grid(spec.step_size)) {
-                (Some(t), Some(s)) => (t, s),
-                _ => return Err(invalid("bad tick or step size".into())),
-            };
+            (grid(spec.tick_size), grid(spec.step_size));
         if price_scale + size_scale > settle_scale {
-            return Err(invalid(format!(
-                "tick size {} ({price_scale} decimals) and step size {} ({size_scale} decimals) \
-                 together exceed the {} scale {settle_scale}: fill notionals would not be whole \
-                 minor units",
-                spec.tick_size,
-                spec.step_size,
-                self.symbol(settle)
-            )));
+            return Err(reject(RejectDetail::GridTooFine {
+                tick_size: spec.tick_size,
+                price_scale,
+                step_size: spec.step_size,
+                size_scale,
+                settle: self.symbol(settle).to_string(),
+                settle_scale,
+            }));
         }
         if !(1..=MAX_LEVERAGE).contains(&spec.max_leverage) {
-            return Err(invalid(format!(
-                "max leverage {} must be 1..={MAX_LEVERAGE}",
-                spec.max_leverage
-            )));
+            return Err(reject(RejectDetail::MaxLeverageOutOfRange {
+                leverage: spec.max_leverage,
+            }));
         }
         if spec.brackets.is_empty() || spec.brackets.len() > MAX_MARGIN_BRACKETS {
-            return Err(invalid(format!(
-                "a market needs 1..={MAX_MARGIN_BRACKETS} margin brackets, got {}",
-                spec.brackets.len()
-            )));
+            return Err(reject(RejectDetail::BracketCount {
+                count: spec.brackets.len() as u64,
+            }));
         }
-        let mut tiers = Vec::with_capacity(spec.brackets.len());
-        for (i, b) in spec.brackets.iter().enumerate() {
-            let floor = self.units(b.notional_floor, settle, "bracket notional floor")?;
-            let mmr = rate_units(b.maintenance_margin_rate, "maintenance margin rate")?;
-            if !(0 < mmr && mmr < RATE_ONE) {
-                return Err(reject(
-                    RejectCode::InvalidRate,
-                    format!(
-                        "bracket {i}: maintenance margin rate {} must be in (0, 1)",
-                        b.maintenance_margin_rate
-                    ),
-                ));
-            }
-            if !(1..=MAX_LEVERAGE).contains(&b.max_leverage) {
-                return Err(invalid(format!(
-                    "bracket {i}: max leverage {} must be 1..={MAX_LEVERAGE}",
-                    b.max_leverage
-                )));
-            }
-            let leverage = i128::from(spec.max_leverage.min(b.max_leverage));
-            if mmr.saturating_mul(leverage) >= RATE_ONE {
-                return Err(invalid(format!(
-                    "bracket {i}: maintenance margin rate {} is not below the initial margin \
-                     rate 1/{leverage}",
-                    b.maintenance_margin_rate
-                )));
-            }
-            match tiers.last() {
-                None if floor != 0 => {
-                    return Err(invalid(format!(
-                        "the first bracket's notional floor must be 0, got {}",
-                        b.notional_floor
-                    )));
-                }
-                Some(&(prev_floor, prev_mmr, prev_leverage))
-                    if floor <= prev_floor || mmr < prev_mmr || b.max_leverage > prev_leverage =>
-                {
-                    return Err(invalid(format!(
-                        "bracket {i}: floors must increase, rates must not decrease and \
-                         leverages must not increase"
-                    )));
-                }
-                _ => {}
-            }
-            tiers.push((floor, mmr, b.max_leverage));
-        }
-        let brackets = with_cum(&tiers).ok_or_else(overflow)?;
-        let liquidation_fee_rate = rate_units(spec.liquidation_fee_rate, "liquidation fee rate")?;
+        let brackets = self.margin_brackets(spec, settle)?;
+        let liquidation_fee_rate =
+            rate_units(spec.liquidation_fee_rate, Field::LiquidationFeeRate)?;
         if !(0..RATE_ONE).contains(&liquidation_fee_rate) {
-            return Err(reject(
-                RejectCode::InvalidRate,
-                format!(
-                    "liquidation fee rate {} must be in [0, 1)",
-                    spec.liquidation_fee_rate
-                ),
-            ));
+            return Err(reject(RejectDetail::LiquidationFeeRateOutOfRange {
+                rate: spec.liquidation_fee_rate,
+            }));
         }
         if spec.funding_interval_ms == 0 {
-            return Err(invalid("funding interval must be at least 1 ms".into()));
+            return Err(reject(RejectDetail::ZeroFundingInterval));
         }
         let Ok(idx) = MarketIdx::try_from(self.markets.len()) else {
-            return Err(invalid("too many markets".into()));
+            return Err(reject(RejectDetail::TooManyMarkets));
         };
         self.markets.push(Market {
             symbol: symbol.to_string(),
@@ -647,45 +434,91 @@ impl Ledger {
         Ok(())
     }
 
+    /// The validated maintenance-margin brackets of a new market, with
+    /// their cumulative amounts.
+    fn margin_brackets(
+        &self,
+        spec: &CreateMarket,
+        settle: AssetIdx,
+    ) -> Result<Vec<crate::market::Bracket>, Rejection> {
+        let mut tiers = Vec::with_capacity(spec.brackets.len());
+        for (i, b) in spec.brackets.iter().enumerate() {
+            // At most MAX_MARGIN_BRACKETS (16) brackets.
+            let bracket = i as u32;
+            let floor = self.units(b.notional_floor, settle, Field::BracketNotionalFloor)?;
+            let rate = b.maintenance_margin_rate;
+            let mmr = rate_units(rate, Field::MaintenanceMarginRate)?;
+            if !(0 < mmr && mmr < RATE_ONE) {
+                return Err(reject(RejectDetail::MarginRateOutOfRange { bracket, rate }));
+            }
+            if !(1..=MAX_LEVERAGE).contains(&b.max_leverage) {
+                return Err(reject(RejectDetail::BracketLeverageOutOfRange {
+                    bracket,
+                    leverage: b.max_leverage,
+                }));
+            }
+            let leverage = spec.max_leverage.min(b.max_leverage);
+            if mmr.saturating_mul(i128::from(leverage)) >= RATE_ONE {
+                return Err(reject(RejectDetail::MarginRateNotBelowInitial {
+                    bracket,
+                    rate,
+                    leverage,
+                }));
+            }
+            match tiers.last() {
+                None if floor != 0 => {
+                    return Err(reject(RejectDetail::FirstFloorNotZero {
+                        floor: b.notional_floor,
+                    }));
+                }
+                Some(&(prev_floor, prev_mmr, prev_leverage))
+                    if floor <= prev_floor || mmr < prev_mmr || b.max_leverage > prev_leverage =>
+                {
+                    return Err(reject(RejectDetail::BracketsOutOfOrder { bracket }));
+                }
+                _ => {}
+            }
+            tiers.push((floor, mmr, b.max_leverage));
+        }
+        with_cum(&tiers).ok_or_else(overflow)
+    }
+
     pub(crate) fn set_market_paused(
         &mut self,
+        journal: &mut Journal,
         market: &str,
         paused: bool,
         events: &mut Events,
     ) -> Result<(), Rejection> {
         let m = self.market_idx(market)?;
-        self.journaled(events, |ledger, journal, events| {
-            ledger.state_mut(journal, m).paused = paused;
-            events.emit(|| Event::MarketPaused {
-                market: market.to_string(),
-                paused,
-            });
-            Ok(())
-        })
+        self.state_mut(journal, m).paused = paused;
+        events.emit(|| Event::MarketPaused {
+            market: market.to_string(),
+            paused,
+        });
+        Ok(())
     }
 
-    /// A fill price or size in grid units: positive, on the grid.
+    /// A fill price or size in grid units: positive, on the grid (off it:
+    /// `PriceOffTick` for a price, `SizeOffStep` for a size).
     fn on_grid(
         &self,
         value: Decimal,
         scale: u32,
         grid: i128,
-        code: RejectCode,
-        name: &str,
+        field: Field,
         grid_value: Decimal,
     ) -> Result<i128, Rejection> {
         let off = || {
-            reject(
-                code,
-                format!("{name} {value} is not a multiple of {grid_value}"),
-            )
+            reject(RejectDetail::OffGrid {
+                field,
+                value,
+                grid: grid_value,
+            })
         };
         let units = amount::to_units(value, scale).map_err(|e| match e {
             AmountError::TooPrecise => off(),
-            AmountError::TooLarge => reject(
-                RejectCode::AmountTooLarge,
-                format!("{name} {value} exceeds the largest amount"),
-            ),
+            AmountError::TooLarge => reject(RejectDetail::ValueTooLarge { field, value }),
         })?;
         if grid <= 0 || units % grid != 0 {
             return Err(off());
@@ -695,6 +528,7 @@ impl Ledger {
 
     pub(crate) fn set_mark_price(
         &mut self,
+        journal: &mut Journal,
         market: &str,
         price: Decimal,
         now_ms: u64,
@@ -702,24 +536,21 @@ impl Ledger {
     ) -> Result<(), Rejection> {
         let m = self.market_idx(market)?;
         if price <= Decimal::ZERO {
-            return Err(reject(
-                RejectCode::InvalidPrice,
-                format!("mark price {price} must be positive"),
-            ));
+            return Err(reject(RejectDetail::NotPositive {
+                field: Field::MarkPrice,
+                value: price,
+            }));
         }
         let mk = &self.markets[m as usize];
         let price_units = amount::to_units(price, mk.price_scale).map_err(|e| match e {
-            AmountError::TooPrecise => reject(
-                RejectCode::BadPrecision,
-                format!(
-                    "mark price {price} has more than the tick's {} decimals",
-                    mk.price_scale
-                ),
-            ),
-            AmountError::TooLarge => reject(
-                RejectCode::AmountTooLarge,
-                format!("mark price {price} exceeds the largest amount"),
-            ),
+            AmountError::TooPrecise => reject(RejectDetail::MarkTooPrecise {
+                price,
+                scale: mk.price_scale,
+            }),
+            AmountError::TooLarge => reject(RejectDetail::ValueTooLarge {
+                field: Field::MarkPrice,
+                value: price,
+            }),
         })?;
         // Every position must stay valuable at the new price.
         let sizes = mk
@@ -730,70 +561,55 @@ impl Ledger {
         for size in sizes {
             let value = mk.value(size, price_units);
             if !value.is_some_and(amount::in_range) {
-                return Err(reject(
-                    RejectCode::AmountTooLarge,
-                    format!(
-                        "at mark price {price} a position's notional exceeds the largest amount"
-                    ),
-                ));
+                return Err(reject(RejectDetail::MarkNotionalTooLarge { price }));
             }
         }
         let settle = mk.settle;
-        self.journaled(events, |ledger, journal, events| {
-            ledger.state_mut(journal, m).mark = Some(Mark {
-                price: price_units,
-                time_ms: now_ms,
-            });
-            events.emit(|| Event::MarkPrice {
-                market: market.to_string(),
-                price: ledger.price_decimal(m, price_units),
-                time_ms: now_ms,
-            });
-            ledger.mark_insurance(journal, m, events)?;
-            ledger.liquidate_below_maintenance(journal, settle, events)
-        })
+        self.state_mut(journal, m).mark = Some(Mark {
+            price: price_units,
+            time_ms: now_ms,
+        });
+        events.emit(|| Event::MarkPrice {
+            market: market.to_string(),
+            price: self.price_decimal(m, price_units),
+            time_ms: now_ms,
+        });
+        self.mark_insurance(journal, m, events)?;
+        self.liquidate_below_maintenance(journal, settle, events)
     }
 
     pub(crate) fn apply_funding(
         &mut self,
+        journal: &mut Journal,
         c: &ApplyFunding,
         events: &mut Events,
     ) -> Result<(), Rejection> {
         let (market, rate, funding_time_ms) = (c.market.as_str(), c.rate, c.funding_time_ms);
         let m = self.market_idx(market)?;
-        let rate_u = rate_units(rate, "funding rate")?;
+        let rate_u = rate_units(rate, Field::FundingRate)?;
         if rate_u <= -RATE_ONE || rate_u >= RATE_ONE {
-            return Err(reject(
-                RejectCode::InvalidRate,
-                format!("funding rate {rate} must be in (-1, 1)"),
-            ));
+            return Err(reject(RejectDetail::FundingRateOutOfRange { rate }));
         }
         let mk = &self.markets[m as usize];
         if !funding_time_ms.is_multiple_of(mk.funding_interval_ms) {
-            return Err(reject(
-                RejectCode::InvalidFundingTime,
-                format!(
-                    "funding time {funding_time_ms} is not a multiple of the funding interval {} ms",
-                    mk.funding_interval_ms
-                ),
-            ));
+            return Err(reject(RejectDetail::FundingTimeOffInterval {
+                funding_time_ms,
+                interval_ms: mk.funding_interval_ms,
+            }));
         }
         if let Some(last) = mk.state.last_funding_ms
             && funding_time_ms <= last
         {
-            return Err(reject(
-                RejectCode::FundingAlreadyApplied,
-                format!(
-                    "market {market} already funded at {last} (funding time {funding_time_ms} \
-                     is not later)"
-                ),
-            ));
+            return Err(reject(RejectDetail::AlreadyFunded {
+                market: market.to_string(),
+                last_ms: last,
+                funding_time_ms,
+            }));
         }
         let Some(mark) = mk.mark_price() else {
-            return Err(reject(
-                RejectCode::NoMarkPrice,
-                format!("market {market} has no mark price"),
-            ));
+            return Err(reject(RejectDetail::NoMarkPrice {
+                market: market.to_string(),
+            }));
         };
         let settle = mk.settle;
         // Holders in a fixed order: client accounts by id, then the fund.
@@ -831,36 +647,35 @@ impl Ledger {
         }
         let residue = paid.checked_sub(received).ok_or_else(overflow)?;
         debug_assert!(residue >= 0);
-        self.journaled(events, |ledger, journal, events| {
-            ledger.state_mut(journal, m).last_funding_ms = Some(funding_time_ms);
-            events.emit(|| Event::Funding {
-                market: market.to_string(),
-                rate,
-                funding_time_ms,
-                mark_price: ledger.price_decimal(m, mark),
-                paid: ledger.money_decimal(m, paid),
-                received: ledger.money_decimal(m, received),
-                residue: ledger.money_decimal(m, residue),
-                uncollected: ledger.money_decimal(m, uncollected),
-            });
-            for (holder, amount) in payments {
-                if amount == 0 {
-                    continue;
-                }
-                events.emit(|| Event::FundingPayment {
-                    market: market.to_string(),
-                    holder,
-                    amount: ledger.money_decimal(m, amount),
-                });
-                ledger.post(journal, holder, settle, amount, events)?;
+        self.state_mut(journal, m).last_funding_ms = Some(funding_time_ms);
+        events.emit(|| Event::Funding {
+            market: market.to_string(),
+            rate,
+            funding_time_ms,
+            mark_price: self.price_decimal(m, mark),
+            paid: self.money_decimal(m, paid),
+            received: self.money_decimal(m, received),
+            residue: self.money_decimal(m, residue),
+            uncollected: self.money_decimal(m, uncollected),
+        });
+        for (holder, amount) in payments {
+            if amount == 0 {
+                continue;
             }
-            let to_fund = residue.checked_sub(uncollected).ok_or_else(overflow)?;
-            ledger.post(journal, Owner::Insurance, settle, to_fund, events)
-        })
+            events.emit(|| Event::FundingPayment {
+                market: market.to_string(),
+                holder,
+                amount: self.money_decimal(m, amount),
+            });
+            self.post(journal, holder, settle, amount, events)?;
+        }
+        let to_fund = residue.checked_sub(uncollected).ok_or_else(overflow)?;
+        self.post(journal, Owner::Insurance, settle, to_fund, events)
     }
 
     pub(crate) fn perp_fill(
         &mut self,
+        journal: &mut Journal,
         spec: &PerpFill,
         events: &mut Events,
     ) -> Result<(), Rejection> {
@@ -869,59 +684,34 @@ impl Ledger {
         self.check_account(buyer)?;
         self.check_account(seller)?;
         if buyer == seller {
-            return Err(reject(
-                RejectCode::InvalidAccount,
-                format!("buyer and seller of a perp fill must differ (both {buyer})"),
-            ));
+            return Err(reject(RejectDetail::SelfTrade { account: buyer }));
         }
-        if spec.price <= Decimal::ZERO {
-            return Err(reject(
-                RejectCode::InvalidPrice,
-                format!("price {} must be positive", spec.price),
-            ));
-        }
-        if spec.size <= Decimal::ZERO {
-            return Err(reject(
-                RejectCode::InvalidAmount,
-                format!("size {} must be positive", spec.size),
-            ));
+        for (field, value) in [(Field::Price, spec.price), (Field::Size, spec.size)] {
+            if value <= Decimal::ZERO {
+                return Err(reject(RejectDetail::NotPositive { field, value }));
+            }
         }
         let mk = &self.markets[m as usize];
         let settle = mk.settle;
         let tick = amount::to_decimal(mk.tick, mk.price_scale);
         let step = amount::to_decimal(mk.step, mk.size_scale);
-        let price = self.on_grid(
-            spec.price,
-            mk.price_scale,
-            mk.tick,
-            RejectCode::PriceOffTick,
-            "price",
-            tick,
-        )?;
-        let size = self.on_grid(
-            spec.size,
-            mk.size_scale,
-            mk.step,
-            RejectCode::SizeOffStep,
-            "size",
-            step,
-        )?;
-        let buyer_fee = self.fee_units(spec.buyer_fee, settle, "buyer fee")?;
-        let seller_fee = self.fee_units(spec.seller_fee, settle, "seller fee")?;
+        let price = self.on_grid(spec.price, mk.price_scale, mk.tick, Field::Price, tick)?;
+        let size = self.on_grid(spec.size, mk.size_scale, mk.step, Field::Size, step)?;
+        let buyer_fee = self.fee_units(spec.buyer_fee, settle, Field::BuyerFee)?;
+        let seller_fee = self.fee_units(spec.seller_fee, settle, Field::SellerFee)?;
         if mk.mark_price().is_none() {
-            return Err(reject(
-                RejectCode::NoMarkPrice,
-                format!("market {} has no mark price yet", spec.market),
-            ));
+            return Err(reject(RejectDetail::NoMarkPriceYet {
+                market: spec.market.clone(),
+            }));
         }
         let value = mk
             .value(size, price)
             .filter(|v| amount::in_range(*v))
             .ok_or_else(|| {
-                reject(
-                    RejectCode::AmountTooLarge,
-                    format!("{} at {} exceeds the largest amount", spec.size, spec.price),
-                )
+                reject(RejectDetail::NotionalTooLarge {
+                    amount: spec.size,
+                    price: spec.price,
+                })
             })?;
         let sides = [
             (buyer, size, value, buyer_fee),
@@ -934,14 +724,10 @@ impl Ledger {
                 .filter(|t| amount::in_range(t.after.size) && amount::in_range(t.after.cost))
                 .ok_or_else(overflow)?;
             if mk.state.paused && traded.increased {
-                return Err(reject(
-                    RejectCode::MarketPaused,
-                    format!(
-                        "market {} is paused (reduce-only): the fill would open or increase \
-                         account {account}'s position",
-                        spec.market
-                    ),
-                ));
+                return Err(reject(RejectDetail::PausedIncrease {
+                    market: spec.market.clone(),
+                    account,
+                }));
             }
             let wallet = self
                 .balance_units(Owner::Account(account), settle)
@@ -952,18 +738,14 @@ impl Ledger {
                 .filter(|v| amount::in_range(*v))
                 .ok_or_else(overflow)?;
             if after < 0 && change < 0 {
-                return Err(reject(
-                    RejectCode::InsufficientFunds,
-                    format!(
-                        "account {account} has {} {} available; realized PnL {} and fee {} \
-                         would make it {}",
-                        self.money_decimal(m, wallet),
-                        self.symbol(settle),
-                        self.money_decimal(m, traded.realized),
-                        self.money_decimal(m, fee),
-                        self.money_decimal(m, after)
-                    ),
-                ));
+                return Err(reject(RejectDetail::PnlFundsShort {
+                    account,
+                    available: self.money_decimal(m, wallet),
+                    asset: self.symbol(settle).to_string(),
+                    realized: self.money_decimal(m, traded.realized),
+                    fee: self.money_decimal(m, fee),
+                    after: self.money_decimal(m, after),
+                }));
             }
             planned.push((account, delta, side_value, traded, after));
         }
@@ -975,54 +757,48 @@ impl Ledger {
                 .group_risk_with(account, settle, wallet_after, Some((m, traded.after)))
                 .ok_or_else(overflow)?;
             if risk.equity < risk.initial {
-                return Err(reject(
-                    RejectCode::InsufficientMargin,
-                    format!(
-                        "account {account}: equity {} {} would be below the initial margin {} \
-                         (Σ notional / leverage at the mark prices)",
-                        self.money_decimal(m, risk.equity),
-                        self.symbol(settle),
-                        self.money_decimal(m, risk.initial)
-                    ),
-                ));
+                return Err(reject(RejectDetail::MarginShort {
+                    account,
+                    equity: self.money_decimal(m, risk.equity),
+                    asset: self.symbol(settle).to_string(),
+                    initial: self.money_decimal(m, risk.initial),
+                }));
             }
         }
         let shown_price = self.price_decimal(m, price);
-        self.journaled(events, |ledger, journal, events| {
-            events.emit(|| Event::PerpFill {
-                market: spec.market.to_string(),
-                buyer,
-                seller,
-                size: ledger.size_decimal(m, size),
-                price: shown_price,
-                buyer_fee: ledger.money_decimal(m, buyer_fee),
-                seller_fee: ledger.money_decimal(m, seller_fee),
-            });
-            let counterparties = [
-                (Owner::Account(seller), buyer_fee),
-                (Owner::Account(buyer), seller_fee),
-            ];
-            let mut realized = 0i128;
-            for ((account, delta, side_value, _, _), (counterparty, fee)) in
-                planned.into_iter().zip(counterparties)
-            {
-                let side = ledger.trade_holder(
-                    journal,
-                    m,
-                    Owner::Account(account),
-                    counterparty,
-                    PositionCause::Fill,
-                    delta,
-                    side_value,
-                    shown_price,
-                    fee,
-                    events,
-                )?;
-                realized = realized.checked_add(side).ok_or_else(overflow)?;
-            }
-            ledger.move_pool(journal, m, -realized, events)?;
-            let fees = buyer_fee.checked_add(seller_fee).ok_or_else(overflow)?;
-            ledger.post(journal, Owner::Fees, settle, fees, events)
-        })
+        events.emit(|| Event::PerpFill {
+            market: spec.market.to_string(),
+            buyer,
+            seller,
+            size: self.size_decimal(m, size),
+            price: shown_price,
+            buyer_fee: self.money_decimal(m, buyer_fee),
+            seller_fee: self.money_decimal(m, seller_fee),
+        });
+        let counterparties = [
+            (Owner::Account(seller), buyer_fee),
+            (Owner::Account(buyer), seller_fee),
+        ];
+        let mut realized = 0i128;
+        for ((account, delta, side_value, _, _), (counterparty, fee)) in
+            planned.into_iter().zip(counterparties)
+        {
+            let side = self.trade_holder(
+                journal,
+                m,
+                Owner::Account(account),
+                counterparty,
+                PositionCause::Fill,
+                delta,
+                side_value,
+                shown_price,
+                fee,
+                events,
+            )?;
+            realized = realized.checked_add(side).ok_or_else(overflow)?;
+        }
+        self.move_pool(journal, m, -realized, events)?;
+        let fees = buyer_fee.checked_add(seller_fee).ok_or_else(overflow)?;
+        self.post(journal, Owner::Fees, settle, fees, events)
     }
 }

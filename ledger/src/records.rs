@@ -37,20 +37,31 @@
 //! Applied (nothing follows: events are never stored), or `u8` 1 =
 //! Rejected, then `u8` reject code (`RejectCode` declaration order, 0 =
 //! InvalidCommandId .. 28 = InvalidRate, 29 = InvalidDedupWindow) and the
-//! message string. An applied
-//! command's record value is therefore 25 bytes. The fingerprint is the
-//! xxh3-128 of the command's canonical encoding (`codec::fingerprint`).
+//! rejection's detail: `u8` detail tag (`RejectDetail`, tags defined in the
+//! `reject` module), then the detail's fields in declaration order, each
+//! `u32`/`u64` (big-endian), string (at most 80 characters), owner, field
+//! name = `u8` (`Field` declaration order), side = `u8` (0 buy, 1 sell) or
+//! decimal = `u8` sign (1 negative), `u8` scale (0..=28), `u128` magnitude
+//! (below 2^96): the exact value, scale kept. No message text is stored: the
+//! message is rendered from the detail at the edge (`Rejection::message`),
+//! so rewording one changes no record and no state hash. `from_records`
+//! refuses an unknown code, detail, field or side tag, a bad decimal, a
+//! longer string, trailing bytes, and a code that is not its detail's. An
+//! applied command's record value is 25 bytes. The fingerprint is the
+//! xxh3-128 of the command's canonical encoding (`wire::fingerprint`).
 //!
 //! Format history: version 1 stored the 32-byte blake3 fingerprint and the
 //! whole encoded outcome (every event) per command id. Version 2 stores the
 //! verdict only, and its meta record the dedup clock only. Version 3 adds
 //! the dedup window to the meta record (replicated state since
-//! `Command::SetDedupWindow`). Version 4 (this one) has the same layout as
-//! 3, but its fingerprints hash the `wire` encoding of the command body
-//! instead of a separate canonical encoding, so a version-3 dedup record
-//! would not recognize a retry: `from_records` refuses every other version
-//! (`UnsupportedVersion`), and a data directory written by an older build
-//! must be recreated (or restored from a snapshot of this build).
+//! `Command::SetDedupWindow`). Version 4 (this one) keeps the layout of 3
+//! except for two things: its fingerprints hash the `wire` encoding of the
+//! command body instead of a separate canonical encoding (a version-3 dedup
+//! record would not recognize a retry), and a rejected verdict holds the
+//! typed detail instead of a message string. `from_records` refuses every
+//! other version (`UnsupportedVersion`), and a data directory written by an
+//! older build must be recreated (or restored from a snapshot of this
+//! build).
 //!
 //! Every asset has its three system balance records; a client balance record
 //! exists once the account touched the asset (even if now zero). Closed
@@ -61,7 +72,7 @@ use std::collections::BTreeMap;
 
 use rustc_hash::FxHashSet;
 
-use crate::codec::{self, Reader, Sink};
+use crate::codec::{Reader, Sink};
 use crate::command::{
     AccountId, HoldId, MAX_ASSET_SCALE, MAX_COMMAND_ID_BYTES, MAX_MARGIN_BRACKETS, Owner,
     is_valid_asset_symbol, is_valid_market_symbol,
@@ -255,7 +266,7 @@ fn dedup_value(value: &mut Vec<u8>, entry: &DedupEntry) {
         Verdict::Applied => value.put_u8(0),
         Verdict::Rejected(rejection) => {
             value.put_u8(1);
-            codec::put_rejection(value, rejection);
+            crate::reject::put_rejection(value, rejection);
         }
     }
 }
@@ -266,7 +277,7 @@ fn read_dedup(id: StoredId, v: &mut Reader<'_>) -> Result<DedupEntry, String> {
     let fingerprint = v.u128()?;
     let verdict = match v.u8()? {
         0 => Verdict::Applied,
-        1 => Verdict::Rejected(Box::new(codec::read_rejection(v)?)),
+        1 => Verdict::Rejected(Box::new(crate::reject::read_rejection(v)?)),
         other => return Err(format!("unknown verdict tag {other}")),
     };
     v.finish()?;

@@ -69,11 +69,22 @@ impl Account {
 
     /// The slot for `asset`, created (zero, not listed) on first touch.
     pub fn entry_mut(&mut self, asset: AssetIdx) -> &mut BalanceSlot {
-        let pos = match self
+        self.entry_and_before(asset).0
+    }
+
+    /// The slot for `asset` and its balance before this call: `None` if the
+    /// slot was created (zero, not listed) by it.
+    #[inline]
+    pub fn entry_and_before(&mut self, asset: AssetIdx) -> (&mut BalanceSlot, Option<Balance>) {
+        match self
             .balances
             .binary_search_by_key(&asset, |slot| slot.asset)
         {
-            Ok(pos) => pos,
+            Ok(pos) => {
+                let slot = &mut self.balances[pos];
+                let before = slot.balance;
+                (slot, Some(before))
+            }
             Err(pos) => {
                 let slot = BalanceSlot {
                     asset,
@@ -81,10 +92,9 @@ impl Account {
                     listed: false,
                 };
                 self.balances.insert(pos, slot);
-                pos
+                (&mut self.balances[pos], None)
             }
-        };
-        &mut self.balances[pos]
+        }
     }
 
     /// The balance for `asset`, created (zero) on first touch.

@@ -102,7 +102,11 @@ fn retry_returns_the_verdict_and_changes_nothing() {
         panic!("negative deposit applied: {refused:?}")
     };
     assert_eq!(rejection.code, RejectCode::InvalidAmount);
-    assert!(rejection.message.contains("-1"), "{}", rejection.message);
+    assert!(
+        rejection.message().contains("-1"),
+        "{}",
+        rejection.message()
+    );
     let hash = ledger.state_hash();
     let retry = ledger.apply(&envelope("b", deposit("-1")), 10_002);
     assert_eq!(
@@ -151,11 +155,40 @@ fn dedup_records_hold_the_verdict_only() {
     assert_eq!(applied.len(), 25);
     assert_eq!(&applied[..8], &10_000u64.to_be_bytes());
     assert_eq!(applied[24], 0);
-    // Rejected: verdict 1, the code, then the message.
+    // Rejected: verdict 1, the code, then the typed detail; no message text.
+    assert_eq!(rejection.code, RejectCode::BadPrecision);
+    assert_eq!(
+        rejection.detail,
+        RejectDetail::TooPrecise {
+            field: Field::Amount,
+            value: d("0.000000001"),
+            scale: 8,
+            asset: "BTC".into(),
+        }
+    );
     let rejected = dirty[&dedup_key("r")].as_ref().expect("written");
-    assert_eq!(rejected[24], 1);
-    assert_eq!(rejected.len(), 25 + 1 + 4 + rejection.message.len());
-    assert!(rejected.ends_with(rejection.message.as_bytes()));
+    assert_eq!(&rejected[..8], &10_000u64.to_be_bytes());
+    let mut detail = vec![
+        1,  // verdict: rejected
+        3,  // RejectCode::BadPrecision
+        18, // RejectDetail::TooPrecise
+        0,  // field: Field::Amount
+        0,  // value: sign (positive)
+        9,  // value: scale
+    ];
+    detail.extend_from_slice(&1u128.to_be_bytes()); // value: magnitude
+    detail.extend_from_slice(&8u32.to_be_bytes()); // scale
+    detail.extend_from_slice(&3u32.to_be_bytes()); // asset: length, bytes
+    detail.extend_from_slice(b"BTC");
+    assert_eq!(&rejected[24..], &detail[..]);
+    let message = rejection.message();
+    assert_eq!(message, "amount 0.000000001 has more than 8 decimals (BTC)");
+    for prose in [message.as_str(), "decimals", "amount"] {
+        assert!(
+            !rejected.windows(prose.len()).any(|w| w == prose.as_bytes()),
+            "{prose:?} stored"
+        );
+    }
 }
 
 #[test]
@@ -478,9 +511,9 @@ fn an_out_of_range_window_is_rejected_and_changes_nothing_but_its_dedup_entry() 
         assert_eq!(rejection.code, RejectCode::InvalidDedupWindow);
         assert_eq!(rejection.code.as_str(), "INVALID_DEDUP_WINDOW");
         assert!(
-            rejection.message.contains(&window_ms.to_string()),
+            rejection.message().contains(&window_ms.to_string()),
             "{}",
-            rejection.message
+            rejection.message()
         );
         let other = twin.apply(
             &envelope("x", Command::Release(Release { hold: 9 })),

@@ -387,7 +387,7 @@ fn insufficient_funds_for_withdraw_lock_and_transfer() {
             }),
             RejectCode::InsufficientFunds,
         )
-        .message;
+        .message();
     assert_eq!(
         message,
         "account 2 has 0.50000000 BTC available, needs 0.60000000"

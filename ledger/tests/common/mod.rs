@@ -106,9 +106,11 @@ impl Harness {
             }
         };
         assert_eq!(
-            rejection.code, code,
+            rejection.code,
+            code,
             "{:?}: {}",
-            envelope.command, rejection.message
+            envelope.command,
+            rejection.message()
         );
         assert!(!result.duplicate);
         assert_eq!(
