@@ -486,7 +486,7 @@ pub fn result_to_pb(command_id: &str, result: &ledger::ApplyResult) -> pb::Comma
             command_id: command_id.to_string(),
             applied: false,
             reason: r.code.as_str().to_string(),
-            message: r.message.clone(),
+            message: r.message(),
             duplicate: result.duplicate,
             events: Vec::new(),
         },
@@ -504,7 +504,7 @@ pub fn verdict_to_pb(result: &ledger::ApplyResult) -> pb::CommandResult {
         ledger::Outcome::Rejected(r) => pb::CommandResult {
             applied: false,
             reason: r.code.as_str().to_string(),
-            message: r.message.clone(),
+            message: r.message(),
             duplicate: result.duplicate,
             ..Default::default()
         },
