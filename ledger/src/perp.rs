@@ -52,6 +52,12 @@ pub(crate) const DERIVED_PRICE_EXTRA_DECIMALS: u32 = 4;
 /// Decimal places of a displayed margin ratio (rounded up).
 pub(crate) const RATIO_SCALE: u32 = 8;
 
+// Derived prices (at most the settle scale plus the extra decimals) and
+// ratios are `Decimal`s.
+const _: () =
+    assert!(crate::command::MAX_ASSET_SCALE + DERIVED_PRICE_EXTRA_DECIMALS <= Decimal::MAX_SCALE);
+const _: () = assert!(RATIO_SCALE <= Decimal::MAX_SCALE);
+
 fn overflow() -> Rejection {
     reject(RejectDetail::Overflow)
 }
@@ -245,7 +251,7 @@ impl Ledger {
                 self.state_mut(journal, m).insurance = position;
                 Ok(())
             }
-            _ => Err(overflow()),
+            _ => panic!("invariant broken: {holder:?} cannot hold a position"),
         }
     }
 
@@ -646,7 +652,12 @@ impl Ledger {
             payments.push((holder, -charged));
         }
         let residue = paid.checked_sub(received).ok_or_else(overflow)?;
-        debug_assert!(residue >= 0);
+        // Positions net to zero size, so payers and receivers hold equal
+        // value; debits round up and credits down.
+        assert!(
+            residue >= 0,
+            "invariant broken: funding residue {residue} is negative"
+        );
         self.state_mut(journal, m).last_funding_ms = Some(funding_time_ms);
         events.emit(|| Event::Funding {
             market: market.to_string(),

@@ -365,7 +365,13 @@ impl Ledger {
         let mut out = Vec::new();
         self.drain_dirty(|key, value| out.push((key.to_vec(), value.map(<[u8]>::to_vec))));
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        debug_assert!(out.windows(2).all(|w| w[0].0 != w[1].0));
+        // Two values for one key would let the store keep either: the
+        // replica's disk state would depend on the order. Cheap next to the
+        // sort.
+        assert!(
+            out.windows(2).all(|w| w[0].0 != w[1].0),
+            "invariant broken: a dirty batch names a record twice"
+        );
         out
     }
 
