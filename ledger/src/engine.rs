@@ -140,6 +140,16 @@ const MAX_POSTINGS: usize = 6;
 // `check_postings` sees the true sum (it also adds with `checked_add`).
 const _: () = assert!(MAX_UNITS.checked_mul(MAX_POSTINGS as i128 + 1).is_some());
 
+/// A validated fill's amounts, in minor units of their assets.
+struct FillUnits {
+    base: i128,
+    quote: i128,
+    /// Base units the buyer pays.
+    buyer_fee: i128,
+    /// Quote units the seller pays.
+    seller_fee: i128,
+}
+
 /// The postings of one command, on the stack.
 struct Postings {
     items: [Posting; MAX_POSTINGS],
@@ -559,45 +569,107 @@ impl Ledger {
         c: &Fill,
         events: &mut Events,
     ) -> Result<(), Rejection> {
-        let (buy_hold, sell_hold) = (c.buy_hold, c.sell_hold);
-        let (base_amount, price) = (c.base_amount, c.price);
-        let (buyer_fee, seller_fee) = (c.buyer_fee, c.seller_fee);
-        // Stateless checks first.
-        for (field, value) in [(Field::Price, price), (Field::BaseAmount, base_amount)] {
+        let (buy, sell) = self.fill_holds(c)?;
+        let (quote, base) = (buy.asset, sell.asset);
+        let units = self.fill_units(c, quote, base)?;
+        self.check_hold_covers(Side::Buy, c.buy_hold, &buy, units.quote)?;
+        self.check_hold_covers(Side::Sell, c.sell_hold, &sell, units.base)?;
+        let (buyer, seller) = (Owner::Account(buy.account), Owner::Account(sell.account));
+        postings!(let mut postings =
+            (buyer, quote, 0, -units.quote),
+            (buyer, base, units.base - units.buyer_fee, 0),
+            (seller, base, 0, -units.base),
+            (seller, quote, units.quote - units.seller_fee, 0),
+            (Owner::Fees, base, units.buyer_fee, 0),
+            (Owner::Fees, quote, units.seller_fee, 0),
+        );
+        self.check_postings(&mut postings)?;
+
+        // Everything validated: mutate.
+        events.reserve(1 + MAX_POSTINGS + 2);
+        let (base_scale, quote_scale) = (self.scale(base), self.scale(quote));
+        events.emit(|| Event::Fill {
+            buyer: buy.account,
+            seller: sell.account,
+            base_asset: self.symbol(base).to_string(),
+            quote_asset: self.symbol(quote).to_string(),
+            base_amount: amount::to_decimal(units.base, base_scale),
+            quote_amount: amount::to_decimal(units.quote, quote_scale),
+            buyer_fee: amount::to_decimal(units.buyer_fee, base_scale),
+            seller_fee: amount::to_decimal(units.seller_fee, quote_scale),
+        });
+        self.commit_postings(journal, &postings, events);
+        let taken = [
+            (c.buy_hold, buy, units.quote),
+            (c.sell_hold, sell, units.base),
+        ];
+        for (hold, open, taken) in taken {
+            let remaining = open.remaining - taken;
+            assert!(
+                remaining >= 0,
+                "invariant broken: hold {hold} would have {remaining} left"
+            );
+            let left = Hold { remaining, ..open };
+            self.write_hold(journal, hold, (remaining > 0).then_some(left));
+            events.emit(|| {
+                self.hold_event(hold, open.account, open.asset, remaining, remaining == 0)
+            });
+        }
+        Ok(())
+    }
+
+    /// A fill's stateless checks (positive price and base amount, fees not
+    /// negative), then its two open holds, which must hold different assets
+    /// (the buy hold the quote, the sell hold the base).
+    fn fill_holds(&self, c: &Fill) -> Result<(Hold, Hold), Rejection> {
+        for (field, value) in [(Field::Price, c.price), (Field::BaseAmount, c.base_amount)] {
             if !amount::is_positive(value) {
                 return Err(reject(RejectDetail::NotPositive { field, value }));
             }
         }
-        for (field, value) in [(Field::BuyerFee, buyer_fee), (Field::SellerFee, seller_fee)] {
+        for (field, value) in [
+            (Field::BuyerFee, c.buyer_fee),
+            (Field::SellerFee, c.seller_fee),
+        ] {
             if amount::is_negative(value) {
                 return Err(reject(RejectDetail::Negative { field, value }));
             }
         }
-        // The holds and their assets.
-        let Some(&buy) = self.holds.get(&buy_hold) else {
+        let Some(&buy) = self.holds.get(&c.buy_hold) else {
             return Err(reject(RejectDetail::FillHoldNotOpen {
                 side: Side::Buy,
-                hold: buy_hold,
+                hold: c.buy_hold,
             }));
         };
-        let Some(&sell) = self.holds.get(&sell_hold) else {
+        let Some(&sell) = self.holds.get(&c.sell_hold) else {
             return Err(reject(RejectDetail::FillHoldNotOpen {
                 side: Side::Sell,
-                hold: sell_hold,
+                hold: c.sell_hold,
             }));
         };
-        let (quote, base) = (buy.asset, sell.asset);
-        if quote == base {
+        if buy.asset == sell.asset {
             return Err(reject(RejectDetail::HoldsSameAsset {
-                buy_hold,
-                sell_hold,
-                asset: self.symbol(base).to_string(),
+                buy_hold: c.buy_hold,
+                sell_hold: c.sell_hold,
+                asset: self.symbol(sell.asset).to_string(),
             }));
         }
-        // Amounts at their scales.
+        Ok((buy, sell))
+    }
+
+    /// A fill's amounts in minor units: the base at the base scale, the
+    /// quote (`base * price`, exact) at the quote scale, and the fees, each
+    /// at most what its payer receives.
+    fn fill_units(
+        &self,
+        c: &Fill,
+        quote: AssetIdx,
+        base: AssetIdx,
+    ) -> Result<FillUnits, Rejection> {
+        let (base_amount, price) = (c.base_amount, c.price);
         let base_units = self.positive_units(base_amount, base, Field::BaseAmount)?;
-        let buyer_fee_units = self.fee_units(buyer_fee, base, Field::BuyerFee)?;
-        let seller_fee_units = self.fee_units(seller_fee, quote, Field::SellerFee)?;
+        let buyer_fee = self.fee_units(c.buyer_fee, base, Field::BuyerFee)?;
+        let seller_fee = self.fee_units(c.seller_fee, quote, Field::SellerFee)?;
         let (base_scale, quote_scale) = (self.scale(base), self.scale(quote));
         let quote_units = amount::quote_units(base_units, base_scale, price, quote_scale).map_err(
             |e| match e {
@@ -614,59 +686,26 @@ impl Ledger {
                 }),
             },
         )?;
-        if buyer_fee_units > base_units {
+        if buyer_fee > base_units {
             return Err(reject(RejectDetail::FeeExceedsReceived {
                 field: Field::BuyerFee,
-                fee: buyer_fee,
+                fee: c.buyer_fee,
                 received: base_amount,
             }));
         }
-        if seller_fee_units > quote_units {
+        if seller_fee > quote_units {
             return Err(reject(RejectDetail::FeeExceedsReceived {
                 field: Field::SellerFee,
-                fee: seller_fee,
+                fee: c.seller_fee,
                 received: amount::to_decimal(quote_units, quote_scale),
             }));
         }
-        self.check_hold_covers(Side::Buy, buy_hold, &buy, quote_units)?;
-        self.check_hold_covers(Side::Sell, sell_hold, &sell, base_units)?;
-        let (buyer, seller) = (Owner::Account(buy.account), Owner::Account(sell.account));
-        postings!(let mut postings =
-            (buyer, quote, 0, -quote_units),
-            (buyer, base, base_units - buyer_fee_units, 0),
-            (seller, base, 0, -base_units),
-            (seller, quote, quote_units - seller_fee_units, 0),
-            (Owner::Fees, base, buyer_fee_units, 0),
-            (Owner::Fees, quote, seller_fee_units, 0),
-        );
-        self.check_postings(&mut postings)?;
-
-        // Everything validated: mutate.
-        events.reserve(1 + MAX_POSTINGS + 2);
-        events.emit(|| Event::Fill {
-            buyer: buy.account,
-            seller: sell.account,
-            base_asset: self.symbol(base).to_string(),
-            quote_asset: self.symbol(quote).to_string(),
-            base_amount: amount::to_decimal(base_units, base_scale),
-            quote_amount: amount::to_decimal(quote_units, quote_scale),
-            buyer_fee: amount::to_decimal(buyer_fee_units, base_scale),
-            seller_fee: amount::to_decimal(seller_fee_units, quote_scale),
-        });
-        self.commit_postings(journal, &postings, events);
-        for (hold, open, taken) in [(buy_hold, buy, quote_units), (sell_hold, sell, base_units)] {
-            let remaining = open.remaining - taken;
-            assert!(
-                remaining >= 0,
-                "invariant broken: hold {hold} would have {remaining} left"
-            );
-            let left = Hold { remaining, ..open };
-            self.write_hold(journal, hold, (remaining > 0).then_some(left));
-            events.emit(|| {
-                self.hold_event(hold, open.account, open.asset, remaining, remaining == 0)
-            });
-        }
-        Ok(())
+        Ok(FillUnits {
+            base: base_units,
+            quote: quote_units,
+            buyer_fee,
+            seller_fee,
+        })
     }
 
     // ----- validation helpers ---------------------------------------------
