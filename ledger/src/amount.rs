@@ -18,6 +18,12 @@ const POW10: [i128; 39] = {
     table
 };
 
+// Every scale an amount is converted at has its power in the table.
+const _: () = assert!((MAX_ASSET_SCALE as usize) < POW10.len());
+// `to_decimal`'s fast path covers every value the engine produces: a few
+// merged deltas of at most MAX_UNITS each stay below 2^96.
+const _: () = assert!(MAX_UNITS * 6 < 1i128 << 96);
+
 /// Why an amount cannot be expressed in minor units.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum AmountError {
@@ -37,7 +43,7 @@ pub(crate) enum AmountError {
 /// amount is too precise. Same results as normalizing first, without its
 /// divisions.
 pub(crate) fn to_units(amount: Decimal, scale: u32) -> Result<i128, AmountError> {
-    debug_assert!(scale <= MAX_ASSET_SCALE);
+    assert!(scale <= MAX_ASSET_SCALE, "invariant broken: scale {scale}");
     let (mantissa, own_scale) = (amount.mantissa(), amount.scale());
     let units = if own_scale <= scale {
         let factor = POW10
@@ -79,12 +85,12 @@ pub(crate) fn to_decimal(units: i128, scale: u32) -> Decimal {
             scale,
         );
     }
-    let result = Decimal::try_from_i128_with_scale(units, scale);
-    debug_assert!(
-        result.is_ok(),
-        "units {units} at scale {scale} not representable"
-    );
-    result.unwrap_or(Decimal::ZERO)
+    // Unreachable (see the const assert above): a value the engine made
+    // that is not a `Decimal` is a broken invariant, never shown as zero.
+    match Decimal::try_from_i128_with_scale(units, scale) {
+        Ok(value) => value,
+        Err(_) => panic!("invariant broken: units {units} at scale {scale} not representable"),
+    }
 }
 
 /// Like [`to_decimal`], for derived aggregates (equity, margins, exposure
@@ -138,7 +144,10 @@ pub(crate) fn quote_units(
     price: Decimal,
     quote_scale: u32,
 ) -> Result<i128, AmountError> {
-    debug_assert!(base_units > 0 && price > Decimal::ZERO);
+    assert!(
+        base_units > 0 && is_positive(price),
+        "invariant broken: quote of {base_units} units at {price}"
+    );
     let (Ok(base), Ok(mantissa)) = (u128::try_from(base_units), u128::try_from(price.mantissa()))
     else {
         return Err(AmountError::TooPrecise);

@@ -32,6 +32,21 @@ pub const MAX_ASSET_SCALE: u32 = 18;
 /// (96-bit mantissa) and every sum inside `i128`.
 pub const MAX_UNITS: i128 = 10i128.pow(28);
 
+// The relations the engine relies on between these limits, checked at
+// compile time.
+// Every balance and amount is a `Decimal` mantissa (below 2^96) ...
+const _: () = assert!(MAX_UNITS < 1i128 << 96);
+// ... and more than 10^10 of them sum inside i128 (conservation checks).
+const _: () = assert!(i128::MAX / MAX_UNITS > 10_000_000_000);
+// Scales are `Decimal` scales, and rates are converted like asset amounts.
+const _: () = assert!(MAX_ASSET_SCALE <= rust_decimal::Decimal::MAX_SCALE);
+const _: () = assert!(RATE_SCALE <= MAX_ASSET_SCALE);
+// Records store scales and bracket counts in one byte.
+const _: () = assert!(MAX_ASSET_SCALE <= u8::MAX as u32);
+const _: () = assert!(MAX_MARGIN_BRACKETS <= u8::MAX as usize);
+const _: () = assert!(MIN_DEDUP_WINDOW_MS <= MAX_DEDUP_WINDOW_MS);
+const _: () = assert!(MAX_MARKETS <= u32::MAX as usize);
+
 /// Longest market symbol accepted, in bytes (ASCII `A-Z`, `0-9`, `_`, `-`).
 pub const MAX_MARKET_SYMBOL_BYTES: usize = 32;
 

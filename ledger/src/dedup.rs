@@ -70,6 +70,10 @@ pub(crate) use crate::wire::Fingerprint;
 /// Longest command id stored inline (without a heap allocation).
 pub(crate) const INLINE_ID_BYTES: usize = 38;
 
+// An inline id is a prefix of the longest id, its length fits the `u8`.
+const _: () = assert!(INLINE_ID_BYTES <= crate::command::MAX_COMMAND_ID_BYTES);
+const _: () = assert!(INLINE_ID_BYTES <= u8::MAX as usize);
+
 /// A validated command id (1..=64 bytes of printable ASCII): inline when it
 /// fits in [`INLINE_ID_BYTES`], else one boxed slice. 40 bytes either way.
 #[derive(Clone, PartialEq, Eq)]
@@ -241,13 +245,19 @@ impl DedupTable {
             };
             let seq = self.first_seq;
             self.first_seq += 1;
-            if let Ok(slot) = self
+            // An entry missing from the index would be remembered and
+            // forgotten differently on other replicas: stop instead.
+            match self
                 .index
                 .find_entry(id_hash(entry.id.as_bytes()), |&s| s == seq)
             {
-                slot.remove();
-            } else {
-                debug_assert!(false, "dedup entry {:?} missing from the index", entry.id);
+                Ok(slot) => {
+                    slot.remove();
+                }
+                Err(_) => panic!(
+                    "invariant broken: dedup entry {:?} missing from the index",
+                    entry.id
+                ),
             }
             if was_new {
                 // Never handed out by drain_dirty: nothing to delete.
@@ -258,15 +268,22 @@ impl DedupTable {
         }
     }
 
-    /// Remembers a new command. Its id must not be present (the caller
-    /// evicted any expired entry with that id first).
+    /// Remembers a new command. Its stamp must not be older than the newest
+    /// entry's (asserted: eviction, which takes entries oldest first,
+    /// relies on the order) and its id must not be present. The latter
+    /// follows from the caller's order (a live id is a retry, an expired
+    /// one was just evicted, since eviction takes every entry stamped
+    /// before the horizon) and is checked in debug builds only: it costs a
+    /// second index probe per command.
     pub fn insert(&mut self, entry: DedupEntry) {
-        debug_assert!(!self.contains(entry.id.as_bytes()));
-        debug_assert!(
+        assert!(
             self.entries
                 .back()
-                .is_none_or(|last| last.stamp_ms <= entry.stamp_ms)
+                .is_none_or(|last| last.stamp_ms <= entry.stamp_ms),
+            "invariant broken: dedup entry {:?} stamped before the newest",
+            entry.id
         );
+        debug_assert!(!self.contains(entry.id.as_bytes()));
         self.push(entry);
         self.new_since_take += 1;
     }
@@ -353,6 +370,20 @@ mod tests {
         assert_eq!(std::mem::size_of::<StoredId>(), 40);
         assert_eq!(std::mem::size_of::<Verdict>(), 8);
         assert_eq!(std::mem::size_of::<DedupEntry>(), 72);
+    }
+
+    #[test]
+    #[should_panic(expected = "stamped before the newest")]
+    fn an_entry_stamped_out_of_order_stops_the_replica() {
+        let mut table = DedupTable::default();
+        for (id, stamp) in [(b"a", 10), (b"b", 9)] {
+            table.insert(DedupEntry::new(
+                StoredId::new(id),
+                stamp,
+                1,
+                Verdict::Applied,
+            ));
+        }
     }
 
     #[test]

@@ -27,6 +27,32 @@
 //!
 //! Perpetual futures (markets, positions, mark prices, funding, margin,
 //! liquidation) live in `perp`, `liquidation`, `risk` and `market`.
+//!
+//! Asserted invariants: a broken one stops the replica with a clear
+//! message (an always-on `assert!` or panic, "invariant broken: ...")
+//! instead of becoming a rejection or a skipped write on one replica, which
+//! would make it diverge from the others. Checked on every command, each at
+//! the cost of a compare or of a lookup the code makes anyway:
+//! - a posting never makes `locked` negative, or non-zero for a system owner
+//!   (`check_postings`), nor a hold's remainder negative (`fill`);
+//! - every balance write targets an existing account or asset, and every
+//!   asset index names an asset (`journal`, `Ledger::symbol`, `scale`);
+//! - a command starts with an empty journal and never fails after its
+//!   commit point (`Ledger::transaction`);
+//! - amounts are converted at a legal scale, every value the engine makes
+//!   is a `Decimal`, a fill's quote is of positive amounts (`amount`);
+//! - the dedup table never remembers an id twice, keeps its stamps in order
+//!   and indexes every entry it evicts (`dedup`);
+//! - a funding round's residue is never negative (`apply_funding`);
+//! - a sorted dirty batch names each record once (`take_dirty`).
+//!
+//! Relations between constants (the limits against `Decimal`'s 96-bit
+//! mantissa and `i128` sums, scales, record field widths, the postings of
+//! each command against `MAX_POSTINGS`, the inline id size) are `const`
+//! asserts, checked at compile time. The whole-state invariants
+//! (`check_invariants`: conservation, locked equals the open holds, ...)
+//! are checked by `from_records` and after every step of the tests, not per
+//! command (their cost is linear in the state).
 
 use rust_decimal::Decimal;
 use rustc_hash::FxHashMap;
@@ -34,8 +60,8 @@ use rustc_hash::FxHashMap;
 use crate::amount::{self, AmountError};
 use crate::command::{
     AccountId, ApplyResult, Command, CreateAsset, Deposit, Envelope, Event, Fill, HoldId, Lock,
-    MAX_ASSET_SCALE, MAX_DEDUP_WINDOW_MS, MIN_DEDUP_WINDOW_MS, Outcome, Owner, Transfer, Withdraw,
-    is_valid_asset_symbol,
+    MAX_ASSET_SCALE, MAX_DEDUP_WINDOW_MS, MAX_UNITS, MIN_DEDUP_WINDOW_MS, Outcome, Owner, Transfer,
+    Withdraw, is_valid_asset_symbol,
 };
 use crate::dedup::{DedupEntry, DedupTable, StoredId, Verdict};
 use crate::events::Events;
@@ -105,13 +131,47 @@ pub(crate) fn reject(detail: RejectDetail) -> Rejection {
     Rejection::new(detail)
 }
 
-/// Most postings any command makes (a fill: two holds, two credits, two fees).
+/// Most postings any command makes (a fill: two holds, two credits, two
+/// fees); `postings!` checks every command against it at compile time.
 const MAX_POSTINGS: usize = 6;
+
+// A balance (at most MAX_UNITS) plus a merged delta (at most MAX_POSTINGS
+// validated amounts) never overflows i128, so merging cannot wrap and
+// `check_postings` sees the true sum (it also adds with `checked_add`).
+const _: () = assert!(MAX_UNITS.checked_mul(MAX_POSTINGS as i128 + 1).is_some());
+
+/// A validated fill's amounts, in minor units of their assets.
+struct FillUnits {
+    base: i128,
+    quote: i128,
+    /// Base units the buyer pays.
+    buyer_fee: i128,
+    /// Quote units the seller pays.
+    seller_fee: i128,
+}
 
 /// The postings of one command, on the stack.
 struct Postings {
     items: [Posting; MAX_POSTINGS],
     len: usize,
+}
+
+/// `postings!(let mut p = change, ...)` binds `p` to the postings of a
+/// command's changes, each `(owner, asset, available delta, locked delta)`
+/// with validated amounts (`|x| <= MAX_UNITS`), merged per (owner, asset)
+/// in order. The number of changes is fixed by the command's code and
+/// checked against `MAX_POSTINGS` at compile time.
+macro_rules! postings {
+    (let mut $name:ident = $( ($($change:tt)*) ),+ $(,)?) => {
+        const _: () = assert!(
+            <[()]>::len(&[$( postings!(@unit $($change)*) ),+]) <= MAX_POSTINGS,
+            "a command makes more than MAX_POSTINGS postings"
+        );
+        // Built in place (no move of the list on the hot path).
+        let mut $name = Postings::new();
+        $( $name.add($($change)*); )+
+    };
+    (@unit $($change:tt)*) => { () };
 }
 
 impl Postings {
@@ -133,14 +193,14 @@ impl Postings {
     fn add(&mut self, owner: Owner, asset: AssetIdx, available_delta: i128, locked_delta: i128) {
         for p in &mut self.items[..self.len] {
             if p.owner == owner && p.asset == asset {
-                // Deltas are validated amounts (|x| <= MAX_UNITS): no overflow,
-                // and saturation would be caught by the range check anyway.
+                // Deltas are validated amounts (|x| <= MAX_UNITS) and at most
+                // MAX_POSTINGS merge (see the const assert): no overflow.
                 p.available_delta = p.available_delta.saturating_add(available_delta);
                 p.locked_delta = p.locked_delta.saturating_add(locked_delta);
                 return;
             }
         }
-        // The number of postings per command is fixed by the code, not input.
+        // `postings!` makes at most MAX_POSTINGS (checked at compile time).
         self.items[self.len] = Posting {
             owner,
             asset,
@@ -398,9 +458,10 @@ impl Ledger {
         self.check_account(account)?;
         let idx = self.asset_idx(asset)?;
         let units = self.positive_units(amount, idx, Field::Amount)?;
-        let mut postings = Postings::new();
-        postings.add(Owner::Account(account), idx, units, 0);
-        postings.add(Owner::External, idx, -units, 0);
+        postings!(let mut postings =
+            (Owner::Account(account), idx, units, 0),
+            (Owner::External, idx, -units, 0),
+        );
         self.check_postings(&mut postings)?;
         events.reserve(2);
         self.commit_postings(journal, &postings, events);
@@ -418,9 +479,10 @@ impl Ledger {
         let idx = self.asset_idx(asset)?;
         let units = self.positive_units(amount, idx, Field::Amount)?;
         self.check_available(account, idx, units)?;
-        let mut postings = Postings::new();
-        postings.add(Owner::Account(account), idx, -units, 0);
-        postings.add(Owner::External, idx, units, 0);
+        postings!(let mut postings =
+            (Owner::Account(account), idx, -units, 0),
+            (Owner::External, idx, units, 0),
+        );
         self.check_postings(&mut postings)?;
         events.reserve(2);
         self.commit_postings(journal, &postings, events);
@@ -441,8 +503,7 @@ impl Ledger {
             return Err(reject(RejectDetail::HoldExists { hold }));
         }
         self.check_available(account, idx, units)?;
-        let mut postings = Postings::new();
-        postings.add(Owner::Account(account), idx, -units, units);
+        postings!(let mut postings = (Owner::Account(account), idx, -units, units));
         self.check_postings(&mut postings)?;
         events.reserve(3);
         self.commit_postings(journal, &postings, events);
@@ -466,13 +527,12 @@ impl Ledger {
         let Some(&open) = self.holds.get(&hold) else {
             return Err(reject(RejectDetail::HoldNotOpen { hold }));
         };
-        let mut postings = Postings::new();
-        postings.add(
+        postings!(let mut postings = (
             Owner::Account(open.account),
             open.asset,
             open.remaining,
             -open.remaining,
-        );
+        ));
         self.check_postings(&mut postings)?;
         events.reserve(3);
         self.commit_postings(journal, &postings, events);
@@ -493,9 +553,10 @@ impl Ledger {
         let idx = self.asset_idx(asset)?;
         let units = self.positive_units(amount, idx, Field::Amount)?;
         self.check_available(from, idx, units)?;
-        let mut postings = Postings::new();
-        postings.add(Owner::Account(from), idx, -units, 0);
-        postings.add(Owner::Account(to), idx, units, 0);
+        postings!(let mut postings =
+            (Owner::Account(from), idx, -units, 0),
+            (Owner::Account(to), idx, units, 0),
+        );
         self.check_postings(&mut postings)?;
         events.reserve(2);
         self.commit_postings(journal, &postings, events);
@@ -508,45 +569,107 @@ impl Ledger {
         c: &Fill,
         events: &mut Events,
     ) -> Result<(), Rejection> {
-        let (buy_hold, sell_hold) = (c.buy_hold, c.sell_hold);
-        let (base_amount, price) = (c.base_amount, c.price);
-        let (buyer_fee, seller_fee) = (c.buyer_fee, c.seller_fee);
-        // Stateless checks first.
-        for (field, value) in [(Field::Price, price), (Field::BaseAmount, base_amount)] {
+        let (buy, sell) = self.fill_holds(c)?;
+        let (quote, base) = (buy.asset, sell.asset);
+        let units = self.fill_units(c, quote, base)?;
+        self.check_hold_covers(Side::Buy, c.buy_hold, &buy, units.quote)?;
+        self.check_hold_covers(Side::Sell, c.sell_hold, &sell, units.base)?;
+        let (buyer, seller) = (Owner::Account(buy.account), Owner::Account(sell.account));
+        postings!(let mut postings =
+            (buyer, quote, 0, -units.quote),
+            (buyer, base, units.base - units.buyer_fee, 0),
+            (seller, base, 0, -units.base),
+            (seller, quote, units.quote - units.seller_fee, 0),
+            (Owner::Fees, base, units.buyer_fee, 0),
+            (Owner::Fees, quote, units.seller_fee, 0),
+        );
+        self.check_postings(&mut postings)?;
+
+        // Everything validated: mutate.
+        events.reserve(1 + MAX_POSTINGS + 2);
+        let (base_scale, quote_scale) = (self.scale(base), self.scale(quote));
+        events.emit(|| Event::Fill {
+            buyer: buy.account,
+            seller: sell.account,
+            base_asset: self.symbol(base).to_string(),
+            quote_asset: self.symbol(quote).to_string(),
+            base_amount: amount::to_decimal(units.base, base_scale),
+            quote_amount: amount::to_decimal(units.quote, quote_scale),
+            buyer_fee: amount::to_decimal(units.buyer_fee, base_scale),
+            seller_fee: amount::to_decimal(units.seller_fee, quote_scale),
+        });
+        self.commit_postings(journal, &postings, events);
+        let taken = [
+            (c.buy_hold, buy, units.quote),
+            (c.sell_hold, sell, units.base),
+        ];
+        for (hold, open, taken) in taken {
+            let remaining = open.remaining - taken;
+            assert!(
+                remaining >= 0,
+                "invariant broken: hold {hold} would have {remaining} left"
+            );
+            let left = Hold { remaining, ..open };
+            self.write_hold(journal, hold, (remaining > 0).then_some(left));
+            events.emit(|| {
+                self.hold_event(hold, open.account, open.asset, remaining, remaining == 0)
+            });
+        }
+        Ok(())
+    }
+
+    /// A fill's stateless checks (positive price and base amount, fees not
+    /// negative), then its two open holds, which must hold different assets
+    /// (the buy hold the quote, the sell hold the base).
+    fn fill_holds(&self, c: &Fill) -> Result<(Hold, Hold), Rejection> {
+        for (field, value) in [(Field::Price, c.price), (Field::BaseAmount, c.base_amount)] {
             if !amount::is_positive(value) {
                 return Err(reject(RejectDetail::NotPositive { field, value }));
             }
         }
-        for (field, value) in [(Field::BuyerFee, buyer_fee), (Field::SellerFee, seller_fee)] {
+        for (field, value) in [
+            (Field::BuyerFee, c.buyer_fee),
+            (Field::SellerFee, c.seller_fee),
+        ] {
             if amount::is_negative(value) {
                 return Err(reject(RejectDetail::Negative { field, value }));
             }
         }
-        // The holds and their assets.
-        let Some(&buy) = self.holds.get(&buy_hold) else {
+        let Some(&buy) = self.holds.get(&c.buy_hold) else {
             return Err(reject(RejectDetail::FillHoldNotOpen {
                 side: Side::Buy,
-                hold: buy_hold,
+                hold: c.buy_hold,
             }));
         };
-        let Some(&sell) = self.holds.get(&sell_hold) else {
+        let Some(&sell) = self.holds.get(&c.sell_hold) else {
             return Err(reject(RejectDetail::FillHoldNotOpen {
                 side: Side::Sell,
-                hold: sell_hold,
+                hold: c.sell_hold,
             }));
         };
-        let (quote, base) = (buy.asset, sell.asset);
-        if quote == base {
+        if buy.asset == sell.asset {
             return Err(reject(RejectDetail::HoldsSameAsset {
-                buy_hold,
-                sell_hold,
-                asset: self.symbol(base).to_string(),
+                buy_hold: c.buy_hold,
+                sell_hold: c.sell_hold,
+                asset: self.symbol(sell.asset).to_string(),
             }));
         }
-        // Amounts at their scales.
+        Ok((buy, sell))
+    }
+
+    /// A fill's amounts in minor units: the base at the base scale, the
+    /// quote (`base * price`, exact) at the quote scale, and the fees, each
+    /// at most what its payer receives.
+    fn fill_units(
+        &self,
+        c: &Fill,
+        quote: AssetIdx,
+        base: AssetIdx,
+    ) -> Result<FillUnits, Rejection> {
+        let (base_amount, price) = (c.base_amount, c.price);
         let base_units = self.positive_units(base_amount, base, Field::BaseAmount)?;
-        let buyer_fee_units = self.fee_units(buyer_fee, base, Field::BuyerFee)?;
-        let seller_fee_units = self.fee_units(seller_fee, quote, Field::SellerFee)?;
+        let buyer_fee = self.fee_units(c.buyer_fee, base, Field::BuyerFee)?;
+        let seller_fee = self.fee_units(c.seller_fee, quote, Field::SellerFee)?;
         let (base_scale, quote_scale) = (self.scale(base), self.scale(quote));
         let quote_units = amount::quote_units(base_units, base_scale, price, quote_scale).map_err(
             |e| match e {
@@ -563,55 +686,26 @@ impl Ledger {
                 }),
             },
         )?;
-        if buyer_fee_units > base_units {
+        if buyer_fee > base_units {
             return Err(reject(RejectDetail::FeeExceedsReceived {
                 field: Field::BuyerFee,
-                fee: buyer_fee,
+                fee: c.buyer_fee,
                 received: base_amount,
             }));
         }
-        if seller_fee_units > quote_units {
+        if seller_fee > quote_units {
             return Err(reject(RejectDetail::FeeExceedsReceived {
                 field: Field::SellerFee,
-                fee: seller_fee,
+                fee: c.seller_fee,
                 received: amount::to_decimal(quote_units, quote_scale),
             }));
         }
-        self.check_hold_covers(Side::Buy, buy_hold, &buy, quote_units)?;
-        self.check_hold_covers(Side::Sell, sell_hold, &sell, base_units)?;
-        let (buyer, seller) = (Owner::Account(buy.account), Owner::Account(sell.account));
-        let mut postings = Postings::new();
-        postings.add(buyer, quote, 0, -quote_units);
-        postings.add(buyer, base, base_units - buyer_fee_units, 0);
-        postings.add(seller, base, 0, -base_units);
-        postings.add(seller, quote, quote_units - seller_fee_units, 0);
-        postings.add(Owner::Fees, base, buyer_fee_units, 0);
-        postings.add(Owner::Fees, quote, seller_fee_units, 0);
-        self.check_postings(&mut postings)?;
-
-        // Everything validated: mutate.
-        events.reserve(1 + MAX_POSTINGS + 2);
-        events.emit(|| Event::Fill {
-            buyer: buy.account,
-            seller: sell.account,
-            base_asset: self.symbol(base).to_string(),
-            quote_asset: self.symbol(quote).to_string(),
-            base_amount: amount::to_decimal(base_units, base_scale),
-            quote_amount: amount::to_decimal(quote_units, quote_scale),
-            buyer_fee: amount::to_decimal(buyer_fee_units, base_scale),
-            seller_fee: amount::to_decimal(seller_fee_units, quote_scale),
-        });
-        self.commit_postings(journal, &postings, events);
-        for (hold, open, taken) in [(buy_hold, buy, quote_units), (sell_hold, sell, base_units)] {
-            let remaining = open.remaining - taken;
-            debug_assert!(remaining >= 0);
-            let left = Hold { remaining, ..open };
-            self.write_hold(journal, hold, (remaining > 0).then_some(left));
-            events.emit(|| {
-                self.hold_event(hold, open.account, open.asset, remaining, remaining == 0)
-            });
-        }
-        Ok(())
+        Ok(FillUnits {
+            base: base_units,
+            quote: quote_units,
+            buyer_fee,
+            seller_fee,
+        })
     }
 
     // ----- validation helpers ---------------------------------------------
@@ -656,14 +750,23 @@ impl Ledger {
         })
     }
 
+    /// The asset with index `idx`. Indices are made only by `create_asset`
+    /// and `from_records`, so an unknown one is a broken invariant: it stops
+    /// the replica rather than yield a wrong scale or a record under a wrong
+    /// key.
+    fn interned(&self, idx: AssetIdx) -> &Asset {
+        match self.assets.get(idx as usize) {
+            Some(asset) => asset,
+            None => panic!("invariant broken: unknown asset index {idx}"),
+        }
+    }
+
     pub(crate) fn symbol(&self, idx: AssetIdx) -> &str {
-        self.assets
-            .get(idx as usize)
-            .map_or("?", |a| a.symbol.as_str())
+        &self.interned(idx).symbol
     }
 
     pub(crate) fn scale(&self, idx: AssetIdx) -> u32 {
-        self.assets.get(idx as usize).map_or(0, |a| a.scale)
+        self.interned(idx).scale
     }
 
     /// `amount` in minor units of `asset`; must be positive.

@@ -13,7 +13,7 @@
 //! client's available may be negative only in a settle asset in which it
 //! holds no position (a reported liquidation shortfall).
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::amount::{display, in_range};
 use crate::command::{AccountId, MAX_LEVERAGE, MAX_MARGIN_BRACKETS, Owner, is_valid_market_symbol};
@@ -108,13 +108,27 @@ impl Ledger {
     /// Err with a description of the first violation (accounts and holds are
     /// visited in id order, so the report is deterministic).
     pub fn check_invariants(&self) -> Result<(), String> {
-        let amount = |units: i128, idx: AssetIdx| {
-            format!("{} {}", display(units, self.scale(idx)), self.symbol(idx))
-        };
+        let mut t = Totals::default();
+        self.check_assets(&mut t)?;
+        self.check_markets(&mut t)?;
+        self.check_holds(&mut t)?;
+        self.check_accounts(&mut t)?;
+        self.check_conservation(t)?;
+        self.dedup.check()
+    }
+
+    /// `units` of asset `idx` for a message ("1.5 BTC").
+    fn amount(&self, units: i128, idx: AssetIdx) -> String {
+        format!("{} {}", display(units, self.scale(idx)), self.symbol(idx))
+    }
+
+    /// The asset index and the system balances (locked zero, in range);
+    /// starts the per-asset sums.
+    fn check_assets(&self, t: &mut Totals) -> Result<(), String> {
         if self.asset_index.len() != self.assets.len() {
             return Err("asset index and asset table differ in size".into());
         }
-        let mut sums = vec![0i128; self.assets.len()];
+        t.sums = vec![0i128; self.assets.len()];
         for (i, asset) in self.assets.iter().enumerate() {
             if self.asset_index.get(&asset.symbol).map(|&idx| idx as usize) != Some(i) {
                 return Err(format!("asset {} missing from the index", asset.symbol));
@@ -124,17 +138,21 @@ impl Ledger {
                 if balance.locked != 0 {
                     return Err(format!(
                         "{owner:?} has {} locked",
-                        amount(balance.locked, idx)
+                        self.amount(balance.locked, idx)
                     ));
                 }
                 if !in_range(balance.available) {
                     return Err(format!("{owner:?} {} out of range", asset.symbol));
                 }
-                sums[i] += balance.available;
+                t.sums[i] += balance.available;
             }
         }
+        Ok(())
+    }
 
-        // Markets: index, order, parameters, positions, pools.
+    /// Markets: index, order, parameters, positions, pools; notes which
+    /// accounts hold positions in which settle assets.
+    fn check_markets(&self, t: &mut Totals) -> Result<(), String> {
         if self.market_index.len() != self.markets.len()
             || self.market_order.len() != self.markets.len()
         {
@@ -146,9 +164,6 @@ impl Ledger {
         }) {
             return Err("market order is not sorted by symbol".into());
         }
-        // Settle assets in which each account holds a position.
-        let mut exposed: rustc_hash::FxHashSet<(AccountId, AssetIdx)> = Default::default();
-        let mut settle_assets: rustc_hash::FxHashSet<AssetIdx> = Default::default();
         for &m in &self.market_order {
             let Some(market) = self.markets.get(m as usize) else {
                 return Err("market order names a missing market".into());
@@ -158,13 +173,13 @@ impl Ledger {
                 return Err(format!("market {name} missing from the index"));
             }
             check_market(market)?;
-            let Some(sum) = sums.get_mut(market.settle as usize) else {
+            let Some(sum) = t.sums.get_mut(market.settle as usize) else {
                 return Err(format!("market {name} settles in an unknown asset"));
             };
             if self.assets[market.settle as usize].scale != market.settle_scale {
                 return Err(format!("market {name} settle scale differs from its asset"));
             }
-            settle_assets.insert(market.settle);
+            t.settle_assets.insert(market.settle);
             let state = &market.state;
             check_position(market, "insurance", state.insurance)?;
             let (mut net_size, mut total_cost) = (state.insurance.size, state.insurance.cost);
@@ -182,7 +197,7 @@ impl Ledger {
                 total_cost = total_cost
                     .checked_add(position.cost)
                     .ok_or_else(|| format!("costs of {name} overflow"))?;
-                exposed.insert((account, market.settle));
+                t.exposed.insert((account, market.settle));
             }
             if net_size != 0 {
                 return Err(format!("positions in {name} net to {net_size}, not zero"));
@@ -190,8 +205,8 @@ impl Ledger {
             if total_cost.checked_add(state.pool) != Some(0) {
                 return Err(format!(
                     "pool of {name} is {} but the positions' cost basis totals {}",
-                    amount(state.pool, market.settle),
-                    amount(total_cost, market.settle)
+                    self.amount(state.pool, market.settle),
+                    self.amount(total_cost, market.settle)
                 ));
             }
             let holds_any = !market.positions.is_empty() || state.insurance.size != 0;
@@ -203,8 +218,12 @@ impl Ledger {
             }
             *sum += state.pool;
         }
+        Ok(())
+    }
 
-        let mut held: FxHashMap<(AccountId, AssetIdx), i128> = FxHashMap::default();
+    /// Every open hold is well-formed and belongs to a known account and
+    /// asset; totals them per (account, asset).
+    fn check_holds(&self, t: &mut Totals) -> Result<(), String> {
         // Sorted on the next line: hash order cannot reach the error returned.
         #[allow(clippy::disallowed_methods)]
         let mut hold_ids: Vec<_> = self.holds.keys().copied().collect();
@@ -223,16 +242,21 @@ impl Ledger {
             if !(0 < hold.remaining && hold.remaining <= hold.amount && in_range(hold.amount)) {
                 return Err(format!(
                     "hold {id} has remaining {} of {}",
-                    amount(hold.remaining, hold.asset),
-                    amount(hold.amount, hold.asset)
+                    self.amount(hold.remaining, hold.asset),
+                    self.amount(hold.amount, hold.asset)
                 ));
             }
-            let total = held.entry((hold.account, hold.asset)).or_insert(0);
+            let total = t.held.entry((hold.account, hold.asset)).or_insert(0);
             *total = total
                 .checked_add(hold.remaining)
                 .ok_or_else(|| format!("holds of account {} overflow", hold.account))?;
         }
+        Ok(())
+    }
 
+    /// Client balances: in range, sorted, not negative (but for a reported
+    /// shortfall), locked equal to the open holds.
+    fn check_accounts(&self, t: &mut Totals) -> Result<(), String> {
         // Sorted on the next line: hash order cannot reach the error returned.
         #[allow(clippy::disallowed_methods)]
         let mut account_ids: Vec<_> = self.accounts.keys().copied().collect();
@@ -251,7 +275,7 @@ impl Ledger {
                 ..
             } in &account.balances
             {
-                let Some(sum) = sums.get_mut(idx as usize) else {
+                let Some(sum) = t.sums.get_mut(idx as usize) else {
                     return Err(format!("account {id} has a balance in an unknown asset"));
                 };
                 if !in_range(balance.available) || !in_range(balance.locked) {
@@ -261,19 +285,19 @@ impl Ledger {
                         self.symbol(idx)
                     ));
                 }
-                let shortfall = settle_assets.contains(&idx) && !exposed.contains(&(id, idx));
+                let shortfall = t.settle_assets.contains(&idx) && !t.exposed.contains(&(id, idx));
                 if balance.available < 0 && !shortfall {
                     return Err(format!(
                         "account {id} has negative available {}",
-                        amount(balance.available, idx)
+                        self.amount(balance.available, idx)
                     ));
                 }
-                let in_holds = held.remove(&(id, idx)).unwrap_or(0);
+                let in_holds = t.held.remove(&(id, idx)).unwrap_or(0);
                 if balance.locked != in_holds {
                     return Err(format!(
                         "account {id} has {} locked but its open holds total {}",
-                        amount(balance.locked, idx),
-                        amount(in_holds, idx)
+                        self.amount(balance.locked, idx),
+                        self.amount(in_holds, idx)
                     ));
                 }
                 // Each term is within ±1e28, so a sum over fewer than 1.7e10
@@ -283,26 +307,44 @@ impl Ledger {
                     .ok_or_else(|| format!("sum of {} overflows", self.symbol(idx)))?;
             }
         }
+        Ok(())
+    }
+
+    /// No hold without its balance, and every asset sums to zero.
+    fn check_conservation(&self, t: Totals) -> Result<(), String> {
         // Sorted on the next line: hash order cannot reach the error returned.
         #[allow(clippy::disallowed_methods)]
-        let mut leftover: Vec<_> = held.into_iter().collect();
+        let mut leftover: Vec<_> = t.held.into_iter().collect();
         leftover.sort_unstable();
         if let Some(((account, idx), total)) = leftover.first() {
             return Err(format!(
                 "account {account} has open holds of {} but no such balance",
-                amount(*total, *idx)
+                self.amount(*total, *idx)
             ));
         }
 
-        for (i, sum) in sums.iter().enumerate() {
+        for (i, sum) in t.sums.iter().enumerate() {
             if *sum != 0 {
                 return Err(format!(
-                    "conservation: {} sums to {}",
+                    "conservation: {} t.sums to {}",
                     self.assets[i].symbol,
-                    amount(*sum, i as AssetIdx)
+                    self.amount(*sum, i as AssetIdx)
                 ));
             }
         }
-        self.dedup.check()
+        Ok(())
     }
+}
+
+/// What `check_invariants` accumulates while it walks the state.
+#[derive(Default)]
+struct Totals {
+    /// Per asset: the sum over every owner and PnL pool (must end at zero).
+    sums: Vec<i128>,
+    /// (account, settle asset) pairs in which the account holds a position.
+    exposed: FxHashSet<(AccountId, AssetIdx)>,
+    /// Assets some market settles in.
+    settle_assets: FxHashSet<AssetIdx>,
+    /// What the open holds lock, per (account, asset).
+    held: FxHashMap<(AccountId, AssetIdx), i128>,
 }

@@ -270,24 +270,23 @@ impl Ledger {
         }
     }
 
+    /// Puts back a balance `write_balance` overwrote (which asserted that
+    /// its owner exists).
     fn restore_balance(&mut self, owner: Owner, asset: AssetIdx, before: Option<Balance>) {
-        match (owner, system_slot(owner)) {
-            (Owner::Account(id), _) => {
-                if let Some(account) = self.accounts.get_mut(&id) {
-                    match before {
-                        Some(balance) => *account.slot_mut(asset) = balance,
-                        // Its key stays listed: `drain_dirty` deletes the
-                        // record (see `DirtySet`).
-                        None => account.balances.retain(|s| s.asset != asset),
-                    }
+        match (owner, system_slot(owner), before) {
+            (Owner::Account(id), _, before) => {
+                let Some(account) = self.accounts.get_mut(&id) else {
+                    panic!("invariant broken: rollback of missing account {id}");
+                };
+                match before {
+                    Some(balance) => *account.slot_mut(asset) = balance,
+                    // Its key stays listed: `drain_dirty` deletes the
+                    // record (see `DirtySet`).
+                    None => account.balances.retain(|s| s.asset != asset),
                 }
             }
-            (_, Some(slot)) => {
-                if let (Some(a), Some(balance)) = (self.assets.get_mut(asset as usize), before) {
-                    a.system[slot] = balance;
-                }
-            }
-            (_, None) => {}
+            (_, Some(slot), Some(balance)) => self.assets[asset as usize].system[slot] = balance,
+            _ => panic!("invariant broken: rollback of {owner:?} without a balance"),
         }
     }
 }

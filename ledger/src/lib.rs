@@ -15,6 +15,12 @@
 //! settle balance, tiered maintenance margin, liquidation against the
 //! insurance fund and auto-deleveraging. See `Command::CreateMarket` and the
 //! `perp`, `liquidation` and `risk` modules for the rules and rounding.
+//!
+//! Rejections are replicated as a code plus typed detail (`Rejection`,
+//! `RejectDetail`); their messages are rendered at the edge
+//! (`Rejection::message`). Every command is one transaction over one undo
+//! journal (the `journal` module), and broken invariants stop the replica
+//! (see the `engine` module).
 
 #![forbid(unsafe_code)]
 

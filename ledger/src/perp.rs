@@ -40,7 +40,9 @@ use crate::command::{
 use crate::engine::{Ledger, reject};
 use crate::events::Events;
 use crate::journal::{Journal, Posting};
-use crate::market::{Mark, Market, MarketIdx, MarketState, Position, RATE_ONE, trade, with_cum};
+use crate::market::{
+    Mark, Market, MarketIdx, MarketState, Position, RATE_ONE, Traded, trade, with_cum,
+};
 use crate::reject::{Field, RejectDetail, Rejection, SHOWN_SYMBOL_CHARS, shown};
 use crate::state::{AssetIdx, Balance, DirtyKey};
 use crate::wide::{Round, mul_div, pow10};
@@ -51,6 +53,12 @@ pub(crate) const DERIVED_PRICE_EXTRA_DECIMALS: u32 = 4;
 
 /// Decimal places of a displayed margin ratio (rounded up).
 pub(crate) const RATIO_SCALE: u32 = 8;
+
+// Derived prices (at most the settle scale plus the extra decimals) and
+// ratios are `Decimal`s.
+const _: () =
+    assert!(crate::command::MAX_ASSET_SCALE + DERIVED_PRICE_EXTRA_DECIMALS <= Decimal::MAX_SCALE);
+const _: () = assert!(RATIO_SCALE <= Decimal::MAX_SCALE);
 
 fn overflow() -> Rejection {
     reject(RejectDetail::Overflow)
@@ -245,7 +253,7 @@ impl Ledger {
                 self.state_mut(journal, m).insurance = position;
                 Ok(())
             }
-            _ => Err(overflow()),
+            _ => panic!("invariant broken: {holder:?} cannot hold a position"),
         }
     }
 
@@ -420,18 +428,25 @@ impl Ledger {
             state: MarketState::default(),
             positions: Default::default(),
         });
-        self.market_index.insert(symbol.to_string(), idx);
-        let at = self
-            .market_order
-            .partition_point(|&m| self.markets[m as usize].symbol.as_str() < symbol);
-        self.market_order.insert(at, idx);
-        self.dirty.push(DirtyKey::Market(idx));
+        self.index_market(idx);
         events.emit(|| Event::MarketCreated {
             market: symbol.to_string(),
             base: spec.base.to_string(),
             settle_asset: self.symbol(settle).to_string(),
         });
         Ok(())
+    }
+
+    /// Indexes the market just pushed at `idx`: by symbol, in symbol order,
+    /// and as a dirty record.
+    fn index_market(&mut self, idx: MarketIdx) {
+        let symbol = self.markets[idx as usize].symbol.clone();
+        let at = self
+            .market_order
+            .partition_point(|&m| self.markets[m as usize].symbol < symbol);
+        self.market_order.insert(at, idx);
+        self.market_index.insert(symbol, idx);
+        self.dirty.push(DirtyKey::Market(idx));
     }
 
     /// The validated maintenance-margin brackets of a new market, with
@@ -612,41 +627,15 @@ impl Ledger {
             }));
         };
         let settle = mk.settle;
-        // Holders in a fixed order: client accounts by id, then the fund.
-        let holders: Vec<(Owner, Position)> = mk
-            .positions
-            .iter()
-            .map(|(id, p)| (Owner::Account(*id), *p))
-            .chain((mk.state.insurance.size != 0).then_some((Owner::Insurance, mk.state.insurance)))
-            .collect();
-        let mut payments = Vec::with_capacity(holders.len());
-        let (mut paid, mut received, mut uncollected) = (0i128, 0i128, 0i128);
-        for (holder, position) in holders {
-            let value = mk.value(position.size, mark).ok_or_else(overflow)?;
-            // owed > 0: the holder pays (long with a positive rate).
-            let owed_round = if (value > 0) == (rate_u > 0) {
-                Round::Up
-            } else {
-                Round::Down
-            };
-            let owed = mul_div(value, rate_u, RATE_ONE, owed_round).ok_or_else(overflow)?;
-            let charged = if owed > 0 {
-                paid = paid.checked_add(owed).ok_or_else(overflow)?;
-                let can_pay = match holder {
-                    Owner::Account(_) => self.balance_units(holder, settle).available.max(0),
-                    _ => owed,
-                };
-                let collected = owed.min(can_pay);
-                uncollected += owed - collected;
-                collected
-            } else {
-                received = received.checked_sub(owed).ok_or_else(overflow)?;
-                owed
-            };
-            payments.push((holder, -charged));
-        }
+        let round = self.funding_round(m, mark, rate_u)?;
+        let (paid, received, uncollected) = (round.paid, round.received, round.uncollected);
         let residue = paid.checked_sub(received).ok_or_else(overflow)?;
-        debug_assert!(residue >= 0);
+        // Positions net to zero size, so payers and receivers hold equal
+        // value; debits round up and credits down.
+        assert!(
+            residue >= 0,
+            "invariant broken: funding residue {residue} is negative"
+        );
         self.state_mut(journal, m).last_funding_ms = Some(funding_time_ms);
         events.emit(|| Event::Funding {
             market: market.to_string(),
@@ -658,7 +647,7 @@ impl Ledger {
             residue: self.money_decimal(m, residue),
             uncollected: self.money_decimal(m, uncollected),
         });
-        for (holder, amount) in payments {
+        for (holder, amount) in round.payments {
             if amount == 0 {
                 continue;
             }
@@ -673,12 +662,114 @@ impl Ledger {
         self.post(journal, Owner::Insurance, settle, to_fund, events)
     }
 
+    /// What one funding round at `mark` and `rate` (RATE_SCALE units)
+    /// charges every holder of market `m`: holders in a fixed order (client
+    /// accounts by id, then the insurance fund), each payer at most its
+    /// available balance.
+    fn funding_round(
+        &self,
+        m: MarketIdx,
+        mark: i128,
+        rate: i128,
+    ) -> Result<FundingRound, Rejection> {
+        let mk = &self.markets[m as usize];
+        let holders: Vec<(Owner, Position)> = mk
+            .positions
+            .iter()
+            .map(|(id, p)| (Owner::Account(*id), *p))
+            .chain((mk.state.insurance.size != 0).then_some((Owner::Insurance, mk.state.insurance)))
+            .collect();
+        let mut round = FundingRound {
+            payments: Vec::with_capacity(holders.len()),
+            paid: 0,
+            received: 0,
+            uncollected: 0,
+        };
+        for (holder, position) in holders {
+            let value = mk.value(position.size, mark).ok_or_else(overflow)?;
+            // owed > 0: the holder pays (long with a positive rate).
+            let owed_round = if (value > 0) == (rate > 0) {
+                Round::Up
+            } else {
+                Round::Down
+            };
+            let owed = mul_div(value, rate, RATE_ONE, owed_round).ok_or_else(overflow)?;
+            let charged = if owed > 0 {
+                round.paid = round.paid.checked_add(owed).ok_or_else(overflow)?;
+                let can_pay = match holder {
+                    Owner::Account(_) => self.balance_units(holder, mk.settle).available.max(0),
+                    _ => owed,
+                };
+                let collected = owed.min(can_pay);
+                round.uncollected += owed - collected;
+                collected
+            } else {
+                round.received = round.received.checked_sub(owed).ok_or_else(overflow)?;
+                owed
+            };
+            round.payments.push((holder, -charged));
+        }
+        Ok(round)
+    }
+
     pub(crate) fn perp_fill(
         &mut self,
         journal: &mut Journal,
         spec: &PerpFill,
         events: &mut Events,
     ) -> Result<(), Rejection> {
+        let t = self.perp_fill_terms(spec)?;
+        let m = t.m;
+        let sides = [
+            (spec.buyer, t.size, t.value, t.buyer_fee),
+            (spec.seller, -t.size, -t.value, t.seller_fee),
+        ];
+        let mut planned = Vec::with_capacity(2);
+        for (account, delta, value, fee) in sides {
+            planned.push(self.plan_perp_side(&t, spec, account, delta, value, fee)?);
+        }
+        for side in &planned {
+            self.check_initial_margin(&t, side)?;
+        }
+        let shown_price = self.price_decimal(m, t.price);
+        events.emit(|| Event::PerpFill {
+            market: spec.market.to_string(),
+            buyer: spec.buyer,
+            seller: spec.seller,
+            size: self.size_decimal(m, t.size),
+            price: shown_price,
+            buyer_fee: self.money_decimal(m, t.buyer_fee),
+            seller_fee: self.money_decimal(m, t.seller_fee),
+        });
+        let counterparties = [
+            (Owner::Account(spec.seller), t.buyer_fee),
+            (Owner::Account(spec.buyer), t.seller_fee),
+        ];
+        let mut realized = 0i128;
+        for (side, (counterparty, fee)) in planned.into_iter().zip(counterparties) {
+            let pnl = self.trade_holder(
+                journal,
+                m,
+                Owner::Account(side.account),
+                counterparty,
+                PositionCause::Fill,
+                side.delta,
+                side.value,
+                shown_price,
+                fee,
+                events,
+            )?;
+            realized = realized.checked_add(pnl).ok_or_else(overflow)?;
+        }
+        self.move_pool(journal, m, -realized, events)?;
+        let fees = t.buyer_fee.checked_add(t.seller_fee).ok_or_else(overflow)?;
+        self.post(journal, Owner::Fees, t.settle, fees, events)
+    }
+
+    /// A perp fill's stateless and market checks: known market and
+    /// distinct accounts, positive price and size on the grid, fees at the
+    /// settle scale, a mark price, a representable notional.
+    fn perp_fill_terms(&self, spec: &PerpFill) -> Result<PerpFillTerms, Rejection> {
         let m = self.market_idx(&spec.market)?;
         let (buyer, seller) = (spec.buyer, spec.seller);
         self.check_account(buyer)?;
@@ -713,92 +804,124 @@ impl Ledger {
                     price: spec.price,
                 })
             })?;
-        let sides = [
-            (buyer, size, value, buyer_fee),
-            (seller, -size, -value, seller_fee),
-        ];
-        let mut planned = Vec::with_capacity(2);
-        for (account, delta, side_value, fee) in sides {
-            let before = mk.positions.get(&account).copied().unwrap_or_default();
-            let traded = trade(before, delta, side_value)
-                .filter(|t| amount::in_range(t.after.size) && amount::in_range(t.after.cost))
-                .ok_or_else(overflow)?;
-            if mk.state.paused && traded.increased {
-                return Err(reject(RejectDetail::PausedIncrease {
-                    market: spec.market.clone(),
-                    account,
-                }));
-            }
-            let wallet = self
-                .balance_units(Owner::Account(account), settle)
-                .available;
-            let change = traded.realized.checked_sub(fee).ok_or_else(overflow)?;
-            let after = wallet
-                .checked_add(change)
-                .filter(|v| amount::in_range(*v))
-                .ok_or_else(overflow)?;
-            if after < 0 && change < 0 {
-                return Err(reject(RejectDetail::PnlFundsShort {
-                    account,
-                    available: self.money_decimal(m, wallet),
-                    asset: self.symbol(settle).to_string(),
-                    realized: self.money_decimal(m, traded.realized),
-                    fee: self.money_decimal(m, fee),
-                    after: self.money_decimal(m, after),
-                }));
-            }
-            planned.push((account, delta, side_value, traded, after));
-        }
-        for &(account, _, _, traded, wallet_after) in &planned {
-            if !traded.increased {
-                continue;
-            }
-            let risk = self
-                .group_risk_with(account, settle, wallet_after, Some((m, traded.after)))
-                .ok_or_else(overflow)?;
-            if risk.equity < risk.initial {
-                return Err(reject(RejectDetail::MarginShort {
-                    account,
-                    equity: self.money_decimal(m, risk.equity),
-                    asset: self.symbol(settle).to_string(),
-                    initial: self.money_decimal(m, risk.initial),
-                }));
-            }
-        }
-        let shown_price = self.price_decimal(m, price);
-        events.emit(|| Event::PerpFill {
-            market: spec.market.to_string(),
-            buyer,
-            seller,
-            size: self.size_decimal(m, size),
-            price: shown_price,
-            buyer_fee: self.money_decimal(m, buyer_fee),
-            seller_fee: self.money_decimal(m, seller_fee),
-        });
-        let counterparties = [
-            (Owner::Account(seller), buyer_fee),
-            (Owner::Account(buyer), seller_fee),
-        ];
-        let mut realized = 0i128;
-        for ((account, delta, side_value, _, _), (counterparty, fee)) in
-            planned.into_iter().zip(counterparties)
-        {
-            let side = self.trade_holder(
-                journal,
-                m,
-                Owner::Account(account),
-                counterparty,
-                PositionCause::Fill,
-                delta,
-                side_value,
-                shown_price,
-                fee,
-                events,
-            )?;
-            realized = realized.checked_add(side).ok_or_else(overflow)?;
-        }
-        self.move_pool(journal, m, -realized, events)?;
-        let fees = buyer_fee.checked_add(seller_fee).ok_or_else(overflow)?;
-        self.post(journal, Owner::Fees, settle, fees, events)
+        Ok(PerpFillTerms {
+            m,
+            settle,
+            price,
+            size,
+            value,
+            buyer_fee,
+            seller_fee,
+        })
     }
+
+    /// One side of a perp fill: `account` trades `delta` for `value` and
+    /// pays `fee`. Refused if the market is paused and the trade grows the
+    /// position, or if its realized loss and fee would make the settle
+    /// balance negative.
+    fn plan_perp_side(
+        &self,
+        t: &PerpFillTerms,
+        spec: &PerpFill,
+        account: AccountId,
+        delta: i128,
+        value: i128,
+        fee: i128,
+    ) -> Result<PlannedSide, Rejection> {
+        let (m, settle) = (t.m, t.settle);
+        let mk = &self.markets[m as usize];
+        let before = mk.positions.get(&account).copied().unwrap_or_default();
+        let traded = trade(before, delta, value)
+            .filter(|t| amount::in_range(t.after.size) && amount::in_range(t.after.cost))
+            .ok_or_else(overflow)?;
+        if mk.state.paused && traded.increased {
+            return Err(reject(RejectDetail::PausedIncrease {
+                market: spec.market.clone(),
+                account,
+            }));
+        }
+        let wallet = self
+            .balance_units(Owner::Account(account), settle)
+            .available;
+        let change = traded.realized.checked_sub(fee).ok_or_else(overflow)?;
+        let after = wallet
+            .checked_add(change)
+            .filter(|v| amount::in_range(*v))
+            .ok_or_else(overflow)?;
+        if after < 0 && change < 0 {
+            return Err(reject(RejectDetail::PnlFundsShort {
+                account,
+                available: self.money_decimal(m, wallet),
+                asset: self.symbol(settle).to_string(),
+                realized: self.money_decimal(m, traded.realized),
+                fee: self.money_decimal(m, fee),
+                after: self.money_decimal(m, after),
+            }));
+        }
+        Ok(PlannedSide {
+            account,
+            delta,
+            value,
+            traded,
+            wallet_after: after,
+        })
+    }
+
+    /// `InsufficientMargin` unless a side whose position opens, grows or
+    /// flips keeps its equity at or above its initial margin.
+    fn check_initial_margin(&self, t: &PerpFillTerms, side: &PlannedSide) -> Result<(), Rejection> {
+        if !side.traded.increased {
+            return Ok(());
+        }
+        let (m, settle) = (t.m, t.settle);
+        let risk = self
+            .group_risk_with(
+                side.account,
+                settle,
+                side.wallet_after,
+                Some((m, side.traded.after)),
+            )
+            .ok_or_else(overflow)?;
+        if risk.equity < risk.initial {
+            return Err(reject(RejectDetail::MarginShort {
+                account: side.account,
+                equity: self.money_decimal(m, risk.equity),
+                asset: self.symbol(settle).to_string(),
+                initial: self.money_decimal(m, risk.initial),
+            }));
+        }
+        Ok(())
+    }
+}
+
+/// A perp fill that passed its market checks, in market units: price in
+/// ticks' units, size in steps' units, notional value and fees in settle
+/// minor units.
+struct PerpFillTerms {
+    m: MarketIdx,
+    settle: AssetIdx,
+    price: i128,
+    size: i128,
+    value: i128,
+    buyer_fee: i128,
+    seller_fee: i128,
+}
+
+/// One checked side of a perp fill: its trade and settle balance after it.
+struct PlannedSide {
+    account: AccountId,
+    delta: i128,
+    value: i128,
+    traded: Traded,
+    wallet_after: i128,
+}
+
+/// One funding round's charges (settle minor units): each holder's payment
+/// (negative: it pays), the sum of debits owed, of credits, and of debits
+/// the payers' balances could not cover.
+struct FundingRound {
+    payments: Vec<(Owner, i128)>,
+    paid: i128,
+    received: i128,
+    uncollected: i128,
 }

@@ -367,7 +367,13 @@ impl Ledger {
         let mut out = Vec::new();
         self.drain_dirty(|key, value| out.push((key.to_vec(), value.map(<[u8]>::to_vec))));
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        debug_assert!(out.windows(2).all(|w| w[0].0 != w[1].0));
+        // Two values for one key would let the store keep either: the
+        // replica's disk state would depend on the order. Cheap next to the
+        // sort.
+        assert!(
+            out.windows(2).all(|w| w[0].0 != w[1].0),
+            "invariant broken: a dirty batch names a record twice"
+        );
         out
     }
 
@@ -633,20 +639,7 @@ impl Parsed {
         let mut k = Reader::new(&key[1..]);
         let mut v = Reader::new(&value);
         match kind {
-            RecordKind::Meta => {
-                k.finish().map_err(bad)?;
-                let version = v.u8().map_err(bad)?;
-                if version != FORMAT_VERSION {
-                    return Err(RecordError::UnsupportedVersion(version));
-                }
-                let clock = v.u64().map_err(bad)?;
-                let window = Some(v.u64().map_err(bad)?);
-                v.finish().map_err(bad)?;
-                if self.max_seen_now_ms.replace(clock).is_some() {
-                    return Err(duplicate(kind, &key));
-                }
-                self.dedup_window_ms = window;
-            }
+            RecordKind::Meta => self.add_meta(&key, &value)?,
             RecordKind::Asset => {
                 let symbol = symbol_from(kind, &key, k.rest())?;
                 let scale = u32::from(v.u8().map_err(bad)?);
@@ -708,26 +701,54 @@ impl Parsed {
                 }
                 self.markets.insert(symbol, (market, key));
             }
-            RecordKind::Position => {
-                let rest = k.rest();
-                let Some(split) = rest.iter().position(|b| *b == 0) else {
-                    return Err(malformed(kind, &key, "no market separator"));
-                };
-                let symbol = match std::str::from_utf8(&rest[..split]) {
-                    Ok(symbol) if is_valid_market_symbol(symbol) => symbol.to_string(),
-                    _ => return Err(malformed(kind, &key, "bad market symbol")),
-                };
-                let mut k = Reader::new(&rest[split + 1..]);
-                let account = k.u64().map_err(bad)?;
-                k.finish().map_err(bad)?;
-                let position = Position {
-                    size: v.i128().map_err(bad)?,
-                    cost: v.i128().map_err(bad)?,
-                };
-                v.finish().map_err(bad)?;
-                self.positions.push((symbol, account, position, key));
-            }
+            RecordKind::Position => self.add_position(key, &value)?,
         }
+        Ok(())
+    }
+
+    /// The meta record: format version (only this one), dedup clock and
+    /// window.
+    fn add_meta(&mut self, key: &[u8], value: &[u8]) -> Result<(), RecordError> {
+        let kind = RecordKind::Meta;
+        let bad = |detail: String| malformed(kind, key, detail);
+        let mut v = Reader::new(value);
+        Reader::new(&key[1..]).finish().map_err(bad)?;
+        let version = v.u8().map_err(bad)?;
+        if version != FORMAT_VERSION {
+            return Err(RecordError::UnsupportedVersion(version));
+        }
+        let clock = v.u64().map_err(bad)?;
+        let window = Some(v.u64().map_err(bad)?);
+        v.finish().map_err(bad)?;
+        if self.max_seen_now_ms.replace(clock).is_some() {
+            return Err(duplicate(kind, key));
+        }
+        self.dedup_window_ms = window;
+        Ok(())
+    }
+
+    /// A position record: market symbol, `00`, account id; size and cost.
+    fn add_position(&mut self, key: Vec<u8>, value: &[u8]) -> Result<(), RecordError> {
+        let kind = RecordKind::Position;
+        let bad = |detail: String| malformed(kind, &key, detail);
+        let rest = &key[1..];
+        let Some(split) = rest.iter().position(|b| *b == 0) else {
+            return Err(malformed(kind, &key, "no market separator"));
+        };
+        let symbol = match std::str::from_utf8(&rest[..split]) {
+            Ok(symbol) if is_valid_market_symbol(symbol) => symbol.to_string(),
+            _ => return Err(malformed(kind, &key, "bad market symbol")),
+        };
+        let mut k = Reader::new(&rest[split + 1..]);
+        let account = k.u64().map_err(bad)?;
+        k.finish().map_err(bad)?;
+        let mut v = Reader::new(value);
+        let position = Position {
+            size: v.i128().map_err(bad)?,
+            cost: v.i128().map_err(bad)?,
+        };
+        v.finish().map_err(bad)?;
+        self.positions.push((symbol, account, position, key));
         Ok(())
     }
 
@@ -754,30 +775,7 @@ impl Parsed {
                 return Err(duplicate(RecordKind::Account, &key));
             }
         }
-        let mut seen_system = rustc_hash::FxHashSet::default();
-        for (owner, symbol, balance, key) in self.balances {
-            let Some(&idx) = ledger.asset_index.get(&symbol) else {
-                return Err(malformed(RecordKind::Balance, &key, "unknown asset"));
-            };
-            match (owner, system_slot(owner)) {
-                (Owner::Account(id), _) => {
-                    let Some(account) = ledger.accounts.get_mut(&id) else {
-                        return Err(malformed(RecordKind::Balance, &key, "unknown account"));
-                    };
-                    if account.get(idx).is_some() {
-                        return Err(duplicate(RecordKind::Balance, &key));
-                    }
-                    *account.slot_mut(idx) = balance;
-                }
-                (_, Some(slot)) => {
-                    if !seen_system.insert((slot, idx)) {
-                        return Err(duplicate(RecordKind::Balance, &key));
-                    }
-                    ledger.assets[idx as usize].system[slot] = balance;
-                }
-                (_, None) => return Err(malformed(RecordKind::Balance, &key, "bad owner")),
-            }
-        }
+        restore_balances(&mut ledger, self.balances)?;
         for (hold, account, symbol, amount, remaining, key) in self.holds {
             let Some(&asset) = ledger.asset_index.get(&symbol) else {
                 return Err(malformed(RecordKind::Hold, &key, "unknown asset"));
@@ -805,37 +803,7 @@ impl Parsed {
         if let Some(window_ms) = self.dedup_window_ms {
             ledger.dedup_window_ms = window_ms;
         }
-        // Markets in symbol order (indices are internal; any order works).
-        for (symbol, (parsed, key)) in self.markets {
-            let bad = |detail: &str| malformed(RecordKind::Market, &key, detail);
-            let Some(&settle) = ledger.asset_index.get(&parsed.settle) else {
-                return Err(bad("unknown settle asset"));
-            };
-            if !is_valid_asset_symbol(&parsed.base) {
-                return Err(bad("bad base symbol"));
-            }
-            let brackets = with_cum(&parsed.tiers).ok_or_else(|| bad("bracket overflow"))?;
-            let idx = MarketIdx::try_from(ledger.markets.len())
-                .map_err(|_| RecordError::Invariant("too many markets".into()))?;
-            ledger.market_index.insert(symbol.clone(), idx);
-            ledger.market_order.push(idx);
-            ledger.markets.push(Market {
-                symbol,
-                base: parsed.base,
-                settle,
-                settle_scale: ledger.assets[settle as usize].scale,
-                tick: parsed.tick,
-                price_scale: parsed.price_scale,
-                step: parsed.step,
-                size_scale: parsed.size_scale,
-                max_leverage: parsed.max_leverage,
-                brackets,
-                liquidation_fee_rate: parsed.liquidation_fee_rate,
-                funding_interval_ms: parsed.funding_interval_ms,
-                state: parsed.state,
-                positions: BTreeMap::new(),
-            });
-        }
+        restore_markets(&mut ledger, self.markets)?;
         for (symbol, account, position, key) in self.positions {
             let Some(&m) = ledger.market_index.get(&symbol) else {
                 return Err(malformed(RecordKind::Position, &key, "unknown market"));
@@ -847,6 +815,77 @@ impl Parsed {
         }
         Ok(ledger)
     }
+}
+
+/// Links balance records to their accounts and assets (each once).
+fn restore_balances(
+    ledger: &mut Ledger,
+    balances: Vec<(Owner, String, Balance, Vec<u8>)>,
+) -> Result<(), RecordError> {
+    let mut seen_system = rustc_hash::FxHashSet::default();
+    for (owner, symbol, balance, key) in balances {
+        let Some(&idx) = ledger.asset_index.get(&symbol) else {
+            return Err(malformed(RecordKind::Balance, &key, "unknown asset"));
+        };
+        match (owner, system_slot(owner)) {
+            (Owner::Account(id), _) => {
+                let Some(account) = ledger.accounts.get_mut(&id) else {
+                    return Err(malformed(RecordKind::Balance, &key, "unknown account"));
+                };
+                if account.get(idx).is_some() {
+                    return Err(duplicate(RecordKind::Balance, &key));
+                }
+                *account.slot_mut(idx) = balance;
+            }
+            (_, Some(slot)) => {
+                if !seen_system.insert((slot, idx)) {
+                    return Err(duplicate(RecordKind::Balance, &key));
+                }
+                ledger.assets[idx as usize].system[slot] = balance;
+            }
+            (_, None) => return Err(malformed(RecordKind::Balance, &key, "bad owner")),
+        }
+    }
+    Ok(())
+}
+
+/// Rebuilds the markets, in symbol order (indices are internal; any order
+/// works), linked to their settle assets.
+fn restore_markets(
+    ledger: &mut Ledger,
+    markets: BTreeMap<String, (ParsedMarket, Vec<u8>)>,
+) -> Result<(), RecordError> {
+    for (symbol, (parsed, key)) in markets {
+        let bad = |detail: &str| malformed(RecordKind::Market, &key, detail);
+        let Some(&settle) = ledger.asset_index.get(&parsed.settle) else {
+            return Err(bad("unknown settle asset"));
+        };
+        if !is_valid_asset_symbol(&parsed.base) {
+            return Err(bad("bad base symbol"));
+        }
+        let brackets = with_cum(&parsed.tiers).ok_or_else(|| bad("bracket overflow"))?;
+        let idx = MarketIdx::try_from(ledger.markets.len())
+            .map_err(|_| RecordError::Invariant("too many markets".into()))?;
+        ledger.market_index.insert(symbol.clone(), idx);
+        ledger.market_order.push(idx);
+        ledger.markets.push(Market {
+            symbol,
+            base: parsed.base,
+            settle,
+            settle_scale: ledger.assets[settle as usize].scale,
+            tick: parsed.tick,
+            price_scale: parsed.price_scale,
+            step: parsed.step,
+            size_scale: parsed.size_scale,
+            max_leverage: parsed.max_leverage,
+            brackets,
+            liquidation_fee_rate: parsed.liquidation_fee_rate,
+            funding_interval_ms: parsed.funding_interval_ms,
+            state: parsed.state,
+            positions: BTreeMap::new(),
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -182,7 +182,7 @@ impl DirtySet {
     /// Reinstalls a set returned by `take` once it is drained (keys pushed
     /// meanwhile are kept).
     pub fn restore(&mut self, mut drained: FxHashSet<DirtyKey>) {
-        debug_assert!(drained.is_empty());
+        assert!(drained.is_empty(), "restore takes a drained set");
         // Moves keys from one set into another: the result has no order to leak.
         #[allow(clippy::disallowed_methods)]
         drained.extend(self.keys.drain());
