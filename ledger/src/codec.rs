@@ -146,81 +146,13 @@ impl<'a> Reader<'a> {
     }
 }
 
-const ALL_REJECT_CODES: [RejectCode; 30] = [
-    RejectCode::InvalidCommandId,
-    RejectCode::CommandIdReused,
-    RejectCode::InvalidAmount,
-    RejectCode::BadPrecision,
-    RejectCode::AmountTooLarge,
-    RejectCode::InvalidAsset,
-    RejectCode::AssetExists,
-    RejectCode::UnknownAsset,
-    RejectCode::InvalidAccount,
-    RejectCode::AccountExists,
-    RejectCode::UnknownAccount,
-    RejectCode::HoldExists,
-    RejectCode::UnknownHold,
-    RejectCode::InsufficientFunds,
-    RejectCode::HoldInsufficient,
-    RejectCode::HoldAssetMismatch,
-    RejectCode::FeeTooLarge,
-    RejectCode::InvalidPrice,
-    RejectCode::UnknownMarket,
-    RejectCode::MarketExists,
-    RejectCode::InvalidMarket,
-    RejectCode::MarketPaused,
-    RejectCode::PriceOffTick,
-    RejectCode::SizeOffStep,
-    RejectCode::NoMarkPrice,
-    RejectCode::InsufficientMargin,
-    RejectCode::FundingAlreadyApplied,
-    RejectCode::InvalidFundingTime,
-    RejectCode::InvalidRate,
-    RejectCode::InvalidDedupWindow,
-];
-
-/// The persisted tag of a reject code: its position in declaration order.
+/// The persisted tag of a reject code (see `define_reject_codes!`).
 pub(crate) fn reject_code_tag(code: RejectCode) -> u8 {
-    // Exhaustive so that a new variant cannot be forgotten here.
-    match code {
-        RejectCode::InvalidCommandId => 0,
-        RejectCode::CommandIdReused => 1,
-        RejectCode::InvalidAmount => 2,
-        RejectCode::BadPrecision => 3,
-        RejectCode::AmountTooLarge => 4,
-        RejectCode::InvalidAsset => 5,
-        RejectCode::AssetExists => 6,
-        RejectCode::UnknownAsset => 7,
-        RejectCode::InvalidAccount => 8,
-        RejectCode::AccountExists => 9,
-        RejectCode::UnknownAccount => 10,
-        RejectCode::HoldExists => 11,
-        RejectCode::UnknownHold => 12,
-        RejectCode::InsufficientFunds => 13,
-        RejectCode::HoldInsufficient => 14,
-        RejectCode::HoldAssetMismatch => 15,
-        RejectCode::FeeTooLarge => 16,
-        RejectCode::InvalidPrice => 17,
-        RejectCode::UnknownMarket => 18,
-        RejectCode::MarketExists => 19,
-        RejectCode::InvalidMarket => 20,
-        RejectCode::MarketPaused => 21,
-        RejectCode::PriceOffTick => 22,
-        RejectCode::SizeOffStep => 23,
-        RejectCode::NoMarkPrice => 24,
-        RejectCode::InsufficientMargin => 25,
-        RejectCode::FundingAlreadyApplied => 26,
-        RejectCode::InvalidFundingTime => 27,
-        RejectCode::InvalidRate => 28,
-        RejectCode::InvalidDedupWindow => 29,
-    }
+    code.tag()
 }
 
 pub(crate) fn reject_code_from_tag(tag: u8) -> Result<RejectCode, String> {
-    ALL_REJECT_CODES
-        .get(tag as usize)
-        .copied()
-        .ok_or_else(|| format!("unknown reject code {tag}"))
+    RejectCode::from_tag(tag).ok_or_else(|| format!("unknown reject code {tag}"))
 }
 
 /// `value` without trailing fractional zeros: (mantissa, scale) with
@@ -258,11 +190,15 @@ mod tests {
 
     #[test]
     fn reject_code_tags_round_trip_in_declaration_order() {
-        for (i, code) in ALL_REJECT_CODES.iter().enumerate() {
+        for (i, code) in RejectCode::ALL.iter().enumerate() {
             assert_eq!(reject_code_tag(*code) as usize, i);
             assert_eq!(reject_code_from_tag(i as u8), Ok(*code));
         }
-        assert!(reject_code_from_tag(ALL_REJECT_CODES.len() as u8).is_err());
+        assert!(reject_code_from_tag(RejectCode::ALL.len() as u8).is_err());
+        // Names are distinct.
+        let names: std::collections::BTreeSet<_> =
+            RejectCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(names.len(), RejectCode::ALL.len());
     }
 
     #[test]

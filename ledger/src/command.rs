@@ -239,104 +239,104 @@ pub struct Envelope {
     pub command: Command,
 }
 
-/// Why a command was refused. Machine-readable; stable names (see `as_str`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum RejectCode {
-    /// Command id empty, too long or not printable ASCII.
-    InvalidCommandId,
-    /// The command id was already used for a different command.
-    CommandIdReused,
-    /// Amount is zero or negative where a positive amount is required
-    /// (fees may be zero, never negative).
-    InvalidAmount,
-    /// Amount has more decimal places than the asset's scale.
-    BadPrecision,
-    /// Amount, or a resulting balance, exceeds `MAX_UNITS`.
-    AmountTooLarge,
-    /// Asset symbol malformed or scale above `MAX_ASSET_SCALE`.
-    InvalidAsset,
-    AssetExists,
-    UnknownAsset,
-    /// Account id 0.
-    InvalidAccount,
-    AccountExists,
-    UnknownAccount,
-    HoldExists,
-    UnknownHold,
-    /// Not enough `available` for a withdraw, lock or transfer.
-    InsufficientFunds,
-    /// A fill would take more from a hold than it has left.
-    HoldInsufficient,
-    /// The holds of a fill do not form a (quote, base) pair of different assets.
-    HoldAssetMismatch,
-    /// A fee exceeds what its payer receives.
-    FeeTooLarge,
-    /// Price zero or negative.
-    InvalidPrice,
-    /// No market with that symbol.
-    UnknownMarket,
-    MarketExists,
-    /// Market parameters malformed (symbol, tick, step, leverage, brackets, rates).
-    InvalidMarket,
-    /// The market is paused (reduce-only) and the fill would open or grow a position.
-    MarketPaused,
-    /// A fill price that is not a multiple of the market's tick size.
-    PriceOffTick,
-    /// A fill size that is not a multiple of the market's step size.
-    SizeOffStep,
-    /// The market has no mark price yet (fills and funding need one).
-    NoMarkPrice,
-    /// The fill would leave an account's equity below its initial margin
-    /// (e.g. a position above its bracket's maximum leverage).
-    InsufficientMargin,
-    /// A funding round for this market at this (or a later) funding time was
-    /// already applied.
-    FundingAlreadyApplied,
-    /// Funding time not a multiple of the market's funding interval.
-    InvalidFundingTime,
-    /// A rate outside its range (rates are in (-1, 1); margin rates in (0, 1)).
-    InvalidRate,
-    /// An idempotency window outside
-    /// `MIN_DEDUP_WINDOW_MS..=MAX_DEDUP_WINDOW_MS`.
-    InvalidDedupWindow,
+/// Defines `RejectCode` from one list: each row gives the persisted tag
+/// (the byte the dedup record stores; never reuse or renumber one), the
+/// variant and its stable machine-readable name (the gRPC `tally-reason`).
+macro_rules! define_reject_codes {
+    ($( $(#[$meta:meta])* $tag:literal => $name:ident $text:literal )*) => {
+        /// Why a command was refused. Machine-readable; stable names (see `as_str`).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum RejectCode {
+            $( $(#[$meta])* $name, )*
+        }
+
+        impl RejectCode {
+            /// Every code, in tag order.
+            pub const ALL: &'static [RejectCode] = &[$( RejectCode::$name, )*];
+
+            /// Stable SCREAMING_SNAKE name, used as the machine-readable reason at the gRPC edge.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $( RejectCode::$name => $text, )*
+                }
+            }
+
+            /// The persisted tag of the code (dedup records).
+            pub(crate) fn tag(self) -> u8 {
+                match self {
+                    $( RejectCode::$name => $tag, )*
+                }
+            }
+
+            /// The code of a persisted tag.
+            pub(crate) fn from_tag(tag: u8) -> Option<RejectCode> {
+                match tag {
+                    $( $tag => Some(RejectCode::$name), )*
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-impl RejectCode {
-    /// Stable SCREAMING_SNAKE name, used as the machine-readable reason at the gRPC edge.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RejectCode::InvalidCommandId => "INVALID_COMMAND_ID",
-            RejectCode::CommandIdReused => "COMMAND_ID_REUSED",
-            RejectCode::InvalidAmount => "INVALID_AMOUNT",
-            RejectCode::BadPrecision => "BAD_PRECISION",
-            RejectCode::AmountTooLarge => "AMOUNT_TOO_LARGE",
-            RejectCode::InvalidAsset => "INVALID_ASSET",
-            RejectCode::AssetExists => "ASSET_EXISTS",
-            RejectCode::UnknownAsset => "UNKNOWN_ASSET",
-            RejectCode::InvalidAccount => "INVALID_ACCOUNT",
-            RejectCode::AccountExists => "ACCOUNT_EXISTS",
-            RejectCode::UnknownAccount => "UNKNOWN_ACCOUNT",
-            RejectCode::HoldExists => "HOLD_EXISTS",
-            RejectCode::UnknownHold => "UNKNOWN_HOLD",
-            RejectCode::InsufficientFunds => "INSUFFICIENT_FUNDS",
-            RejectCode::HoldInsufficient => "HOLD_INSUFFICIENT",
-            RejectCode::HoldAssetMismatch => "HOLD_ASSET_MISMATCH",
-            RejectCode::FeeTooLarge => "FEE_TOO_LARGE",
-            RejectCode::InvalidPrice => "INVALID_PRICE",
-            RejectCode::UnknownMarket => "UNKNOWN_MARKET",
-            RejectCode::MarketExists => "MARKET_EXISTS",
-            RejectCode::InvalidMarket => "INVALID_MARKET",
-            RejectCode::MarketPaused => "MARKET_PAUSED",
-            RejectCode::PriceOffTick => "PRICE_OFF_TICK",
-            RejectCode::SizeOffStep => "SIZE_OFF_STEP",
-            RejectCode::NoMarkPrice => "NO_MARK_PRICE",
-            RejectCode::InsufficientMargin => "INSUFFICIENT_MARGIN",
-            RejectCode::FundingAlreadyApplied => "FUNDING_ALREADY_APPLIED",
-            RejectCode::InvalidFundingTime => "INVALID_FUNDING_TIME",
-            RejectCode::InvalidRate => "INVALID_RATE",
-            RejectCode::InvalidDedupWindow => "INVALID_DEDUP_WINDOW",
-        }
-    }
+define_reject_codes! {
+    /// Command id empty, too long or not printable ASCII.
+    0 => InvalidCommandId "INVALID_COMMAND_ID"
+    /// The command id was already used for a different command.
+    1 => CommandIdReused "COMMAND_ID_REUSED"
+    /// Amount is zero or negative where a positive amount is required
+    /// (fees may be zero, never negative).
+    2 => InvalidAmount "INVALID_AMOUNT"
+    /// Amount has more decimal places than the asset's scale.
+    3 => BadPrecision "BAD_PRECISION"
+    /// Amount, or a resulting balance, exceeds `MAX_UNITS`.
+    4 => AmountTooLarge "AMOUNT_TOO_LARGE"
+    /// Asset symbol malformed or scale above `MAX_ASSET_SCALE`.
+    5 => InvalidAsset "INVALID_ASSET"
+    6 => AssetExists "ASSET_EXISTS"
+    7 => UnknownAsset "UNKNOWN_ASSET"
+    /// Account id 0.
+    8 => InvalidAccount "INVALID_ACCOUNT"
+    9 => AccountExists "ACCOUNT_EXISTS"
+    10 => UnknownAccount "UNKNOWN_ACCOUNT"
+    11 => HoldExists "HOLD_EXISTS"
+    12 => UnknownHold "UNKNOWN_HOLD"
+    /// Not enough `available` for a withdraw, lock or transfer.
+    13 => InsufficientFunds "INSUFFICIENT_FUNDS"
+    /// A fill would take more from a hold than it has left.
+    14 => HoldInsufficient "HOLD_INSUFFICIENT"
+    /// The holds of a fill do not form a (quote, base) pair of different assets.
+    15 => HoldAssetMismatch "HOLD_ASSET_MISMATCH"
+    /// A fee exceeds what its payer receives.
+    16 => FeeTooLarge "FEE_TOO_LARGE"
+    /// Price zero or negative.
+    17 => InvalidPrice "INVALID_PRICE"
+    /// No market with that symbol.
+    18 => UnknownMarket "UNKNOWN_MARKET"
+    19 => MarketExists "MARKET_EXISTS"
+    /// Market parameters malformed (symbol, tick, step, leverage, brackets, rates).
+    20 => InvalidMarket "INVALID_MARKET"
+    /// The market is paused (reduce-only) and the fill would open or grow a position.
+    21 => MarketPaused "MARKET_PAUSED"
+    /// A fill price that is not a multiple of the market's tick size.
+    22 => PriceOffTick "PRICE_OFF_TICK"
+    /// A fill size that is not a multiple of the market's step size.
+    23 => SizeOffStep "SIZE_OFF_STEP"
+    /// The market has no mark price yet (fills and funding need one).
+    24 => NoMarkPrice "NO_MARK_PRICE"
+    /// The fill would leave an account's equity below its initial margin
+    /// (e.g. a position above its bracket's maximum leverage).
+    25 => InsufficientMargin "INSUFFICIENT_MARGIN"
+    /// A funding round for this market at this (or a later) funding time was
+    /// already applied.
+    26 => FundingAlreadyApplied "FUNDING_ALREADY_APPLIED"
+    /// Funding time not a multiple of the market's funding interval.
+    27 => InvalidFundingTime "INVALID_FUNDING_TIME"
+    /// A rate outside its range (rates are in (-1, 1); margin rates in (0, 1)).
+    28 => InvalidRate "INVALID_RATE"
+    /// An idempotency window outside
+    /// `MIN_DEDUP_WINDOW_MS..=MAX_DEDUP_WINDOW_MS`.
+    29 => InvalidDedupWindow "INVALID_DEDUP_WINDOW"
 }
 
 /// One balance movement caused by an applied command. `available` and
