@@ -10,9 +10,9 @@
 
 use rust_decimal::Decimal;
 use tally_proto::v1::{
-    ApplyFunding, Command, CreateAccount, CreateAsset, CreateMarket, Deposit, Fill, Lock,
-    MarginBracket, PerpFill, Release, SetDedupWindow, SetMarkPrice, SetMarketPaused, Transfer,
-    Withdraw, command::Body,
+    ApplyFunding, Command, CreateAccount, CreateAsset, CreateMarket, Deposit, Fill, FundInsurance,
+    Lock, MarginBracket, PerpFill, Release, SetDedupWindow, SetMarkPrice, SetMarketPaused,
+    Transfer, Withdraw, command::Body,
 };
 
 use crate::ids::new_command_id;
@@ -98,6 +98,7 @@ impl CommandExt for Command {
             Some(Body::ApplyFunding(_)) => "apply_funding",
             Some(Body::PerpFill(_)) => "perp_fill",
             Some(Body::SetDedupWindow(_)) => "set_dedup_window",
+            Some(Body::FundInsurance(_)) => "fund_insurance",
         }
     }
 }
@@ -191,6 +192,16 @@ pub fn transfer(from: u64, to: u64, asset: impl Into<String>, amount: impl IntoA
     command(Body::Transfer(Transfer {
         from,
         to,
+        asset: asset.into(),
+        amount: amount.into_amount(),
+    }))
+}
+
+/// Moves `amount` of `asset` from `account`'s available balance into the
+/// asset's insurance fund, which absorbs liquidation losses.
+pub fn fund_insurance(account: u64, asset: impl Into<String>, amount: impl IntoAmount) -> Command {
+    command(Body::FundInsurance(FundInsurance {
+        account,
         asset: asset.into(),
         amount: amount.into_amount(),
     }))

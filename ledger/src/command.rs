@@ -203,6 +203,10 @@ crate::wire::define_commands! {
     /// `dedup` module for how a change takes effect); the command itself is
     /// remembered like any other.
     13 => SetDedupWindow { window_ms: u64 }
+    /// Moves `amount` of `asset` from a client account's `available` to
+    /// the asset's insurance fund (`Owner::Insurance`), which absorbs
+    /// liquidation losses: how an exchange seeds or tops up the fund.
+    14 => FundInsurance { account: AccountId, asset: String, amount: Decimal }
 }
 
 /// One maintenance-margin tier of a market: from `notional_floor` (settle

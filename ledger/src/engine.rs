@@ -59,9 +59,9 @@ use rustc_hash::FxHashMap;
 
 use crate::amount::{self, AmountError};
 use crate::command::{
-    AccountId, ApplyResult, Command, CreateAsset, Deposit, Envelope, Event, Fill, HoldId, Lock,
-    MAX_ASSET_SCALE, MAX_DEDUP_WINDOW_MS, MAX_UNITS, MIN_DEDUP_WINDOW_MS, Outcome, Owner, Transfer,
-    Withdraw, is_valid_asset_symbol,
+    AccountId, ApplyResult, Command, CreateAsset, Deposit, Envelope, Event, Fill, FundInsurance,
+    HoldId, Lock, MAX_ASSET_SCALE, MAX_DEDUP_WINDOW_MS, MAX_UNITS, MIN_DEDUP_WINDOW_MS, Outcome,
+    Owner, Transfer, Withdraw, is_valid_asset_symbol,
 };
 use crate::dedup::{DedupEntry, DedupTable, StoredId, Verdict};
 use crate::events::Events;
@@ -372,6 +372,7 @@ impl Ledger {
             Command::ApplyFunding(c) => ledger.apply_funding(journal, c, events),
             Command::PerpFill(c) => ledger.perp_fill(journal, c, events),
             Command::SetDedupWindow(c) => ledger.set_dedup_window(c.window_ms, events),
+            Command::FundInsurance(c) => ledger.fund_insurance(journal, c, events),
         })
     }
 
@@ -482,6 +483,27 @@ impl Ledger {
         postings!(let mut postings =
             (Owner::Account(account), idx, -units, 0),
             (Owner::External, idx, units, 0),
+        );
+        self.check_postings(&mut postings)?;
+        events.reserve(2);
+        self.commit_postings(journal, &postings, events);
+        Ok(())
+    }
+
+    fn fund_insurance(
+        &mut self,
+        journal: &mut Journal,
+        c: &FundInsurance,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
+        let (account, asset, amount) = (c.account, c.asset.as_str(), c.amount);
+        self.check_account(account)?;
+        let idx = self.asset_idx(asset)?;
+        let units = self.positive_units(amount, idx, Field::Amount)?;
+        self.check_available(account, idx, units)?;
+        postings!(let mut postings =
+            (Owner::Account(account), idx, -units, 0),
+            (Owner::Insurance, idx, units, 0),
         );
         self.check_postings(&mut postings)?;
         events.reserve(2);

@@ -493,6 +493,12 @@ mod tests {
             }
             .into(),
             SetDedupWindow { window_ms: 60_000 }.into(),
+            FundInsurance {
+                account: 3,
+                asset: "USDT".into(),
+                amount: d("1000"),
+            }
+            .into(),
         ]
     }
 

@@ -283,3 +283,39 @@ fn zero_fees_emit_no_fee_balance_events_and_self_trade_settles() {
     );
     assert_eq!(h.balance(Owner::Fees, "BTC"), (d("0"), d("0")));
 }
+
+#[test]
+fn fund_insurance_moves_available_into_the_insurance_fund_and_changes_nothing_when_refused() {
+    let mut h = spot_harness();
+    h.ok(Command::Deposit(Deposit {
+        account: 1,
+        asset: "USDT".into(),
+        amount: d("500"),
+    }));
+    let fund = |account: u64, amount: &str| {
+        Command::FundInsurance(FundInsurance {
+            account,
+            asset: "USDT".into(),
+            amount: d(amount),
+        })
+    };
+    let events = h.ok(fund(1, "200.5"));
+    // Two balance changes: the client's debit and the fund's credit.
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(h.balance(Owner::Account(1), "USDT"), (d("299.5"), d("0")));
+    assert_eq!(h.balance(Owner::Insurance, "USDT"), (d("200.5"), d("0")));
+    // Refused, nothing changed (the harness checks balances and records).
+    h.rejected(fund(1, "300"), RejectCode::InsufficientFunds);
+    h.rejected(fund(9, "1"), RejectCode::UnknownAccount);
+    h.rejected(fund(1, "0.0000001"), RejectCode::BadPrecision);
+    h.rejected(fund(1, "0"), RejectCode::InvalidAmount);
+    h.rejected(
+        Command::FundInsurance(FundInsurance {
+            account: 1,
+            asset: "XYZ".into(),
+            amount: d("1"),
+        }),
+        RejectCode::UnknownAsset,
+    );
+    assert_eq!(h.balance(Owner::Insurance, "USDT"), (d("200.5"), d("0")));
+}

@@ -333,6 +333,24 @@ async fn perps_through_tallyctl() {
         ok(e, &["account", "create", account]);
         ok(e, &["deposit", account, "USDT", "5000"]);
     }
+    // Seeding the insurance fund: available moves to the fund, and an
+    // overdraft is refused (exit 2) with nothing changed.
+    ok(e, &["account", "create", "3"]);
+    ok(e, &["deposit", "3", "USDT", "5000"]);
+    ok(e, &["fund-insurance", "3", "USDT", "250.5"]);
+    let fund = ok(e, &["balance", "insurance", "USDT"]);
+    assert_eq!(fund["available"], "250.500000");
+    let (code, json, stderr) = ctl(e, &["fund-insurance", "3", "USDT", "4750"]);
+    assert_eq!(
+        (code, json["reason"].as_str()),
+        (2, Some("INSUFFICIENT_FUNDS")),
+        "{stderr}"
+    );
+    assert_eq!(ok(e, &["balance", "3", "USDT"])["available"], "4749.500000");
+    assert_eq!(
+        ok(e, &["balance", "insurance", "USDT"])["available"],
+        "250.500000"
+    );
     let created = ok(
         e,
         &[

@@ -171,6 +171,12 @@ pub fn envelope(cmd: &pb::Command) -> Result<ledger::Envelope, ConvertError> {
             window_ms: c.window_ms,
         }
         .into(),
+        Body::FundInsurance(c) => ledger::FundInsurance {
+            account: c.account,
+            asset: c.asset.clone(),
+            amount: decimal("amount", &c.amount)?,
+        }
+        .into(),
     };
     Ok(ledger::Envelope {
         command_id: ledger::CommandId(cmd.command_id.clone()),

@@ -80,6 +80,22 @@ pub enum PerpsCmd {
         write: WriteArgs,
     },
 
+    /// Move funds from an account's available balance into the asset's
+    /// insurance fund (which absorbs liquidation losses before
+    /// auto-deleveraging): how the fund is seeded or topped up.
+    #[command(after_long_help = AMOUNT_HELP)]
+    FundInsurance {
+        /// Account to debit.
+        account: u64,
+        /// Asset symbol (the settle asset of the markets the fund covers).
+        asset: String,
+        /// Decimal amount (at most the asset's scale in decimal places).
+        #[arg(value_parser = positive_decimal, allow_negative_numbers = true)]
+        amount: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
     /// Settle a perpetual trade between two accounts.
     #[command(after_long_help = AMOUNT_HELP)]
     PerpFill {
@@ -247,6 +263,11 @@ mod tests {
             perps(&["market", "show", "BTC-PERP"]),
             PerpsCmd::Market(MarketCmd::Show { .. })
         ));
+        assert!(matches!(
+            perps(&["fund-insurance", "7", "USDT", "1000.5"]),
+            PerpsCmd::FundInsurance { account: 7, ref amount, .. } if amount == "1000.5"
+        ));
+        assert!(parse(&["fund-insurance", "7", "USDT", "-1"]).is_err());
         assert!(parse(&["mark", "BTC-PERP", "-1"]).is_err());
         assert!(parse(&["exposure", "BTC-PERP", "--top", "1001"]).is_err());
     }

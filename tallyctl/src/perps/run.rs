@@ -30,6 +30,15 @@ pub async fn run(client: &Client, cmd: PerpsCmd) -> Outcome {
             let command = commands::apply_funding(market, rate, time_ms);
             submit(client, with_id(command, &write)).await
         }
+        PerpsCmd::FundInsurance {
+            account,
+            asset,
+            amount,
+            write,
+        } => {
+            let command = commands::fund_insurance(account, asset, amount);
+            submit(client, with_id(command, &write)).await
+        }
         PerpsCmd::PerpFill {
             market,
             buyer,
