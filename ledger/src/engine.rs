@@ -475,19 +475,8 @@ impl Ledger {
         c: &Withdraw,
         events: &mut Events,
     ) -> Result<(), Rejection> {
-        let (account, asset, amount) = (c.account, c.asset.as_str(), c.amount);
-        self.check_account(account)?;
-        let idx = self.asset_idx(asset)?;
-        let units = self.positive_units(amount, idx, Field::Amount)?;
-        self.check_available(account, idx, units)?;
-        postings!(let mut postings =
-            (Owner::Account(account), idx, -units, 0),
-            (Owner::External, idx, units, 0),
-        );
-        self.check_postings(&mut postings)?;
-        events.reserve(2);
-        self.commit_postings(journal, &postings, events);
-        Ok(())
+        let to = Owner::External;
+        self.debit_available(journal, c.account, &c.asset, c.amount, to, events)
     }
 
     fn fund_insurance(
@@ -496,14 +485,33 @@ impl Ledger {
         c: &FundInsurance,
         events: &mut Events,
     ) -> Result<(), Rejection> {
-        let (account, asset, amount) = (c.account, c.asset.as_str(), c.amount);
+        let to = Owner::Insurance;
+        self.debit_available(journal, c.account, &c.asset, c.amount, to, events)
+    }
+
+    /// Moves `amount` of `asset` from a client account's `available` to
+    /// the system owner `to` (External for a withdrawal, Insurance for
+    /// funding the insurance fund), after the same checks in the same order.
+    fn debit_available(
+        &mut self,
+        journal: &mut Journal,
+        account: AccountId,
+        asset: &str,
+        amount: Decimal,
+        to: Owner,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
+        assert!(
+            !matches!(to, Owner::Account(_)),
+            "debit_available pays a system owner"
+        );
         self.check_account(account)?;
         let idx = self.asset_idx(asset)?;
         let units = self.positive_units(amount, idx, Field::Amount)?;
         self.check_available(account, idx, units)?;
         postings!(let mut postings =
             (Owner::Account(account), idx, -units, 0),
-            (Owner::Insurance, idx, units, 0),
+            (to, idx, units, 0),
         );
         self.check_postings(&mut postings)?;
         events.reserve(2);
