@@ -114,6 +114,8 @@ pub struct Ledger {
     /// markets are visited wherever the order can reach output.
     pub(crate) market_order: Vec<MarketIdx>,
     pub(crate) dedup: DedupTable,
+    /// Kafka ingest positions and kept failures (the `ingest` module).
+    pub(crate) ingest: crate::ingest::IngestTable,
     /// The idempotency window in force (ms of leader time): replicated
     /// state, initially `config.dedup_window_ms`, set by
     /// `Command::SetDedupWindow`, persisted in the meta record.
@@ -235,6 +237,7 @@ impl Ledger {
             market_index: FxHashMap::default(),
             market_order: Vec::new(),
             dedup: DedupTable::default(),
+            ingest: crate::ingest::IngestTable::default(),
             dedup_window_ms: config.dedup_window_ms,
             dirty: DirtySet::default(),
             journal: Journal::default(),

@@ -114,6 +114,7 @@ impl Ledger {
         self.check_holds(&mut t)?;
         self.check_accounts(&mut t)?;
         self.check_conservation(t)?;
+        self.check_ingest()?;
         self.dedup.check()
     }
 

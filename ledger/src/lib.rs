@@ -16,6 +16,10 @@
 //! insurance fund and auto-deleveraging. See `Command::CreateMarket` and the
 //! `perp`, `liquidation` and `risk` modules for the rules and rounding.
 //!
+//! Kafka ingest: the consumed position of every partition that feeds the
+//! ledger is ledger state, and `Ledger::apply_ingest` applies a batch of
+//! records only from that position (the `ingest` module).
+//!
 //! Rejections are replicated as a code plus typed detail (`Rejection`,
 //! `RejectDetail`); their messages are rendered at the edge
 //! (`Rejection::message`). Every command is one transaction over one undo
@@ -31,6 +35,7 @@ mod dedup;
 mod engine;
 mod events;
 mod hash;
+mod ingest;
 mod invariants;
 mod journal;
 mod liquidation;
@@ -47,6 +52,12 @@ mod wire;
 
 pub use command::*;
 pub use engine::*;
+pub use ingest::{
+    IngestBatch, IngestBatchWriter, IngestBody, IngestFailure, IngestOutcome, IngestPosition,
+    IngestRecord, IngestRecordResult, IngestSource, MALFORMED_RECORD, MAX_INGEST_BATCH_RECORDS,
+    MAX_INGEST_FAILURES_KEPT, MAX_INGEST_REASON_BYTES, MAX_INGEST_SOURCES, decode_ingest_batch,
+    is_valid_topic,
+};
 pub use perp_views::*;
 pub use records::{RecordError, RecordKind};
 pub use reject::{Field, MAX_DETAIL_TEXT_CHARS, RejectDetail, Rejection, Side};

@@ -8,7 +8,7 @@
 //!
 //! | kind    | key                                              | value |
 //! |---------|--------------------------------------------------|-------|
-//! | Meta    | `01`                                             | `u8` format version (4), `u64` dedup clock (`max_seen_now_ms`), `u64` dedup window ms |
+//! | Meta    | `01`                                             | `u8` format version (5), `u64` dedup clock (`max_seen_now_ms`), `u64` dedup window ms |
 //! | Asset   | `02` symbol bytes                                | `u8` scale |
 //! | Account | `03` `u64` account id                            | empty |
 //! | Balance | `04` owner, symbol bytes                         | `i128` available, `i128` locked (minor units) |
@@ -16,6 +16,8 @@
 //! | Dedup   | `06` command id bytes                            | `u64` stamp ms, `u128` command fingerprint, verdict |
 //! | Market  | `07` market symbol bytes                         | see below |
 //! | Position| `08` market symbol bytes, `00`, `u64` account id | `i128` size, `i128` cost (see `market`) |
+//! | IngestSource | `09` string topic, `u32` partition            | `u64` next offset, `u64` applied, `u64` duplicate, `u64` failed records |
+//! | IngestFailure| `0A` string topic, `u32` partition, `u64` offset | string command id, string code, string message |
 //!
 //! Market value: base string, settle asset string, `i128` tick and `u8`
 //! price scale, `i128` step and `u8` size scale, `u32` max leverage, `i128`
@@ -54,12 +56,13 @@
 //! whole encoded outcome (every event) per command id. Version 2 stores the
 //! verdict only, and its meta record the dedup clock only. Version 3 adds
 //! the dedup window to the meta record (replicated state since
-//! `Command::SetDedupWindow`). Version 4 (this one) keeps the layout of 3
+//! `Command::SetDedupWindow`). Version 4 keeps the layout of 3
 //! except for two things: its fingerprints hash the `wire` encoding of the
 //! command body instead of a separate canonical encoding (a version-3 dedup
 //! record would not recognize a retry), and a rejected verdict holds the
-//! typed detail instead of a message string. `from_records` refuses every
-//! other version (`UnsupportedVersion`), and a data directory written by an
+//! typed detail instead of a message string. Version 5 (this one) adds the
+//! ingest records (`IngestSource`, `IngestFailure`); a version-4 store has
+//! none and is read as is. `from_records` refuses every other version (`UnsupportedVersion`), and a data directory written by an
 //! older build must be recreated (or restored from a snapshot of this
 //! build).
 //!
@@ -79,11 +82,17 @@ use crate::command::{
 };
 use crate::dedup::{DedupEntry, DedupTable, StoredId, Verdict};
 use crate::engine::{Ledger, LedgerConfig};
+use crate::ingest::{
+    IngestFailure, IngestPosition, IngestSource, MAX_INGEST_FAILURES_KEPT, MAX_INGEST_REASON_BYTES,
+    MAX_INGEST_SOURCES, SourceState, is_valid_topic,
+};
 use crate::market::{Mark, Market, MarketIdx, MarketState, Position, with_cum};
 use crate::state::{Account, Asset, AssetIdx, Balance, DirtyKey, Hold, SYSTEM_OWNERS, system_slot};
 
-/// Version written in the meta record, the only one read.
-const FORMAT_VERSION: u8 = 4;
+/// Version written in the meta record.
+const FORMAT_VERSION: u8 = 5;
+/// The older version still read: the same records, without ingest ones.
+const FORMAT_VERSION_WITHOUT_INGEST: u8 = 4;
 
 const TAG_META: u8 = 0x01;
 const TAG_ASSET: u8 = 0x02;
@@ -93,6 +102,8 @@ const TAG_HOLD: u8 = 0x05;
 const TAG_DEDUP: u8 = 0x06;
 const TAG_MARKET: u8 = 0x07;
 const TAG_POSITION: u8 = 0x08;
+const TAG_INGEST_SOURCE: u8 = 0x09;
+const TAG_INGEST_FAILURE: u8 = 0x0A;
 
 /// The kind of a record, from the first byte of its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -108,6 +119,10 @@ pub enum RecordKind {
     Market,
     /// A client position in a perpetual market.
     Position,
+    /// A Kafka partition's ingest position.
+    IngestSource,
+    /// A kept ingest failure.
+    IngestFailure,
 }
 
 impl RecordKind {
@@ -122,6 +137,8 @@ impl RecordKind {
             TAG_DEDUP => Some(RecordKind::Dedup),
             TAG_MARKET => Some(RecordKind::Market),
             TAG_POSITION => Some(RecordKind::Position),
+            TAG_INGEST_SOURCE => Some(RecordKind::IngestSource),
+            TAG_INGEST_FAILURE => Some(RecordKind::IngestFailure),
             _ => None,
         }
     }
@@ -192,6 +209,36 @@ fn position_key(out: &mut Vec<u8>, symbol: &str, account: AccountId) {
 }
 
 // ----- values ---------------------------------------------------------------
+
+fn ingest_source_key(out: &mut Vec<u8>, source: &IngestSource) {
+    out.put_u8(TAG_INGEST_SOURCE);
+    out.put_str(&source.topic);
+    out.put_u32(source.partition);
+}
+
+fn ingest_failure_key(out: &mut Vec<u8>, source: &IngestSource, offset: u64) {
+    out.put_u8(TAG_INGEST_FAILURE);
+    out.put_str(&source.topic);
+    out.put_u32(source.partition);
+    out.put_u64(offset);
+}
+
+fn ingest_source_value(value: &mut Vec<u8>, p: &IngestPosition) {
+    for n in [
+        p.next_offset,
+        p.applied_records,
+        p.duplicate_records,
+        p.failed_records,
+    ] {
+        value.put_u64(n);
+    }
+}
+
+fn ingest_failure_value(value: &mut Vec<u8>, f: &IngestFailure) {
+    value.put_str(&f.command_id);
+    value.put_str(&f.code);
+    value.put_str(&f.message);
+}
 
 fn put_opt_flag(value: &mut Vec<u8>, present: bool) {
     value.put_u8(u8::from(present));
@@ -419,6 +466,21 @@ impl Ledger {
                 }
                 position.is_some()
             }
+            DirtyKey::IngestSource(idx) => {
+                let state = &self.ingest.sources[idx as usize];
+                ingest_source_key(key, &state.source);
+                ingest_source_value(value, &state.position);
+                true
+            }
+            DirtyKey::IngestFailure(idx, offset) => {
+                let state = &self.ingest.sources[idx as usize];
+                ingest_failure_key(key, &state.source, offset);
+                let failure = state.failures.get(&offset);
+                if let Some(failure) = failure {
+                    ingest_failure_value(value, failure);
+                }
+                failure.is_some()
+            }
         }
     }
 
@@ -500,6 +562,18 @@ impl Ledger {
                 ));
             }
         }
+        for state in &self.ingest.sources {
+            out.push((
+                encoded(|k| ingest_source_key(k, &state.source)),
+                encoded(|v| ingest_source_value(v, &state.position)),
+            ));
+            for (offset, failure) in &state.failures {
+                out.push((
+                    encoded(|k| ingest_failure_key(k, &state.source, *offset)),
+                    encoded(|v| ingest_failure_value(v, failure)),
+                ));
+            }
+        }
         out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         out
     }
@@ -536,6 +610,8 @@ struct Parsed {
     dedup: Vec<(DedupEntry, Vec<u8>)>,
     markets: BTreeMap<String, (ParsedMarket, Vec<u8>)>,
     positions: Vec<(String, AccountId, Position, Vec<u8>)>,
+    ingest_sources: BTreeMap<IngestSource, IngestPosition>,
+    ingest_failures: Vec<(IngestSource, IngestFailure, Vec<u8>)>,
 }
 
 /// A market record before its settle asset is resolved.
@@ -606,6 +682,16 @@ fn read_market(v: &mut Reader<'_>) -> Result<ParsedMarket, String> {
             insurance,
         },
     })
+}
+
+/// The topic and partition at the front of an ingest key.
+fn read_ingest_source(k: &mut Reader<'_>) -> Result<IngestSource, String> {
+    let topic = k.string()?;
+    if !is_valid_topic(&topic) {
+        return Err("bad topic name".into());
+    }
+    let partition = k.u32()?;
+    Ok(IngestSource { topic, partition })
 }
 
 fn malformed(kind: RecordKind, key: &[u8], detail: impl Into<String>) -> RecordError {
@@ -702,6 +788,58 @@ impl Parsed {
                 self.markets.insert(symbol, (market, key));
             }
             RecordKind::Position => self.add_position(key, &value)?,
+            RecordKind::IngestSource | RecordKind::IngestFailure => {
+                self.add_ingest(kind, key, &value)?
+            }
+        }
+        Ok(())
+    }
+
+    /// An ingest record: a partition's position, or a kept failure.
+    fn add_ingest(
+        &mut self,
+        kind: RecordKind,
+        key: Vec<u8>,
+        value: &[u8],
+    ) -> Result<(), RecordError> {
+        let bad = |detail: String| malformed(kind, &key, detail);
+        let mut k = Reader::new(&key[1..]);
+        let mut v = Reader::new(value);
+        match kind {
+            RecordKind::IngestSource => {
+                let source = read_ingest_source(&mut k).map_err(bad)?;
+                k.finish().map_err(bad)?;
+                let position = IngestPosition {
+                    next_offset: v.u64().map_err(bad)?,
+                    applied_records: v.u64().map_err(bad)?,
+                    duplicate_records: v.u64().map_err(bad)?,
+                    failed_records: v.u64().map_err(bad)?,
+                };
+                v.finish().map_err(bad)?;
+                if self.ingest_sources.insert(source, position).is_some() {
+                    return Err(duplicate(kind, &key));
+                }
+            }
+            RecordKind::IngestFailure => {
+                let source = read_ingest_source(&mut k).map_err(bad)?;
+                let offset = k.u64().map_err(bad)?;
+                k.finish().map_err(bad)?;
+                let failure = IngestFailure {
+                    offset,
+                    command_id: v.string().map_err(bad)?,
+                    code: v.string().map_err(bad)?,
+                    message: v.string().map_err(bad)?,
+                };
+                v.finish().map_err(bad)?;
+                let too_long = [&failure.command_id, &failure.code, &failure.message]
+                    .iter()
+                    .any(|s| s.len() > MAX_INGEST_REASON_BYTES);
+                if too_long {
+                    return Err(bad("ingest failure text too long".into()));
+                }
+                self.ingest_failures.push((source, failure, key));
+            }
+            _ => return Err(bad("not an ingest record".into())),
         }
         Ok(())
     }
@@ -714,7 +852,7 @@ impl Parsed {
         let mut v = Reader::new(value);
         Reader::new(&key[1..]).finish().map_err(bad)?;
         let version = v.u8().map_err(bad)?;
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != FORMAT_VERSION_WITHOUT_INGEST {
             return Err(RecordError::UnsupportedVersion(version));
         }
         let clock = v.u64().map_err(bad)?;
@@ -813,8 +951,41 @@ impl Parsed {
                 return Err(duplicate(RecordKind::Position, &key));
             }
         }
+        restore_ingest(&mut ledger, self.ingest_sources, self.ingest_failures)?;
         Ok(ledger)
     }
+}
+
+/// Links kept ingest failures to their partitions (each once).
+fn restore_ingest(
+    ledger: &mut Ledger,
+    sources: BTreeMap<IngestSource, IngestPosition>,
+    failures: Vec<(IngestSource, IngestFailure, Vec<u8>)>,
+) -> Result<(), RecordError> {
+    if sources.len() > MAX_INGEST_SOURCES {
+        return Err(RecordError::Invariant("too many ingest sources".into()));
+    }
+    for (source, position) in sources {
+        ledger.ingest.insert(SourceState {
+            source,
+            position,
+            failures: BTreeMap::new(),
+        });
+    }
+    for (source, failure, key) in failures {
+        let kind = RecordKind::IngestFailure;
+        let Some(&idx) = ledger.ingest.index.get(&source) else {
+            return Err(malformed(kind, &key, "unknown ingest source"));
+        };
+        let kept = &mut ledger.ingest.sources[idx as usize].failures;
+        if kept.len() >= MAX_INGEST_FAILURES_KEPT {
+            return Err(malformed(kind, &key, "more failures than are kept"));
+        }
+        if kept.insert(failure.offset, failure).is_some() {
+            return Err(duplicate(kind, &key));
+        }
+    }
+    Ok(())
 }
 
 /// Links balance records to their accounts and assets (each once).

@@ -128,6 +128,10 @@ pub(crate) enum DirtyKey {
     Market(crate::market::MarketIdx),
     /// A client position (deleted when flat).
     Position(crate::market::MarketIdx, AccountId),
+    /// An ingest partition's position (by `IngestTable` index).
+    IngestSource(u32),
+    /// A kept ingest failure (partition index, offset; deleted when dropped).
+    IngestFailure(u32, u64),
 }
 
 /// Keys changed since the last `drain_dirty`: memory stays proportional to

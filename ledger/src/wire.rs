@@ -122,6 +122,16 @@ impl<'a> WireReader<'a> {
         self.position
     }
 
+    /// The bytes not read yet.
+    pub(crate) fn rest_bytes(&self) -> &'a [u8] {
+        &self.bytes[self.position..]
+    }
+
+    /// Skips `n` bytes (at most `rest_bytes().len()`; clamped).
+    pub(crate) fn skip(&mut self, n: usize) {
+        self.position = (self.position + n).min(self.bytes.len());
+    }
+
     fn remaining(&self) -> usize {
         self.bytes.len() - self.position
     }

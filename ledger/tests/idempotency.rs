@@ -559,8 +559,8 @@ fn the_window_survives_a_rebuild_from_records_and_is_part_of_the_state_hash() {
     let before = ledger.state_hash();
     apply_set_window(&mut ledger, "w", 5_000, 10_000);
     assert_ne!(ledger.state_hash(), before);
-    // The meta record holds version 4, the clock and the window.
-    let mut expected = vec![4u8];
+    // The meta record holds version 5, the clock and the window.
+    let mut expected = vec![5u8];
     expected.extend_from_slice(&10_000u64.to_be_bytes());
     expected.extend_from_slice(&5_000u64.to_be_bytes());
     assert_eq!(meta_value(&ledger), expected);
@@ -607,7 +607,7 @@ fn the_window_survives_a_rebuild_from_records_and_is_part_of_the_state_hash() {
 }
 
 #[test]
-fn meta_records_of_older_or_unknown_versions_are_refused() {
+fn meta_records_of_unknown_or_unreadable_versions_are_refused_and_version_4_is_read() {
     let mut ledger = ledger_with_window(WINDOW_MS);
     assert!(!ledger.apply(&envelope("a", deposit("1")), 10_000).duplicate);
     let config = LedgerConfig {
@@ -615,7 +615,7 @@ fn meta_records_of_older_or_unknown_versions_are_refused() {
     };
     // Version 2 (no window) and 3 (fingerprints of another command
     // encoding) are refused, not misread, as are unknown ones.
-    for version in [1u8, 2, 3, 5] {
+    for version in [1u8, 2, 3, 6] {
         let mut records = ledger.records();
         for (key, value) in &mut records {
             if RecordKind::of_key(key) == Some(RecordKind::Meta) {
@@ -627,6 +627,15 @@ fn meta_records_of_older_or_unknown_versions_are_refused() {
             Err(RecordError::UnsupportedVersion(v)) if v == version
         ));
     }
-    let restored = Ledger::from_records(config, ledger.records()).expect("restores version 4");
+    let restored = Ledger::from_records(config, ledger.records()).expect("restores version 5");
     assert_eq!(restored.state_hash(), ledger.state_hash());
+    // Version 4 is the same records without ingest ones: still read.
+    let mut records = ledger.records();
+    for (key, value) in &mut records {
+        if RecordKind::of_key(key) == Some(RecordKind::Meta) {
+            value[0] = 4;
+        }
+    }
+    let restored = Ledger::from_records(config, records).expect("restores version 4");
+    assert_eq!(restored.dedup_window_ms(), ledger.dedup_window_ms());
 }
