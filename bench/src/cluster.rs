@@ -119,7 +119,13 @@ impl DevCluster {
     /// `data_dir`: where the nodes keep their data (kept afterwards); by
     /// default a temp dir under `/var/tmp` (a real disk, so fsync is real),
     /// deleted when the cluster stops.
-    pub fn start(tallyd: &Path, nodes: u16, data_dir: Option<&Path>) -> anyhow::Result<DevCluster> {
+    /// `extra_args`: more `tallyd dev` flags (e.g. Kafka topics).
+    pub fn start(
+        tallyd: &Path,
+        nodes: u16,
+        data_dir: Option<&Path>,
+        extra_args: &[String],
+    ) -> anyhow::Result<DevCluster> {
         if !(1..=9).contains(&nodes) {
             bail!("--nodes must be between 1 and 9");
         }
@@ -148,6 +154,7 @@ impl DevCluster {
             .args(["--nodes", &nodes.to_string()])
             .arg("--data-dir")
             .arg(&data_dir)
+            .args(extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))

@@ -11,13 +11,15 @@
 //! loopback checks, leader), `workload` (what is sent), `dist` (account
 //! popularity), `driver` (closed / open loop, monitor), `stats` (counters,
 //! HDR histograms), `rss` (process memory), `report` (text and JSON),
-//! `fixture` (the in-memory engine fixture), `run` (one run end to end).
+//! `fixture` (the in-memory engine fixture), `ingest` (fills through Kafka
+//! end to end), `run` (one run end to end).
 
 pub mod args;
 pub mod cluster;
 pub mod dist;
 pub mod driver;
 pub mod fixture;
+pub mod ingest;
 pub mod report;
 pub mod rss;
 pub mod run;

@@ -40,6 +40,9 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
     if args.workload == Workload::Engine {
         return Ok(run_engine(&args));
     }
+    if args.workload == Workload::Ingest {
+        return crate::ingest::run(&args).await;
+    }
     let mut dev = None;
     let endpoints: Vec<String> = if args.dev {
         let tallyd = cluster::find_tallyd(args.tallyd.as_deref())?;
@@ -49,7 +52,7 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
             tallyd.display()
         );
         let started = tokio::task::spawn_blocking(move || {
-            DevCluster::start(&tallyd, nodes, data_dir.as_deref())
+            DevCluster::start(&tallyd, nodes, data_dir.as_deref(), &[])
         })
         .await
         .context("dev cluster start panicked")??;

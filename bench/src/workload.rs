@@ -54,6 +54,9 @@ pub enum Workload {
     Accounts,
     /// The engine alone, in this process (no cluster).
     Engine,
+    /// Fills produced to a Kafka topic, ingested by the cluster, their
+    /// events consumed from the events topic (the `ingest` module).
+    Ingest,
 }
 
 impl FromStr for Workload {
@@ -67,9 +70,10 @@ impl FromStr for Workload {
             "reads" => Workload::Reads,
             "accounts" => Workload::Accounts,
             "engine" => Workload::Engine,
+            "ingest" => Workload::Ingest,
             other => {
                 return Err(format!(
-                    "unknown workload {other:?}: deposit, spot, mixed, reads, accounts or engine"
+                    "unknown workload {other:?}: deposit, spot, mixed, reads, accounts, engine or ingest"
                 ));
             }
         })
@@ -85,6 +89,7 @@ impl fmt::Display for Workload {
             Workload::Reads => "reads",
             Workload::Accounts => "accounts",
             Workload::Engine => "engine",
+            Workload::Ingest => "ingest",
         })
     }
 }
@@ -94,7 +99,7 @@ impl Workload {
     pub fn unit(self) -> &'static str {
         match self {
             Workload::Deposit => "commands",
-            Workload::Spot | Workload::Engine => "fills",
+            Workload::Spot | Workload::Engine | Workload::Ingest => "fills",
             Workload::Mixed => "requests",
             Workload::Reads => "reads",
             Workload::Accounts => "accounts",
@@ -103,7 +108,10 @@ impl Workload {
 
     /// Whether the set-up phase (assets, funded accounts) runs first.
     pub fn needs_setup(self) -> bool {
-        !matches!(self, Workload::Accounts | Workload::Engine)
+        !matches!(
+            self,
+            Workload::Accounts | Workload::Engine | Workload::Ingest
+        )
     }
 }
 
@@ -204,7 +212,7 @@ impl Plan {
             Workload::Spot => (self.spot_batch() / TRADE_COMMANDS).max(1) as u64,
             Workload::Mixed | Workload::Reads => 1,
             Workload::Accounts => self.accounts_per_request(),
-            Workload::Engine => 1,
+            Workload::Engine | Workload::Ingest => 1,
         }
     }
 
@@ -373,7 +381,7 @@ impl Generator {
             }
             Workload::Reads => self.read(),
             // Accounts come from `AccountCursor`; the engine runs in-process.
-            Workload::Accounts | Workload::Engine => self.deposits(),
+            Workload::Accounts | Workload::Engine | Workload::Ingest => self.deposits(),
         }
     }
 

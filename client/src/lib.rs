@@ -101,6 +101,7 @@ pub mod commands;
 mod config;
 mod error;
 mod ids;
+mod kafka;
 #[cfg(test)]
 mod mock_tests;
 mod read;

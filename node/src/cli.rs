@@ -11,6 +11,7 @@ use serde::Deserialize;
 use tally_proto::v1::admin_client::AdminClient;
 use tally_proto::v1::{InitRequest, Member, NodeStatusRequest};
 
+use crate::kafka::KafkaConfig;
 use crate::node::{self, NodeConfig};
 
 #[derive(Parser, Debug)]
@@ -39,7 +40,8 @@ pub enum Command {
 #[derive(Args, Debug, Default)]
 pub struct RunArgs {
     /// TOML file with any of: node_id, cluster_id, listen, advertise, data_dir, http_listen, heartbeat_interval_ms,
-    /// election_timeout_min_ms, election_timeout_max_ms, snapshot_every_entries, keep_entries_after_snapshot.
+    /// election_timeout_min_ms, election_timeout_max_ms, snapshot_every_entries, keep_entries_after_snapshot,
+    /// kafka_brokers, kafka_ingest_topic, kafka_events_topic, kafka_outbox_max_bytes, kafka_ingest_batch_records.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// This node's id (> 0, unique in the cluster, never reused).
@@ -76,6 +78,102 @@ pub struct RunArgs {
     /// Log entries kept after a snapshot for slightly-behind followers (default 1000).
     #[arg(long)]
     pub keep_entries_after_snapshot: Option<u64>,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// Kafka in and out (docs/kafka.md). Every node of a cluster must name the
+/// same topics: whichever node leads ingests and publishes.
+#[derive(Args, Debug, Default, Clone)]
+pub struct KafkaArgs {
+    /// Kafka bootstrap brokers, host:port[,host:port...]; needed by the two topic flags.
+    #[arg(long)]
+    pub kafka_brokers: Option<String>,
+    /// Topic to ingest ledger commands from, exactly once (one protobuf tally.v1.Command per record).
+    #[arg(long)]
+    pub kafka_ingest_topic: Option<String>,
+    /// Topic to publish ledger events to, at least once with stable ids (tally.v1.LedgerEvent, keyed by account).
+    #[arg(long)]
+    pub kafka_events_topic: Option<String>,
+    /// Bound on unpublished events kept in the outbox, in bytes (default 1 GiB); writes are refused beyond it.
+    #[arg(long)]
+    pub kafka_outbox_max_bytes: Option<u64>,
+    /// Records per ingest Raft entry, 1..=4096 (default 4096).
+    #[arg(long)]
+    pub kafka_ingest_batch_records: Option<usize>,
+}
+
+impl KafkaArgs {
+    /// The node's Kafka config (`None`: no Kafka), from flags over the file.
+    fn resolve(&self, file: &FileConfig) -> anyhow::Result<Option<KafkaConfig>> {
+        let brokers = self.kafka_brokers.clone().or(file.kafka_brokers.clone());
+        let ingest_topic = self
+            .kafka_ingest_topic
+            .clone()
+            .or(file.kafka_ingest_topic.clone());
+        let events_topic = self
+            .kafka_events_topic
+            .clone()
+            .or(file.kafka_events_topic.clone());
+        for topic in [&ingest_topic, &events_topic].into_iter().flatten() {
+            if !tally_ledger::is_valid_topic(topic) {
+                anyhow::bail!("{topic:?} is not a Kafka topic name (1..=249 of a-z A-Z 0-9 . _ -)");
+            }
+        }
+        if ingest_topic.is_some() && ingest_topic == events_topic {
+            anyhow::bail!("--kafka-ingest-topic and --kafka-events-topic must differ");
+        }
+        let Some(brokers) = brokers else {
+            if ingest_topic.is_some() || events_topic.is_some() {
+                anyhow::bail!("--kafka-brokers is required with a Kafka topic");
+            }
+            return Ok(None);
+        };
+        let batch = self
+            .kafka_ingest_batch_records
+            .or(file.kafka_ingest_batch_records)
+            .unwrap_or(crate::kafka::DEFAULT_INGEST_BATCH_RECORDS);
+        if batch == 0 || batch > tally_ledger::MAX_INGEST_BATCH_RECORDS {
+            anyhow::bail!(
+                "--kafka-ingest-batch-records must be 1..={}",
+                tally_ledger::MAX_INGEST_BATCH_RECORDS
+            );
+        }
+        Ok(Some(KafkaConfig {
+            brokers,
+            ingest_topic,
+            events_topic,
+            outbox_max_bytes: self
+                .kafka_outbox_max_bytes
+                .or(file.kafka_outbox_max_bytes)
+                .unwrap_or(crate::kafka::DEFAULT_OUTBOX_MAX_BYTES)
+                .max(1),
+            ingest_batch_records: batch,
+        }))
+    }
+
+    /// The flags again, for a child `tallyd run`.
+    fn to_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut flag = |name: &str, value: Option<String>| {
+            if let Some(v) = value {
+                out.push(format!("--{name}"));
+                out.push(v);
+            }
+        };
+        flag("kafka-brokers", self.kafka_brokers.clone());
+        flag("kafka-ingest-topic", self.kafka_ingest_topic.clone());
+        flag("kafka-events-topic", self.kafka_events_topic.clone());
+        flag(
+            "kafka-outbox-max-bytes",
+            self.kafka_outbox_max_bytes.map(|v| v.to_string()),
+        );
+        flag(
+            "kafka-ingest-batch-records",
+            self.kafka_ingest_batch_records.map(|v| v.to_string()),
+        );
+        out
+    }
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -92,6 +190,11 @@ struct FileConfig {
     election_timeout_max_ms: Option<u64>,
     snapshot_every_entries: Option<u64>,
     keep_entries_after_snapshot: Option<u64>,
+    kafka_brokers: Option<String>,
+    kafka_ingest_topic: Option<String>,
+    kafka_events_topic: Option<String>,
+    kafka_outbox_max_bytes: Option<u64>,
+    kafka_ingest_batch_records: Option<usize>,
 }
 
 #[derive(Args, Debug)]
@@ -111,6 +214,9 @@ pub struct DevArgs {
     /// Snapshot every N entries (passed to each node).
     #[arg(long, default_value_t = 20_000)]
     pub snapshot_every_entries: u64,
+    /// Kafka flags, passed to every node.
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
 }
 
 impl RunArgs {
@@ -125,6 +231,7 @@ impl RunArgs {
             }
             None => FileConfig::default(),
         };
+        let kafka = self.kafka.resolve(&file)?;
         let node_id = self
             .node_id
             .or(file.node_id)
@@ -182,6 +289,7 @@ impl RunArgs {
         {
             c.keep_entries_after_snapshot = v;
         }
+        c.kafka = kafka;
         Ok(c)
     }
 }
@@ -255,6 +363,7 @@ pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
                 &args.snapshot_every_entries.to_string(),
             ])
             .args(["--http-listen", &http])
+            .args(args.kafka.to_args())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))

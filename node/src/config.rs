@@ -1,5 +1,5 @@
 //! What one node is started with: [`NodeConfig`] (identity, addresses, data
-//! dir, Raft timings, snapshot policy, ledger limits). Built by the command
+//! dir, Raft timings, snapshot policy, ledger limits, Kafka). Built by the command
 //! line (`cli`), read by the bootstrap (`node`) and by the services through
 //! `NodeCtx::config`.
 
@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use tally_ledger::LedgerConfig;
 
+use crate::kafka::KafkaConfig;
 use crate::raft::types::NodeId;
 
 /// Everything a node needs to start.
@@ -30,6 +31,8 @@ pub struct NodeConfig {
     /// Log entries kept after a snapshot (for followers slightly behind).
     pub keep_entries_after_snapshot: u64,
     pub ledger: LedgerConfig,
+    /// Kafka ingest and publishing (off if `None`).
+    pub kafka: Option<KafkaConfig>,
 }
 
 impl NodeConfig {
@@ -52,6 +55,7 @@ impl NodeConfig {
             snapshot_every_entries: 20_000,
             keep_entries_after_snapshot: 1_000,
             ledger: LedgerConfig::default(),
+            kafka: None,
         }
     }
 }

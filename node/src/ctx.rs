@@ -1,6 +1,6 @@
 //! The state one node's services share ([`NodeCtx`]): config, Raft handle,
 //! group-commit writer, the state machine's shared state and applied-index
-//! watch, the database, when the leader was last heard from
+//! watch, the database, the Kafka runtime, when the leader was last heard from
 //! ([`LeaderContact`]) and a cache of channels to peers. Also what is derived
 //! from it without waiting: Raft metrics, the leader's address, this node's
 //! status and its state hash. The read barriers built on it are in `reads`.
@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use tonic::transport::Channel;
 
 use crate::config::NodeConfig;
+use crate::kafka::KafkaRuntime;
 use crate::raft::network::lazy_channel;
 use crate::raft::state_machine::SharedState;
 use crate::raft::types::{Raft, TypeConfig};
@@ -63,6 +64,8 @@ pub struct NodeCtx {
     pub applied: watch::Receiver<u64>,
     pub db: Arc<DB>,
     pub leader_contact: LeaderContact,
+    /// Kafka ingest and publishing state (inactive without Kafka config).
+    pub kafka: Arc<KafkaRuntime>,
     channels: Mutex<HashMap<String, Channel>>,
     /// (applied index, hex state hash): hashing walks the whole ledger, so it
     /// is done at most once per applied index however often status is asked.
@@ -77,6 +80,7 @@ impl NodeCtx {
         state: SharedState,
         applied: watch::Receiver<u64>,
         db: Arc<DB>,
+        kafka: Arc<KafkaRuntime>,
     ) -> Self {
         NodeCtx {
             config,
@@ -86,6 +90,7 @@ impl NodeCtx {
             applied,
             db,
             leader_contact: LeaderContact::default(),
+            kafka,
             channels: Mutex::new(HashMap::new()),
             hash_cache: Mutex::new((0, String::new())),
         }

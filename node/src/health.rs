@@ -77,6 +77,7 @@ fn metrics_text(ctx: &NodeCtx) -> String {
         "Approximate RocksDB size.",
         st.data_size_bytes,
     );
+    let mut positions = Vec::new();
     if let Ok(s) = ctx.state.read() {
         gauge(
             "tally_accounts",
@@ -88,12 +89,15 @@ fn metrics_text(ctx: &NodeCtx) -> String {
             "Open holds (order locks).",
             s.ledger.open_hold_count() as u64,
         );
+        positions = s.ledger.ingest_positions();
     }
     gauge(
         "tally_ready",
         "1 if /readyz would answer 200.",
         u64::from(readiness(ctx).is_ok()),
     );
+    ctx.kafka
+        .render_metrics(&positions, st.applied_index, &mut out);
     out
 }
 

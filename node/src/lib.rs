@@ -6,6 +6,8 @@
 //! - `codec`, `storage` (RocksDB column families, identity check), `raft`
 //!   (openraft glue: types, log store, state machine, network), `writer`
 //!   (group commit): the building blocks;
+//! - `kafka`: the ingester, the events outbox and the publisher (leader
+//!   only; built on `ctx`);
 //! - `config`: [`config::NodeConfig`], what a node is started with;
 //! - `ctx`: [`ctx::NodeCtx`], the state the services share (Raft handle,
 //!   writer, state machine, leader contact, peer channels) and what is read
@@ -27,6 +29,7 @@ pub mod config;
 pub mod ctx;
 pub mod grpc;
 pub mod health;
+pub mod kafka;
 pub mod node;
 pub mod raft;
 pub mod reads;

@@ -1,6 +1,7 @@
 //! Bootstrap of one Tally node: opens storage (after the data-dir identity
 //! check), starts openraft, the group-commit writer, the health endpoints and
-//! the gRPC server with every service mounted, and serves until shutdown.
+//! the Kafka ingester and publisher (when configured), and the gRPC server
+//! with every service mounted, and serves until shutdown.
 //! The services' shared state is `ctx`, the read barriers are `reads`.
 
 use std::sync::Arc;
@@ -14,8 +15,10 @@ use tally_proto::v1::raft_server::RaftServer;
 pub use crate::config::NodeConfig;
 use crate::ctx::NodeCtx;
 use crate::grpc::admin_service::AdminService;
+use crate::grpc::kafka_service::KafkaService;
 use crate::grpc::ledger_service::LedgerService;
 use crate::grpc::raft_service::RaftService;
+use crate::kafka::KafkaRuntime;
 use crate::raft::log_store::LogStore;
 use crate::raft::network::{MAX_RAFT_MESSAGE_BYTES, NetworkFactory};
 use crate::raft::state_machine::StateMachineStore;
@@ -58,7 +61,8 @@ pub async fn start(
     }
     .validate()?;
     let log_store = LogStore::new(db.clone())?;
-    let sm = StateMachineStore::open(db.clone(), config.ledger)?;
+    let kafka = Arc::new(KafkaRuntime::new(config.kafka.clone()));
+    let sm = StateMachineStore::open(db.clone(), config.ledger, kafka.outbox.clone())?;
     let state = sm.shared();
     let applied = sm.applied_watch();
     let network = NetworkFactory {
@@ -72,7 +76,7 @@ pub async fn start(
         sm,
     )
     .await?;
-    let writer = Writer::start(raft.clone());
+    let writer = Writer::start(raft.clone(), kafka.outbox.clone());
     let ctx = Arc::new(NodeCtx::new(
         config.clone(),
         raft.clone(),
@@ -80,7 +84,28 @@ pub async fn start(
         state,
         applied,
         db,
+        kafka.clone(),
     ));
+    if let Some(kafka_config) = &config.kafka {
+        if let Some(topic) = &kafka_config.ingest_topic {
+            tokio::spawn(crate::kafka::ingest::run(
+                ctx.clone(),
+                kafka.clone(),
+                kafka_config.clone(),
+                topic.clone(),
+            ));
+        }
+        if let Some(topic) = &kafka_config.events_topic {
+            tokio::spawn(crate::kafka::publish::run(
+                ctx.clone(),
+                kafka.clone(),
+                kafka_config.clone(),
+                topic.clone(),
+            ));
+        }
+    }
+    let kafka_svc =
+        tally_proto::v1::kafka_server::KafkaServer::new(KafkaService { ctx: ctx.clone() });
     let ledger = LedgerServer::new(LedgerService { ctx: ctx.clone() })
         .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES);
@@ -122,6 +147,7 @@ pub async fn start(
             .add_service(ledger)
             .add_service(perps)
             .add_service(admin)
+            .add_service(kafka_svc)
             .add_service(raft_svc)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;

@@ -15,6 +15,7 @@ use openraft::errors::{ClientWriteError, RaftError};
 use tally_ledger::ApplyResult;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::kafka::outbox::OutboxGauge;
 use crate::raft::types::{
     EncodedCommands, EntryRequest, MAX_ENTRY_COMMANDS, NodeId, Raft, TypeConfig,
 };
@@ -37,6 +38,13 @@ pub enum WriteError {
     /// Definitely not applied: the queue is full.
     #[error("write queue full ({WRITE_QUEUE_JOBS} requests); retry with backoff")]
     Overloaded,
+    /// Definitely not applied: the Kafka events outbox is at its bound
+    /// (the events topic is not taking events); events are never dropped,
+    /// so writes wait for the publisher.
+    #[error(
+        "events outbox full ({bytes} bytes unpublished, bound {max_bytes}); the events topic is not keeping up"
+    )]
+    OutboxFull { bytes: u64, max_bytes: u64 },
     /// Outcome unknown: the entry may or may not commit (leadership lost, shutdown).
     #[error("outcome unknown: {0}")]
     Unknown(String),
@@ -56,14 +64,16 @@ struct Job {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Job>,
+    outbox: Arc<OutboxGauge>,
 }
 
 impl Writer {
-    /// Starts the batcher task for `raft`.
-    pub fn start(raft: Raft) -> Writer {
+    /// Starts the batcher task for `raft`; writes are refused while
+    /// `outbox` is full.
+    pub fn start(raft: Raft, outbox: Arc<OutboxGauge>) -> Writer {
         let (tx, rx) = mpsc::channel(WRITE_QUEUE_JOBS);
         tokio::spawn(batcher(raft, rx));
-        Writer { tx }
+        Writer { tx, outbox }
     }
 
     /// Proposes `commands` (at most `MAX_ENTRY_COMMANDS`) and waits for their outcomes.
@@ -75,6 +85,12 @@ impl Writer {
                 "{} commands exceed one entry ({MAX_ENTRY_COMMANDS})",
                 commands.len()
             )));
+        }
+        if self.outbox.is_full() {
+            return Err(WriteError::OutboxFull {
+                bytes: self.outbox.bytes.load(Ordering::Relaxed),
+                max_bytes: self.outbox.max_bytes,
+            });
         }
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Job {
@@ -94,7 +110,7 @@ impl Writer {
 }
 
 /// Leader clock in ms since the epoch, never going backwards on this node.
-fn leader_now_ms(last: &AtomicU64) -> u64 {
+pub fn leader_now_ms(last: &AtomicU64) -> u64 {
     let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -30,7 +30,7 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachineStore, TempDir> for RocksBui
             let dir = tempfile::tempdir()?;
             let db = open_db(dir.path())?;
             let log = LogStore::new(db.clone())?;
-            let sm = StateMachineStore::open(db, LedgerConfig::default())?;
+            let sm = StateMachineStore::open(db, LedgerConfig::default(), Default::default())?;
             Ok((dir, log, sm))
         };
         opened().map_err(|e| StorageError::read(TypeConfig::err_from_error(&e)))

@@ -1,5 +1,5 @@
 //! Tally's gRPC protocol, package `tally.v1`: the generated messages, clients
-//! and servers for the `Ledger`, `Admin` and `Raft` services.
+//! and servers for the `Ledger`, `Perps`, `Admin`, `Kafka` and `Raft` services.
 
 #![allow(clippy::all)]
 

@@ -281,6 +281,10 @@ pub enum Cmd {
     /// Ledger-wide settings (replicated through the log, like any write).
     #[command(subcommand)]
     Ledger(LedgerCmd),
+
+    /// Kafka ingest and publishing: offsets, lag, failed records.
+    #[command(subcommand)]
+    Ingest(crate::ingest::IngestCmd),
 }
 
 const DEDUP_WINDOW_HELP: &str = "\

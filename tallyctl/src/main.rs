@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod ingest;
 mod perps;
 mod render;
 mod run;

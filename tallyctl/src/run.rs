@@ -249,6 +249,7 @@ pub async fn run(cli: Cli) -> Outcome {
         }
         Cmd::Cluster(cmd) => cluster(&client, cmd, json).await,
         Cmd::Perps(cmd) => perps::run::run(&client, cmd).await,
+        Cmd::Ingest(cmd) => crate::ingest::run(&client, cmd).await,
         Cmd::Ledger(LedgerCmd::SetDedupWindow { window_ms, write }) => {
             submit(
                 &client,

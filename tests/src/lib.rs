@@ -4,6 +4,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod kafka;
+
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -45,6 +47,8 @@ pub struct NodeProc {
     pub addr: String,
     pub data_dir: PathBuf,
     pub child: Option<Child>,
+    /// Extra environment for this node's process (fault injection).
+    pub env: Vec<(String, String)>,
 }
 
 /// A cluster of real `tallyd` processes under one temp dir; killed on drop.
@@ -54,16 +58,28 @@ pub struct Cluster {
     pub nodes: BTreeMap<u64, NodeProc>,
     /// Extra `tallyd run` flags for every node.
     pub extra_args: Vec<String>,
+    /// Extra environment per node id, for processes started from now on.
+    pub node_env: BTreeMap<u64, Vec<(String, String)>>,
 }
 
 impl Cluster {
     /// Starts `n` nodes (ids 1..=n) and initializes them as voters.
     pub async fn start(n: u64, extra_args: &[&str]) -> Cluster {
+        Cluster::start_with_env(n, extra_args, BTreeMap::new()).await
+    }
+
+    /// Like `start`, with extra environment for some nodes' processes.
+    pub async fn start_with_env(
+        n: u64,
+        extra_args: &[&str],
+        node_env: BTreeMap<u64, Vec<(String, String)>>,
+    ) -> Cluster {
         let mut c = Cluster {
             dir: tempfile::tempdir().expect("tempdir"),
             cluster_id: "test-cluster".into(),
             nodes: BTreeMap::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
+            node_env,
         };
         for id in 1..=n {
             c.add_node_process(id);
@@ -97,6 +113,7 @@ impl Cluster {
             addr: addr.clone(),
             data_dir,
             child: None,
+            env: self.node_env.get(&id).cloned().unwrap_or_default(),
         };
         p.child = Some(spawn_tallyd(&p, &self.cluster_id, &self.extra_args));
         self.nodes.insert(id, p);
@@ -257,6 +274,7 @@ fn spawn_tallyd(p: &NodeProc, cluster_id: &str, extra: &[String]) -> Child {
         .arg(&p.data_dir)
         .args(extra)
         .env("RUST_LOG", "info,openraft=warn")
+        .envs(p.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone().expect("log")))
         .stderr(Stdio::from(log))

@@ -219,7 +219,7 @@ pub fn owner_from_pb(owner: Option<&pb::Owner>) -> Result<ledger::Owner, Convert
     )
 }
 
-fn event_to_pb(event: &ledger::Event) -> pb::Event {
+pub fn event_to_pb(event: &ledger::Event) -> pb::Event {
     use pb::event::Kind;
     let kind = match event {
         ledger::Event::AssetCreated { symbol, scale } => Kind::AssetCreated(pb::CreateAsset {

@@ -95,6 +95,11 @@ impl LedgerService {
                 "OVERLOADED",
                 WriteError::Overloaded.to_string(),
             )),
+            Err(e @ WriteError::OutboxFull { .. }) => Err(status(
+                Code::ResourceExhausted,
+                "EVENTS_OUTBOX_FULL",
+                e.to_string(),
+            )),
             Err(e @ WriteError::Unknown(_)) => {
                 Err(status(Code::Unavailable, "OUTCOME_UNKNOWN", e.to_string()))
             }

@@ -1,8 +1,9 @@
-//! The gRPC edge: one file per service, the shared status helpers, and the
+//! The gRPC edge: one file per service (Ledger and Perps, Admin, Kafka, Raft), the shared status helpers, and the
 //! conversions between the proto messages and the engine (`convert`).
 
 pub mod admin_service;
 pub mod convert;
+pub mod kafka_service;
 pub mod ledger_service;
 pub mod raft_service;
 pub mod status;

@@ -6,8 +6,13 @@
 //! synced Raft log write makes it durable (one WAL for both; see `apply`),
 //! and a lost tail is re-applied from the committed log on restart. Also
 //! builds and installs snapshots.
+//!
+//! Kafka: an ingest entry is applied through `Ledger::apply_ingest` (fenced
+//! by the stored offset); with publishing on, every entry's events go to the
+//! outbox (`kafka::outbox`) in the same batch, and a published marker
+//! entry trims it on every node. Snapshots carry the unpublished outbox.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::sync::{Arc, RwLock};
 
@@ -16,20 +21,23 @@ use openraft::storage::{EntryResponder, RaftStateMachine};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder};
 use rocksdb::{DB, IteratorMode, WriteBatch};
 use serde::{Deserialize, Serialize};
-use tally_ledger::{Ledger, LedgerConfig};
+use tally_ledger::{IngestOutcome, Ledger, LedgerConfig, Outcome};
 use tokio::sync::watch;
 
 use crate::codec;
+use crate::kafka::outbox::{EntryEvents, OutboxGauge};
 use crate::raft::types::{
-    EntryResponse, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
+    EntryBody, EntryRequest, EntryResponse, IngestReply, LogId, Snapshot, SnapshotData,
+    SnapshotMeta, StoredMembership, TypeConfig,
 };
-use crate::storage::{CF_SM, CF_SM_META, cf, synced, unsynced};
+use crate::storage::{CF_OUTBOX, CF_SM, CF_SM_META, cf, synced, unsynced};
 
 const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
 /// File name of the current snapshot in the data dir.
 const SNAPSHOT_FILE: &str = "snapshot.bin";
 const KEY_RETIRED: &[u8] = b"retired_node_ids";
+const KEY_PUBLISHED: &[u8] = b"published_up_to";
 
 /// A ledger record changed by an apply: key, and value (`None`: deleted).
 type ChangedRecord = (Box<[u8]>, Option<Box<[u8]>>);
@@ -41,6 +49,11 @@ pub struct SmState {
     pub membership: StoredMembership,
     /// Node ids that were members once and left: never to be reused.
     pub retired_node_ids: BTreeSet<u64>,
+    /// Every event of entries up to this index is in the events topic
+    /// (replicated by published markers).
+    pub published_up_to: u64,
+    /// Bytes of each outbox row still kept, by log index.
+    pub outbox_rows: BTreeMap<u64, u64>,
 }
 
 impl SmState {
@@ -59,6 +72,9 @@ struct SnapshotBody {
     membership: StoredMembership,
     retired_node_ids: BTreeSet<u64>,
     records: Vec<(Vec<u8>, Vec<u8>)>,
+    published_up_to: u64,
+    /// Outbox rows not yet published, by log index.
+    outbox: Vec<(u64, Vec<u8>)>,
 }
 
 /// A snapshot kept on disk as the node's current snapshot.
@@ -66,6 +82,17 @@ struct SnapshotBody {
 struct StoredSnapshot {
     meta: SnapshotMeta,
     data: Vec<u8>,
+}
+
+/// The log index of an outbox key (8 bytes, big-endian).
+fn outbox_index(key: &[u8]) -> Result<u64, io::Error> {
+    let bytes: [u8; 8] = key.try_into().map_err(|_| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("outbox key of {} bytes", key.len()),
+        )
+    })?;
+    Ok(u64::from_be_bytes(bytes))
 }
 
 fn lock_poisoned() -> io::Error {
@@ -79,11 +106,18 @@ pub struct StateMachineStore {
     state: SharedState,
     applied_tx: Arc<watch::Sender<u64>>,
     ledger_config: LedgerConfig,
+    /// The events outbox's gauge; `max_bytes == 0`: publishing off, no outbox.
+    outbox: Arc<OutboxGauge>,
 }
 
 impl StateMachineStore {
     /// Loads the state machine from the database (empty on first start).
-    pub fn open(db: Arc<DB>, ledger_config: LedgerConfig) -> Result<Self, io::Error> {
+    /// `outbox`: the events outbox gauge (`max_bytes` 0 when publishing is off).
+    pub fn open(
+        db: Arc<DB>,
+        ledger_config: LedgerConfig,
+        outbox: Arc<OutboxGauge>,
+    ) -> Result<Self, io::Error> {
         let sm_cf = cf(&db, CF_SM)?;
         let mut records = Vec::new();
         for item in db.iterator_cf(sm_cf, IteratorMode::Start) {
@@ -113,6 +147,22 @@ impl StateMachineStore {
                 Some(b) => codec::decode(&b)?,
                 None => BTreeSet::new(),
             };
+        let published_up_to: u64 = match db
+            .get_cf(meta_cf, KEY_PUBLISHED)
+            .map_err(io::Error::other)?
+        {
+            Some(b) => codec::decode(&b)?,
+            None => 0,
+        };
+        let mut outbox_rows = BTreeMap::new();
+        for item in db.iterator_cf(cf(&db, CF_OUTBOX)?, IteratorMode::Start) {
+            let (k, v) = item.map_err(io::Error::other)?;
+            outbox_rows.insert(outbox_index(&k)?, v.len() as u64);
+        }
+        outbox
+            .published_up_to
+            .store(published_up_to, std::sync::atomic::Ordering::Relaxed);
+        outbox.set(outbox_rows.len() as u64, outbox_rows.values().sum());
         let applied = last_applied.as_ref().map(|id| id.index).unwrap_or(0);
         let (applied_tx, _) = watch::channel(applied);
         Ok(StateMachineStore {
@@ -122,9 +172,12 @@ impl StateMachineStore {
                 last_applied,
                 membership,
                 retired_node_ids,
+                published_up_to,
+                outbox_rows,
             })),
             applied_tx: Arc::new(applied_tx),
             ledger_config,
+            outbox,
         })
     }
 
@@ -143,7 +196,121 @@ impl StateMachineStore {
         batch.put_cf(meta_cf, KEY_LAST_APPLIED, codec::encode(&st.last_applied)?);
         batch.put_cf(meta_cf, KEY_MEMBERSHIP, codec::encode(&st.membership)?);
         batch.put_cf(meta_cf, KEY_RETIRED, codec::encode(&st.retired_node_ids)?);
+        batch.put_cf(meta_cf, KEY_PUBLISHED, codec::encode(&st.published_up_to)?);
         Ok(())
+    }
+
+    /// Applies a normal entry's body: commands, an ingest batch or a
+    /// published marker. Outbox rows and trims go into `batch`. A body that
+    /// does not decode is corruption: the error stops applying (the node
+    /// fails) rather than skip it.
+    fn apply_normal(
+        &self,
+        st: &mut SmState,
+        req: &EntryRequest,
+        index: u64,
+        waited_on: bool,
+        batch: &mut WriteBatch,
+    ) -> Result<EntryResponse, io::Error> {
+        let timestamp_ms = req.timestamp_ms();
+        let publishing = self.outbox.max_bytes > 0;
+        let mut events = publishing.then(|| EntryEvents::new(index, timestamp_ms));
+        let mut response = EntryResponse::default();
+        match req.body()? {
+            EntryBody::Commands => {
+                // Events only where a waiting client asked for them or the
+                // outbox needs them; verdict-only replies and replicas nobody
+                // waits on (a follower, or a leader re-applying after
+                // restart) apply quietly when not publishing: same state,
+                // no events built.
+                let detailed = (waited_on && req.events()) || publishing;
+                if waited_on {
+                    response.results.reserve(req.count() as usize);
+                }
+                for command in req.commands() {
+                    let command = command?;
+                    let result = st.ledger.apply_decoded(&command, timestamp_ms, detailed);
+                    if let Some(events) = &mut events {
+                        events.add_result(&command.envelope.command_id.0, &result);
+                    }
+                    if waited_on {
+                        response.results.push(result);
+                    }
+                }
+            }
+            EntryBody::Ingest(ingest) => {
+                let outcome = st.ledger.apply_ingest(&ingest, timestamp_ms, publishing);
+                response.ingest = Some(match outcome {
+                    IngestOutcome::Applied {
+                        results,
+                        next_offset,
+                    } => {
+                        let (mut failed, mut duplicates) = (0u32, 0u32);
+                        for (record, result) in ingest.records.iter().zip(&results) {
+                            failed += u32::from(result.failure.is_some());
+                            duplicates +=
+                                u32::from(result.result.as_ref().is_some_and(|r| r.duplicate));
+                            let Some(events) = &mut events else { continue };
+                            if let (Some(r), tally_ledger::IngestBody::Command(c)) =
+                                (&result.result, &record.body)
+                                && matches!(r.outcome, Outcome::Applied { .. })
+                            {
+                                events.add_result(&c.envelope.command_id.0, r);
+                            }
+                            if let Some(failure) = &result.failure {
+                                events.add_failure(&ingest.source, failure);
+                            }
+                        }
+                        IngestReply::Applied {
+                            next_offset,
+                            failed,
+                            duplicates,
+                        }
+                    }
+                    IngestOutcome::Fenced { expected_offset } => {
+                        IngestReply::Fenced { expected_offset }
+                    }
+                    IngestOutcome::TooManySources => IngestReply::TooManySources,
+                });
+            }
+            EntryBody::Published(up_to) => self.trim_outbox(st, up_to, batch)?,
+        }
+        if let Some(row) = events.and_then(EntryEvents::finish) {
+            batch.put_cf(cf(&self.db, CF_OUTBOX)?, index.to_be_bytes(), &row);
+            st.outbox_rows.insert(index, row.len() as u64);
+            self.outbox.added(row.len());
+        }
+        Ok(response)
+    }
+
+    /// Applies a published marker: rows up to `up_to` are acknowledged and
+    /// deleted (on every node, in the applied batch).
+    fn trim_outbox(
+        &self,
+        st: &mut SmState,
+        up_to: u64,
+        batch: &mut WriteBatch,
+    ) -> Result<(), io::Error> {
+        if up_to <= st.published_up_to {
+            return Ok(());
+        }
+        st.published_up_to = up_to;
+        batch.delete_range_cf(
+            cf(&self.db, CF_OUTBOX)?,
+            0u64.to_be_bytes(),
+            up_to.saturating_add(1).to_be_bytes(),
+        );
+        st.outbox_rows = st.outbox_rows.split_off(&up_to.saturating_add(1));
+        self.publish_gauge(st);
+        Ok(())
+    }
+
+    fn publish_gauge(&self, st: &SmState) {
+        self.outbox
+            .published_up_to
+            .store(st.published_up_to, std::sync::atomic::Ordering::Relaxed);
+        self.outbox
+            .set(st.outbox_rows.len() as u64, st.outbox_rows.values().sum());
     }
 
     /// The current snapshot's file: `snapshot.bin` in the data dir, beside `db/`.
@@ -211,10 +378,19 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 Some(b) => codec::decode(&b)?,
                 None => BTreeSet::new(),
             };
+            let published_up_to: u64 = match read(KEY_PUBLISHED)? {
+                Some(b) => codec::decode(&b)?,
+                None => 0,
+            };
             let mut records = Vec::new();
             for item in view.iterator_cf(sm_cf, IteratorMode::Start) {
                 let (k, v) = item.map_err(io::Error::other)?;
                 records.push((k.to_vec(), v.to_vec()));
+            }
+            let mut outbox = Vec::new();
+            for item in view.iterator_cf(cf(&store.db, CF_OUTBOX)?, IteratorMode::Start) {
+                let (k, v) = item.map_err(io::Error::other)?;
+                outbox.push((outbox_index(&k)?, v.to_vec()));
             }
             drop(view);
             let meta = SnapshotMeta {
@@ -226,6 +402,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 membership,
                 retired_node_ids,
                 records,
+                published_up_to,
+                outbox,
             };
             let data = codec::encode(&body)?;
             tracing::info!(
@@ -277,26 +455,14 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 let response = match entry.payload {
                     EntryPayload::Blank => EntryResponse::default(),
                     EntryPayload::Normal(req) => {
-                        // A log entry that does not decode is corruption: stop
-                        // applying (the node fails) rather than skip it.
-                        let timestamp_ms = req.timestamp_ms();
                         applied_commands += req.count() as usize;
-                        let mut results = Vec::new();
-                        // Events only where a waiting client asked for them;
-                        // verdict-only replies and replicas nobody waits on
-                        // (a follower, or a leader re-applying after restart)
-                        // apply quietly: same state, no events built.
-                        let detailed = responder.is_some() && req.events();
-                        if responder.is_some() {
-                            results.reserve(req.count() as usize);
-                        }
-                        for command in req.commands() {
-                            let result = st.ledger.apply_decoded(&command?, timestamp_ms, detailed);
-                            if responder.is_some() {
-                                results.push(result);
-                            }
-                        }
-                        EntryResponse { results }
+                        self.apply_normal(
+                            &mut st,
+                            &req,
+                            entry.log_id.index,
+                            responder.is_some(),
+                            &mut batch,
+                        )?
                     }
                     EntryPayload::Membership(m) => {
                         let before: BTreeSet<u64> =
@@ -383,6 +549,12 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         for (k, v) in &body.records {
             batch.put_cf(sm_cf, k, v);
         }
+        let outbox_cf = cf(&self.db, CF_OUTBOX)?;
+        batch.delete_range_cf(outbox_cf, 0u64.to_be_bytes(), u64::MAX.to_be_bytes());
+        batch.delete_cf(outbox_cf, u64::MAX.to_be_bytes());
+        for (index, row) in &body.outbox {
+            batch.put_cf(outbox_cf, index.to_be_bytes(), row);
+        }
         let applied_index;
         {
             let mut st = self.state.write().map_err(|_| lock_poisoned())?;
@@ -390,6 +562,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             st.last_applied = meta.last_log_id;
             st.membership = meta.last_membership.clone();
             st.retired_node_ids = body.retired_node_ids.clone();
+            st.published_up_to = body.published_up_to;
+            st.outbox_rows = body
+                .outbox
+                .iter()
+                .map(|(index, row)| (*index, row.len() as u64))
+                .collect();
+            self.publish_gauge(&st);
             self.write_meta(&mut batch, &st)?;
             applied_index = st.applied_index();
         }

@@ -6,7 +6,8 @@ use std::io;
 
 use serde::{Deserialize, Serialize};
 use tally_ledger::{
-    ApplyResult, DecodedCommand, Envelope, WIRE_VERSION, decode_envelope, encode_envelope,
+    ApplyResult, DecodedCommand, Envelope, IngestBatch, WIRE_VERSION, decode_envelope,
+    decode_ingest_batch, encode_envelope,
 };
 
 /// Raft node id. Never reused within a cluster.
@@ -31,8 +32,13 @@ const _: () = assert!(tally_proto::MAX_BATCH_COMMANDS <= MAX_ENTRY_COMMANDS);
 /// frame = u8 wire version (tally_ledger::WIRE_VERSION)
 ///         u64 timestamp_ms (big-endian; the leader's clock)
 ///         u32 count (big-endian; at most MAX_ENTRY_COMMANDS)
-///         u8 flags (bit 0: a waiting client asked for events)
-///         count encoded envelopes (tally_ledger::wire), back to back
+///         u8 flags (bit 0: a waiting client asked for events;
+///                   bit 1: an ingest batch; bit 2: a published marker)
+///         body:
+///           commands:  count encoded envelopes (tally_ledger::wire), back to back
+///           ingest:    one ingest batch of count records (tally_ledger::ingest)
+///           published: u64 log index (big-endian), count 0: every event up to
+///                      it is acknowledged by the events topic (`kafka::publish`)
 /// ```
 ///
 /// From then on the log store, the Raft network and the followers copy the
@@ -51,6 +57,22 @@ pub const ENTRY_HEADER_BYTES: usize = 1 + 8 + 4 + 1;
 /// leader then builds them while applying. Never changes the state;
 /// followers ignore it.
 const FLAG_EVENTS: u8 = 1;
+/// Flag bit: the body is one Kafka ingest batch.
+const FLAG_INGEST: u8 = 2;
+/// Flag bit: the body is a published marker.
+const FLAG_PUBLISHED: u8 = 4;
+const KNOWN_FLAGS: u8 = FLAG_EVENTS | FLAG_INGEST | FLAG_PUBLISHED;
+
+/// What an entry's body holds (by its flags).
+#[derive(Debug)]
+pub enum EntryBody {
+    /// Client commands: iterate [`EntryRequest::commands`].
+    Commands,
+    /// A Kafka ingest batch (decoded).
+    Ingest(IngestBatch),
+    /// Every event of entries up to this log index is in the events topic.
+    Published(u64),
+}
 
 fn corrupt(message: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message)
@@ -86,6 +108,59 @@ impl EntryRequest {
         EntryRequest {
             frame: frame.into(),
         }
+    }
+
+    /// An ingest entry: one batch of `count` records (its bytes from
+    /// `tally_ledger::IngestBatchWriter::finish`).
+    pub fn ingest(timestamp_ms: u64, batch: &[u8], count: u32) -> Self {
+        EntryRequest::with_body(timestamp_ms, count, FLAG_INGEST, batch)
+    }
+
+    /// A published marker: events of entries up to `index` are acknowledged.
+    pub fn published(timestamp_ms: u64, index: u64) -> Self {
+        EntryRequest::with_body(timestamp_ms, 0, FLAG_PUBLISHED, &index.to_be_bytes())
+    }
+
+    fn with_body(timestamp_ms: u64, count: u32, flags: u8, body: &[u8]) -> Self {
+        let mut frame = Vec::with_capacity(ENTRY_HEADER_BYTES + body.len());
+        frame.push(WIRE_VERSION);
+        frame.extend_from_slice(&timestamp_ms.to_be_bytes());
+        frame.extend_from_slice(&count.to_be_bytes());
+        frame.push(flags);
+        frame.extend_from_slice(body);
+        EntryRequest {
+            frame: frame.into(),
+        }
+    }
+
+    /// What the body holds. An error is a corrupt log (the caller stops
+    /// applying): unknown flags, a batch that does not decode or whose
+    /// count differs from the header's, a marker of the wrong size.
+    pub fn body(&self) -> Result<EntryBody, io::Error> {
+        let flags = self.frame[13];
+        let body = &self.frame[ENTRY_HEADER_BYTES..];
+        if flags & !KNOWN_FLAGS != 0 {
+            return Err(corrupt(format!("entry flags {flags:#04x} unknown")));
+        }
+        if flags & FLAG_INGEST != 0 {
+            let batch =
+                decode_ingest_batch(body).map_err(|e| corrupt(format!("ingest batch: {e}")))?;
+            if batch.records.len() != self.count() as usize {
+                return Err(corrupt(format!(
+                    "ingest batch of {} records in an entry of {}",
+                    batch.records.len(),
+                    self.count()
+                )));
+            }
+            return Ok(EntryBody::Ingest(batch));
+        }
+        if flags & FLAG_PUBLISHED != 0 {
+            let index: [u8; 8] = body
+                .try_into()
+                .map_err(|_| corrupt(format!("published marker of {} bytes", body.len())))?;
+            return Ok(EntryBody::Published(u64::from_be_bytes(index)));
+        }
+        Ok(EntryBody::Commands)
     }
 
     /// An entry of `commands` (tests and benchmarks; the writer builds
@@ -261,10 +336,28 @@ impl fmt::Display for EntryRequest {
     }
 }
 
-/// The outcome of applying one entry: one result per command, in order.
+/// The outcome of applying one entry: one result per command, in order
+/// (commands entries), or the ingest verdict (ingest entries).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EntryResponse {
     pub results: Vec<ApplyResult>,
+    pub ingest: Option<IngestReply>,
+}
+
+/// What became of an ingest entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IngestReply {
+    /// Applied: the partition's next offset now, and how many of its
+    /// records failed (recorded) or were retries of applied commands.
+    Applied {
+        next_offset: u64,
+        failed: u32,
+        duplicates: u32,
+    },
+    /// Refused whole: the batch did not start at the stored next offset.
+    Fenced { expected_offset: u64 },
+    /// Refused whole: the ledger tracks its maximum number of partitions.
+    TooManySources,
 }
 
 openraft::declare_raft_types!(

@@ -18,7 +18,11 @@ pub const CF_SM: &str = "sm";
 /// State machine metadata (last applied, membership) and the current snapshot.
 pub const CF_SM_META: &str = "sm_meta";
 
-const ALL_CFS: [&str; 4] = [CF_LOG, CF_RAFT_META, CF_SM, CF_SM_META];
+/// Ledger events not yet acknowledged by the Kafka events topic, keyed by
+/// big-endian log index (see `kafka::outbox`).
+pub const CF_OUTBOX: &str = "outbox";
+
+const ALL_CFS: [&str; 5] = [CF_LOG, CF_RAFT_META, CF_SM, CF_SM_META, CF_OUTBOX];
 
 /// Errors opening or using storage.
 #[derive(Debug, thiserror::Error)]
