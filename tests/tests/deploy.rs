@@ -3,8 +3,9 @@
 //! refuses a broken manifest), the overlays agree on names and never share
 //! node ids; the FROM scratch image builds from the test build's debug
 //! binaries, a docker-compose cluster of it comes up, `tallyctl` (in a
-//! container on the compose network) deposits and reads, the leader's
-//! container is `docker kill`ed and writes go on, and `docker-compose down
+//! container on the compose network) deposits and reads, `tallyd probe
+//! step-down` moves leadership, the leader's container is `docker kill`ed
+//! and writes go on, and `docker-compose down
 //! -v` leaves no container, network or volume behind; the sample TOML
 //! starts a node that `tallyd probe` checks; the systemd unit verifies.
 //!
@@ -481,11 +482,28 @@ fn image_builds_and_a_compose_cluster_serves_writes_after_a_node_is_killed_and_l
     assert_eq!(code, 0, "{account}");
     assert_eq!(balance(&account, "BTC"), "1.50000000");
 
-    // Kill the leader's container; a new leader takes the next write.
+    // The pre-stop hook inside the shell-less image: the leader hands over.
+    let (code, status) = project.tallyctl(&["cluster", "status"]);
+    assert_eq!(code, 0, "{status}");
+    let first_leader = status["leader_id"].as_u64().expect("leader id");
+    let handed = must(
+        Command::new("docker").args([
+            "exec",
+            &project.container(&format!("tally{first_leader}")),
+            "tallyd",
+            "probe",
+            "step-down",
+        ]),
+        "",
+    );
+    assert!(handed.contains("handed leadership to node"), "{handed}");
+
+    // Kill the (new) leader's container; another leader takes the next write.
     let (code, status) = project.tallyctl(&["cluster", "status"]);
     assert_eq!(code, 0, "{status}");
     let leader = status["leader_id"].as_u64().expect("leader id");
     assert!((1..=3).contains(&leader), "{status}");
+    assert_ne!(leader, first_leader, "step-down moved leadership: {status}");
     let killed = project.container(&format!("tally{leader}"));
     must(Command::new("docker").args(["kill", &killed]), "");
     let write = Instant::now();
