@@ -35,6 +35,8 @@ pub enum Command {
     Run(RunArgs),
     /// Start a local development cluster of separate tallyd processes on loopback.
     Dev(DevArgs),
+    /// Probes and hooks for images without a shell: readyz, healthz, step-down.
+    Probe(crate::probe::ProbeArgs),
 }
 
 #[derive(Args, Debug, Default)]

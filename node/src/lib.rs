@@ -19,7 +19,9 @@
 //!   become `tonic::Status` with their `tally-reason`) and `health`: the
 //!   edges, built on `ctx` and `reads`;
 //! - `node`: the bootstrap that opens storage, starts Raft and mounts the
-//!   services; `cli`: the `tallyd` command line on top of it.
+//!   services; `cli`: the `tallyd` command line on top of it; `probe`: the
+//!   `tallyd probe` hooks for orchestrators (HTTP health checks, pre-stop
+//!   leadership hand-off).
 
 #![forbid(unsafe_code)]
 
@@ -31,6 +33,7 @@ pub mod grpc;
 pub mod health;
 pub mod kafka;
 pub mod node;
+pub mod probe;
 pub mod raft;
 pub mod reads;
 pub mod storage;

@@ -35,6 +35,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Run(args) => tally_node::cli::run(args).await,
             Command::Dev(args) => tally_node::cli::dev(args).await,
+            Command::Probe(args) => tally_node::probe::run(args).await,
         }
     });
     match result {

@@ -330,6 +330,10 @@ pub enum ClusterCmd {
         /// A voter as ID=HOST:PORT (repeat for each voter).
         #[arg(long = "member", required = true, value_parser = member_arg, value_name = "ID=HOST:PORT")]
         members: Vec<MemberArg>,
+        /// Succeed (exit 0, nothing changed) when the node is already
+        /// initialized, so a one-shot init job may run again.
+        #[arg(long)]
+        ok_if_initialized: bool,
     },
     /// Show every node: role, term, indexes, lag, snapshot, data size, version.
     ///
@@ -571,7 +575,10 @@ pub(crate) mod tests {
         ])
         .command
         {
-            Cmd::Cluster(ClusterCmd::Init { members }) => {
+            Cmd::Cluster(ClusterCmd::Init {
+                members,
+                ok_if_initialized: false,
+            }) => {
                 assert_eq!(members.len(), 2);
                 assert_eq!(members[1].node_id, 2);
                 assert_eq!(members[1].addr, "127.0.0.1:50052");

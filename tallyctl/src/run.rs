@@ -262,7 +262,10 @@ pub async fn run(cli: Cli) -> Outcome {
 
 async fn cluster(client: &Client, cmd: ClusterCmd, json: bool) -> Outcome {
     match cmd {
-        ClusterCmd::Init { members } => {
+        ClusterCmd::Init {
+            members,
+            ok_if_initialized,
+        } => {
             let members: Vec<Member> = members
                 .into_iter()
                 .map(|m| Member {
@@ -271,9 +274,29 @@ async fn cluster(client: &Client, cmd: ClusterCmd, json: bool) -> Outcome {
                 })
                 .collect();
             let count = members.len();
-            interruptible(client.init(members), true, |()| Outcome::Ok {
-                text: format!("cluster initialized with {count} voter(s)"),
-                json: json!({"status": "ok", "action": "init", "voters": count}),
+            let call = async {
+                match client.init(members).await {
+                    Ok(()) => Ok(true),
+                    Err(ClientError::Status { reason, .. })
+                        if ok_if_initialized && reason == "ALREADY_INITIALIZED" =>
+                    {
+                        Ok(false)
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+            interruptible(call, true, |fresh| {
+                if fresh {
+                    Outcome::Ok {
+                        text: format!("cluster initialized with {count} voter(s)"),
+                        json: json!({"status": "ok", "action": "init", "voters": count}),
+                    }
+                } else {
+                    Outcome::Ok {
+                        text: "cluster already initialized; nothing changed".to_string(),
+                        json: json!({"status": "ok", "action": "init", "already_initialized": true}),
+                    }
+                }
             })
             .await
         }
