@@ -17,3 +17,4 @@ if ! cargo nextest --version >/dev/null 2>&1; then
 fi
 
 source scripts/deps-kafka.sh
+source scripts/deps-deploy.sh
