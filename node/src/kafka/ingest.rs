@@ -22,7 +22,7 @@
 //! replicated positions after a short backoff.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -264,6 +264,16 @@ async fn session(
         FuturesUnordered::new();
     let mut refresh = tokio::time::interval(REFRESH_INTERVAL);
     let clock = AtomicU64::new(0);
+    // Watermarks and the partition count are refreshed beside the loop:
+    // broker round trips must not hold up proposals.
+    let repartitioned = Arc::new(AtomicBool::new(false));
+    let _monitor = AbortOnDrop(tokio::spawn(monitor_broker(
+        consumer.clone(),
+        kafka.clone(),
+        topic.clone(),
+        partition_count,
+        repartitioned.clone(),
+    )));
     loop {
         let full = partitions.values().any(|p| {
             p.pending.len() >= batch_limit || p.pending.encoded_len() >= MAX_INGEST_ENTRY_BYTES
@@ -313,12 +323,7 @@ async fn session(
                 }
             }
             _ = refresh.tick() => {
-                for partition in partitions.keys().copied().collect::<Vec<_>>() {
-                    if let Ok((low, high)) = watermarks(&consumer, &topic, partition).await {
-                        kafka.ingest.with_partition(partition, |v| { v.low_watermark = low; v.high_watermark = high; });
-                    }
-                }
-                if fetch_partition_count(&consumer, &topic).await? != partition_count {
+                if repartitioned.load(Ordering::Relaxed) {
                     return Err("the topic's partition count changed; re-assigning".into());
                 }
             }
@@ -367,6 +372,42 @@ async fn session(
     }
 }
 
+/// Aborts the task when dropped (the session ended).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Every `REFRESH_INTERVAL`: each partition's watermarks into the status,
+/// and whether the topic's partition count changed.
+async fn monitor_broker(
+    consumer: Arc<StreamConsumer>,
+    kafka: Arc<KafkaRuntime>,
+    topic: String,
+    partition_count: u32,
+    repartitioned: Arc<AtomicBool>,
+) {
+    loop {
+        tokio::time::sleep(REFRESH_INTERVAL).await;
+        for partition in 0..partition_count {
+            if let Ok((low, high)) = watermarks(&consumer, &topic, partition).await {
+                kafka.ingest.with_partition(partition, |v| {
+                    v.low_watermark = low;
+                    v.high_watermark = high;
+                });
+            }
+        }
+        if let Ok(count) = fetch_partition_count(&consumer, &topic).await
+            && count != partition_count
+        {
+            repartitioned.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
 /// A Kafka record's value as a command, or why it is not one.
 fn decode_record(payload: Option<&[u8]>) -> Result<tally_ledger::Envelope, String> {
     let bytes = payload.ok_or("record has no value")?;
@@ -385,7 +426,7 @@ fn offset_of(next: u64) -> Result<Offset, String> {
 /// session either way.
 async fn offset_problem(
     kafka: &KafkaRuntime,
-    consumer: &StreamConsumer,
+    consumer: &Arc<StreamConsumer>,
     topic: &str,
     partitions: &mut BTreeMap<u32, Partition>,
     code: rdkafka::types::RDKafkaErrorCode,

@@ -77,6 +77,36 @@ struct SnapshotBody {
     outbox: Vec<(u64, Vec<u8>)>,
 }
 
+/// A snapshot body as builds before the Kafka outbox wrote it (no
+/// published index, no outbox): still installed, with an empty outbox.
+#[derive(Serialize, Deserialize)]
+struct SnapshotBodyWithoutOutbox {
+    last_applied: Option<LogId>,
+    membership: StoredMembership,
+    retired_node_ids: BTreeSet<u64>,
+    records: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl SnapshotBody {
+    /// Decodes this build's body, or the older one without the outbox.
+    fn decode(data: &[u8]) -> Result<SnapshotBody, io::Error> {
+        match codec::decode::<SnapshotBody>(data) {
+            Ok(body) => Ok(body),
+            Err(error) => match codec::decode::<SnapshotBodyWithoutOutbox>(data) {
+                Ok(old) => Ok(SnapshotBody {
+                    last_applied: old.last_applied,
+                    membership: old.membership,
+                    retired_node_ids: old.retired_node_ids,
+                    records: old.records,
+                    published_up_to: 0,
+                    outbox: Vec::new(),
+                }),
+                Err(_) => Err(error),
+            },
+        }
+    }
+}
+
 /// A snapshot kept on disk as the node's current snapshot.
 #[derive(Serialize, Deserialize)]
 struct StoredSnapshot {
@@ -538,7 +568,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
         let data = snapshot.into_inner();
-        let body: SnapshotBody = codec::decode(&data)?;
+        let body = SnapshotBody::decode(&data)?;
         let ledger = Ledger::from_records(self.ledger_config, body.records.iter().cloned())
             .map_err(|e| {
                 io::Error::new(io::ErrorKind::InvalidData, format!("snapshot records: {e}"))
@@ -593,5 +623,33 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: s.meta,
             snapshot: std::io::Cursor::new(s.data),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_snapshot_body_from_before_the_outbox_still_decodes_with_an_empty_outbox() {
+        let old = SnapshotBodyWithoutOutbox {
+            last_applied: None,
+            membership: StoredMembership::default(),
+            retired_node_ids: BTreeSet::from([7]),
+            records: vec![(vec![1], vec![2])],
+        };
+        let bytes = codec::encode(&old).expect("encode");
+        let body = SnapshotBody::decode(&bytes).expect("decodes");
+        assert_eq!(body.retired_node_ids, BTreeSet::from([7]));
+        assert_eq!(body.records, vec![(vec![1], vec![2])]);
+        assert!(body.outbox.is_empty() && body.published_up_to == 0);
+        let new = SnapshotBody {
+            outbox: vec![(5, vec![9])],
+            published_up_to: 4,
+            ..body
+        };
+        let round = SnapshotBody::decode(&codec::encode(&new).expect("encode")).expect("decodes");
+        assert_eq!((round.published_up_to, round.outbox), (4, vec![(5, vec![9])]));
+        assert!(SnapshotBody::decode(&bytes[..bytes.len() - 1]).is_err());
     }
 }
