@@ -229,8 +229,12 @@ fn consume_events(
         };
         let entry_us = event.timestamp_ms.saturating_mul(1000);
         let _ = latencies.total.record(arrived.saturating_sub(sent).max(1));
-        let _ = latencies.to_entry.record(entry_us.saturating_sub(sent).max(1));
-        let _ = latencies.entry_to_event.record(arrived.saturating_sub(entry_us).max(1));
+        let _ = latencies
+            .to_entry
+            .record(entry_us.saturating_sub(sent).max(1));
+        let _ = latencies
+            .entry_to_event
+            .record(arrived.saturating_sub(entry_us).max(1));
         seen.fetch_add(1, Ordering::Relaxed);
     }
     Ok(latencies)

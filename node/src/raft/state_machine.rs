@@ -649,7 +649,10 @@ mod tests {
             ..body
         };
         let round = SnapshotBody::decode(&codec::encode(&new).expect("encode")).expect("decodes");
-        assert_eq!((round.published_up_to, round.outbox), (4, vec![(5, vec![9])]));
+        assert_eq!(
+            (round.published_up_to, round.outbox),
+            (4, vec![(5, vec![9])])
+        );
         assert!(SnapshotBody::decode(&bytes[..bytes.len() - 1]).is_err());
     }
 }
