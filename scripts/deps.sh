@@ -16,5 +16,3 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked cargo-nextest
 fi
 
-source scripts/deps-kafka.sh
-source scripts/deps-deploy.sh
