@@ -627,3 +627,95 @@ async fn every_record_applies_exactly_once_across_a_leader_kill_and_a_broker_res
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_events_outbox_refuses_writes_until_the_broker_is_back_and_drops_no_event() {
+    let mut broker = Broker::start_persistent();
+    broker.create_topic(INGEST, 1).await;
+    broker.create_topic(EVENTS, EVENT_PARTITIONS).await;
+    // A one-byte bound: one unpublished row fills the outbox.
+    let mut args = kafka_args(&broker);
+    args.extend(["--kafka-outbox-max-bytes".to_string(), "1".to_string()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let cluster = Cluster::start(3, &args).await;
+    let c = client(&cluster);
+    for command in [
+        commands::create_asset("USD", 2),
+        commands::create_account(1),
+    ] {
+        assert!(c.submit(command).await.applied_index().is_some());
+    }
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let outbox_empty = || async {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let publish = ingest_status(&cluster.addr(leader))
+                .await
+                .publish
+                .expect("publish");
+            if publish.outbox_entries == 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "outbox not drained: {publish:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    outbox_empty().await;
+    broker.kill();
+    let mut ledger = tally_proto::v1::ledger_client::LedgerClient::connect(format!(
+        "http://{}",
+        cluster.addr(leader)
+    ))
+    .await
+    .expect("connect");
+    let submit = |id: &str| tally_proto::v1::SubmitRequest {
+        command: Some(with_id(commands::deposit(1, "USD", "1"), id)),
+        reply_detail: 0,
+    };
+    ledger
+        .submit(submit("first"))
+        .await
+        .expect("applied while the outbox had room");
+    let refused = ledger
+        .submit(submit("second"))
+        .await
+        .expect_err("refused when full");
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert_eq!(
+        refused
+            .metadata()
+            .get(tally_proto::REASON_METADATA_KEY)
+            .and_then(|v| v.to_str().ok()),
+        Some("EVENTS_OUTBOX_FULL"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        balance(&c, 1, "USD").await.0,
+        "1.00",
+        "the refused write changed nothing"
+    );
+    broker.restart();
+    outbox_empty().await;
+    ledger
+        .submit(submit("second"))
+        .await
+        .expect("accepted once published");
+    assert_eq!(balance(&c, 1, "USD").await.0, "2.00");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let events = read_events(&broker, Duration::from_millis(500));
+        let ids: BTreeSet<String> = events
+            .iter()
+            .map(|(_, _, e)| e.command_id.clone())
+            .collect();
+        if ids.contains("first") && ids.contains("second") {
+            check_ids_contiguous(&events);
+            break;
+        }
+        assert!(Instant::now() < deadline, "events missing: {ids:?}");
+    }
+}
