@@ -3,10 +3,11 @@
 //! watch, the database, the Kafka runtime, when the leader was last heard from
 //! ([`LeaderContact`]) and a cache of channels to peers. Also what is derived
 //! from it without waiting: Raft metrics, the leader's address, this node's
-//! status and its state hash. The read barriers built on it are in `reads`.
+//! status and its state hash, and whether this node was removed from the
+//! cluster ([`NodeCtx::removed`]). The read barriers built on it are in `reads`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -70,6 +71,9 @@ pub struct NodeCtx {
     /// (applied index, hex state hash): hashing walks the whole ledger, so it
     /// is done at most once per applied index however often status is asked.
     hash_cache: Mutex<(u64, String)>,
+    /// Set once a peer reported this node's id as retired (a removed node
+    /// hears nothing from the leader, so it must ask; see `removal`).
+    removed_by_peer: AtomicBool,
 }
 
 impl NodeCtx {
@@ -93,6 +97,7 @@ impl NodeCtx {
             kafka,
             channels: Mutex::new(HashMap::new()),
             hash_cache: Mutex::new((0, String::new())),
+            removed_by_peer: AtomicBool::new(false),
         }
     }
 
@@ -145,20 +150,47 @@ impl NodeCtx {
         (hash, applied)
     }
 
+    /// Records that a peer reported this node as removed; true the first time.
+    pub fn mark_removed(&self) -> bool {
+        !self.removed_by_peer.swap(true, Ordering::Relaxed)
+    }
+
+    /// Whether this node was removed from the cluster: a peer said so, or
+    /// the membership it applied retired its id or (once it has one) no
+    /// longer lists it. Node ids are never reused, so this is for good.
+    pub fn removed(&self) -> bool {
+        if self.removed_by_peer.load(Ordering::Relaxed) {
+            return true;
+        }
+        let Ok(st) = self.state.read() else {
+            return false;
+        };
+        let id = self.config.node_id;
+        st.retired_node_ids.contains(&id)
+            || (st.membership.log_id().is_some()
+                && !st.membership.membership().nodes().any(|(n, _)| *n == id))
+    }
+
     /// This node's own status.
     pub fn node_status(&self) -> NodeStatus {
         let m = self.metrics();
-        let voter = m
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == self.config.node_id);
+        let removed = self.removed();
+        let voter = !removed
+            && m.membership_config
+                .membership()
+                .voter_ids()
+                .any(|v| v == self.config.node_id);
         let role = match m.state {
+            _ if removed => "removed",
             ServerState::Leader => "leader",
             ServerState::Follower => "follower",
             ServerState::Candidate => "candidate",
             ServerState::Learner => "learner",
             ServerState::Shutdown => "shutdown",
+        };
+        let leader_contact_ms = match m.state {
+            ServerState::Leader => None,
+            _ => self.leader_contact.since_ms(),
         };
         let (hash, applied) = self.state_hash_cached();
         NodeStatus {
@@ -180,6 +212,8 @@ impl NodeCtx {
             matched_index: 0,
             voter,
             error: String::new(),
+            removed,
+            leader_contact_ms,
         }
     }
 }

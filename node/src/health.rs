@@ -16,8 +16,15 @@ const MAX_REQUEST_BYTES: usize = 4096;
 /// How long a client may take to send its request head.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Whether the node is ready to serve: it knows a leader and has applied all it knows committed.
+/// Whether the node is ready to serve: it was not removed from the
+/// cluster, knows a leader and has applied all it knows committed.
 pub fn readiness(ctx: &NodeCtx) -> Result<(), String> {
+    if ctx.removed() {
+        return Err(format!(
+            "NODE_REMOVED: node {} was removed from the cluster",
+            ctx.config.node_id
+        ));
+    }
     let m = ctx.metrics();
     if m.current_leader.is_none() {
         return Err("no leader known".into());

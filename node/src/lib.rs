@@ -36,5 +36,6 @@ pub mod node;
 pub mod probe;
 pub mod raft;
 pub mod reads;
+pub mod removal;
 pub mod storage;
 pub mod writer;

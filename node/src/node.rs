@@ -139,6 +139,7 @@ pub async fn start(
         ctx.clone(),
         health_reporter,
     ));
+    tokio::spawn(crate::removal::watch(ctx.clone()));
     let raft_for_shutdown = raft.clone();
     let server = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()

@@ -110,6 +110,9 @@ pub enum ReadError {
         since_ms: Option<u64>,
         bound_ms: u64,
     },
+    /// This node was removed from the cluster: it serves no reads.
+    #[error("node {node_id} was removed from the cluster; ask a current member")]
+    NodeRemoved { node_id: u64 },
     /// The state machine stopped while the read waited.
     #[error("node shutting down")]
     ShuttingDown,
@@ -132,6 +135,7 @@ impl ReadError {
             ReadError::ReadIndexNotApplied(_) => "READ_INDEX_NOT_APPLIED",
             ReadError::IndexNotReached(_) => "INDEX_NOT_REACHED",
             ReadError::StaleByEntries { .. } | ReadError::StaleByTime { .. } => "STALE_REPLICA",
+            ReadError::NodeRemoved { .. } => "NODE_REMOVED",
             ReadError::ShuttingDown => return None,
         })
     }
@@ -139,7 +143,13 @@ impl ReadError {
 
 impl NodeCtx {
     /// Returns once a read at `level` may be served from this node's state.
+    /// A removed node refuses every read (`NodeRemoved`).
     pub async fn read_barrier(&self, level: ReadLevel) -> Result<(), ReadError> {
+        if self.removed() {
+            return Err(ReadError::NodeRemoved {
+                node_id: self.config.node_id,
+            });
+        }
         match level {
             ReadLevel::Linearizable => self.linearizable_barrier().await,
             ReadLevel::AtLeastIndex { min_index } => {

@@ -20,6 +20,10 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
 /// (a learner catching up, a new leader, a snapshot).
 pub const DEFAULT_SLOW_TIMEOUT_MS: u64 = 120_000;
 
+/// `cluster status --max-lag` default: as far behind as a learner may be
+/// and still count as caught up for promotion.
+pub const DEFAULT_MAX_LAG_ENTRIES: u64 = 1000;
+
 const STATUS_HELP: &str = "\
 Columns: NODE (id; * marks the leader), ADDR, ROLE (leader, follower, \
 candidate, learner, unreachable), MEMBER (voter or learner), TERM, LAST LOG \
@@ -29,6 +33,14 @@ entries the node has yet to apply), SNAPSHOT (index of its latest \
 snapshot), DATA (size of its data dir), VERSION (tallyd version) and STATE \
 HASH (prefix of the hash of its ledger state; equal hashes at equal applied \
 indexes mean equal state).
+
+Health: exit status 0 when the cluster is healthy, 4 (degraded) when no \
+leader answered, a voter is unreachable, or a voter lags more than \
+--max-lag entries behind the leader's log; the problems are listed on \
+stderr (and under \"problems\" with --json), so scripts can use it like \
+`etcdctl endpoint health`. Unreachable nodes are marked in the table. When \
+no leader answers, each node's own view is shown and labelled as such, with \
+how long ago each node last heard from a leader.
 
 With --watch the table is redrawn every --interval-ms until Ctrl-C; with \
 --json each refresh is one JSON object on its own line.";
@@ -356,6 +368,10 @@ pub enum ClusterCmd {
             value_name = "MS"
         )]
         interval_ms: u64,
+        /// A voter more than this many entries behind the leader's log
+        /// counts as lagging (the cluster is then degraded, exit 4).
+        #[arg(long, default_value_t = DEFAULT_MAX_LAG_ENTRIES, value_name = "ENTRIES")]
+        max_lag: u64,
     },
     /// Add a node as a learner (replicates, does not vote).
     ///
@@ -592,14 +608,16 @@ pub(crate) mod tests {
             ok(&["cluster", "status"]).command,
             Cmd::Cluster(ClusterCmd::Status {
                 watch: false,
-                interval_ms: 1000
+                interval_ms: 1000,
+                max_lag: DEFAULT_MAX_LAG_ENTRIES,
             })
         ));
         assert!(matches!(
             ok(&["cluster", "status", "--watch", "--interval-ms", "250"]).command,
             Cmd::Cluster(ClusterCmd::Status {
                 watch: true,
-                interval_ms: 250
+                interval_ms: 250,
+                ..
             })
         ));
         assert!(parse(&["cluster", "status", "--interval-ms", "250"]).is_err());

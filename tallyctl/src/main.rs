@@ -1,7 +1,8 @@
 //! `tallyctl`: the operator's command line for a Tally cluster. Parses the
 //! command line, runs it on a single-threaded Tokio runtime, prints the
 //! outcome (text, or one JSON object with `--json`) and exits with
-//! 0 success, 1 usage/connection error, 2 rejected, 3 unknown outcome.
+//! 0 success, 1 usage/connection error, 2 rejected, 3 unknown outcome,
+//! 4 degraded cluster (`cluster status`).
 
 #![forbid(unsafe_code)]
 
@@ -117,6 +118,19 @@ fn emit(outcome: &Outcome, json: bool) {
         } => {
             if json {
                 print_out(&value.to_string());
+            }
+            print_err(line);
+        }
+        Outcome::Warn {
+            text,
+            json: value,
+            line,
+            ..
+        } => {
+            if json {
+                print_out(&value.to_string());
+            } else {
+                print_out(text);
             }
             print_err(line);
         }

@@ -285,8 +285,68 @@ pub fn node_status_json(n: &NodeStatus) -> Value {
         "version": n.version,
         "state_hash": n.state_hash,
         "data_size_bytes": n.data_size_bytes,
+        "removed": n.removed,
+        "leader_contact_ms": n.leader_contact_ms,
         "error": n.error,
     })
+}
+
+/// Whether a node's status is an answer (not an unreachable placeholder).
+fn answered(n: &NodeStatus) -> bool {
+    n.error.is_empty() && n.role != "unreachable"
+}
+
+/// Why the cluster the leader reports is degraded (empty: healthy): no
+/// leader, a voter unreachable, or a voter more than `max_lag` entries
+/// behind the leader's last log index (see [`lag`]).
+pub fn cluster_problems(s: &ClusterStatus, max_lag: u64) -> Vec<String> {
+    let mut problems = Vec::new();
+    if !s.has_leader {
+        problems.push("no leader".to_string());
+    }
+    let leader_id = s.has_leader.then_some(s.leader_id);
+    let leader_last_log = leader_last_log(&s.nodes, leader_id);
+    for voter in &s.voters {
+        let status = s.nodes.iter().find(|n| n.node_id == voter.node_id);
+        match status.filter(|n| answered(n)) {
+            None => {
+                let why = status
+                    .map(|n| n.error.as_str())
+                    .filter(|e| !e.is_empty())
+                    .unwrap_or("no answer");
+                problems.push(format!(
+                    "voter {} ({}) unreachable: {why}",
+                    voter.node_id, voter.addr
+                ));
+            }
+            Some(n) => {
+                if let Some(l) = lag(n, leader_last_log).filter(|l| *l > max_lag) {
+                    problems.push(format!(
+                        "voter {} lags {l} entries behind the leader (bound {max_lag})",
+                        voter.node_id
+                    ));
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// How stale a node's own view is, for people: when it last heard from a leader.
+pub fn staleness_text(n: &NodeStatus) -> String {
+    if n.role == "leader" {
+        return format!("node {} says it leads (term {})", n.node_id, n.term);
+    }
+    match n.leader_contact_ms {
+        Some(ms) => format!(
+            "node {} ({}): last heard from a leader {ms} ms ago",
+            n.node_id, n.role
+        ),
+        None => format!(
+            "node {} ({}): has not heard from a leader since it started",
+            n.node_id, n.role
+        ),
+    }
 }
 
 /// The leader's last log index, if the leader is among `nodes` and answered.
@@ -525,8 +585,9 @@ pub fn node_views_text(views: &[(String, Result<NodeStatus, String>)]) -> String
     let (table, _) = nodes_table(&rows, leader_id, leader_last_log);
     let mut out = table;
     for (addr, r) in views {
-        if let Err(e) = r {
-            out.push_str(&format!("\n{addr}: {e}"));
+        match r {
+            Ok(n) => out.push_str(&format!("\n{}", staleness_text(n))),
+            Err(e) => out.push_str(&format!("\n{addr}: unreachable: {e}")),
         }
     }
     out

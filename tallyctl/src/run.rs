@@ -27,6 +27,9 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_REJECTED: u8 = 2;
 /// Exit status: a write's (or membership change's) outcome is unknown.
 pub const EXIT_UNKNOWN: u8 = 3;
+/// Exit status: `cluster status` answered, and the cluster is degraded (no
+/// leader, a voter unreachable or lagging beyond `--max-lag`).
+pub const EXIT_DEGRADED: u8 = 4;
 
 /// What to print and how to exit.
 #[derive(Debug, PartialEq)]
@@ -36,6 +39,15 @@ pub enum Outcome {
     /// Failure: one line for stderr (already prefixed), the JSON object for
     /// stdout with `--json`, and the exit status.
     Fail { exit: u8, line: String, json: Value },
+    /// An answer that is bad news (`cluster status` of a degraded cluster):
+    /// text (or JSON) for stdout as with `Ok`, one line for stderr, and a
+    /// non-zero exit status.
+    Warn {
+        exit: u8,
+        text: String,
+        json: Value,
+        line: String,
+    },
     /// Success whose output was already printed (`cluster status --watch`).
     Printed,
 }
@@ -44,7 +56,7 @@ impl Outcome {
     pub fn exit_code(&self) -> u8 {
         match self {
             Outcome::Ok { .. } | Outcome::Printed => EXIT_OK,
-            Outcome::Fail { exit, .. } => *exit,
+            Outcome::Fail { exit, .. } | Outcome::Warn { exit, .. } => *exit,
         }
     }
 
@@ -333,12 +345,14 @@ async fn cluster(client: &Client, cmd: ClusterCmd, json: bool) -> Outcome {
         ClusterCmd::Compact { node } => per_node(client, node, NodeOp::Compact).await,
         ClusterCmd::Status {
             watch: false,
+            max_lag,
             ..
-        } => cluster_status(client).await,
+        } => cluster_status(client, max_lag).await,
         ClusterCmd::Status {
             watch: true,
             interval_ms,
-        } => watch_status(client, interval_ms, json).await,
+            max_lag,
+        } => watch_status(client, interval_ms, max_lag, json).await,
     }
 }
 
@@ -452,7 +466,7 @@ async fn per_node(client: &Client, node: Option<String>, op: NodeOp) -> Outcome 
 /// `cluster status --watch`: one status per interval until Ctrl-C. On a
 /// terminal the screen is redrawn; otherwise (and with --json, one object
 /// per line) each refresh is appended. Errors are shown and watching goes on.
-async fn watch_status(client: &Client, interval_ms: u64, json: bool) -> Outcome {
+async fn watch_status(client: &Client, interval_ms: u64, max_lag: u64, json: bool) -> Outcome {
     let interval = Duration::from_millis(interval_ms);
     // A refresh may not take longer than the interval (or the timeout).
     let per_refresh = client.with_timeout_ms(client.timeout_ms().min(interval_ms.max(500)));
@@ -464,7 +478,7 @@ async fn watch_status(client: &Client, interval_ms: u64, json: bool) -> Outcome 
         refresh += 1;
         let started = tokio::time::Instant::now();
         let outcome = tokio::select! {
-            outcome = cluster_status(&per_refresh) => outcome,
+            outcome = cluster_status(&per_refresh, max_lag) => outcome,
             _ = &mut ctrl_c => return Outcome::Printed,
         };
         let frame = watch_frame(&outcome, json, refresh, interval_ms);
@@ -497,7 +511,9 @@ async fn watch_status(client: &Client, interval_ms: u64, json: bool) -> Outcome 
 pub fn watch_frame(outcome: &Outcome, json: bool, refresh: u64, interval_ms: u64) -> String {
     if json {
         let mut value = match outcome {
-            Outcome::Ok { json, .. } | Outcome::Fail { json, .. } => json.clone(),
+            Outcome::Ok { json, .. } | Outcome::Fail { json, .. } | Outcome::Warn { json, .. } => {
+                json.clone()
+            }
             Outcome::Printed => json!({}),
         };
         if let Some(object) = value.as_object_mut() {
@@ -508,20 +524,26 @@ pub fn watch_frame(outcome: &Outcome, json: bool, refresh: u64, interval_ms: u64
     let body = match outcome {
         Outcome::Ok { text, .. } => text.clone(),
         Outcome::Fail { line, .. } => line.clone(),
+        Outcome::Warn { text, line, .. } => format!("{text}\n{line}"),
         Outcome::Printed => String::new(),
     };
     format!("every {interval_ms} ms, refresh {refresh} (Ctrl-C to stop)\n{body}")
 }
 
-/// The leader's view; failing that, each configured node's own view.
-async fn cluster_status(client: &Client) -> Outcome {
+/// The leader's view; failing that, each configured node's own view,
+/// labelled as such. Degraded (exit [`EXIT_DEGRADED`], the problems on
+/// stderr and under `problems`): no leader answered, a voter is
+/// unreachable, or a voter lags more than `max_lag` entries.
+async fn cluster_status(client: &Client, max_lag: u64) -> Outcome {
     let half = (client.timeout_ms() / 2).max(1);
     let error = match client.with_timeout_ms(half).cluster_status().await {
         Ok(status) => {
-            return Outcome::Ok {
-                text: render::cluster_text(&status),
-                json: render::cluster_json(&status),
-            };
+            let problems = render::cluster_problems(&status, max_lag);
+            let mut json = render::cluster_json(&status);
+            json["healthy"] = json!(problems.is_empty());
+            json["problems"] = json!(problems);
+            json["max_lag_entries"] = json!(max_lag);
+            return health_outcome(render::cluster_text(&status), json, &problems);
         }
         Err(error) if error.is_definite_answer() => return error_outcome(&error, false),
         Err(error) => error,
@@ -551,12 +573,29 @@ async fn cluster_status(client: &Client) -> Outcome {
     if views.iter().all(|(_, s)| s.is_err()) {
         return error_outcome(&error, false);
     }
-    Outcome::Ok {
-        text: format!(
-            "cluster status unavailable ({error}); each node's own view:\n{}",
-            render::node_views_text(&views)
-        ),
-        json: render::node_views_json(&views, &error.to_string()),
+    let problems = vec![format!("no leader answered for the cluster ({error})")];
+    let mut json = render::node_views_json(&views, &error.to_string());
+    json["healthy"] = json!(false);
+    json["problems"] = json!(problems);
+    json["max_lag_entries"] = json!(max_lag);
+    let text = format!(
+        "NOT the leader's view: no leader answered ({error}); each node's own view, \
+         possibly stale:\n{}",
+        render::node_views_text(&views)
+    );
+    health_outcome(text, json, &problems)
+}
+
+/// `Ok` for a healthy cluster, else `Warn` with exit [`EXIT_DEGRADED`].
+fn health_outcome(text: String, json: Value, problems: &[String]) -> Outcome {
+    if problems.is_empty() {
+        return Outcome::Ok { text, json };
+    }
+    Outcome::Warn {
+        exit: EXIT_DEGRADED,
+        text,
+        json,
+        line: format!("degraded: {}", problems.join("; ")),
     }
 }
 

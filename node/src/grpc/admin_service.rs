@@ -14,10 +14,11 @@ use openraft::{ChangeMembers, RaftMetrics};
 use tally_proto::v1::admin_client::AdminClient;
 use tally_proto::v1::admin_server::Admin as AdminRpc;
 use tally_proto::v1::{
-    AddLearnerRequest, ClusterStatus, ClusterStatusRequest, CompactRequest, CompactResponse,
-    InitRequest, InitResponse, Member, MembershipResponse, NodeStatus, NodeStatusRequest,
-    PromoteRequest, RemoveRequest, ReplaceRequest, SnapshotRequest, SnapshotResponse,
-    TransferLeaderRequest, TransferLeaderResponse,
+    AddLearnerRequest, AppliedMembership, AppliedMembershipRequest, ClusterStatus,
+    ClusterStatusRequest, CompactRequest, CompactResponse, InitRequest, InitResponse, Member,
+    MembershipResponse, NodeStatus, NodeStatusRequest, PromoteRequest, RemoveRequest,
+    ReplaceRequest, SnapshotRequest, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse,
 };
 use tonic::{Code, Request, Response, Status};
 
@@ -555,6 +556,9 @@ impl AdminRpc for AdminService {
         &self,
         _req: Request<ClusterStatusRequest>,
     ) -> Result<Response<ClusterStatus>, Status> {
+        // Only the leader's view is the cluster's: a follower sends the
+        // client on (the client follows `tally-leader`).
+        self.require_leader()?;
         let metrics = self.ctx.metrics();
         let m = metrics.membership_config.clone();
         let voters: BTreeSet<u64> = m.voter_ids().collect();
@@ -595,6 +599,49 @@ impl AdminRpc for AdminService {
             }
         }
         Ok(Response::new(out))
+    }
+
+    async fn get_applied_membership(
+        &self,
+        _req: Request<AppliedMembershipRequest>,
+    ) -> Result<Response<AppliedMembership>, Status> {
+        self.applied_membership().map(Response::new)
+    }
+}
+
+impl AdminService {
+    /// The membership this node applied and the retired node ids.
+    fn applied_membership(&self) -> Result<AppliedMembership, Status> {
+        let st = self
+            .ctx
+            .state
+            .read()
+            .map_err(|_| status(Code::Internal, "INTERNAL", "state lock poisoned"))?;
+        let m = st.membership.membership();
+        let voters: BTreeSet<u64> = m.voter_ids().collect();
+        let mut out = AppliedMembership {
+            cluster_id: self.ctx.config.cluster_id.clone(),
+            log_index: st
+                .membership
+                .log_id()
+                .as_ref()
+                .map(|l| l.index)
+                .unwrap_or(0),
+            retired_node_ids: st.retired_node_ids.iter().copied().collect(),
+            ..Default::default()
+        };
+        for (id, node) in m.nodes() {
+            let member = Member {
+                node_id: *id,
+                addr: node.addr.clone(),
+            };
+            if voters.contains(id) {
+                out.voters.push(member);
+            } else {
+                out.learners.push(member);
+            }
+        }
+        Ok(out)
     }
 }
 

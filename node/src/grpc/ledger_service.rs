@@ -18,7 +18,7 @@ use tonic::{Code, Request, Response, Status};
 
 use crate::ctx::NodeCtx;
 use crate::grpc::convert;
-use crate::grpc::status::{invalid, not_leader, read_error, status};
+use crate::grpc::status::{invalid, node_removed, not_leader, read_error, status};
 use crate::raft::state_machine::SmState;
 use crate::raft::types::EncodedCommands;
 use crate::reads::ReadLevel;
@@ -37,6 +37,9 @@ pub struct LedgerService {
 impl LedgerService {
     /// Proposes a batch; on a follower, forwards it to the leader once.
     async fn write(&self, req: Request<SubmitBatchRequest>) -> Result<SubmitBatchResponse, Status> {
+        if self.ctx.removed() {
+            return Err(node_removed(self.ctx.config.node_id));
+        }
         let forwarded = req.metadata().get(FORWARDED_METADATA_KEY).is_some();
         let batch = req.into_inner();
         if batch.commands.is_empty() {

@@ -42,6 +42,11 @@ pub fn not_leader(leader_addr: Option<&str>) -> Status {
     }
 }
 
+/// This node was removed from the cluster: it serves no client traffic.
+pub fn node_removed(node_id: u64) -> Status {
+    read_error(ReadError::NodeRemoved { node_id })
+}
+
 /// The status for a read that may not be served here: the error's reason in
 /// `tally-reason` (none when the node is shutting down) and, for
 /// `NotLeader`, the leader's address in `tally-leader`.
@@ -51,7 +56,8 @@ pub fn read_error(e: ReadError) -> Status {
         ReadError::NoLeader => return not_leader(None),
         ReadError::LeaderUnreachable(_)
         | ReadError::ReadIndexFailed { .. }
-        | ReadError::ShuttingDown => Code::Unavailable,
+        | ReadError::ShuttingDown
+        | ReadError::NodeRemoved { .. } => Code::Unavailable,
         ReadError::ReadIndexNotApplied(_) | ReadError::IndexNotReached(_) => Code::DeadlineExceeded,
         ReadError::StaleByEntries { .. } | ReadError::StaleByTime { .. } => {
             Code::FailedPrecondition
@@ -181,6 +187,15 @@ mod tests {
                     Code::FailedPrecondition,
                     Some("STALE_REPLICA"),
                     "node 3 last heard from a leader never ago (bound 500 ms)",
+                    None,
+                ),
+            ),
+            (
+                ReadError::NodeRemoved { node_id: 2 },
+                (
+                    Code::Unavailable,
+                    Some("NODE_REMOVED"),
+                    "node 2 was removed from the cluster; ask a current member",
                     None,
                 ),
             ),
