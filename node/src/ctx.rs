@@ -150,9 +150,9 @@ impl NodeCtx {
         (hash, applied)
     }
 
-    /// Records that a peer reported this node as removed; true the first time.
-    pub fn mark_removed(&self) -> bool {
-        !self.removed_by_peer.swap(true, Ordering::Relaxed)
+    /// Records that a peer reported this node as removed.
+    pub fn mark_removed(&self) {
+        self.removed_by_peer.store(true, Ordering::Relaxed);
     }
 
     /// Whether this node was removed from the cluster: a peer said so, or

@@ -27,19 +27,12 @@ const ASK_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Watches for this node's removal until the process exits; logs it once.
 pub async fn watch(ctx: Arc<NodeCtx>) {
-    let mut logged = false;
     loop {
         tokio::time::sleep(CHECK_EVERY).await;
-        if !logged && ctx.removed() {
-            logged = true;
-            tracing::warn!(
-                node_id = ctx.config.node_id,
-                "this node was removed from the cluster: it serves no client traffic any more \
-                 (readyz 503, reads and writes refused with NODE_REMOVED); stop it and wipe its data dir"
-            );
-            continue;
+        if ctx.removed() {
+            break;
         }
-        if logged || ctx.raft.is_leader() {
+        if ctx.raft.is_leader() {
             continue;
         }
         let silent = ctx
@@ -48,8 +41,14 @@ pub async fn watch(ctx: Arc<NodeCtx>) {
             .is_none_or(|ms| ms >= SILENCE_BEFORE_ASKING.as_millis() as u64);
         if silent && peer_says_removed(&ctx).await {
             ctx.mark_removed();
+            break;
         }
     }
+    tracing::warn!(
+        node_id = ctx.config.node_id,
+        "this node was removed from the cluster: it serves no client traffic any more \
+         (readyz 503, reads and writes refused with NODE_REMOVED); it can be stopped"
+    );
 }
 
 /// Whether any peer of this node's cluster lists this node's id as retired.
