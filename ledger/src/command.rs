@@ -69,6 +69,14 @@ pub const MIN_DEDUP_WINDOW_MS: u64 = 1_000;
 /// Longest idempotency window `Command::SetDedupWindow` accepts: 7 days.
 pub const MAX_DEDUP_WINDOW_MS: u64 = 7 * 24 * 3_600_000;
 
+/// Most command ids the idempotency table remembers (about 100 bytes each:
+/// about 5 GB). At the bound a new command is refused with
+/// `DedupTableFull` (not remembered, nothing changed) until entries expire
+/// out of the window; `SetDedupWindow` is exempt, so an operator can always
+/// shrink the window. A code constant, not a node setting: every replica
+/// must refuse the same commands at the same log position.
+pub const MAX_DEDUP_ENTRIES: usize = 50_000_000;
+
 /// The client-chosen idempotency key of a command: 1..=64 bytes, printable ASCII.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct CommandId(pub String);
@@ -341,6 +349,10 @@ define_reject_codes! {
     /// An idempotency window outside
     /// `MIN_DEDUP_WINDOW_MS..=MAX_DEDUP_WINDOW_MS`.
     29 => InvalidDedupWindow "INVALID_DEDUP_WINDOW"
+    /// The idempotency table holds `MAX_DEDUP_ENTRIES` live command ids: a
+    /// new command is refused (not remembered) until some expire or the
+    /// window is shrunk.
+    30 => DedupTableFull "DEDUP_TABLE_FULL"
 }
 
 /// One balance movement caused by an applied command. `available` and

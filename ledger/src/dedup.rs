@@ -232,6 +232,14 @@ impl DedupTable {
         }
     }
 
+    /// How many entries `evict_before(horizon_ms)` would evict.
+    pub fn expired_count(&self, horizon_ms: u64) -> usize {
+        self.entries
+            .iter()
+            .take_while(|e| e.stamp_ms < horizon_ms)
+            .count()
+    }
+
     /// Evicts every entry stamped before `horizon_ms`, oldest first.
     pub fn evict_before(&mut self, horizon_ms: u64) {
         while self

@@ -120,6 +120,9 @@ pub struct Ledger {
     /// state, initially `config.dedup_window_ms`, set by
     /// `Command::SetDedupWindow`, persisted in the meta record.
     pub(crate) dedup_window_ms: u64,
+    /// Most command ids remembered: `MAX_DEDUP_ENTRIES` (smaller only in
+    /// this crate's tests).
+    pub(crate) dedup_max_entries: usize,
     pub(crate) dirty: DirtySet,
     /// The undo log of the command being applied (empty between commands;
     /// kept for its capacity).
@@ -239,6 +242,7 @@ impl Ledger {
             dedup: DedupTable::default(),
             ingest: crate::ingest::IngestTable::default(),
             dedup_window_ms: config.dedup_window_ms,
+            dedup_max_entries: crate::command::MAX_DEDUP_ENTRIES,
             dirty: DirtySet::default(),
             journal: Journal::default(),
             scratch: Vec::new(),
@@ -254,9 +258,12 @@ impl Ledger {
     /// `Applied { events: vec![] }` for an applied command (its events were
     /// delivered with the first reply) or the identical `Rejection` for a
     /// rejected one. A live id with a different command is
-    /// `CommandIdReused` (not remembered, changes nothing). Otherwise the
-    /// dedup clock advances, expired entries are evicted, the command is
-    /// executed and its verdict (applied, or rejected with code and typed
+    /// `CommandIdReused` (not remembered, changes nothing). If the table
+    /// would still hold `MAX_DEDUP_ENTRIES` ids after evicting the expired
+    /// ones, the command (unless `SetDedupWindow`) is refused with
+    /// `DedupTableFull` (not remembered, changes nothing, not even the dedup
+    /// clock). Otherwise the dedup clock advances, expired entries are
+    /// evicted, the command is executed and its verdict (applied, or rejected with code and typed
     /// detail) is remembered.
     ///
     /// This entry point computes the fingerprint by encoding the command
@@ -323,6 +330,20 @@ impl Ledger {
                 duplicate: false,
             };
         }
+        // Checked before the clock moves or anything is evicted, so a
+        // refused command changes nothing at all.
+        if self.dedup.len() >= self.dedup_max_entries
+            && self.dedup.len() - self.dedup.expired_count(horizon_ms) >= self.dedup_max_entries
+            && !matches!(envelope.command, Command::SetDedupWindow(_))
+        {
+            return ApplyResult {
+                outcome: Outcome::Rejected(reject(RejectDetail::DedupTableFull {
+                    entries: self.dedup.len() as u64,
+                    window_ms: self.dedup_window_ms,
+                })),
+                duplicate: false,
+            };
+        }
         if self.dedup.advance_clock(now_ms) {
             self.dirty.push(DirtyKey::Meta);
         }
@@ -382,6 +403,17 @@ impl Ledger {
     /// The idempotency window in force, in ms of leader time.
     pub fn dedup_window_ms(&self) -> u64 {
         self.dedup_window_ms
+    }
+
+    /// Command ids the idempotency table remembers now (live or expired
+    /// but not yet evicted).
+    pub fn dedup_entries(&self) -> usize {
+        self.dedup.len()
+    }
+
+    /// Most command ids the idempotency table remembers (`MAX_DEDUP_ENTRIES`).
+    pub fn dedup_max_entries(&self) -> usize {
+        self.dedup_max_entries
     }
 
     // ----- commands -------------------------------------------------------
@@ -965,5 +997,80 @@ impl Ledger {
             remaining: amount::to_decimal(remaining, self.scale(asset)),
             closed,
         }
+    }
+}
+
+#[cfg(test)]
+mod dedup_bound_tests {
+    use super::*;
+    use crate::command::{CommandId, CreateAccount, CreateAsset, Deposit, SetDedupWindow};
+
+    fn envelope(id: &str, command: Command) -> Envelope {
+        Envelope {
+            command_id: CommandId(id.to_string()),
+            command,
+        }
+    }
+
+    fn deposit(amount: u32) -> Command {
+        Command::Deposit(Deposit {
+            account: 1,
+            asset: "BTC".into(),
+            amount: Decimal::from(amount),
+        })
+    }
+
+    #[test]
+    fn at_the_dedup_bound_a_new_command_is_refused_with_dedup_table_full_and_changes_nothing() {
+        let mut ledger = Ledger::new(LedgerConfig {
+            dedup_window_ms: 10_000,
+        });
+        ledger.dedup_max_entries = 3;
+        let setup = [
+            Command::CreateAsset(CreateAsset {
+                symbol: "BTC".into(),
+                scale: 8,
+            }),
+            Command::CreateAccount(CreateAccount { account: 1 }),
+            deposit(1),
+        ];
+        for (i, command) in setup.into_iter().enumerate() {
+            let r = ledger.apply(&envelope(&format!("setup-{i}"), command), 0);
+            assert!(matches!(r.outcome, Outcome::Applied { .. }), "{r:?}");
+        }
+        assert_eq!(ledger.dedup_entries(), 3);
+        let before = ledger.state_hash();
+
+        let full = ledger.apply(&envelope("new", deposit(5)), 1);
+        let Outcome::Rejected(rejection) = &full.outcome else {
+            panic!("expected DEDUP_TABLE_FULL, got {full:?}");
+        };
+        assert_eq!(rejection.code.as_str(), "DEDUP_TABLE_FULL");
+        assert_eq!(
+            rejection.detail.to_string(),
+            "the idempotency table is full (3 command ids remembered within the 10000 ms \
+             window): retry later, or shrink the window (set-dedup-window)"
+        );
+        assert!(!full.duplicate);
+        // Nothing changed and nothing was remembered: the same id is refused again.
+        assert_eq!(ledger.dedup_entries(), 3);
+        assert_eq!(ledger.state_hash(), before);
+        let again = ledger.apply(&envelope("new", deposit(5)), 1);
+        assert_eq!(again.outcome, full.outcome);
+        // A retry of a remembered command still gets its verdict.
+        let retry = ledger.apply(&envelope("setup-2", deposit(1)), 1);
+        assert!(retry.duplicate, "{retry:?}");
+
+        // The operator can always shrink the window; once the old ids
+        // expire out of it, new commands are accepted again.
+        let shrink = Command::SetDedupWindow(SetDedupWindow { window_ms: 1_000 });
+        let r = ledger.apply(&envelope("shrink", shrink), 2);
+        assert!(matches!(r.outcome, Outcome::Applied { .. }), "{r:?}");
+        let later = ledger.apply(&envelope("new", deposit(5)), 5_000);
+        assert!(
+            matches!(later.outcome, Outcome::Applied { .. }),
+            "{later:?}"
+        );
+        assert!(ledger.dedup_entries() <= 3);
     }
 }

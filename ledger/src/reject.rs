@@ -601,6 +601,12 @@ define_reject_details! {
         => RejectCode::InsufficientMargin,
         "account {account}: equity {equity} {asset} would be below the initial margin \
          {initial} (Σ notional / leverage at the mark prices)";
+
+    // ----- the idempotency table (never remembered) --------------------------
+    60 => DedupTableFull { entries: u64, window_ms: u64 }
+        => RejectCode::DedupTableFull,
+        "the idempotency table is full ({entries} command ids remembered within the \
+         {window_ms} ms window): retry later, or shrink the window (set-dedup-window)";
 }
 
 /// A rejection's record encoding: `u8` reject code tag, then the detail.
@@ -825,6 +831,10 @@ mod tests {
                 equity: d("10"),
                 asset: s("USDT"),
                 initial: d("20.5"),
+            },
+            DedupTableFull {
+                entries: 50_000_000,
+                window_ms: 86_400_000,
             },
         ]
     }
