@@ -14,8 +14,9 @@ use tally_proto::v1::admin_client::AdminClient;
 use tally_proto::v1::ledger_client::LedgerClient;
 use tally_proto::v1::{
     Command, CommandResult, GetAccountRequest, GetAccountResponse, GetBalanceRequest,
-    GetBalanceResponse, GetHoldRequest, GetHoldResponse, GetStateHashRequest, GetStateHashResponse,
-    NodeStatusRequest, ReplyDetail, SubmitBatchRequest, SubmitRequest,
+    GetBalanceResponse, GetHoldRequest, GetHoldResponse, GetSettingsRequest, GetSettingsResponse,
+    GetStateHashRequest, GetStateHashResponse, NodeStatusRequest, ReplyDetail, SubmitBatchRequest,
+    SubmitRequest,
 };
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -365,6 +366,19 @@ impl Client {
         self.state_hash_via(route, read).await
     }
 
+    /// The ledger's replicated settings (the idempotency window in force,
+    /// its bounds, and the dedup table's fill and bound).
+    pub async fn settings(&self, read: ReadOptions) -> Result<GetSettingsResponse, ClientError> {
+        let read = self.resolve_read(read);
+        let request = GetSettingsRequest {
+            read: Some(read.to_proto()),
+        };
+        self.read_rpc(read, request, ledger_client, |mut c, r| async move {
+            c.get_settings(r).await
+        })
+        .await
+    }
+
     /// The hash of the whole ledger state as one specific node sees it (no
     /// failover to other nodes; transient errors are retried on that node).
     pub async fn state_hash_at(
@@ -528,6 +542,7 @@ macro_rules! served {
 
 served!(
     GetBalanceResponse,
+    GetSettingsResponse,
     GetAccountResponse,
     GetHoldResponse,
     perps_pb::GetMarketResponse,

@@ -333,6 +333,14 @@ pub enum LedgerCmd {
         #[command(flatten)]
         write: WriteArgs,
     },
+    /// Show the ledger's replicated settings: the idempotency window in
+    /// force (and the bounds set-dedup-window accepts), and the idempotency
+    /// table's fill against its bound (at the bound new commands are refused
+    /// with DEDUP_TABLE_FULL).
+    Settings {
+        #[command(flatten)]
+        read: ReadArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]

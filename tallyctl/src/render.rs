@@ -12,8 +12,8 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 use tally_client::Owner;
 use tally_client::proto::v1::{
-    self as pb, ClusterStatus, CommandResult, Event, GetStateHashResponse, Member,
-    MembershipResponse, NodeStatus, event,
+    self as pb, ClusterStatus, CommandResult, Event, GetSettingsResponse, GetStateHashResponse,
+    Member, MembershipResponse, NodeStatus, event,
 };
 
 use crate::{perps, spot};
@@ -215,6 +215,44 @@ pub fn state_hash_text(r: &GetStateHashResponse) -> String {
         "{}  index {}  node {}  accounts {}  open holds {}",
         r.state_hash, r.applied_index, r.served_by, r.accounts, r.open_holds
     )
+}
+
+/// A duration in ms for people: `86400000 ms (24 h)`, `90000 ms (1.5 min)`.
+fn ms_text(ms: u64) -> String {
+    let unit = [(3_600_000, "h"), (60_000, "min"), (1_000, "s")]
+        .into_iter()
+        .find(|(per, _)| ms >= *per);
+    match unit {
+        Some((per, name)) if ms % per == 0 => format!("{ms} ms ({} {name})", ms / per),
+        Some((per, name)) => format!("{ms} ms ({}.{} {name})", ms / per, ms % per * 10 / per),
+        None => format!("{ms} ms"),
+    }
+}
+
+pub fn settings_text(r: &GetSettingsResponse) -> String {
+    format!(
+        "dedup window:      {} (set-dedup-window accepts {} to {})\n\
+         dedup table:       {} of at most {} command ids (new commands are refused with \
+         DEDUP_TABLE_FULL at the bound)\n{}",
+        ms_text(r.dedup_window_ms),
+        ms_text(r.min_dedup_window_ms),
+        ms_text(r.max_dedup_window_ms),
+        r.dedup_entries,
+        r.dedup_max_entries,
+        read_suffix(r.applied_index, r.served_by),
+    )
+}
+
+pub fn settings_json(r: &GetSettingsResponse) -> Value {
+    json!({
+        "dedup_window_ms": r.dedup_window_ms,
+        "min_dedup_window_ms": r.min_dedup_window_ms,
+        "max_dedup_window_ms": r.max_dedup_window_ms,
+        "dedup_entries": r.dedup_entries,
+        "dedup_max_entries": r.dedup_max_entries,
+        "applied_index": r.applied_index,
+        "served_by": r.served_by,
+    })
 }
 
 pub fn state_hash_json(r: &GetStateHashResponse) -> Value {
@@ -786,6 +824,32 @@ mod tests {
             j["nodes"][1]["data_size_bytes"],
             3 * 1024 * 1024 + 512 * 1024
         );
+    }
+
+    #[test]
+    fn settings_render_the_window_and_the_dedup_bound() {
+        let r = GetSettingsResponse {
+            dedup_window_ms: 86_400_000,
+            min_dedup_window_ms: 1_000,
+            max_dedup_window_ms: 604_800_000,
+            dedup_entries: 12,
+            dedup_max_entries: 50_000_000,
+            applied_index: 42,
+            served_by: 2,
+        };
+        assert_eq!(
+            settings_text(&r),
+            "dedup window:      86400000 ms (24 h) (set-dedup-window accepts 1000 ms (1 s) to \
+             604800000 ms (168 h))\n\
+             dedup table:       12 of at most 50000000 command ids (new commands are refused \
+             with DEDUP_TABLE_FULL at the bound)\n\
+             (index 42, node 2)"
+        );
+        assert_eq!(ms_text(90_000), "90000 ms (1.5 min)");
+        assert_eq!(ms_text(500), "500 ms");
+        let j = settings_json(&r);
+        assert_eq!(j["dedup_window_ms"], 86_400_000);
+        assert_eq!(j["dedup_max_entries"], 50_000_000);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tally_client::proto::v1::{
-    Command, GetStateHashResponse, Member, MembershipResponse, NodeStatus,
+    Command, GetSettingsResponse, GetStateHashResponse, Member, MembershipResponse, NodeStatus,
 };
 use tally_client::{
     Client, ClientConfig, ClientError, CommandExt, ReadOptions, WriteResult, commands, reasons,
@@ -262,6 +262,13 @@ pub async fn run(cli: Cli) -> Outcome {
         Cmd::Cluster(cmd) => cluster(&client, cmd, json).await,
         Cmd::Perps(cmd) => perps::run::run(&client, cmd).await,
         Cmd::Ingest(cmd) => crate::ingest::run(&client, cmd).await,
+        Cmd::Ledger(LedgerCmd::Settings { read }) => {
+            let done = |r: GetSettingsResponse| Outcome::Ok {
+                text: render::settings_text(&r),
+                json: render::settings_json(&r),
+            };
+            run_read(&read, |o| client.settings(o), done).await
+        }
         Cmd::Ledger(LedgerCmd::SetDedupWindow { window_ms, write }) => {
             submit(
                 &client,

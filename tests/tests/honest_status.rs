@@ -252,3 +252,51 @@ async fn cluster_status_reports_the_leaders_view_and_exits_0_healthy_and_4_with_
         "{j}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ledger_settings_json_shows_the_window_set_with_set_dedup_window() {
+    let cluster = Cluster::start(3, &[]).await;
+    let all = cluster.endpoints().join(",");
+    let (code, out, err) = tallyctl(&all, &["--json", "ledger", "settings"]);
+    assert_eq!(code, 0, "{out} {err}");
+    let j: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    assert_eq!(j["dedup_window_ms"], 86_400_000, "{j}");
+    assert_eq!(j["dedup_max_entries"], 50_000_000, "{j}");
+    assert_eq!(j["min_dedup_window_ms"], 1_000, "{j}");
+    assert_eq!(j["max_dedup_window_ms"], 604_800_000, "{j}");
+
+    let (code, out, err) = tallyctl(
+        &all,
+        &[
+            "--json",
+            "ledger",
+            "set-dedup-window",
+            "--window-ms",
+            "60000",
+        ],
+    );
+    assert_eq!(code, 0, "{out} {err}");
+    let set: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+    let index = set["applied_index"].as_u64().expect("applied_index");
+    // Every node reports the new window once it applied the change.
+    for addr in cluster.endpoints() {
+        let (code, out, err) = tallyctl(
+            &addr,
+            &[
+                "--json",
+                "ledger",
+                "settings",
+                "--min-index",
+                &index.to_string(),
+            ],
+        );
+        assert_eq!(code, 0, "{addr}: {out} {err}");
+        let j: serde_json::Value = serde_json::from_str(out.trim()).expect("json");
+        assert_eq!(j["dedup_window_ms"], 60_000, "{addr}: {j}");
+        assert!(j["applied_index"].as_u64() >= Some(index), "{j}");
+        assert!(j["dedup_entries"].as_u64() >= Some(1), "{j}");
+    }
+    let (code, text, _) = tallyctl(&all, &["ledger", "settings"]);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("60000 ms (1 min)"), "{text}");
+}

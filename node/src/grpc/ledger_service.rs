@@ -11,8 +11,9 @@ use tally_proto::v1::ledger_client::LedgerClient;
 use tally_proto::v1::ledger_server::Ledger as LedgerRpc;
 use tally_proto::v1::{
     Balance, GetAccountRequest, GetAccountResponse, GetBalanceRequest, GetBalanceResponse,
-    GetHoldRequest, GetHoldResponse, GetStateHashRequest, GetStateHashResponse, ReadOptions,
-    ReplyDetail, SubmitBatchRequest, SubmitBatchResponse, SubmitRequest, SubmitResponse,
+    GetHoldRequest, GetHoldResponse, GetSettingsRequest, GetSettingsResponse, GetStateHashRequest,
+    GetStateHashResponse, ReadOptions, ReplyDetail, SubmitBatchRequest, SubmitBatchResponse,
+    SubmitRequest, SubmitResponse,
 };
 use tonic::{Code, Request, Response, Status};
 
@@ -315,6 +316,30 @@ impl LedgerRpc for LedgerService {
             served_by: self.ctx.config.node_id,
             accounts,
             open_holds: holds,
+        }))
+    }
+
+    async fn get_settings(
+        &self,
+        req: Request<GetSettingsRequest>,
+    ) -> Result<Response<GetSettingsResponse>, Status> {
+        let req = req.into_inner();
+        let (settings, index) = self
+            .read(req.read, |st| {
+                Ok(GetSettingsResponse {
+                    dedup_window_ms: st.ledger.dedup_window_ms(),
+                    min_dedup_window_ms: tally_ledger::MIN_DEDUP_WINDOW_MS,
+                    max_dedup_window_ms: tally_ledger::MAX_DEDUP_WINDOW_MS,
+                    dedup_entries: st.ledger.dedup_entries() as u64,
+                    dedup_max_entries: st.ledger.dedup_max_entries() as u64,
+                    ..Default::default()
+                })
+            })
+            .await?;
+        Ok(Response::new(GetSettingsResponse {
+            applied_index: index,
+            served_by: self.ctx.config.node_id,
+            ..settings
         }))
     }
 }
