@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use tally_proto::v1::ledger_server::{Ledger, LedgerServer};
 use tally_proto::v1::{
     CommandResult, GetAccountRequest, GetAccountResponse, GetBalanceRequest, GetBalanceResponse,
-    GetHoldRequest, GetHoldResponse, GetStateHashRequest, GetStateHashResponse, SubmitBatchRequest,
-    SubmitBatchResponse, SubmitRequest, SubmitResponse,
+    GetHoldRequest, GetHoldResponse, GetSettingsRequest, GetSettingsResponse, GetStateHashRequest,
+    GetStateHashResponse, SubmitBatchRequest, SubmitBatchResponse, SubmitRequest, SubmitResponse,
 };
 use tally_proto::{LEADER_METADATA_KEY, REASON_METADATA_KEY};
 use tonic::metadata::MetadataValue;
@@ -167,6 +167,14 @@ impl Ledger for MockLedger {
             state_hash: "abc".into(),
             ..GetStateHashResponse::default()
         }))
+    }
+
+    async fn get_settings(
+        &self,
+        _request: Request<GetSettingsRequest>,
+    ) -> Result<Response<GetSettingsResponse>, Status> {
+        self.read_call()?;
+        Ok(Response::new(GetSettingsResponse::default()))
     }
 }
 

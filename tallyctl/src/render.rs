@@ -223,7 +223,7 @@ fn ms_text(ms: u64) -> String {
         .into_iter()
         .find(|(per, _)| ms >= *per);
     match unit {
-        Some((per, name)) if ms % per == 0 => format!("{ms} ms ({} {name})", ms / per),
+        Some((per, name)) if ms.is_multiple_of(per) => format!("{ms} ms ({} {name})", ms / per),
         Some((per, name)) => format!("{ms} ms ({}.{} {name})", ms / per, ms % per * 10 / per),
         None => format!("{ms} ms"),
     }
