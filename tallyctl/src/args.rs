@@ -313,7 +313,11 @@ than any client retries for.
 Memory: every node keeps about 100 bytes per remembered command, i.e. \
 window_ms / 1000 x commands per second x 100 B. Examples: 24 h at 1,000 \
 commands/s = 8.6 GB; 10 min at 100,000 commands/s = 6 GB; 1 min at 100,000 \
-commands/s = 600 MB.";
+commands/s = 600 MB. The table holds at most 50,000,000 ids (~5 GB): at the \
+bound new commands are refused with DEDUP_TABLE_FULL until ids expire (24 h \
+at 1,000 commands/s would reach it after about 14 h), and this command is \
+always accepted, so the window can be shrunk. `tallyctl ledger settings` \
+shows the window in force and the table's fill.";
 
 #[derive(Debug, Subcommand)]
 pub enum LedgerCmd {
