@@ -853,6 +853,53 @@ mod tests {
     }
 
     #[test]
+    fn cluster_problems_name_no_leader_unreachable_and_lagging_voters() {
+        let member = |id: u64| Member {
+            node_id: id,
+            addr: format!("h:{id}"),
+        };
+        let node = |id: u64, role: &str, last: u64, applied: u64| NodeStatus {
+            node_id: id,
+            role: role.into(),
+            last_log_index: last,
+            applied_index: applied,
+            ..NodeStatus::default()
+        };
+        let mut s = ClusterStatus {
+            leader_id: 1,
+            has_leader: true,
+            term: 3,
+            voters: vec![member(1), member(2), member(3)],
+            learners: vec![member(4)],
+            nodes: vec![
+                node(1, "leader", 5000, 5000),
+                node(2, "follower", 5000, 4000),
+                node(3, "follower", 5000, 5000),
+                NodeStatus {
+                    error: "timed out".into(),
+                    ..node(4, "unreachable", 0, 0)
+                },
+            ],
+        };
+        // A lag of exactly the bound is fine; an unreachable learner is no problem.
+        assert_eq!(cluster_problems(&s, 1000), Vec::<String>::new());
+        assert_eq!(
+            cluster_problems(&s, 999),
+            vec!["voter 2 lags 1000 entries behind the leader (bound 999)".to_string()]
+        );
+        s.nodes[2] = NodeStatus {
+            error: "connection refused".into(),
+            ..node(3, "unreachable", 0, 0)
+        };
+        assert_eq!(
+            cluster_problems(&s, 1000),
+            vec!["voter 3 (h:3) unreachable: connection refused".to_string()]
+        );
+        s.has_leader = false;
+        assert_eq!(cluster_problems(&s, 1000)[0], "no leader");
+    }
+
+    #[test]
     fn byte_sizes() {
         assert_eq!(human_bytes(0), "0 B");
         assert_eq!(human_bytes(1023), "1023 B");
@@ -881,7 +928,24 @@ mod tests {
         assert!(text.contains("candidate"));
         let third = text.lines().nth(2).unwrap_or_default();
         assert!(third.starts_with("?  "), "{text}");
-        assert!(text.contains("b:2: no node reachable"));
+        assert!(
+            text.contains("b:2: unreachable: no node reachable"),
+            "{text}"
+        );
+        assert!(
+            text.contains("node 1 (candidate): has not heard from a leader since it started"),
+            "{text}"
+        );
+        let mut stale = views.clone();
+        if let Ok(n) = &mut stale[0].1 {
+            n.role = "follower".into();
+            n.leader_contact_ms = Some(3400);
+        }
+        assert!(
+            node_views_text(&stale)
+                .contains("node 1 (follower): last heard from a leader 3400 ms ago"),
+            "{text}"
+        );
         let j = node_views_json(&views, "x");
         assert_eq!(j["nodes"][1]["role"], "unreachable");
     }
