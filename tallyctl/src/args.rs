@@ -26,7 +26,7 @@ pub const DEFAULT_MAX_LAG_ENTRIES: u64 = 1000;
 
 const STATUS_HELP: &str = "\
 Columns: NODE (id; * marks the leader), ADDR, ROLE (leader, follower, \
-candidate, learner, unreachable), MEMBER (voter or learner), TERM, LAST LOG \
+candidate, learner, removed, unreachable), MEMBER (voter or learner), TERM, LAST LOG \
 (last Raft log index on the node), APPLIED (last index applied to its \
 ledger), LAG (the leader's last log index minus the node's applied index: \
 entries the node has yet to apply), SNAPSHOT (index of its latest \
