@@ -17,7 +17,7 @@ use crate::node::{self, NodeConfig};
 #[derive(Parser, Debug)]
 #[command(
     name = "tallyd",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TALLY_GIT_COMMIT"), ")"),
     about = "Tally node: a Raft-replicated account ledger for crypto exchanges",
     long_about = "Tally node: a Raft-replicated account ledger for crypto exchanges.\n\n\
         `tallyd dev` starts a local 3-node cluster on 127.0.0.1:50051-50053 with data under ./data.\n\
@@ -25,8 +25,21 @@ use crate::node::{self, NodeConfig};
         `tallyctl cluster init --member 1=HOST:PORT --member 2=...`."
 )]
 pub struct Cli {
+    /// Log line format on stderr: text (for people) or json (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. info or info,tally_node=debug (RUST_LOG syntax; RUST_LOG wins when set).
+    #[arg(long, global = true, default_value = "info,openraft=warn")]
+    pub log_level: String,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -299,7 +312,29 @@ impl RunArgs {
 /// Runs one node until Ctrl-C or SIGTERM.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
-    tracing::info!(node_id = config.node_id, listen = %config.listen_addr, data_dir = %config.data_dir.display(), cluster = %config.cluster_id, "starting tallyd");
+    let kafka = config.kafka.as_ref().map_or("off".to_string(), |k| {
+        format!(
+            "brokers {} ingest {} events {}",
+            k.brokers,
+            k.ingest_topic.as_deref().unwrap_or("-"),
+            k.events_topic.as_deref().unwrap_or("-")
+        )
+    });
+    tracing::info!(
+        node_id = config.node_id,
+        version = env!("CARGO_PKG_VERSION"),
+        commit = crate::GIT_COMMIT,
+        listen = %config.listen_addr,
+        advertise = %config.advertise_addr,
+        http = %config.http_addr.map_or("off".to_string(), |a| a.to_string()),
+        data_dir = %config.data_dir.display(),
+        cluster = %config.cluster_id,
+        heartbeat_ms = config.heartbeat_interval_ms,
+        election_timeout_ms = %format!("{}..{}", config.election_timeout_min_ms, config.election_timeout_max_ms),
+        snapshot_every_entries = config.snapshot_every_entries,
+        kafka = %kafka,
+        "starting tallyd"
+    );
     let running = node::start(config, shutdown_signal()).await?;
     running.server.await??;
     tracing::info!("tallyd stopped");

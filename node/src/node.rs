@@ -104,6 +104,7 @@ pub async fn start(
             ));
         }
     }
+    tokio::spawn(crate::observe::run(ctx.clone()));
     let kafka_svc =
         tally_proto::v1::kafka_server::KafkaServer::new(KafkaService { ctx: ctx.clone() });
     let ledger = LedgerServer::new(LedgerService { ctx: ctx.clone() })
@@ -143,6 +144,7 @@ pub async fn start(
     let server = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .layer(crate::grpc::metrics_layer::GrpcMetricsLayer)
             .add_service(health_service)
             .add_service(ledger)
             .add_service(perps)

@@ -59,7 +59,7 @@ errors included.";
 #[derive(Debug, Parser)]
 #[command(
     name = "tallyctl",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TALLY_GIT_COMMIT"), ")"),
     about = "Operate a Tally ledger cluster: writes, reads and cluster administration",
     after_long_help = EXIT_HELP
 )]
