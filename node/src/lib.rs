@@ -20,7 +20,7 @@
 //!   edges, built on `ctx` and `reads`;
 //! - `node`: the bootstrap that opens storage, starts Raft and mounts the
 //!   services; `observe`: cluster events (leadership, membership) in the
-//!   log; `cli`: the `tallyd` command line on top of it; `probe`: the
+//!   log; `dev`: the `tallyd dev` supervisor; `cli`: the `tallyd` command line on top of it; `probe`: the
 //!   `tallyd probe` hooks for orchestrators (HTTP health checks, pre-stop
 //!   leadership hand-off).
 
@@ -33,6 +33,7 @@ pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod ctx;
+pub mod dev;
 pub mod grpc;
 pub mod health;
 pub mod kafka;
