@@ -26,7 +26,9 @@ pub struct Cli {
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// Log filter, e.g. info or info,tally_node=debug (RUST_LOG syntax; RUST_LOG wins when set).
-    #[arg(long, global = true, default_value = "info,openraft=warn")]
+    /// openraft's own warnings are off by default (their texts are debug dumps; tallyd logs the
+    /// same events itself: peer unreachable, leadership, membership).
+    #[arg(long, global = true, default_value = "info,openraft=error")]
     pub log_level: String,
     #[command(subcommand)]
     pub command: Command,
