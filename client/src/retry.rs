@@ -5,7 +5,11 @@
 //!
 //! It also keeps the one bit writes need to be honest about their outcome:
 //! whether any attempt ended in a way that might have reached a node
-//! (`uncertain`). Only connection failures prove a request was never sent.
+//! (`uncertain`). Only connection failures prove a request was never sent:
+//! no TCP connection (refused, timed out, DNS failure), or a peer that did
+//! not open with HTTP/2 SETTINGS (e.g. a node's HTTP/1.1 health port: no
+//! gRPC server, so no Tally node; see `connect.rs`), or an attempt that ran
+//! out of time before any connection to its node was ever made.
 
 use std::error::Error as _;
 use std::future::Future;
@@ -123,7 +127,8 @@ pub(crate) struct StatusInfo {
     pub reason: Option<String>,
     pub leader_hint: Option<String>,
     pub message: String,
-    /// The request never left the client: the TCP connection could not be made.
+    /// The request never left the client: the connection could not be made
+    /// (including a peer that is no HTTP/2 server, see `connect.rs`).
     pub connect_failed: bool,
 }
 
@@ -350,15 +355,20 @@ where
             }
             Ok(Err(status)) => StatusInfo::from_status(&status),
             Err(_elapsed) => {
-                // No answer in time: the request may be sitting on the node.
-                uncertain = true;
+                // No answer in time: the request may be sitting on the node,
+                // unless no connection to it was ever made (still connecting:
+                // nothing was written).
+                let connected = router.ever_connected(&target);
+                uncertain |= connected;
                 if policy.observe {
                     router.observe_failure(&target);
                 }
-                last_error = format!(
-                    "{target}: no answer within {} ms",
-                    attempt_timeout.as_millis()
-                );
+                let waited = attempt_timeout.as_millis();
+                last_error = if connected {
+                    format!("{target}: no answer within {waited} ms")
+                } else {
+                    format!("{target}: not connected within {waited} ms (nothing sent)")
+                };
                 tracing::debug!(target = %target, "tally client: attempt timed out");
                 router.forget_leader(&target);
                 if !fixed {
