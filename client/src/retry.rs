@@ -53,7 +53,11 @@ pub(crate) enum Route {
 #[derive(Clone, Debug)]
 pub(crate) struct Policy {
     pub route: Route,
-    /// Cap each attempt at `attempt_timeout_ms` (false: the whole remaining budget).
+    /// Cap each attempt at `attempt_timeout_ms` (false: the whole remaining
+    /// budget). An uncapped call (one that waits on the cluster, with a long
+    /// budget) also gives up as not sent once no node could be connected to
+    /// for `connect_timeout_ms` per node it may try: its long budget is for
+    /// the cluster's work, not for waiting on an unreachable address.
     pub cap_attempts: bool,
     /// The call is a ledger write: `INTERNAL`/`UNKNOWN` answers are retried
     /// (the command may have applied; a retry with the same id finds out).
@@ -292,6 +296,7 @@ where
 {
     let started = Instant::now();
     let deadline = started + timeout;
+    let fixed = matches!(policy.route, Route::Fixed(_));
     let attempt_cap = Duration::from_millis(config.attempt_timeout_ms);
     let mut backoff = Backoff {
         next_ms: config.retry_backoff_ms,
@@ -305,7 +310,6 @@ where
         Route::Fixed(addr) => addr.clone(),
         Route::InOrder => router.first_endpoint(),
     };
-    let fixed = matches!(policy.route, Route::Fixed(_));
     let follow_hints = matches!(
         policy.route,
         Route::Leader { .. } | Route::Spread | Route::Followers | Route::Nearest
@@ -316,7 +320,29 @@ where
     let mut stale_hops: usize = 0;
     let mut last_error = String::from("no attempt was made");
 
+    // See `Policy::cap_attempts`.
+    let nodes = if fixed { 1 } else { router.endpoints().len() };
+    let connect_budget = Duration::from_millis(config.connect_timeout_ms)
+        .saturating_mul(u32::try_from(nodes).unwrap_or(u32::MAX));
+    let connect_deadline = (!policy.cap_attempts).then(|| started + connect_budget);
+
     loop {
+        if let Some(connect_deadline) = connect_deadline
+            && !uncertain
+            && attempts > 0
+            && Instant::now() >= connect_deadline
+        {
+            return Err(CallFailure {
+                kind: FailureKind::Exhausted,
+                uncertain,
+                last_error: format!(
+                    "no node could be connected to within the connect timeout ({} ms per node, \
+                     {attempts} attempt(s)), last: {last_error}",
+                    config.connect_timeout_ms
+                ),
+                timeout_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
+            });
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(CallFailure {
@@ -454,7 +480,11 @@ where
             });
         }
         stale_hops = 0;
-        sleep_until_or(deadline, backoff.next()).await;
+        let wake_by = match connect_deadline {
+            Some(at) if !uncertain => deadline.min(at),
+            _ => deadline,
+        };
+        sleep_until_or(wake_by, backoff.next()).await;
     }
 }
 
