@@ -5,7 +5,7 @@
 //! to no product area: `state-hash`, `cluster` and `ledger`.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use tally_client::amount::{Sign, validate_amount};
+use tally_client::amount::{AmountError, Sign, check_amount};
 use tally_client::{Consistency, ReadOptions, parse_endpoint, parse_endpoint_list};
 
 use crate::perps::args::PerpsCmd;
@@ -144,14 +144,16 @@ pub(crate) fn endpoint_arg(s: &str) -> Result<String, String> {
     parse_endpoint(s).map_err(|e| e.to_string())
 }
 
-/// A plain decimal above zero: amounts, prices, sizes, ticks, rates.
-pub(crate) fn positive_decimal(s: &str) -> Result<String, String> {
-    validate_amount(s, Sign::Positive)
+/// A plain decimal above zero: amounts, prices, sizes, ticks, rates. The
+/// error keeps its reason (`AMOUNT_TOO_LARGE`, `BAD_PRECISION`,
+/// `MALFORMED_DECIMAL`, ...) for `--json` (see `main.rs`).
+pub(crate) fn positive_decimal(s: &str) -> Result<String, AmountError> {
+    check_amount(s, Sign::Positive).map(|()| s.to_string())
 }
 
 /// A plain decimal, zero allowed: fees, fee rates, bracket floors.
-pub(crate) fn non_negative_decimal(s: &str) -> Result<String, String> {
-    validate_amount(s, Sign::NonNegative)
+pub(crate) fn non_negative_decimal(s: &str) -> Result<String, AmountError> {
+    check_amount(s, Sign::NonNegative).map(|()| s.to_string())
 }
 
 fn command_id_arg(s: &str) -> Result<String, String> {
