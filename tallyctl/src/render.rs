@@ -108,15 +108,12 @@ pub(crate) fn change_text(delta: &str, new: &str) -> String {
     }
 }
 
-/// `new - delta`, written with as many decimal places as `new` (or more if
-/// needed); zero as `0`.
+/// `new - delta`, written with as many decimal places as `new` (the node
+/// writes amounts at their asset's scale), or more if needed.
 fn old_value(delta: &str, new: &str) -> Option<String> {
     let d = Decimal::from_str_exact(delta.strip_prefix('+').unwrap_or(delta)).ok()?;
     let n = Decimal::from_str_exact(new).ok()?;
     let mut old = n.checked_sub(d)?.normalize();
-    if old.is_zero() {
-        return Some("0".to_string());
-    }
     if old.scale() < n.scale() {
         old.rescale(n.scale());
     }
@@ -647,11 +644,11 @@ mod tests {
         assert!(lines[0].starts_with("applied tc-1 at index 42 (duplicate"));
         assert_eq!(
             lines[1],
-            "  account 7  BTC  available 0 -> 1.5 (+1.5)   locked 0 (unchanged)"
+            "  account 7  BTC  available 0.0 -> 1.5 (+1.5)   locked 0 (unchanged)"
         );
         assert_eq!(
             lines[2],
-            "  external   BTC  available 0 -> -1.5 (-1.5)  locked 0 (unchanged)"
+            "  external   BTC  available 0.0 -> -1.5 (-1.5)  locked 0 (unchanged)"
         );
         assert_eq!(lines[3], "  hold 9 (account 7, BTC) remaining 0, closed");
         assert!(lines[4].contains("buyer 1 fee 0 BTC, seller 2 fee 15 USDT"));
@@ -763,7 +760,7 @@ mod tests {
             change_text("-0.5", "0.00000000"),
             "0.50000000 -> 0.00000000 (-0.5)"
         );
-        assert_eq!(change_text("1.25", "1.25"), "0 -> 1.25 (+1.25)");
+        assert_eq!(change_text("1.25", "1.25"), "0.00 -> 1.25 (+1.25)");
         assert_eq!(change_text("-1.25", "0"), "1.25 -> 0 (-1.25)");
         assert_eq!(change_text("0", "7"), "7 (unchanged)");
         assert_eq!(change_text("", ""), "0 (unchanged)");
