@@ -392,6 +392,14 @@ where
                 let waited = attempt_timeout.as_millis();
                 last_error = if connected {
                     format!("{target}: no answer within {waited} ms")
+                } else if attempts > 1 {
+                    // Keep why the earlier attempts could not connect (only
+                    // the first cause, so the message does not grow).
+                    let earlier = last_error.rsplit("; before that: ").next().unwrap_or("");
+                    format!(
+                        "{target}: not connected within {waited} ms (nothing sent); \
+                         before that: {earlier}"
+                    )
                 } else {
                     format!("{target}: not connected within {waited} ms (nothing sent)")
                 };
