@@ -332,4 +332,59 @@ mod tests {
             Err(ClientError::Config(_))
         ));
     }
+
+    /// A listener that accepts TCP connections and never says anything (an
+    /// address that does not answer, as far as gRPC is concerned).
+    async fn mute_listener() -> Option<(String, tokio::task::JoinHandle<()>)> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.ok()?;
+        let addr = listener.local_addr().ok()?.to_string();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((conn, _)) = listener.accept().await {
+                held.push(conn);
+            }
+        });
+        Some((addr, task))
+    }
+
+    #[tokio::test]
+    async fn slow_admin_calls_to_an_unreachable_node_fail_after_the_connect_timeout() {
+        let Some((mute, task)) = mute_listener().await else {
+            return;
+        };
+        let refused = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr())
+        {
+            Ok(addr) => addr.to_string(),
+            Err(_) => return,
+        };
+        for addr in [mute, refused] {
+            let client = Client::new(ClientConfig {
+                timeout_ms: 120_000,
+                connect_timeout_ms: 200,
+                ..ClientConfig::new([addr.clone()])
+            });
+            let Ok(client) = client else { panic!("config") };
+            let started = std::time::Instant::now();
+            let promote = client.promote(2).await;
+            let snapshot = client.snapshot(&addr).await;
+            let transfer = client.transfer_leader(2).await;
+            let took = started.elapsed();
+            for result in [
+                promote.map(|_| ()),
+                snapshot.map(|_| ()),
+                transfer.map(|_| ()),
+            ] {
+                assert!(
+                    matches!(&result, Err(ClientError::Unavailable { last_error }) if last_error.contains("connect timeout")),
+                    "{addr}: {result:?}"
+                );
+            }
+            // Three calls, each bounded by one connect timeout plus backoff.
+            assert!(
+                took < std::time::Duration::from_secs(3),
+                "{addr}: took {took:?}"
+            );
+        }
+        task.abort();
+    }
 }

@@ -738,6 +738,8 @@ impl Client {
 mod tests {
     use super::*;
     use crate::commands::{self, CommandExt};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::time::Instant;
 
     fn assert_send_sync<T: Send + Sync + Clone + 'static>() {}
@@ -891,25 +893,48 @@ mod tests {
         assert!(matches!(result, Err(ClientError::Unavailable { .. })));
     }
 
-    #[tokio::test]
-    async fn silent_node_gives_unknown_not_failed() {
-        // Accepts TCP connections but never speaks HTTP/2: the request may
-        // have been delivered, so the outcome must be Unknown.
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await;
-        let Ok(listener) = listener else { return };
-        let Ok(addr) = listener.local_addr() else {
-            return;
-        };
-        let hold = tokio::spawn(async move {
-            let mut conns = Vec::new();
-            while let Ok((conn, _)) = listener.accept().await {
-                conns.push(conn);
+    /// A listener that accepts connections, optionally opens each with an
+    /// HTTP/2 SETTINGS frame, then stays silent; it counts the bytes it
+    /// receives.
+    async fn silent_listener(
+        settings_first: bool,
+    ) -> Option<(String, Arc<AtomicUsize>, tokio::task::JoinHandle<()>)> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.ok()?;
+        let addr = listener.local_addr().ok()?.to_string();
+        let received = Arc::new(AtomicUsize::new(0));
+        let counter = received.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    if settings_first {
+                        let _ = conn.write_all(&[0, 0, 0, 4, 0, 0, 0, 0, 0]).await;
+                    }
+                    let mut buf = [0u8; 4096];
+                    while let Ok(n) = conn.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        counter.fetch_add(n, Ordering::Relaxed);
+                    }
+                });
             }
         });
+        Some((addr, received, task))
+    }
+
+    #[tokio::test]
+    async fn silent_http2_node_gives_unknown_not_failed() {
+        // Opens with HTTP/2 SETTINGS, then never answers: the request was
+        // delivered and may be acted on, so the outcome must be Unknown.
+        let Some((addr, received, task)) = silent_listener(true).await else {
+            return;
+        };
         let config = ClientConfig {
             timeout_ms: 400,
             attempt_timeout_ms: 150,
-            ..ClientConfig::new([addr.to_string()])
+            ..ClientConfig::new([addr])
         };
         let client = Client::new(config).map_err(|e| e.to_string());
         let Ok(client) = client else {
@@ -923,9 +948,53 @@ mod tests {
             WriteResult::Unknown { command_id, .. } => assert_eq!(command_id, "retry-me"),
             other => panic!("expected Unknown, got {other:?}"),
         }
+        assert!(
+            received.load(Ordering::Relaxed) > 0,
+            "the request was written"
+        );
         let read = client.hold(5, ReadOptions::default()).await;
         assert!(matches!(read, Err(ClientError::Timeout { .. })), "{read:?}");
-        hold.abort();
+        task.abort();
+    }
+
+    #[tokio::test]
+    async fn listener_that_never_speaks_http2_is_sent_nothing_so_not_sent() {
+        // Accepts TCP connections but never sends the HTTP/2 SETTINGS frame
+        // every gRPC server opens with: the client writes nothing to it, so
+        // the command was definitely not sent (a stalled process that might
+        // read the socket later finds nothing there).
+        let Some((addr, received, task)) = silent_listener(false).await else {
+            return;
+        };
+        let config = ClientConfig {
+            timeout_ms: 600,
+            connect_timeout_ms: 100,
+            attempt_timeout_ms: 150,
+            ..ClientConfig::new([addr])
+        };
+        let client = Client::new(config).map_err(|e| e.to_string());
+        let Ok(client) = client else {
+            panic!("{client:?}")
+        };
+        let result = client
+            .submit(commands::release(5).with_id("never-sent"))
+            .await;
+        match &result {
+            WriteResult::Rejected {
+                reason, message, ..
+            } => {
+                assert_eq!(reason, reasons::NOT_SENT, "{message}");
+                assert!(message.contains("no HTTP/2 SETTINGS"), "{message}");
+            }
+            other => panic!("expected NOT_SENT, got {other:?}"),
+        }
+        assert_eq!(received.load(Ordering::Relaxed), 0, "nothing was written");
+        let read = client.hold(5, ReadOptions::default()).await;
+        assert!(
+            matches!(read, Err(ClientError::Unavailable { .. })),
+            "{read:?}"
+        );
+        task.abort();
     }
 
     #[tokio::test]

@@ -35,7 +35,14 @@ pub struct ClientConfig {
     pub endpoints: Vec<String>,
     /// Budget of one whole call, including every retry. Default 5000.
     pub timeout_ms: u64,
-    /// Budget of one TCP connect. Default 1000.
+    /// Budget of one connection: the TCP connect (name resolution included)
+    /// and the peer's HTTP/2 SETTINGS frame, which the client waits for
+    /// before writing anything (a peer that does not send it is no gRPC
+    /// server, and the call counts it as not connected: nothing was sent).
+    /// Calls that wait on the cluster (membership changes, leader transfer,
+    /// snapshot, compact: their attempts are not capped) give up as not sent
+    /// once no node could be connected to for this long per node, whatever
+    /// their `timeout_ms`. Default 1000.
     pub connect_timeout_ms: u64,
     /// Budget of one RPC attempt (capped by what is left of `timeout_ms`), so
     /// a hung node costs one attempt, not the whole call. Membership changes

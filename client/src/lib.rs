@@ -99,6 +99,7 @@ pub mod amount;
 mod client;
 pub mod commands;
 mod config;
+mod connect;
 mod error;
 mod ids;
 mod kafka;

@@ -494,3 +494,55 @@ async fn reads_follow_hints_and_report_not_found() {
         "{at:?}"
     );
 }
+
+/// A TCP server that answers every connection like a plain HTTP/1.1 server
+/// that greets first: writes a 400 at once, then closes.
+async fn http1_server() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let _ = stream
+                    .write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    .await;
+                let _ = stream.shutdown().await;
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_write_to_a_non_grpc_http1_endpoint_is_not_sent() {
+    let addr = http1_server().await;
+    let client = Client::new(ClientConfig {
+        timeout_ms: 600,
+        connect_timeout_ms: 200,
+        ..ClientConfig::new([addr.clone()])
+    })
+    .expect("client");
+    let result = client.submit(commands::deposit(1, "BTC", "1")).await;
+    match &result {
+        WriteResult::Rejected {
+            reason, message, ..
+        } => {
+            assert_eq!(reason, crate::reasons::NOT_SENT, "{message}");
+            assert!(
+                message.contains("\"HTTP/1.1 400 Bad Request\"") && message.contains("HTTP/2"),
+                "{message}"
+            );
+        }
+        other => panic!("expected not sent, got {other:?}"),
+    }
+    let read = client.hold(1, ReadOptions::linearizable()).await;
+    assert!(
+        matches!(&read, Err(ClientError::Unavailable { .. })),
+        "{read:?}"
+    );
+}

@@ -30,10 +30,11 @@ pub enum WriteResult {
     /// (e.g. `INSUFFICIENT_FUNDS`; `result` is the engine's result and a
     /// retry with the same id returns the same refusal), or the request was
     /// malformed (gRPC `INVALID_ARGUMENT`, `reason` from `tally-reason`,
-    /// e.g. `MALFORMED_DECIMAL`; or caught locally: `INVALID_COMMAND_ID`,
-    /// `MISSING_FIELD`), or no node could even be connected to
-    /// ([`reasons::NOT_SENT`]: the command was never sent; it may be
-    /// submitted again).
+    /// e.g. `MALFORMED_DECIMAL`, `AMOUNT_TOO_LARGE`, `BAD_PRECISION`; or
+    /// caught locally: `INVALID_COMMAND_ID`, `MISSING_FIELD`), or no node
+    /// could even be connected to ([`reasons::NOT_SENT`]: refused, timed out,
+    /// DNS failure, or a peer that is no gRPC server, such as an HTTP port;
+    /// the command was never sent; it may be submitted again).
     Rejected {
         /// Machine-readable reason.
         reason: String,

@@ -5,7 +5,11 @@
 //!
 //! It also keeps the one bit writes need to be honest about their outcome:
 //! whether any attempt ended in a way that might have reached a node
-//! (`uncertain`). Only connection failures prove a request was never sent.
+//! (`uncertain`). Only connection failures prove a request was never sent:
+//! no TCP connection (refused, timed out, DNS failure), or a peer that did
+//! not open with HTTP/2 SETTINGS (e.g. a node's HTTP/1.1 health port: no
+//! gRPC server, so no Tally node; see `connect.rs`), or an attempt that ran
+//! out of time before any connection to its node was ever made.
 
 use std::error::Error as _;
 use std::future::Future;
@@ -49,7 +53,11 @@ pub(crate) enum Route {
 #[derive(Clone, Debug)]
 pub(crate) struct Policy {
     pub route: Route,
-    /// Cap each attempt at `attempt_timeout_ms` (false: the whole remaining budget).
+    /// Cap each attempt at `attempt_timeout_ms` (false: the whole remaining
+    /// budget). An uncapped call (one that waits on the cluster, with a long
+    /// budget) also gives up as not sent once no node could be connected to
+    /// for `connect_timeout_ms` per node it may try: its long budget is for
+    /// the cluster's work, not for waiting on an unreachable address.
     pub cap_attempts: bool,
     /// The call is a ledger write: `INTERNAL`/`UNKNOWN` answers are retried
     /// (the command may have applied; a retry with the same id finds out).
@@ -123,7 +131,8 @@ pub(crate) struct StatusInfo {
     pub reason: Option<String>,
     pub leader_hint: Option<String>,
     pub message: String,
-    /// The request never left the client: the TCP connection could not be made.
+    /// The request never left the client: the connection could not be made
+    /// (including a peer that is no HTTP/2 server, see `connect.rs`).
     pub connect_failed: bool,
 }
 
@@ -287,6 +296,7 @@ where
 {
     let started = Instant::now();
     let deadline = started + timeout;
+    let fixed = matches!(policy.route, Route::Fixed(_));
     let attempt_cap = Duration::from_millis(config.attempt_timeout_ms);
     let mut backoff = Backoff {
         next_ms: config.retry_backoff_ms,
@@ -300,7 +310,6 @@ where
         Route::Fixed(addr) => addr.clone(),
         Route::InOrder => router.first_endpoint(),
     };
-    let fixed = matches!(policy.route, Route::Fixed(_));
     let follow_hints = matches!(
         policy.route,
         Route::Leader { .. } | Route::Spread | Route::Followers | Route::Nearest
@@ -311,7 +320,29 @@ where
     let mut stale_hops: usize = 0;
     let mut last_error = String::from("no attempt was made");
 
+    // See `Policy::cap_attempts`.
+    let nodes = if fixed { 1 } else { router.endpoints().len() };
+    let connect_budget = Duration::from_millis(config.connect_timeout_ms)
+        .saturating_mul(u32::try_from(nodes).unwrap_or(u32::MAX));
+    let connect_deadline = (!policy.cap_attempts).then(|| started + connect_budget);
+
     loop {
+        if let Some(connect_deadline) = connect_deadline
+            && !uncertain
+            && attempts > 0
+            && Instant::now() >= connect_deadline
+        {
+            return Err(CallFailure {
+                kind: FailureKind::Exhausted,
+                uncertain,
+                last_error: format!(
+                    "no node could be connected to within the connect timeout ({} ms per node, \
+                     {attempts} attempt(s)), last: {last_error}",
+                    config.connect_timeout_ms
+                ),
+                timeout_ms: timeout.as_millis().try_into().unwrap_or(u64::MAX),
+            });
+        }
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(CallFailure {
@@ -350,15 +381,28 @@ where
             }
             Ok(Err(status)) => StatusInfo::from_status(&status),
             Err(_elapsed) => {
-                // No answer in time: the request may be sitting on the node.
-                uncertain = true;
+                // No answer in time: the request may be sitting on the node,
+                // unless no connection to it was ever made (still connecting:
+                // nothing was written).
+                let connected = router.ever_connected(&target);
+                uncertain |= connected;
                 if policy.observe {
                     router.observe_failure(&target);
                 }
-                last_error = format!(
-                    "{target}: no answer within {} ms",
-                    attempt_timeout.as_millis()
-                );
+                let waited = attempt_timeout.as_millis();
+                last_error = if connected {
+                    format!("{target}: no answer within {waited} ms")
+                } else if attempts > 1 {
+                    // Keep why the earlier attempts could not connect (only
+                    // the first cause, so the message does not grow).
+                    let earlier = last_error.rsplit("; before that: ").next().unwrap_or("");
+                    format!(
+                        "{target}: not connected within {waited} ms (nothing sent); \
+                         before that: {earlier}"
+                    )
+                } else {
+                    format!("{target}: not connected within {waited} ms (nothing sent)")
+                };
                 tracing::debug!(target = %target, "tally client: attempt timed out");
                 router.forget_leader(&target);
                 if !fixed {
@@ -444,7 +488,11 @@ where
             });
         }
         stale_hops = 0;
-        sleep_until_or(deadline, backoff.next()).await;
+        let wake_by = match connect_deadline {
+            Some(at) if !uncertain => deadline.min(at),
+            _ => deadline,
+        };
+        sleep_until_or(wake_by, backoff.next()).await;
     }
 }
 

@@ -15,6 +15,8 @@ use std::time::{Duration, Instant};
 
 use tonic::transport::{Channel, Endpoint};
 
+use crate::connect::{PeerWatch, WatchingConnector};
+
 /// Most channels kept for addresses outside the configured list (leader
 /// hints); the oldest is dropped beyond this.
 pub(crate) const MAX_EXTRA_CHANNELS: usize = 16;
@@ -62,6 +64,8 @@ struct RouterState {
     /// The last node that accepted a leader-only request.
     leader: Option<String>,
     channels: HashMap<String, Channel>,
+    /// Whether each channel's connector ever handed a connection over (same keys).
+    peers: HashMap<String, std::sync::Arc<PeerWatch>>,
     /// Addresses with a channel that are not configured endpoints, oldest first.
     extras: VecDeque<String>,
     /// Per configured endpoint (same order).
@@ -265,23 +269,39 @@ impl Router {
         if let Some(channel) = state.channels.get(addr) {
             return Ok(channel.clone());
         }
+        // The connector applies the connect timeout itself (so a timeout is a
+        // connect error like a refusal) and watches what the peer sends first.
+        let watch = PeerWatch::new();
+        let connector = WatchingConnector {
+            watch: watch.clone(),
+            connect_timeout: self.connect_timeout,
+        };
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("{addr}: invalid address: {e}"))?
-            .connect_timeout(self.connect_timeout)
-            .tcp_nodelay(true)
             .http2_keep_alive_interval(KEEP_ALIVE_INTERVAL)
             .keep_alive_timeout(KEEP_ALIVE_TIMEOUT);
-        let channel = endpoint.connect_lazy();
+        let channel = endpoint.connect_with_connector_lazy(connector);
         if !self.endpoints.iter().any(|e| e == addr) {
             state.extras.push_back(addr.to_string());
             while state.extras.len() > MAX_EXTRA_CHANNELS {
                 if let Some(old) = state.extras.pop_front() {
                     state.channels.remove(&old);
+                    state.peers.remove(&old);
                 }
             }
         }
+        state.peers.insert(addr.to_string(), watch);
         state.channels.insert(addr.to_string(), channel.clone());
         Ok(channel)
+    }
+
+    /// Whether a connection to `addr` was ever made (and checked to be an
+    /// HTTP/2 server): before that, no request can have been sent to it.
+    pub(crate) fn ever_connected(&self, addr: &str) -> bool {
+        self.state()
+            .peers
+            .get(addr)
+            .is_some_and(|watch| watch.ever_connected())
     }
 
     #[cfg(test)]

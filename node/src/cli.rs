@@ -3,13 +3,10 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde::Deserialize;
-use tally_proto::v1::admin_client::AdminClient;
-use tally_proto::v1::{InitRequest, Member, NodeStatusRequest};
 
 use crate::kafka::KafkaConfig;
 use crate::node::{self, NodeConfig};
@@ -17,7 +14,7 @@ use crate::node::{self, NodeConfig};
 #[derive(Parser, Debug)]
 #[command(
     name = "tallyd",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TALLY_GIT_COMMIT"), ")"),
     about = "Tally node: a Raft-replicated account ledger for crypto exchanges",
     long_about = "Tally node: a Raft-replicated account ledger for crypto exchanges.\n\n\
         `tallyd dev` starts a local 3-node cluster on 127.0.0.1:50051-50053 with data under ./data.\n\
@@ -25,8 +22,23 @@ use crate::node::{self, NodeConfig};
         `tallyctl cluster init --member 1=HOST:PORT --member 2=...`."
 )]
 pub struct Cli {
+    /// Log line format on stderr: text (for people) or json (one object per line).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log filter, e.g. info or info,tally_node=debug (RUST_LOG syntax; RUST_LOG wins when set).
+    /// openraft's own warnings are off by default (their texts are debug dumps; tallyd logs the
+    /// same events itself: peer unreachable, leadership, membership).
+    #[arg(long, global = true, default_value = "info,openraft=error")]
+    pub log_level: String,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand, Debug)]
@@ -82,6 +94,9 @@ pub struct RunArgs {
     pub keep_entries_after_snapshot: Option<u64>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// Stop when the parent process (the `tallyd dev` supervisor) is gone.
+    #[arg(long, hide = true)]
+    pub exit_with_parent: bool,
 }
 
 /// Kafka in and out (docs/kafka.md). Every node of a cluster must name the
@@ -155,7 +170,7 @@ impl KafkaArgs {
     }
 
     /// The flags again, for a child `tallyd run`.
-    fn to_args(&self) -> Vec<String> {
+    pub(crate) fn to_args(&self) -> Vec<String> {
         let mut out = Vec::new();
         let mut flag = |name: &str, value: Option<String>| {
             if let Some(v) = value {
@@ -299,14 +314,55 @@ impl RunArgs {
 /// Runs one node until Ctrl-C or SIGTERM.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
-    tracing::info!(node_id = config.node_id, listen = %config.listen_addr, data_dir = %config.data_dir.display(), cluster = %config.cluster_id, "starting tallyd");
+    let kafka = config.kafka.as_ref().map_or("off".to_string(), |k| {
+        format!(
+            "brokers {} ingest {} events {}",
+            k.brokers,
+            k.ingest_topic.as_deref().unwrap_or("-"),
+            k.events_topic.as_deref().unwrap_or("-")
+        )
+    });
+    tracing::info!(
+        node_id = config.node_id,
+        version = env!("CARGO_PKG_VERSION"),
+        commit = crate::GIT_COMMIT,
+        listen = %config.listen_addr,
+        advertise = %config.advertise_addr,
+        http = %config.http_addr.map_or("off".to_string(), |a| a.to_string()),
+        data_dir = %config.data_dir.display(),
+        cluster = %config.cluster_id,
+        heartbeat_ms = config.heartbeat_interval_ms,
+        election_timeout_ms = %format!("{}..{}", config.election_timeout_min_ms, config.election_timeout_max_ms),
+        snapshot_every_entries = config.snapshot_every_entries,
+        kafka = %kafka,
+        "starting tallyd"
+    );
+    if args.exit_with_parent {
+        exit_with_parent();
+    }
     let running = node::start(config, shutdown_signal()).await?;
     running.server.await??;
     tracing::info!("tallyd stopped");
     Ok(())
 }
 
-async fn shutdown_signal() {
+/// Exits the process once its parent is gone (it was re-parented), so a
+/// killed `tallyd dev` leaves no orphan nodes behind.
+fn exit_with_parent() {
+    let parent = std::os::unix::process::parent_id();
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if std::os::unix::process::parent_id() != parent {
+                tracing::warn!(parent, "the tallyd dev supervisor is gone; stopping");
+                std::process::exit(1);
+            }
+        }
+    });
+}
+
+/// Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -329,152 +385,10 @@ async fn shutdown_signal() {
     }
 }
 
-/// Starts a local cluster of `tallyd run` child processes and initializes it.
+/// Starts a local cluster of `tallyd run` child processes, initializes it
+/// and supervises it (`crate::dev`).
 pub async fn dev(args: DevArgs) -> anyhow::Result<()> {
-    if args.nodes == 0 || args.nodes > 9 {
-        anyhow::bail!("--nodes must be between 1 and 9");
-    }
-    let exe = std::env::current_exe()?;
-    std::fs::create_dir_all(&args.data_dir)?;
-    let mut children = Vec::new();
-    let mut members = Vec::new();
-    for id in 1..=args.nodes {
-        let port = args.base_port as u64 + id - 1;
-        let addr = format!("127.0.0.1:{port}");
-        let http = format!("127.0.0.1:{}", port + 1000);
-        let dir = args.data_dir.join(format!("node-{id}"));
-        std::fs::create_dir_all(&dir)?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("tallyd.log"))?;
-        let child = tokio::process::Command::new(&exe)
-            .args([
-                "run",
-                "--node-id",
-                &id.to_string(),
-                "--listen",
-                &addr,
-                "--cluster-id",
-                &args.cluster_id,
-            ])
-            .arg("--data-dir")
-            .arg(&dir)
-            .args([
-                "--snapshot-every-entries",
-                &args.snapshot_every_entries.to_string(),
-            ])
-            .args(["--http-listen", &http])
-            .args(args.kafka.to_args())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .kill_on_drop(true)
-            .spawn()?;
-        println!(
-            "started node {id} (pid {}) on {addr} (health http://{http}/readyz), data {}",
-            child.id().unwrap_or(0),
-            dir.display()
-        );
-        children.push((id, child));
-        members.push(Member { node_id: id, addr });
-    }
-    // Wait until every node answers, then initialize (a restarted dev cluster is already initialized).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    for m in &members {
-        loop {
-            if let Ok(mut c) = AdminClient::connect(format!("http://{}", m.addr)).await
-                && c.get_node_status(NodeStatusRequest {}).await.is_ok()
-            {
-                break;
-            }
-            if Instant::now() > deadline {
-                anyhow::bail!(
-                    "node {} did not come up on {} (see {}/node-{}/tallyd.log)",
-                    m.node_id,
-                    m.addr,
-                    args.data_dir.display(),
-                    m.node_id
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-    let mut admin = AdminClient::connect(format!("http://{}", members[0].addr)).await?;
-    match admin
-        .init(InitRequest {
-            members: members.clone(),
-        })
-        .await
-    {
-        Ok(_) => println!(
-            "initialized cluster '{}' with {} voters",
-            args.cluster_id,
-            members.len()
-        ),
-        Err(s) if s.code() == tonic::Code::FailedPrecondition => println!(
-            "cluster '{}' already initialized; resuming",
-            args.cluster_id
-        ),
-        Err(s) => anyhow::bail!("init failed: {}", s.message()),
-    }
-    loop {
-        let st = admin
-            .get_node_status(NodeStatusRequest {})
-            .await?
-            .into_inner();
-        if st.has_leader {
-            println!("leader elected: node {} (term {})", st.leader_id, st.term);
-            break;
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!("no leader elected within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let endpoints: Vec<String> = members.iter().map(|m| m.addr.clone()).collect();
-    println!();
-    println!(
-        "Tally dev cluster is up. Endpoints: {}",
-        endpoints.join(",")
-    );
-    println!(
-        "  tallyctl --endpoints {} cluster status",
-        endpoints.join(",")
-    );
-    println!(
-        "  tallyctl asset create BTC 8 && tallyctl account create 1 && tallyctl deposit 1 BTC 1.5"
-    );
-    println!(
-        "Logs: {}/node-*/tallyd.log. Press Ctrl-C to stop.",
-        args.data_dir.display()
-    );
-    let mut waits: Vec<_> = children
-        .iter_mut()
-        .map(|(id, c)| {
-            let id = *id;
-            Box::pin(async move { (id, c.wait().await) })
-        })
-        .collect();
-    tokio::select! {
-        _ = shutdown_signal() => println!("stopping..."),
-        ((id, status), _, _) = futures::future::select_all(waits.iter_mut()) => {
-            eprintln!("node {id} exited ({status:?}); stopping the cluster");
-        }
-    }
-    drop(waits);
-    for (id, child) in children.iter_mut() {
-        if let Some(pid) = child.id() {
-            // SIGTERM first so nodes shut down cleanly.
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &pid.to_string()])
-                .status();
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-        let _ = child.kill().await;
-        println!("node {id} stopped");
-    }
-    Ok(())
+    crate::dev::run(args, shutdown_signal()).await
 }
 
 #[cfg(test)]

@@ -105,6 +105,39 @@ fn metrics_text(ctx: &NodeCtx) -> String {
     );
     ctx.kafka
         .render_metrics(&positions, st.applied_index, &mut out);
+    let info = |out: &mut String, name: &str, help: &str, labels: String| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{labels}}} 1\n"
+        ));
+    };
+    info(
+        &mut out,
+        "tally_build_info",
+        "The tallyd build.",
+        format!(
+            "version=\"{}\",commit=\"{}\"",
+            env!("CARGO_PKG_VERSION"),
+            crate::GIT_COMMIT
+        ),
+    );
+    info(
+        &mut out,
+        "tally_node_info",
+        "This node's identity.",
+        format!(
+            "node_id=\"{}\",cluster_id=\"{}\"",
+            ctx.config.node_id, ctx.config.cluster_id
+        ),
+    );
+    out.push_str(&format!(
+        "# HELP tally_has_leader 1 if this node knows a leader.\n# TYPE tally_has_leader gauge\ntally_has_leader {}\n",
+        u8::from(m.current_leader.is_some())
+    ));
+    out.push_str(&format!(
+        "# HELP tally_disk_usage_bytes Bytes the data dir occupies on disk (allocated blocks).\n# TYPE tally_disk_usage_bytes gauge\ntally_disk_usage_bytes {}\n",
+        crate::metrics::disk_usage_bytes(&ctx.config.data_dir)
+    ));
+    crate::metrics::METRICS.render(&mut out);
     out
 }
 
@@ -133,6 +166,8 @@ async fn answer(ctx: &NodeCtx, mut stream: tokio::net::TcpStream) -> std::io::Re
         .next()
         .and_then(|l| l.split_whitespace().nth(1))
         .unwrap_or("");
+    // `/metrics?name[]=...` and the like: the query is accepted and ignored.
+    let path = path.split_once('?').map_or(path, |(p, _)| p);
     let (code, body, content_type) = match path {
         "/healthz" => (200, "ok\n".to_string(), "text/plain"),
         "/readyz" => match readiness(ctx) {

@@ -5,7 +5,7 @@
 //! before it, so there are no import cycles):
 //! - `codec`, `storage` (RocksDB column families, identity check), `raft`
 //!   (openraft glue: types, log store, state machine, network), `writer`
-//!   (group commit): the building blocks;
+//!   (group commit), `metrics` (the Prometheus registry): the building blocks;
 //! - `kafka`: the ingester, the events outbox and the publisher (leader
 //!   only; built on `ctx`);
 //! - `config`: [`config::NodeConfig`], what a node is started with;
@@ -19,20 +19,27 @@
 //!   become `tonic::Status` with their `tally-reason`) and `health`: the
 //!   edges, built on `ctx` and `reads`;
 //! - `node`: the bootstrap that opens storage, starts Raft and mounts the
-//!   services; `cli`: the `tallyd` command line on top of it; `probe`: the
+//!   services; `observe`: cluster events (leadership, membership) in the
+//!   log; `dev`: the `tallyd dev` supervisor; `cli`: the `tallyd` command line on top of it; `probe`: the
 //!   `tallyd probe` hooks for orchestrators (HTTP health checks, pre-stop
 //!   leadership hand-off).
 
 #![forbid(unsafe_code)]
 
+/// The git commit this build was made from ("unknown" outside a checkout).
+pub const GIT_COMMIT: &str = env!("TALLY_GIT_COMMIT");
+
 pub mod cli;
 pub mod codec;
 pub mod config;
 pub mod ctx;
+pub mod dev;
 pub mod grpc;
 pub mod health;
 pub mod kafka;
+pub mod metrics;
 pub mod node;
+pub mod observe;
 pub mod probe;
 pub mod raft;
 pub mod reads;

@@ -33,6 +33,8 @@ pub const MAX_CLIENT_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 pub struct RunningNode {
     pub ctx: Arc<NodeCtx>,
     pub server: tokio::task::JoinHandle<Result<(), tonic::transport::Error>>,
+    /// Held while the node runs: no second tallyd opens the data dir.
+    pub data_dir_lock: std::fs::File,
 }
 
 /// Opens storage, starts Raft and serves gRPC on `config.listen_addr` until `shutdown` resolves.
@@ -40,6 +42,20 @@ pub async fn start(
     config: NodeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<RunningNode> {
+    // Every listener is bound before the data dir is touched: a start that
+    // fails on a port in use leaves no identity and no database behind.
+    let listener = tokio::net::TcpListener::bind(config.listen_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen_addr))?;
+    let http_listener = match config.http_addr {
+        Some(http_addr) => Some(
+            tokio::net::TcpListener::bind(http_addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {http_addr} (http): {e}"))?,
+        ),
+        None => None,
+    };
+    let data_dir_lock = storage::lock_data_dir(&config.data_dir)?;
     identity::check_or_create(&config.data_dir, &config.cluster_id, config.node_id)?;
     let db = storage::open_db(&config.data_dir)?;
     let raft_config = Config {
@@ -104,6 +120,7 @@ pub async fn start(
             ));
         }
     }
+    tokio::spawn(crate::observe::run(ctx.clone()));
     let kafka_svc =
         tally_proto::v1::kafka_server::KafkaServer::new(KafkaService { ctx: ctx.clone() });
     let ledger = LedgerServer::new(LedgerService { ctx: ctx.clone() })
@@ -120,18 +137,12 @@ pub async fn start(
     let raft_svc = RaftServer::new(RaftService { ctx: ctx.clone() })
         .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
-    let listener = tokio::net::TcpListener::bind(config.listen_addr)
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen_addr))?;
     // Accepted connections need TCP_NODELAY set here: the builder's
     // `tcp_nodelay` only applies to listeners tonic binds itself. Without it
     // a reply written after a flow-control frame waited for the client's
     // delayed ACK: every request above ~5 KB took 40 ms longer.
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-    if let Some(http_addr) = config.http_addr {
-        let http = tokio::net::TcpListener::bind(http_addr)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {http_addr} (http): {e}"))?;
+    if let Some(http) = http_listener {
         tokio::spawn(crate::health::serve_http(ctx.clone(), http));
     }
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -144,6 +155,7 @@ pub async fn start(
     let server = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .layer(crate::grpc::metrics_layer::GrpcMetricsLayer)
             .add_service(health_service)
             .add_service(ledger)
             .add_service(perps)
@@ -155,7 +167,11 @@ pub async fn start(
         let _ = raft_for_shutdown.shutdown().await;
         result
     });
-    Ok(RunningNode { ctx, server })
+    Ok(RunningNode {
+        ctx,
+        server,
+        data_dir_lock,
+    })
 }
 
 /// The snapshot interval a node actually uses: `every_entries` stretched by

@@ -16,6 +16,7 @@ use tally_ledger::ApplyResult;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::kafka::outbox::OutboxGauge;
+use crate::metrics::METRICS;
 use crate::raft::types::{
     EncodedCommands, EntryRequest, MAX_ENTRY_COMMANDS, NodeId, Raft, TypeConfig,
 };
@@ -99,7 +100,10 @@ impl Writer {
             reply,
         }) {
             Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => return Err(WriteError::Overloaded),
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                METRICS.writer_overloaded.fetch_add(1, Ordering::Relaxed);
+                return Err(WriteError::Overloaded);
+            }
             Err(mpsc::error::TrySendError::Closed(_)) => {
                 return Err(WriteError::Unknown("node shutting down".into()));
             }
@@ -134,6 +138,9 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Job>) {
         let Ok(permit) = inflight.clone().acquire_owned().await else {
             return;
         };
+        METRICS
+            .writer_queue_depth
+            .store(rx.len() as u64, Ordering::Relaxed);
         let mut count = first.commands.len();
         let mut jobs = vec![first];
         while count < MAX_ENTRY_COMMANDS {
@@ -164,7 +171,14 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Job>) {
                 .map(|job| (job.commands.len(), job.reply))
                 .collect();
             let proposed = std::time::Instant::now();
+            METRICS.proposals_pending.fetch_add(1, Ordering::Relaxed);
             let outcome = raft.client_write(request).await;
+            METRICS.proposals_pending.fetch_sub(1, Ordering::Relaxed);
+            let counter = match &outcome {
+                Ok(_) => &METRICS.proposals_committed,
+                Err(_) => &METRICS.proposals_failed,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
             tracing::debug!(
                 commands = count,
                 commit_apply_us = proposed.elapsed().as_micros() as u64,

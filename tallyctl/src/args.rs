@@ -5,7 +5,7 @@
 //! to no product area: `state-hash`, `cluster` and `ledger`.
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use tally_client::amount::{Sign, validate_amount};
+use tally_client::amount::{AmountError, Sign, check_amount};
 use tally_client::{Consistency, ReadOptions, parse_endpoint, parse_endpoint_list};
 
 use crate::perps::args::PerpsCmd;
@@ -16,6 +16,8 @@ pub const DEFAULT_ENDPOINTS: &str = "127.0.0.1:50051,127.0.0.1:50052,127.0.0.1:5
 
 /// Default `--timeout-ms` of most commands.
 pub const DEFAULT_TIMEOUT_MS: u64 = 5_000;
+/// Default `--connect-timeout-ms` (the client library's default).
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 1_000;
 /// Default `--timeout-ms` of cluster commands that wait for the cluster
 /// (a learner catching up, a new leader, a snapshot).
 pub const DEFAULT_SLOW_TIMEOUT_MS: u64 = 120_000;
@@ -59,7 +61,9 @@ the printed id.";
 const EXIT_HELP: &str = "\
 Exit codes:
   0  success
-  1  usage, configuration or connection error (for writes: the command was not sent)
+  1  usage, configuration or connection error (for writes: the command was not sent:
+     connection refused or timed out, DNS failure, or an endpoint that is no gRPC
+     server, such as a node's HTTP health port)
   2  rejected: the cluster refused (the write changed nothing), or not found
   3  unknown outcome: the write may or may not have applied; retry with the same --id
 
@@ -71,7 +75,7 @@ errors included.";
 #[derive(Debug, Parser)]
 #[command(
     name = "tallyctl",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("TALLY_GIT_COMMIT"), ")"),
     about = "Operate a Tally ledger cluster: writes, reads and cluster administration",
     after_long_help = EXIT_HELP
 )]
@@ -102,6 +106,21 @@ pub struct Cli {
         value_name = "MS"
     )]
     pub timeout_ms: Option<u64>,
+
+    /// Budget of one connection in milliseconds: the TCP connect (DNS
+    /// included) plus the node's HTTP/2 greeting, before anything is sent.
+    /// A node that cannot be connected to within it counts as down; the
+    /// cluster commands with a long --timeout-ms (promote, replace,
+    /// transfer-leader, snapshot, compact) then give up after this per node
+    /// (exit 1, nothing sent), instead of after their whole --timeout-ms.
+    #[arg(
+        long,
+        global = true,
+        default_value_t = DEFAULT_CONNECT_TIMEOUT_MS,
+        value_parser = clap::value_parser!(u64).range(1..=86_400_000),
+        value_name = "MS"
+    )]
+    pub connect_timeout_ms: u64,
 
     #[command(subcommand)]
     pub command: Cmd,
@@ -137,14 +156,16 @@ pub(crate) fn endpoint_arg(s: &str) -> Result<String, String> {
     parse_endpoint(s).map_err(|e| e.to_string())
 }
 
-/// A plain decimal above zero: amounts, prices, sizes, ticks, rates.
-pub(crate) fn positive_decimal(s: &str) -> Result<String, String> {
-    validate_amount(s, Sign::Positive)
+/// A plain decimal above zero: amounts, prices, sizes, ticks, rates. The
+/// error keeps its reason (`AMOUNT_TOO_LARGE`, `BAD_PRECISION`,
+/// `MALFORMED_DECIMAL`, ...) for `--json` (see `main.rs`).
+pub(crate) fn positive_decimal(s: &str) -> Result<String, AmountError> {
+    check_amount(s, Sign::Positive).map(|()| s.to_string())
 }
 
 /// A plain decimal, zero allowed: fees, fee rates, bracket floors.
-pub(crate) fn non_negative_decimal(s: &str) -> Result<String, String> {
-    validate_amount(s, Sign::NonNegative)
+pub(crate) fn non_negative_decimal(s: &str) -> Result<String, AmountError> {
+    check_amount(s, Sign::NonNegative).map(|()| s.to_string())
 }
 
 fn command_id_arg(s: &str) -> Result<String, String> {

@@ -54,8 +54,31 @@ fn parse_error(error: &clap::Error, json: bool) -> ExitCode {
         ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand | ErrorKind::MissingSubcommand => {
             usage_error(&missing_command(&error.render().to_string()), json)
         }
-        _ => usage_error(&first_paragraph(&error.render().to_string()), json),
+        _ => {
+            let message = first_paragraph(&error.render().to_string());
+            let outcome = match amount_reason(error) {
+                Some(reason) => Outcome::error(
+                    EXIT_ERROR,
+                    format!("error: {message} (see tallyctl --help)"),
+                    reason,
+                    &message,
+                ),
+                None => usage_outcome(&message),
+            };
+            emit(&outcome, json);
+            ExitCode::from(outcome.exit_code())
+        }
     }
+}
+
+/// The reason of an amount refused while parsing (`AMOUNT_TOO_LARGE`,
+/// `BAD_PRECISION`, `MALFORMED_DECIMAL`, ...), for `--json`.
+fn amount_reason(error: &clap::Error) -> Option<&'static str> {
+    use std::error::Error as _;
+    error
+        .source()
+        .and_then(|e| e.downcast_ref::<tally_client::amount::AmountError>())
+        .map(|e| e.reason)
 }
 
 /// The first paragraph of clap's rendered error on one line, without its

@@ -93,6 +93,33 @@ fn signed(delta: &str) -> String {
     }
 }
 
+/// A balance's change, unambiguous: `0 -> 1.5 (+1.5)` (old -> new, then the
+/// delta), `1.5 (unchanged)`, or `+1.5 = 1.5` (delta = new) when the old
+/// value cannot be worked out.
+pub(crate) fn change_text(delta: &str, new: &str) -> String {
+    let new = or_zero(new);
+    if is_zero(delta) {
+        return format!("{new} (unchanged)");
+    }
+    let delta = signed(delta);
+    match old_value(&delta, new) {
+        Some(old) => format!("{old} -> {new} ({delta})"),
+        None => format!("{delta} = {new}"),
+    }
+}
+
+/// `new - delta`, written with as many decimal places as `new` (the node
+/// writes amounts at their asset's scale), or more if needed.
+fn old_value(delta: &str, new: &str) -> Option<String> {
+    let d = Decimal::from_str_exact(delta.strip_prefix('+').unwrap_or(delta)).ok()?;
+    let n = Decimal::from_str_exact(new).ok()?;
+    let mut old = n.checked_sub(d)?.normalize();
+    if old.scale() < n.scale() {
+        old.rescale(n.scale());
+    }
+    Some(old.to_string())
+}
+
 pub(crate) fn or_zero(amount: &str) -> &str {
     if amount.is_empty() { "0" } else { amount }
 }
@@ -112,7 +139,7 @@ pub(crate) fn push_indented<S: AsRef<str>>(out: &mut String, lines: impl IntoIte
 
 /// The lines describing an applied command's events, balance changes aligned.
 pub fn event_lines(events: &[Event]) -> Vec<String> {
-    let mut balances: Vec<(usize, [String; 6])> = Vec::new();
+    let mut balances: Vec<(usize, [String; 4])> = Vec::new();
     let mut lines: Vec<Option<String>> = Vec::new();
     for event in events {
         let text = match &event.kind {
@@ -122,10 +149,8 @@ pub fn event_lines(events: &[Event]) -> Vec<String> {
                     [
                         owner_text(b.owner.as_ref()),
                         b.asset.clone(),
-                        signed(&b.available_delta),
-                        or_zero(&b.available).to_string(),
-                        signed(&b.locked_delta),
-                        or_zero(&b.locked).to_string(),
+                        change_text(&b.available_delta, &b.available),
+                        change_text(&b.locked_delta, &b.locked),
                     ],
                 ));
                 lines.push(None);
@@ -142,20 +167,18 @@ pub fn event_lines(events: &[Event]) -> Vec<String> {
         };
         lines.push(Some(text));
     }
-    let mut widths = [0usize; 6];
+    let mut widths = [0usize; 4];
     for (_, cells) in &balances {
         for (w, cell) in widths.iter_mut().zip(cells) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    for (at, [owner, asset, avail_delta, avail, locked_delta, locked]) in balances {
+    for (at, [owner, asset, available, locked]) in balances {
         lines[at] = Some(format!(
-            "{owner:<w0$}  {asset:<w1$}  available {avail_delta:>w2$} -> {avail:<w3$}  locked {locked_delta:>w4$} -> {locked}",
+            "{owner:<w0$}  {asset:<w1$}  available {available:<w2$}  locked {locked}",
             w0 = widths[0],
             w1 = widths[1],
             w2 = widths[2],
-            w3 = widths[3],
-            w4 = widths[4],
         ));
     }
     lines.into_iter().flatten().collect()
@@ -720,11 +743,11 @@ mod tests {
         assert!(lines[0].starts_with("applied tc-1 at index 42 (duplicate"));
         assert_eq!(
             lines[1],
-            "  account 7  BTC  available +1.5 -> 1.5   locked 0 -> 0"
+            "  account 7  BTC  available 0.0 -> 1.5 (+1.5)   locked 0 (unchanged)"
         );
         assert_eq!(
             lines[2],
-            "  external   BTC  available -1.5 -> -1.5  locked 0 -> 0"
+            "  external   BTC  available 0.0 -> -1.5 (-1.5)  locked 0 (unchanged)"
         );
         assert_eq!(lines[3], "  hold 9 (account 7, BTC) remaining 0, closed");
         assert!(lines[4].contains("buyer 1 fee 0 BTC, seller 2 fee 15 USDT"));
@@ -897,6 +920,24 @@ mod tests {
         );
         s.has_leader = false;
         assert_eq!(cluster_problems(&s, 1000)[0], "no leader");
+    }
+
+    #[test]
+    fn balance_changes_read_old_to_new_then_delta() {
+        assert_eq!(change_text("+5980", "9020"), "3040 -> 9020 (+5980)");
+        assert_eq!(change_text("-5980", "9020"), "15000 -> 9020 (-5980)");
+        assert_eq!(change_text("5980", "15000"), "9020 -> 15000 (+5980)");
+        assert_eq!(change_text("0.2", "0.5"), "0.3 -> 0.5 (+0.2)");
+        assert_eq!(
+            change_text("-0.5", "0.00000000"),
+            "0.50000000 -> 0.00000000 (-0.5)"
+        );
+        assert_eq!(change_text("1.25", "1.25"), "0.00 -> 1.25 (+1.25)");
+        assert_eq!(change_text("-1.25", "0"), "1.25 -> 0 (-1.25)");
+        assert_eq!(change_text("0", "7"), "7 (unchanged)");
+        assert_eq!(change_text("", ""), "0 (unchanged)");
+        // No old value to be had: delta = new.
+        assert_eq!(change_text("x", "7"), "+x = 7");
     }
 
     #[test]

@@ -241,6 +241,7 @@ pub async fn run(cli: Cli) -> Outcome {
     let json = cli.json;
     let config = ClientConfig {
         timeout_ms: cli.effective_timeout_ms(),
+        connect_timeout_ms: cli.connect_timeout_ms,
         ..ClientConfig::new(cli.endpoints.0)
     };
     let client = match Client::new(config) {

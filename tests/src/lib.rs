@@ -49,6 +49,8 @@ pub struct NodeProc {
     pub child: Option<Child>,
     /// Extra environment for this node's process (fault injection).
     pub env: Vec<(String, String)>,
+    /// Extra `tallyd run` flags for this node only.
+    pub args: Vec<String>,
 }
 
 /// A cluster of real `tallyd` processes under one temp dir; killed on drop.
@@ -60,6 +62,8 @@ pub struct Cluster {
     pub extra_args: Vec<String>,
     /// Extra environment per node id, for processes started from now on.
     pub node_env: BTreeMap<u64, Vec<(String, String)>>,
+    /// Extra `tallyd run` flags per node id, for processes started from now on.
+    pub node_args: BTreeMap<u64, Vec<String>>,
 }
 
 impl Cluster {
@@ -74,12 +78,23 @@ impl Cluster {
         extra_args: &[&str],
         node_env: BTreeMap<u64, Vec<(String, String)>>,
     ) -> Cluster {
+        Cluster::start_with(n, extra_args, node_env, BTreeMap::new()).await
+    }
+
+    /// Like `start`, with extra environment and flags for some nodes.
+    pub async fn start_with(
+        n: u64,
+        extra_args: &[&str],
+        node_env: BTreeMap<u64, Vec<(String, String)>>,
+        node_args: BTreeMap<u64, Vec<String>>,
+    ) -> Cluster {
         let mut c = Cluster {
             dir: tempfile::tempdir().expect("tempdir"),
             cluster_id: "test-cluster".into(),
             nodes: BTreeMap::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             node_env,
+            node_args,
         };
         for id in 1..=n {
             c.add_node_process(id);
@@ -114,6 +129,7 @@ impl Cluster {
             data_dir,
             child: None,
             env: self.node_env.get(&id).cloned().unwrap_or_default(),
+            args: self.node_args.get(&id).cloned().unwrap_or_default(),
         };
         p.child = Some(spawn_tallyd(&p, &self.cluster_id, &self.extra_args));
         self.nodes.insert(id, p);
@@ -273,6 +289,7 @@ fn spawn_tallyd(p: &NodeProc, cluster_id: &str, extra: &[String]) -> Child {
         .arg("--data-dir")
         .arg(&p.data_dir)
         .args(extra)
+        .args(&p.args)
         .env("RUST_LOG", "info,openraft=warn")
         .envs(p.env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())

@@ -151,6 +151,54 @@ async fn malformed_requests_and_engine_refusals_change_nothing() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn amounts_with_too_many_digits_are_amount_too_large_or_bad_precision_at_the_node_not_malformed_decimal()
+ {
+    let cluster = Cluster::start(1, &[]).await;
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let mut raw = LedgerClient::connect(format!("http://{}", cluster.addr(leader)))
+        .await
+        .expect("connect");
+    let too_large = "9".repeat(40);
+    let far_too_large = "1".repeat(70);
+    let too_precise = format!("0.{}1", "0".repeat(30));
+    let far_too_precise = format!("1.{}", "5".repeat(70));
+    let mixed = "12345678901234567890.123456789012".to_string();
+    let cases = [
+        (too_large, "AMOUNT_TOO_LARGE"),
+        (far_too_large, "AMOUNT_TOO_LARGE"),
+        (too_precise, "BAD_PRECISION"),
+        (far_too_precise, "BAD_PRECISION"),
+        (mixed, "BAD_PRECISION"),
+        ("1.2.3".to_string(), "MALFORMED_DECIMAL"),
+        ("12abc".to_string(), "MALFORMED_DECIMAL"),
+        (format!("{}x", "1".repeat(70)), "MALFORMED_DECIMAL"),
+    ];
+    for (amount, want) in cases {
+        // Straight to the node's gRPC edge, past any client-side check.
+        let s = raw
+            .submit(SubmitRequest {
+                command: Some(commands::deposit(1, "BTC", &amount)),
+                ..Default::default()
+            })
+            .await
+            .expect_err("refused at the edge");
+        assert_eq!(
+            (s.code(), reason(&s).as_str()),
+            (tonic::Code::InvalidArgument, want),
+            "{amount}: {s:?}"
+        );
+        assert!(!s.message().contains('\n'), "{s:?}");
+    }
+    // Through tally-client: the same reasons, as definite rejections.
+    let c = Client::new(ClientConfig::new(cluster.endpoints())).expect("client");
+    let too_large = "9".repeat(40);
+    match c.submit(commands::deposit(1, "BTC", &too_large)).await {
+        WriteResult::Rejected { reason, .. } => assert_eq!(reason, "AMOUNT_TOO_LARGE"),
+        other => panic!("expected AMOUNT_TOO_LARGE, got {other:?}"),
+    }
+}
+
 fn run_tallyd(args: &[&str]) -> (bool, String) {
     let out = Command::new(bin_path("tallyd"))
         .args(args)

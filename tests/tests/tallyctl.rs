@@ -724,3 +724,200 @@ fn cluster_commands_transfer_leadership_snapshot_compact_replace_and_watch_statu
     drop(_node4);
     c.stop();
 }
+
+/// A local TCP listener that accepts connections and never says a word:
+/// an address that does not answer, as far as gRPC is concerned. Its
+/// connections are held open until the test ends.
+fn mute_listener() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming() {
+            match conn {
+                Ok(conn) => held.push(conn),
+                Err(_) => break,
+            }
+        }
+    });
+    addr
+}
+
+/// Asserts a definite "not sent": exit 1 and the JSON status/reason.
+fn assert_not_sent(what: &str, out: &Ctl, status: &str, reason: &str) {
+    assert_eq!(out.code, 1, "{what}: exit 1 (not sent), never 3: {out:?}");
+    assert_eq!(out.json["status"], status, "{what}: {out:?}");
+    assert_eq!(out.json["reason"], reason, "{what}: {out:?}");
+    assert!(
+        out.stderr.starts_with("error: ") && !out.stderr.contains("outcome unknown"),
+        "{what}: {out:?}"
+    );
+}
+
+#[test]
+fn refused_port_dns_failure_and_mute_listener_exit_1_not_sent_never_3_and_slow_admin_commands_stop_at_the_connect_timeout()
+ {
+    let refused = format!("127.0.0.1:{}", free_port());
+    let mute = mute_listener();
+    for (what, endpoint) in [
+        ("connection refused", refused.as_str()),
+        ("unresolvable host", "nonexistent.invalid:50051"),
+        ("listener that never answers", mute.as_str()),
+    ] {
+        let write = ctl(
+            endpoint,
+            &[
+                "--timeout-ms",
+                "1500",
+                "--connect-timeout-ms",
+                "300",
+                "deposit",
+                "1",
+                "BTC",
+                "1",
+                "--id",
+                "never-sent",
+            ],
+        );
+        assert_not_sent(what, &write, "not_sent", "NOT_SENT");
+        assert_eq!(write.json["command_id"], "never-sent", "{what}");
+        // Slow admin commands default to a 120 s budget; an address that
+        // cannot be connected to ends them after the connect timeout.
+        for args in [
+            &["cluster", "promote", "2"][..],
+            &["cluster", "transfer-leader", "2"],
+            &["cluster", "snapshot"],
+        ] {
+            let started = Instant::now();
+            let mut all = vec!["--connect-timeout-ms", "300"];
+            all.extend_from_slice(args);
+            let out = ctl(endpoint, &all);
+            let took = started.elapsed();
+            assert_eq!(out.code, 1, "{what}: {args:?}: {out:?}");
+            assert!(
+                took < Duration::from_secs(10),
+                "{what}: {args:?} took {took:?}, not bounded by the connect timeout: {out:?}"
+            );
+            assert!(!out.stderr.contains("may or may not"), "{what}: {out:?}");
+        }
+    }
+    // The flag is checked like the other budgets.
+    let out = ctl(&refused, &["--connect-timeout-ms", "0", "hold", "1"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert_eq!(out.json["reason"], "USAGE", "{out:?}");
+}
+
+#[test]
+fn amounts_with_too_many_digits_are_refused_as_amount_too_large_or_bad_precision_not_malformed_decimal()
+ {
+    // Checked by tallyctl before anything is sent (no cluster needed).
+    let refused = format!("127.0.0.1:{}", free_port());
+    let too_large = "1".repeat(31);
+    let too_precise = "0.0000000000000000001";
+    let long_fraction = format!("1.{}", "5".repeat(70));
+    for (amount, reason) in [
+        (too_large.as_str(), "AMOUNT_TOO_LARGE"),
+        (too_precise, "BAD_PRECISION"),
+        (long_fraction.as_str(), "BAD_PRECISION"),
+        ("1.2.3", "MALFORMED_DECIMAL"),
+        ("12abc", "MALFORMED_DECIMAL"),
+    ] {
+        let out = ctl(&refused, &["deposit", "1", "BTC", amount]);
+        assert_eq!(out.code, 1, "{amount}: {out:?}");
+        assert_eq!(out.json["reason"], reason, "{amount}: {out:?}");
+        assert!(
+            out.stderr.contains(&format!("{reason}: ")) && out.stderr.lines().count() == 1,
+            "{amount}: {out:?}"
+        );
+    }
+}
+
+#[test]
+fn the_http_health_port_of_a_real_node_is_not_sent_exit_1_and_write_text_shows_old_to_new() {
+    let c = DevCluster::start();
+    let http = format!("127.0.0.1:{}", c.base_port + 1000);
+    assert_eq!(
+        http_get(c.base_port + 1000, "/healthz").expect("healthz").0,
+        200
+    );
+
+    // The node's HTTP/1.1 health port is no gRPC endpoint: nothing reaches a Tally node.
+    let write = ctl(
+        &http,
+        &[
+            "--timeout-ms",
+            "1500",
+            "--connect-timeout-ms",
+            "300",
+            "deposit",
+            "1",
+            "BTC",
+            "1",
+        ],
+    );
+    assert_not_sent("HTTP health port", &write, "not_sent", "NOT_SENT");
+    assert!(
+        write.stderr.contains("HTTP/2"),
+        "says why: {}",
+        write.stderr
+    );
+    let started = Instant::now();
+    let promote = ctl(
+        &http,
+        &["--connect-timeout-ms", "300", "cluster", "promote", "2"],
+    );
+    assert_not_sent(
+        "HTTP health port, promote",
+        &promote,
+        "error",
+        "UNAVAILABLE",
+    );
+    assert!(started.elapsed() < Duration::from_secs(10), "{promote:?}");
+    // The real gRPC port of the same node still works.
+    c.ok(&["asset", "create", "BTC", "8"]);
+    c.ok(&["account", "create", "1"]);
+
+    // Text output of a write: old -> new (delta) per balance, unchanged sides say so.
+    let text = |args: &[&str]| {
+        let out = Command::new(bin_path("tallyctl"))
+            .args(["--endpoints", &c.endpoints()])
+            .args(args)
+            .env_remove("TALLY_ENDPOINTS")
+            .output()
+            .expect("tallyctl");
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).expect("utf-8")
+    };
+    let deposit = text(&["deposit", "1", "BTC", "2.5"]);
+    let lines: Vec<&str> = deposit.lines().map(str::trim).collect();
+    assert!(lines[0].starts_with("applied "), "{deposit}");
+    let account = lines
+        .iter()
+        .find(|l| l.starts_with("account 1 "))
+        .expect("account line");
+    assert!(
+        account.contains("available 0.00000000 -> 2.50000000 (+2.50000000)")
+            && account.contains("locked 0.00000000 (unchanged)"),
+        "{deposit}"
+    );
+    let external = lines
+        .iter()
+        .find(|l| l.starts_with("external "))
+        .expect("external line");
+    assert!(
+        external.contains("available 0.00000000 -> -2.50000000 (-2.50000000)"),
+        "{deposit}"
+    );
+    let lock = text(&["lock", "7", "1", "BTC", "1"]);
+    let account = lock
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("account 1 "))
+        .expect("account line");
+    assert!(
+        account.contains("available 2.50000000 -> 1.50000000 (-1.00000000)")
+            && account.contains("locked 0.00000000 -> 1.00000000 (+1.00000000)"),
+        "{lock}"
+    );
+    c.stop();
+}

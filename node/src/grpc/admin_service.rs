@@ -262,11 +262,28 @@ impl AdminService {
                 not_leader(f.leader_node.map(|n| n.addr).as_deref())
             }
             RaftError::APIError(ClientWriteError::ChangeMembershipError(c)) => {
-                let text = c.to_string();
-                let reason = if text.contains("progress") {
-                    "MEMBERSHIP_CHANGE_IN_PROGRESS"
-                } else {
-                    "MEMBERSHIP_CHANGE_REFUSED"
+                use openraft::errors::ChangeMembershipError as E;
+                // Plain words: openraft's own texts carry Debug dumps of log ids.
+                let (reason, text) = match &c {
+                    E::InProgress(_) => (
+                        "MEMBERSHIP_CHANGE_IN_PROGRESS",
+                        "another membership change is still being committed; retry when it is done"
+                            .to_string(),
+                    ),
+                    E::UncommittedLeaderLog(_) => (
+                        "MEMBERSHIP_CHANGE_IN_PROGRESS",
+                        "the new leader has not committed an entry of its term yet; retry shortly"
+                            .to_string(),
+                    ),
+                    E::EmptyMembership(_) => (
+                        "MEMBERSHIP_CHANGE_REFUSED",
+                        "the change would leave no voters".to_string(),
+                    ),
+                    E::LearnerNotFound(l) => (
+                        "MEMBERSHIP_CHANGE_REFUSED",
+                        format!("node {} is not a learner of this cluster", l.node_id),
+                    ),
+                    other => ("MEMBERSHIP_CHANGE_REFUSED", other.to_string()),
                 };
                 status(Code::FailedPrecondition, reason, text)
             }
@@ -314,7 +331,14 @@ impl AdminRpc for AdminService {
             Err(RaftError::APIError(InitializeError::NotAllowed(e))) => Err(status(
                 Code::FailedPrecondition,
                 "ALREADY_INITIALIZED",
-                format!("cluster already initialized: {e}"),
+                format!(
+                    "cluster already initialized (this node already has {})",
+                    if e.last_log_id.is_some() {
+                        "a log"
+                    } else {
+                        "a vote"
+                    }
+                ),
             )),
             Err(e) => Err(status(
                 Code::FailedPrecondition,
@@ -460,9 +484,12 @@ impl AdminRpc for AdminService {
                 Code::DeadlineExceeded,
                 "TRANSFER_TIMEOUT",
                 format!(
-                    "node {to} did not take leadership within {} ms (leader now {:?})",
+                    "node {to} did not take leadership within {} ms (leader now {})",
                     TRANSFER_TIMEOUT.as_millis(),
-                    self.ctx.metrics().current_leader
+                    self.ctx
+                        .metrics()
+                        .current_leader
+                        .map_or("unknown".to_string(), |id| format!("node {id}"))
                 ),
             )),
         }

@@ -23,14 +23,76 @@ pub enum ConvertError {
         value: String,
         message: String,
     },
+    /// A well-formed decimal with more integer digits than any amount can
+    /// have (the engine's bound is 10^28 minor units).
+    #[error("{field}: '{value}' is too large ({integer_digits} integer digits)")]
+    TooManyIntegerDigits {
+        field: &'static str,
+        value: String,
+        integer_digits: usize,
+    },
+    /// A well-formed decimal with more decimal places than can be held
+    /// exactly at its magnitude (never rounded).
+    #[error("{field}: '{value}' has too many decimal places ({decimal_places}) to be held exactly")]
+    TooManyDecimals {
+        field: &'static str,
+        value: String,
+        decimal_places: usize,
+    },
 }
 
 impl ConvertError {
-    /// Machine-readable reason for the gRPC edge.
+    /// Machine-readable reason for the gRPC edge: the engine's own codes
+    /// for numbers that do not fit (`AMOUNT_TOO_LARGE`, `BAD_PRECISION`),
+    /// so a value gets the same reason whether it is caught here or in the
+    /// engine; `MALFORMED_DECIMAL` only for text that is not a decimal.
     pub fn reason(&self) -> &'static str {
         match self {
             ConvertError::Missing { .. } => "MISSING_FIELD",
             ConvertError::BadDecimal { .. } => "MALFORMED_DECIMAL",
+            ConvertError::TooManyIntegerDigits { .. } => "AMOUNT_TOO_LARGE",
+            ConvertError::TooManyDecimals { .. } => "BAD_PRECISION",
+        }
+    }
+}
+
+/// Most integer digits a decimal can have and still parse: `Decimal`'s
+/// 96-bit mantissa holds every 28-digit integer (and some of 29, which the
+/// engine then refuses as `AMOUNT_TOO_LARGE` against its 10^28 bound).
+const MAX_INTEGER_DIGITS: usize = 28;
+
+/// Splits a decimal string into its integer and fraction digits if it is
+/// syntactically a decimal number (an optional sign, digits, at most one
+/// `.`, at least one digit), whatever its size.
+fn decimal_digits(value: &str) -> Option<(&str, &str)> {
+    let unsigned = value
+        .strip_prefix('-')
+        .or_else(|| value.strip_prefix('+'))
+        .unwrap_or(value);
+    let (int, frac) = unsigned.split_once('.').unwrap_or((unsigned, ""));
+    let all_digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
+    (all_digits(int) && all_digits(frac) && !(int.is_empty() && frac.is_empty()))
+        .then_some((int, frac))
+}
+
+/// Why a well-formed decimal string does not fit: too many integer digits
+/// (`AMOUNT_TOO_LARGE`) or else too many decimals (`BAD_PRECISION`).
+fn does_not_fit(field: &'static str, value: &str, int: &str, frac: &str) -> ConvertError {
+    let significant = int.trim_start_matches('0').len();
+    // Over-long with the integer part the longer one: padded with zeros.
+    let padded = value.len() > MAX_DECIMAL_CHARS && int.len() >= frac.len();
+    let value: String = value.chars().take(80).collect();
+    if significant > MAX_INTEGER_DIGITS || padded {
+        ConvertError::TooManyIntegerDigits {
+            field,
+            value,
+            integer_digits: if padded { int.len() } else { significant },
+        }
+    } else {
+        ConvertError::TooManyDecimals {
+            field,
+            value,
+            decimal_places: frac.len(),
         }
     }
 }
@@ -44,17 +106,23 @@ fn decimal(field: &'static str, value: &str) -> Result<Decimal, ConvertError> {
     if value.is_empty() {
         return Err(ConvertError::Missing { field });
     }
+    let Some((int, frac)) = decimal_digits(value) else {
+        if value.len() > MAX_DECIMAL_CHARS {
+            return Err(bad(format!("longer than {MAX_DECIMAL_CHARS} characters")));
+        }
+        return Err(bad(
+            "only digits, at most one '.', and a sign are allowed".into()
+        ));
+    };
     if value.len() > MAX_DECIMAL_CHARS {
-        return Err(bad(format!("longer than {MAX_DECIMAL_CHARS} characters")));
+        return Err(does_not_fit(field, value, int, frac));
     }
-    if !value
-        .bytes()
-        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-' || b == b'+')
-    {
-        return Err(bad("only digits, one '.', and a sign are allowed".into()));
-    }
-    // Exact parse: a value that would need rounding to fit is an error, never rounded.
-    Decimal::from_str_exact(value).map_err(|e| bad(e.to_string()))
+    // Exact parse: a value that would need rounding to fit is an error, never
+    // rounded. The syntax is checked above, so a failure here is about size.
+    Decimal::from_str_exact(value).map_err(|e| match decimal_digits(value) {
+        Some((int, frac)) => does_not_fit(field, value, int, frac),
+        None => bad(e.to_string()),
+    })
 }
 
 fn fee(field: &'static str, value: &str) -> Result<Decimal, ConvertError> {
@@ -616,6 +684,47 @@ mod tests {
             Some(pb::event::Kind::DedupWindowSet(pb::DedupWindowSetEvent {
                 window_ms: 60_000
             }))
+        );
+    }
+
+    #[test]
+    fn numbers_that_do_not_fit_are_too_large_or_bad_precision_not_malformed() {
+        let reason = |v: &str| decimal("amount", v).map_err(|e| e.reason());
+        let long_int = "9".repeat(29);
+        let longer_int = "1".repeat(40);
+        let huge_int = "1".repeat(70);
+        let long_frac = format!("0.{}1", "0".repeat(28));
+        let huge_frac = format!("1.{}", "5".repeat(70));
+        let mixed = "12345678901234567890.123456789012";
+        let padded = format!("{}1", "0".repeat(70));
+        for (value, want) in [
+            (long_int.as_str(), "AMOUNT_TOO_LARGE"),
+            (longer_int.as_str(), "AMOUNT_TOO_LARGE"),
+            (huge_int.as_str(), "AMOUNT_TOO_LARGE"),
+            (padded.as_str(), "AMOUNT_TOO_LARGE"),
+            (long_frac.as_str(), "BAD_PRECISION"),
+            (huge_frac.as_str(), "BAD_PRECISION"),
+            (mixed, "BAD_PRECISION"),
+            ("1.2.3", "MALFORMED_DECIMAL"),
+            ("1e3", "MALFORMED_DECIMAL"),
+            ("abc", "MALFORMED_DECIMAL"),
+            ("-", "MALFORMED_DECIMAL"),
+            (".", "MALFORMED_DECIMAL"),
+            ("+-5", "MALFORMED_DECIMAL"),
+        ] {
+            assert_eq!(reason(value), Err(want), "{value}");
+        }
+        let garbage = format!("{}x", "1".repeat(70));
+        assert_eq!(reason(&garbage), Err("MALFORMED_DECIMAL"));
+        // What fits still parses exactly.
+        let max_int = "9".repeat(28);
+        assert!(decimal("amount", &max_int).is_ok());
+        assert!(decimal("amount", "0.0000000000000000000000000001").is_ok());
+        assert_eq!(decimal("amount", "-1.50").ok(), Some(Decimal::new(-150, 2)));
+        let message = decimal("amount", &long_int).map_err(|e| e.to_string());
+        assert!(
+            message.as_ref().is_err_and(|m| m.contains("too large")),
+            "{message:?}"
         );
     }
 

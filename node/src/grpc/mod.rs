@@ -5,5 +5,6 @@ pub mod admin_service;
 pub mod convert;
 pub mod kafka_service;
 pub mod ledger_service;
+pub mod metrics_layer;
 pub mod raft_service;
 pub mod status;

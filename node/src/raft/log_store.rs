@@ -360,13 +360,28 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 /// families, so this also persists the state machine's unsynced writes made
 /// before it) and completes the appends in order. Runs until the store is
 /// dropped.
+/// A WAL fsync at least this long is logged (warning).
+const SLOW_FSYNC: std::time::Duration = std::time::Duration::from_millis(100);
+
 fn wal_syncer(db: Arc<DB>, pending: mpsc::Receiver<IOFlushed<TypeConfig>>) {
     while let Ok(first) = pending.recv() {
         let mut callbacks = vec![first];
         while let Ok(next) = pending.try_recv() {
             callbacks.push(next);
         }
+        let started = std::time::Instant::now();
         let result = db.flush_wal(true).map_err(|e| e.to_string());
+        let elapsed = started.elapsed();
+        crate::metrics::METRICS
+            .wal_fsync_seconds
+            .observe_duration(elapsed);
+        if elapsed >= SLOW_FSYNC {
+            tracing::warn!(
+                fsync_ms = elapsed.as_millis() as u64,
+                appends = callbacks.len(),
+                "slow WAL fsync"
+            );
+        }
         if let Err(e) = &result {
             tracing::error!(error = %e, "WAL fsync failed; appends reported as failed");
         }

@@ -39,6 +39,8 @@ pub struct PeerClient {
     addr: String,
     cluster_id: String,
     client: Option<RaftClient<Channel>>,
+    /// Whether the last RPC reached the peer (a change is logged once).
+    reachable: bool,
 }
 
 impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
@@ -50,6 +52,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.addr.clone(),
             cluster_id: self.cluster_id.clone(),
             client: None,
+            reachable: true,
         }
     }
 }
@@ -102,6 +105,19 @@ impl PeerClient {
         RPCError::Network(NetworkError::new(&status))
     }
 
+    /// Logs the peer becoming unreachable, or reachable again, once per change.
+    fn note_reachable(&mut self, ok: bool) {
+        if ok == self.reachable {
+            return;
+        }
+        self.reachable = ok;
+        if ok {
+            tracing::info!(peer = self.target, addr = %self.addr, "peer reachable again");
+        } else {
+            tracing::warn!(peer = self.target, addr = %self.addr, "peer unreachable");
+        }
+    }
+
     async fn unary<Req, Resp>(
         &mut self,
         kind: RpcKind,
@@ -115,12 +131,15 @@ impl PeerClient {
         let data = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut client = self.client().map_err(RPCError::Unreachable)?;
         let request = self.request(RaftPayload { data }, option.hard_ttl());
+        let started = std::time::Instant::now();
         let result = match kind {
             RpcKind::Append => client.append_entries(request).await,
             RpcKind::Vote => client.vote(request).await,
             RpcKind::PreVote => client.pre_vote(request).await,
             RpcKind::TransferLeader => client.transfer_leader(request).await,
         };
+        crate::metrics::METRICS.peer_rpc(self.target, started.elapsed(), result.is_ok());
+        self.note_reachable(result.is_ok());
         let reply = result.map_err(|s| self.status_error(s))?;
         codec::decode(&reply.into_inner().data)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))

@@ -14,6 +14,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 
 use futures::{Stream, StreamExt};
@@ -26,6 +27,7 @@ use tokio::sync::watch;
 
 use crate::codec;
 use crate::kafka::outbox::{EntryEvents, OutboxGauge};
+use crate::metrics::METRICS;
 use crate::raft::types::{
     EntryBody, EntryRequest, EntryResponse, IngestReply, LogId, Snapshot, SnapshotData,
     SnapshotMeta, StoredMembership, TypeConfig,
@@ -112,6 +114,14 @@ impl SnapshotBody {
 struct StoredSnapshot {
     meta: SnapshotMeta,
     data: Vec<u8>,
+}
+
+/// The reject code of a rejected result (`None`: applied).
+fn rejected_code(result: &tally_ledger::ApplyResult) -> Option<tally_ledger::RejectCode> {
+    match &result.outcome {
+        Outcome::Rejected(rejection) => Some(rejection.code),
+        Outcome::Applied { .. } => None,
+    }
 }
 
 /// The log index of an outbox key (8 bytes, big-endian).
@@ -257,9 +267,11 @@ impl StateMachineStore {
                 if waited_on {
                     response.results.reserve(req.count() as usize);
                 }
+                METRICS.entry_commands.observe(f64::from(req.count()));
                 for command in req.commands() {
                     let command = command?;
                     let result = st.ledger.apply_decoded(&command, timestamp_ms, detailed);
+                    METRICS.command(rejected_code(&result));
                     if let Some(events) = &mut events {
                         events.add_result(&command.envelope.command_id.0, &result);
                     }
@@ -276,7 +288,11 @@ impl StateMachineStore {
                         next_offset,
                     } => {
                         let (mut failed, mut duplicates) = (0u32, 0u32);
+                        METRICS.entry_commands.observe(results.len() as f64);
                         for (record, result) in ingest.records.iter().zip(&results) {
+                            if let Some(r) = &result.result {
+                                METRICS.command(rejected_code(r));
+                            }
                             failed += u32::from(result.failure.is_some());
                             duplicates +=
                                 u32::from(result.result.as_ref().is_some_and(|r| r.duplicate));
@@ -436,6 +452,12 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 outbox,
             };
             let data = codec::encode(&body)?;
+            METRICS
+                .snapshot_build_seconds
+                .observe_duration(started.elapsed());
+            METRICS
+                .snapshot_bytes
+                .store(data.len() as u64, Ordering::Relaxed);
             tracing::info!(
                 index = ?meta.last_log_id.as_ref().map(|l| l.index),
                 bytes = data.len(),
@@ -541,9 +563,16 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         // No fsync, so no block_in_place: a memtable insert and a WAL write
         // (milliseconds for a full entry) cost less than handing the worker
         // thread off.
+        let write_started = std::time::Instant::now();
         self.db
             .write_opt(batch, &unsynced())
             .map_err(io::Error::other)?;
+        METRICS
+            .apply_write_seconds
+            .observe_duration(write_started.elapsed());
+        METRICS
+            .apply_batch_seconds
+            .observe_duration(started.elapsed());
         self.applied_tx.send_replace(applied_index);
         tracing::debug!(
             index = applied_index,
@@ -567,6 +596,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         meta: &SnapshotMeta,
         snapshot: SnapshotData,
     ) -> Result<(), io::Error> {
+        let started = std::time::Instant::now();
         let data = snapshot.into_inner();
         let body = SnapshotBody::decode(&data)?;
         let ledger = Ledger::from_records(self.ledger_config, body.records.iter().cloned())
@@ -608,8 +638,13 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             meta: meta.clone(),
             data,
         };
+        let bytes = stored.data.len() as u64;
         tokio::task::block_in_place(|| self.save_snapshot(&stored))?;
         self.applied_tx.send_replace(applied_index);
+        METRICS
+            .snapshot_install_seconds
+            .observe_duration(started.elapsed());
+        METRICS.snapshot_bytes.store(bytes, Ordering::Relaxed);
         tracing::info!(
             index = applied_index,
             records = body.records.len(),

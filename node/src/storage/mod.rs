@@ -41,6 +41,57 @@ impl From<StorageError> for std::io::Error {
     }
 }
 
+/// Name of the lock file in a data dir.
+pub const LOCK_FILE: &str = "tallyd.lock";
+
+/// Takes the data dir's lock (`tallyd.lock`): see [`lock_dir`].
+pub fn lock_data_dir(dir: &Path) -> Result<std::fs::File, StorageError> {
+    lock_dir(dir, LOCK_FILE, "tallyd")
+}
+
+/// Takes an exclusive advisory lock on `dir/file` (held until the returned
+/// file is dropped, i.e. for the life of the process; the lock file holds
+/// the pid), creating the dir if needed; refuses with a clear message
+/// naming `holder` if another process holds it.
+pub fn lock_dir(dir: &Path, file: &str, holder: &str) -> Result<std::fs::File, StorageError> {
+    use std::io::Write as _;
+    let err = |message: String| StorageError::DataDir {
+        path: dir.display().to_string(),
+        message,
+    };
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot create: {e}")))?;
+    let path = dir.join(file);
+    let lock_name = file;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&path)
+        .map_err(|e| err(format!("cannot open {lock_name}: {e}")))?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let pid = std::fs::read_to_string(&path).unwrap_or_default();
+            let pid = pid.trim();
+            let pid = if pid.is_empty() {
+                String::new()
+            } else {
+                format!(" (pid {pid})")
+            };
+            return Err(err(format!(
+                "another {holder} holds this data dir{pid}; stop it first or use another --data-dir"
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => {
+            return Err(err(format!("cannot lock {LOCK_FILE}: {e}")));
+        }
+    }
+    let _ = file.set_len(0);
+    let _ = write!(file, "{}", std::process::id());
+    Ok(file)
+}
+
 /// Opens (creating if missing) the node's RocksDB under `dir/db`.
 pub fn open_db(dir: &Path) -> Result<Arc<DB>, StorageError> {
     let mut opts = Options::default();

@@ -3,7 +3,7 @@
 //! subcommands and their validators (brackets, signed funding rates).
 
 use clap::Subcommand;
-use tally_client::amount::{Sign, validate_amount};
+use tally_client::amount::{AmountError, Sign, check_amount};
 use tally_client::commands;
 use tally_client::proto::v1::MarginBracket;
 
@@ -27,9 +27,9 @@ Example:
     --liquidation-fee-rate 0.01 --funding-interval-ms 28800000";
 
 /// A decimal with an optional leading `-` (funding rates).
-fn signed_decimal(s: &str) -> Result<String, String> {
+fn signed_decimal(s: &str) -> Result<String, AmountError> {
     let digits = s.strip_prefix('-').unwrap_or(s);
-    validate_amount(digits, Sign::NonNegative).map(|_| s.to_string())
+    check_amount(digits, Sign::NonNegative).map(|()| s.to_string())
 }
 
 /// `FLOOR:RATE:LEVERAGE` of `market create --bracket`.
@@ -42,8 +42,8 @@ fn bracket_arg(s: &str) -> Result<MarginBracket, String> {
         .parse::<u32>()
         .map_err(|_| format!("leverage {leverage:?} is not a whole number"))?;
     Ok(commands::margin_bracket(
-        non_negative_decimal(floor)?,
-        positive_decimal(rate)?,
+        non_negative_decimal(floor).map_err(|e| e.to_string())?,
+        positive_decimal(rate).map_err(|e| e.to_string())?,
         leverage,
     ))
 }

@@ -7,7 +7,9 @@ use tally_client::proto::v1::{
     PositionInfo, event,
 };
 
-use crate::render::{or_dash, owner_json, owner_text, push_indented, read_suffix, table};
+use crate::render::{
+    change_text, or_dash, owner_json, owner_text, push_indented, read_suffix, table,
+};
 
 fn none_if_empty(s: &str) -> Value {
     if s.is_empty() {
@@ -55,20 +57,22 @@ pub fn event_text(kind: &event::Kind) -> Option<String> {
             e.size, e.market, e.price, e.buyer, e.buyer_fee, e.seller, e.seller_fee
         ),
         Kind::Position(e) => format!(
-            "{} {} {} {} at {} with {}: size {} entry {} realized {}",
+            "{} {} {} {} at {} with {}: size {}, entry {} realized {}",
             owner_text(e.holder.as_ref()),
             e.market,
             cause_name(e.cause),
             e.size_delta,
             e.price,
             owner_text(e.counterparty.as_ref()),
-            e.size,
+            change_text(&e.size_delta, &e.size),
             e.entry_price,
             e.realized_pnl
         ),
         Kind::Pool(e) => format!(
-            "{} PnL pool {} {} -> {}",
-            e.market, e.delta, e.asset, e.balance
+            "{} PnL pool {} {}",
+            e.market,
+            e.asset,
+            change_text(&e.delta, &e.balance)
         ),
         Kind::Funding(e) => format!(
             "funding {} at {} ms, rate {} at mark {}: paid {}, received {}, residue {} to insurance, uncollected {}",
