@@ -196,6 +196,14 @@ impl DedupTable {
         self.entries.len()
     }
 
+    /// The memory the ring and the index hold, capacity included (ids
+    /// longer than `INLINE_ID_BYTES` and rejection details, one heap
+    /// allocation each, are not counted): O(1), for metrics.
+    pub fn approx_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<DedupEntry>()
+            + self.index.capacity() * (std::mem::size_of::<u64>() + 1)
+    }
+
     /// Every remembered command, oldest first.
     pub fn iter(&self) -> impl Iterator<Item = &DedupEntry> {
         self.entries.iter()

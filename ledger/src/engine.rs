@@ -411,6 +411,12 @@ impl Ledger {
         self.dedup.len()
     }
 
+    /// Approximate bytes the idempotency table holds (its ring and index,
+    /// spare capacity included; long ids and rejection details not counted).
+    pub fn dedup_approx_bytes(&self) -> usize {
+        self.dedup.approx_bytes()
+    }
+
     /// Most command ids the idempotency table remembers (`MAX_DEDUP_ENTRIES`).
     pub fn dedup_max_entries(&self) -> usize {
         self.dedup_max_entries

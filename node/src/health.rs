@@ -96,6 +96,21 @@ fn metrics_text(ctx: &NodeCtx) -> String {
             "Open holds (order locks).",
             s.ledger.open_hold_count() as u64,
         );
+        gauge(
+            "tally_dedup_entries",
+            "Command ids the idempotency table remembers.",
+            s.ledger.dedup_entries() as u64,
+        );
+        gauge(
+            "tally_dedup_max_entries",
+            "Most command ids remembered; then new commands are refused (DEDUP_TABLE_FULL).",
+            s.ledger.dedup_max_entries() as u64,
+        );
+        gauge(
+            "tally_dedup_bytes",
+            "Approximate memory of the idempotency table (ring and index, with spare capacity).",
+            s.ledger.dedup_approx_bytes() as u64,
+        );
         positions = s.ledger.ingest_positions();
     }
     gauge(

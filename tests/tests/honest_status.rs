@@ -4,7 +4,7 @@
 //!   `/readyz` answers 503 naming `NODE_REMOVED`, its gRPC health is
 //!   NOT_SERVING, reads and writes are refused with `tally-reason:
 //!   NODE_REMOVED`, it reports role `removed` (not a voter) and says so once
-//!   in its log;
+//!   in its log; the dedup table's fill and bound are metrics;
 //! * `tallyctl cluster status` reports the leader's view even when asked of a
 //!   follower, exits 0 on a healthy cluster and 4 (degraded) with a voter
 //!   killed, marking it unreachable;
@@ -135,6 +135,26 @@ async fn a_removed_node_answers_readyz_503_and_not_serving_and_refuses_reads_and
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     wait_health(&addr, "tally.v1.Ledger", ServingStatus::Serving).await;
+    // The dedup table's fill and bound are metrics.
+    let (code, metrics) = http_get(&http, "/metrics").expect("metrics");
+    assert_eq!(code, 200);
+    let series = |name: &str| -> Option<u64> {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    assert!(series("tally_dedup_entries") >= Some(2), "{metrics}");
+    assert_eq!(
+        series("tally_dedup_max_entries"),
+        Some(50_000_000),
+        "{metrics}"
+    );
+    assert!(series("tally_dedup_bytes") > Some(0), "{metrics}");
+    assert!(
+        metrics.contains("# TYPE tally_dedup_entries gauge"),
+        "{metrics}"
+    );
 
     c.remove(4, false).await.expect("remove node 4");
     let deadline = Instant::now() + Duration::from_secs(15);
