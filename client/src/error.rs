@@ -28,6 +28,12 @@ pub mod reasons {
     /// Client-side: no node could be connected to before the deadline, so
     /// the command was never sent. It did not apply; retrying it is safe.
     pub const NOT_SENT: &str = "NOT_SENT";
+    /// The node was removed from the cluster and serves nothing
+    /// (`UNAVAILABLE`); nothing was applied. The client tries another node.
+    pub const NODE_REMOVED: &str = "NODE_REMOVED";
+    /// The Kafka events outbox is at its bound (`RESOURCE_EXHAUSTED`):
+    /// nothing was applied; retry once the events topic catches up.
+    pub const EVENTS_OUTBOX_FULL: &str = "EVENTS_OUTBOX_FULL";
 
     // ---- reads ----
 

@@ -228,7 +228,12 @@ pub(crate) enum Verdict {
 pub(crate) fn node_specific(reason: Option<&str>) -> bool {
     matches!(
         reason,
-        Some(reasons::STALE_REPLICA | reasons::INDEX_NOT_REACHED | reasons::READ_INDEX_NOT_APPLIED)
+        Some(
+            reasons::STALE_REPLICA
+                | reasons::INDEX_NOT_REACHED
+                | reasons::READ_INDEX_NOT_APPLIED
+                | reasons::NODE_REMOVED
+        )
     )
 }
 
@@ -236,7 +241,7 @@ pub(crate) fn node_specific(reason: Option<&str>) -> bool {
 pub(crate) fn verdict(code: Code, reason: Option<&str>, write: bool) -> Verdict {
     if matches!(
         reason,
-        Some(reasons::NOT_LEADER | reasons::NO_LEADER | reasons::TIMEOUT)
+        Some(reasons::NOT_LEADER | reasons::NO_LEADER | reasons::TIMEOUT | reasons::NODE_REMOVED)
     ) {
         return Verdict::Retry;
     }
