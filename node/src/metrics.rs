@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{LazyLock, Mutex, OnceLock};
 use std::time::Duration;
 
 use tally_ledger::RejectCode;
@@ -112,6 +112,21 @@ pub struct Metrics {
     pub snapshot_bytes: AtomicU64,
     grpc: Mutex<GrpcSeries>,
     peers: Mutex<BTreeMap<u64, (Histogram, u64)>>,
+}
+
+/// This process's node id, for log lines of modules that are not handed
+/// it (the state machine's snapshot lines); 0 until set. One node per
+/// process (`tallyd run`).
+static NODE_ID: OnceLock<u64> = OnceLock::new();
+
+/// Records this process's node id (the first call wins).
+pub fn set_node_id(node_id: u64) {
+    let _ = NODE_ID.set(node_id);
+}
+
+/// This process's node id (0 if not set).
+pub fn node_id() -> u64 {
+    NODE_ID.get().copied().unwrap_or(0)
 }
 
 /// The process's registry.

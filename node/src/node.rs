@@ -56,6 +56,7 @@ pub async fn start(
         None => None,
     };
     let data_dir_lock = storage::lock_data_dir(&config.data_dir)?;
+    crate::metrics::set_node_id(config.node_id);
     identity::check_or_create(&config.data_dir, &config.cluster_id, config.node_id)?;
     let db = storage::open_db(&config.data_dir)?;
     let raft_config = Config {

@@ -317,7 +317,12 @@ async fn the_json_log_has_one_line_per_cluster_event_with_node_id_and_term() {
         .trigger_snapshot(SnapshotRequest {})
         .await
         .expect("snapshot");
-    wait_logged(&cluster, target, "built snapshot").await;
+    let built = wait_logged(&cluster, target, "built snapshot").await;
+    assert_eq!(built["fields"]["node_id"], target, "{built}");
+    assert!(
+        built["fields"]["term"].as_u64().is_some_and(|t| t > 0),
+        "{built}"
+    );
     // A node killed: the leader says the peer is unreachable.
     let killed = others[1];
     cluster.kill9(killed);

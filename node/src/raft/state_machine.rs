@@ -459,7 +459,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 .snapshot_bytes
                 .store(data.len() as u64, Ordering::Relaxed);
             tracing::info!(
-                index = ?meta.last_log_id.as_ref().map(|l| l.index),
+                node_id = crate::metrics::node_id(),
+                term = meta.last_log_id.as_ref().map_or(0, |l| l.leader_id.term),
+                index = meta.last_log_id.as_ref().map_or(0, |l| l.index),
                 bytes = data.len(),
                 records = body.records.len(),
                 total_ms = started.elapsed().as_millis() as u64,
@@ -646,6 +648,8 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
             .observe_duration(started.elapsed());
         METRICS.snapshot_bytes.store(bytes, Ordering::Relaxed);
         tracing::info!(
+            node_id = crate::metrics::node_id(),
+            term = meta.last_log_id.as_ref().map_or(0, |l| l.leader_id.term),
             index = applied_index,
             records = body.records.len(),
             "installed snapshot"
