@@ -128,6 +128,19 @@ pub enum Owner {
     Insurance,
 }
 
+/// How messages name an owner: `account 7`, `the external account`, `the
+/// fee account`, `the insurance fund` (never a Rust Debug form).
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Owner::Account(id) => write!(f, "account {id}"),
+            Owner::External => f.write_str("the external account"),
+            Owner::Fees => f.write_str("the fee account"),
+            Owner::Insurance => f.write_str("the insurance fund"),
+        }
+    }
+}
+
 crate::wire::define_commands! {
     /// Registers an asset with a fixed scale (e.g. BTC 8, USDT 6).
     0 => CreateAsset { symbol: String, scale: u32 }

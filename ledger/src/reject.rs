@@ -460,10 +460,10 @@ define_reject_details! {
         "account {account} has {available} {asset} available, needs {needed}";
     24 => WouldGoNegative { owner: Owner, asset: String }
         => RejectCode::InsufficientFunds,
-        "{owner:?} would have negative {asset} available";
+        "{owner} would have negative {asset} available";
     25 => BalanceTooLarge { owner: Owner, asset: String }
         => RejectCode::AmountTooLarge,
-        "{owner:?} {asset} balance would exceed the largest amount";
+        "{owner} {asset} balance would exceed the largest amount";
     26 => Overflow
         => RejectCode::AmountTooLarge,
         "an amount in this command would exceed the largest representable value";
@@ -635,6 +635,26 @@ mod tests {
     use std::str::FromStr;
 
     use super::*;
+
+    #[test]
+    fn messages_name_owners_in_words_not_rust_debug() {
+        let over = Rejection::new(RejectDetail::BalanceTooLarge {
+            owner: Owner::Account(3),
+            asset: "BTC".into(),
+        });
+        assert_eq!(
+            over.message(),
+            "account 3 BTC balance would exceed the largest amount"
+        );
+        let negative = Rejection::new(RejectDetail::WouldGoNegative {
+            owner: Owner::Insurance,
+            asset: "USDT".into(),
+        });
+        assert_eq!(
+            negative.message(),
+            "the insurance fund would have negative USDT available"
+        );
+    }
 
     fn d(text: &str) -> Decimal {
         Decimal::from_str(text).expect("decimal")
