@@ -96,6 +96,7 @@
 
 mod admin;
 pub mod amount;
+mod backup;
 mod client;
 pub mod commands;
 mod config;
@@ -110,6 +111,7 @@ mod result;
 mod retry;
 mod router;
 
+pub use backup::Backup;
 pub use client::Client;
 pub use commands::CommandExt;
 pub use config::{ClientConfig, DEV_ENDPOINTS, MAX_ENDPOINTS, parse_endpoint, parse_endpoint_list};

@@ -49,6 +49,49 @@ pub enum Command {
     Dev(DevArgs),
     /// Probes and hooks for images without a shell: readyz, healthz, step-down.
     Probe(crate::probe::ProbeArgs),
+    /// Restore a backup (`tallyctl backup`) into a new, empty data dir; restore
+    /// every node of a new cluster from the same file, start them, then
+    /// `tallyctl cluster init` once.
+    Restore(RestoreArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// The backup file.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The new node's data dir (must not hold a database).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// The new node's id.
+    #[arg(long)]
+    pub node_id: u64,
+    /// The new cluster's id (default: the backed-up cluster's).
+    #[arg(long)]
+    pub cluster_id: Option<String>,
+}
+
+/// `tallyd restore`.
+pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
+    if args.node_id == 0 {
+        anyhow::bail!("--node-id must be greater than 0");
+    }
+    let info = crate::backup::restore(
+        &args.from,
+        &args.data_dir,
+        args.node_id,
+        args.cluster_id.as_deref(),
+    )?;
+    println!(
+        "restored {} records (cluster '{}', taken at index {}, state hash {}) into {} as node {}",
+        info.records,
+        info.cluster_id,
+        info.applied_index,
+        info.state_hash,
+        args.data_dir.display(),
+        args.node_id
+    );
+    Ok(())
 }
 
 #[derive(Args, Debug, Default)]

@@ -20,7 +20,7 @@
 //!   edges, built on `ctx` and `reads`;
 //! - `node`: the bootstrap that opens storage, starts Raft and mounts the
 //!   services; `observe`: cluster events (leadership, membership) in the
-//!   log; `dev`: the `tallyd dev` supervisor; `cli`: the `tallyd` command line on top of it; `probe`: the
+//!   log; `backup`: backup files and `tallyd restore`; `dev`: the `tallyd dev` supervisor; `cli`: the `tallyd` command line on top of it; `probe`: the
 //!   `tallyd probe` hooks for orchestrators (HTTP health checks, pre-stop
 //!   leadership hand-off).
 
@@ -29,6 +29,7 @@
 /// The git commit this build was made from ("unknown" outside a checkout).
 pub const GIT_COMMIT: &str = env!("TALLY_GIT_COMMIT");
 
+pub mod backup;
 pub mod cli;
 pub mod codec;
 pub mod config;

@@ -40,6 +40,7 @@ fn main() -> std::process::ExitCode {
             Command::Run(args) => tally_node::cli::run(args).await,
             Command::Dev(args) => tally_node::cli::dev(args).await,
             Command::Probe(args) => tally_node::probe::run(args).await,
+            Command::Restore(args) => tally_node::cli::restore(args),
         }
     });
     match result {

@@ -122,6 +122,9 @@ pub async fn start(
         }
     }
     tokio::spawn(crate::observe::run(ctx.clone()));
+    let backup_svc = tally_proto::v1::backup_server::BackupServer::new(
+        crate::grpc::backup_service::BackupService { ctx: ctx.clone() },
+    );
     let kafka_svc =
         tally_proto::v1::kafka_server::KafkaServer::new(KafkaService { ctx: ctx.clone() });
     let ledger = LedgerServer::new(LedgerService { ctx: ctx.clone() })
@@ -162,6 +165,7 @@ pub async fn start(
             .add_service(perps)
             .add_service(admin)
             .add_service(kafka_svc)
+            .add_service(backup_svc)
             .add_service(raft_svc)
             .serve_with_incoming_shutdown(incoming, shutdown)
             .await;

@@ -318,6 +318,14 @@ pub enum Cmd {
     /// Kafka ingest and publishing: offsets, lag, failed records.
     #[command(subcommand)]
     Ingest(crate::ingest::IngestCmd),
+
+    /// Write a consistent backup of the leader's ledger to a file (restore
+    /// it into a new cluster with `tallyd restore`).
+    Backup {
+        /// Where to write the backup (replaced atomically).
+        #[arg(long, value_name = "FILE")]
+        out: std::path::PathBuf,
+    },
 }
 
 const DEDUP_WINDOW_HELP: &str = "\

@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod args;
+mod backup;
 mod ingest;
 mod perps;
 mod render;

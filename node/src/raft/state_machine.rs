@@ -34,7 +34,7 @@ use crate::raft::types::{
 };
 use crate::storage::{CF_OUTBOX, CF_SM, CF_SM_META, cf, synced, unsynced};
 
-const KEY_LAST_APPLIED: &[u8] = b"last_applied";
+pub(crate) const KEY_LAST_APPLIED: &[u8] = b"last_applied";
 const KEY_MEMBERSHIP: &[u8] = b"membership";
 /// File name of the current snapshot in the data dir.
 const SNAPSHOT_FILE: &str = "snapshot.bin";
