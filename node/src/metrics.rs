@@ -7,7 +7,7 @@
 //!
 //! Bounded: every label set is fixed or bounded (reject reasons come from
 //! `RejectCode::ALL`; gRPC methods from the services' fixed method set,
-//! capped at `MAX_GRPC_SERIES`; peers by node id, capped at `MAX_PEERS`).
+//! capped at `MAX_GRPC_SERIES` methods; peers by node id, capped at `MAX_PEERS`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use tally_ledger::RejectCode;
 
-/// Most (method, code) series of gRPC requests kept.
+/// Most gRPC methods with their own series (each with at most the 17 codes).
 const MAX_GRPC_SERIES: usize = 512;
 /// Most peers with their own RPC series.
 const MAX_PEERS: usize = 64;
@@ -86,10 +86,10 @@ impl Histogram {
     }
 }
 
-/// Per gRPC (method, code): count, and per method a latency histogram.
+/// Per gRPC method: its latency histogram and its count per status code.
+/// A request allocates only the first time its method or code is seen.
 struct GrpcSeries {
-    requests: BTreeMap<(String, String), u64>,
-    latency: BTreeMap<String, Histogram>,
+    methods: BTreeMap<String, (Histogram, BTreeMap<&'static str, u64>)>,
 }
 
 /// Every metric the hot paths update.
@@ -147,8 +147,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     snapshot_install_seconds: Histogram::new(&LATENCY_BUCKETS_S),
     snapshot_bytes: AtomicU64::new(0),
     grpc: Mutex::new(GrpcSeries {
-        requests: BTreeMap::new(),
-        latency: BTreeMap::new(),
+        methods: BTreeMap::new(),
     }),
     peers: Mutex::new(BTreeMap::new()),
 });
@@ -166,19 +165,22 @@ impl Metrics {
     }
 
     /// Counts one gRPC request of `method` answered with `code` after `elapsed`.
-    pub fn grpc(&self, method: &str, code: &str, elapsed: Duration) {
+    pub fn grpc(&self, method: &str, code: &'static str, elapsed: Duration) {
         let Ok(mut grpc) = self.grpc.lock() else {
             return;
         };
-        let key = (method.to_string(), code.to_string());
-        if grpc.requests.len() < MAX_GRPC_SERIES || grpc.requests.contains_key(&key) {
-            *grpc.requests.entry(key).or_insert(0) += 1;
+        if !grpc.methods.contains_key(method) {
+            if grpc.methods.len() >= MAX_GRPC_SERIES {
+                return;
+            }
+            grpc.methods.insert(
+                method.to_string(),
+                (Histogram::new(&LATENCY_BUCKETS_S), BTreeMap::new()),
+            );
         }
-        if grpc.latency.len() < MAX_GRPC_SERIES || grpc.latency.contains_key(method) {
-            grpc.latency
-                .entry(method.to_string())
-                .or_insert_with(|| Histogram::new(&LATENCY_BUCKETS_S))
-                .observe_duration(elapsed);
+        if let Some((latency, codes)) = grpc.methods.get_mut(method) {
+            latency.observe_duration(elapsed);
+            *codes.entry(code).or_insert(0) += 1;
         }
     }
 
@@ -317,18 +319,20 @@ impl Metrics {
                 out,
                 "# HELP tally_grpc_requests_total gRPC requests served, by method and status code.\n# TYPE tally_grpc_requests_total counter"
             );
-            for ((method, code), count) in &grpc.requests {
-                let _ = writeln!(
-                    out,
-                    "tally_grpc_requests_total{{method=\"{method}\",code=\"{code}\"}} {count}"
-                );
+            for (method, (_, codes)) in &grpc.methods {
+                for (code, count) in codes {
+                    let _ = writeln!(
+                        out,
+                        "tally_grpc_requests_total{{method=\"{method}\",code=\"{code}\"}} {count}"
+                    );
+                }
             }
             let name = "tally_grpc_request_duration_seconds";
             let _ = writeln!(
                 out,
                 "# HELP {name} gRPC request latency, by method.\n# TYPE {name} histogram"
             );
-            for (method, histogram) in &grpc.latency {
+            for (method, (histogram, _)) in &grpc.methods {
                 histogram.render(out, name, &format!("method=\"{method}\""));
             }
         }

@@ -88,23 +88,12 @@ impl AdminService {
 
     fn membership_response(&self) -> MembershipResponse {
         let m = self.ctx.metrics().membership_config.clone();
-        let voters: BTreeSet<u64> = m.voter_ids().collect();
-        let mut resp = MembershipResponse {
+        let (voters, learners) = voters_and_learners(m.membership());
+        MembershipResponse {
             log_index: m.log_id().as_ref().map(|l| l.index).unwrap_or(0),
-            ..Default::default()
-        };
-        for (id, node) in m.nodes() {
-            let member = Member {
-                node_id: *id,
-                addr: node.addr.clone(),
-            };
-            if voters.contains(id) {
-                resp.voters.push(member)
-            } else {
-                resp.learners.push(member)
-            }
+            voters,
+            learners,
         }
-        resp
     }
 
     fn lock_membership(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, Status> {
@@ -644,9 +633,8 @@ impl AdminService {
             .state
             .read()
             .map_err(|_| status(Code::Internal, "INTERNAL", "state lock poisoned"))?;
-        let m = st.membership.membership();
-        let voters: BTreeSet<u64> = m.voter_ids().collect();
-        let mut out = AppliedMembership {
+        let (voters, learners) = voters_and_learners(st.membership.membership());
+        Ok(AppliedMembership {
             cluster_id: self.ctx.config.cluster_id.clone(),
             log_index: st
                 .membership
@@ -655,21 +643,28 @@ impl AdminService {
                 .map(|l| l.index)
                 .unwrap_or(0),
             retired_node_ids: st.retired_node_ids.iter().copied().collect(),
-            ..Default::default()
-        };
-        for (id, node) in m.nodes() {
-            let member = Member {
-                node_id: *id,
-                addr: node.addr.clone(),
-            };
-            if voters.contains(id) {
-                out.voters.push(member);
-            } else {
-                out.learners.push(member);
-            }
-        }
-        Ok(out)
+            voters,
+            learners,
+        })
     }
+}
+
+/// The members of `m` as (voters, learners).
+fn voters_and_learners(m: &openraft::Membership<u64, Node>) -> (Vec<Member>, Vec<Member>) {
+    let voter_ids: BTreeSet<u64> = m.voter_ids().collect();
+    let (mut voters, mut learners) = (Vec::new(), Vec::new());
+    for (id, node) in m.nodes() {
+        let member = Member {
+            node_id: *id,
+            addr: node.addr.clone(),
+        };
+        if voter_ids.contains(id) {
+            voters.push(member);
+        } else {
+            learners.push(member);
+        }
+    }
+    (voters, learners)
 }
 
 async fn probe(ctx: &NodeCtx, member: &Member) -> NodeStatus {

@@ -32,16 +32,16 @@ pub struct GrpcMetrics<S> {
 }
 
 /// `Service/Method` of a request path, or `other`.
-fn method_label(path: &str) -> String {
+fn method_label(path: &str) -> &str {
     let known = ["/tally.v1.", "/grpc.health.v1."];
     match known.iter().find_map(|prefix| path.strip_prefix(prefix)) {
         Some(rest)
             if rest.len() <= MAX_METHOD_CHARS
                 && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'/') =>
         {
-            rest.to_string()
+            rest
         }
-        _ => "other".to_string(),
+        _ => "other",
     }
 }
 
@@ -93,7 +93,8 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let method = method_label(request.uri().path());
+        // A Uri clone shares its bytes: no allocation per request.
+        let uri = request.uri().clone();
         let started = Instant::now();
         let response = self.inner.call(request);
         Box::pin(async move {
@@ -104,7 +105,7 @@ where
                 .and_then(|v| v.to_str().ok())
                 .map(code_name)
                 .unwrap_or("OK");
-            METRICS.grpc(&method, code, started.elapsed());
+            METRICS.grpc(method_label(uri.path()), code, started.elapsed());
             Ok(response)
         })
     }
