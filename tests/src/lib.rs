@@ -33,12 +33,35 @@ pub fn bin_path(name: &str) -> PathBuf {
     path
 }
 
-/// A port on 127.0.0.1 that was free a moment ago.
+/// Ports handed out by `free_port` below the kernel's ephemeral range.
+const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
+
+/// A port on 127.0.0.1 that was free a moment ago, chosen below the
+/// kernel's ephemeral range (32768+): a port `bind(0)` returned could be
+/// taken by an outgoing connection's source port (the nodes' own gRPC
+/// connections) before the node under test binds it. Never the same port
+/// twice in one test process; a pseudo-random start (pid and clock) keeps
+/// concurrent test processes apart.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let span = u32::from(PORT_RANGE.end - PORT_RANGE.start);
+    if NEXT.load(Ordering::Relaxed) == u32::MAX {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let seed = (std::process::id().wrapping_mul(7919) ^ nanos) % span;
+        let _ = NEXT.compare_exchange(u32::MAX, seed, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    for _ in 0..span {
+        let offset = NEXT.fetch_add(1, Ordering::Relaxed) % span;
+        let port = PORT_RANGE.start + offset as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {PORT_RANGE:?}");
 }
 
 /// One `tallyd run` process.
