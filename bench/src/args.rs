@@ -98,6 +98,19 @@ pub struct Args {
     /// Endpoints of a running cluster, comma-separated host:port (loopback only).
     #[arg(long, value_delimiter = ',')]
     pub endpoints: Vec<String>,
+    /// With --dev: run the cluster with TLS (mTLS between nodes, the bench
+    /// as a client with a certificate); default plaintext (--insecure).
+    #[arg(long)]
+    pub tls: bool,
+    /// With --endpoints: the cluster CA (PEM); connects with TLS.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"], conflicts_with = "dev")]
+    pub tls_ca: Option<PathBuf>,
+    /// With --tls-ca: the client certificate (roles trader and reader at least).
+    #[arg(long, requires = "tls_ca")]
+    pub tls_cert: Option<PathBuf>,
+    /// With --tls-ca: the client key.
+    #[arg(long, requires = "tls_ca")]
+    pub tls_key: Option<PathBuf>,
 
     /// deposit | spot | mixed | reads | accounts | engine (in-process, no
     /// cluster) | ingest (fills through Kafka: needs --dev and a broker, see
@@ -246,6 +259,17 @@ impl Args {
     }
 
     /// Checks every bound; the error says which knob and why.
+    /// The client TLS for --endpoints (from --tls-ca/--tls-cert/--tls-key).
+    pub fn client_tls(&self) -> anyhow::Result<Option<tally_client::ClientTls>> {
+        match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => Ok(Some(
+                tally_client::ClientTls::from_files(ca, Some((cert, key)))
+                    .map_err(|e| anyhow::anyhow!("TLS: {e}"))?,
+            )),
+            _ => Ok(None),
+        }
+    }
+
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.workload != Workload::Engine && !self.dev && self.endpoints.is_empty() {
             bail!("give --dev or --endpoints (or --workload engine)");

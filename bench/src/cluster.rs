@@ -112,6 +112,22 @@ pub struct DevCluster {
     pub endpoints: Vec<String>,
     /// (node id, pid) of each node process.
     pub nodes: Vec<(u64, u32)>,
+    /// The client TLS of a TLS dev cluster.
+    pub tls: Option<tally_client::ClientTls>,
+}
+
+/// The TLS every client of this bench process uses (`None`: plaintext).
+static CLIENT_TLS: std::sync::OnceLock<Option<tally_client::ClientTls>> =
+    std::sync::OnceLock::new();
+
+/// Sets the bench's client TLS (the first call wins).
+pub fn set_client_tls(tls: Option<tally_client::ClientTls>) {
+    let _ = CLIENT_TLS.set(tls);
+}
+
+/// The bench's client TLS.
+pub fn client_tls() -> Option<tally_client::ClientTls> {
+    CLIENT_TLS.get().cloned().flatten()
 }
 
 impl DevCluster {
@@ -125,6 +141,19 @@ impl DevCluster {
         nodes: u16,
         data_dir: Option<&Path>,
         extra_args: &[String],
+    ) -> anyhow::Result<DevCluster> {
+        DevCluster::start_tls(tallyd, nodes, data_dir, extra_args, false)
+    }
+
+    /// [`DevCluster::start`], with TLS on (`tallyd dev`'s throwaway CA; the
+    /// bench then connects with its `dev` client certificate) or off
+    /// (`--insecure`).
+    pub fn start_tls(
+        tallyd: &Path,
+        nodes: u16,
+        data_dir: Option<&Path>,
+        extra_args: &[String],
+        tls: bool,
     ) -> anyhow::Result<DevCluster> {
         if !(1..=9).contains(&nodes) {
             bail!("--nodes must be between 1 and 9");
@@ -155,6 +184,7 @@ impl DevCluster {
             .arg("--data-dir")
             .arg(&data_dir)
             .args(extra_args)
+            .args((!tls).then_some("--insecure"))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
@@ -180,6 +210,7 @@ impl DevCluster {
                 .map(|i| format!("127.0.0.1:{}", base + i))
                 .collect(),
             nodes: Vec::new(),
+            tls: None,
         };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -218,6 +249,16 @@ impl DevCluster {
                     log_path.display()
                 );
             }
+        }
+        if tls {
+            let dir = data_dir.join("tls");
+            cluster.tls = Some(
+                tally_client::ClientTls::from_files(
+                    &dir.join("ca.pem"),
+                    Some((&dir.join("dev.pem"), &dir.join("dev.key"))),
+                )
+                .map_err(|e| anyhow::anyhow!("dev cluster TLS: {e}"))?,
+            );
         }
         Ok(cluster)
     }
@@ -315,9 +356,10 @@ pub async fn roles(endpoints: &[String]) -> Vec<String> {
     let mut roles = Vec::with_capacity(endpoints.len());
     for endpoint in endpoints {
         let role = async {
-            let mut admin = AdminClient::connect(format!("http://{endpoint}"))
-                .await
-                .ok()?;
+            let channel =
+                tally_client::raw_channel(endpoint, Duration::from_secs(2), client_tls().as_ref())
+                    .ok()?;
+            let mut admin = AdminClient::new(channel);
             let status = admin.get_node_status(NodeStatusRequest {}).await.ok()?;
             Some(status.into_inner().role)
         };

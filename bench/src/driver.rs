@@ -28,7 +28,7 @@ use tally_proto::v1::ledger_client::LedgerClient;
 use tally_proto::v1::{GetBalanceRequest, Owner, OwnerKind, ReadOptions};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::rss::{self, Sampled};
 use crate::stats::{Counters, Recorder, RequestOutcome};
@@ -78,16 +78,18 @@ impl Target {
             let config = ClientConfig {
                 timeout_ms,
                 attempt_timeout_ms: timeout_ms,
+                tls: crate::cluster::client_tls(),
                 ..ClientConfig::new(endpoints.iter().cloned())
             };
             writers.push(Client::new(config)?.with_reply_events(reply_events));
         }
         let mut readers = Vec::with_capacity(read_endpoints.len());
         for endpoint in read_endpoints {
-            let channel = Endpoint::from_shared(format!("http://{endpoint}"))?
-                .tcp_nodelay(true)
-                .connect_timeout(Duration::from_secs(2))
-                .connect_lazy();
+            let channel = tally_client::raw_channel(
+                endpoint,
+                Duration::from_secs(2),
+                crate::cluster::client_tls().as_ref(),
+            )?;
             readers.push(channel);
         }
         Ok(Target {

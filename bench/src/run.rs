@@ -51,11 +51,13 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
             "tally-bench: starting {} (dev, {nodes} nodes)",
             tallyd.display()
         );
+        let tls = args.tls;
         let started = tokio::task::spawn_blocking(move || {
-            DevCluster::start(&tallyd, nodes, data_dir.as_deref(), &[])
+            DevCluster::start_tls(&tallyd, nodes, data_dir.as_deref(), &[], tls)
         })
         .await
         .context("dev cluster start panicked")??;
+        cluster::set_client_tls(started.tls.clone());
         let endpoints = started.endpoints.clone();
         dev = Some(started);
         endpoints
@@ -66,6 +68,7 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
             .map(|e| tally_client::parse_endpoint(e).map_err(anyhow::Error::from))
             .collect::<anyhow::Result<_>>()?;
         cluster::check_loopback(&endpoints)?;
+        cluster::set_client_tls(args.client_tls()?);
         endpoints
     };
     // Ctrl-C or SIGTERM (e.g. from `timeout`) ends the run early, and the

@@ -84,7 +84,8 @@ impl Client {
     /// not run inside a Tokio runtime (calls must).
     pub fn new(config: ClientConfig) -> Result<Client, ClientError> {
         let endpoints = config.validate()?;
-        let router = Router::new(endpoints, Duration::from_millis(config.connect_timeout_ms));
+        let router = Router::new(endpoints, Duration::from_millis(config.connect_timeout_ms))
+            .with_tls(config.tls.as_ref().map(|t| t.config()));
         let timeout = config.timeout();
         Ok(Client {
             shared: Arc::new(Shared {

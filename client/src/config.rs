@@ -69,6 +69,10 @@ pub struct ClientConfig {
     /// only needs its own writes reflected: its reads are served locally by
     /// any node, with no leader round trip.
     pub read_consistency_default: Consistency,
+    /// TLS to the cluster: the cluster CA and this client's certificate
+    /// (its roles decide what it may call). `None`: plaintext, for nodes
+    /// started with `--insecure`. Default `None`.
+    pub tls: Option<tally_tls::ClientTls>,
 }
 
 impl Default for ClientConfig {
@@ -83,6 +87,7 @@ impl Default for ClientConfig {
             max_retry_backoff_ms: 500,
             read_policy: ReadPolicy::default(),
             read_consistency_default: Consistency::Linearizable,
+            tls: None,
         }
     }
 }

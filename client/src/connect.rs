@@ -20,6 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use hyper_util::rt::TokioIo;
+use tally_tls::ClientStream;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tonic::codegen::Service;
@@ -61,7 +62,7 @@ fn is_settings_header(header: &[u8]) -> bool {
 /// A TCP stream whose first bytes (the peer's SETTINGS frame, read by the
 /// connector) are replayed to the reader before the socket is read again.
 pub(crate) struct Watched {
-    inner: TcpStream,
+    inner: ClientStream,
     /// Bytes already read from the socket, not yet given to the reader.
     replay: Vec<u8>,
     replayed: usize,
@@ -143,10 +144,14 @@ fn not_http2(first: &[u8]) -> io::Error {
 
 /// Connects to `addr` and reads the peer's first frame header, all within
 /// `timeout`; returns the stream and the bytes read.
-async fn connect_http2(addr: &str, timeout: Duration) -> io::Result<(TcpStream, Vec<u8>)> {
+async fn connect_http2(
+    addr: &str,
+    timeout: Duration,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> io::Result<(ClientStream, Vec<u8>)> {
     let ms = timeout.as_millis();
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut stream = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
+    let tcp = tokio::time::timeout_at(deadline, TcpStream::connect(addr))
         .await
         .map_err(|_| {
             io::Error::new(
@@ -154,7 +159,24 @@ async fn connect_http2(addr: &str, timeout: Duration) -> io::Result<(TcpStream, 
                 format!("connect timed out after {ms} ms"),
             )
         })??;
-    stream.set_nodelay(true)?;
+    tcp.set_nodelay(true)?;
+    // With TLS the handshake comes first (the server speaks only after the
+    // client's hello), then the SETTINGS frame inside it.
+    let mut stream = match tls {
+        None => ClientStream::plain(tcp),
+        Some(config) => ClientStream::tls(
+            tokio::time::timeout_at(deadline, tally_tls::connect_tls(config, addr, tcp))
+                .await
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "TLS handshake with {addr} timed out after {ms} ms; nothing was sent"
+                        ),
+                    )
+                })??,
+        ),
+    };
     let mut first = Vec::with_capacity(64);
     while first.len() < FRAME_HEADER_BYTES {
         let read = tokio::time::timeout_at(deadline, stream.read_buf(&mut first)).await;
@@ -189,6 +211,8 @@ async fn connect_http2(addr: &str, timeout: Duration) -> io::Result<(TcpStream, 
 pub(crate) struct WatchingConnector {
     pub watch: Arc<PeerWatch>,
     pub connect_timeout: Duration,
+    /// TLS to the cluster (None: plaintext).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Service<Uri> for WatchingConnector {
@@ -203,12 +227,13 @@ impl Service<Uri> for WatchingConnector {
     fn call(&mut self, uri: Uri) -> Self::Future {
         let watch = self.watch.clone();
         let timeout = self.connect_timeout;
+        let tls = self.tls.clone();
         Box::pin(async move {
             let addr = uri
                 .authority()
                 .map(|a| a.as_str().to_string())
                 .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no host:port"))?;
-            let (stream, first) = connect_http2(&addr, timeout).await?;
+            let (stream, first) = connect_http2(&addr, timeout, tls).await?;
             watch.0.store(true, Ordering::Release);
             Ok(TokioIo::new(Watched {
                 inner: stream,
@@ -217,6 +242,25 @@ impl Service<Uri> for WatchingConnector {
             }))
         })
     }
+}
+
+/// A lazy gRPC channel to one node (`host:port`) through the same connector
+/// as the client's own channels (TLS when `tls` is given, the peer's HTTP/2
+/// greeting awaited within `connect_timeout`), for callers that use the
+/// generated `tally_proto` stubs directly.
+pub fn raw_channel(
+    addr: &str,
+    connect_timeout: Duration,
+    tls: Option<&tally_tls::ClientTls>,
+) -> Result<tonic::transport::Channel, crate::ClientError> {
+    let connector = WatchingConnector {
+        watch: PeerWatch::new(),
+        connect_timeout,
+        tls: tls.map(|t| t.config()),
+    };
+    let endpoint = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| crate::ClientError::Config(format!("{addr}: invalid address: {e}")))?;
+    Ok(endpoint.connect_with_connector_lazy(connector))
 }
 
 #[cfg(test)]

@@ -34,6 +34,9 @@ pub mod reasons {
     /// The Kafka events outbox is at its bound (`RESOURCE_EXHAUSTED`):
     /// nothing was applied; retry once the events topic catches up.
     pub const EVENTS_OUTBOX_FULL: &str = "EVENTS_OUTBOX_FULL";
+    /// The caller's certificate (or its absence) does not grant the call
+    /// (`PERMISSION_DENIED`): nothing changed, and retrying will not help.
+    pub const PERMISSION_DENIED: &str = "PERMISSION_DENIED";
 
     // ---- reads ----
 

@@ -115,10 +115,12 @@ pub use backup::Backup;
 pub use client::Client;
 pub use commands::CommandExt;
 pub use config::{ClientConfig, DEV_ENDPOINTS, MAX_ENDPOINTS, parse_endpoint, parse_endpoint_list};
+pub use connect::raw_channel;
 pub use error::{ClientError, code_name, reasons};
 pub use ids::{COMMAND_ID_PREFIX, MAX_COMMAND_ID_BYTES, new_command_id, validate_command_id};
 pub use read::{Consistency, Owner, ReadOptions, ReadPolicy};
 pub use result::WriteResult;
+pub use tally_tls::ClientTls;
 
 /// The protocol crate, re-exported so users need not depend on it directly.
 pub use tally_proto as proto;

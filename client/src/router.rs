@@ -57,6 +57,8 @@ pub(crate) struct Router {
     /// Picks made by the nearest policy (every N-th one explores).
     nearest_picks: AtomicUsize,
     state: Mutex<RouterState>,
+    /// TLS to the cluster (None: plaintext).
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 #[derive(Default)]
@@ -91,7 +93,14 @@ impl Router {
             cursor: AtomicUsize::new(0),
             nearest_picks: AtomicUsize::new(0),
             state: Mutex::new(state),
+            tls: None,
         }
+    }
+
+    /// Connects with TLS (`Some`) or plaintext.
+    pub(crate) fn with_tls(mut self, tls: Option<std::sync::Arc<rustls::ClientConfig>>) -> Router {
+        self.tls = tls;
+        self
     }
 
     fn state(&self) -> MutexGuard<'_, RouterState> {
@@ -275,6 +284,7 @@ impl Router {
         let connector = WatchingConnector {
             watch: watch.clone(),
             connect_timeout: self.connect_timeout,
+            tls: self.tls.clone(),
         };
         let endpoint = Endpoint::from_shared(format!("http://{addr}"))
             .map_err(|e| format!("{addr}: invalid address: {e}"))?

@@ -224,6 +224,9 @@ impl Cluster {
             slot.data_dir.display().to_string(),
             "--snapshot-every-entries".into(),
             "2000".into(),
+            // The suite tests consensus and the ledger under faults; TLS is
+            // tested by the integration tests (tests/tests/security.rs).
+            "--insecure".into(),
         ];
         let args: Vec<String> = args
             .into_iter()

@@ -44,7 +44,7 @@ pub enum LogFormat {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Start one node (flags override values from --config).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Start a local development cluster of separate tallyd processes on loopback.
     Dev(DevArgs),
     /// Probes and hooks for images without a shell: readyz, healthz, step-down.
@@ -53,6 +53,81 @@ pub enum Command {
     /// every node of a new cluster from the same file, start them, then
     /// `tallyctl cluster init` once.
     Restore(RestoreArgs),
+    /// Make a cluster CA (once, in --dir) and issue node and client
+    /// certificates from it: for tests, dev and small installs. Production
+    /// may use any PKI issuing the same shape (CN = name, O = roles).
+    Certs(CertsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CertsArgs {
+    /// Directory of ca.pem and ca.key (made if absent) and the issued <name>.pem/.key files.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// A node certificate: ID=SAN[,SAN...] (the names and IPs peers dial), written as node-ID.pem/.key.
+    #[arg(long, value_name = "ID=SANS")]
+    pub node: Vec<String>,
+    /// A client certificate: NAME=ROLE[+ROLE...] (roles: admin, risk, trader, reader, node).
+    #[arg(long, value_name = "NAME=ROLES")]
+    pub client: Vec<String>,
+}
+
+/// `tallyd certs`.
+pub fn certs(args: CertsArgs) -> anyhow::Result<()> {
+    use tally_tls::issue::{open_or_create_ca, write_issued};
+    use tally_tls::{Role, RoleSet};
+    let (ca, created) =
+        open_or_create_ca(&args.dir, "tally cluster CA").map_err(anyhow::Error::msg)?;
+    println!(
+        "{} CA {}",
+        if created { "made" } else { "using" },
+        args.dir.join("ca.pem").display()
+    );
+    for spec in &args.node {
+        let (id, sans) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--node {spec:?}: expected ID=SAN[,SAN...]"))?;
+        let id: u64 = id
+            .parse()
+            .ok()
+            .filter(|id| *id > 0)
+            .ok_or_else(|| anyhow::anyhow!("--node {spec:?}: the id must be a number > 0"))?;
+        let sans: Vec<String> = sans.split(',').map(|s| s.trim().to_string()).collect();
+        let (cert, _) = write_issued(
+            &ca,
+            &args.dir,
+            &format!("node-{id}"),
+            RoleSet::of(&[Role::Node]),
+            &sans,
+        )
+        .map_err(anyhow::Error::msg)?;
+        println!("issued {} (node {id}; {})", cert.display(), sans.join(", "));
+    }
+    for spec in &args.client {
+        let (name, roles) = spec
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--client {spec:?}: expected NAME=ROLE[+ROLE...]"))?;
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            anyhow::bail!("--client {spec:?}: the name must be ASCII letters, digits, '-' or '_'");
+        }
+        let roles = roles
+            .split('+')
+            .map(str::parse::<Role>)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| anyhow::anyhow!("--client {spec:?}: {e}"))?;
+        let (cert, _) = write_issued(&ca, &args.dir, name, RoleSet::of(&roles), &[])
+            .map_err(anyhow::Error::msg)?;
+        println!(
+            "issued {} ({name}; roles {})",
+            cert.display(),
+            RoleSet::of(&roles)
+        );
+    }
+    Ok(())
 }
 
 #[derive(Args, Debug)]
@@ -98,7 +173,8 @@ pub fn restore(args: RestoreArgs) -> anyhow::Result<()> {
 pub struct RunArgs {
     /// TOML file with any of: node_id, cluster_id, listen, advertise, data_dir, http_listen, heartbeat_interval_ms,
     /// election_timeout_min_ms, election_timeout_max_ms, snapshot_every_entries, keep_entries_after_snapshot,
-    /// kafka_brokers, kafka_ingest_topic, kafka_events_topic, kafka_outbox_max_bytes, kafka_ingest_batch_records.
+    /// kafka_brokers, kafka_ingest_topic, kafka_events_topic, kafka_outbox_max_bytes, kafka_ingest_batch_records,
+    /// tls_ca, tls_cert, tls_key, insecure, tls_reload_interval_ms, audit_log.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// This node's id (> 0, unique in the cluster, never reused).
@@ -137,9 +213,66 @@ pub struct RunArgs {
     pub keep_entries_after_snapshot: Option<u64>,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// The audit log: one JSON line per admin call and per refused call (default <data-dir>/audit.log; rotated at 64 MiB).
+    #[arg(long)]
+    pub audit_log: Option<PathBuf>,
     /// Stop when the parent process (the `tallyd dev` supervisor) is gone.
     #[arg(long, hide = true)]
     pub exit_with_parent: bool,
+}
+
+/// TLS on the node's listener (clients and peers) and on its connections
+/// to peers. Either all three files or `--insecure`.
+#[derive(Args, Debug, Default, Clone)]
+pub struct TlsArgs {
+    /// PEM file of the cluster CA: peers and clients are accepted only with a
+    /// certificate it issued (roles from the subject's O values; see docs/security.md).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM file of this node's certificate (role node; SANs for every name and address peers dial).
+    #[arg(long)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM file of this node's private key.
+    #[arg(long)]
+    pub tls_key: Option<PathBuf>,
+    /// Plaintext gRPC with no authentication or roles: anyone who reaches the
+    /// port can move money. Only for tests and isolated networks.
+    #[arg(long)]
+    pub insecure: bool,
+    /// How often the TLS files are checked for changes, in ms (default 10000);
+    /// changed files are reloaded without a restart (SIGHUP reloads at once).
+    #[arg(long)]
+    pub tls_reload_interval_ms: Option<u64>,
+}
+
+impl TlsArgs {
+    /// The TLS files (`None` with `--insecure`), flags over the file config
+    /// (`--insecure` on the command line overrides the file's TLS keys).
+    fn resolve(&self, file: &FileConfig) -> anyhow::Result<Option<tally_tls::TlsFiles>> {
+        let flags_name_tls =
+            self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_key.is_some();
+        if self.insecure && flags_name_tls {
+            anyhow::bail!("--insecure and --tls-ca/--tls-cert/--tls-key exclude each other");
+        }
+        if self.insecure {
+            return Ok(None);
+        }
+        let ca = self.tls_ca.clone().or(file.tls_ca.clone());
+        let cert = self.tls_cert.clone().or(file.tls_cert.clone());
+        let key = self.tls_key.clone().or(file.tls_key.clone());
+        let insecure = !flags_name_tls && file.insecure.unwrap_or(false);
+        match (ca, cert, key) {
+            _ if insecure => Ok(None),
+            (Some(ca), Some(cert), Some(key)) => Ok(Some(tally_tls::TlsFiles { ca, cert, key })),
+            (None, None, None) => anyhow::bail!(
+                "TLS is required: pass --tls-ca, --tls-cert and --tls-key (make a test set with \
+                 `tallyd certs`), or --insecure for plaintext without authentication"
+            ),
+            _ => anyhow::bail!("--tls-ca, --tls-cert and --tls-key go together: pass all three"),
+        }
+    }
 }
 
 /// Kafka in and out (docs/kafka.md). Every node of a cluster must name the
@@ -255,6 +388,12 @@ struct FileConfig {
     kafka_events_topic: Option<String>,
     kafka_outbox_max_bytes: Option<u64>,
     kafka_ingest_batch_records: Option<usize>,
+    tls_ca: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    insecure: Option<bool>,
+    tls_reload_interval_ms: Option<u64>,
+    audit_log: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -277,6 +416,10 @@ pub struct DevArgs {
     /// Kafka flags, passed to every node.
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    /// Plaintext without authentication. By default the dev cluster runs TLS
+    /// with a throwaway CA and certificates made in <data-dir>/tls.
+    #[arg(long)]
+    pub insecure: bool,
 }
 
 impl RunArgs {
@@ -292,6 +435,7 @@ impl RunArgs {
             None => FileConfig::default(),
         };
         let kafka = self.kafka.resolve(&file)?;
+        let tls = self.tls.resolve(&file)?;
         let node_id = self
             .node_id
             .or(file.node_id)
@@ -350,6 +494,15 @@ impl RunArgs {
             c.keep_entries_after_snapshot = v;
         }
         c.kafka = kafka;
+        c.tls = tls;
+        if let Some(v) = self
+            .tls
+            .tls_reload_interval_ms
+            .or(file.tls_reload_interval_ms)
+        {
+            c.tls_reload_interval_ms = v.max(100);
+        }
+        c.audit_log = self.audit_log.clone().or(file.audit_log);
         Ok(c)
     }
 }
@@ -378,6 +531,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
         election_timeout_ms = %format!("{}..{}", config.election_timeout_min_ms, config.election_timeout_max_ms),
         snapshot_every_entries = config.snapshot_every_entries,
         kafka = %kafka,
+        tls = %config.tls.as_ref().map_or("off (--insecure)".to_string(), |t| format!("on, certificate {}", t.cert.display())),
         "starting tallyd"
     );
     if args.exit_with_parent {

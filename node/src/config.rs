@@ -33,6 +33,12 @@ pub struct NodeConfig {
     pub ledger: LedgerConfig,
     /// Kafka ingest and publishing (off if `None`).
     pub kafka: Option<KafkaConfig>,
+    /// TLS on the listener and to peers (`None`: plaintext, `--insecure`).
+    pub tls: Option<tally_tls::TlsFiles>,
+    /// How often the TLS files are checked for changes (reloaded when changed; SIGHUP reloads at once).
+    pub tls_reload_interval_ms: u64,
+    /// The audit log file (default `<data_dir>/audit.log`).
+    pub audit_log: Option<PathBuf>,
 }
 
 impl NodeConfig {
@@ -56,6 +62,9 @@ impl NodeConfig {
             keep_entries_after_snapshot: 1_000,
             ledger: LedgerConfig::default(),
             kafka: None,
+            tls: None,
+            tls_reload_interval_ms: 10_000,
+            audit_log: None,
         }
     }
 }

@@ -20,7 +20,6 @@ use tonic::transport::Channel;
 
 use crate::config::NodeConfig;
 use crate::kafka::KafkaRuntime;
-use crate::raft::network::lazy_channel;
 use crate::raft::state_machine::SharedState;
 use crate::raft::types::{Raft, TypeConfig};
 use crate::storage;
@@ -67,6 +66,8 @@ pub struct NodeCtx {
     pub leader_contact: LeaderContact,
     /// Kafka ingest and publishing state (inactive without Kafka config).
     pub kafka: Arc<KafkaRuntime>,
+    /// How this node dials its peers (plain or TLS).
+    pub transport: crate::transport::Transport,
     channels: Mutex<HashMap<String, Channel>>,
     /// (applied index, hex state hash): hashing walks the whole ledger, so it
     /// is done at most once per applied index however often status is asked.
@@ -95,10 +96,17 @@ impl NodeCtx {
             db,
             leader_contact: LeaderContact::default(),
             kafka,
+            transport: crate::transport::Transport::default(),
             channels: Mutex::new(HashMap::new()),
             hash_cache: Mutex::new((0, String::new())),
             removed_by_peer: AtomicBool::new(false),
         }
+    }
+
+    /// The same context dialing peers with `transport` (TLS or plain).
+    pub fn with_transport(mut self, transport: crate::transport::Transport) -> Self {
+        self.transport = transport;
+        self
     }
 
     /// A snapshot of this node's Raft metrics (role, term, log indexes, membership, replication).
@@ -125,8 +133,7 @@ impl NodeCtx {
         if let Some(c) = map.get(addr) {
             return Ok(c.clone());
         }
-        let c = lazy_channel(addr, Duration::from_millis(500))
-            .map_err(|e| format!("bad address {addr}: {e}"))?;
+        let c = self.transport.channel(addr, Duration::from_millis(500))?;
         map.insert(addr.to_string(), c.clone());
         Ok(c)
     }

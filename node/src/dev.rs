@@ -7,15 +7,18 @@
 //! `--exit-with-parent`, so killing the supervisor leaves no orphans.
 
 use std::collections::VecDeque;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use tally_proto::v1::admin_client::AdminClient;
 use tally_proto::v1::{InitRequest, Member, NodeStatusRequest};
+use tally_tls::issue::{cert_paths, open_or_create_ca, write_issued};
+use tally_tls::{ClientTls, Role, RoleSet};
 use tokio::process::Child;
 
 use crate::cli::DevArgs;
+use crate::transport::Transport;
 
 /// Exits of one node within `RESTART_WINDOW` after which it is left down.
 const MAX_RESTARTS: usize = 5;
@@ -30,6 +33,60 @@ struct DevNode {
     http: String,
     child: Option<Child>,
     exits: VecDeque<Instant>,
+}
+
+/// Where `tallyd dev` keeps its throwaway CA and certificates.
+pub fn tls_dir(args: &DevArgs) -> PathBuf {
+    args.data_dir.join("tls")
+}
+
+/// The name of the dev client certificate (every client role) that
+/// `tallyctl` and the supervisor use.
+pub const DEV_CLIENT_CERT: &str = "dev";
+
+/// Makes the dev cluster's CA (once; kept across restarts) and issues
+/// fresh node and client certificates from it.
+fn make_dev_certs(args: &DevArgs, nodes: &[DevNode]) -> anyhow::Result<ClientTls> {
+    let dir = tls_dir(args);
+    let (ca, created) =
+        open_or_create_ca(&dir, "tally dev CA").map_err(|e| anyhow::anyhow!("dev TLS: {e}"))?;
+    for node in nodes {
+        write_issued(
+            &ca,
+            &dir,
+            &format!("node-{}", node.id),
+            RoleSet::of(&[Role::Node]),
+            &["127.0.0.1".into(), "localhost".into()],
+        )
+        .map_err(|e| anyhow::anyhow!("dev TLS: {e}"))?;
+    }
+    let client_roles = RoleSet::of(&[Role::Admin, Role::Risk, Role::Trader, Role::Reader]);
+    let (cert, key) = write_issued(&ca, &dir, DEV_CLIENT_CERT, client_roles, &[])
+        .map_err(|e| anyhow::anyhow!("dev TLS: {e}"))?;
+    println!(
+        "TLS on: {} the dev CA in {}; node and client certificates issued",
+        if created { "made" } else { "reusing" },
+        dir.display()
+    );
+    ClientTls::from_files(&dir.join("ca.pem"), Some((&cert, &key)))
+        .map_err(|e| anyhow::anyhow!("dev TLS: {e}"))
+}
+
+/// The TLS flags of node `id` (or `--insecure`).
+fn node_tls_args(args: &DevArgs, id: u64) -> Vec<String> {
+    if args.insecure {
+        return vec!["--insecure".into()];
+    }
+    let dir = tls_dir(args);
+    let (cert, key) = cert_paths(&dir, &format!("node-{id}"));
+    [
+        ("--tls-ca", dir.join("ca.pem")),
+        ("--tls-cert", cert),
+        ("--tls-key", key),
+    ]
+    .into_iter()
+    .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
+    .collect()
 }
 
 fn spawn_node(args: &DevArgs, node: &DevNode) -> anyhow::Result<Child> {
@@ -57,6 +114,7 @@ fn spawn_node(args: &DevArgs, node: &DevNode) -> anyhow::Result<Child> {
         ])
         .args(["--http-listen", &node.http, "--exit-with-parent"])
         .args(args.kafka.to_args())
+        .args(node_tls_args(args, node.id))
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
@@ -73,12 +131,19 @@ fn spawn_node(args: &DevArgs, node: &DevNode) -> anyhow::Result<Child> {
     Ok(child)
 }
 
-async fn wait_answering(members: &[Member], data_dir: &Path) -> anyhow::Result<()> {
+async fn wait_answering(
+    members: &[Member],
+    data_dir: &Path,
+    transport: &Transport,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + START_TIMEOUT;
     for m in members {
         loop {
-            if let Ok(mut c) = AdminClient::connect(format!("http://{}", m.addr)).await
-                && c.get_node_status(NodeStatusRequest {}).await.is_ok()
+            if let Ok(channel) = transport.channel(&m.addr, Duration::from_secs(1))
+                && AdminClient::new(channel)
+                    .get_node_status(NodeStatusRequest {})
+                    .await
+                    .is_ok()
             {
                 break;
             }
@@ -97,8 +162,15 @@ async fn wait_answering(members: &[Member], data_dir: &Path) -> anyhow::Result<(
     Ok(())
 }
 
-async fn init_and_wait_leader(args: &DevArgs, members: &[Member]) -> anyhow::Result<()> {
-    let mut admin = AdminClient::connect(format!("http://{}", members[0].addr)).await?;
+async fn init_and_wait_leader(
+    args: &DevArgs,
+    members: &[Member],
+    transport: &Transport,
+) -> anyhow::Result<()> {
+    let channel = transport
+        .channel(&members[0].addr, Duration::from_secs(1))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    let mut admin = AdminClient::new(channel);
     match admin
         .init(InitRequest {
             members: members.to_vec(),
@@ -140,6 +212,17 @@ fn print_banner(args: &DevArgs, members: &[Member]) {
         "Tally dev cluster is up. Endpoints: {}",
         endpoints.join(",")
     );
+    if !args.insecure {
+        let dir = tls_dir(args);
+        let (cert, key) = cert_paths(&dir, DEV_CLIENT_CERT);
+        println!(
+            "TLS is on (mTLS between nodes; roles from client certificates). For tallyctl:\n  \
+             export TALLY_TLS_CA={} TALLY_TLS_CERT={} TALLY_TLS_KEY={}",
+            dir.join("ca.pem").display(),
+            cert.display(),
+            key.display()
+        );
+    }
     println!(
         "  tallyctl --endpoints {} cluster status",
         endpoints.join(",")
@@ -174,6 +257,11 @@ pub async fn run(
             }
         })
         .collect();
+    let transport = if args.insecure {
+        Transport::default()
+    } else {
+        Transport::client(Some(make_dev_certs(&args, &nodes)?))
+    };
     for node in nodes.iter_mut() {
         node.child = Some(spawn_node(&args, node)?);
     }
@@ -184,8 +272,8 @@ pub async fn run(
             addr: n.addr.clone(),
         })
         .collect();
-    wait_answering(&members, &args.data_dir).await?;
-    init_and_wait_leader(&args, &members).await?;
+    wait_answering(&members, &args.data_dir, &transport).await?;
+    init_and_wait_leader(&args, &members, &transport).await?;
     print_banner(&args, &members);
     tokio::pin!(shutdown);
     loop {

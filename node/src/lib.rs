@@ -29,6 +29,8 @@
 /// The git commit this build was made from ("unknown" outside a checkout).
 pub const GIT_COMMIT: &str = env!("TALLY_GIT_COMMIT");
 
+pub mod audit;
+pub mod auth;
 pub mod backup;
 pub mod cli;
 pub mod codec;
@@ -46,4 +48,5 @@ pub mod raft;
 pub mod reads;
 pub mod removal;
 pub mod storage;
+pub mod transport;
 pub mod writer;

@@ -37,10 +37,11 @@ fn main() -> std::process::ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(args) => tally_node::cli::run(args).await,
+            Command::Run(args) => tally_node::cli::run(*args).await,
             Command::Dev(args) => tally_node::cli::dev(args).await,
             Command::Probe(args) => tally_node::probe::run(args).await,
             Command::Restore(args) => tally_node::cli::restore(args),
+            Command::Certs(args) => tally_node::cli::certs(args),
         }
     });
     match result {

@@ -110,6 +110,12 @@ pub struct Metrics {
     pub snapshot_build_seconds: Histogram,
     pub snapshot_install_seconds: Histogram,
     pub snapshot_bytes: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+    pub tls_reloads: AtomicU64,
+    pub tls_reload_failures: AtomicU64,
+    /// Calls refused with PERMISSION_DENIED.
+    pub auth_denied: AtomicU64,
+    pub audit_write_failures: AtomicU64,
     grpc: Mutex<GrpcSeries>,
     peers: Mutex<BTreeMap<u64, (Histogram, u64)>>,
 }
@@ -146,6 +152,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     snapshot_build_seconds: Histogram::new(&LATENCY_BUCKETS_S),
     snapshot_install_seconds: Histogram::new(&LATENCY_BUCKETS_S),
     snapshot_bytes: AtomicU64::new(0),
+    tls_handshake_failures: AtomicU64::new(0),
+    tls_reloads: AtomicU64::new(0),
+    tls_reload_failures: AtomicU64::new(0),
+    auth_denied: AtomicU64::new(0),
+    audit_write_failures: AtomicU64::new(0),
     grpc: Mutex::new(GrpcSeries {
         methods: BTreeMap::new(),
     }),
@@ -221,6 +232,36 @@ impl Metrics {
             "tally_leader_changes_total",
             "Leader changes this node saw.",
             self.leader_changes.load(Relaxed),
+        );
+        counter(
+            out,
+            "tally_tls_handshake_failures_total",
+            "Accepted connections whose TLS handshake failed or timed out.",
+            self.tls_handshake_failures.load(Relaxed),
+        );
+        counter(
+            out,
+            "tally_tls_reloads_total",
+            "Certificate reloads that took effect.",
+            self.tls_reloads.load(Relaxed),
+        );
+        counter(
+            out,
+            "tally_tls_reload_failures_total",
+            "Certificate reloads refused (bad files); the previous certificates stayed.",
+            self.tls_reload_failures.load(Relaxed),
+        );
+        counter(
+            out,
+            "tally_auth_denied_total",
+            "Calls refused with PERMISSION_DENIED.",
+            self.auth_denied.load(Relaxed),
+        );
+        counter(
+            out,
+            "tally_audit_write_failures_total",
+            "Audit log entries that could not be written to the file.",
+            self.audit_write_failures.load(Relaxed),
         );
         let _ = writeln!(
             out,

@@ -55,6 +55,18 @@ pub async fn start(
         ),
         None => None,
     };
+    // Certificates are read before the data dir is touched too: a start
+    // that fails on a bad certificate file changes nothing.
+    let tls = match &config.tls {
+        Some(files) => Some(Arc::new(
+            tally_tls::ServerTls::load(files.clone()).map_err(|e| anyhow::anyhow!("TLS: {e}"))?,
+        )),
+        None => None,
+    };
+    let transport = crate::transport::Transport {
+        tls: tls.clone(),
+        client_tls: None,
+    };
     let data_dir_lock = storage::lock_data_dir(&config.data_dir)?;
     crate::metrics::set_node_id(config.node_id);
     identity::check_or_create(&config.data_dir, &config.cluster_id, config.node_id)?;
@@ -84,6 +96,7 @@ pub async fn start(
     let applied = sm.applied_watch();
     let network = NetworkFactory {
         cluster_id: config.cluster_id.clone(),
+        transport: transport.clone(),
     };
     let raft = Raft::new(
         config.node_id,
@@ -94,15 +107,18 @@ pub async fn start(
     )
     .await?;
     let writer = Writer::start(raft.clone(), kafka.outbox.clone());
-    let ctx = Arc::new(NodeCtx::new(
-        config.clone(),
-        raft.clone(),
-        writer,
-        state,
-        applied,
-        db,
-        kafka.clone(),
-    ));
+    let ctx = Arc::new(
+        NodeCtx::new(
+            config.clone(),
+            raft.clone(),
+            writer,
+            state,
+            applied,
+            db,
+            kafka.clone(),
+        )
+        .with_transport(transport),
+    );
     if let Some(kafka_config) = &config.kafka {
         if let Some(topic) = &kafka_config.ingest_topic {
             tokio::spawn(crate::kafka::ingest::run(
@@ -141,11 +157,22 @@ pub async fn start(
     let raft_svc = RaftServer::new(RaftService { ctx: ctx.clone() })
         .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
-    // Accepted connections need TCP_NODELAY set here: the builder's
-    // `tcp_nodelay` only applies to listeners tonic binds itself. Without it
+    // Accepted connections get TCP_NODELAY in the accept loop: without it
     // a reply written after a flow-control frame waited for the client's
-    // delayed ACK: every request above ~5 KB took 40 ms longer.
-    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    // delayed ACK (every request above ~5 KB took 40 ms longer).
+    let incoming = crate::transport::incoming(listener, tls.clone());
+    if let Some(tls) = tls {
+        tokio::spawn(crate::transport::watch_reload(
+            tls,
+            std::time::Duration::from_millis(config.tls_reload_interval_ms),
+        ));
+    }
+    let audit = Arc::new(crate::audit::AuditLog::new(
+        config
+            .audit_log
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("audit.log")),
+    ));
     if let Some(http) = http_listener {
         tokio::spawn(crate::health::serve_http(ctx.clone(), http));
     }
@@ -160,6 +187,10 @@ pub async fn start(
         let result = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .layer(crate::grpc::metrics_layer::GrpcMetricsLayer)
+            .layer(crate::grpc::auth_layer::AuthLayer {
+                audit,
+                node_id: config.node_id,
+            })
             .add_service(health_service)
             .add_service(ledger)
             .add_service(perps)

@@ -53,6 +53,27 @@ pub struct StepDownArgs {
     /// Give up after this many milliseconds (keep it under the orchestrator's grace period).
     #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..=600_000))]
     pub timeout_ms: u64,
+    /// The cluster CA (PEM); with --tls-cert and --tls-key (the node's own
+    /// certificate will do) the hook connects with TLS, else plaintext.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    pub tls_ca: Option<std::path::PathBuf>,
+    #[arg(long, requires = "tls_ca")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    #[arg(long, requires = "tls_ca")]
+    pub tls_key: Option<std::path::PathBuf>,
+}
+
+impl StepDownArgs {
+    fn transport(&self) -> anyhow::Result<crate::transport::Transport> {
+        let tls = match (&self.tls_ca, &self.tls_cert, &self.tls_key) {
+            (Some(ca), Some(cert), Some(key)) => Some(
+                tally_tls::ClientTls::from_files(ca, Some((cert, key)))
+                    .map_err(|e| anyhow::anyhow!("step-down: TLS: {e}"))?,
+            ),
+            _ => None,
+        };
+        Ok(crate::transport::Transport::client(tls))
+    }
 }
 
 /// An HTTP answer: status code and body.
@@ -69,7 +90,8 @@ pub async fn run(args: ProbeArgs) -> anyhow::Result<()> {
         Check::Healthz(a) => check_http(&a, "/healthz"),
         Check::StepDown(a) => {
             let timeout = Duration::from_millis(a.timeout_ms);
-            tokio::time::timeout(timeout, step_down(&a.grpc))
+            let transport = a.transport()?;
+            tokio::time::timeout(timeout, step_down(&a.grpc, &transport))
                 .await
                 .map_err(|_| anyhow::anyhow!("step-down: gave up after {} ms", a.timeout_ms))?
         }
@@ -173,10 +195,11 @@ fn parse_response(bytes: &[u8]) -> Result<HttpAnswer, String> {
 
 /// If the node at `grpc` leads, transfers leadership to another voter,
 /// trying the most caught-up first.
-async fn step_down(grpc: &str) -> anyhow::Result<()> {
-    let mut admin = AdminClient::connect(format!("http://{grpc}"))
-        .await
+async fn step_down(grpc: &str, transport: &crate::transport::Transport) -> anyhow::Result<()> {
+    let channel = transport
+        .channel(grpc, Duration::from_secs(2))
         .map_err(|e| anyhow::anyhow!("step-down: cannot connect to {grpc}: {e}"))?;
+    let mut admin = AdminClient::new(channel);
     let me = admin
         .get_node_status(NodeStatusRequest {})
         .await

@@ -122,6 +122,31 @@ pub struct Cli {
     )]
     pub connect_timeout_ms: u64,
 
+    /// The cluster CA (PEM). With it, tallyctl connects with TLS and checks
+    /// the nodes' certificates; without it, plaintext (nodes run --insecure).
+    /// `tallyd dev` prints the three TALLY_TLS_* values of its cluster.
+    #[arg(long, global = true, env = "TALLY_TLS_CA", value_name = "PEM")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Your client certificate (PEM): its roles (O values) decide what you
+    /// may call (admin for cluster commands, trader for ledger commands, ...).
+    #[arg(
+        long,
+        global = true,
+        env = "TALLY_TLS_CERT",
+        value_name = "PEM",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "TALLY_TLS_KEY",
+        value_name = "PEM",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<std::path::PathBuf>,
+
     #[command(subcommand)]
     pub command: Cmd,
 }

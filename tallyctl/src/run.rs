@@ -239,9 +239,28 @@ where
 
 pub async fn run(cli: Cli) -> Outcome {
     let json = cli.json;
+    let tls = match (&cli.tls_ca, &cli.tls_cert, &cli.tls_key) {
+        (None, None, None) => None,
+        (Some(ca), cert, key) => {
+            let identity = cert.as_deref().zip(key.as_deref());
+            match tally_client::ClientTls::from_files(ca, identity) {
+                Ok(tls) => Some(tls),
+                Err(e) => {
+                    return error_outcome(&ClientError::Config(format!("TLS: {e}")), false);
+                }
+            }
+        }
+        (None, _, _) => {
+            return error_outcome(
+                &ClientError::Config("--tls-cert needs --tls-ca (the cluster CA) too".into()),
+                false,
+            );
+        }
+    };
     let config = ClientConfig {
         timeout_ms: cli.effective_timeout_ms(),
         connect_timeout_ms: cli.connect_timeout_ms,
+        tls,
         ..ClientConfig::new(cli.endpoints.0)
     };
     let client = match Client::new(config) {

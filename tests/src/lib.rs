@@ -87,6 +87,86 @@ pub struct Cluster {
     pub node_env: BTreeMap<u64, Vec<(String, String)>>,
     /// Extra `tallyd run` flags per node id, for processes started from now on.
     pub node_args: BTreeMap<u64, Vec<String>>,
+    /// The cluster's certificates when it runs TLS (`None`: `--insecure`).
+    pub tls: Option<TestTls>,
+}
+
+/// A TLS cluster's CA and certificates, in a temp dir: `node-<id>` for
+/// every node (SAN 127.0.0.1) and one client certificate per role
+/// (`admin`, `risk`, `trader`, `reader`).
+pub struct TestTls {
+    pub dir: PathBuf,
+}
+
+impl TestTls {
+    /// Makes the CA and the role certificates in `dir`.
+    pub fn create(dir: PathBuf) -> TestTls {
+        use tally_tls::{Role, RoleSet};
+        let (ca, _) = tally_tls::issue::open_or_create_ca(&dir, "test CA").expect("CA");
+        for role in [Role::Admin, Role::Risk, Role::Trader, Role::Reader] {
+            tally_tls::issue::write_issued(&ca, &dir, role.as_str(), RoleSet::of(&[role]), &[])
+                .expect("client certificate");
+        }
+        TestTls { dir }
+    }
+
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.pem")
+    }
+
+    /// Issues (or re-issues) node `id`'s certificate; returns its flags.
+    pub fn node_args(&self, id: u64) -> Vec<String> {
+        use tally_tls::{Role, RoleSet};
+        let (ca, _) = tally_tls::issue::open_or_create_ca(&self.dir, "test CA").expect("CA");
+        let name = format!("node-{id}");
+        let (cert, key) = tally_tls::issue::write_issued(
+            &ca,
+            &self.dir,
+            &name,
+            RoleSet::of(&[Role::Node]),
+            &["127.0.0.1".into()],
+        )
+        .expect("node certificate");
+        vec![
+            "--tls-ca".into(),
+            self.ca().display().to_string(),
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+        ]
+    }
+
+    /// Client TLS presenting the certificate `name` (e.g. a role name).
+    pub fn client(&self, name: &str) -> tally_tls::ClientTls {
+        let (cert, key) = tally_tls::issue::cert_paths(&self.dir, name);
+        tally_tls::ClientTls::from_files(&self.ca(), Some((&cert, &key))).expect("client TLS")
+    }
+
+    /// Client TLS that trusts the cluster CA but presents no certificate.
+    pub fn anonymous(&self) -> tally_tls::ClientTls {
+        tally_tls::ClientTls::from_files(&self.ca(), None).expect("client TLS")
+    }
+
+    /// `tallyctl` flags for the certificate `name`.
+    pub fn tallyctl_args(&self, name: &str) -> Vec<String> {
+        let (cert, key) = tally_tls::issue::cert_paths(&self.dir, name);
+        vec![
+            "--tls-ca".into(),
+            self.ca().display().to_string(),
+            "--tls-cert".into(),
+            cert.display().to_string(),
+            "--tls-key".into(),
+            key.display().to_string(),
+        ]
+    }
+}
+
+/// A lazy gRPC channel to `addr`, TLS with `tls` (else plaintext).
+pub fn channel(addr: &str, tls: Option<&tally_tls::ClientTls>) -> tonic::transport::Channel {
+    tally_node::transport::Transport::client(tls.cloned())
+        .channel(addr, Duration::from_secs(1))
+        .expect("channel")
 }
 
 impl Cluster {
@@ -111,13 +191,32 @@ impl Cluster {
         node_env: BTreeMap<u64, Vec<(String, String)>>,
         node_args: BTreeMap<u64, Vec<String>>,
     ) -> Cluster {
+        Cluster::start_full(n, extra_args, node_env, node_args, false).await
+    }
+
+    /// Starts `n` nodes with TLS (a fresh CA; see [`TestTls`]) and initializes
+    /// them as voters; the harness itself calls them as `admin`.
+    pub async fn start_tls(n: u64, extra_args: &[&str]) -> Cluster {
+        Cluster::start_full(n, extra_args, BTreeMap::new(), BTreeMap::new(), true).await
+    }
+
+    async fn start_full(
+        n: u64,
+        extra_args: &[&str],
+        node_env: BTreeMap<u64, Vec<(String, String)>>,
+        node_args: BTreeMap<u64, Vec<String>>,
+        tls: bool,
+    ) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tls = tls.then(|| TestTls::create(dir.path().join("tls")));
         let mut c = Cluster {
-            dir: tempfile::tempdir().expect("tempdir"),
+            dir,
             cluster_id: "test-cluster".into(),
             nodes: BTreeMap::new(),
             extra_args: extra_args.iter().map(|s| s.to_string()).collect(),
             node_env,
             node_args,
+            tls,
         };
         for id in 1..=n {
             c.add_node_process(id);
@@ -133,9 +232,7 @@ impl Cluster {
                 addr: p.addr.clone(),
             })
             .collect();
-        let mut admin = AdminClient::connect(format!("http://{}", c.nodes[&1].addr))
-            .await
-            .expect("connect node 1");
+        let mut admin = AdminClient::new(c.channel(1));
         admin.init(InitRequest { members }).await.expect("init");
         c.wait_leader(Duration::from_secs(20)).await;
         c
@@ -154,9 +251,33 @@ impl Cluster {
             env: self.node_env.get(&id).cloned().unwrap_or_default(),
             args: self.node_args.get(&id).cloned().unwrap_or_default(),
         };
+        match &self.tls {
+            Some(tls) => p.args.extend(tls.node_args(id)),
+            None if !p.args.iter().any(|a| a == "--tls-ca") => p.args.push("--insecure".into()),
+            None => {}
+        }
         p.child = Some(spawn_tallyd(&p, &self.cluster_id, &self.extra_args));
         self.nodes.insert(id, p);
         addr
+    }
+
+    /// The client TLS the harness uses (the `admin` certificate), if TLS.
+    pub fn admin_tls(&self) -> Option<tally_tls::ClientTls> {
+        self.tls.as_ref().map(|t| t.client("admin"))
+    }
+
+    /// A channel to node `id` as the harness (admin under TLS).
+    pub fn channel(&self, id: u64) -> tonic::transport::Channel {
+        self.channel_to(&self.addr(id))
+    }
+
+    fn channel_to(&self, addr: &str) -> tonic::transport::Channel {
+        channel(addr, self.admin_tls().as_ref())
+    }
+
+    /// A node's own status (1 s timeout), over TLS when the cluster has it.
+    pub async fn status_of(&self, addr: &str) -> Result<NodeStatus, String> {
+        status_over(self.channel_to(addr)).await
     }
 
     pub fn endpoints(&self) -> Vec<String> {
@@ -196,7 +317,7 @@ impl Cluster {
         let addr = self.addr(id);
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if node_status(&addr).await.is_ok() {
+            if self.status_of(&addr).await.is_ok() {
                 return;
             }
             assert!(
@@ -213,7 +334,7 @@ impl Cluster {
         let deadline = Instant::now() + timeout;
         loop {
             for p in self.nodes.values().filter(|p| p.child.is_some()) {
-                if let Ok(st) = node_status(&p.addr).await
+                if let Ok(st) = self.status_of(&p.addr).await
                     && st.role == "leader"
                 {
                     return st.node_id;
@@ -228,9 +349,7 @@ impl Cluster {
     pub async fn state_hashes(&self, min_index: u64) -> BTreeMap<u64, (String, u64)> {
         let mut out = BTreeMap::new();
         for p in self.nodes.values().filter(|p| p.child.is_some()) {
-            let mut c = LedgerClient::connect(format!("http://{}", p.addr))
-                .await
-                .expect("connect");
+            let mut c = LedgerClient::new(self.channel_to(&p.addr));
             let read = ReadOptions {
                 consistency: ReadConsistency::AtLeastIndex as i32,
                 min_index,
@@ -252,7 +371,7 @@ impl Cluster {
         loop {
             let mut statuses = Vec::new();
             for p in self.nodes.values().filter(|p| p.child.is_some()) {
-                if let Ok(st) = node_status(&p.addr).await {
+                if let Ok(st) = self.status_of(&p.addr).await {
                     statuses.push(st);
                 }
             }
@@ -324,10 +443,12 @@ fn spawn_tallyd(p: &NodeProc, cluster_id: &str, extra: &[String]) -> Child {
 
 /// A node's own status over gRPC (1 s timeout).
 pub async fn node_status(addr: &str) -> Result<NodeStatus, String> {
+    status_over(channel(addr, None)).await
+}
+
+async fn status_over(channel: tonic::transport::Channel) -> Result<NodeStatus, String> {
     let fut = async {
-        let mut c = AdminClient::connect(format!("http://{addr}"))
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut c = AdminClient::new(channel);
         c.get_node_status(NodeStatusRequest {})
             .await
             .map(|r| r.into_inner())

@@ -76,6 +76,7 @@ async fn backup_of_a_running_cluster_restores_into_a_new_cluster_with_the_same_s
         let child = Command::new(bin_path("tallyd"))
             .args([
                 "run",
+                "--insecure",
                 "--node-id",
                 &id.to_string(),
                 "--cluster-id",

@@ -220,6 +220,7 @@ fn node_refuses_data_dir_of_another_node_or_cluster() {
     let mut child = Command::new(bin_path("tallyd"))
         .args([
             "run",
+            "--insecure",
             "--node-id",
             "1",
             "--cluster-id",
@@ -247,6 +248,7 @@ fn node_refuses_data_dir_of_another_node_or_cluster() {
     let addr = format!("127.0.0.1:{}", free_port());
     let (ok, err) = run_tallyd(&[
         "run",
+        "--insecure",
         "--node-id",
         "2",
         "--cluster-id",
@@ -260,6 +262,7 @@ fn node_refuses_data_dir_of_another_node_or_cluster() {
     assert!(err.contains("belongs to node 1"), "unclear error: {err}");
     let (ok, err) = run_tallyd(&[
         "run",
+        "--insecure",
         "--node-id",
         "1",
         "--cluster-id",
@@ -276,6 +279,7 @@ fn node_refuses_data_dir_of_another_node_or_cluster() {
     );
     let (ok, err) = run_tallyd(&[
         "run",
+        "--insecure",
         "--node-id",
         "0",
         "--listen",

@@ -283,6 +283,8 @@ struct ComposeProject {
     project: String,
     file: PathBuf,
     image: String,
+    /// The cluster's certificates (`tallyd certs`), mounted into every container.
+    tls_dir: PathBuf,
 }
 
 impl ComposeProject {
@@ -292,7 +294,8 @@ impl ComposeProject {
             .arg(&self.project)
             .arg("--file")
             .arg(&self.file)
-            .env("TALLY_IMAGE", &self.image);
+            .env("TALLY_IMAGE", &self.image)
+            .env("TALLY_TLS_DIR", &self.tls_dir);
         cmd
     }
 
@@ -415,11 +418,31 @@ fn image_builds_and_a_compose_cluster_serves_writes_after_a_node_is_killed_and_l
             .map(|d| d.as_millis() % 1_000_000_000)
             .unwrap_or(0)
     );
+    let tls_root = tempfile::tempdir().expect("tempdir");
     let project = ComposeProject {
         project: format!("tallydeploy{unique}"),
         file: repo_root().join("deploy/compose/docker-compose.yml"),
         image: format!("tally-test:{unique}"),
+        tls_dir: tls_root.path().join("tls"),
     };
+    // The cluster's CA and certificates, as deploy/compose/docker-compose.yml
+    // says to make them, readable by the image's user.
+    must(
+        Command::new(bin_path("tallyd"))
+            .args(["certs", "--dir"])
+            .arg(&project.tls_dir)
+            .args([
+                "--node", "1=tally1", "--node", "2=tally2", "--node", "3=tally3",
+            ])
+            .args(["--client", "admin=admin+trader+risk+reader"]),
+        "",
+    );
+    must(
+        Command::new("chown")
+            .args(["-R", "10001:10001"])
+            .arg(&project.tls_dir),
+        "",
+    );
     // The image, from the debug binaries this test build already has.
     let bin_dir = bin_path("tallyd").parent().expect("bin dir").to_path_buf();
     bin_path("tallyctl");
@@ -565,7 +588,24 @@ fn the_sample_config_starts_a_node_that_tallyd_probe_checks() {
     let http = format!("127.0.0.1:{}", free_port());
     let grpc = format!("127.0.0.1:{}", free_port());
     let config = repo_root().join("deploy/config/tallyd.toml");
-    // The sample as shipped, with this machine's addresses and a temp data dir.
+    // Certificates for this machine's address, in place of /etc/tally/tls.
+    let tls = dir.path().join("tls");
+    must(
+        Command::new(bin_path("tallyd"))
+            .args(["certs", "--dir"])
+            .arg(&tls)
+            .args(["--node", "1=127.0.0.1"]),
+        "",
+    );
+    let tls_flags: Vec<String> = [
+        ("--tls-ca", "ca.pem"),
+        ("--tls-cert", "node-1.pem"),
+        ("--tls-key", "node-1.key"),
+    ]
+    .iter()
+    .flat_map(|(flag, file)| [flag.to_string(), tls.join(file).display().to_string()])
+    .collect();
+    // The sample as shipped, with this machine's addresses, certificates and a temp data dir.
     let mut node = Command::new(bin_path("tallyd"))
         .arg("run")
         .arg("--config")
@@ -578,6 +618,7 @@ fn the_sample_config_starts_a_node_that_tallyd_probe_checks() {
             "--http-listen",
             &http,
         ])
+        .args(&tls_flags)
         .arg("--data-dir")
         .arg(dir.path().join("data"))
         .stdin(Stdio::null())
@@ -620,8 +661,11 @@ fn the_sample_config_starts_a_node_that_tallyd_probe_checks() {
         "{stderr}"
     );
     // A follower-less, leader-less node has nothing to hand over.
+    // Over TLS, with the node's own certificate (role node).
     let step_down = output(
-        Command::new(bin_path("tallyd")).args(["probe", "step-down", "--grpc", &grpc]),
+        Command::new(bin_path("tallyd"))
+            .args(["probe", "step-down", "--grpc", &grpc])
+            .args(&tls_flags),
         "",
     );
     assert!(

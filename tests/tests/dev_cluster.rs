@@ -58,7 +58,13 @@ async fn dev_cluster_restarts_a_killed_node_refuses_a_second_supervisor_and_leav
     let data = root.path().join("data");
     let base = free_base_port();
     let mut dev = Command::new(bin_path("tallyd"))
-        .args(["dev", "--base-port", &base.to_string(), "--data-dir"])
+        .args([
+            "dev",
+            "--insecure",
+            "--base-port",
+            &base.to_string(),
+            "--data-dir",
+        ])
         .arg(&data)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -93,7 +99,13 @@ async fn dev_cluster_restarts_a_killed_node_refuses_a_second_supervisor_and_leav
 
     // A second supervisor on the same dir: refused, non-zero, clear message.
     let second = Command::new(bin_path("tallyd"))
-        .args(["dev", "--base-port", &(base + 50).to_string(), "--data-dir"])
+        .args([
+            "dev",
+            "--insecure",
+            "--base-port",
+            &(base + 50).to_string(),
+            "--data-dir",
+        ])
         .arg(&data)
         .output()
         .expect("second tallyd dev");

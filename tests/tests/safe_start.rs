@@ -25,6 +25,7 @@ fn a_start_on_a_port_in_use_fails_and_leaves_no_identity_or_database() {
     let dir = root.path().join("node-1");
     let out = tallyd(&[
         "run",
+        "--insecure",
         "--node-id",
         "1",
         "--listen",
@@ -47,6 +48,7 @@ fn a_start_on_a_port_in_use_fails_and_leaves_no_identity_or_database() {
     let free = format!("127.0.0.1:{}", free_port());
     let out = tallyd(&[
         "run",
+        "--insecure",
         "--node-id",
         "1",
         "--listen",
@@ -68,6 +70,7 @@ async fn a_second_tallyd_on_a_data_dir_in_use_is_refused_clearly_and_the_first_k
     let free = format!("127.0.0.1:{}", free_port());
     let out = tallyd(&[
         "run",
+        "--insecure",
         "--node-id",
         "1",
         "--cluster-id",

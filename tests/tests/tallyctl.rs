@@ -88,6 +88,7 @@ impl DevCluster {
         let stderr = std::fs::File::create(dir.path().join("dev.stderr")).expect("stderr file");
         let mut child = Command::new(bin_path("tallyd"))
             .arg("dev")
+            .arg("--insecure")
             .arg("--data-dir")
             .arg(dir.path().join("data"))
             .args(["--base-port", &base_port.to_string()])
@@ -615,6 +616,7 @@ fn cluster_commands_transfer_leadership_snapshot_compact_replace_and_watch_statu
     let mut node4 = Command::new(bin_path("tallyd"))
         .args([
             "run",
+            "--insecure",
             "--node-id",
             "4",
             "--listen",

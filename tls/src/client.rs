@@ -81,10 +81,7 @@ impl ClientTls {
     }
 
     /// From PEM files; `cert` and `key` go together.
-    pub fn from_files(
-        ca: &Path,
-        identity: Option<(&Path, &Path)>,
-    ) -> Result<ClientTls, TlsError> {
+    pub fn from_files(ca: &Path, identity: Option<(&Path, &Path)>) -> Result<ClientTls, TlsError> {
         let roots = Arc::new(root_store(&load_certs(ca)?)?);
         let description = match identity {
             Some((cert, _)) => format!("CA {}, certificate {}", ca.display(), cert.display()),

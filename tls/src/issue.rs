@@ -111,7 +111,10 @@ pub fn ca_paths(dir: &Path) -> (PathBuf, PathBuf) {
 
 /// `<dir>/<name>.pem` and `<dir>/<name>.key`.
 pub fn cert_paths(dir: &Path, name: &str) -> (PathBuf, PathBuf) {
-    (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")))
+    (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
+    )
 }
 
 /// Writes `text` to `path`, readable by the owner only when `secret`.
@@ -134,7 +137,8 @@ pub fn open_or_create_ca(dir: &Path, name: &str) -> Result<(CertAuthority, bool)
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let (cert, key) = ca_paths(dir);
     if cert.exists() {
-        let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
+        let read =
+            |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
         return Ok((CertAuthority::from_pem(&read(&cert)?, &read(&key)?)?, false));
     }
     let ca = CertAuthority::generate(name)?;

@@ -57,9 +57,7 @@ impl FromStr for Role {
         Role::ALL
             .into_iter()
             .find(|r| r.as_str() == s)
-            .ok_or_else(|| {
-                format!("unknown role {s:?} (roles: node, admin, risk, trader, reader)")
-            })
+            .ok_or_else(|| format!("unknown role {s:?} (roles: node, admin, risk, trader, reader)"))
     }
 }
 
@@ -140,8 +138,9 @@ impl Identity {
             .filter(|c| !c.is_control())
             .take(MAX_IDENTITY_NAME_BYTES)
             .collect::<String>();
-        let roles =
-            RoleSet::from_organizations(subject.iter_organization().filter_map(|o| o.as_str().ok()));
+        let roles = RoleSet::from_organizations(
+            subject.iter_organization().filter_map(|o| o.as_str().ok()),
+        );
         Ok(Identity {
             name: if name.is_empty() {
                 "unnamed".into()

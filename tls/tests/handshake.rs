@@ -12,9 +12,14 @@ use tokio::net::TcpListener;
 
 fn node_files(dir: &Path) -> TlsFiles {
     let (ca, _) = open_or_create_ca(dir, "cluster CA").unwrap();
-    let (cert, key) =
-        write_issued(&ca, dir, "node-1", RoleSet::of(&[Role::Node]), &["127.0.0.1".into()])
-            .unwrap();
+    let (cert, key) = write_issued(
+        &ca,
+        dir,
+        "node-1",
+        RoleSet::of(&[Role::Node]),
+        &["127.0.0.1".into()],
+    )
+    .unwrap();
     TlsFiles {
         ca: dir.join("ca.pem"),
         cert,
@@ -31,7 +36,10 @@ async fn serve_one(server: &ServerTls, listener: &TcpListener) -> Result<Peer, S
         .map_err(|e| e.to_string())?;
     let peer = (*stream.info().peer).clone();
     let mut byte = [0u8; 1];
-    stream.read_exact(&mut byte).await.map_err(|e| e.to_string())?;
+    stream
+        .read_exact(&mut byte)
+        .await
+        .map_err(|e| e.to_string())?;
     stream.write_all(&byte).await.map_err(|e| e.to_string())?;
     stream.flush().await.map_err(|e| e.to_string())?;
     Ok(peer)
@@ -44,7 +52,10 @@ async fn round_trip(addr: &str, tls: &ClientTls) -> Result<(), String> {
     stream.write_all(b"x").await.map_err(|e| e.to_string())?;
     stream.flush().await.map_err(|e| e.to_string())?;
     let mut byte = [0u8; 1];
-    stream.read_exact(&mut byte).await.map_err(|e| e.to_string())?;
+    stream
+        .read_exact(&mut byte)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -56,18 +67,28 @@ async fn server_classifies_verified_missing_and_foreign_certificates() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let (ca, _) = open_or_create_ca(dir.path(), "cluster CA").unwrap();
-    let (cert, key) = write_issued(&ca, dir.path(), "ops", RoleSet::of(&[Role::Admin]), &[]).unwrap();
+    let (cert, key) =
+        write_issued(&ca, dir.path(), "ops", RoleSet::of(&[Role::Admin]), &[]).unwrap();
     let admin = ClientTls::from_files(&files.ca, Some((&cert, &key))).unwrap();
     let anonymous = ClientTls::from_files(&files.ca, None).unwrap();
     let foreign_dir = tempfile::tempdir().unwrap();
     let (foreign_ca, _) = open_or_create_ca(foreign_dir.path(), "other CA").unwrap();
-    let (fcert, fkey) =
-        write_issued(&foreign_ca, foreign_dir.path(), "intruder", RoleSet::of(&[Role::Admin]), &[])
-            .unwrap();
+    let (fcert, fkey) = write_issued(
+        &foreign_ca,
+        foreign_dir.path(),
+        "intruder",
+        RoleSet::of(&[Role::Admin]),
+        &[],
+    )
+    .unwrap();
     // Trusts the cluster CA (so it reaches the server) but presents a foreign certificate.
     let foreign = ClientTls::from_files(&files.ca, Some((&fcert, &fkey))).unwrap();
 
-    for (client, expect) in [(&admin, "verified"), (&anonymous, "none"), (&foreign, "untrusted")] {
+    for (client, expect) in [
+        (&admin, "verified"),
+        (&anonymous, "none"),
+        (&foreign, "untrusted"),
+    ] {
         let (served, sent) = tokio::join!(serve_one(&server, &listener), round_trip(&addr, client));
         sent.unwrap();
         let peer = served.unwrap();
@@ -83,8 +104,14 @@ async fn server_classifies_verified_missing_and_foreign_certificates() {
 
     // A client that only trusts another CA refuses the node's certificate.
     let distrustful = ClientTls::from_files(&foreign_dir.path().join("ca.pem"), None).unwrap();
-    let (served, sent) = tokio::join!(serve_one(&server, &listener), round_trip(&addr, &distrustful));
-    assert!(sent.is_err(), "a client trusting another CA must not accept the node");
+    let (served, sent) = tokio::join!(
+        serve_one(&server, &listener),
+        round_trip(&addr, &distrustful)
+    );
+    assert!(
+        sent.is_err(),
+        "a client trusting another CA must not accept the node"
+    );
     assert!(served.is_err());
 }
 
@@ -99,8 +126,14 @@ async fn reload_swaps_the_server_certificate_for_new_connections_without_restart
     // Re-issue the node certificate for a name the client does not dial.
     tokio::time::sleep(Duration::from_millis(20)).await;
     let (ca, _) = open_or_create_ca(dir.path(), "cluster CA").unwrap();
-    write_issued(&ca, dir.path(), "node-1", RoleSet::of(&[Role::Node]), &["node-1.example".into()])
-        .unwrap();
+    write_issued(
+        &ca,
+        dir.path(),
+        "node-1",
+        RoleSet::of(&[Role::Node]),
+        &["node-1.example".into()],
+    )
+    .unwrap();
     assert!(server.files_changed());
     // Before the reload the old certificate (valid for 127.0.0.1) serves.
     let (served, sent) = tokio::join!(serve_one(&server, &listener), round_trip(&addr, &client));

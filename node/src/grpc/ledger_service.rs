@@ -17,7 +17,9 @@ use tally_proto::v1::{
 };
 use tonic::{Code, Request, Response, Status};
 
+use crate::auth::{Caller, command_right};
 use crate::ctx::NodeCtx;
+use crate::grpc::auth_layer::PERMISSION_DENIED_REASON;
 use crate::grpc::convert;
 use crate::grpc::status::{invalid, node_removed, not_leader, read_error, status};
 use crate::raft::state_machine::SmState;
@@ -42,6 +44,7 @@ impl LedgerService {
             return Err(node_removed(self.ctx.config.node_id));
         }
         let forwarded = req.metadata().get(FORWARDED_METADATA_KEY).is_some();
+        let caller = req.extensions().get::<Caller>().cloned();
         let batch = req.into_inner();
         if batch.commands.is_empty() {
             return Err(invalid("EMPTY_BATCH", "a batch needs at least one command"));
@@ -69,6 +72,23 @@ impl LedgerService {
         for (i, cmd) in batch.commands.iter().enumerate() {
             let env = convert::envelope(cmd)
                 .map_err(|e| invalid(e.reason(), format!("command {i}: {e}")))?;
+            // Every command of the batch is checked before any is proposed:
+            // a batch with one command its caller may not send changes nothing.
+            let right = command_right(&env.command);
+            caller
+                .as_ref()
+                .ok_or_else(|| "no caller identity".to_string())
+                .and_then(|c| c.check(right))
+                .map_err(|message| {
+                    crate::metrics::METRICS
+                        .auth_denied
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    status(
+                        Code::PermissionDenied,
+                        PERMISSION_DENIED_REASON,
+                        format!("command {i} ({}): {message}", env.command.kind()),
+                    )
+                })?;
             encoded.push(&env);
         }
         let verdict_only = reply_detail == ReplyDetail::Verdict;

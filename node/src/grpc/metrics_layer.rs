@@ -46,7 +46,7 @@ fn method_label(path: &str) -> &str {
 }
 
 /// The name of a numeric `grpc-status` value.
-fn code_name(value: &str) -> &'static str {
+pub(crate) fn code_name(value: &str) -> &'static str {
     let code = value
         .parse::<i32>()
         .map(tonic::Code::from_i32)

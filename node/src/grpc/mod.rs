@@ -2,6 +2,7 @@
 //! conversions between the proto messages and the engine (`convert`).
 
 pub mod admin_service;
+pub mod auth_layer;
 pub mod backup_service;
 pub mod convert;
 pub mod kafka_service;

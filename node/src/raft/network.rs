@@ -13,7 +13,7 @@ use openraft::raft::{
 use openraft::{OptionalSend, RaftNetworkV2};
 use tally_proto::v1::raft_client::RaftClient;
 use tally_proto::v1::{RaftPayload, SnapshotChunk};
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 use crate::codec;
 use crate::raft::types::{Node, NodeId, Snapshot, SnapshotData, TypeConfig, Vote};
@@ -31,6 +31,7 @@ pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 #[derive(Clone)]
 pub struct NetworkFactory {
     pub cluster_id: String,
+    pub transport: crate::transport::Transport,
 }
 
 /// One peer's client.
@@ -38,6 +39,7 @@ pub struct PeerClient {
     target: NodeId,
     addr: String,
     cluster_id: String,
+    transport: crate::transport::Transport,
     client: Option<RaftClient<Channel>>,
     /// Whether the last RPC reached the peer (a change is logged once).
     reachable: bool,
@@ -51,23 +53,11 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             target,
             addr: node.addr.clone(),
             cluster_id: self.cluster_id.clone(),
+            transport: self.transport.clone(),
             client: None,
             reachable: true,
         }
     }
-}
-
-/// Opens a lazy gRPC channel to `addr` (host:port).
-pub fn lazy_channel(
-    addr: &str,
-    connect_timeout: Duration,
-) -> Result<Channel, tonic::transport::Error> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))?
-        .connect_timeout(connect_timeout)
-        .tcp_nodelay(true)
-        .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .connect_lazy())
 }
 
 impl PeerClient {
@@ -75,8 +65,10 @@ impl PeerClient {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
-        let channel = lazy_channel(&self.addr, Duration::from_millis(500))
-            .map_err(|e| Unreachable::new(&e))?;
+        let channel = self
+            .transport
+            .channel(&self.addr, Duration::from_millis(500))
+            .map_err(|e| Unreachable::new(&std::io::Error::other(e)))?;
         let c = RaftClient::new(channel)
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
@@ -106,15 +98,20 @@ impl PeerClient {
     }
 
     /// Logs the peer becoming unreachable, or reachable again, once per change.
-    fn note_reachable(&mut self, ok: bool) {
+    fn note_reachable(&mut self, error: Option<&tonic::Status>) {
+        let ok = error.is_none();
         if ok == self.reachable {
             return;
         }
         self.reachable = ok;
-        if ok {
-            tracing::info!(peer = self.target, addr = %self.addr, "peer reachable again");
-        } else {
-            tracing::warn!(peer = self.target, addr = %self.addr, "peer unreachable");
+        match error {
+            None => tracing::info!(peer = self.target, addr = %self.addr, "peer reachable again"),
+            Some(status) => tracing::warn!(
+                peer = self.target,
+                addr = %self.addr,
+                error = %error_chain(status),
+                "peer unreachable"
+            ),
         }
     }
 
@@ -139,7 +136,7 @@ impl PeerClient {
             RpcKind::TransferLeader => client.transfer_leader(request).await,
         };
         crate::metrics::METRICS.peer_rpc(self.target, started.elapsed(), result.is_ok());
-        self.note_reachable(result.is_ok());
+        self.note_reachable(result.as_ref().err());
         let reply = result.map_err(|s| self.status_error(s))?;
         codec::decode(&reply.into_inner().data)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))
@@ -241,4 +238,21 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
         codec::decode(&reply.into_inner().data)
             .map_err(|e| StreamingError::Network(NetworkError::new(&e)))
     }
+}
+
+/// A status with its causes (a TLS or connect failure is in the source
+/// chain, not in the message).
+fn error_chain(status: &tonic::Status) -> String {
+    let mut text = status.message().to_string();
+    let mut source = std::error::Error::source(status);
+    let mut depth = 0;
+    while let Some(cause) = source
+        && depth < 8
+    {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+        depth += 1;
+    }
+    text
 }
