@@ -189,7 +189,8 @@ async fn connect_http2(
                     io::ErrorKind::TimedOut,
                     format!(
                         "connected, but the peer sent no HTTP/2 SETTINGS frame within {ms} ms \
-                         (no gRPC server, e.g. an HTTP port, or overloaded); nothing was sent"
+                         (no gRPC server, e.g. an HTTP port; a TLS node dialed without TLS; or overloaded); \
+                         nothing was sent"
                     ),
                 ));
             }

@@ -435,11 +435,13 @@ impl RunArgs {
             None => FileConfig::default(),
         };
         let kafka = self.kafka.resolve(&file)?;
-        let tls = self.tls.resolve(&file)?;
         let node_id = self
             .node_id
             .or(file.node_id)
             .ok_or_else(|| anyhow::anyhow!("--node-id is required"))?;
+        // Before anything moves out of `file`; after the node id, so a
+        // missing --node-id is reported first.
+        let tls = self.tls.resolve(&file);
         if node_id == 0 {
             anyhow::bail!("--node-id must be greater than 0");
         }
@@ -464,6 +466,7 @@ impl RunArgs {
         {
             anyhow::bail!("--cluster-id must be non-empty ASCII letters, digits, '-' or '_'");
         }
+        let tls = tls?;
         let mut c = NodeConfig::new(node_id, &cluster_id, listen, data_dir);
         if let Some(a) = self.advertise.clone().or(file.advertise) {
             c.advertise_addr = a;
@@ -598,7 +601,7 @@ mod tests {
         let path = dir.path().join("tally.toml");
         std::fs::write(
             &path,
-            "node_id = 7\ncluster_id = \"prod\"\nlisten = \"127.0.0.1:6000\"\ndata_dir = \"/tmp/x\"\nsnapshot_every_entries = 500\n",
+            "node_id = 7\ncluster_id = \"prod\"\nlisten = \"127.0.0.1:6000\"\ndata_dir = \"/tmp/x\"\nsnapshot_every_entries = 500\ninsecure = true\n",
         )
         .unwrap();
         let args = RunArgs {
@@ -641,5 +644,55 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("--cluster-id"), "{err}");
+    }
+
+    fn required() -> RunArgs {
+        RunArgs {
+            node_id: Some(1),
+            listen: Some("127.0.0.1:1".parse().unwrap()),
+            data_dir: Some("/tmp/y".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn tls_is_required_unless_insecure_and_its_three_files_go_together() {
+        let err = required().resolve().unwrap_err().to_string();
+        assert!(
+            err.contains("TLS is required") && err.contains("--insecure"),
+            "{err}"
+        );
+        let mut args = required();
+        args.tls.tls_ca = Some("/ca.pem".into());
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("go together"), "{err}");
+        args.tls.insecure = true;
+        let err = args.resolve().unwrap_err().to_string();
+        assert!(err.contains("exclude each other"), "{err}");
+        let mut args = required();
+        args.tls.insecure = true;
+        assert_eq!(args.resolve().unwrap().tls, None);
+        let mut args = required();
+        args.tls.tls_ca = Some("/ca.pem".into());
+        args.tls.tls_cert = Some("/n.pem".into());
+        args.tls.tls_key = Some("/n.key".into());
+        let files = args.resolve().unwrap().tls.expect("tls");
+        assert_eq!(files.cert, std::path::PathBuf::from("/n.pem"));
+    }
+
+    #[test]
+    fn insecure_on_the_command_line_overrides_the_files_tls_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tally.toml");
+        std::fs::write(
+            &path,
+            "tls_ca = \"/ca.pem\"\ntls_cert = \"/n.pem\"\ntls_key = \"/n.key\"\n",
+        )
+        .unwrap();
+        let mut args = required();
+        args.config = Some(path);
+        assert!(args.resolve().unwrap().tls.is_some());
+        args.tls.insecure = true;
+        assert_eq!(args.resolve().unwrap().tls, None);
     }
 }

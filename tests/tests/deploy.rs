@@ -432,8 +432,12 @@ fn image_builds_and_a_compose_cluster_serves_writes_after_a_node_is_killed_and_l
             .args(["certs", "--dir"])
             .arg(&project.tls_dir)
             .args([
-                "--node", "1=tally1", "--node", "2=tally2", "--node", "3=tally3",
+                "--node",
+                "1=tally1,127.0.0.1",
+                "--node",
+                "2=tally2,127.0.0.1",
             ])
+            .args(["--node", "3=tally3,127.0.0.1"])
             .args(["--client", "admin=admin+trader+risk+reader"]),
         "",
     );
@@ -516,6 +520,12 @@ fn image_builds_and_a_compose_cluster_serves_writes_after_a_node_is_killed_and_l
             "tallyd",
             "probe",
             "step-down",
+            "--tls-ca",
+            "/etc/tally/tls/ca.pem",
+            "--tls-cert",
+            &format!("/etc/tally/tls/node-{first_leader}.pem"),
+            "--tls-key",
+            &format!("/etc/tally/tls/node-{first_leader}.key"),
         ]),
         "",
     );
