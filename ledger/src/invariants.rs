@@ -16,7 +16,10 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::amount::{display, in_range};
-use crate::command::{AccountId, MAX_LEVERAGE, MAX_MARGIN_BRACKETS, Owner, is_valid_market_symbol};
+use crate::command::{
+    AccountId, MAX_LEVERAGE, MAX_MARGIN_BRACKETS, MAX_TRANSFER_GRANTS, Owner, Wallet,
+    is_valid_market_symbol,
+};
 use crate::engine::Ledger;
 use crate::market::{Market, Position, RATE_ONE, with_cum};
 use crate::state::{AssetIdx, BalanceSlot, SYSTEM_OWNERS};
@@ -115,6 +118,7 @@ impl Ledger {
         self.check_accounts(&mut t)?;
         self.check_conservation(t)?;
         self.check_ingest()?;
+        self.check_pairs()?;
         self.dedup.check()
     }
 
@@ -267,33 +271,49 @@ impl Ledger {
                 return Err("account 0 exists".into());
             }
             let account = &self.accounts[&id];
-            if !account.balances.windows(2).all(|w| w[0].asset < w[1].asset) {
+            let key = |s: &BalanceSlot| (s.wallet, s.asset);
+            if !account.balances.windows(2).all(|w| key(&w[0]) < key(&w[1])) {
                 return Err(format!("account {id} balances out of order"));
             }
+            self.check_settings(id)?;
+            let collateral = account.settings.collateral;
             for &BalanceSlot {
+                wallet,
                 asset: idx,
                 balance,
                 ..
             } in &account.balances
             {
+                if wallet != Wallet::Spot {
+                    // No holds outside spot: only the range, sign and sum.
+                    if balance.locked != 0 {
+                        return Err(format!("account {id} has locked funds in its {wallet} wallet"));
+                    }
+                }
                 let Some(sum) = t.sums.get_mut(idx as usize) else {
                     return Err(format!("account {id} has a balance in an unknown asset"));
                 };
                 if !in_range(balance.available) || !in_range(balance.locked) {
                     return Err(format!(
                         "{:?} {} out of range",
-                        Owner::Account(id),
+                        Owner::wallet(id, wallet),
                         self.symbol(idx)
                     ));
                 }
-                let shortfall = t.settle_assets.contains(&idx) && !t.exposed.contains(&(id, idx));
+                let shortfall = wallet == collateral
+                    && t.settle_assets.contains(&idx)
+                    && !t.exposed.contains(&(id, idx));
                 if balance.available < 0 && !shortfall {
                     return Err(format!(
                         "account {id} has negative available {}",
                         self.amount(balance.available, idx)
                     ));
                 }
-                let in_holds = t.held.remove(&(id, idx)).unwrap_or(0);
+                let in_holds = if wallet == Wallet::Spot {
+                    t.held.remove(&(id, idx)).unwrap_or(0)
+                } else {
+                    0
+                };
                 if balance.locked != in_holds {
                     return Err(format!(
                         "account {id} has {} locked but its open holds total {}",
@@ -306,6 +326,64 @@ impl Ledger {
                 *sum = sum
                     .checked_add(balance.available + balance.locked)
                     .ok_or_else(|| format!("sum of {} overflows", self.symbol(idx)))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Pairs: indexed once each, two different known assets, scales in range.
+    fn check_pairs(&self) -> Result<(), String> {
+        if self.pair_index.len() != self.pairs.len() {
+            return Err("pair index and pair table differ in size".into());
+        }
+        for (i, pair) in self.pairs.iter().enumerate() {
+            let name = &pair.symbol;
+            if self.pair_index.get(name).map(|&idx| idx as usize) != Some(i) {
+                return Err(format!("pair {name} missing from the index"));
+            }
+            let known = |a: AssetIdx| (a as usize) < self.assets.len();
+            if !known(pair.base) || !known(pair.quote) || pair.base == pair.quote {
+                return Err(format!("pair {name} has bad assets"));
+            }
+            let base_scale = self.assets[pair.base as usize].scale;
+            if pair.size_scale > base_scale
+                || pair.price_scale > crate::command::MAX_ASSET_SCALE
+                || !(0..=crate::command::MAX_UNITS).contains(&pair.min_base)
+            {
+                return Err(format!("pair {name} has bad scales or minimum"));
+            }
+        }
+        Ok(())
+    }
+
+    /// An account's settings are consistent: a parent exists, is another
+    /// top-level account; the collateral is spot or margin; grants are
+    /// sorted, bounded, distinct siblings.
+    fn check_settings(&self, id: AccountId) -> Result<(), String> {
+        let settings = &self.accounts[&id].settings;
+        if let Some(parent) = settings.parent {
+            let top_level = self
+                .accounts
+                .get(&parent)
+                .is_some_and(|p| p.settings.parent.is_none());
+            if parent == id || !top_level {
+                return Err(format!("account {id} has a bad parent {parent}"));
+            }
+        }
+        if settings.collateral == Wallet::Funding {
+            return Err(format!("account {id} has funding collateral"));
+        }
+        let grants = &settings.grants;
+        if grants.len() > MAX_TRANSFER_GRANTS || !grants.windows(2).all(|w| w[0] < w[1]) {
+            return Err(format!("account {id} grants unsorted or too many"));
+        }
+        for to in grants {
+            let sibling = self
+                .accounts
+                .get(to)
+                .is_some_and(|t| t.settings.parent.is_some() && t.settings.parent == settings.parent);
+            if *to == id || !sibling {
+                return Err(format!("account {id} has a grant to non-sibling {to}"));
             }
         }
         Ok(())

@@ -142,12 +142,12 @@ impl Ledger {
         events: &mut Events,
     ) {
         let (owner, asset, after) = (p.owner, p.asset, p.after);
-        match (owner, system_slot(owner)) {
-            (Owner::Account(id), _) => {
+        match (owner.client(), system_slot(owner)) {
+            (Some((id, wallet)), _) => {
                 let Some(account) = self.accounts.get_mut(&id) else {
                     panic!("invariant broken: a balance write to missing account {id}");
                 };
-                let (slot, before) = account.entry_and_before(asset);
+                let (slot, before) = account.entry_and_before(wallet, asset);
                 slot.balance = after;
                 self.dirty.note_balance(&mut slot.listed, owner, asset);
                 journal.record(Undo::Balance {
@@ -273,16 +273,16 @@ impl Ledger {
     /// Puts back a balance `write_balance` overwrote (which asserted that
     /// its owner exists).
     fn restore_balance(&mut self, owner: Owner, asset: AssetIdx, before: Option<Balance>) {
-        match (owner, system_slot(owner), before) {
-            (Owner::Account(id), _, before) => {
+        match (owner.client(), system_slot(owner), before) {
+            (Some((id, wallet)), _, before) => {
                 let Some(account) = self.accounts.get_mut(&id) else {
                     panic!("invariant broken: rollback of missing account {id}");
                 };
                 match before {
-                    Some(balance) => *account.slot_mut(asset) = balance,
+                    Some(balance) => *account.slot_mut(wallet, asset) = balance,
                     // Its key stays listed: `drain_dirty` deletes the
                     // record (see `DirtySet`).
-                    None => account.balances.retain(|s| s.asset != asset),
+                    None => account.remove(wallet, asset),
                 }
             }
             (_, Some(slot), Some(balance)) => self.assets[asset as usize].system[slot] = balance,
@@ -448,7 +448,7 @@ mod tests {
         assert_eq!(ledger.records(), records);
         assert_eq!(ledger.state_hash(), hash);
         // The new BTC slot of account 1 is gone again, not left at zero.
-        assert!(ledger.accounts[&1].get(btc).is_none());
+        assert!(ledger.accounts[&1].get(crate::command::Wallet::Spot, btc).is_none());
         ledger.check_invariants().expect("invariants");
         assert!(ledger.journal.undo.is_empty());
         // The same writes committed do change the state.

@@ -28,6 +28,7 @@
 
 #![forbid(unsafe_code)]
 
+mod accounts;
 mod amount;
 mod codec;
 mod command;
@@ -40,6 +41,7 @@ mod invariants;
 mod journal;
 mod liquidation;
 mod market;
+mod pairs;
 mod perp;
 mod perp_views;
 pub mod records;

@@ -155,7 +155,7 @@ impl Ledger {
             };
             self.close_against_fund(journal, m, account, rest_size, value, events)?;
         }
-        let wallet = self.balance_units(owner, asset).available;
+        let wallet = self.balance_units(self.collateral(owner), asset).available;
         if wallet < 0 {
             events.emit(|| Event::Shortfall {
                 account,
@@ -269,7 +269,7 @@ impl Ledger {
             };
             // The deleveraged holder buys back (or sells) `x` for `chunk`.
             let traded = crate::market::trade(position, side * x, chunk).ok_or_else(overflow)?;
-            let wallet = self.balance_units(other, settle).available;
+            let wallet = self.balance_units(self.collateral(other), settle).available;
             if wallet.checked_add(traded.realized).is_none_or(|w| w < 0) {
                 continue;
             }

@@ -163,6 +163,8 @@ impl Ledger {
         if delta == 0 {
             return Ok(());
         }
+        // A client's perps money lives in its collateral wallet.
+        let owner = self.collateral(owner);
         let current = self.balance_units(owner, asset);
         let available = current
             .available
@@ -697,7 +699,10 @@ impl Ledger {
             let charged = if owed > 0 {
                 round.paid = round.paid.checked_add(owed).ok_or_else(overflow)?;
                 let can_pay = match holder {
-                    Owner::Account(_) => self.balance_units(holder, mk.settle).available.max(0),
+                    Owner::Account(_) => {
+                        let wallet = self.collateral(holder);
+                        self.balance_units(wallet, mk.settle).available.max(0)
+                    }
                     _ => owed,
                 };
                 let collected = owed.min(can_pay);
@@ -841,7 +846,7 @@ impl Ledger {
             }));
         }
         let wallet = self
-            .balance_units(Owner::Account(account), settle)
+            .balance_units(self.collateral(Owner::Account(account)), settle)
             .available;
         let change = traded.realized.checked_sub(fee).ok_or_else(overflow)?;
         let after = wallet

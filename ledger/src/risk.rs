@@ -1,5 +1,6 @@
 //! Cross-margin risk of one account in one settle asset: its wallet (the
-//! settle asset's `available`), every position it holds in markets settled
+//! settle asset's `available` in the account's collateral wallet, see the
+//! `accounts` module), every position it holds in markets settled
 //! in that asset valued at their mark prices, equity, initial and
 //! maintenance margin, and each position's liquidation price.
 //!
@@ -48,7 +49,7 @@ impl Ledger {
     /// cannot happen: fills need one).
     pub(crate) fn group_risk(&self, account: AccountId, asset: AssetIdx) -> Option<GroupRisk> {
         let wallet = self
-            .balance_units(crate::command::Owner::Account(account), asset)
+            .balance_units(self.collateral(crate::command::Owner::Account(account)), asset)
             .available;
         self.group_risk_with(account, asset, wallet, None)
     }

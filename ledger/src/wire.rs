@@ -59,6 +59,8 @@ pub enum WireError {
     BadBool(u8),
     #[error("decimal {mantissa}e-{scale} is not canonical or out of range")]
     BadDecimal { mantissa: i128, scale: u8 },
+    #[error("unknown wallet kind {0}")]
+    BadWallet(u8),
     #[error("unsupported command wire version {0}")]
     UnsupportedVersion(u8),
 }
