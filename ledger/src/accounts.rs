@@ -119,8 +119,8 @@ impl Ledger {
         Err(reject(RejectDetail::AboveTransferable {
             owner: Owner::wallet(account, wallet),
             asset: self.symbol(asset).to_string(),
-            amount: amount::to_decimal(units, scale),
-            transferable: amount::to_decimal(transferable, scale),
+            amount: amount::shown_decimal(units, scale),
+            transferable: amount::shown_decimal(transferable, scale),
         }))
     }
 
@@ -140,14 +140,14 @@ impl Ledger {
         let scale = self.scale(asset);
         let (symbol, amount) = (
             self.symbol(asset).to_string(),
-            amount::to_decimal(units, scale),
+            amount::shown_decimal(units, scale),
         );
-        let available = amount::to_decimal(balance.available, scale);
+        let available = amount::shown_decimal(balance.available, scale);
         if balance.locked > 0 {
             return Err(reject(RejectDetail::LockedNotTransferable {
                 owner,
                 available,
-                locked: amount::to_decimal(balance.locked, scale),
+                locked: amount::shown_decimal(balance.locked, scale),
                 asset: symbol,
                 amount,
             }));
@@ -433,9 +433,9 @@ impl Ledger {
             let scale = self.scale(idx);
             return Err(reject(RejectDetail::OwnerShort {
                 owner: from,
-                available: amount::to_decimal(held, scale),
+                available: amount::shown_decimal(held, scale),
                 asset: asset.to_string(),
-                needed: amount::to_decimal(units, scale),
+                needed: amount::shown_decimal(units, scale),
             }));
         }
         Ok((idx, units))

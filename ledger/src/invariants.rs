@@ -287,7 +287,9 @@ impl Ledger {
                 if wallet != Wallet::Spot {
                     // No holds outside spot: only the range, sign and sum.
                     if balance.locked != 0 {
-                        return Err(format!("account {id} has locked funds in its {wallet} wallet"));
+                        return Err(format!(
+                            "account {id} has locked funds in its {wallet} wallet"
+                        ));
                     }
                 }
                 let Some(sum) = t.sums.get_mut(idx as usize) else {
@@ -378,10 +380,9 @@ impl Ledger {
             return Err(format!("account {id} grants unsorted or too many"));
         }
         for to in grants {
-            let sibling = self
-                .accounts
-                .get(to)
-                .is_some_and(|t| t.settings.parent.is_some() && t.settings.parent == settings.parent);
+            let sibling = self.accounts.get(to).is_some_and(|t| {
+                t.settings.parent.is_some() && t.settings.parent == settings.parent
+            });
             if *to == id || !sibling {
                 return Err(format!("account {id} has a grant to non-sibling {to}"));
             }

@@ -448,7 +448,11 @@ mod tests {
         assert_eq!(ledger.records(), records);
         assert_eq!(ledger.state_hash(), hash);
         // The new BTC slot of account 1 is gone again, not left at zero.
-        assert!(ledger.accounts[&1].get(crate::command::Wallet::Spot, btc).is_none());
+        assert!(
+            ledger.accounts[&1]
+                .get(crate::command::Wallet::Spot, btc)
+                .is_none()
+        );
         ledger.check_invariants().expect("invariants");
         assert!(ledger.journal.undo.is_empty());
         // The same writes committed do change the state.

@@ -28,6 +28,7 @@
 
 #![forbid(unsafe_code)]
 
+mod account_views;
 mod accounts;
 mod amount;
 mod codec;
@@ -52,6 +53,7 @@ mod views;
 mod wide;
 mod wire;
 
+pub use account_views::*;
 pub use command::*;
 pub use engine::*;
 pub use ingest::{

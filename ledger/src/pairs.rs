@@ -148,7 +148,12 @@ impl Ledger {
             }));
         }
         let min_base = self.fee_units(c.min_base_amount, base, Field::MinBaseAmount)?;
-        self.check_pair_scale(&c.pair, Field::MinBaseAmount, c.min_base_amount, c.size_scale)?;
+        self.check_pair_scale(
+            &c.pair,
+            Field::MinBaseAmount,
+            c.min_base_amount,
+            c.size_scale,
+        )?;
         let Ok(idx) = PairIdx::try_from(self.pairs.len()) else {
             return Err(reject(RejectDetail::PairLimit));
         };
@@ -318,7 +323,7 @@ impl Ledger {
                     return Err(reject(RejectDetail::FeeExceedsReceived {
                         field,
                         fee: amount_given,
-                        received: amount::to_decimal(received, scale),
+                        received: amount::shown_decimal(received, scale),
                     }));
                 }
                 return Ok(());
@@ -334,9 +339,9 @@ impl Ledger {
         }
         Err(reject(RejectDetail::FeeUncovered {
             side,
-            fee: amount::to_decimal(fee.units, scale),
+            fee: amount::shown_decimal(fee.units, scale),
             asset: self.symbol(fee.asset).to_string(),
-            has: amount::to_decimal(has.max(0), scale),
+            has: amount::shown_decimal(has.max(0), scale),
         }))
     }
 
@@ -354,7 +359,7 @@ impl Ledger {
             return Err(reject(RejectDetail::UnderMinSize {
                 pair: pair.symbol.clone(),
                 base_amount: c.base_amount,
-                min: amount::to_decimal(pair.min_base, self.scale(pair.base)),
+                min: amount::shown_decimal(pair.min_base, self.scale(pair.base)),
             }));
         }
         let quote = self.pair_quote(pair, base, c.base_amount, c.price)?;
@@ -507,7 +512,7 @@ impl Ledger {
             return Err(reject(RejectDetail::ReleaseAboveRemaining {
                 hold: c.hold,
                 amount: c.amount,
-                remaining: amount::to_decimal(open.remaining, self.scale(open.asset)),
+                remaining: amount::shown_decimal(open.remaining, self.scale(open.asset)),
             }));
         }
         postings!(let mut postings = (Owner::Account(open.account), open.asset, units, -units));

@@ -89,8 +89,7 @@ use rustc_hash::FxHashSet;
 use crate::codec::{Reader, Sink};
 use crate::command::{
     AccountId, HoldId, MAX_ASSET_SCALE, MAX_COMMAND_ID_BYTES, MAX_MARGIN_BRACKETS,
-    MAX_TRANSFER_GRANTS, Owner, Wallet,
-    is_valid_asset_symbol, is_valid_market_symbol,
+    MAX_TRANSFER_GRANTS, Owner, Wallet, is_valid_asset_symbol, is_valid_market_symbol,
 };
 use crate::dedup::{DedupEntry, DedupTable, StoredId, Verdict};
 use crate::engine::{Ledger, LedgerConfig};
@@ -1083,9 +1082,10 @@ fn restore_pairs(
 ) -> Result<(), RecordError> {
     for (symbol, (base, quote, size_scale, price_scale, min_base, key)) in pairs {
         let bad = |detail: &str| malformed(RecordKind::Pair, &key, detail);
-        let (Some(&base), Some(&quote)) =
-            (ledger.asset_index.get(&base), ledger.asset_index.get(&quote))
-        else {
+        let (Some(&base), Some(&quote)) = (
+            ledger.asset_index.get(&base),
+            ledger.asset_index.get(&quote),
+        ) else {
             return Err(bad("unknown asset"));
         };
         let idx = u32::try_from(ledger.pairs.len()).map_err(|_| bad("too many pairs"))?;

@@ -1015,11 +1015,15 @@ mod tests {
                 asset: s("USDT"),
                 needed: d("5"),
             },
-            MalformedPairSymbol { pair: s("btc/usdt") },
+            MalformedPairSymbol {
+                pair: s("btc/usdt"),
+            },
             PairExists {
                 pair: s("BTC-USDT"),
             },
-            UnknownPair { pair: s("ETH-USDT") },
+            UnknownPair {
+                pair: s("ETH-USDT"),
+            },
             PairSameAsset { asset: s("BTC") },
             PairSizeScale {
                 size_scale: 9,

@@ -49,7 +49,10 @@ impl Ledger {
     /// cannot happen: fills need one).
     pub(crate) fn group_risk(&self, account: AccountId, asset: AssetIdx) -> Option<GroupRisk> {
         let wallet = self
-            .balance_units(self.collateral(crate::command::Owner::Account(account)), asset)
+            .balance_units(
+                self.collateral(crate::command::Owner::Account(account)),
+                asset,
+            )
             .available;
         self.group_risk_with(account, asset, wallet, None)
     }
