@@ -704,7 +704,7 @@ struct Parsed {
     dedup_window_ms: Option<u64>,
     assets: BTreeMap<String, u32>,
     accounts: Vec<(AccountId, AccountSettings, Vec<u8>)>,
-    pairs: BTreeMap<String, (String, String, u32, u32, i128, Vec<u8>)>,
+    pairs: BTreeMap<String, ParsedPair>,
     balances: Vec<(Owner, String, Balance, Vec<u8>)>,
     holds: Vec<(HoldId, AccountId, String, i128, i128, Vec<u8>)>,
     dedup: Vec<(DedupEntry, Vec<u8>)>,
@@ -713,6 +713,10 @@ struct Parsed {
     ingest_sources: BTreeMap<IngestSource, IngestPosition>,
     ingest_failures: Vec<(IngestSource, IngestFailure, Vec<u8>)>,
 }
+
+/// A pair record before its assets are resolved: base, quote, size
+/// scale, price scale, min base units, and its key (for errors).
+type ParsedPair = (String, String, u32, u32, i128, Vec<u8>);
 
 /// A market record before its settle asset is resolved.
 struct ParsedMarket {
@@ -1078,7 +1082,7 @@ impl Parsed {
 /// Rebuilds the spot pairs, in symbol order, linked to their assets.
 fn restore_pairs(
     ledger: &mut Ledger,
-    pairs: BTreeMap<String, (String, String, u32, u32, i128, Vec<u8>)>,
+    pairs: BTreeMap<String, ParsedPair>,
 ) -> Result<(), RecordError> {
     for (symbol, (base, quote, size_scale, price_scale, min_base, key)) in pairs {
         let bad = |detail: &str| malformed(RecordKind::Pair, &key, detail);
