@@ -250,12 +250,14 @@ impl Ledger {
             collateral: c.collateral,
             can_withdraw: c.can_withdraw,
             grants: Vec::new(),
+            history: c.history,
         };
         self.accounts.insert(
             account,
             Account {
                 balances: Vec::new(),
                 settings,
+                history: c.history.then(crate::history::History::default),
             },
         );
         self.dirty.push(DirtyKey::Account(account));
@@ -265,6 +267,7 @@ impl Ledger {
             parent: c.parent,
             collateral: c.collateral,
             can_withdraw: c.can_withdraw,
+            history: c.history,
         });
         Ok(())
     }

@@ -328,8 +328,15 @@ crate::wire::define_commands! {
     /// a master must be a top-level account), `collateral` the wallet its
     /// perpetual positions are margined over (`Spot`, as for
     /// `CreateAccount`, or `Margin`), `can_withdraw` whether withdrawals
-    /// are allowed.
-    15 => OpenAccount { account: AccountId, parent: AccountId, collateral: Wallet, can_withdraw: bool }
+    /// are allowed, `history` whether its balance changes are kept (the
+    /// `history` module).
+    15 => OpenAccount {
+        account: AccountId,
+        parent: AccountId,
+        collateral: Wallet,
+        can_withdraw: bool,
+        history: bool,
+    }
     /// Allows or forbids withdrawals from `account` (any wallet).
     16 => SetWithdrawAllowed { account: AccountId, allowed: bool }
     /// The master `master` allows (or revokes) transfers from its
@@ -740,6 +747,7 @@ pub enum Event {
         parent: AccountId,
         collateral: Wallet,
         can_withdraw: bool,
+        history: bool,
     },
     /// Withdrawals from `account` are now allowed or not.
     WithdrawAllowed {

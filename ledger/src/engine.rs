@@ -133,6 +133,8 @@ pub struct Ledger {
     pub(crate) journal: Journal,
     /// Reused buffer for the canonical command encoding (fingerprints).
     scratch: Vec<u8>,
+    /// Where the command being applied comes from (history entries).
+    pub(crate) context: crate::history::ApplyContext,
 }
 
 /// The rejection explained by `detail` (its code follows from the detail).
@@ -260,6 +262,7 @@ impl Ledger {
             dirty: DirtySet::default(),
             journal: Journal::default(),
             scratch: Vec::new(),
+            context: crate::history::ApplyContext::default(),
         }
     }
 
@@ -362,6 +365,9 @@ impl Ledger {
             self.dirty.push(DirtyKey::Meta);
         }
         self.dedup.evict_before(horizon_ms);
+        self.context.time_ms = now_ms;
+        self.context.command_id.clear();
+        self.context.command_id.push_str(&id.0);
         let mut events = Events::new(detailed);
         let outcome = match self.execute(&envelope.command, now_ms, &mut events) {
             Ok(()) => Outcome::Applied {

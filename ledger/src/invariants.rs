@@ -375,6 +375,25 @@ impl Ledger {
         if settings.collateral == Wallet::Funding {
             return Err(format!("account {id} has funding collateral"));
         }
+        let account = &self.accounts[&id];
+        if settings.history != account.history.is_some() {
+            return Err(format!("account {id} history flag and kept history differ"));
+        }
+        if let Some(history) = &account.history {
+            let entries = &history.entries;
+            let ordered = entries
+                .iter()
+                .zip(entries.iter().skip(1))
+                .all(|(a, b)| a.seq < b.seq);
+            let known = entries
+                .iter()
+                .all(|e| (e.asset as usize) < self.assets.len());
+            if !ordered || !known || entries.len() > crate::history::MAX_HISTORY_PER_ACCOUNT {
+                return Err(format!(
+                    "account {id} history out of order, unknown or too long"
+                ));
+            }
+        }
         let grants = &settings.grants;
         if grants.len() > MAX_TRANSFER_GRANTS || !grants.windows(2).all(|w| w[0] < w[1]) {
             return Err(format!("account {id} grants unsorted or too many"));

@@ -60,6 +60,11 @@ enum Undo {
         account: AccountId,
         before: Option<Position>,
     },
+    /// A history entry was recorded (and maybe the oldest dropped).
+    History {
+        account: AccountId,
+        dropped: Option<crate::history::HistoryEntry>,
+    },
 }
 
 /// One checked balance change of a command: the deltas (a spot command's
@@ -147,6 +152,7 @@ impl Ledger {
                 let Some(account) = self.accounts.get_mut(&id) else {
                     panic!("invariant broken: a balance write to missing account {id}");
                 };
+                let keeps_history = account.history.is_some();
                 let (slot, before) = account.entry_and_before(wallet, asset);
                 slot.balance = after;
                 self.dirty.note_balance(&mut slot.listed, owner, asset);
@@ -155,6 +161,15 @@ impl Ledger {
                     asset,
                     before,
                 });
+                if keeps_history {
+                    let deltas = (p.available_delta, p.locked_delta);
+                    if let Some(dropped) = self.record_history(id, wallet, asset, deltas, after) {
+                        journal.record(Undo::History {
+                            account: id,
+                            dropped,
+                        });
+                    }
+                }
             }
             (_, slot) => {
                 let (Some(slot), Some(a)) = (slot, self.assets.get_mut(asset as usize)) else {
@@ -255,6 +270,7 @@ impl Ledger {
                 Undo::State { market, before } => {
                     self.markets[market as usize].state = before;
                 }
+                Undo::History { account, dropped } => self.unrecord_history(account, dropped),
                 Undo::Position {
                     market,
                     account,

@@ -37,6 +37,7 @@ mod dedup;
 mod engine;
 mod events;
 mod hash;
+mod history;
 mod ingest;
 mod invariants;
 mod journal;
@@ -56,6 +57,7 @@ mod wire;
 pub use account_views::*;
 pub use command::*;
 pub use engine::*;
+pub use history::{HistoryView, MAX_HISTORY_PER_ACCOUNT};
 pub use ingest::{
     IngestBatch, IngestBatchWriter, IngestBody, IngestFailure, IngestOutcome, IngestPosition,
     IngestRecord, IngestRecordResult, IngestSource, MALFORMED_RECORD, MAX_INGEST_BATCH_RECORDS,

@@ -19,11 +19,12 @@
 //! | IngestSource | `09` string topic, `u32` partition            | `u64` next offset, `u64` applied, `u64` duplicate, `u64` failed records |
 //! | IngestFailure| `0A` string topic, `u32` partition, `u64` offset | string command id, string code, string message |
 //! | Pair    | `0B` pair symbol bytes                           | string base, string quote, `u8` size scale, `u8` price scale, `i128` min base amount (base minor units) |
+//! | History | `0C` `u64` account id, `u64` sequence number      | `u64` log index, `u64` time ms, string command id, `u8` wallet, `i128` available delta, `i128` locked delta, `i128` available, `i128` locked, asset symbol bytes |
 //!
 //! Account settings (version 6; empty for the defaults `CreateAccount`
 //! makes): `u64` parent (0: top-level), `u8` collateral wallet (0 spot, 2
 //! margin), `u8` can withdraw, `u32` grant count, then a `u64` sub-account
-//! id per grant (sorted).
+//! id per grant (sorted), then `u8` keeps history.
 //!
 //! Market value: base string, settle asset string, `i128` tick and `u8`
 //! price scale, `i128` step and `u8` size scale, `u32` max leverage, `i128`
@@ -93,6 +94,7 @@ use crate::command::{
 };
 use crate::dedup::{DedupEntry, DedupTable, StoredId, Verdict};
 use crate::engine::{Ledger, LedgerConfig};
+use crate::history::HistoryEntry;
 use crate::ingest::{
     IngestFailure, IngestPosition, IngestSource, MAX_INGEST_FAILURES_KEPT, MAX_INGEST_REASON_BYTES,
     MAX_INGEST_SOURCES, SourceState, is_valid_topic,
@@ -121,6 +123,7 @@ const TAG_POSITION: u8 = 0x08;
 const TAG_INGEST_SOURCE: u8 = 0x09;
 const TAG_INGEST_FAILURE: u8 = 0x0A;
 const TAG_PAIR: u8 = 0x0B;
+const TAG_HISTORY: u8 = 0x0C;
 
 /// The kind of a record, from the first byte of its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -142,6 +145,8 @@ pub enum RecordKind {
     IngestFailure,
     /// A spot pair.
     Pair,
+    /// An account history entry.
+    History,
 }
 
 impl RecordKind {
@@ -159,6 +164,7 @@ impl RecordKind {
             TAG_INGEST_SOURCE => Some(RecordKind::IngestSource),
             TAG_INGEST_FAILURE => Some(RecordKind::IngestFailure),
             TAG_PAIR => Some(RecordKind::Pair),
+            TAG_HISTORY => Some(RecordKind::History),
             _ => None,
         }
     }
@@ -235,6 +241,25 @@ fn account_value(value: &mut Vec<u8>, settings: &AccountSettings) {
     for grant in &settings.grants {
         value.put_u64(*grant);
     }
+    value.put_u8(u8::from(settings.history));
+}
+
+fn history_key(out: &mut Vec<u8>, account: AccountId, seq: u64) {
+    out.push(TAG_HISTORY);
+    out.put_u64(account);
+    out.put_u64(seq);
+}
+
+fn history_value(value: &mut Vec<u8>, entry: &HistoryEntry, symbol: &str) {
+    value.put_u64(entry.log_index);
+    value.put_u64(entry.time_ms);
+    value.put_str(&entry.command_id);
+    value.put_u8(entry.wallet.tag());
+    value.put_i128(entry.available_delta);
+    value.put_i128(entry.locked_delta);
+    value.put_i128(entry.after.available);
+    value.put_i128(entry.after.locked);
+    value.put(symbol.as_bytes());
 }
 
 fn read_account_settings(v: &mut Reader<'_>) -> Result<AccountSettings, String> {
@@ -253,11 +278,13 @@ fn read_account_settings(v: &mut Reader<'_>) -> Result<AccountSettings, String> 
     for _ in 0..count {
         grants.push(v.u64()?);
     }
+    let history = v.bool()?;
     let settings = AccountSettings {
         parent: (parent != 0).then_some(parent),
         collateral,
         can_withdraw,
         grants,
+        history,
     };
     if settings == AccountSettings::default() {
         return Err("default settings spelled out (they are written empty)".into());
@@ -526,6 +553,21 @@ impl Ledger {
                 }
                 state.is_some()
             }
+            DirtyKey::History(account, seq) => {
+                history_key(key, account, seq);
+                let entry = self
+                    .accounts
+                    .get(&account)
+                    .and_then(|a| a.history.as_ref())
+                    .and_then(|h| {
+                        let at = h.entries.partition_point(|e| e.seq < seq);
+                        h.entries.get(at).filter(|e| e.seq == seq)
+                    });
+                if let Some(entry) = entry {
+                    history_value(value, entry, self.symbol(entry.asset));
+                }
+                entry.is_some()
+            }
             DirtyKey::Pair(idx) => {
                 let pair = &self.pairs[idx as usize];
                 pair_key(key, &pair.symbol);
@@ -621,6 +663,12 @@ impl Ledger {
                 encoded(|k| account_key(k, *id)),
                 encoded(|v| account_value(v, &account.settings)),
             ));
+            for entry in account.history.iter().flat_map(|h| &h.entries) {
+                out.push((
+                    encoded(|k| history_key(k, *id, entry.seq)),
+                    encoded(|v| history_value(v, entry, self.symbol(entry.asset))),
+                ));
+            }
             for slot in &account.balances {
                 let owner = Owner::wallet(*id, slot.wallet);
                 out.push((
@@ -705,6 +753,8 @@ struct Parsed {
     assets: BTreeMap<String, u32>,
     accounts: Vec<(AccountId, AccountSettings, Vec<u8>)>,
     pairs: BTreeMap<String, ParsedPair>,
+    /// History entries by (account, seq), with their asset symbols.
+    history: BTreeMap<(AccountId, u64), (HistoryEntry, String, Vec<u8>)>,
     balances: Vec<(Owner, String, Balance, Vec<u8>)>,
     holds: Vec<(HoldId, AccountId, String, i128, i128, Vec<u8>)>,
     dedup: Vec<(DedupEntry, Vec<u8>)>,
@@ -893,6 +943,16 @@ impl Parsed {
                 self.markets.insert(symbol, (market, key));
             }
             RecordKind::Position => self.add_position(key, &value)?,
+            RecordKind::History => {
+                let account = k.u64().map_err(bad)?;
+                let seq = k.u64().map_err(bad)?;
+                k.finish().map_err(bad)?;
+                let (entry, symbol) = read_history(seq, &mut v).map_err(bad)?;
+                if self.history.contains_key(&(account, seq)) {
+                    return Err(duplicate(kind, &key));
+                }
+                self.history.insert((account, seq), (entry, symbol, key));
+            }
             RecordKind::Pair => {
                 let symbol = match std::str::from_utf8(k.rest()) {
                     Ok(symbol) if is_valid_market_symbol(symbol) => symbol.to_string(),
@@ -1029,6 +1089,7 @@ impl Parsed {
         for (account, settings, key) in self.accounts {
             let state = Account {
                 balances: Vec::new(),
+                history: settings.history.then(crate::history::History::default),
                 settings,
             };
             if ledger.accounts.insert(account, state).is_some() {
@@ -1075,8 +1136,66 @@ impl Parsed {
         }
         restore_ingest(&mut ledger, self.ingest_sources, self.ingest_failures)?;
         restore_pairs(&mut ledger, self.pairs)?;
+        restore_history(&mut ledger, self.history)?;
         Ok(ledger)
     }
+}
+
+/// A history entry's value (its key gave `seq`), with its asset symbol.
+fn read_history(seq: u64, v: &mut Reader<'_>) -> Result<(HistoryEntry, String), String> {
+    let log_index = v.u64()?;
+    let time_ms = v.u64()?;
+    let command_id = v.string()?;
+    if command_id.len() > MAX_COMMAND_ID_BYTES {
+        return Err("command id too long".into());
+    }
+    let tag = v.u8()?;
+    let wallet = Wallet::from_tag(tag).ok_or_else(|| format!("unknown wallet {tag}"))?;
+    let available_delta = v.i128()?;
+    let locked_delta = v.i128()?;
+    let after = Balance {
+        available: v.i128()?,
+        locked: v.i128()?,
+    };
+    let symbol = String::from_utf8(v.rest().to_vec()).map_err(|_| "bad asset symbol")?;
+    let entry = HistoryEntry {
+        seq,
+        log_index,
+        time_ms,
+        command_id,
+        wallet,
+        asset: 0,
+        available_delta,
+        locked_delta,
+        after,
+    };
+    Ok((entry, symbol))
+}
+
+/// Links history entries (in sequence order) to accounts that keep history.
+fn restore_history(
+    ledger: &mut Ledger,
+    history: BTreeMap<(AccountId, u64), (HistoryEntry, String, Vec<u8>)>,
+) -> Result<(), RecordError> {
+    for ((account, _), (mut entry, symbol, key)) in history {
+        let bad = |detail: &str| malformed(RecordKind::History, &key, detail);
+        let Some(&asset) = ledger.asset_index.get(&symbol) else {
+            return Err(bad("unknown asset"));
+        };
+        entry.asset = asset;
+        let Some(kept) = ledger
+            .accounts
+            .get_mut(&account)
+            .and_then(|a| a.history.as_mut())
+        else {
+            return Err(bad("no account keeping history"));
+        };
+        if kept.entries.len() >= crate::history::MAX_HISTORY_PER_ACCOUNT {
+            return Err(bad("more entries than are kept"));
+        }
+        kept.entries.push_back(entry);
+    }
+    Ok(())
 }
 
 /// Rebuilds the spot pairs, in symbol order, linked to their assets.

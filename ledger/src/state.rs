@@ -66,6 +66,8 @@ pub(crate) struct AccountSettings {
     /// Sub-accounts of the same master this sub-account may transfer to
     /// (granted by the master), sorted, at most `MAX_TRANSFER_GRANTS`.
     pub grants: Vec<AccountId>,
+    /// Whether its balance changes are recorded (the `history` module).
+    pub history: bool,
 }
 
 impl Default for AccountSettings {
@@ -75,6 +77,7 @@ impl Default for AccountSettings {
             collateral: Wallet::Spot,
             can_withdraw: true,
             grants: Vec::new(),
+            history: false,
         }
     }
 }
@@ -86,6 +89,8 @@ impl Default for AccountSettings {
 pub(crate) struct Account {
     pub balances: Vec<BalanceSlot>,
     pub settings: AccountSettings,
+    /// Its kept history: `Some` exactly when `settings.history`.
+    pub history: Option<crate::history::History>,
 }
 
 impl Account {
@@ -177,6 +182,8 @@ pub(crate) enum DirtyKey {
     IngestFailure(u32, u64),
     /// A spot pair (by `PairIdx`).
     Pair(u32),
+    /// A history entry (account, sequence number; deleted when dropped).
+    History(AccountId, u64),
 }
 
 /// Keys changed since the last `drain_dirty`: memory stays proportional to

@@ -516,6 +516,7 @@ mod tests {
                 parent: 1,
                 collateral: Wallet::Margin,
                 can_withdraw: false,
+                history: true,
             }
             .into(),
             SetWithdrawAllowed {

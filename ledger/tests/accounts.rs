@@ -16,11 +16,14 @@ const SUB_B: AccountId = 12;
 const OTHER: AccountId = 2;
 
 fn open(account: AccountId, parent: AccountId, collateral: Wallet, can_withdraw: bool) -> Command {
+    // Every test account keeps history, so every path (rollbacks too)
+    // records it.
     Command::OpenAccount(OpenAccount {
         account,
         parent,
         collateral,
         can_withdraw,
+        history: true,
     })
 }
 
@@ -789,4 +792,94 @@ fn account_settings_pairs_and_wallet_balances_survive_a_rebuild_from_records() {
     );
     let ids: Vec<_> = funded.iter().map(|a| a.account).collect();
     assert_eq!(ids, vec![OTHER], "after the cursor, one per page");
+}
+
+#[test]
+fn history_lists_balance_changes_in_log_order_with_ids_and_index_and_keeps_the_newest() {
+    let mut h = family();
+    h.ledger.set_log_index(40);
+    h.ok(wallet_deposit(MASTER, Wallet::Spot, "USDT", "100"));
+    h.ledger.set_log_index(41);
+    h.ok(wallet_transfer(
+        (MASTER, Wallet::Spot),
+        (MASTER, Wallet::Margin),
+        "USDT",
+        "30",
+    ));
+    // A refusal records nothing.
+    h.rejected(
+        wallet_transfer(
+            (MASTER, Wallet::Spot),
+            (MASTER, Wallet::Margin),
+            "USDT",
+            "71",
+        ),
+        RejectCode::InsufficientFunds,
+    );
+    let page = h.ledger.history(MASTER, 0, 0, 10).expect("known");
+    let rows: Vec<_> = page
+        .iter()
+        .map(|e| {
+            (
+                e.seq,
+                e.log_index,
+                e.wallet,
+                e.available_delta,
+                e.available,
+                e.command_id.as_str(),
+            )
+        })
+        .collect();
+    let deposit_id = page[0].command_id.clone();
+    let transfer_id = page[1].command_id.clone();
+    assert_ne!(deposit_id, transfer_id);
+    assert_eq!(
+        rows,
+        vec![
+            (0, 40, Wallet::Spot, d("100"), d("100"), deposit_id.as_str()),
+            (1, 41, Wallet::Spot, d("-30"), d("70"), transfer_id.as_str()),
+            (
+                2,
+                41,
+                Wallet::Margin,
+                d("30"),
+                d("30"),
+                transfer_id.as_str()
+            ),
+        ]
+    );
+    // Pages by sequence number, and from a log index.
+    let after = h.ledger.history(MASTER, 1, 0, 1).expect("known");
+    assert_eq!(after.iter().map(|e| e.seq).collect::<Vec<_>>(), vec![1]);
+    let from_41 = h.ledger.history(MASTER, 0, 41, 10).expect("known");
+    assert_eq!(from_41.len(), 2);
+    // An account without the flag keeps nothing; an unknown one is None.
+    h.ok(Command::CreateAccount(CreateAccount { account: 99 }));
+    h.ok(wallet_deposit(99, Wallet::Spot, "USDT", "1"));
+    assert_eq!(h.ledger.history(99, 0, 0, 10), Some(vec![]));
+    assert_eq!(h.ledger.history(98, 0, 0, 10), None);
+
+    // Retention: the newest MAX_HISTORY_PER_ACCOUNT entries stay.
+    let extra = MAX_HISTORY_PER_ACCOUNT as u64;
+    for i in 0..extra {
+        let (_, r) = h.send(wallet_deposit(MASTER, Wallet::Funding, "BTC", "0.00000001"));
+        assert!(matches!(r.outcome, Outcome::Applied { .. }), "deposit {i}");
+    }
+    let oldest = h.ledger.history(MASTER, 0, 0, 1).expect("known");
+    assert_eq!(oldest[0].seq, 3, "the three oldest were dropped");
+    let kept = h
+        .ledger
+        .records()
+        .into_iter()
+        .filter(|(k, _)| RecordKind::of_key(k) == Some(RecordKind::History))
+        .count();
+    assert_eq!(kept, MAX_HISTORY_PER_ACCOUNT);
+    h.ledger.check_invariants().expect("invariants");
+    let restored =
+        Ledger::from_records(LedgerConfig::default(), h.ledger.records()).expect("restores");
+    assert_eq!(restored.state_hash(), h.ledger.state_hash());
+    assert_eq!(
+        restored.history(MASTER, 10_000, 0, 5),
+        h.ledger.history(MASTER, 10_000, 0, 5)
+    );
 }
