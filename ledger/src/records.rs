@@ -943,33 +943,8 @@ impl Parsed {
                 self.markets.insert(symbol, (market, key));
             }
             RecordKind::Position => self.add_position(key, &value)?,
-            RecordKind::History => {
-                let account = k.u64().map_err(bad)?;
-                let seq = k.u64().map_err(bad)?;
-                k.finish().map_err(bad)?;
-                let (entry, symbol) = read_history(seq, &mut v).map_err(bad)?;
-                if self.history.contains_key(&(account, seq)) {
-                    return Err(duplicate(kind, &key));
-                }
-                self.history.insert((account, seq), (entry, symbol, key));
-            }
-            RecordKind::Pair => {
-                let symbol = match std::str::from_utf8(k.rest()) {
-                    Ok(symbol) if is_valid_market_symbol(symbol) => symbol.to_string(),
-                    _ => return Err(malformed(kind, &key, "bad pair symbol")),
-                };
-                let base = v.string().map_err(bad)?;
-                let quote = v.string().map_err(bad)?;
-                let size_scale = u32::from(v.u8().map_err(bad)?);
-                let price_scale = u32::from(v.u8().map_err(bad)?);
-                let min_base = v.i128().map_err(bad)?;
-                v.finish().map_err(bad)?;
-                if self.pairs.contains_key(&symbol) {
-                    return Err(duplicate(kind, &key));
-                }
-                let parsed = (base, quote, size_scale, price_scale, min_base, key);
-                self.pairs.insert(symbol, parsed);
-            }
+            RecordKind::History => self.add_history(key, &value)?,
+            RecordKind::Pair => self.add_pair(key, &value)?,
             RecordKind::IngestSource | RecordKind::IngestFailure => {
                 self.add_ingest(kind, key, &value)?
             }
@@ -1044,6 +1019,47 @@ impl Parsed {
             return Err(duplicate(kind, key));
         }
         self.dedup_window_ms = window;
+        Ok(())
+    }
+
+    /// A pair record: symbol; assets, scales and minimum.
+    fn add_pair(&mut self, key: Vec<u8>, value: &[u8]) -> Result<(), RecordError> {
+        let kind = RecordKind::Pair;
+        let bad = |detail: String| malformed(kind, &key, detail);
+        let mut k = Reader::new(&key[1..]);
+        let mut v = Reader::new(value);
+        let symbol = match std::str::from_utf8(k.rest()) {
+            Ok(symbol) if is_valid_market_symbol(symbol) => symbol.to_string(),
+            _ => return Err(malformed(kind, &key, "bad pair symbol")),
+        };
+        let base = v.string().map_err(bad)?;
+        let quote = v.string().map_err(bad)?;
+        let size_scale = u32::from(v.u8().map_err(bad)?);
+        let price_scale = u32::from(v.u8().map_err(bad)?);
+        let min_base = v.i128().map_err(bad)?;
+        v.finish().map_err(bad)?;
+        if self.pairs.contains_key(&symbol) {
+            return Err(duplicate(kind, &key));
+        }
+        let parsed = (base, quote, size_scale, price_scale, min_base, key);
+        self.pairs.insert(symbol, parsed);
+        Ok(())
+    }
+
+    /// A history record: account and sequence number; the entry.
+    fn add_history(&mut self, key: Vec<u8>, value: &[u8]) -> Result<(), RecordError> {
+        let kind = RecordKind::History;
+        let bad = |detail: String| malformed(kind, &key, detail);
+        let mut k = Reader::new(&key[1..]);
+        let mut v = Reader::new(value);
+        let account = k.u64().map_err(bad)?;
+        let seq = k.u64().map_err(bad)?;
+        k.finish().map_err(bad)?;
+        let (entry, symbol) = read_history(seq, &mut v).map_err(bad)?;
+        if self.history.contains_key(&(account, seq)) {
+            return Err(duplicate(kind, &key));
+        }
+        self.history.insert((account, seq), (entry, symbol, key));
         Ok(())
     }
 
