@@ -111,8 +111,9 @@ impl Ledger {
         asset: AssetIdx,
         units: i128,
     ) -> Result<(), Rejection> {
+        let legacy_spot = self.legacy_rules && wallet == Wallet::Spot;
         let transferable = self.transferable_units(account, wallet, asset);
-        if units <= transferable {
+        if units <= transferable || legacy_spot {
             return Ok(());
         }
         let scale = self.scale(asset);

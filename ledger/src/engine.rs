@@ -135,6 +135,8 @@ pub struct Ledger {
     scratch: Vec<u8>,
     /// Where the command being applied comes from (history entries).
     pub(crate) context: crate::history::ApplyContext,
+    /// The rules before the account model (`set_legacy_rules`).
+    pub(crate) legacy_rules: bool,
 }
 
 /// The rejection explained by `detail` (its code follows from the detail).
@@ -263,6 +265,7 @@ impl Ledger {
             journal: Journal::default(),
             scratch: Vec::new(),
             context: crate::history::ApplyContext::default(),
+            legacy_rules: false,
         }
     }
 
@@ -429,6 +432,20 @@ impl Ledger {
             Command::PairFill(c) => ledger.pair_fill(journal, c, events),
             Command::ReleasePart(c) => ledger.release_part(journal, c, events),
         })
+    }
+
+    /// Applies the rules of the engine before the account model (true) or
+    /// the current ones (false, the default). The rules of two commands
+    /// that existed before changed: a perp fill must pay its cost to open
+    /// (see the `perp` module) instead of the IM at the marks, and
+    /// `Withdraw`, `Transfer` and `FundInsurance` move at most the
+    /// transferable amount out of a spot wallet that is an account's
+    /// collateral. Not replicated state: the shell sets it from the cluster
+    /// version in force at each log entry, so every replica interprets an
+    /// entry under the same rules (a log written by an older build replays
+    /// with `true`).
+    pub fn set_legacy_rules(&mut self, legacy: bool) {
+        self.legacy_rules = legacy;
     }
 
     /// The idempotency window in force, in ms of leader time.

@@ -883,3 +883,71 @@ fn history_lists_balance_changes_in_log_order_with_ids_and_index_and_keeps_the_n
         h.ledger.history(MASTER, 10_000, 0, 5)
     );
 }
+
+/// Cost to open on the standard BTC-PERP (20x below 10,000 notional), mark
+/// 30,000, account 3 trading 0.1 BTC from its margin wallet:
+///
+/// ```text
+/// buy at 30,300 (above the mark): IM at the fill price 3,030 / 20 = 151.5
+///   plus the open loss 0.1 * 300 = 30: needs 181.5 in the wallet
+///   (the IM at the mark alone, 150 + 30 = 180, is not enough)
+/// buy at 29,700 (below the mark): IM at the mark 3,000 / 20 = 150; the
+///   open profit 0.1 * 300 = 30 does not count: needs 150
+///   (counting it, 120 would have been let through)
+/// ```
+#[test]
+fn opening_a_position_away_from_the_mark_costs_im_at_the_fill_price_plus_the_open_loss() {
+    let cases = [
+        ("30300", "181.499999", false),
+        ("30300", "181.5", true),
+        ("29700", "149.999999", false),
+        ("29700", "150", true),
+    ];
+    for (price, wallet, opens) in cases {
+        let mut h = family();
+        h.ok(market_command("BTC-PERP"));
+        h.ok(open(3, 0, Wallet::Margin, true));
+        h.ok(wallet_deposit(3, Wallet::Margin, "USDT", wallet));
+        h.ok(wallet_deposit(OTHER, Wallet::Spot, "USDT", "100000"));
+        h.ok(mark("BTC-PERP", "30000"));
+        let fill = Command::PerpFill(PerpFill {
+            market: "BTC-PERP".into(),
+            buyer: 3,
+            seller: OTHER,
+            size: d("0.1"),
+            price: d(price),
+            buyer_fee: d("0"),
+            seller_fee: d("0"),
+        });
+        if opens {
+            h.ok(fill);
+            let position = h.ledger.position("BTC-PERP", 3).expect("opened");
+            assert_eq!(position.size, d("0.1"), "{price} {wallet}");
+        } else {
+            let r = h.rejected(fill, RejectCode::InsufficientMargin);
+            assert!(
+                r.message().starts_with("account 3: equity"),
+                "{}",
+                r.message()
+            );
+        }
+    }
+    // The legacy rules (a log written before the account model) keep the
+    // IM at the mark with the open profit counted.
+    let mut h = family();
+    h.ledger.set_legacy_rules(true);
+    h.ok(market_command("BTC-PERP"));
+    h.ok(open(3, 0, Wallet::Margin, true));
+    h.ok(wallet_deposit(3, Wallet::Margin, "USDT", "120"));
+    h.ok(wallet_deposit(OTHER, Wallet::Spot, "USDT", "100000"));
+    h.ok(mark("BTC-PERP", "30000"));
+    h.ok(Command::PerpFill(PerpFill {
+        market: "BTC-PERP".into(),
+        buyer: 3,
+        seller: OTHER,
+        size: d("0.1"),
+        price: d("29700"),
+        buyer_fee: d("0"),
+        seller_fee: d("0"),
+    }));
+}
