@@ -79,6 +79,8 @@ pub struct ConservationView {
     pub insurance: Decimal,
     /// Σ PnL pools of the perpetual markets settled in the asset.
     pub pools: Decimal,
+    /// Σ isolated margins of positions in those markets.
+    pub isolated: Decimal,
     /// The sum of everything above: zero in every valid state.
     pub total: Decimal,
 }
@@ -230,9 +232,14 @@ impl Ledger {
             }
         }
         let mut pools = vec![0i128; n];
+        let mut isolated = vec![0i128; n];
         for market in &self.markets {
             let pool = &mut pools[market.settle as usize];
             *pool = pool.saturating_add(market.state.pool);
+            let margins = &mut isolated[market.settle as usize];
+            for margin in market.isolated.values() {
+                *margins = margins.saturating_add(*margin);
+            }
         }
         let mut out: Vec<_> = (0..n)
             .map(|i| {
@@ -250,6 +257,7 @@ impl Ledger {
                     system(Owner::Fees),
                     system(Owner::Insurance),
                     pools[i],
+                    isolated[i],
                 ];
                 let total = parts.iter().fold(0i128, |a, b| a.saturating_add(*b));
                 let dec = |units| to_decimal_saturating(units, self.scale(idx));
@@ -260,6 +268,7 @@ impl Ledger {
                     fees: dec(parts[4]),
                     insurance: dec(parts[5]),
                     pools: dec(parts[6]),
+                    isolated: dec(parts[7]),
                     total: dec(total),
                 }
             })

@@ -397,6 +397,12 @@ crate::wire::define_commands! {
     /// Returns `amount` of a hold's remainder to available (an order
     /// amended down); the whole remainder closes the hold.
     25 => ReleasePart { hold: HoldId, amount: Decimal }
+    /// Makes `account`'s position in `market` isolated (or cross again)
+    /// while it holds none there (see the `isolated` module).
+    26 => SetIsolated { account: AccountId, market: String, isolated: bool }
+    /// Adds (`delta > 0`, from the collateral wallet) or removes (`delta
+    /// < 0`, back to it) isolated margin of `account`'s position in `market`.
+    27 => AdjustIsolatedMargin { account: AccountId, market: String, delta: Decimal }
 }
 
 /// A fill side's fee: `amount` of `asset`. An empty `asset` means the asset
@@ -598,6 +604,11 @@ define_reject_codes! {
     42 => BelowMinSize "BELOW_MIN_SIZE"
     /// A fee in the paid or a third asset that the payer cannot cover.
     43 => FeeNotCovered "FEE_NOT_COVERED"
+    /// The account holds a position in the market (a margin mode changes
+    /// only while flat).
+    44 => PositionOpen "POSITION_OPEN"
+    /// The account's position in the market is not isolated.
+    45 => NotIsolated "NOT_ISOLATED"
 }
 
 /// One balance movement caused by an applied command. `available` and
@@ -776,6 +787,14 @@ pub enum Event {
         account: AccountId,
         wallet: Wallet,
         amount: Decimal,
+    },
+    /// An isolated margin changed by `delta` to `margin` (`None`: the
+    /// position is cross again).
+    IsolatedMargin {
+        market: String,
+        account: AccountId,
+        delta: Decimal,
+        margin: Option<Decimal>,
     },
     /// A spot pair was registered.
     PairCreated {

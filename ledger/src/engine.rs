@@ -431,6 +431,8 @@ impl Ledger {
             Command::CreatePair(c) => ledger.create_pair(c, events),
             Command::PairFill(c) => ledger.pair_fill(journal, c, events),
             Command::ReleasePart(c) => ledger.release_part(journal, c, events),
+            Command::SetIsolated(c) => ledger.set_isolated(journal, c, events),
+            Command::AdjustIsolatedMargin(c) => ledger.adjust_isolated_margin(journal, c, events),
         })
     }
 

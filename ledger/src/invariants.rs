@@ -17,7 +17,7 @@ use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::amount::{display, in_range};
 use crate::command::{
-    AccountId, MAX_LEVERAGE, MAX_MARGIN_BRACKETS, MAX_TRANSFER_GRANTS, Owner, Wallet,
+    AccountId, MAX_LEVERAGE, MAX_MARGIN_BRACKETS, MAX_TRANSFER_GRANTS, MAX_UNITS, Owner, Wallet,
     is_valid_market_symbol,
 };
 use crate::engine::Ledger;
@@ -222,6 +222,14 @@ impl Ledger {
                 return Err(format!("pool of {name} out of range"));
             }
             *sum += state.pool;
+            for (&account, &margin) in &market.isolated {
+                if !self.accounts.contains_key(&account) || !(0..=MAX_UNITS).contains(&margin) {
+                    return Err(format!(
+                        "isolated margin {margin} in {name} of account {account} is bad"
+                    ));
+                }
+                *sum += margin;
+            }
         }
         Ok(())
     }

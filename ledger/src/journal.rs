@@ -60,6 +60,12 @@ enum Undo {
         account: AccountId,
         before: Option<Position>,
     },
+    /// An isolated margin was set or removed.
+    Isolated {
+        market: MarketIdx,
+        account: AccountId,
+        before: Option<i128>,
+    },
     /// A history entry was recorded (and maybe the oldest dropped).
     History {
         account: AccountId,
@@ -96,6 +102,20 @@ impl Journal {
     /// could not be rolled back: the transaction asserts it never happens.
     pub(crate) fn commit_point(&mut self) {
         self.recording = false;
+    }
+
+    /// Records what an isolated-margin write overwrote.
+    pub(crate) fn record_isolated(
+        &mut self,
+        market: MarketIdx,
+        account: AccountId,
+        before: Option<i128>,
+    ) {
+        self.record(Undo::Isolated {
+            market,
+            account,
+            before,
+        });
     }
 
     #[inline]
@@ -271,6 +291,17 @@ impl Ledger {
                     self.markets[market as usize].state = before;
                 }
                 Undo::History { account, dropped } => self.unrecord_history(account, dropped),
+                Undo::Isolated {
+                    market,
+                    account,
+                    before,
+                } => {
+                    let isolated = &mut self.markets[market as usize].isolated;
+                    match before {
+                        Some(margin) => isolated.insert(account, margin),
+                        None => isolated.remove(&account),
+                    };
+                }
                 Undo::Position {
                     market,
                     account,

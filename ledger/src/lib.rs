@@ -40,6 +40,7 @@ mod hash;
 mod history;
 mod ingest;
 mod invariants;
+mod isolated;
 mod journal;
 mod liquidation;
 mod market;

@@ -77,9 +77,15 @@ impl Ledger {
                 liquidated = true;
             }
             if !liquidated {
-                return Ok(());
+                break;
             }
         }
+        // Isolated positions: each on its own, after the cross passes.
+        let markets: Vec<_> = self.settle_markets(asset).collect();
+        for m in markets {
+            self.liquidate_isolated(journal, m, events)?;
+        }
+        Ok(())
     }
 
     fn liquidate(
@@ -269,7 +275,10 @@ impl Ledger {
             };
             // The deleveraged holder buys back (or sells) `x` for `chunk`.
             let traded = crate::market::trade(position, side * x, chunk).ok_or_else(overflow)?;
-            let wallet = self.balance_units(self.collateral(other), settle).available;
+            let wallet = match self.isolated_margin(m, other) {
+                Some(margin) => margin,
+                None => self.balance_units(self.collateral(other), settle).available,
+            };
             if wallet.checked_add(traded.realized).is_none_or(|w| w < 0) {
                 continue;
             }

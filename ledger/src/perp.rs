@@ -297,9 +297,8 @@ impl Ledger {
             entry_price: self.derived_price(m, traded.after.cost, traded.after.size),
             realized_pnl: self.money_decimal(m, traded.realized),
         });
-        let settle = self.markets[m as usize].settle;
         let change = traded.realized.checked_sub(fee).ok_or_else(overflow)?;
-        self.post(journal, holder, settle, change, events)?;
+        self.post_position_money(journal, m, holder, change, events)?;
         Ok(traded.realized)
     }
 
@@ -420,6 +419,7 @@ impl Ledger {
             return Err(reject(RejectDetail::TooManyMarkets));
         };
         self.markets.push(Market {
+            isolated: std::collections::BTreeMap::new(),
             symbol: symbol.to_string(),
             base: spec.base.to_string(),
             settle,
@@ -663,7 +663,7 @@ impl Ledger {
                 holder,
                 amount: self.money_decimal(m, amount),
             });
-            self.post(journal, holder, settle, amount, events)?;
+            self.post_position_money(journal, m, holder, amount, events)?;
         }
         let to_fund = residue.checked_sub(uncollected).ok_or_else(overflow)?;
         self.post(journal, Owner::Insurance, settle, to_fund, events)
@@ -703,8 +703,9 @@ impl Ledger {
             let owed = mul_div(value, rate, RATE_ONE, owed_round).ok_or_else(overflow)?;
             let charged = if owed > 0 {
                 round.paid = round.paid.checked_add(owed).ok_or_else(overflow)?;
-                let can_pay = match holder {
-                    Owner::Account(_) => {
+                let can_pay = match (holder, self.isolated_margin(m, holder)) {
+                    (Owner::Account(_), Some(margin)) => margin.max(0),
+                    (Owner::Account(_), None) => {
                         let wallet = self.collateral(holder);
                         self.balance_units(wallet, mk.settle).available.max(0)
                     }
@@ -850,9 +851,14 @@ impl Ledger {
                 account,
             }));
         }
-        let wallet = self
-            .balance_units(self.collateral(Owner::Account(account)), settle)
-            .available;
+        let holder = Owner::Account(account);
+        let wallet = match self.isolated_margin(m, holder) {
+            Some(margin) => margin,
+            None => {
+                self.balance_units(self.collateral(holder), settle)
+                    .available
+            }
+        };
         let change = traded.realized.checked_sub(fee).ok_or_else(overflow)?;
         let after = wallet
             .checked_add(change)
@@ -888,14 +894,17 @@ impl Ledger {
             return Ok(());
         }
         let (m, settle) = (t.m, t.settle);
-        let risk = self
-            .group_risk_with(
+        let risk = match self.isolated_margin(m, Owner::Account(side.account)) {
+            // An isolated side is its own group: its margin after the fill.
+            Some(_) => self.isolated_risk_with(m, side.wallet_after, side.traded.after),
+            None => self.group_risk_with(
                 side.account,
                 settle,
                 side.wallet_after,
                 Some((m, side.traded.after)),
-            )
-            .ok_or_else(overflow)?;
+            ),
+        }
+        .ok_or_else(overflow)?;
         let (equity, initial) = if self.legacy_rules {
             (risk.equity, risk.initial)
         } else {

@@ -19,6 +19,7 @@
 //! | IngestSource | `09` string topic, `u32` partition            | `u64` next offset, `u64` applied, `u64` duplicate, `u64` failed records |
 //! | IngestFailure| `0A` string topic, `u32` partition, `u64` offset | string command id, string code, string message |
 //! | Pair    | `0B` pair symbol bytes                           | string base, string quote, `u8` size scale, `u8` price scale, `i128` min base amount (base minor units) |
+//! | Isolated| `0D` market symbol bytes, `00`, `u64` account id | `i128` isolated margin (settle minor units) |
 //! | History | `0C` `u64` account id, `u64` sequence number      | `u64` log index, `u64` time ms, string command id, `u8` wallet, `i128` available delta, `i128` locked delta, `i128` available, `i128` locked, asset symbol bytes |
 //!
 //! Account settings (version 6; empty for the defaults `CreateAccount`
@@ -124,6 +125,7 @@ const TAG_INGEST_SOURCE: u8 = 0x09;
 const TAG_INGEST_FAILURE: u8 = 0x0A;
 const TAG_PAIR: u8 = 0x0B;
 const TAG_HISTORY: u8 = 0x0C;
+const TAG_ISOLATED: u8 = 0x0D;
 
 /// The kind of a record, from the first byte of its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -147,6 +149,8 @@ pub enum RecordKind {
     Pair,
     /// An account history entry.
     History,
+    /// An isolated margin of a position.
+    Isolated,
 }
 
 impl RecordKind {
@@ -165,6 +169,7 @@ impl RecordKind {
             TAG_INGEST_FAILURE => Some(RecordKind::IngestFailure),
             TAG_PAIR => Some(RecordKind::Pair),
             TAG_HISTORY => Some(RecordKind::History),
+            TAG_ISOLATED => Some(RecordKind::Isolated),
             _ => None,
         }
     }
@@ -242,6 +247,13 @@ fn account_value(value: &mut Vec<u8>, settings: &AccountSettings) {
         value.put_u64(*grant);
     }
     value.put_u8(u8::from(settings.history));
+}
+
+fn isolated_key(out: &mut Vec<u8>, market: &str, account: AccountId) {
+    out.push(TAG_ISOLATED);
+    out.put(market.as_bytes());
+    out.push(0);
+    out.put_u64(account);
 }
 
 fn history_key(out: &mut Vec<u8>, account: AccountId, seq: u64) {
@@ -553,6 +565,15 @@ impl Ledger {
                 }
                 state.is_some()
             }
+            DirtyKey::Isolated(m, account) => {
+                let market = &self.markets[m as usize];
+                isolated_key(key, &market.symbol, account);
+                let margin = market.isolated.get(&account);
+                if let Some(margin) = margin {
+                    value.put_i128(*margin);
+                }
+                margin.is_some()
+            }
             DirtyKey::History(account, seq) => {
                 history_key(key, account, seq);
                 let entry = self
@@ -702,6 +723,12 @@ impl Ledger {
                     encoded(|v| position_value(v, position)),
                 ));
             }
+            for (account, margin) in &market.isolated {
+                out.push((
+                    encoded(|k| isolated_key(k, &market.symbol, *account)),
+                    encoded(|v| v.put_i128(*margin)),
+                ));
+            }
         }
         for pair in &self.pairs {
             out.push((
@@ -753,6 +780,8 @@ struct Parsed {
     assets: BTreeMap<String, u32>,
     accounts: Vec<(AccountId, AccountSettings, Vec<u8>)>,
     pairs: BTreeMap<String, ParsedPair>,
+    /// Isolated margins by (market symbol, account).
+    isolated: BTreeMap<(String, AccountId), (i128, Vec<u8>)>,
     /// History entries by (account, seq), with their asset symbols.
     history: BTreeMap<(AccountId, u64), (HistoryEntry, String, Vec<u8>)>,
     balances: Vec<(Owner, String, Balance, Vec<u8>)>,
@@ -944,6 +973,7 @@ impl Parsed {
             }
             RecordKind::Position => self.add_position(key, &value)?,
             RecordKind::History => self.add_history(key, &value)?,
+            RecordKind::Isolated => self.add_isolated(key, &value)?,
             RecordKind::Pair => self.add_pair(key, &value)?,
             RecordKind::IngestSource | RecordKind::IngestFailure => {
                 self.add_ingest(kind, key, &value)?
@@ -1043,6 +1073,31 @@ impl Parsed {
         }
         let parsed = (base, quote, size_scale, price_scale, min_base, key);
         self.pairs.insert(symbol, parsed);
+        Ok(())
+    }
+
+    /// An isolated-margin record: market symbol, `00`, account; the margin.
+    fn add_isolated(&mut self, key: Vec<u8>, value: &[u8]) -> Result<(), RecordError> {
+        let kind = RecordKind::Isolated;
+        let bad = |detail: String| malformed(kind, &key, detail);
+        let rest = &key[1..];
+        let Some(split) = rest.iter().position(|b| *b == 0) else {
+            return Err(malformed(kind, &key, "no market separator"));
+        };
+        let symbol = match std::str::from_utf8(&rest[..split]) {
+            Ok(symbol) if is_valid_market_symbol(symbol) => symbol.to_string(),
+            _ => return Err(malformed(kind, &key, "bad market symbol")),
+        };
+        let mut k = Reader::new(&rest[split + 1..]);
+        let account = k.u64().map_err(bad)?;
+        k.finish().map_err(bad)?;
+        let mut v = Reader::new(value);
+        let margin = v.i128().map_err(bad)?;
+        v.finish().map_err(bad)?;
+        if self.isolated.contains_key(&(symbol.clone(), account)) {
+            return Err(duplicate(kind, &key));
+        }
+        self.isolated.insert((symbol, account), (margin, key));
         Ok(())
     }
 
@@ -1153,6 +1208,12 @@ impl Parsed {
         restore_ingest(&mut ledger, self.ingest_sources, self.ingest_failures)?;
         restore_pairs(&mut ledger, self.pairs)?;
         restore_history(&mut ledger, self.history)?;
+        for ((symbol, account), (margin, key)) in self.isolated {
+            let Some(&m) = ledger.market_index.get(&symbol) else {
+                return Err(malformed(RecordKind::Isolated, &key, "unknown market"));
+            };
+            ledger.markets[m as usize].isolated.insert(account, margin);
+        }
         Ok(ledger)
     }
 }
@@ -1339,6 +1400,7 @@ fn restore_markets(
             funding_interval_ms: parsed.funding_interval_ms,
             state: parsed.state,
             positions: BTreeMap::new(),
+            isolated: BTreeMap::new(),
         });
     }
     Ok(())

@@ -723,6 +723,24 @@ define_reject_details! {
     86 => PairLimit
         => RejectCode::InvalidPair,
         "too many pairs (at most {MAX_PAIRS})";
+
+    // ----- isolated margin -----------------------------------------------------
+    87 => PositionOpen { account: AccountId, market: String }
+        => RejectCode::PositionOpen,
+        "account {account} holds a position in {market}: its margin mode changes only while flat";
+    88 => NotIsolated { account: AccountId, market: String }
+        => RejectCode::NotIsolated,
+        "account {account}'s position in {market} is not isolated";
+    89 => IsolatedMarginShort {
+            account: AccountId,
+            market: String,
+            margin: Decimal,
+            delta: Decimal,
+            movable: Decimal,
+        }
+        => RejectCode::InsufficientMargin,
+        "account {account} {market} isolated margin {margin}: cannot move {delta}, at most \
+         {movable} (margin + UPNL stays at or above the initial margin)";
 }
 
 /// A rejection's record encoding: `u8` reject code tag, then the detail.
@@ -1064,6 +1082,21 @@ mod tests {
                 remaining: d("4.5"),
             },
             PairLimit,
+            PositionOpen {
+                account: 3,
+                market: s("BTC-PERP"),
+            },
+            NotIsolated {
+                account: 3,
+                market: s("BTC-PERP"),
+            },
+            IsolatedMarginShort {
+                account: 3,
+                market: s("BTC-PERP"),
+                margin: d("100"),
+                delta: d("-80"),
+                movable: d("45.5"),
+            },
         ]
     }
 

@@ -76,6 +76,10 @@ impl Ledger {
         };
         for m in self.settle_markets(asset) {
             let market = &self.markets[m as usize];
+            // An isolated position is its own group (the `isolated` module).
+            if market.isolated.contains_key(&account) {
+                continue;
+            }
             let position = match replace {
                 Some((rm, p)) if rm == m => p,
                 _ => market.positions.get(&account).copied().unwrap_or_default(),

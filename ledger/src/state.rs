@@ -184,6 +184,8 @@ pub(crate) enum DirtyKey {
     Pair(u32),
     /// A history entry (account, sequence number; deleted when dropped).
     History(AccountId, u64),
+    /// An isolated margin (market, account; deleted when back to cross).
+    Isolated(crate::market::MarketIdx, AccountId),
 }
 
 /// Keys changed since the last `drain_dirty`: memory stays proportional to

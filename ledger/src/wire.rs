@@ -596,6 +596,18 @@ mod tests {
                 amount: d("3"),
             }
             .into(),
+            SetIsolated {
+                account: 3,
+                market: "BTC-PERP".into(),
+                isolated: true,
+            }
+            .into(),
+            AdjustIsolatedMargin {
+                account: 3,
+                market: "BTC-PERP".into(),
+                delta: d("-12.5"),
+            }
+            .into(),
         ]
     }
 

@@ -951,3 +951,117 @@ fn opening_a_position_away_from_the_mark_costs_im_at_the_fill_price_plus_the_ope
         seller_fee: d("0"),
     }));
 }
+
+/// Isolated margin on the standard markets (20x, MMR 1% below 10,000
+/// notional), account 3 with a 1,000 USDT margin wallet:
+///
+/// ```text
+/// isolate BTC-PERP, add 200: wallet 800, isolated 200
+/// long 0.1 BTC @ 30,000 (isolated, IM 150), long 1 ETH @ 2,000 (cross, IM 100)
+/// isolated liquidation price (Binance, WB = 200, TMM1 = UPNL1 = 0):
+///   (200 - 0.1 * 30,000) / (0.1 * 0.01 - 0.1) = -2,800 / -0.099 = 28,282.82828
+/// remove 100: margin 100 + UPNL 0 < IM 150: refused (at most 50 movable)
+/// remove 50: margin 150; LP = -2,850 / -0.099 = 28,787.87879
+/// mark 28,700: equity 150 - 130 = 20 < MM 28.7: the isolated long closes
+///   at its bankruptcy value 3,000 - 150 = 2,850 (price 28,500); margin 0;
+///   the insurance fund takes it and marks +20; the ETH position and the
+///   800 in the wallet are untouched
+/// ```
+#[test]
+fn an_isolated_position_has_its_own_liquidation_price_and_liquidation_leaving_cross_untouched() {
+    let mut h = family();
+    h.ok(market_command("BTC-PERP"));
+    h.ok(market_command("ETH-PERP"));
+    h.ok(open(3, 0, Wallet::Margin, true));
+    h.ok(wallet_deposit(3, Wallet::Margin, "USDT", "1000"));
+    h.ok(wallet_deposit(OTHER, Wallet::Spot, "USDT", "100000"));
+    h.ok(mark("BTC-PERP", "30000"));
+    h.ok(mark("ETH-PERP", "2000"));
+    let isolate = |isolated| {
+        Command::SetIsolated(SetIsolated {
+            account: 3,
+            market: "BTC-PERP".into(),
+            isolated,
+        })
+    };
+    let adjust = |delta: &str| {
+        Command::AdjustIsolatedMargin(AdjustIsolatedMargin {
+            account: 3,
+            market: "BTC-PERP".into(),
+            delta: d(delta),
+        })
+    };
+    h.rejected(adjust("10"), RejectCode::NotIsolated);
+    h.ok(isolate(true));
+    h.rejected(adjust("1000.000001"), RejectCode::InsufficientMargin);
+    h.ok(adjust("200"));
+    assert_eq!(usdt(&h, 3, Wallet::Margin), d("800"));
+    let buy = |market: &str, size: &str, price: &str| {
+        Command::PerpFill(PerpFill {
+            market: market.into(),
+            buyer: 3,
+            seller: OTHER,
+            size: d(size),
+            price: d(price),
+            buyer_fee: d("0"),
+            seller_fee: d("0"),
+        })
+    };
+    h.ok(buy("BTC-PERP", "0.1", "30000"));
+    h.ok(buy("ETH-PERP", "1", "2000"));
+    let btc = h.ledger.position("BTC-PERP", 3).expect("isolated long");
+    assert_eq!(btc.isolated_margin, Some(d("200")));
+    assert_eq!(btc.liquidation_price, Some(d("28282.82828")));
+    // The cross margin view sees only the ETH position.
+    let cross = &h.ledger.margin(3).expect("margin")[0];
+    assert_eq!(cross.positions.len(), 1);
+    assert_eq!(cross.positions[0].market, "ETH-PERP");
+    assert_eq!(cross.wallet_balance, d("800"));
+
+    // The mode changes only while flat; removal keeps IM covered.
+    h.rejected(isolate(false), RejectCode::PositionOpen);
+    let r = h.rejected(adjust("-100"), RejectCode::InsufficientMargin);
+    assert_eq!(
+        r.message(),
+        "account 3 BTC-PERP isolated margin 200: cannot move -100, at most 50 (margin + UPNL \
+         stays at or above the initial margin)"
+    );
+    h.ok(adjust("-50"));
+    let btc = h.ledger.position("BTC-PERP", 3).expect("isolated long");
+    assert_eq!(btc.liquidation_price, Some(d("28787.87879")));
+    assert_eq!(usdt(&h, 3, Wallet::Margin), d("850"));
+
+    let insurance_before = h.balance(Owner::Insurance, "USDT").0;
+    let events = h.ok(mark("BTC-PERP", "28700"));
+    assert!(
+        events
+            .iter()
+            .any(|e| matches!(e, Event::Liquidation { account: 3, .. }))
+    );
+    assert!(h.ledger.position("BTC-PERP", 3).is_none(), "closed");
+    let closed = events.iter().find_map(|e| match e {
+        Event::Position {
+            holder: Owner::Account(3),
+            cause: PositionCause::Liquidation,
+            price,
+            realized_pnl,
+            ..
+        } => Some((*price, *realized_pnl)),
+        _ => None,
+    });
+    assert_eq!(closed, Some((d("28500"), d("-150"))));
+    let eth = h
+        .ledger
+        .position("ETH-PERP", 3)
+        .expect("cross long untouched");
+    assert_eq!(eth.size, d("1"));
+    assert_eq!(usdt(&h, 3, Wallet::Margin), d("850"));
+    assert_eq!(
+        h.balance(Owner::Insurance, "USDT").0 - insurance_before,
+        d("20")
+    );
+    assert_eq!(total(&h, "USDT"), d("0"));
+    // Back to cross once flat: nothing left to return.
+    h.ok(isolate(false));
+    assert_eq!(usdt(&h, 3, Wallet::Margin), d("850"));
+}

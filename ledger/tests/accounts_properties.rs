@@ -3,7 +3,9 @@
 //! masters, sub-accounts and outsiders (legacy and wallet transfers),
 //! grants given and revoked, withdrawal rights, perpetual fills and mark
 //! moves on margin-wallet and spot-collateral accounts, insurance top-ups
-//! and payouts, fee sweeps, locks and partial releases.
+//! and payouts, fee sweeps, locks and partial releases, isolated margin
+//! switched on and off and moved in and out (isolated fills, funding and
+//! liquidations included).
 //!
 //! After every command: all invariants; the conservation report sums every
 //! asset to zero over all owners and wallets; a rejected command changes no
@@ -56,6 +58,9 @@ enum Op {
     SweepFees(usize, u64),
     Lock(u64, usize, u64),
     ReleasePart(u64, u64),
+    Isolate(usize, bool),
+    /// Isolated margin moved in (> 0) or out (< 0).
+    AdjustIsolated(usize, i64),
 }
 
 fn wallet() -> impl Strategy<Value = Wallet> {
@@ -71,7 +76,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (a(), x()).prop_map(|(a, x)| Op::LegacyWithdraw(a, x)),
         8 => (a(), wallet(), a(), wallet(), x()).prop_map(|(f, fw, t, tw, x)| Op::Transfer(f, fw, t, tw, x)),
         2 => (a(), a(), x()).prop_map(|(f, t, x)| Op::LegacyTransfer(f, t, x)),
-        2 => (a(), a(), prop::bool::weighted(0.7)).prop_map(|(f, t, g)| Op::Grant(f, t, g)),
+        3 => (a(), a(), prop::bool::weighted(0.8)).prop_map(|(f, t, g)| Op::Grant(f, t, g)),
         1 => (a(), any::<bool>()).prop_map(|(a, w)| Op::AllowWithdraw(a, w)),
         6 => (a(), a(), 1u32..=600, -50i32..=50).prop_map(|(b, s, l, t)| Op::PerpFill(b, s, l, t)),
         3 => prop_oneof![8 => -300i32..=300, 1 => -3_000i32..=3_000].prop_map(Op::Mark),
@@ -80,6 +85,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (a(), 1u64..50).prop_map(|(a, x)| Op::SweepFees(a, x)),
         1 => (1u64..5, a(), x()).prop_map(|(h, a, x)| Op::Lock(h, a, x)),
         1 => (1u64..5, x()).prop_map(|(h, x)| Op::ReleasePart(h, x)),
+        2 => (a(), prop::bool::weighted(0.8)).prop_map(|(a, i)| Op::Isolate(a, i)),
+        4 => (a(), -300i64..1_500).prop_map(|(a, x)| Op::AdjustIsolated(a, x)),
     ]
 }
 
@@ -274,6 +281,16 @@ fn command_of(h: &Harness, model: &Model, op: &Op) -> Command {
             hold: *hold,
             amount: usdt(*x),
         }),
+        Op::Isolate(a, isolated) => Command::SetIsolated(SetIsolated {
+            account: acct(a),
+            market: "BTC-PERP".into(),
+            isolated: *isolated,
+        }),
+        Op::AdjustIsolated(a, x) => Command::AdjustIsolatedMargin(AdjustIsolatedMargin {
+            account: acct(a),
+            market: "BTC-PERP".into(),
+            delta: Decimal::from(*x),
+        }),
     }
 }
 
@@ -369,6 +386,8 @@ struct Stats {
     withdraw_not_allowed: usize,
     /// Applied transfers between two sub-accounts (a grant held).
     granted_sub_to_sub: usize,
+    /// Applied fills of isolated positions.
+    isolated_fills: usize,
 }
 
 fn run(ops: &[Op]) -> Result<Stats, TestCaseError> {
@@ -413,6 +432,15 @@ fn run(ops: &[Op]) -> Result<Stats, TestCaseError> {
                 }
             }
             Outcome::Applied { .. } => {
+                if let Command::PerpFill(f) = &command
+                    && [f.buyer, f.seller].iter().any(|a| {
+                        h.ledger
+                            .position("BTC-PERP", *a)
+                            .is_some_and(|p| p.isolated_margin.is_some())
+                    })
+                {
+                    stats.isolated_fills += 1;
+                }
                 if with_positions {
                     stats.out_of_collateral_with_positions += 1;
                 }
@@ -466,7 +494,7 @@ fn generator_reaches_every_rule_both_ways() {
         TestRng::deterministic_rng(RngAlgorithm::ChaCha),
     );
     let mut total = Stats::default();
-    for _ in 0..30 {
+    for _ in 0..50 {
         let ops = prop::collection::vec(op(), 80..120)
             .new_tree(&mut runner)
             .map(|t| t.current())
@@ -478,6 +506,7 @@ fn generator_reaches_every_rule_both_ways() {
         total.transfer_not_allowed += stats.transfer_not_allowed;
         total.withdraw_not_allowed += stats.withdraw_not_allowed;
         total.granted_sub_to_sub += stats.granted_sub_to_sub;
+        total.isolated_fills += stats.isolated_fills;
     }
     println!("{total:?}");
     assert!(total.cross_account > 0, "{total:?}");
@@ -486,4 +515,5 @@ fn generator_reaches_every_rule_both_ways() {
     assert!(total.transfer_not_allowed > 0, "{total:?}");
     assert!(total.withdraw_not_allowed > 0, "{total:?}");
     assert!(total.granted_sub_to_sub > 0, "{total:?}");
+    assert!(total.isolated_fills > 0, "{total:?}");
 }
