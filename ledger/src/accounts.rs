@@ -128,7 +128,7 @@ impl Ledger {
     /// `InsufficientFunds` unless `owner` (a client wallet) has `units`
     /// available: `LockedNotTransferable` if only its locked funds would
     /// cover them.
-    fn check_wallet_available(
+    pub(crate) fn check_wallet_available(
         &self,
         owner: Owner,
         asset: AssetIdx,

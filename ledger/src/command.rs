@@ -403,6 +403,48 @@ crate::wire::define_commands! {
     /// Adds (`delta > 0`, from the collateral wallet) or removes (`delta
     /// < 0`, back to it) isolated margin of `account`'s position in `market`.
     27 => AdjustIsolatedMargin { account: AccountId, market: String, delta: Decimal }
+    /// Locks `amount` of `account`'s `wallet` (spot or margin) under a new
+    /// hold: in the margin wallet, open-order margin of a perpetual order
+    /// (at most the transferable amount; it counts in the initial margin
+    /// and in equity, see the `risk` module).
+    28 => WalletLock { hold: HoldId, account: AccountId, wallet: Wallet, asset: String, amount: Decimal }
+    /// A perpetual fill that first returns `buy_release` / `sell_release`
+    /// of the buyer's / seller's open-order margin holds to available (the
+    /// order's margin, consumed by the fill), all in one transaction. A
+    /// hold id 0 releases nothing.
+    29 => PerpOrderFill {
+        fill: PerpFillSpec,
+        buy_hold: HoldId,
+        buy_release: Decimal,
+        sell_hold: HoldId,
+        sell_release: Decimal,
+    }
+}
+
+/// The fields of a `PerpFill`, as `PerpOrderFill` carries them.
+pub type PerpFillSpec = PerpFill;
+
+impl crate::wire::WireField for PerpFill {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.market.put(out);
+        self.buyer.put(out);
+        self.seller.put(out);
+        self.size.put(out);
+        self.price.put(out);
+        self.buyer_fee.put(out);
+        self.seller_fee.put(out);
+    }
+    fn read(reader: &mut crate::wire::WireReader<'_>) -> Result<Self, crate::wire::WireError> {
+        Ok(PerpFill {
+            market: String::read(reader)?,
+            buyer: AccountId::read(reader)?,
+            seller: AccountId::read(reader)?,
+            size: Decimal::read(reader)?,
+            price: Decimal::read(reader)?,
+            buyer_fee: Decimal::read(reader)?,
+            seller_fee: Decimal::read(reader)?,
+        })
+    }
 }
 
 /// A fill side's fee: `amount` of `asset`. An empty `asset` means the asset

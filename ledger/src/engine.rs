@@ -433,6 +433,8 @@ impl Ledger {
             Command::ReleasePart(c) => ledger.release_part(journal, c, events),
             Command::SetIsolated(c) => ledger.set_isolated(journal, c, events),
             Command::AdjustIsolatedMargin(c) => ledger.adjust_isolated_margin(journal, c, events),
+            Command::WalletLock(c) => ledger.wallet_lock(journal, c, events),
+            Command::PerpOrderFill(c) => ledger.perp_order_fill(journal, c, events),
         })
     }
 
@@ -636,6 +638,7 @@ impl Ledger {
         self.commit_postings(journal, &postings, events);
         let open = Hold {
             account,
+            wallet: Wallet::Spot,
             asset: idx,
             amount: units,
             remaining: units,
@@ -655,7 +658,7 @@ impl Ledger {
             return Err(reject(RejectDetail::HoldNotOpen { hold }));
         };
         postings!(let mut postings = (
-            Owner::Account(open.account),
+            Owner::wallet(open.account, open.wallet),
             open.asset,
             open.remaining,
             -open.remaining,
@@ -778,6 +781,14 @@ impl Ledger {
                 hold: c.sell_hold,
             }));
         };
+        for (side, hold, open) in [
+            (Side::Buy, c.buy_hold, &buy),
+            (Side::Sell, c.sell_hold, &sell),
+        ] {
+            if open.wallet != Wallet::Spot {
+                return Err(reject(RejectDetail::HoldNotSpot { side, hold }));
+            }
+        }
         if buy.asset == sell.asset {
             return Err(reject(RejectDetail::HoldsSameAsset {
                 buy_hold: c.buy_hold,

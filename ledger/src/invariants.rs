@@ -259,7 +259,13 @@ impl Ledger {
                     self.amount(hold.amount, hold.asset)
                 ));
             }
-            let total = t.held.entry((hold.account, hold.asset)).or_insert(0);
+            if !matches!(hold.wallet, Wallet::Spot | Wallet::Margin) {
+                return Err(format!("hold {id} is in the {} wallet", hold.wallet));
+            }
+            let total = t
+                .held
+                .entry((hold.account, hold.wallet, hold.asset))
+                .or_insert(0);
             *total = total
                 .checked_add(hold.remaining)
                 .ok_or_else(|| format!("holds of account {} overflow", hold.account))?;
@@ -292,14 +298,6 @@ impl Ledger {
                 ..
             } in &account.balances
             {
-                if wallet != Wallet::Spot {
-                    // No holds outside spot: only the range, sign and sum.
-                    if balance.locked != 0 {
-                        return Err(format!(
-                            "account {id} has locked funds in its {wallet} wallet"
-                        ));
-                    }
-                }
                 let Some(sum) = t.sums.get_mut(idx as usize) else {
                     return Err(format!("account {id} has a balance in an unknown asset"));
                 };
@@ -319,11 +317,7 @@ impl Ledger {
                         self.amount(balance.available, idx)
                     ));
                 }
-                let in_holds = if wallet == Wallet::Spot {
-                    t.held.remove(&(id, idx)).unwrap_or(0)
-                } else {
-                    0
-                };
+                let in_holds = t.held.remove(&(id, wallet, idx)).unwrap_or(0);
                 if balance.locked != in_holds {
                     return Err(format!(
                         "account {id} has {} locked but its open holds total {}",
@@ -423,7 +417,7 @@ impl Ledger {
         #[allow(clippy::disallowed_methods)]
         let mut leftover: Vec<_> = t.held.into_iter().collect();
         leftover.sort_unstable();
-        if let Some(((account, idx), total)) = leftover.first() {
+        if let Some(((account, _, idx), total)) = leftover.first() {
             return Err(format!(
                 "account {account} has open holds of {} but no such balance",
                 self.amount(*total, *idx)
@@ -453,5 +447,5 @@ struct Totals {
     /// Assets some market settles in.
     settle_assets: FxHashSet<AssetIdx>,
     /// What the open holds lock, per (account, asset).
-    held: FxHashMap<(AccountId, AssetIdx), i128>,
+    held: FxHashMap<(AccountId, Wallet, AssetIdx), i128>,
 }

@@ -44,6 +44,7 @@ mod isolated;
 mod journal;
 mod liquidation;
 mod market;
+mod orders;
 mod pairs;
 mod perp;
 mod perp_views;

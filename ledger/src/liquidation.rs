@@ -73,6 +73,14 @@ impl Ledger {
                 if risk.positions.is_empty() || risk.equity >= risk.maintenance {
                     continue;
                 }
+                // Its open orders are cancelled first: their margin joins
+                // the available balance (equity unchanged).
+                let risk = if self.order_margin(account, asset) > 0 {
+                    self.release_order_margin(journal, account, asset, events)?;
+                    self.group_risk(account, asset).ok_or_else(overflow)?
+                } else {
+                    risk
+                };
                 self.liquidate(journal, account, asset, &risk, events)?;
                 liquidated = true;
             }

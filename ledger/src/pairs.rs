@@ -208,6 +208,9 @@ impl Ledger {
         let Some(&open) = self.holds.get(&id) else {
             return Err(reject(RejectDetail::FillHoldNotOpen { side, hold: id }));
         };
+        if open.wallet != crate::command::Wallet::Spot {
+            return Err(reject(RejectDetail::HoldNotSpot { side, hold: id }));
+        }
         if open.asset != expected {
             return Err(reject(RejectDetail::PairHoldMismatch {
                 pair: pair.symbol.clone(),
@@ -515,7 +518,8 @@ impl Ledger {
                 remaining: amount::shown_decimal(open.remaining, self.scale(open.asset)),
             }));
         }
-        postings!(let mut postings = (Owner::Account(open.account), open.asset, units, -units));
+        let owner = Owner::wallet(open.account, open.wallet);
+        postings!(let mut postings = (owner, open.asset, units, -units));
         self.check_postings(&mut postings)?;
         events.reserve(2);
         self.commit_postings(journal, &postings, events);

@@ -12,7 +12,7 @@
 //! | Asset   | `02` symbol bytes                                | `u8` scale |
 //! | Account | `03` `u64` account id                            | empty, or settings (below) |
 //! | Balance | `04` owner, symbol bytes                         | `i128` available, `i128` locked (minor units) |
-//! | Hold    | `05` `u64` hold id                               | `u64` account, `i128` amount, `i128` remaining, symbol bytes |
+//! | Hold    | `05` `u64` hold id                               | `u64` account, `i128` amount, `i128` remaining, symbol bytes; a hold outside the spot wallet then `00`, `u8` wallet |
 //! | Dedup   | `06` command id bytes                            | `u64` stamp ms, `u128` command fingerprint, verdict |
 //! | Market  | `07` market symbol bytes                         | see below |
 //! | Position| `08` market symbol bytes, `00`, `u64` account id | `i128` size, `i128` cost (see `market`) |
@@ -417,11 +417,31 @@ fn balance_value(value: &mut Vec<u8>, balance: Balance) {
     value.put_i128(balance.locked);
 }
 
+/// A spot hold ends with its symbol (as in format 5); a hold in another
+/// wallet appends `00` and the wallet tag (no symbol byte is `00`).
 fn hold_value(value: &mut Vec<u8>, hold: &Hold, symbol: &str) {
     value.put_u64(hold.account);
     value.put_i128(hold.amount);
     value.put_i128(hold.remaining);
     value.put(symbol.as_bytes());
+    if hold.wallet != Wallet::Spot {
+        value.put_u8(0);
+        value.put_u8(hold.wallet.tag());
+    }
+}
+
+/// The symbol and wallet of a hold value's tail (see `hold_value`).
+fn hold_tail(tail: &[u8]) -> Result<(&[u8], Wallet), String> {
+    match tail.iter().position(|b| *b == 0) {
+        None => Ok((tail, Wallet::Spot)),
+        Some(at) => match (&tail[at + 1..], tail.len() - at) {
+            (&[tag], 2) => match Wallet::from_tag(tag) {
+                Some(wallet) if wallet != Wallet::Spot => Ok((&tail[..at], wallet)),
+                _ => Err(format!("bad hold wallet {tag}")),
+            },
+            _ => Err("bad hold wallet suffix".into()),
+        },
+    }
 }
 
 fn dedup_value(value: &mut Vec<u8>, entry: &DedupEntry) {
@@ -785,13 +805,17 @@ struct Parsed {
     /// History entries by (account, seq), with their asset symbols.
     history: BTreeMap<(AccountId, u64), (HistoryEntry, String, Vec<u8>)>,
     balances: Vec<(Owner, String, Balance, Vec<u8>)>,
-    holds: Vec<(HoldId, AccountId, String, i128, i128, Vec<u8>)>,
+    holds: Vec<ParsedHold>,
     dedup: Vec<(DedupEntry, Vec<u8>)>,
     markets: BTreeMap<String, (ParsedMarket, Vec<u8>)>,
     positions: Vec<(String, AccountId, Position, Vec<u8>)>,
     ingest_sources: BTreeMap<IngestSource, IngestPosition>,
     ingest_failures: Vec<(IngestSource, IngestFailure, Vec<u8>)>,
 }
+
+/// A hold record before its asset is resolved: id, account, wallet,
+/// symbol, amount, remaining, and its key (for errors).
+type ParsedHold = (HoldId, AccountId, Wallet, String, i128, i128, Vec<u8>);
 
 /// A pair record before its assets are resolved: base, quote, size
 /// scale, price scale, min base units, and its key (for errors).
@@ -945,9 +969,10 @@ impl Parsed {
                 let account = v.u64().map_err(bad)?;
                 let amount = v.i128().map_err(bad)?;
                 let remaining = v.i128().map_err(bad)?;
-                let symbol = symbol_from(kind, &key, v.rest())?;
+                let (tail, wallet) = hold_tail(v.rest()).map_err(bad)?;
+                let symbol = symbol_from(kind, &key, tail)?;
                 self.holds
-                    .push((hold, account, symbol, amount, remaining, key));
+                    .push((hold, account, wallet, symbol, amount, remaining, key));
             }
             RecordKind::Dedup => {
                 let id = k.rest();
@@ -1168,12 +1193,13 @@ impl Parsed {
             }
         }
         restore_balances(&mut ledger, self.balances)?;
-        for (hold, account, symbol, amount, remaining, key) in self.holds {
+        for (hold, account, wallet, symbol, amount, remaining, key) in self.holds {
             let Some(&asset) = ledger.asset_index.get(&symbol) else {
                 return Err(malformed(RecordKind::Hold, &key, "unknown asset"));
             };
             let open = Hold {
                 account,
+                wallet,
                 asset,
                 amount,
                 remaining,

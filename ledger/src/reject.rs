@@ -741,6 +741,17 @@ define_reject_details! {
         => RejectCode::InsufficientMargin,
         "account {account} {market} isolated margin {margin}: cannot move {delta}, at most \
          {movable} (margin + UPNL stays at or above the initial margin)";
+
+    // ----- open-order margin ------------------------------------------------
+    90 => HoldNotSpot { side: Side, hold: HoldId }
+        => RejectCode::HoldAssetMismatch,
+        "{side} hold {hold} locks open-order margin, not a spot order's funds";
+    91 => HoldWalletInvalid { wallet: Wallet }
+        => RejectCode::InvalidWallet,
+        "holds lock funds in the spot or margin wallet, not the {wallet} wallet";
+    92 => OrderHoldMismatch { side: Side, hold: HoldId }
+        => RejectCode::HoldAssetMismatch,
+        "{side} hold {hold} is not that side's open-order margin in the market's settle asset";
 }
 
 /// A rejection's record encoding: `u8` reject code tag, then the detail.
@@ -1096,6 +1107,17 @@ mod tests {
                 margin: d("100"),
                 delta: d("-80"),
                 movable: d("45.5"),
+            },
+            HoldNotSpot {
+                side: Side::Sell,
+                hold: 4,
+            },
+            HoldWalletInvalid {
+                wallet: Wallet::Funding,
+            },
+            OrderHoldMismatch {
+                side: Side::Buy,
+                hold: 9,
             },
         ]
     }

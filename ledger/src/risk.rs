@@ -4,7 +4,9 @@
 //! in that asset valued at their mark prices, equity, initial and
 //! maintenance margin, and each position's liquidation price.
 //!
-//! - equity = wallet + Σ unrealized PnL, UPNL = size × mark − cost;
+//! - equity = wallet + Σ unrealized PnL, UPNL = size × mark − cost; for a
+//!   margin collateral wallet, wallet = available + locked (open-order
+//!   margin, the `orders` module) and the locked part is added to the IM;
 //! - initial margin = Σ ceil(notional / leverage), leverage =
 //!   min(market max, bracket max) for the bracket of the notional;
 //! - maintenance margin = Σ ceil(notional × mmr − cum) (each position's exact
@@ -100,7 +102,12 @@ impl Ledger {
                 risk: r,
             });
         }
-        risk.equity = wallet.checked_add(risk.upnl)?;
+        // Open-order margin locked in a margin collateral wallet is margin
+        // balance (equity) and required margin (IM) at once.
+        let order_margin = self.order_margin(account, asset);
+        risk.wallet = wallet.checked_add(order_margin)?;
+        risk.initial = risk.initial.checked_add(order_margin)?;
+        risk.equity = risk.wallet.checked_add(risk.upnl)?;
         Some(risk)
     }
 

@@ -155,6 +155,9 @@ impl Account {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Hold {
     pub account: AccountId,
+    /// Where the funds are locked: `Spot` (orders of spot pairs) or
+    /// `Margin` (open-order margin of perpetual orders).
+    pub wallet: Wallet,
     pub asset: AssetIdx,
     /// The amount originally locked.
     pub amount: i128,

@@ -608,6 +608,30 @@ mod tests {
                 delta: d("-12.5"),
             }
             .into(),
+            WalletLock {
+                hold: 5,
+                account: 3,
+                wallet: Wallet::Margin,
+                asset: "USDT".into(),
+                amount: d("151.5"),
+            }
+            .into(),
+            PerpOrderFill {
+                fill: PerpFill {
+                    market: "BTC-PERP".into(),
+                    buyer: 3,
+                    seller: 2,
+                    size: d("0.1"),
+                    price: d("30300"),
+                    buyer_fee: d("0"),
+                    seller_fee: d("0.3"),
+                },
+                buy_hold: 5,
+                buy_release: d("151.5"),
+                sell_hold: 0,
+                sell_release: d("0"),
+            }
+            .into(),
         ]
     }
 

@@ -1065,3 +1065,109 @@ fn an_isolated_position_has_its_own_liquidation_price_and_liquidation_leaving_cr
     h.ok(isolate(false));
     assert_eq!(usdt(&h, 3, Wallet::Margin), d("850"));
 }
+
+/// Open-order margin, account 3 (margin collateral, 1,000 USDT), the
+/// standard BTC-PERP at mark 30,000:
+///
+/// ```text
+/// buy order 0.1 @ 30,300: the matching engine locks its cost to open,
+///   151.5 + 30 = 181.5, as hold 9 in the margin wallet
+///   available 818.5, locked 181.5; transferable 818.5 (the lock is IM)
+/// a second order for 900: more than the 818.5 available, refused
+/// it fills: PerpOrderFill returns the 181.5 and opens the position in one
+///   transaction; the hold closes; the wallet is 1,000 available again and
+///   the position's own IM (at the fill price) holds 151.5 of it
+/// cancel path: lock 100 (hold 10), ReleasePart 40, Release: back to 1,000
+/// ```
+#[test]
+fn open_order_margin_is_locked_in_the_margin_wallet_counted_in_im_and_consumed_by_the_fill() {
+    let mut h = family();
+    h.ok(market_command("BTC-PERP"));
+    h.ok(open(3, 0, Wallet::Margin, true));
+    h.ok(wallet_deposit(3, Wallet::Margin, "USDT", "1000"));
+    h.ok(wallet_deposit(OTHER, Wallet::Spot, "USDT", "100000"));
+    h.ok(mark("BTC-PERP", "30000"));
+    let lock = |hold: u64, amount: &str| {
+        Command::WalletLock(WalletLock {
+            hold,
+            account: 3,
+            wallet: Wallet::Margin,
+            asset: "USDT".into(),
+            amount: d(amount),
+        })
+    };
+    h.ok(lock(9, "181.5"));
+    assert_eq!(
+        h.balance(Owner::Margin(3), "USDT"),
+        (d("818.5"), d("181.5"))
+    );
+    assert_eq!(
+        h.ledger.transferable(3, Wallet::Margin, "USDT"),
+        Some(d("818.5"))
+    );
+    h.rejected(lock(10, "900"), RejectCode::InsufficientFunds);
+    let r = h.rejected(
+        Command::WalletLock(WalletLock {
+            hold: 10,
+            account: 3,
+            wallet: Wallet::Funding,
+            asset: "USDT".into(),
+            amount: d("1"),
+        }),
+        RejectCode::InvalidWallet,
+    );
+    assert!(r.message().contains("not the funding wallet"));
+    // A margin hold never settles a spot fill.
+    h.ok(wallet_deposit(OTHER, Wallet::Spot, "BTC", "1"));
+    h.ok(Command::Lock(Lock {
+        hold: 11,
+        account: OTHER,
+        asset: "BTC".into(),
+        amount: d("0.1"),
+    }));
+    h.rejected(
+        Command::Fill(Fill {
+            buy_hold: 9,
+            sell_hold: 11,
+            base_amount: d("0.001"),
+            price: d("30000"),
+            buyer_fee: d("0"),
+            seller_fee: d("0"),
+        }),
+        RejectCode::HoldAssetMismatch,
+    );
+    let fill = |release: &str, hold: u64| {
+        Command::PerpOrderFill(PerpOrderFill {
+            fill: PerpFill {
+                market: "BTC-PERP".into(),
+                buyer: 3,
+                seller: OTHER,
+                size: d("0.1"),
+                price: d("30300"),
+                buyer_fee: d("0"),
+                seller_fee: d("0"),
+            },
+            buy_hold: hold,
+            buy_release: d(release),
+            sell_hold: 0,
+            sell_release: d("0"),
+        })
+    };
+    h.rejected(fill("181.500001", 9), RejectCode::HoldInsufficient);
+    h.rejected(fill("1", 11), RejectCode::HoldAssetMismatch);
+    h.ok(fill("181.5", 9));
+    assert!(h.ledger.hold(9).is_none(), "consumed");
+    assert_eq!(h.balance(Owner::Margin(3), "USDT"), (d("1000"), d("0")));
+    let position = h.ledger.position("BTC-PERP", 3).expect("opened");
+    assert_eq!(position.size, d("0.1"));
+    // Cancel path.
+    h.ok(lock(10, "100"));
+    h.ok(Command::ReleasePart(ReleasePart {
+        hold: 10,
+        amount: d("40"),
+    }));
+    assert_eq!(h.balance(Owner::Margin(3), "USDT"), (d("940"), d("60")));
+    h.ok(Command::Release(Release { hold: 10 }));
+    assert_eq!(h.balance(Owner::Margin(3), "USDT"), (d("1000"), d("0")));
+    assert_eq!(total(&h, "USDT"), d("0"));
+}

@@ -5,7 +5,8 @@
 //! moves on margin-wallet and spot-collateral accounts, insurance top-ups
 //! and payouts, fee sweeps, locks and partial releases, isolated margin
 //! switched on and off and moved in and out (isolated fills, funding and
-//! liquidations included).
+//! liquidations included), open-order margin locked in margin wallets
+//! (released in part, or by the liquidation that cancels the orders).
 //!
 //! After every command: all invariants; the conservation report sums every
 //! asset to zero over all owners and wallets; a rejected command changes no
@@ -59,6 +60,8 @@ enum Op {
     Lock(u64, usize, u64),
     ReleasePart(u64, u64),
     Isolate(usize, bool),
+    /// Open-order margin locked in the margin wallet.
+    MarginLock(u64, usize, u64),
     /// Isolated margin moved in (> 0) or out (< 0).
     AdjustIsolated(usize, i64),
 }
@@ -86,6 +89,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1u64..5, a(), x()).prop_map(|(h, a, x)| Op::Lock(h, a, x)),
         1 => (1u64..5, x()).prop_map(|(h, x)| Op::ReleasePart(h, x)),
         2 => (a(), prop::bool::weighted(0.8)).prop_map(|(a, i)| Op::Isolate(a, i)),
+        2 => (1u64..5, a(), 1u64..800).prop_map(|(h, a, x)| Op::MarginLock(h, a, x)),
         4 => (a(), -300i64..1_500).prop_map(|(a, x)| Op::AdjustIsolated(a, x)),
     ]
 }
@@ -174,6 +178,9 @@ fn debited(command: &Command) -> Option<(AccountId, Wallet, Decimal)> {
         Command::WalletWithdraw(c) => Some((c.account, c.wallet, c.amount)),
         Command::Withdraw(c) => Some((c.account, Wallet::Spot, c.amount)),
         Command::FundInsurance(c) => Some((c.account, Wallet::Spot, c.amount)),
+        Command::WalletLock(c) if c.wallet == Wallet::Margin => {
+            Some((c.account, c.wallet, c.amount))
+        }
         _ => None,
     }
 }
@@ -279,6 +286,13 @@ fn command_of(h: &Harness, model: &Model, op: &Op) -> Command {
         }),
         Op::ReleasePart(hold, x) => Command::ReleasePart(ReleasePart {
             hold: *hold,
+            amount: usdt(*x),
+        }),
+        Op::MarginLock(hold, a, x) => Command::WalletLock(WalletLock {
+            hold: *hold,
+            account: acct(a),
+            wallet: Wallet::Margin,
+            asset: "USDT".into(),
             amount: usdt(*x),
         }),
         Op::Isolate(a, isolated) => Command::SetIsolated(SetIsolated {
