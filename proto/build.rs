@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/tally/v1/raft.proto",
         "proto/tally/v1/kafka.proto",
         "proto/tally/v1/backup.proto",
+        "proto/tally/v1/accounts.proto",
     ];
     tonic_prost_build::configure().compile_protos(&files, &["proto"])?;
     for f in files {

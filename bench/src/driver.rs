@@ -205,6 +205,7 @@ async fn read(
         owner: Some(Owner {
             kind: OwnerKind::Account as i32,
             account,
+            wallet: 0,
         }),
         asset: asset.to_string(),
         read: Some(options),

@@ -444,7 +444,7 @@ impl Client {
     /// One read RPC through [`Client::read`]: each attempt builds `new_client`
     /// on the chosen channel and calls `call` with a copy of `request`
     /// carrying the attempt's deadline.
-    async fn read_rpc<Req, Resp, C, F, Fut>(
+    pub(crate) async fn read_rpc<Req, Resp, C, F, Fut>(
         &self,
         read: ReadOptions,
         request: Req,

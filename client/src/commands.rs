@@ -99,11 +99,24 @@ impl CommandExt for Command {
             Some(Body::PerpFill(_)) => "perp_fill",
             Some(Body::SetDedupWindow(_)) => "set_dedup_window",
             Some(Body::FundInsurance(_)) => "fund_insurance",
+            Some(Body::OpenAccount(_)) => "open_account",
+            Some(Body::SetWithdrawAllowed(_)) => "set_withdraw_allowed",
+            Some(Body::SetTransferGrant(_)) => "set_transfer_grant",
+            Some(Body::WalletTransfer(_)) => "wallet_transfer",
+            Some(Body::WalletDeposit(_)) => "wallet_deposit",
+            Some(Body::WalletWithdraw(_)) => "wallet_withdraw",
+            Some(Body::WithdrawInsurance(_)) => "withdraw_insurance",
+            Some(Body::SweepFees(_)) => "sweep_fees",
+            Some(Body::CreatePair(_)) => "create_pair",
+            Some(Body::PairFill(_)) => "pair_fill",
+            Some(Body::ReleasePart(_)) => "release_part",
+            Some(Body::SetIsolated(_)) => "set_isolated",
+            Some(Body::AdjustIsolatedMargin(_)) => "adjust_isolated_margin",
         }
     }
 }
 
-fn command(body: Body) -> Command {
+pub(crate) fn command(body: Body) -> Command {
     Command {
         command_id: new_command_id(),
         body: Some(body),

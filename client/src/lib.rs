@@ -94,6 +94,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod accounts;
 mod admin;
 pub mod amount;
 mod backup;
@@ -111,6 +112,7 @@ mod result;
 mod retry;
 mod router;
 
+pub use accounts::Wallet;
 pub use backup::Backup;
 pub use client::Client;
 pub use commands::CommandExt;

@@ -211,27 +211,43 @@ pub enum Owner {
     Fees,
     /// The insurance fund.
     Insurance,
+    /// A client account's funding or margin wallet (its spot wallet is
+    /// `Account`; [`Owner::wallet`] picks the right form).
+    InWallet(u64, crate::accounts::Wallet),
 }
 
 impl Owner {
+    /// The owner of `account`'s `wallet` balances.
+    pub fn wallet(account: u64, wallet: crate::accounts::Wallet) -> Owner {
+        match wallet {
+            crate::accounts::Wallet::Spot => Owner::Account(account),
+            other => Owner::InWallet(account, other),
+        }
+    }
+
     /// The protocol message.
     pub fn to_proto(self) -> pb::Owner {
-        let (kind, account) = match self {
-            Owner::Account(id) => (pb::OwnerKind::Account, id),
-            Owner::External => (pb::OwnerKind::External, 0),
-            Owner::Fees => (pb::OwnerKind::Fees, 0),
-            Owner::Insurance => (pb::OwnerKind::Insurance, 0),
+        let (kind, account, wallet) = match self {
+            Owner::Account(id) => (pb::OwnerKind::Account, id, pb::Wallet::Spot),
+            Owner::InWallet(id, w) => (pb::OwnerKind::Account, id, w.to_proto()),
+            Owner::External => (pb::OwnerKind::External, 0, pb::Wallet::Spot),
+            Owner::Fees => (pb::OwnerKind::Fees, 0, pb::Wallet::Spot),
+            Owner::Insurance => (pb::OwnerKind::Insurance, 0, pb::Wallet::Spot),
         };
         pb::Owner {
             kind: kind as i32,
             account,
+            wallet: wallet as i32,
         }
     }
 
-    /// From the protocol message; `None` for an unknown kind.
+    /// From the protocol message; `None` for an unknown kind or wallet.
     pub fn from_proto(owner: &pb::Owner) -> Option<Owner> {
         match pb::OwnerKind::try_from(owner.kind).ok()? {
-            pb::OwnerKind::Account => Some(Owner::Account(owner.account)),
+            pb::OwnerKind::Account => Some(Owner::wallet(
+                owner.account,
+                crate::accounts::Wallet::from_proto(owner.wallet)?,
+            )),
             pb::OwnerKind::External => Some(Owner::External),
             pb::OwnerKind::Fees => Some(Owner::Fees),
             pb::OwnerKind::Insurance => Some(Owner::Insurance),
@@ -256,6 +272,7 @@ impl fmt::Display for Owner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Owner::Account(id) => write!(f, "account {id}"),
+            Owner::InWallet(id, wallet) => write!(f, "account {id} {wallet}"),
             Owner::External => f.write_str("external"),
             Owner::Fees => f.write_str("fees"),
             Owner::Insurance => f.write_str("insurance"),
@@ -263,8 +280,8 @@ impl fmt::Display for Owner {
     }
 }
 
-/// Parses an account number or `external` / `fees` / `insurance`
-/// (case-insensitive).
+/// Parses an account number (its spot wallet), `ACCOUNT:WALLET` (e.g.
+/// `7:margin`), or `external` / `fees` / `insurance` (case-insensitive).
 impl FromStr for Owner {
     type Err = String;
 
@@ -273,6 +290,13 @@ impl FromStr for Owner {
             "external" => Ok(Owner::External),
             "fees" => Ok(Owner::Fees),
             "insurance" => Ok(Owner::Insurance),
+            other if other.contains(':') => {
+                let (id, wallet) = other.split_once(':').unwrap_or((other, ""));
+                let id = id
+                    .parse::<u64>()
+                    .map_err(|_| format!("{s:?}: {id:?} is not an account number"))?;
+                Ok(Owner::wallet(id, wallet.parse()?))
+            }
             other => other.parse::<u64>().map(Owner::Account).map_err(|_| {
                 format!("{s:?} is neither an account number nor external, fees or insurance")
             }),
@@ -302,8 +326,22 @@ mod tests {
         let unknown = pb::Owner {
             kind: 99,
             account: 0,
+            wallet: 0,
         };
         assert_eq!(Owner::from_proto(&unknown), None);
+        // Wallets: `ACCOUNT:WALLET`, spot is the plain account.
+        use crate::accounts::Wallet;
+        let margin = Owner::InWallet(7, Wallet::Margin);
+        assert_eq!("7:margin".parse::<Owner>(), Ok(margin));
+        assert_eq!("7:spot".parse::<Owner>(), Ok(Owner::Account(7)));
+        assert_eq!(Owner::from_proto(&margin.to_proto()), Some(margin));
+        assert_eq!(margin.to_string(), "account 7 margin");
+        assert!("7:savings".parse::<Owner>().is_err());
+        let unknown_wallet = pb::Owner {
+            wallet: 9,
+            ..Owner::Account(7).to_proto()
+        };
+        assert_eq!(Owner::from_proto(&unknown_wallet), None);
     }
 
     #[test]

@@ -207,6 +207,12 @@ fn gcd(mut a: u128, mut b: u128) -> u128 {
     a
 }
 
+/// `units` at `scale` without trailing zeros: how rejection details and
+/// account-model events show computed amounts (`20`, not `20.000000`).
+pub(crate) fn shown_decimal(units: i128, scale: u32) -> Decimal {
+    to_decimal(units, scale).normalize()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -60,6 +60,8 @@ pub(crate) fn owner_parts(owner: Owner) -> (u8, u64) {
         Owner::External => (1, 0),
         Owner::Fees => (2, 0),
         Owner::Insurance => (3, 0),
+        Owner::Funding(id) => (4, id),
+        Owner::Margin(id) => (5, id),
     }
 }
 
@@ -69,6 +71,8 @@ fn owner_from_parts(kind: u8, id: u64) -> Result<Owner, String> {
         (1, 0) => Ok(Owner::External),
         (2, 0) => Ok(Owner::Fees),
         (3, 0) => Ok(Owner::Insurance),
+        (4, id) => Ok(Owner::Funding(id)),
+        (5, id) => Ok(Owner::Margin(id)),
         _ => Err(format!("bad owner kind {kind} with id {id}")),
     }
 }

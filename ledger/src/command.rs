@@ -59,6 +59,13 @@ pub const MAX_MARGIN_BRACKETS: usize = 16;
 /// Largest leverage a market or bracket may allow.
 pub const MAX_LEVERAGE: u32 = 1000;
 
+/// Most transfer grants (sub-accounts it may transfer to) one sub-account
+/// holds; `SetTransferGrant` beyond it is refused with `TooManyGrants`.
+pub const MAX_TRANSFER_GRANTS: usize = 256;
+
+/// Most spot pairs a ledger holds.
+pub const MAX_PAIRS: usize = 4096;
+
 /// Most decimal places of a rate (maintenance margin rate, liquidation fee
 /// rate, funding rate). A rate with more is rejected (`BadPrecision`).
 pub const RATE_SCALE: u32 = 8;
@@ -126,6 +133,92 @@ pub enum Owner {
     Fees,
     /// The insurance fund (perpetuals).
     Insurance,
+    /// A client account's funding wallet.
+    Funding(AccountId),
+    /// A client account's margin wallet (the collateral of its perpetual
+    /// positions if the account was opened with margin collateral).
+    Margin(AccountId),
+}
+
+/// The kind of a client account's wallet. Every account holds, per asset,
+/// one balance in each wallet it touched: `Spot` (available + locked, where
+/// every legacy command and every hold acts), `Funding` (deposits and
+/// withdrawals named to it) and `Margin` (the cross collateral of
+/// derivatives, see `OpenAccount::collateral`). Only `Spot` balances carry
+/// holds; the others have `locked == 0`.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+pub enum Wallet {
+    #[default]
+    Spot,
+    Funding,
+    Margin,
+}
+
+impl Wallet {
+    /// Every wallet kind, in tag order.
+    pub const ALL: [Wallet; 3] = [Wallet::Spot, Wallet::Funding, Wallet::Margin];
+
+    /// Stable lowercase name (`spot`, `funding`, `margin`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wallet::Spot => "spot",
+            Wallet::Funding => "funding",
+            Wallet::Margin => "margin",
+        }
+    }
+
+    /// The wallet named `name` (as `as_str` spells it), if any.
+    pub fn parse(name: &str) -> Option<Wallet> {
+        Wallet::ALL.into_iter().find(|w| w.as_str() == name)
+    }
+
+    /// The wire and record tag (0 spot, 1 funding, 2 margin).
+    pub fn tag(self) -> u8 {
+        match self {
+            Wallet::Spot => 0,
+            Wallet::Funding => 1,
+            Wallet::Margin => 2,
+        }
+    }
+
+    /// The wallet of a tag, if it names one.
+    pub fn from_tag(tag: u8) -> Option<Wallet> {
+        Wallet::ALL.get(usize::from(tag)).copied()
+    }
+}
+
+impl std::fmt::Display for Wallet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Owner {
+    /// The owner of `account`'s `wallet` balances.
+    pub fn wallet(account: AccountId, wallet: Wallet) -> Owner {
+        match wallet {
+            Wallet::Spot => Owner::Account(account),
+            Wallet::Funding => Owner::Funding(account),
+            Wallet::Margin => Owner::Margin(account),
+        }
+    }
+
+    /// The client account and wallet, or `None` for a system owner.
+    pub fn client(self) -> Option<(AccountId, Wallet)> {
+        match self {
+            Owner::Account(id) => Some((id, Wallet::Spot)),
+            Owner::Funding(id) => Some((id, Wallet::Funding)),
+            Owner::Margin(id) => Some((id, Wallet::Margin)),
+            Owner::External | Owner::Fees | Owner::Insurance => None,
+        }
+    }
+
+    /// True for a client account's wallet (any kind).
+    pub fn is_client(self) -> bool {
+        self.client().is_some()
+    }
 }
 
 /// How messages name an owner: `account 7`, `the external account`, `the
@@ -137,6 +230,8 @@ impl std::fmt::Display for Owner {
             Owner::External => f.write_str("the external account"),
             Owner::Fees => f.write_str("the fee account"),
             Owner::Insurance => f.write_str("the insurance fund"),
+            Owner::Funding(id) => write!(f, "account {id}'s funding wallet"),
+            Owner::Margin(id) => write!(f, "account {id}'s margin wallet"),
         }
     }
 }
@@ -228,6 +323,163 @@ crate::wire::define_commands! {
     /// the asset's insurance fund (`Owner::Insurance`), which absorbs
     /// liquidation losses: how an exchange seeds or tops up the fund.
     14 => FundInsurance { account: AccountId, asset: String, amount: Decimal }
+    /// Opens a client account with its account-model settings (see the
+    /// `accounts` module): `parent` its master (`0`: a top-level account;
+    /// a master must be a top-level account), `collateral` the wallet its
+    /// perpetual positions are margined over (`Spot`, as for
+    /// `CreateAccount`, or `Margin`), `can_withdraw` whether withdrawals
+    /// are allowed, `history` whether its balance changes are kept (the
+    /// `history` module).
+    15 => OpenAccount {
+        account: AccountId,
+        parent: AccountId,
+        collateral: Wallet,
+        can_withdraw: bool,
+        history: bool,
+    }
+    /// Allows or forbids withdrawals from `account` (any wallet).
+    16 => SetWithdrawAllowed { account: AccountId, allowed: bool }
+    /// The master `master` allows (or revokes) transfers from its
+    /// sub-account `from` to its sub-account `to`.
+    17 => SetTransferGrant { master: AccountId, from: AccountId, to: AccountId, allowed: bool }
+    /// Moves `amount` of `asset` from one (account, wallet) `available` to
+    /// another, atomically: between two wallets of one account, between a
+    /// master and its sub-account (either way), between two sub-accounts of
+    /// one master with a grant, or between two unrelated top-level accounts.
+    /// Out of a collateral wallet at most the transferable amount moves.
+    18 => WalletTransfer {
+        from: AccountId,
+        from_wallet: Wallet,
+        to: AccountId,
+        to_wallet: Wallet,
+        asset: String,
+        amount: Decimal,
+    }
+    /// Credits `account`'s `wallet`; debits the asset's `External` account.
+    19 => WalletDeposit { account: AccountId, wallet: Wallet, asset: String, amount: Decimal }
+    /// Debits `account`'s `wallet` (at most its transferable amount, and
+    /// only if the account may withdraw); credits `External`.
+    20 => WalletWithdraw { account: AccountId, wallet: Wallet, asset: String, amount: Decimal }
+    /// Pays `amount` of `asset` out of the insurance fund to `account`'s
+    /// `wallet` (at most what the fund holds).
+    21 => WithdrawInsurance { asset: String, account: AccountId, wallet: Wallet, amount: Decimal }
+    /// Sweeps `amount` of `asset` from the fee account to `account`'s
+    /// `wallet` (at most what the fee account holds).
+    22 => SweepFees { asset: String, account: AccountId, wallet: Wallet, amount: Decimal }
+    /// Registers a spot pair: `base` and `quote` existing, different
+    /// assets; fills of the pair trade base amounts of at most `size_scale`
+    /// decimals (at most the base scale) at prices of at most `price_scale`
+    /// decimals, and at least `min_base_amount` (zero: no minimum).
+    23 => CreatePair {
+        pair: String,
+        base: String,
+        quote: String,
+        size_scale: u32,
+        price_scale: u32,
+        min_base_amount: Decimal,
+    }
+    /// Settles one trade of a registered pair (see the `pairs` module):
+    /// the buy hold must hold the pair's quote, the sell hold its base.
+    /// Each side's fee is an amount of an asset of its choice (see `Fee`).
+    /// `buyer_limit_price`, if positive, is the buy order's limit price:
+    /// the price improvement `base_amount * (limit - price)` is returned
+    /// from the buy hold to available at once; zero keeps it on the hold.
+    24 => PairFill {
+        pair: String,
+        buy_hold: HoldId,
+        sell_hold: HoldId,
+        base_amount: Decimal,
+        price: Decimal,
+        buyer_fee: Fee,
+        seller_fee: Fee,
+        buyer_limit_price: Decimal,
+    }
+    /// Returns `amount` of a hold's remainder to available (an order
+    /// amended down); the whole remainder closes the hold.
+    25 => ReleasePart { hold: HoldId, amount: Decimal }
+    /// Makes `account`'s position in `market` isolated (or cross again)
+    /// while it holds none there (see the `isolated` module).
+    26 => SetIsolated { account: AccountId, market: String, isolated: bool }
+    /// Adds (`delta > 0`, from the collateral wallet) or removes (`delta
+    /// < 0`, back to it) isolated margin of `account`'s position in `market`.
+    27 => AdjustIsolatedMargin { account: AccountId, market: String, delta: Decimal }
+    /// Locks `amount` of `account`'s `wallet` (spot or margin) under a new
+    /// hold: in the margin wallet, open-order margin of a perpetual order
+    /// (at most the transferable amount; it counts in the initial margin
+    /// and in equity, see the `risk` module).
+    28 => WalletLock { hold: HoldId, account: AccountId, wallet: Wallet, asset: String, amount: Decimal }
+    /// A perpetual fill that first returns `buy_release` / `sell_release`
+    /// of the buyer's / seller's open-order margin holds to available (the
+    /// order's margin, consumed by the fill), all in one transaction. A
+    /// hold id 0 releases nothing.
+    29 => PerpOrderFill {
+        fill: PerpFillSpec,
+        buy_hold: HoldId,
+        buy_release: Decimal,
+        sell_hold: HoldId,
+        sell_release: Decimal,
+    }
+}
+
+/// The fields of a `PerpFill`, as `PerpOrderFill` carries them.
+pub type PerpFillSpec = PerpFill;
+
+impl crate::wire::WireField for PerpFill {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.market.put(out);
+        self.buyer.put(out);
+        self.seller.put(out);
+        self.size.put(out);
+        self.price.put(out);
+        self.buyer_fee.put(out);
+        self.seller_fee.put(out);
+    }
+    fn read(reader: &mut crate::wire::WireReader<'_>) -> Result<Self, crate::wire::WireError> {
+        Ok(PerpFill {
+            market: String::read(reader)?,
+            buyer: AccountId::read(reader)?,
+            seller: AccountId::read(reader)?,
+            size: Decimal::read(reader)?,
+            price: Decimal::read(reader)?,
+            buyer_fee: Decimal::read(reader)?,
+            seller_fee: Decimal::read(reader)?,
+        })
+    }
+}
+
+/// A fill side's fee: `amount` of `asset`. An empty `asset` means the asset
+/// the side receives. A fee in the received asset is deducted from what it
+/// receives (at most all of it); in the asset it pays, it is taken from its
+/// hold after the trade's amount (the order locked it); in any other asset
+/// (an exchange token) from its spot `available`. Not covered: the fill is
+/// refused (`FeeNotCovered`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Fee {
+    pub asset: String,
+    pub amount: Decimal,
+}
+
+impl crate::wire::WireField for Fee {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.asset.put(out);
+        self.amount.put(out);
+    }
+    fn read(reader: &mut crate::wire::WireReader<'_>) -> Result<Self, crate::wire::WireError> {
+        Ok(Fee {
+            asset: String::read(reader)?,
+            amount: Decimal::read(reader)?,
+        })
+    }
+}
+
+impl crate::wire::WireField for Wallet {
+    fn put(&self, out: &mut Vec<u8>) {
+        out.push(self.tag());
+    }
+    fn read(reader: &mut crate::wire::WireReader<'_>) -> Result<Self, crate::wire::WireError> {
+        let tag = reader.u8()?;
+        Wallet::from_tag(tag).ok_or(crate::wire::WireError::BadWallet(tag))
+    }
 }
 
 /// One maintenance-margin tier of a market: from `notional_floor` (settle
@@ -366,6 +618,39 @@ define_reject_codes! {
     /// new command is refused (not remembered) until some expire or the
     /// window is shrunk.
     30 => DedupTableFull "DEDUP_TABLE_FULL"
+    /// A transfer a sub-account rule forbids (sub to sub without the
+    /// master's grant, a sub-account with an unrelated account).
+    31 => TransferNotAllowed "TRANSFER_NOT_ALLOWED"
+    /// The account may not withdraw (a sub-account not allowed to).
+    32 => WithdrawNotAllowed "WITHDRAW_NOT_ALLOWED"
+    /// More than the transferable amount out of a collateral wallet (its
+    /// initial margin stays covered; unrealized profit never moves).
+    33 => ExceedsTransferable "EXCEEDS_TRANSFERABLE"
+    /// A parent that does not exist or is itself a sub-account.
+    34 => InvalidParent "INVALID_PARENT"
+    /// The account is not a sub-account of the named master.
+    35 => NotSubAccount "NOT_SUB_ACCOUNT"
+    /// A wallet that cannot serve here (funding as collateral, a transfer
+    /// from a wallet to itself).
+    36 => InvalidWallet "INVALID_WALLET"
+    /// The bound on transfer grants of one account is reached.
+    37 => TooManyGrants "TOO_MANY_GRANTS"
+    /// No spot pair with that symbol.
+    38 => UnknownPair "UNKNOWN_PAIR"
+    39 => PairExists "PAIR_EXISTS"
+    /// Pair parameters malformed (symbol, same asset twice, scales).
+    40 => InvalidPair "INVALID_PAIR"
+    /// A fill's holds do not hold its pair's quote (buy) and base (sell).
+    41 => PairMismatch "PAIR_MISMATCH"
+    /// A fill below its pair's minimum base amount.
+    42 => BelowMinSize "BELOW_MIN_SIZE"
+    /// A fee in the paid or a third asset that the payer cannot cover.
+    43 => FeeNotCovered "FEE_NOT_COVERED"
+    /// The account holds a position in the market (a margin mode changes
+    /// only while flat).
+    44 => PositionOpen "POSITION_OPEN"
+    /// The account's position in the market is not isolated.
+    45 => NotIsolated "NOT_ISOLATED"
 }
 
 /// One balance movement caused by an applied command. `available` and
@@ -508,6 +793,72 @@ pub enum Event {
     /// The idempotency window is now `window_ms` (from the next command on).
     DedupWindowSet {
         window_ms: u64,
+    },
+    /// An account was opened with its settings (`parent` 0: top-level).
+    AccountOpened {
+        account: AccountId,
+        parent: AccountId,
+        collateral: Wallet,
+        can_withdraw: bool,
+        history: bool,
+    },
+    /// Withdrawals from `account` are now allowed or not.
+    WithdrawAllowed {
+        account: AccountId,
+        allowed: bool,
+    },
+    /// The master granted (or revoked) transfers from sub-account `from`
+    /// to sub-account `to`.
+    TransferGrant {
+        master: AccountId,
+        from: AccountId,
+        to: AccountId,
+        allowed: bool,
+    },
+    /// The insurance fund of `asset` was topped up (`delta` > 0) or paid
+    /// out (`delta` < 0) by command; `balance` is after the change.
+    InsuranceFund {
+        asset: String,
+        delta: Decimal,
+        balance: Decimal,
+    },
+    /// `amount` of `asset` was swept from the fee account to `account`'s
+    /// `wallet`.
+    FeesSwept {
+        asset: String,
+        account: AccountId,
+        wallet: Wallet,
+        amount: Decimal,
+    },
+    /// An isolated margin changed by `delta` to `margin` (`None`: the
+    /// position is cross again).
+    IsolatedMargin {
+        market: String,
+        account: AccountId,
+        delta: Decimal,
+        margin: Option<Decimal>,
+    },
+    /// A spot pair was registered.
+    PairCreated {
+        pair: String,
+        base: String,
+        quote: String,
+    },
+    /// A settled trade of a pair: fees with the asset each side paid them
+    /// in; `price_improvement` (quote) went back from the buy hold to the
+    /// buyer's available.
+    PairFill {
+        pair: String,
+        buyer: AccountId,
+        seller: AccountId,
+        base_amount: Decimal,
+        quote_amount: Decimal,
+        price: Decimal,
+        buyer_fee_asset: String,
+        buyer_fee: Decimal,
+        seller_fee_asset: String,
+        seller_fee: Decimal,
+        price_improvement: Decimal,
     },
 }
 

@@ -61,7 +61,7 @@ use crate::amount::{self, AmountError};
 use crate::command::{
     AccountId, ApplyResult, Command, CreateAsset, Deposit, Envelope, Event, Fill, FundInsurance,
     HoldId, Lock, MAX_ASSET_SCALE, MAX_DEDUP_WINDOW_MS, MAX_UNITS, MIN_DEDUP_WINDOW_MS, Outcome,
-    Owner, Transfer, Withdraw, is_valid_asset_symbol,
+    Owner, Transfer, Wallet, Withdraw, is_valid_asset_symbol,
 };
 use crate::dedup::{DedupEntry, DedupTable, StoredId, Verdict};
 use crate::events::Events;
@@ -113,6 +113,10 @@ pub struct Ledger {
     /// Every market index, sorted by market symbol: the order in which
     /// markets are visited wherever the order can reach output.
     pub(crate) market_order: Vec<MarketIdx>,
+    /// Spot pairs, by `PairIdx` (creation order on this replica).
+    pub(crate) pairs: Vec<crate::pairs::Pair>,
+    /// Pair symbol to index (sorted: listing order).
+    pub(crate) pair_index: std::collections::BTreeMap<String, crate::pairs::PairIdx>,
     pub(crate) dedup: DedupTable,
     /// Kafka ingest positions and kept failures (the `ingest` module).
     pub(crate) ingest: crate::ingest::IngestTable,
@@ -129,6 +133,10 @@ pub struct Ledger {
     pub(crate) journal: Journal,
     /// Reused buffer for the canonical command encoding (fingerprints).
     scratch: Vec<u8>,
+    /// Where the command being applied comes from (history entries).
+    pub(crate) context: crate::history::ApplyContext,
+    /// The rules before the account model (`set_legacy_rules`).
+    pub(crate) legacy_rules: bool,
 }
 
 /// The rejection explained by `detail` (its code follows from the detail).
@@ -136,9 +144,10 @@ pub(crate) fn reject(detail: RejectDetail) -> Rejection {
     Rejection::new(detail)
 }
 
-/// Most postings any command makes (a fill: two holds, two credits, two
-/// fees); `postings!` checks every command against it at compile time.
-const MAX_POSTINGS: usize = 6;
+/// Most postings any command makes (a pair fill: two holds, two credits,
+/// two fees, two fees in a third asset); `postings!` checks every command
+/// against it at compile time.
+pub(crate) const MAX_POSTINGS: usize = 8;
 
 // A balance (at most MAX_UNITS) plus a merged delta (at most MAX_POSTINGS
 // validated amounts) never overflows i128, so merging cannot wrap and
@@ -156,7 +165,7 @@ struct FillUnits {
 }
 
 /// The postings of one command, on the stack.
-struct Postings {
+pub(crate) struct Postings {
     items: [Posting; MAX_POSTINGS],
     len: usize,
 }
@@ -169,18 +178,19 @@ struct Postings {
 macro_rules! postings {
     (let mut $name:ident = $( ($($change:tt)*) ),+ $(,)?) => {
         const _: () = assert!(
-            <[()]>::len(&[$( postings!(@unit $($change)*) ),+]) <= MAX_POSTINGS,
+            <[()]>::len(&[$( postings!(@unit $($change)*) ),+]) <= $crate::engine::MAX_POSTINGS,
             "a command makes more than MAX_POSTINGS postings"
         );
         // Built in place (no move of the list on the hot path).
-        let mut $name = Postings::new();
+        let mut $name = $crate::engine::Postings::new();
         $( $name.add($($change)*); )+
     };
     (@unit $($change:tt)*) => { () };
 }
+pub(crate) use postings;
 
 impl Postings {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let empty = Posting {
             owner: Owner::External,
             asset: 0,
@@ -195,7 +205,13 @@ impl Postings {
     }
 
     /// Adds a change, merging it into an earlier one for the same balance.
-    fn add(&mut self, owner: Owner, asset: AssetIdx, available_delta: i128, locked_delta: i128) {
+    pub(crate) fn add(
+        &mut self,
+        owner: Owner,
+        asset: AssetIdx,
+        available_delta: i128,
+        locked_delta: i128,
+    ) {
         for p in &mut self.items[..self.len] {
             if p.owner == owner && p.asset == asset {
                 // Deltas are validated amounts (|x| <= MAX_UNITS) and at most
@@ -239,6 +255,8 @@ impl Ledger {
             markets: Vec::new(),
             market_index: FxHashMap::default(),
             market_order: Vec::new(),
+            pairs: Vec::new(),
+            pair_index: std::collections::BTreeMap::new(),
             dedup: DedupTable::default(),
             ingest: crate::ingest::IngestTable::default(),
             dedup_window_ms: config.dedup_window_ms,
@@ -246,6 +264,8 @@ impl Ledger {
             dirty: DirtySet::default(),
             journal: Journal::default(),
             scratch: Vec::new(),
+            context: crate::history::ApplyContext::default(),
+            legacy_rules: false,
         }
     }
 
@@ -348,6 +368,9 @@ impl Ledger {
             self.dirty.push(DirtyKey::Meta);
         }
         self.dedup.evict_before(horizon_ms);
+        self.context.time_ms = now_ms;
+        self.context.command_id.clear();
+        self.context.command_id.push_str(&id.0);
         let mut events = Events::new(detailed);
         let outcome = match self.execute(&envelope.command, now_ms, &mut events) {
             Ok(()) => Outcome::Applied {
@@ -397,7 +420,36 @@ impl Ledger {
             Command::PerpFill(c) => ledger.perp_fill(journal, c, events),
             Command::SetDedupWindow(c) => ledger.set_dedup_window(c.window_ms, events),
             Command::FundInsurance(c) => ledger.fund_insurance(journal, c, events),
+            Command::OpenAccount(c) => ledger.open_account(c, events),
+            Command::SetWithdrawAllowed(c) => ledger.set_withdraw_allowed(c, events),
+            Command::SetTransferGrant(c) => ledger.set_transfer_grant(c, events),
+            Command::WalletTransfer(c) => ledger.wallet_transfer(journal, c, events),
+            Command::WalletDeposit(c) => ledger.wallet_deposit(journal, c, events),
+            Command::WalletWithdraw(c) => ledger.wallet_withdraw(journal, c, events),
+            Command::WithdrawInsurance(c) => ledger.withdraw_insurance(journal, c, events),
+            Command::SweepFees(c) => ledger.sweep_fees(journal, c, events),
+            Command::CreatePair(c) => ledger.create_pair(c, events),
+            Command::PairFill(c) => ledger.pair_fill(journal, c, events),
+            Command::ReleasePart(c) => ledger.release_part(journal, c, events),
+            Command::SetIsolated(c) => ledger.set_isolated(journal, c, events),
+            Command::AdjustIsolatedMargin(c) => ledger.adjust_isolated_margin(journal, c, events),
+            Command::WalletLock(c) => ledger.wallet_lock(journal, c, events),
+            Command::PerpOrderFill(c) => ledger.perp_order_fill(journal, c, events),
         })
+    }
+
+    /// Applies the rules of the engine before the account model (true) or
+    /// the current ones (false, the default). The rules of two commands
+    /// that existed before changed: a perp fill must pay its cost to open
+    /// (see the `perp` module) instead of the IM at the marks, and
+    /// `Withdraw`, `Transfer` and `FundInsurance` move at most the
+    /// transferable amount out of a spot wallet that is an account's
+    /// collateral. Not replicated state: the shell sets it from the cluster
+    /// version in force at each log entry, so every replica interprets an
+    /// entry under the same rules (a log written by an older build replays
+    /// with `true`).
+    pub fn set_legacy_rules(&mut self, legacy: bool) {
+        self.legacy_rules = legacy;
     }
 
     /// The idempotency window in force, in ms of leader time.
@@ -516,6 +568,8 @@ impl Ledger {
         c: &Withdraw,
         events: &mut Events,
     ) -> Result<(), Rejection> {
+        self.check_account(c.account)?;
+        self.check_may_withdraw(c.account)?;
         let to = Owner::External;
         self.debit_available(journal, c.account, &c.asset, c.amount, to, events)
     }
@@ -550,13 +604,17 @@ impl Ledger {
         let idx = self.asset_idx(asset)?;
         let units = self.positive_units(amount, idx, Field::Amount)?;
         self.check_available(account, idx, units)?;
+        self.check_transferable(account, Wallet::Spot, idx, units)?;
         postings!(let mut postings =
             (Owner::Account(account), idx, -units, 0),
             (to, idx, units, 0),
         );
         self.check_postings(&mut postings)?;
-        events.reserve(2);
+        events.reserve(3);
         self.commit_postings(journal, &postings, events);
+        if to == Owner::Insurance {
+            self.emit_system_change(Owner::Insurance, idx, units, events);
+        }
         Ok(())
     }
 
@@ -580,6 +638,7 @@ impl Ledger {
         self.commit_postings(journal, &postings, events);
         let open = Hold {
             account,
+            wallet: Wallet::Spot,
             asset: idx,
             amount: units,
             remaining: units,
@@ -599,7 +658,7 @@ impl Ledger {
             return Err(reject(RejectDetail::HoldNotOpen { hold }));
         };
         postings!(let mut postings = (
-            Owner::Account(open.account),
+            Owner::wallet(open.account, open.wallet),
             open.asset,
             open.remaining,
             -open.remaining,
@@ -624,6 +683,10 @@ impl Ledger {
         let idx = self.asset_idx(asset)?;
         let units = self.positive_units(amount, idx, Field::Amount)?;
         self.check_available(from, idx, units)?;
+        self.check_family(from, to)?;
+        if from != to {
+            self.check_transferable(from, Wallet::Spot, idx, units)?;
+        }
         postings!(let mut postings =
             (Owner::Account(from), idx, -units, 0),
             (Owner::Account(to), idx, units, 0),
@@ -718,6 +781,14 @@ impl Ledger {
                 hold: c.sell_hold,
             }));
         };
+        for (side, hold, open) in [
+            (Side::Buy, c.buy_hold, &buy),
+            (Side::Sell, c.sell_hold, &sell),
+        ] {
+            if open.wallet != Wallet::Spot {
+                return Err(reject(RejectDetail::HoldNotSpot { side, hold }));
+            }
+        }
         if buy.asset == sell.asset {
             return Err(reject(RejectDetail::HoldsSameAsset {
                 buy_hold: c.buy_hold,
@@ -783,7 +854,7 @@ impl Ledger {
 
     /// `HoldInsufficient` unless the `side` hold `id` still has `taken`
     /// minor units of its asset.
-    fn check_hold_covers(
+    pub(crate) fn check_hold_covers(
         &self,
         side: Side,
         id: HoldId,
@@ -892,7 +963,7 @@ impl Ledger {
     }
 
     /// `InsufficientFunds` unless `account` has `units` of `asset` available.
-    fn check_available(
+    pub(crate) fn check_available(
         &self,
         account: AccountId,
         asset: AssetIdx,
@@ -915,11 +986,11 @@ impl Ledger {
 
     /// The current balance in minor units (zero if never touched or unknown).
     pub(crate) fn balance_units(&self, owner: Owner, asset: AssetIdx) -> Balance {
-        match (owner, system_slot(owner)) {
-            (Owner::Account(id), _) => self
+        match (owner.client(), system_slot(owner)) {
+            (Some((id, wallet)), _) => self
                 .accounts
                 .get(&id)
-                .and_then(|account| account.get(asset))
+                .and_then(|account| account.get(wallet, asset))
                 .copied()
                 .unwrap_or_default(),
             (_, Some(slot)) => self
@@ -935,7 +1006,7 @@ impl Ledger {
     /// `±MAX_UNITS` (else `AmountTooLarge`), client `available` not negative
     /// (`InsufficientFunds`). Asserts that `locked` stays non-negative (zero
     /// for system owners): the command checks make anything else unreachable.
-    fn check_postings(&self, postings: &mut Postings) -> Result<(), Rejection> {
+    pub(crate) fn check_postings(&self, postings: &mut Postings) -> Result<(), Rejection> {
         for i in 0..postings.len {
             let p = postings.items[i];
             let current = self.balance_units(p.owner, p.asset);
@@ -947,7 +1018,7 @@ impl Ledger {
             if !amount::in_range(available) || !amount::in_range(locked) {
                 return Err(self.too_large(p.owner, p.asset));
             }
-            let is_client = matches!(p.owner, Owner::Account(_));
+            let is_client = p.owner.is_client();
             if is_client && available < 0 && p.available_delta < 0 {
                 return Err(reject(RejectDetail::WouldGoNegative {
                     owner: p.owner,
@@ -979,7 +1050,12 @@ impl Ledger {
     /// `Balance` event. A spot command calls it once everything is checked,
     /// so this is its commit point: nothing after it can fail (see the
     /// `journal` module).
-    fn commit_postings(&mut self, journal: &mut Journal, postings: &Postings, events: &mut Events) {
+    pub(crate) fn commit_postings(
+        &mut self,
+        journal: &mut Journal,
+        postings: &Postings,
+        events: &mut Events,
+    ) {
         journal.commit_point();
         for p in postings.iter() {
             if p.available_delta != 0 || p.locked_delta != 0 {
@@ -988,7 +1064,7 @@ impl Ledger {
         }
     }
 
-    fn hold_event(
+    pub(crate) fn hold_event(
         &self,
         hold: HoldId,
         account: AccountId,

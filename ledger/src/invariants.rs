@@ -16,7 +16,10 @@
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::amount::{display, in_range};
-use crate::command::{AccountId, MAX_LEVERAGE, MAX_MARGIN_BRACKETS, Owner, is_valid_market_symbol};
+use crate::command::{
+    AccountId, MAX_LEVERAGE, MAX_MARGIN_BRACKETS, MAX_TRANSFER_GRANTS, MAX_UNITS, Owner, Wallet,
+    is_valid_market_symbol,
+};
 use crate::engine::Ledger;
 use crate::market::{Market, Position, RATE_ONE, with_cum};
 use crate::state::{AssetIdx, BalanceSlot, SYSTEM_OWNERS};
@@ -115,6 +118,7 @@ impl Ledger {
         self.check_accounts(&mut t)?;
         self.check_conservation(t)?;
         self.check_ingest()?;
+        self.check_pairs()?;
         self.dedup.check()
     }
 
@@ -218,6 +222,14 @@ impl Ledger {
                 return Err(format!("pool of {name} out of range"));
             }
             *sum += state.pool;
+            for (&account, &margin) in &market.isolated {
+                if !self.accounts.contains_key(&account) || !(0..=MAX_UNITS).contains(&margin) {
+                    return Err(format!(
+                        "isolated margin {margin} in {name} of account {account} is bad"
+                    ));
+                }
+                *sum += margin;
+            }
         }
         Ok(())
     }
@@ -247,7 +259,13 @@ impl Ledger {
                     self.amount(hold.amount, hold.asset)
                 ));
             }
-            let total = t.held.entry((hold.account, hold.asset)).or_insert(0);
+            if !matches!(hold.wallet, Wallet::Spot | Wallet::Margin) {
+                return Err(format!("hold {id} is in the {} wallet", hold.wallet));
+            }
+            let total = t
+                .held
+                .entry((hold.account, hold.wallet, hold.asset))
+                .or_insert(0);
             *total = total
                 .checked_add(hold.remaining)
                 .ok_or_else(|| format!("holds of account {} overflow", hold.account))?;
@@ -267,10 +285,14 @@ impl Ledger {
                 return Err("account 0 exists".into());
             }
             let account = &self.accounts[&id];
-            if !account.balances.windows(2).all(|w| w[0].asset < w[1].asset) {
+            let key = |s: &BalanceSlot| (s.wallet, s.asset);
+            if !account.balances.windows(2).all(|w| key(&w[0]) < key(&w[1])) {
                 return Err(format!("account {id} balances out of order"));
             }
+            self.check_settings(id)?;
+            let collateral = account.settings.collateral;
             for &BalanceSlot {
+                wallet,
                 asset: idx,
                 balance,
                 ..
@@ -282,18 +304,20 @@ impl Ledger {
                 if !in_range(balance.available) || !in_range(balance.locked) {
                     return Err(format!(
                         "{:?} {} out of range",
-                        Owner::Account(id),
+                        Owner::wallet(id, wallet),
                         self.symbol(idx)
                     ));
                 }
-                let shortfall = t.settle_assets.contains(&idx) && !t.exposed.contains(&(id, idx));
+                let shortfall = wallet == collateral
+                    && t.settle_assets.contains(&idx)
+                    && !t.exposed.contains(&(id, idx));
                 if balance.available < 0 && !shortfall {
                     return Err(format!(
                         "account {id} has negative available {}",
                         self.amount(balance.available, idx)
                     ));
                 }
-                let in_holds = t.held.remove(&(id, idx)).unwrap_or(0);
+                let in_holds = t.held.remove(&(id, wallet, idx)).unwrap_or(0);
                 if balance.locked != in_holds {
                     return Err(format!(
                         "account {id} has {} locked but its open holds total {}",
@@ -311,13 +335,89 @@ impl Ledger {
         Ok(())
     }
 
+    /// Pairs: indexed once each, two different known assets, scales in range.
+    fn check_pairs(&self) -> Result<(), String> {
+        if self.pair_index.len() != self.pairs.len() {
+            return Err("pair index and pair table differ in size".into());
+        }
+        for (i, pair) in self.pairs.iter().enumerate() {
+            let name = &pair.symbol;
+            if self.pair_index.get(name).map(|&idx| idx as usize) != Some(i) {
+                return Err(format!("pair {name} missing from the index"));
+            }
+            let known = |a: AssetIdx| (a as usize) < self.assets.len();
+            if !known(pair.base) || !known(pair.quote) || pair.base == pair.quote {
+                return Err(format!("pair {name} has bad assets"));
+            }
+            let base_scale = self.assets[pair.base as usize].scale;
+            if pair.size_scale > base_scale
+                || pair.price_scale > crate::command::MAX_ASSET_SCALE
+                || !(0..=crate::command::MAX_UNITS).contains(&pair.min_base)
+            {
+                return Err(format!("pair {name} has bad scales or minimum"));
+            }
+        }
+        Ok(())
+    }
+
+    /// An account's settings are consistent: a parent exists, is another
+    /// top-level account; the collateral is spot or margin; grants are
+    /// sorted, bounded, distinct siblings.
+    fn check_settings(&self, id: AccountId) -> Result<(), String> {
+        let settings = &self.accounts[&id].settings;
+        if let Some(parent) = settings.parent {
+            let top_level = self
+                .accounts
+                .get(&parent)
+                .is_some_and(|p| p.settings.parent.is_none());
+            if parent == id || !top_level {
+                return Err(format!("account {id} has a bad parent {parent}"));
+            }
+        }
+        if settings.collateral == Wallet::Funding {
+            return Err(format!("account {id} has funding collateral"));
+        }
+        let account = &self.accounts[&id];
+        if settings.history != account.history.is_some() {
+            return Err(format!("account {id} history flag and kept history differ"));
+        }
+        if let Some(history) = &account.history {
+            let entries = &history.entries;
+            let ordered = entries
+                .iter()
+                .zip(entries.iter().skip(1))
+                .all(|(a, b)| a.seq < b.seq);
+            let known = entries
+                .iter()
+                .all(|e| (e.asset as usize) < self.assets.len());
+            if !ordered || !known || entries.len() > crate::history::MAX_HISTORY_PER_ACCOUNT {
+                return Err(format!(
+                    "account {id} history out of order, unknown or too long"
+                ));
+            }
+        }
+        let grants = &settings.grants;
+        if grants.len() > MAX_TRANSFER_GRANTS || !grants.windows(2).all(|w| w[0] < w[1]) {
+            return Err(format!("account {id} grants unsorted or too many"));
+        }
+        for to in grants {
+            let sibling = self.accounts.get(to).is_some_and(|t| {
+                t.settings.parent.is_some() && t.settings.parent == settings.parent
+            });
+            if *to == id || !sibling {
+                return Err(format!("account {id} has a grant to non-sibling {to}"));
+            }
+        }
+        Ok(())
+    }
+
     /// No hold without its balance, and every asset sums to zero.
     fn check_conservation(&self, t: Totals) -> Result<(), String> {
         // Sorted on the next line: hash order cannot reach the error returned.
         #[allow(clippy::disallowed_methods)]
         let mut leftover: Vec<_> = t.held.into_iter().collect();
         leftover.sort_unstable();
-        if let Some(((account, idx), total)) = leftover.first() {
+        if let Some(((account, _, idx), total)) = leftover.first() {
             return Err(format!(
                 "account {account} has open holds of {} but no such balance",
                 self.amount(*total, *idx)
@@ -347,5 +447,5 @@ struct Totals {
     /// Assets some market settles in.
     settle_assets: FxHashSet<AssetIdx>,
     /// What the open holds lock, per (account, asset).
-    held: FxHashMap<(AccountId, AssetIdx), i128>,
+    held: FxHashMap<(AccountId, Wallet, AssetIdx), i128>,
 }

@@ -60,6 +60,17 @@ enum Undo {
         account: AccountId,
         before: Option<Position>,
     },
+    /// An isolated margin was set or removed.
+    Isolated {
+        market: MarketIdx,
+        account: AccountId,
+        before: Option<i128>,
+    },
+    /// A history entry was recorded (and maybe the oldest dropped).
+    History {
+        account: AccountId,
+        dropped: Option<crate::history::HistoryEntry>,
+    },
 }
 
 /// One checked balance change of a command: the deltas (a spot command's
@@ -91,6 +102,20 @@ impl Journal {
     /// could not be rolled back: the transaction asserts it never happens.
     pub(crate) fn commit_point(&mut self) {
         self.recording = false;
+    }
+
+    /// Records what an isolated-margin write overwrote.
+    pub(crate) fn record_isolated(
+        &mut self,
+        market: MarketIdx,
+        account: AccountId,
+        before: Option<i128>,
+    ) {
+        self.record(Undo::Isolated {
+            market,
+            account,
+            before,
+        });
     }
 
     #[inline]
@@ -142,12 +167,13 @@ impl Ledger {
         events: &mut Events,
     ) {
         let (owner, asset, after) = (p.owner, p.asset, p.after);
-        match (owner, system_slot(owner)) {
-            (Owner::Account(id), _) => {
+        match (owner.client(), system_slot(owner)) {
+            (Some((id, wallet)), _) => {
                 let Some(account) = self.accounts.get_mut(&id) else {
                     panic!("invariant broken: a balance write to missing account {id}");
                 };
-                let (slot, before) = account.entry_and_before(asset);
+                let keeps_history = account.history.is_some();
+                let (slot, before) = account.entry_and_before(wallet, asset);
                 slot.balance = after;
                 self.dirty.note_balance(&mut slot.listed, owner, asset);
                 journal.record(Undo::Balance {
@@ -155,6 +181,15 @@ impl Ledger {
                     asset,
                     before,
                 });
+                if keeps_history {
+                    let deltas = (p.available_delta, p.locked_delta);
+                    if let Some(dropped) = self.record_history(id, wallet, asset, deltas, after) {
+                        journal.record(Undo::History {
+                            account: id,
+                            dropped,
+                        });
+                    }
+                }
             }
             (_, slot) => {
                 let (Some(slot), Some(a)) = (slot, self.assets.get_mut(asset as usize)) else {
@@ -255,6 +290,18 @@ impl Ledger {
                 Undo::State { market, before } => {
                     self.markets[market as usize].state = before;
                 }
+                Undo::History { account, dropped } => self.unrecord_history(account, dropped),
+                Undo::Isolated {
+                    market,
+                    account,
+                    before,
+                } => {
+                    let isolated = &mut self.markets[market as usize].isolated;
+                    match before {
+                        Some(margin) => isolated.insert(account, margin),
+                        None => isolated.remove(&account),
+                    };
+                }
                 Undo::Position {
                     market,
                     account,
@@ -273,16 +320,16 @@ impl Ledger {
     /// Puts back a balance `write_balance` overwrote (which asserted that
     /// its owner exists).
     fn restore_balance(&mut self, owner: Owner, asset: AssetIdx, before: Option<Balance>) {
-        match (owner, system_slot(owner), before) {
-            (Owner::Account(id), _, before) => {
+        match (owner.client(), system_slot(owner), before) {
+            (Some((id, wallet)), _, before) => {
                 let Some(account) = self.accounts.get_mut(&id) else {
                     panic!("invariant broken: rollback of missing account {id}");
                 };
                 match before {
-                    Some(balance) => *account.slot_mut(asset) = balance,
+                    Some(balance) => *account.slot_mut(wallet, asset) = balance,
                     // Its key stays listed: `drain_dirty` deletes the
                     // record (see `DirtySet`).
-                    None => account.balances.retain(|s| s.asset != asset),
+                    None => account.remove(wallet, asset),
                 }
             }
             (_, Some(slot), Some(balance)) => self.assets[asset as usize].system[slot] = balance,
@@ -448,7 +495,11 @@ mod tests {
         assert_eq!(ledger.records(), records);
         assert_eq!(ledger.state_hash(), hash);
         // The new BTC slot of account 1 is gone again, not left at zero.
-        assert!(ledger.accounts[&1].get(btc).is_none());
+        assert!(
+            ledger.accounts[&1]
+                .get(crate::command::Wallet::Spot, btc)
+                .is_none()
+        );
         ledger.check_invariants().expect("invariants");
         assert!(ledger.journal.undo.is_empty());
         // The same writes committed do change the state.

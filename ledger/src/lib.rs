@@ -28,6 +28,8 @@
 
 #![forbid(unsafe_code)]
 
+mod account_views;
+mod accounts;
 mod amount;
 mod codec;
 mod command;
@@ -35,11 +37,15 @@ mod dedup;
 mod engine;
 mod events;
 mod hash;
+mod history;
 mod ingest;
 mod invariants;
+mod isolated;
 mod journal;
 mod liquidation;
 mod market;
+mod orders;
+mod pairs;
 mod perp;
 mod perp_views;
 pub mod records;
@@ -50,8 +56,10 @@ mod views;
 mod wide;
 mod wire;
 
+pub use account_views::*;
 pub use command::*;
 pub use engine::*;
+pub use history::{HistoryView, MAX_HISTORY_PER_ACCOUNT};
 pub use ingest::{
     IngestBatch, IngestBatchWriter, IngestBody, IngestFailure, IngestOutcome, IngestPosition,
     IngestRecord, IngestRecordResult, IngestSource, MALFORMED_RECORD, MAX_INGEST_BATCH_RECORDS,

@@ -73,13 +73,27 @@ impl Ledger {
                 if risk.positions.is_empty() || risk.equity >= risk.maintenance {
                     continue;
                 }
+                // Its open orders are cancelled first: their margin joins
+                // the available balance (equity unchanged).
+                let risk = if self.order_margin(account, asset) > 0 {
+                    self.release_order_margin(journal, account, asset, events)?;
+                    self.group_risk(account, asset).ok_or_else(overflow)?
+                } else {
+                    risk
+                };
                 self.liquidate(journal, account, asset, &risk, events)?;
                 liquidated = true;
             }
             if !liquidated {
-                return Ok(());
+                break;
             }
         }
+        // Isolated positions: each on its own, after the cross passes.
+        let markets: Vec<_> = self.settle_markets(asset).collect();
+        for m in markets {
+            self.liquidate_isolated(journal, m, events)?;
+        }
+        Ok(())
     }
 
     fn liquidate(
@@ -155,7 +169,7 @@ impl Ledger {
             };
             self.close_against_fund(journal, m, account, rest_size, value, events)?;
         }
-        let wallet = self.balance_units(owner, asset).available;
+        let wallet = self.balance_units(self.collateral(owner), asset).available;
         if wallet < 0 {
             events.emit(|| Event::Shortfall {
                 account,
@@ -269,7 +283,10 @@ impl Ledger {
             };
             // The deleveraged holder buys back (or sells) `x` for `chunk`.
             let traded = crate::market::trade(position, side * x, chunk).ok_or_else(overflow)?;
-            let wallet = self.balance_units(other, settle).available;
+            let wallet = match self.isolated_margin(m, other) {
+                Some(margin) => margin,
+                None => self.balance_units(self.collateral(other), settle).available,
+            };
             if wallet.checked_add(traded.realized).is_none_or(|w| w < 0) {
                 continue;
             }

@@ -93,6 +93,9 @@ pub(crate) struct Market {
     pub state: MarketState,
     /// Open client positions by account (never zero-size).
     pub positions: BTreeMap<AccountId, Position>,
+    /// Isolated margins (settle minor units, never negative) of accounts
+    /// whose position here is isolated (the `isolated` module).
+    pub isolated: BTreeMap<AccountId, i128>,
 }
 
 /// Computes the cumulative maintenance amounts of brackets given as

@@ -20,9 +20,14 @@
 //!   opposites; when one side opens, the closing side's PnL comes out of the
 //!   pool, which the still-open positions will pay back when they close.
 //! - Initial margin is checked only for a side whose position opens, grows
-//!   or flips: its equity (settle balance + unrealized PnL at the marks)
-//!   must stay at or above Σ ceil(notional / leverage) over its positions in
-//!   that settle asset. A side that only reduces is never refused for margin
+//!   or flips, as its cost to open (`Ledger::cost_to_open`): its equity
+//!   (collateral balance + unrealized PnL at the marks) without the opened
+//!   size's profit against the mark must stay at or above Σ ceil(notional /
+//!   leverage) over its positions in that settle asset, the traded one at
+//!   the higher of the fill price and the mark. Example (20x, mark 30,000):
+//!   buying 1 at 30,300 costs IM 30,300 / 20 = 1,515 plus the open loss
+//!   300 = 1,815 of equity before the fill; buying 1 at 29,700 costs IM at
+//!   the mark, 1,500, and its 300 of open profit does not count. A side that only reduces is never refused for margin
 //!   (only for a balance that its loss and fee would make negative).
 //! - Funding: debits are rounded away from zero and credits toward zero at
 //!   the settle scale; the residue (Σ debits - Σ credits ≥ 0) goes to the
@@ -163,6 +168,8 @@ impl Ledger {
         if delta == 0 {
             return Ok(());
         }
+        // A client's perps money lives in its collateral wallet.
+        let owner = self.collateral(owner);
         let current = self.balance_units(owner, asset);
         let available = current
             .available
@@ -290,9 +297,8 @@ impl Ledger {
             entry_price: self.derived_price(m, traded.after.cost, traded.after.size),
             realized_pnl: self.money_decimal(m, traded.realized),
         });
-        let settle = self.markets[m as usize].settle;
         let change = traded.realized.checked_sub(fee).ok_or_else(overflow)?;
-        self.post(journal, holder, settle, change, events)?;
+        self.post_position_money(journal, m, holder, change, events)?;
         Ok(traded.realized)
     }
 
@@ -413,6 +419,7 @@ impl Ledger {
             return Err(reject(RejectDetail::TooManyMarkets));
         };
         self.markets.push(Market {
+            isolated: std::collections::BTreeMap::new(),
             symbol: symbol.to_string(),
             base: spec.base.to_string(),
             settle,
@@ -656,7 +663,7 @@ impl Ledger {
                 holder,
                 amount: self.money_decimal(m, amount),
             });
-            self.post(journal, holder, settle, amount, events)?;
+            self.post_position_money(journal, m, holder, amount, events)?;
         }
         let to_fund = residue.checked_sub(uncollected).ok_or_else(overflow)?;
         self.post(journal, Owner::Insurance, settle, to_fund, events)
@@ -696,8 +703,12 @@ impl Ledger {
             let owed = mul_div(value, rate, RATE_ONE, owed_round).ok_or_else(overflow)?;
             let charged = if owed > 0 {
                 round.paid = round.paid.checked_add(owed).ok_or_else(overflow)?;
-                let can_pay = match holder {
-                    Owner::Account(_) => self.balance_units(holder, mk.settle).available.max(0),
+                let can_pay = match (holder, self.isolated_margin(m, holder)) {
+                    (Owner::Account(_), Some(margin)) => margin.max(0),
+                    (Owner::Account(_), None) => {
+                        let wallet = self.collateral(holder);
+                        self.balance_units(wallet, mk.settle).available.max(0)
+                    }
                     _ => owed,
                 };
                 let collected = owed.min(can_pay);
@@ -840,9 +851,14 @@ impl Ledger {
                 account,
             }));
         }
-        let wallet = self
-            .balance_units(Owner::Account(account), settle)
-            .available;
+        let holder = Owner::Account(account);
+        let wallet = match self.isolated_margin(m, holder) {
+            Some(margin) => margin,
+            None => {
+                self.balance_units(self.collateral(holder), settle)
+                    .available
+            }
+        };
         let change = traded.realized.checked_sub(fee).ok_or_else(overflow)?;
         let after = wallet
             .checked_add(change)
@@ -868,29 +884,76 @@ impl Ledger {
     }
 
     /// `InsufficientMargin` unless a side whose position opens, grows or
-    /// flips keeps its equity at or above its initial margin.
+    /// flips can pay its cost to open: equity (at the marks) without the
+    /// opened size's profit against the mark, at or above the initial
+    /// margin with the traded position margined at the higher of the fill
+    /// price and the mark (see `cost_to_open`). With the legacy rules
+    /// (`Ledger::set_legacy_rules`): equity at or above the IM at the marks.
     fn check_initial_margin(&self, t: &PerpFillTerms, side: &PlannedSide) -> Result<(), Rejection> {
         if !side.traded.increased {
             return Ok(());
         }
         let (m, settle) = (t.m, t.settle);
-        let risk = self
-            .group_risk_with(
+        let risk = match self.isolated_margin(m, Owner::Account(side.account)) {
+            // An isolated side is its own group: its margin after the fill.
+            Some(_) => self.isolated_risk_with(m, side.wallet_after, side.traded.after),
+            None => self.group_risk_with(
                 side.account,
                 settle,
                 side.wallet_after,
                 Some((m, side.traded.after)),
-            )
-            .ok_or_else(overflow)?;
-        if risk.equity < risk.initial {
+            ),
+        }
+        .ok_or_else(overflow)?;
+        let (equity, initial) = if self.legacy_rules {
+            (risk.equity, risk.initial)
+        } else {
+            self.cost_to_open(t, side, &risk).ok_or_else(overflow)?
+        };
+        if equity < initial {
             return Err(reject(RejectDetail::MarginShort {
                 account: side.account,
-                equity: self.money_decimal(m, risk.equity),
+                equity: self.money_decimal(m, equity),
                 asset: self.symbol(settle).to_string(),
-                initial: self.money_decimal(m, risk.initial),
+                initial: self.money_decimal(m, initial),
             }));
         }
         Ok(())
+    }
+
+    /// The (equity, initial margin) a risk-increasing side must satisfy,
+    /// Binance's "cost to open" (IM at the order price plus the open loss)
+    /// made no weaker than the mark rule: the opened size's profit against
+    /// the mark (bought below or sold above it) is not counted, its loss is
+    /// (it is in the equity already, as unrealized PnL at the mark), and
+    /// the traded position's IM is taken at the higher of the fill price
+    /// and the mark. So a fill is refused whenever the mark rule or
+    /// Binance's cost to open would refuse it.
+    fn cost_to_open(
+        &self,
+        t: &PerpFillTerms,
+        side: &PlannedSide,
+        risk: &crate::risk::GroupRisk,
+    ) -> Option<(i128, i128)> {
+        let mk = &self.markets[t.m as usize];
+        let mark = mk.mark_price()?;
+        let after = side.traded.after;
+        let before = after.size.checked_sub(side.delta)?;
+        // The size this fill opened: all of a new or flipped position, the
+        // growth of a grown one.
+        let opened = if before == 0 || (before > 0) != (after.size > 0) {
+            after.size
+        } else {
+            side.delta
+        };
+        let open_pnl = mk
+            .value(opened, mark)?
+            .checked_sub(mk.value(opened, t.price)?)?;
+        let equity = risk.equity.checked_sub(open_pnl.max(0))?;
+        let at_mark = mk.risk(after, mark)?.initial_margin;
+        let at_price = mk.risk(after, t.price)?.initial_margin;
+        let initial = risk.initial.checked_add(at_price.max(at_mark) - at_mark)?;
+        Some((equity, initial))
     }
 }
 

@@ -90,7 +90,11 @@ pub struct PositionView {
     pub bracket: u32,
     /// The mark price at which this account would be liquidated, the other
     /// positions' marks unchanged; `None` if no positive price would do it.
+    /// For an isolated position, Binance's isolated formula (its margin as
+    /// the wallet, the other positions ignored).
     pub liquidation_price: Option<Decimal>,
+    /// The isolated margin, for an isolated position.
+    pub isolated_margin: Option<Decimal>,
 }
 
 /// An account's cross margin in one settle asset.
@@ -226,6 +230,9 @@ impl Ledger {
                     liquidation_price: self
                         .liquidation_price(group, i)
                         .and_then(|lp| Decimal::try_from_i128_with_scale(lp, shown).ok()),
+                    isolated_margin: self
+                        .isolated_margin(m, crate::command::Owner::Account(account))
+                        .map(money),
                 }
             })
             .collect();
@@ -274,7 +281,10 @@ impl Ledger {
         let &m = self.market_index.get(market)?;
         let settle = self.markets[m as usize].settle;
         self.markets[m as usize].positions.get(&account)?;
-        let group = self.group_risk(account, settle)?;
+        let group = match self.isolated_risk(m, account) {
+            Some(isolated) => isolated,
+            None => self.group_risk(account, settle)?,
+        };
         let view = self.margin_view(account, settle, &group);
         view.positions.into_iter().find(|p| p.market == market)
     }

@@ -10,14 +10,22 @@
 //! |---------|--------------------------------------------------|-------|
 //! | Meta    | `01`                                             | `u8` format version (5), `u64` dedup clock (`max_seen_now_ms`), `u64` dedup window ms |
 //! | Asset   | `02` symbol bytes                                | `u8` scale |
-//! | Account | `03` `u64` account id                            | empty |
+//! | Account | `03` `u64` account id                            | empty, or settings (below) |
 //! | Balance | `04` owner, symbol bytes                         | `i128` available, `i128` locked (minor units) |
-//! | Hold    | `05` `u64` hold id                               | `u64` account, `i128` amount, `i128` remaining, symbol bytes |
+//! | Hold    | `05` `u64` hold id                               | `u64` account, `i128` amount, `i128` remaining, symbol bytes; a hold outside the spot wallet then `00`, `u8` wallet |
 //! | Dedup   | `06` command id bytes                            | `u64` stamp ms, `u128` command fingerprint, verdict |
 //! | Market  | `07` market symbol bytes                         | see below |
 //! | Position| `08` market symbol bytes, `00`, `u64` account id | `i128` size, `i128` cost (see `market`) |
 //! | IngestSource | `09` string topic, `u32` partition            | `u64` next offset, `u64` applied, `u64` duplicate, `u64` failed records |
 //! | IngestFailure| `0A` string topic, `u32` partition, `u64` offset | string command id, string code, string message |
+//! | Pair    | `0B` pair symbol bytes                           | string base, string quote, `u8` size scale, `u8` price scale, `i128` min base amount (base minor units) |
+//! | Isolated| `0D` market symbol bytes, `00`, `u64` account id | `i128` isolated margin (settle minor units) |
+//! | History | `0C` `u64` account id, `u64` sequence number      | `u64` log index, `u64` time ms, string command id, `u8` wallet, `i128` available delta, `i128` locked delta, `i128` available, `i128` locked, asset symbol bytes |
+//!
+//! Account settings (version 6; empty for the defaults `CreateAccount`
+//! makes): `u64` parent (0: top-level), `u8` collateral wallet (0 spot, 2
+//! margin), `u8` can withdraw, `u32` grant count, then a `u64` sub-account
+//! id per grant (sorted), then `u8` keeps history.
 //!
 //! Market value: base string, settle asset string, `i128` tick and `u8`
 //! price scale, `i128` step and `u8` size scale, `u32` max leverage, `i128`
@@ -31,8 +39,9 @@
 //! `* 10^8`).
 //!
 //! Primitives: `u8`/`u32`/`u64` big-endian; `i128` two's complement,
-//! big-endian, 16 bytes; owner = `u8` kind (0 client account, 1 External,
-//! 2 Fees, 3 Insurance) then `u64` account id (0 for system owners);
+//! big-endian, 16 bytes; owner = `u8` kind (0 client account's spot
+//! wallet, 1 External, 2 Fees, 3 Insurance, 4 a client's funding wallet, 5
+//! a client's margin wallet) then `u64` account id (0 for system owners);
 //! string = `u32` byte length then UTF-8.
 //!
 //! Verdict (what a retry is told; see the `dedup` module): `u8` 0 =
@@ -60,9 +69,13 @@
 //! except for two things: its fingerprints hash the `wire` encoding of the
 //! command body instead of a separate canonical encoding (a version-3 dedup
 //! record would not recognize a retry), and a rejected verdict holds the
-//! typed detail instead of a message string. Version 5 (this one) adds the
+//! typed detail instead of a message string. Version 5 adds the
 //! ingest records (`IngestSource`, `IngestFailure`); a version-4 store has
-//! none and is read as is. `from_records` refuses every other version (`UnsupportedVersion`), and a data directory written by an
+//! none and is read as is. Version 6 (this one) adds the account model:
+//! balance records of owner kinds 4 and 5 (funding and margin wallets),
+//! account settings in the account value and `Pair` records; a version-4
+//! or -5 store has none of them (every balance is a spot balance, every
+//! account has the default settings) and is read as is. `from_records` refuses every other version (`UnsupportedVersion`), and a data directory written by an
 //! older build must be recreated (or restored from a snapshot of this
 //! build).
 //!
@@ -77,22 +90,28 @@ use rustc_hash::FxHashSet;
 
 use crate::codec::{Reader, Sink};
 use crate::command::{
-    AccountId, HoldId, MAX_ASSET_SCALE, MAX_COMMAND_ID_BYTES, MAX_MARGIN_BRACKETS, Owner,
-    is_valid_asset_symbol, is_valid_market_symbol,
+    AccountId, HoldId, MAX_ASSET_SCALE, MAX_COMMAND_ID_BYTES, MAX_MARGIN_BRACKETS,
+    MAX_TRANSFER_GRANTS, Owner, Wallet, is_valid_asset_symbol, is_valid_market_symbol,
 };
 use crate::dedup::{DedupEntry, DedupTable, StoredId, Verdict};
 use crate::engine::{Ledger, LedgerConfig};
+use crate::history::HistoryEntry;
 use crate::ingest::{
     IngestFailure, IngestPosition, IngestSource, MAX_INGEST_FAILURES_KEPT, MAX_INGEST_REASON_BYTES,
     MAX_INGEST_SOURCES, SourceState, is_valid_topic,
 };
 use crate::market::{Mark, Market, MarketIdx, MarketState, Position, with_cum};
-use crate::state::{Account, Asset, AssetIdx, Balance, DirtyKey, Hold, SYSTEM_OWNERS, system_slot};
+use crate::pairs::Pair;
+use crate::state::{
+    Account, AccountSettings, Asset, AssetIdx, Balance, DirtyKey, Hold, SYSTEM_OWNERS, system_slot,
+};
 
 /// Version written in the meta record.
-const FORMAT_VERSION: u8 = 5;
-/// The older version still read: the same records, without ingest ones.
-const FORMAT_VERSION_WITHOUT_INGEST: u8 = 4;
+const FORMAT_VERSION: u8 = 6;
+/// The older versions still read: 5 (no wallet balances, account settings
+/// or pairs) and 4 (no ingest records either); both are version 6 stores
+/// without those records.
+const OLDER_FORMAT_VERSIONS: [u8; 2] = [4, 5];
 
 const TAG_META: u8 = 0x01;
 const TAG_ASSET: u8 = 0x02;
@@ -104,6 +123,9 @@ const TAG_MARKET: u8 = 0x07;
 const TAG_POSITION: u8 = 0x08;
 const TAG_INGEST_SOURCE: u8 = 0x09;
 const TAG_INGEST_FAILURE: u8 = 0x0A;
+const TAG_PAIR: u8 = 0x0B;
+const TAG_HISTORY: u8 = 0x0C;
+const TAG_ISOLATED: u8 = 0x0D;
 
 /// The kind of a record, from the first byte of its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -123,6 +145,12 @@ pub enum RecordKind {
     IngestSource,
     /// A kept ingest failure.
     IngestFailure,
+    /// A spot pair.
+    Pair,
+    /// An account history entry.
+    History,
+    /// An isolated margin of a position.
+    Isolated,
 }
 
 impl RecordKind {
@@ -139,6 +167,9 @@ impl RecordKind {
             TAG_POSITION => Some(RecordKind::Position),
             TAG_INGEST_SOURCE => Some(RecordKind::IngestSource),
             TAG_INGEST_FAILURE => Some(RecordKind::IngestFailure),
+            TAG_PAIR => Some(RecordKind::Pair),
+            TAG_HISTORY => Some(RecordKind::History),
+            TAG_ISOLATED => Some(RecordKind::Isolated),
             _ => None,
         }
     }
@@ -184,6 +215,93 @@ fn balance_key(out: &mut Vec<u8>, owner: Owner, symbol: &str) {
     out.push(TAG_BALANCE);
     out.put_owner(owner);
     out.put(symbol.as_bytes());
+}
+
+fn pair_key(out: &mut Vec<u8>, symbol: &str) {
+    out.push(TAG_PAIR);
+    out.put(symbol.as_bytes());
+}
+
+fn pair_value(value: &mut Vec<u8>, pair: &Pair, base: &str, quote: &str) {
+    value.put_str(base);
+    value.put_str(quote);
+    // Scales are validated to be <= MAX_ASSET_SCALE (18).
+    value.put_u8(pair.size_scale as u8);
+    value.put_u8(pair.price_scale as u8);
+    value.put_i128(pair.min_base);
+}
+
+/// Empty for the default settings (`CreateAccount`), else `u64` parent
+/// (0: none), `u8` collateral wallet, `u8` can withdraw, `u32` grant count
+/// and a `u64` per grant.
+fn account_value(value: &mut Vec<u8>, settings: &AccountSettings) {
+    if *settings == AccountSettings::default() {
+        return;
+    }
+    value.put_u64(settings.parent.unwrap_or(0));
+    value.put_u8(settings.collateral.tag());
+    value.put_u8(u8::from(settings.can_withdraw));
+    // Grants are bounded by MAX_TRANSFER_GRANTS.
+    value.put_u32(settings.grants.len() as u32);
+    for grant in &settings.grants {
+        value.put_u64(*grant);
+    }
+    value.put_u8(u8::from(settings.history));
+}
+
+fn isolated_key(out: &mut Vec<u8>, market: &str, account: AccountId) {
+    out.push(TAG_ISOLATED);
+    out.put(market.as_bytes());
+    out.push(0);
+    out.put_u64(account);
+}
+
+fn history_key(out: &mut Vec<u8>, account: AccountId, seq: u64) {
+    out.push(TAG_HISTORY);
+    out.put_u64(account);
+    out.put_u64(seq);
+}
+
+fn history_value(value: &mut Vec<u8>, entry: &HistoryEntry, symbol: &str) {
+    value.put_u64(entry.log_index);
+    value.put_u64(entry.time_ms);
+    value.put_str(&entry.command_id);
+    value.put_u8(entry.wallet.tag());
+    value.put_i128(entry.available_delta);
+    value.put_i128(entry.locked_delta);
+    value.put_i128(entry.after.available);
+    value.put_i128(entry.after.locked);
+    value.put(symbol.as_bytes());
+}
+
+fn read_account_settings(v: &mut Reader<'_>) -> Result<AccountSettings, String> {
+    if v.finish().is_ok() {
+        return Ok(AccountSettings::default());
+    }
+    let parent = v.u64()?;
+    let tag = v.u8()?;
+    let collateral = Wallet::from_tag(tag).ok_or_else(|| format!("unknown wallet {tag}"))?;
+    let can_withdraw = v.bool()?;
+    let count = v.u32()? as usize;
+    if count > MAX_TRANSFER_GRANTS {
+        return Err(format!("{count} grants, more than {MAX_TRANSFER_GRANTS}"));
+    }
+    let mut grants = Vec::with_capacity(count);
+    for _ in 0..count {
+        grants.push(v.u64()?);
+    }
+    let history = v.bool()?;
+    let settings = AccountSettings {
+        parent: (parent != 0).then_some(parent),
+        collateral,
+        can_withdraw,
+        grants,
+        history,
+    };
+    if settings == AccountSettings::default() {
+        return Err("default settings spelled out (they are written empty)".into());
+    }
+    Ok(settings)
 }
 
 fn hold_key(out: &mut Vec<u8>, hold: HoldId) {
@@ -299,11 +417,31 @@ fn balance_value(value: &mut Vec<u8>, balance: Balance) {
     value.put_i128(balance.locked);
 }
 
+/// A spot hold ends with its symbol (as in format 5); a hold in another
+/// wallet appends `00` and the wallet tag (no symbol byte is `00`).
 fn hold_value(value: &mut Vec<u8>, hold: &Hold, symbol: &str) {
     value.put_u64(hold.account);
     value.put_i128(hold.amount);
     value.put_i128(hold.remaining);
     value.put(symbol.as_bytes());
+    if hold.wallet != Wallet::Spot {
+        value.put_u8(0);
+        value.put_u8(hold.wallet.tag());
+    }
+}
+
+/// The symbol and wallet of a hold value's tail (see `hold_value`).
+fn hold_tail(tail: &[u8]) -> Result<(&[u8], Wallet), String> {
+    match tail.iter().position(|b| *b == 0) {
+        None => Ok((tail, Wallet::Spot)),
+        Some(at) => match (&tail[at + 1..], tail.len() - at) {
+            (&[tag], 2) => match Wallet::from_tag(tag) {
+                Some(wallet) if wallet != Wallet::Spot => Ok((&tail[..at], wallet)),
+                _ => Err(format!("bad hold wallet {tag}")),
+            },
+            _ => Err("bad hold wallet suffix".into()),
+        },
+    }
 }
 
 fn dedup_value(value: &mut Vec<u8>, entry: &DedupEntry) {
@@ -441,7 +579,41 @@ impl Ledger {
             }
             DirtyKey::Account(account) => {
                 account_key(key, account);
-                self.accounts.contains_key(&account)
+                let state = self.accounts.get(&account);
+                if let Some(state) = state {
+                    account_value(value, &state.settings);
+                }
+                state.is_some()
+            }
+            DirtyKey::Isolated(m, account) => {
+                let market = &self.markets[m as usize];
+                isolated_key(key, &market.symbol, account);
+                let margin = market.isolated.get(&account);
+                if let Some(margin) = margin {
+                    value.put_i128(*margin);
+                }
+                margin.is_some()
+            }
+            DirtyKey::History(account, seq) => {
+                history_key(key, account, seq);
+                let entry = self
+                    .accounts
+                    .get(&account)
+                    .and_then(|a| a.history.as_ref())
+                    .and_then(|h| {
+                        let at = h.entries.partition_point(|e| e.seq < seq);
+                        h.entries.get(at).filter(|e| e.seq == seq)
+                    });
+                if let Some(entry) = entry {
+                    history_value(value, entry, self.symbol(entry.asset));
+                }
+                entry.is_some()
+            }
+            DirtyKey::Pair(idx) => {
+                let pair = &self.pairs[idx as usize];
+                pair_key(key, &pair.symbol);
+                pair_value(value, pair, self.symbol(pair.base), self.symbol(pair.quote));
+                true
             }
             DirtyKey::Hold(hold) => {
                 hold_key(key, hold);
@@ -486,12 +658,12 @@ impl Ledger {
 
     /// The `listed` flag and the value of a balance that has a record.
     fn balance_listed_mut(&mut self, owner: Owner, idx: AssetIdx) -> Option<(&mut bool, Balance)> {
-        match (owner, system_slot(owner)) {
-            (Owner::Account(id), _) => {
+        match (owner.client(), system_slot(owner)) {
+            (Some((id, wallet)), _) => {
                 let account = self.accounts.get_mut(&id)?;
                 let pos = account
                     .balances
-                    .binary_search_by_key(&idx, |slot| slot.asset)
+                    .binary_search_by_key(&(wallet, idx), |slot| (slot.wallet, slot.asset))
                     .ok()?;
                 let slot = &mut account.balances[pos];
                 Some((&mut slot.listed, slot.balance))
@@ -528,10 +700,20 @@ impl Ledger {
         // `out` is sorted by key before it is returned: hash order cannot leak.
         #[allow(clippy::disallowed_methods)]
         for (id, account) in &self.accounts {
-            out.push((encoded(|k| account_key(k, *id)), Vec::new()));
-            for slot in &account.balances {
+            out.push((
+                encoded(|k| account_key(k, *id)),
+                encoded(|v| account_value(v, &account.settings)),
+            ));
+            for entry in account.history.iter().flat_map(|h| &h.entries) {
                 out.push((
-                    encoded(|k| balance_key(k, Owner::Account(*id), self.symbol(slot.asset))),
+                    encoded(|k| history_key(k, *id, entry.seq)),
+                    encoded(|v| history_value(v, entry, self.symbol(entry.asset))),
+                ));
+            }
+            for slot in &account.balances {
+                let owner = Owner::wallet(*id, slot.wallet);
+                out.push((
+                    encoded(|k| balance_key(k, owner, self.symbol(slot.asset))),
                     encoded(|v| balance_value(v, slot.balance)),
                 ));
             }
@@ -561,6 +743,18 @@ impl Ledger {
                     encoded(|v| position_value(v, position)),
                 ));
             }
+            for (account, margin) in &market.isolated {
+                out.push((
+                    encoded(|k| isolated_key(k, &market.symbol, *account)),
+                    encoded(|v| v.put_i128(*margin)),
+                ));
+            }
+        }
+        for pair in &self.pairs {
+            out.push((
+                encoded(|k| pair_key(k, &pair.symbol)),
+                encoded(|v| pair_value(v, pair, self.symbol(pair.base), self.symbol(pair.quote))),
+            ));
         }
         for state in &self.ingest.sources {
             out.push((
@@ -604,15 +798,28 @@ struct Parsed {
     /// The window of the meta record.
     dedup_window_ms: Option<u64>,
     assets: BTreeMap<String, u32>,
-    accounts: Vec<(AccountId, Vec<u8>)>,
+    accounts: Vec<(AccountId, AccountSettings, Vec<u8>)>,
+    pairs: BTreeMap<String, ParsedPair>,
+    /// Isolated margins by (market symbol, account).
+    isolated: BTreeMap<(String, AccountId), (i128, Vec<u8>)>,
+    /// History entries by (account, seq), with their asset symbols.
+    history: BTreeMap<(AccountId, u64), (HistoryEntry, String, Vec<u8>)>,
     balances: Vec<(Owner, String, Balance, Vec<u8>)>,
-    holds: Vec<(HoldId, AccountId, String, i128, i128, Vec<u8>)>,
+    holds: Vec<ParsedHold>,
     dedup: Vec<(DedupEntry, Vec<u8>)>,
     markets: BTreeMap<String, (ParsedMarket, Vec<u8>)>,
     positions: Vec<(String, AccountId, Position, Vec<u8>)>,
     ingest_sources: BTreeMap<IngestSource, IngestPosition>,
     ingest_failures: Vec<(IngestSource, IngestFailure, Vec<u8>)>,
 }
+
+/// A hold record before its asset is resolved: id, account, wallet,
+/// symbol, amount, remaining, and its key (for errors).
+type ParsedHold = (HoldId, AccountId, Wallet, String, i128, i128, Vec<u8>);
+
+/// A pair record before its assets are resolved: base, quote, size
+/// scale, price scale, min base units, and its key (for errors).
+type ParsedPair = (String, String, u32, u32, i128, Vec<u8>);
 
 /// A market record before its settle asset is resolved.
 struct ParsedMarket {
@@ -740,11 +947,12 @@ impl Parsed {
             RecordKind::Account => {
                 let account = k.u64().map_err(bad)?;
                 k.finish().map_err(bad)?;
+                let settings = read_account_settings(&mut v).map_err(bad)?;
                 v.finish().map_err(bad)?;
                 if account == 0 {
                     return Err(bad("account id 0".into()));
                 }
-                self.accounts.push((account, key));
+                self.accounts.push((account, settings, key));
             }
             RecordKind::Balance => {
                 let owner = k.owner().map_err(bad)?;
@@ -761,9 +969,10 @@ impl Parsed {
                 let account = v.u64().map_err(bad)?;
                 let amount = v.i128().map_err(bad)?;
                 let remaining = v.i128().map_err(bad)?;
-                let symbol = symbol_from(kind, &key, v.rest())?;
+                let (tail, wallet) = hold_tail(v.rest()).map_err(bad)?;
+                let symbol = symbol_from(kind, &key, tail)?;
                 self.holds
-                    .push((hold, account, symbol, amount, remaining, key));
+                    .push((hold, account, wallet, symbol, amount, remaining, key));
             }
             RecordKind::Dedup => {
                 let id = k.rest();
@@ -788,6 +997,9 @@ impl Parsed {
                 self.markets.insert(symbol, (market, key));
             }
             RecordKind::Position => self.add_position(key, &value)?,
+            RecordKind::History => self.add_history(key, &value)?,
+            RecordKind::Isolated => self.add_isolated(key, &value)?,
+            RecordKind::Pair => self.add_pair(key, &value)?,
             RecordKind::IngestSource | RecordKind::IngestFailure => {
                 self.add_ingest(kind, key, &value)?
             }
@@ -852,7 +1064,7 @@ impl Parsed {
         let mut v = Reader::new(value);
         Reader::new(&key[1..]).finish().map_err(bad)?;
         let version = v.u8().map_err(bad)?;
-        if version != FORMAT_VERSION && version != FORMAT_VERSION_WITHOUT_INGEST {
+        if version != FORMAT_VERSION && !OLDER_FORMAT_VERSIONS.contains(&version) {
             return Err(RecordError::UnsupportedVersion(version));
         }
         let clock = v.u64().map_err(bad)?;
@@ -862,6 +1074,72 @@ impl Parsed {
             return Err(duplicate(kind, key));
         }
         self.dedup_window_ms = window;
+        Ok(())
+    }
+
+    /// A pair record: symbol; assets, scales and minimum.
+    fn add_pair(&mut self, key: Vec<u8>, value: &[u8]) -> Result<(), RecordError> {
+        let kind = RecordKind::Pair;
+        let bad = |detail: String| malformed(kind, &key, detail);
+        let mut k = Reader::new(&key[1..]);
+        let mut v = Reader::new(value);
+        let symbol = match std::str::from_utf8(k.rest()) {
+            Ok(symbol) if is_valid_market_symbol(symbol) => symbol.to_string(),
+            _ => return Err(malformed(kind, &key, "bad pair symbol")),
+        };
+        let base = v.string().map_err(bad)?;
+        let quote = v.string().map_err(bad)?;
+        let size_scale = u32::from(v.u8().map_err(bad)?);
+        let price_scale = u32::from(v.u8().map_err(bad)?);
+        let min_base = v.i128().map_err(bad)?;
+        v.finish().map_err(bad)?;
+        if self.pairs.contains_key(&symbol) {
+            return Err(duplicate(kind, &key));
+        }
+        let parsed = (base, quote, size_scale, price_scale, min_base, key);
+        self.pairs.insert(symbol, parsed);
+        Ok(())
+    }
+
+    /// An isolated-margin record: market symbol, `00`, account; the margin.
+    fn add_isolated(&mut self, key: Vec<u8>, value: &[u8]) -> Result<(), RecordError> {
+        let kind = RecordKind::Isolated;
+        let bad = |detail: String| malformed(kind, &key, detail);
+        let rest = &key[1..];
+        let Some(split) = rest.iter().position(|b| *b == 0) else {
+            return Err(malformed(kind, &key, "no market separator"));
+        };
+        let symbol = match std::str::from_utf8(&rest[..split]) {
+            Ok(symbol) if is_valid_market_symbol(symbol) => symbol.to_string(),
+            _ => return Err(malformed(kind, &key, "bad market symbol")),
+        };
+        let mut k = Reader::new(&rest[split + 1..]);
+        let account = k.u64().map_err(bad)?;
+        k.finish().map_err(bad)?;
+        let mut v = Reader::new(value);
+        let margin = v.i128().map_err(bad)?;
+        v.finish().map_err(bad)?;
+        if self.isolated.contains_key(&(symbol.clone(), account)) {
+            return Err(duplicate(kind, &key));
+        }
+        self.isolated.insert((symbol, account), (margin, key));
+        Ok(())
+    }
+
+    /// A history record: account and sequence number; the entry.
+    fn add_history(&mut self, key: Vec<u8>, value: &[u8]) -> Result<(), RecordError> {
+        let kind = RecordKind::History;
+        let bad = |detail: String| malformed(kind, &key, detail);
+        let mut k = Reader::new(&key[1..]);
+        let mut v = Reader::new(value);
+        let account = k.u64().map_err(bad)?;
+        let seq = k.u64().map_err(bad)?;
+        k.finish().map_err(bad)?;
+        let (entry, symbol) = read_history(seq, &mut v).map_err(bad)?;
+        if self.history.contains_key(&(account, seq)) {
+            return Err(duplicate(kind, &key));
+        }
+        self.history.insert((account, seq), (entry, symbol, key));
         Ok(())
     }
 
@@ -904,22 +1182,24 @@ impl Parsed {
                 system_listed: [false; 3],
             });
         }
-        for (account, key) in self.accounts {
-            if ledger
-                .accounts
-                .insert(account, Account::default())
-                .is_some()
-            {
+        for (account, settings, key) in self.accounts {
+            let state = Account {
+                balances: Vec::new(),
+                history: settings.history.then(crate::history::History::default),
+                settings,
+            };
+            if ledger.accounts.insert(account, state).is_some() {
                 return Err(duplicate(RecordKind::Account, &key));
             }
         }
         restore_balances(&mut ledger, self.balances)?;
-        for (hold, account, symbol, amount, remaining, key) in self.holds {
+        for (hold, account, wallet, symbol, amount, remaining, key) in self.holds {
             let Some(&asset) = ledger.asset_index.get(&symbol) else {
                 return Err(malformed(RecordKind::Hold, &key, "unknown asset"));
             };
             let open = Hold {
                 account,
+                wallet,
                 asset,
                 amount,
                 remaining,
@@ -952,8 +1232,100 @@ impl Parsed {
             }
         }
         restore_ingest(&mut ledger, self.ingest_sources, self.ingest_failures)?;
+        restore_pairs(&mut ledger, self.pairs)?;
+        restore_history(&mut ledger, self.history)?;
+        for ((symbol, account), (margin, key)) in self.isolated {
+            let Some(&m) = ledger.market_index.get(&symbol) else {
+                return Err(malformed(RecordKind::Isolated, &key, "unknown market"));
+            };
+            ledger.markets[m as usize].isolated.insert(account, margin);
+        }
         Ok(ledger)
     }
+}
+
+/// A history entry's value (its key gave `seq`), with its asset symbol.
+fn read_history(seq: u64, v: &mut Reader<'_>) -> Result<(HistoryEntry, String), String> {
+    let log_index = v.u64()?;
+    let time_ms = v.u64()?;
+    let command_id = v.string()?;
+    if command_id.len() > MAX_COMMAND_ID_BYTES {
+        return Err("command id too long".into());
+    }
+    let tag = v.u8()?;
+    let wallet = Wallet::from_tag(tag).ok_or_else(|| format!("unknown wallet {tag}"))?;
+    let available_delta = v.i128()?;
+    let locked_delta = v.i128()?;
+    let after = Balance {
+        available: v.i128()?,
+        locked: v.i128()?,
+    };
+    let symbol = String::from_utf8(v.rest().to_vec()).map_err(|_| "bad asset symbol")?;
+    let entry = HistoryEntry {
+        seq,
+        log_index,
+        time_ms,
+        command_id,
+        wallet,
+        asset: 0,
+        available_delta,
+        locked_delta,
+        after,
+    };
+    Ok((entry, symbol))
+}
+
+/// Links history entries (in sequence order) to accounts that keep history.
+fn restore_history(
+    ledger: &mut Ledger,
+    history: BTreeMap<(AccountId, u64), (HistoryEntry, String, Vec<u8>)>,
+) -> Result<(), RecordError> {
+    for ((account, _), (mut entry, symbol, key)) in history {
+        let bad = |detail: &str| malformed(RecordKind::History, &key, detail);
+        let Some(&asset) = ledger.asset_index.get(&symbol) else {
+            return Err(bad("unknown asset"));
+        };
+        entry.asset = asset;
+        let Some(kept) = ledger
+            .accounts
+            .get_mut(&account)
+            .and_then(|a| a.history.as_mut())
+        else {
+            return Err(bad("no account keeping history"));
+        };
+        if kept.entries.len() >= crate::history::MAX_HISTORY_PER_ACCOUNT {
+            return Err(bad("more entries than are kept"));
+        }
+        kept.entries.push_back(entry);
+    }
+    Ok(())
+}
+
+/// Rebuilds the spot pairs, in symbol order, linked to their assets.
+fn restore_pairs(
+    ledger: &mut Ledger,
+    pairs: BTreeMap<String, ParsedPair>,
+) -> Result<(), RecordError> {
+    for (symbol, (base, quote, size_scale, price_scale, min_base, key)) in pairs {
+        let bad = |detail: &str| malformed(RecordKind::Pair, &key, detail);
+        let (Some(&base), Some(&quote)) = (
+            ledger.asset_index.get(&base),
+            ledger.asset_index.get(&quote),
+        ) else {
+            return Err(bad("unknown asset"));
+        };
+        let idx = u32::try_from(ledger.pairs.len()).map_err(|_| bad("too many pairs"))?;
+        ledger.pair_index.insert(symbol.clone(), idx);
+        ledger.pairs.push(Pair {
+            symbol,
+            base,
+            quote,
+            size_scale,
+            price_scale,
+            min_base,
+        });
+    }
+    Ok(())
 }
 
 /// Links kept ingest failures to their partitions (each once).
@@ -998,15 +1370,15 @@ fn restore_balances(
         let Some(&idx) = ledger.asset_index.get(&symbol) else {
             return Err(malformed(RecordKind::Balance, &key, "unknown asset"));
         };
-        match (owner, system_slot(owner)) {
-            (Owner::Account(id), _) => {
+        match (owner.client(), system_slot(owner)) {
+            (Some((id, wallet)), _) => {
                 let Some(account) = ledger.accounts.get_mut(&id) else {
                     return Err(malformed(RecordKind::Balance, &key, "unknown account"));
                 };
-                if account.get(idx).is_some() {
+                if account.get(wallet, idx).is_some() {
                     return Err(duplicate(RecordKind::Balance, &key));
                 }
-                *account.slot_mut(idx) = balance;
+                *account.slot_mut(wallet, idx) = balance;
             }
             (_, Some(slot)) => {
                 if !seen_system.insert((slot, idx)) {
@@ -1054,6 +1426,7 @@ fn restore_markets(
             funding_interval_ms: parsed.funding_interval_ms,
             state: parsed.state,
             positions: BTreeMap::new(),
+            isolated: BTreeMap::new(),
         });
     }
     Ok(())
@@ -1104,7 +1477,7 @@ mod tests {
             let Some(account) = ledger.accounts.get_mut(&1) else {
                 panic!("account 1")
             };
-            let entry = account.entry_mut(0);
+            let entry = account.entry_mut(crate::command::Wallet::Spot, 0);
             ledger.dirty.note_balance(&mut entry.listed, owner, 0);
         };
         let remove = |ledger: &mut Ledger| {

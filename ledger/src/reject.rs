@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{Reader, Sink};
 use crate::command::{
     AccountId, HoldId, MAX_ASSET_SCALE, MAX_DEDUP_WINDOW_MS, MAX_LEVERAGE, MAX_MARGIN_BRACKETS,
-    MAX_MARKETS, MIN_DEDUP_WINDOW_MS, Owner, RATE_SCALE, RejectCode,
+    MAX_MARKETS, MAX_PAIRS, MIN_DEDUP_WINDOW_MS, Owner, RATE_SCALE, RejectCode, Wallet,
 };
 
 /// Longest string (in characters) a detail holds: a command id shown in an
@@ -103,9 +103,12 @@ pub enum Field {
     MaintenanceMarginRate,
     LiquidationFeeRate,
     BracketNotionalFloor,
+    BuyerLimitPrice,
+    MinBaseAmount,
+    Fee,
 }
 
-const ALL_FIELDS: [Field; 11] = [
+const ALL_FIELDS: [Field; 14] = [
     Field::Amount,
     Field::BaseAmount,
     Field::BuyerFee,
@@ -117,6 +120,9 @@ const ALL_FIELDS: [Field; 11] = [
     Field::MaintenanceMarginRate,
     Field::LiquidationFeeRate,
     Field::BracketNotionalFloor,
+    Field::BuyerLimitPrice,
+    Field::MinBaseAmount,
+    Field::Fee,
 ];
 
 impl Field {
@@ -134,6 +140,9 @@ impl Field {
             Field::MaintenanceMarginRate => "maintenance margin rate",
             Field::LiquidationFeeRate => "liquidation fee rate",
             Field::BracketNotionalFloor => "bracket notional floor",
+            Field::BuyerLimitPrice => "buyer limit price",
+            Field::MinBaseAmount => "min base amount",
+            Field::Fee => "fee",
         }
     }
 
@@ -156,6 +165,9 @@ impl Field {
             Field::MaintenanceMarginRate => 8,
             Field::LiquidationFeeRate => 9,
             Field::BracketNotionalFloor => 10,
+            Field::BuyerLimitPrice => 11,
+            Field::MinBaseAmount => 12,
+            Field::Fee => 13,
         }
     }
 }
@@ -278,6 +290,16 @@ impl DetailField for Side {
             1 => Ok(Side::Sell),
             other => Err(format!("unknown side {other}")),
         }
+    }
+}
+
+impl DetailField for Wallet {
+    fn put(&self, sink: &mut impl Sink) {
+        sink.put_u8(self.tag());
+    }
+    fn read(reader: &mut Reader<'_>) -> Result<Self, String> {
+        let tag = reader.u8()?;
+        Wallet::from_tag(tag).ok_or_else(|| format!("unknown wallet {tag}"))
     }
 }
 
@@ -607,6 +629,129 @@ define_reject_details! {
         => RejectCode::DedupTableFull,
         "the idempotency table is full ({entries} command ids remembered within the \
          {window_ms} ms window): retry later, or shrink the window (set-dedup-window)";
+
+    // ----- account model: sub-accounts, wallets, transfers ------------------
+    61 => UnknownParent { parent: AccountId }
+        => RejectCode::InvalidParent,
+        "parent account {parent} does not exist";
+    62 => ParentNotTopLevel { parent: AccountId }
+        => RejectCode::InvalidParent,
+        "account {parent} is a sub-account: a master must be a top-level account";
+    63 => CollateralWalletInvalid { wallet: Wallet }
+        => RejectCode::InvalidWallet,
+        "the {wallet} wallet cannot be a collateral wallet (spot or margin)";
+    64 => TransferToItself { owner: Owner }
+        => RejectCode::InvalidWallet,
+        "a transfer from {owner} to itself";
+    65 => NotSubAccountOf { master: AccountId, account: AccountId }
+        => RejectCode::NotSubAccount,
+        "account {account} is not a sub-account of account {master}";
+    66 => SubToSubWithoutGrant { from: AccountId, to: AccountId, master: AccountId }
+        => RejectCode::TransferNotAllowed,
+        "sub-account {from} may not transfer to sub-account {to}: their master, account \
+         {master}, has not granted it";
+    67 => OutsideFamily { from: AccountId, to: AccountId }
+        => RejectCode::TransferNotAllowed,
+        "account {from} and account {to} are not master and sub-account (a sub-account \
+         transfers only with its master, or to a sibling its master granted)";
+    68 => WithdrawForbidden { account: AccountId }
+        => RejectCode::WithdrawNotAllowed,
+        "account {account} may not withdraw";
+    69 => AboveTransferable { owner: Owner, asset: String, amount: Decimal, transferable: Decimal }
+        => RejectCode::ExceedsTransferable,
+        "{owner} can transfer at most {transferable} {asset}, not {amount} (initial margin \
+         stays covered; unrealized profit is not transferable)";
+    70 => LockedNotTransferable {
+            owner: Owner,
+            available: Decimal,
+            locked: Decimal,
+            asset: String,
+            amount: Decimal,
+        }
+        => RejectCode::InsufficientFunds,
+        "{owner} has {available} {asset} available, needs {amount}: its {locked} locked is \
+         never transferable";
+    71 => GrantToItself { account: AccountId }
+        => RejectCode::TransferNotAllowed,
+        "a transfer grant from account {account} to itself";
+    72 => GrantLimit { account: AccountId, max: u32 }
+        => RejectCode::TooManyGrants,
+        "account {account} already has {max} transfer grants";
+    73 => OwnerShort { owner: Owner, available: Decimal, asset: String, needed: Decimal }
+        => RejectCode::InsufficientFunds,
+        "{owner} holds {available} {asset}, needs {needed}";
+
+    // ----- spot pairs ----------------------------------------------------------
+    /// `pair`: the first `SHOWN_SYMBOL_CHARS` characters of the input.
+    74 => MalformedPairSymbol { pair: String }
+        => RejectCode::InvalidPair,
+        "pair symbol {pair:?} must be 1..=32 of A-Z 0-9 _ -";
+    75 => PairExists { pair: String }
+        => RejectCode::PairExists,
+        "pair {pair} exists";
+    /// `pair`: the first `SHOWN_SYMBOL_CHARS` characters of the input.
+    76 => UnknownPair { pair: String }
+        => RejectCode::UnknownPair,
+        "pair {pair:?} unknown";
+    77 => PairSameAsset { asset: String }
+        => RejectCode::InvalidPair,
+        "a pair needs two different assets, not {asset} twice";
+    78 => PairSizeScale { size_scale: u32, base_scale: u32 }
+        => RejectCode::InvalidPair,
+        "size scale {size_scale} exceeds the base asset's scale {base_scale}";
+    79 => PairPriceScale { price_scale: u32 }
+        => RejectCode::InvalidPair,
+        "price scale {price_scale} above {MAX_ASSET_SCALE}";
+    80 => PairHoldMismatch { pair: String, side: Side, hold: HoldId, asset: String, expected: String }
+        => RejectCode::PairMismatch,
+        "{side} hold {hold} holds {asset}, but the {side} side of {pair} locks {expected}";
+    81 => UnderMinSize { pair: String, base_amount: Decimal, min: Decimal }
+        => RejectCode::BelowMinSize,
+        "base amount {base_amount} is below pair {pair}'s minimum {min}";
+    82 => PairTooPrecise { field: Field, value: Decimal, scale: u32, pair: String }
+        => RejectCode::BadPrecision,
+        "{field} {value} has more than the {scale} decimals pair {pair} allows";
+    83 => FeeUncovered { side: Side, fee: Decimal, asset: String, has: Decimal }
+        => RejectCode::FeeNotCovered,
+        "the {side} fee {fee} {asset} is not covered: {has} {asset} left for it";
+    84 => LimitBelowPrice { limit: Decimal, price: Decimal }
+        => RejectCode::InvalidPrice,
+        "buyer limit price {limit} is below the fill price {price}";
+    85 => ReleaseAboveRemaining { hold: HoldId, amount: Decimal, remaining: Decimal }
+        => RejectCode::HoldInsufficient,
+        "hold {hold} has {remaining} left, cannot release {amount}";
+    86 => PairLimit
+        => RejectCode::InvalidPair,
+        "too many pairs (at most {MAX_PAIRS})";
+
+    // ----- isolated margin -----------------------------------------------------
+    87 => PositionOpen { account: AccountId, market: String }
+        => RejectCode::PositionOpen,
+        "account {account} holds a position in {market}: its margin mode changes only while flat";
+    88 => NotIsolated { account: AccountId, market: String }
+        => RejectCode::NotIsolated,
+        "account {account}'s position in {market} is not isolated";
+    89 => IsolatedMarginShort {
+            account: AccountId,
+            market: String,
+            margin: Decimal,
+            delta: Decimal,
+            movable: Decimal,
+        }
+        => RejectCode::InsufficientMargin,
+        "account {account} {market} isolated margin {margin}: cannot move {delta}, at most \
+         {movable} (margin + UPNL stays at or above the initial margin)";
+
+    // ----- open-order margin ------------------------------------------------
+    90 => HoldNotSpot { side: Side, hold: HoldId }
+        => RejectCode::HoldAssetMismatch,
+        "{side} hold {hold} locks open-order margin, not a spot order's funds";
+    91 => HoldWalletInvalid { wallet: Wallet }
+        => RejectCode::InvalidWallet,
+        "holds lock funds in the spot or margin wallet, not the {wallet} wallet";
+    92 => OrderHoldMismatch { side: Side, hold: HoldId }
+        => RejectCode::HoldAssetMismatch,
+        "{side} hold {hold} is not that side's open-order margin in the market's settle asset";
 }
 
 /// A rejection's record encoding: `u8` reject code tag, then the detail.
@@ -855,6 +1000,124 @@ mod tests {
             DedupTableFull {
                 entries: 50_000_000,
                 window_ms: 86_400_000,
+            },
+            UnknownParent { parent: 9 },
+            ParentNotTopLevel { parent: 10 },
+            CollateralWalletInvalid {
+                wallet: Wallet::Funding,
+            },
+            TransferToItself {
+                owner: Owner::Margin(3),
+            },
+            NotSubAccountOf {
+                master: 1,
+                account: 2,
+            },
+            SubToSubWithoutGrant {
+                from: 11,
+                to: 12,
+                master: 1,
+            },
+            OutsideFamily { from: 11, to: 20 },
+            WithdrawForbidden { account: 11 },
+            AboveTransferable {
+                owner: Owner::Margin(4),
+                asset: s("USDT"),
+                amount: d("100.5"),
+                transferable: d("0"),
+            },
+            LockedNotTransferable {
+                owner: Owner::Account(4),
+                available: d("1"),
+                locked: d("2.50"),
+                asset: s("BTC"),
+                amount: d("3"),
+            },
+            GrantToItself { account: 5 },
+            GrantLimit {
+                account: 5,
+                max: 256,
+            },
+            OwnerShort {
+                owner: Owner::Insurance,
+                available: d("-1"),
+                asset: s("USDT"),
+                needed: d("5"),
+            },
+            MalformedPairSymbol {
+                pair: s("btc/usdt"),
+            },
+            PairExists {
+                pair: s("BTC-USDT"),
+            },
+            UnknownPair {
+                pair: s("ETH-USDT"),
+            },
+            PairSameAsset { asset: s("BTC") },
+            PairSizeScale {
+                size_scale: 9,
+                base_scale: 8,
+            },
+            PairPriceScale { price_scale: 19 },
+            PairHoldMismatch {
+                pair: s("BTC-USDT"),
+                side: Side::Buy,
+                hold: 7,
+                asset: s("BTC"),
+                expected: s("USDT"),
+            },
+            UnderMinSize {
+                pair: s("BTC-USDT"),
+                base_amount: d("0.0001"),
+                min: d("0.001"),
+            },
+            PairTooPrecise {
+                field: Field::Price,
+                value: d("1.234"),
+                scale: 2,
+                pair: s("BTC-USDT"),
+            },
+            FeeUncovered {
+                side: Side::Sell,
+                fee: d("0.5"),
+                asset: s("BNB"),
+                has: d("0.1"),
+            },
+            LimitBelowPrice {
+                limit: d("29000"),
+                price: d("30000"),
+            },
+            ReleaseAboveRemaining {
+                hold: 3,
+                amount: d("5"),
+                remaining: d("4.5"),
+            },
+            PairLimit,
+            PositionOpen {
+                account: 3,
+                market: s("BTC-PERP"),
+            },
+            NotIsolated {
+                account: 3,
+                market: s("BTC-PERP"),
+            },
+            IsolatedMarginShort {
+                account: 3,
+                market: s("BTC-PERP"),
+                margin: d("100"),
+                delta: d("-80"),
+                movable: d("45.5"),
+            },
+            HoldNotSpot {
+                side: Side::Sell,
+                hold: 4,
+            },
+            HoldWalletInvalid {
+                wallet: Wallet::Funding,
+            },
+            OrderHoldMismatch {
+                side: Side::Buy,
+                hold: 9,
             },
         ]
     }

@@ -1,9 +1,12 @@
 //! Cross-margin risk of one account in one settle asset: its wallet (the
-//! settle asset's `available`), every position it holds in markets settled
+//! settle asset's `available` in the account's collateral wallet, see the
+//! `accounts` module), every position it holds in markets settled
 //! in that asset valued at their mark prices, equity, initial and
 //! maintenance margin, and each position's liquidation price.
 //!
-//! - equity = wallet + Σ unrealized PnL, UPNL = size × mark − cost;
+//! - equity = wallet + Σ unrealized PnL, UPNL = size × mark − cost; for a
+//!   margin collateral wallet, wallet = available + locked (open-order
+//!   margin, the `orders` module) and the locked part is added to the IM;
 //! - initial margin = Σ ceil(notional / leverage), leverage =
 //!   min(market max, bracket max) for the bracket of the notional;
 //! - maintenance margin = Σ ceil(notional × mmr − cum) (each position's exact
@@ -48,7 +51,10 @@ impl Ledger {
     /// cannot happen: fills need one).
     pub(crate) fn group_risk(&self, account: AccountId, asset: AssetIdx) -> Option<GroupRisk> {
         let wallet = self
-            .balance_units(crate::command::Owner::Account(account), asset)
+            .balance_units(
+                self.collateral(crate::command::Owner::Account(account)),
+                asset,
+            )
             .available;
         self.group_risk_with(account, asset, wallet, None)
     }
@@ -72,6 +78,10 @@ impl Ledger {
         };
         for m in self.settle_markets(asset) {
             let market = &self.markets[m as usize];
+            // An isolated position is its own group (the `isolated` module).
+            if market.isolated.contains_key(&account) {
+                continue;
+            }
             let position = match replace {
                 Some((rm, p)) if rm == m => p,
                 _ => market.positions.get(&account).copied().unwrap_or_default(),
@@ -92,7 +102,12 @@ impl Ledger {
                 risk: r,
             });
         }
-        risk.equity = wallet.checked_add(risk.upnl)?;
+        // Open-order margin locked in a margin collateral wallet is margin
+        // balance (equity) and required margin (IM) at once.
+        let order_margin = self.order_margin(account, asset);
+        risk.wallet = wallet.checked_add(order_margin)?;
+        risk.initial = risk.initial.checked_add(order_margin)?;
+        risk.equity = risk.wallet.checked_add(risk.upnl)?;
         Some(risk)
     }
 

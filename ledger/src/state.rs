@@ -6,7 +6,7 @@
 
 use rustc_hash::FxHashSet;
 
-use crate::command::{AccountId, Owner};
+use crate::command::{AccountId, Owner, Wallet};
 
 /// Index of an interned asset in `Ledger::assets` (creation order). Never
 /// leaves the engine: records, hashes and views use the symbol.
@@ -25,7 +25,7 @@ pub(crate) const SYSTEM_OWNERS: [Owner; 3] = [Owner::External, Owner::Fees, Owne
 /// Position of a system owner in `Asset::system`; `None` for client accounts.
 pub(crate) fn system_slot(owner: Owner) -> Option<usize> {
     match owner {
-        Owner::Account(_) => None,
+        Owner::Account(_) | Owner::Funding(_) | Owner::Margin(_) => None,
         Owner::External => Some(0),
         Owner::Fees => Some(1),
         Owner::Insurance => Some(2),
@@ -43,43 +43,83 @@ pub(crate) struct Asset {
     pub system_listed: [bool; 3],
 }
 
-/// One asset's balance of a client account.
+/// One (wallet, asset) balance of a client account.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct BalanceSlot {
+    pub wallet: Wallet,
     pub asset: AssetIdx,
     pub balance: Balance,
     /// Whether this balance's record is in `DirtySet::balances`.
     pub listed: bool,
 }
 
-/// A client account: the balances of every asset it ever touched, sorted by
-/// `AssetIdx` (a handful per account, so a binary search beats a map).
+/// A client account's model settings (the `accounts` module). The
+/// default is what `CreateAccount` makes: top-level, spot collateral,
+/// withdrawals allowed, no grants; its record value is empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct AccountSettings {
+    /// The master of a sub-account (`None`: top-level).
+    pub parent: Option<AccountId>,
+    /// The wallet its perpetual positions are margined over (spot or margin).
+    pub collateral: Wallet,
+    pub can_withdraw: bool,
+    /// Sub-accounts of the same master this sub-account may transfer to
+    /// (granted by the master), sorted, at most `MAX_TRANSFER_GRANTS`.
+    pub grants: Vec<AccountId>,
+    /// Whether its balance changes are recorded (the `history` module).
+    pub history: bool,
+}
+
+impl Default for AccountSettings {
+    fn default() -> Self {
+        AccountSettings {
+            parent: None,
+            collateral: Wallet::Spot,
+            can_withdraw: true,
+            grants: Vec::new(),
+            history: false,
+        }
+    }
+}
+
+/// A client account: the balances of every (wallet, asset) it ever
+/// touched, sorted by (wallet, asset) (a handful per account, so a binary
+/// search beats a map), and its settings.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Account {
     pub balances: Vec<BalanceSlot>,
+    pub settings: AccountSettings,
+    /// Its kept history: `Some` exactly when `settings.history`.
+    pub history: Option<crate::history::History>,
 }
 
 impl Account {
-    pub fn get(&self, asset: AssetIdx) -> Option<&Balance> {
+    fn search(&self, wallet: Wallet, asset: AssetIdx) -> Result<usize, usize> {
         self.balances
-            .binary_search_by_key(&asset, |slot| slot.asset)
+            .binary_search_by_key(&(wallet, asset), |slot| (slot.wallet, slot.asset))
+    }
+
+    /// The `wallet` balance of `asset`, if touched.
+    pub fn get(&self, wallet: Wallet, asset: AssetIdx) -> Option<&Balance> {
+        self.search(wallet, asset)
             .ok()
             .map(|pos| &self.balances[pos].balance)
     }
 
-    /// The slot for `asset`, created (zero, not listed) on first touch.
-    pub fn entry_mut(&mut self, asset: AssetIdx) -> &mut BalanceSlot {
-        self.entry_and_before(asset).0
+    /// The slot for (`wallet`, `asset`), created (zero, not listed) on first touch.
+    pub fn entry_mut(&mut self, wallet: Wallet, asset: AssetIdx) -> &mut BalanceSlot {
+        self.entry_and_before(wallet, asset).0
     }
 
-    /// The slot for `asset` and its balance before this call: `None` if the
-    /// slot was created (zero, not listed) by it.
+    /// The slot for (`wallet`, `asset`) and its balance before this call:
+    /// `None` if the slot was created (zero, not listed) by it.
     #[inline]
-    pub fn entry_and_before(&mut self, asset: AssetIdx) -> (&mut BalanceSlot, Option<Balance>) {
-        match self
-            .balances
-            .binary_search_by_key(&asset, |slot| slot.asset)
-        {
+    pub fn entry_and_before(
+        &mut self,
+        wallet: Wallet,
+        asset: AssetIdx,
+    ) -> (&mut BalanceSlot, Option<Balance>) {
+        match self.search(wallet, asset) {
             Ok(pos) => {
                 let slot = &mut self.balances[pos];
                 let before = slot.balance;
@@ -87,6 +127,7 @@ impl Account {
             }
             Err(pos) => {
                 let slot = BalanceSlot {
+                    wallet,
                     asset,
                     balance: Balance::default(),
                     listed: false,
@@ -97,9 +138,16 @@ impl Account {
         }
     }
 
-    /// The balance for `asset`, created (zero) on first touch.
-    pub fn slot_mut(&mut self, asset: AssetIdx) -> &mut Balance {
-        &mut self.entry_mut(asset).balance
+    /// The balance for (`wallet`, `asset`), created (zero) on first touch.
+    pub fn slot_mut(&mut self, wallet: Wallet, asset: AssetIdx) -> &mut Balance {
+        &mut self.entry_mut(wallet, asset).balance
+    }
+
+    /// Removes the (`wallet`, `asset`) slot (a rollback of its creation).
+    pub fn remove(&mut self, wallet: Wallet, asset: AssetIdx) {
+        if let Ok(pos) = self.search(wallet, asset) {
+            self.balances.remove(pos);
+        }
     }
 }
 
@@ -107,6 +155,9 @@ impl Account {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Hold {
     pub account: AccountId,
+    /// Where the funds are locked: `Spot` (orders of spot pairs) or
+    /// `Margin` (open-order margin of perpetual orders).
+    pub wallet: Wallet,
     pub asset: AssetIdx,
     /// The amount originally locked.
     pub amount: i128,
@@ -132,6 +183,12 @@ pub(crate) enum DirtyKey {
     IngestSource(u32),
     /// A kept ingest failure (partition index, offset; deleted when dropped).
     IngestFailure(u32, u64),
+    /// A spot pair (by `PairIdx`).
+    Pair(u32),
+    /// A history entry (account, sequence number; deleted when dropped).
+    History(AccountId, u64),
+    /// An isolated margin (market, account; deleted when back to cross).
+    Isolated(crate::market::MarketIdx, AccountId),
 }
 
 /// Keys changed since the last `drain_dirty`: memory stays proportional to

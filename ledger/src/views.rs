@@ -77,11 +77,11 @@ impl Ledger {
     /// balances for a known account and asset it never touched.
     pub fn balance(&self, owner: Owner, asset: &str) -> Option<BalanceView> {
         let idx = *self.asset_index.get(asset)?;
-        let balance = match (owner, system_slot(owner)) {
-            (Owner::Account(id), _) => self
+        let balance = match (owner.client(), system_slot(owner)) {
+            (Some((id, wallet)), _) => self
                 .accounts
                 .get(&id)?
-                .get(idx)
+                .get(wallet, idx)
                 .copied()
                 .unwrap_or_default(),
             (_, Some(slot)) => self.assets.get(idx as usize)?.system[slot],

@@ -59,6 +59,8 @@ pub enum WireError {
     BadBool(u8),
     #[error("decimal {mantissa}e-{scale} is not canonical or out of range")]
     BadDecimal { mantissa: i128, scale: u8 },
+    #[error("unknown wallet kind {0}")]
+    BadWallet(u8),
     #[error("unsupported command wire version {0}")]
     UnsupportedVersion(u8),
 }
@@ -507,6 +509,127 @@ mod tests {
                 account: 3,
                 asset: "USDT".into(),
                 amount: d("1000"),
+            }
+            .into(),
+            OpenAccount {
+                account: 11,
+                parent: 1,
+                collateral: Wallet::Margin,
+                can_withdraw: false,
+                history: true,
+            }
+            .into(),
+            SetWithdrawAllowed {
+                account: 11,
+                allowed: true,
+            }
+            .into(),
+            SetTransferGrant {
+                master: 1,
+                from: 11,
+                to: 12,
+                allowed: true,
+            }
+            .into(),
+            WalletTransfer {
+                from: 1,
+                from_wallet: Wallet::Spot,
+                to: 11,
+                to_wallet: Wallet::Funding,
+                asset: "USDT".into(),
+                amount: d("2.5"),
+            }
+            .into(),
+            WalletDeposit {
+                account: 1,
+                wallet: Wallet::Funding,
+                asset: "BTC".into(),
+                amount: d("1"),
+            }
+            .into(),
+            WalletWithdraw {
+                account: 1,
+                wallet: Wallet::Margin,
+                asset: "BTC".into(),
+                amount: d("0.1"),
+            }
+            .into(),
+            WithdrawInsurance {
+                asset: "USDT".into(),
+                account: 2,
+                wallet: Wallet::Spot,
+                amount: d("7"),
+            }
+            .into(),
+            SweepFees {
+                asset: "USDT".into(),
+                account: 2,
+                wallet: Wallet::Funding,
+                amount: d("8"),
+            }
+            .into(),
+            CreatePair {
+                pair: "BTC-USDT".into(),
+                base: "BTC".into(),
+                quote: "USDT".into(),
+                size_scale: 4,
+                price_scale: 2,
+                min_base_amount: d("0.001"),
+            }
+            .into(),
+            PairFill {
+                pair: "BTC-USDT".into(),
+                buy_hold: 1,
+                sell_hold: 2,
+                base_amount: d("0.2"),
+                price: d("29900"),
+                buyer_fee: Fee {
+                    asset: "BNB".into(),
+                    amount: d("0.01"),
+                },
+                seller_fee: Fee::default(),
+                buyer_limit_price: d("30000"),
+            }
+            .into(),
+            ReleasePart {
+                hold: 1,
+                amount: d("3"),
+            }
+            .into(),
+            SetIsolated {
+                account: 3,
+                market: "BTC-PERP".into(),
+                isolated: true,
+            }
+            .into(),
+            AdjustIsolatedMargin {
+                account: 3,
+                market: "BTC-PERP".into(),
+                delta: d("-12.5"),
+            }
+            .into(),
+            WalletLock {
+                hold: 5,
+                account: 3,
+                wallet: Wallet::Margin,
+                asset: "USDT".into(),
+                amount: d("151.5"),
+            }
+            .into(),
+            PerpOrderFill {
+                fill: PerpFill {
+                    market: "BTC-PERP".into(),
+                    buyer: 3,
+                    seller: 2,
+                    size: d("0.1"),
+                    price: d("30300"),
+                    buyer_fee: d("0"),
+                    seller_fee: d("0.3"),
+                },
+                buy_hold: 5,
+                buy_release: d("151.5"),
+                sell_hold: 0,
+                sell_release: d("0"),
             }
             .into(),
         ]

@@ -559,8 +559,8 @@ fn the_window_survives_a_rebuild_from_records_and_is_part_of_the_state_hash() {
     let before = ledger.state_hash();
     apply_set_window(&mut ledger, "w", 5_000, 10_000);
     assert_ne!(ledger.state_hash(), before);
-    // The meta record holds version 5, the clock and the window.
-    let mut expected = vec![5u8];
+    // The meta record holds version 6, the clock and the window.
+    let mut expected = vec![6u8];
     expected.extend_from_slice(&10_000u64.to_be_bytes());
     expected.extend_from_slice(&5_000u64.to_be_bytes());
     assert_eq!(meta_value(&ledger), expected);
@@ -607,7 +607,7 @@ fn the_window_survives_a_rebuild_from_records_and_is_part_of_the_state_hash() {
 }
 
 #[test]
-fn meta_records_of_unknown_or_unreadable_versions_are_refused_and_version_4_is_read() {
+fn meta_records_of_unknown_or_unreadable_versions_are_refused_and_versions_4_and_5_are_read() {
     let mut ledger = ledger_with_window(WINDOW_MS);
     assert!(!ledger.apply(&envelope("a", deposit("1")), 10_000).duplicate);
     let config = LedgerConfig {
@@ -615,7 +615,7 @@ fn meta_records_of_unknown_or_unreadable_versions_are_refused_and_version_4_is_r
     };
     // Version 2 (no window) and 3 (fingerprints of another command
     // encoding) are refused, not misread, as are unknown ones.
-    for version in [1u8, 2, 3, 6] {
+    for version in [1u8, 2, 3, 7] {
         let mut records = ledger.records();
         for (key, value) in &mut records {
             if RecordKind::of_key(key) == Some(RecordKind::Meta) {
@@ -627,8 +627,17 @@ fn meta_records_of_unknown_or_unreadable_versions_are_refused_and_version_4_is_r
             Err(RecordError::UnsupportedVersion(v)) if v == version
         ));
     }
-    let restored = Ledger::from_records(config, ledger.records()).expect("restores version 5");
+    let restored = Ledger::from_records(config, ledger.records()).expect("restores version 6");
     assert_eq!(restored.state_hash(), ledger.state_hash());
+    // Version 5 is the same records without account-model ones: still read.
+    let mut records = ledger.records();
+    for (key, value) in &mut records {
+        if RecordKind::of_key(key) == Some(RecordKind::Meta) {
+            value[0] = 5;
+        }
+    }
+    let restored = Ledger::from_records(config, records).expect("restores version 5");
+    assert_eq!(restored.dedup_window_ms(), ledger.dedup_window_ms());
     // Version 4 is the same records without ingest ones: still read.
     let mut records = ledger.records();
     for (key, value) in &mut records {

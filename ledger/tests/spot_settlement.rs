@@ -300,8 +300,17 @@ fn fund_insurance_moves_available_into_the_insurance_fund_and_changes_nothing_wh
         })
     };
     let events = h.ok(fund(1, "200.5"));
-    // Two balance changes: the client's debit and the fund's credit.
-    assert_eq!(events.len(), 2, "{events:?}");
+    // Two balance changes (the client's debit and the fund's credit) and
+    // the fund's top-up.
+    assert_eq!(events.len(), 3, "{events:?}");
+    assert_eq!(
+        events[2],
+        Event::InsuranceFund {
+            asset: "USDT".into(),
+            delta: d("200.5"),
+            balance: d("200.5"),
+        }
+    );
     assert_eq!(h.balance(Owner::Account(1), "USDT"), (d("299.5"), d("0")));
     assert_eq!(h.balance(Owner::Insurance, "USDT"), (d("200.5"), d("0")));
     // Refused, nothing changed (the harness checks balances and records).

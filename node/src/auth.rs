@@ -7,13 +7,14 @@
 //! |--------|--------|
 //! | node   | every right (a cluster member can already append any entry) |
 //! | admin  | admin (membership, snapshots, compaction, backup, upgrades), configure (assets, markets, dedup window), status, ledger and perps reads |
-//! | risk   | risk writes (mark prices, funding, market pauses, insurance fund), perps reads, ledger reads, status |
-//! | trader | ledger writes (accounts, deposits, withdrawals, holds, fills, transfers, perp fills), ledger reads, status |
+//! | risk   | risk writes (mark prices, funding, market pauses, insurance fund top-up and payout, fee sweeps), perps reads, ledger reads, status |
+//! | trader | ledger writes (accounts and their settings, deposits, withdrawals, holds, fills, wallet transfers, isolated margin, perp fills), ledger reads, status |
 //! | reader | ledger reads, perps reads, status |
 //!
 //! The gRPC methods: `Ledger/Submit` and `SubmitBatch` need the right of
 //! every command they carry (checked per command by the ledger service,
-//! [`command_right`]); other `Ledger` methods are ledger reads; `Perps`
+//! [`command_right`]); other `Ledger` methods and every `Accounts` method
+//! (listings, history, transferable, conservation) are ledger reads; `Perps`
 //! methods perps reads; `Admin/Get*` status, other `Admin` and `Backup`
 //! methods admin; `Kafka` methods status; `Raft` methods the raft right
 //! (nodes only); the gRPC health service is open to any connection. Any
@@ -97,6 +98,7 @@ pub fn gate(path: &str) -> Gate {
         "tally.v1.Ledger" if method == "Submit" || method == "SubmitBatch" => Gate::Commands,
         "tally.v1.Ledger" => Gate::Needs(Right::LedgerRead),
         "tally.v1.Perps" => Gate::Needs(Right::PerpsRead),
+        "tally.v1.Accounts" => Gate::Needs(Right::LedgerRead),
         "tally.v1.Admin" if method.starts_with("Get") => Gate::Needs(Right::Status),
         "tally.v1.Admin" | "tally.v1.Backup" => Gate::Needs(Right::Admin),
         "tally.v1.Kafka" => Gate::Needs(Right::Status),
@@ -116,14 +118,29 @@ pub fn command_right(command: &Command) -> Right {
         | Command::Release(_)
         | Command::Fill(_)
         | Command::Transfer(_)
-        | Command::PerpFill(_) => Right::LedgerWrite,
+        | Command::PerpFill(_)
+        | Command::OpenAccount(_)
+        | Command::SetWithdrawAllowed(_)
+        | Command::SetTransferGrant(_)
+        | Command::WalletTransfer(_)
+        | Command::WalletDeposit(_)
+        | Command::WalletWithdraw(_)
+        | Command::PairFill(_)
+        | Command::ReleasePart(_)
+        | Command::SetIsolated(_)
+        | Command::AdjustIsolatedMargin(_)
+        | Command::WalletLock(_)
+        | Command::PerpOrderFill(_) => Right::LedgerWrite,
         Command::SetMarkPrice(_)
         | Command::ApplyFunding(_)
         | Command::SetMarketPaused(_)
-        | Command::FundInsurance(_) => Right::RiskWrite,
-        Command::CreateAsset(_) | Command::CreateMarket(_) | Command::SetDedupWindow(_) => {
-            Right::Configure
-        }
+        | Command::FundInsurance(_)
+        | Command::WithdrawInsurance(_)
+        | Command::SweepFees(_) => Right::RiskWrite,
+        Command::CreateAsset(_)
+        | Command::CreateMarket(_)
+        | Command::CreatePair(_)
+        | Command::SetDedupWindow(_) => Right::Configure,
     }
 }
 
@@ -186,6 +203,10 @@ mod tests {
         assert_eq!(
             gate("/tally.v1.Perps/GetMargin"),
             Gate::Needs(Right::PerpsRead)
+        );
+        assert_eq!(
+            gate("/tally.v1.Accounts/GetHistory"),
+            Gate::Needs(Right::LedgerRead)
         );
         assert_eq!(
             gate("/tally.v1.Admin/GetNodeStatus"),

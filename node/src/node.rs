@@ -150,6 +150,11 @@ pub async fn start(
     let perps = tally_proto::v1::perps_server::PerpsServer::new(LedgerService { ctx: ctx.clone() })
         .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES);
+    // Account-model queries, served by the same ledger service.
+    let accounts =
+        tally_proto::v1::accounts_server::AccountsServer::new(LedgerService { ctx: ctx.clone() })
+            .max_decoding_message_size(MAX_CLIENT_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES);
     let admin = AdminServer::new(AdminService {
         ctx: ctx.clone(),
         membership_lock: tokio::sync::Mutex::new(()),
@@ -194,6 +199,7 @@ pub async fn start(
             .add_service(health_service)
             .add_service(ledger)
             .add_service(perps)
+            .add_service(accounts)
             .add_service(admin)
             .add_service(kafka_svc)
             .add_service(backup_svc)

@@ -336,6 +336,12 @@ pub enum Cmd {
     #[command(flatten)]
     Perps(PerpsCmd),
 
+    // open-account, grant, allow-withdraw, wallet-*, insurance-withdraw,
+    // sweep-fees, pair-*, release-part, wallets, transferable, history,
+    // accounts, holds, assets, pairs, markets, conservation.
+    #[command(flatten)]
+    Acct(crate::acct::args::AcctCmd),
+
     /// Ledger-wide settings (replicated through the log, like any write).
     #[command(subcommand)]
     Ledger(LedgerCmd),

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+mod acct;
 mod args;
 mod backup;
 mod ingest;

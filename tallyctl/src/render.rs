@@ -71,6 +71,9 @@ pub(crate) fn owner_text(owner: Option<&pb::Owner>) -> String {
 pub(crate) fn owner_json(owner: Option<&pb::Owner>) -> Value {
     match owner.and_then(Owner::from_proto) {
         Some(Owner::Account(id)) => json!({"kind": "account", "account": id}),
+        Some(Owner::InWallet(id, wallet)) => {
+            json!({"kind": "account", "account": id, "wallet": wallet.as_str()})
+        }
         Some(Owner::External) => json!({"kind": "external"}),
         Some(Owner::Fees) => json!({"kind": "fees"}),
         Some(Owner::Insurance) => json!({"kind": "insurance"}),
@@ -162,6 +165,7 @@ pub fn event_lines(events: &[Event]) -> Vec<String> {
             ),
             Some(kind) => spot::render::event_text(kind)
                 .or_else(|| perps::render::event_text(kind))
+                .or_else(|| crate::acct::render::event_text(kind))
                 .unwrap_or_else(|| UNRECOGNIZED_EVENT.to_string()),
             None => UNRECOGNIZED_EVENT.to_string(),
         };
@@ -200,6 +204,7 @@ pub fn event_json(event: &Event) -> Value {
         }
         Some(kind) => spot::render::event_json(kind)
             .or_else(|| perps::render::event_json(kind))
+            .or_else(|| crate::acct::render::event_json(kind))
             .unwrap_or_else(|| json!({"type": "unknown"})),
         None => json!({"type": "unknown"}),
     }

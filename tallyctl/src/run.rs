@@ -281,6 +281,7 @@ pub async fn run(cli: Cli) -> Outcome {
         }
         Cmd::Cluster(cmd) => cluster(&client, cmd, json).await,
         Cmd::Perps(cmd) => perps::run::run(&client, cmd).await,
+        Cmd::Acct(cmd) => crate::acct::run::run(&client, cmd).await,
         Cmd::Ingest(cmd) => crate::ingest::run(&client, cmd).await,
         Cmd::Backup { out } => crate::backup::run(&client, out).await,
         Cmd::Ledger(LedgerCmd::Settings { read }) => {

@@ -39,6 +39,8 @@ pub enum ConvertError {
         value: String,
         decimal_places: usize,
     },
+    #[error("{field}: {value} is not a known wallet (0 spot, 1 funding, 2 margin)")]
+    UnknownWallet { field: &'static str, value: i32 },
 }
 
 impl ConvertError {
@@ -52,6 +54,7 @@ impl ConvertError {
             ConvertError::BadDecimal { .. } => "MALFORMED_DECIMAL",
             ConvertError::TooManyIntegerDigits { .. } => "AMOUNT_TOO_LARGE",
             ConvertError::TooManyDecimals { .. } => "BAD_PRECISION",
+            ConvertError::UnknownWallet { .. } => "UNKNOWN_WALLET",
         }
     }
 }
@@ -97,7 +100,7 @@ fn does_not_fit(field: &'static str, value: &str, int: &str, frac: &str) -> Conv
     }
 }
 
-fn decimal(field: &'static str, value: &str) -> Result<Decimal, ConvertError> {
+pub(crate) fn decimal(field: &'static str, value: &str) -> Result<Decimal, ConvertError> {
     let bad = |message: String| ConvertError::BadDecimal {
         field,
         value: value.chars().take(80).collect(),
@@ -125,7 +128,7 @@ fn decimal(field: &'static str, value: &str) -> Result<Decimal, ConvertError> {
     })
 }
 
-fn fee(field: &'static str, value: &str) -> Result<Decimal, ConvertError> {
+pub(crate) fn fee(field: &'static str, value: &str) -> Result<Decimal, ConvertError> {
     if value.is_empty() {
         Ok(Decimal::ZERO)
     } else {
@@ -245,6 +248,14 @@ pub fn envelope(cmd: &pb::Command) -> Result<ledger::Envelope, ConvertError> {
             amount: decimal("amount", &c.amount)?,
         }
         .into(),
+        other => match crate::grpc::convert_accounts::command(other) {
+            Some(command) => command?,
+            None => {
+                return Err(ConvertError::Missing {
+                    field: "command.body",
+                });
+            }
+        },
     };
     Ok(ledger::Envelope {
         command_id: ledger::CommandId(cmd.command_id.clone()),
@@ -258,18 +269,32 @@ pub fn owner_to_pb(owner: ledger::Owner) -> pb::Owner {
         ledger::Owner::Account(account) => pb::Owner {
             kind: pb::OwnerKind::Account as i32,
             account,
+            wallet: pb::Wallet::Spot as i32,
+        },
+        ledger::Owner::Funding(account) => pb::Owner {
+            kind: pb::OwnerKind::Account as i32,
+            account,
+            wallet: pb::Wallet::Funding as i32,
+        },
+        ledger::Owner::Margin(account) => pb::Owner {
+            kind: pb::OwnerKind::Account as i32,
+            account,
+            wallet: pb::Wallet::Margin as i32,
         },
         ledger::Owner::External => pb::Owner {
             kind: pb::OwnerKind::External as i32,
             account: 0,
+            wallet: 0,
         },
         ledger::Owner::Fees => pb::Owner {
             kind: pb::OwnerKind::Fees as i32,
             account: 0,
+            wallet: 0,
         },
         ledger::Owner::Insurance => pb::Owner {
             kind: pb::OwnerKind::Insurance as i32,
             account: 0,
+            wallet: 0,
         },
     }
 }
@@ -279,7 +304,10 @@ pub fn owner_from_pb(owner: Option<&pb::Owner>) -> Result<ledger::Owner, Convert
     let owner = owner.ok_or(ConvertError::Missing { field: "owner" })?;
     Ok(
         match pb::OwnerKind::try_from(owner.kind).unwrap_or(pb::OwnerKind::Account) {
-            pb::OwnerKind::Account => ledger::Owner::Account(owner.account),
+            pb::OwnerKind::Account => ledger::Owner::wallet(
+                owner.account,
+                crate::grpc::convert_accounts::wallet_from_pb("owner.wallet", owner.wallet)?,
+            ),
             pb::OwnerKind::External => ledger::Owner::External,
             pb::OwnerKind::Fees => ledger::Owner::Fees,
             pb::OwnerKind::Insurance => ledger::Owner::Insurance,
@@ -465,6 +493,13 @@ pub fn event_to_pb(event: &ledger::Event) -> pb::Event {
                 window_ms: *window_ms,
             })
         }
+        other => match crate::grpc::convert_accounts::event(other) {
+            Some(kind) => kind,
+            // Every engine event has a proto form (convert_accounts covers
+            // the rest); an unconverted one is a build mistake caught by the
+            // conversion tests, not input.
+            None => return pb::Event { kind: None },
+        },
     };
     pb::Event { kind: Some(kind) }
 }
@@ -527,6 +562,7 @@ pub fn position_to_pb(p: &ledger::PositionView) -> pb::PositionInfo {
         max_leverage: p.max_leverage,
         bracket: p.bracket,
         liquidation_price: opt_string(p.liquidation_price),
+        isolated_margin: opt_string(p.isolated_margin),
     }
 }
 

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tally_ledger::Owner;
 use tally_proto::MAX_BATCH_COMMANDS;
 use tally_proto::v1::ledger_client::LedgerClient;
 use tally_proto::v1::ledger_server::Ledger as LedgerRpc;
@@ -166,7 +165,7 @@ impl LedgerService {
     }
 
     /// Waits until this node may serve a read at `opts`, then runs `read` on the state.
-    async fn read<T>(
+    pub(crate) async fn read<T>(
         &self,
         opts: Option<ReadOptions>,
         read: impl FnOnce(&SmState) -> Result<T, Status>,
@@ -183,7 +182,7 @@ impl LedgerService {
     }
 }
 
-fn not_found(what: String) -> Status {
+pub(crate) fn not_found(what: String) -> Status {
     status(Code::NotFound, "NOT_FOUND", what)
 }
 
@@ -241,9 +240,9 @@ impl LedgerRpc for LedgerService {
                 let b = st
                     .ledger
                     .balance(owner, &asset)
-                    .ok_or_else(|| match owner {
-                        Owner::Account(a) => not_found(format!("unknown account {a}")),
-                        _ => not_found(format!("unknown asset '{asset}'")),
+                    .ok_or_else(|| match owner.client() {
+                        Some((a, _)) => not_found(format!("unknown account {a}")),
+                        None => not_found(format!("unknown asset '{asset}'")),
                     })?;
                 Ok(Balance {
                     asset: asset.clone(),

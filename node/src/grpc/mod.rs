@@ -1,10 +1,12 @@
-//! The gRPC edge: one file per service (Ledger and Perps, Admin, Kafka, Raft), the shared status helpers, and the
+//! The gRPC edge: one file per service (Ledger and Perps, Accounts, Admin, Kafka, Raft), the shared status helpers, and the
 //! conversions between the proto messages and the engine (`convert`).
 
+pub mod accounts_service;
 pub mod admin_service;
 pub mod auth_layer;
 pub mod backup_service;
 pub mod convert;
+pub mod convert_accounts;
 pub mod kafka_service;
 pub mod ledger_service;
 pub mod metrics_layer;

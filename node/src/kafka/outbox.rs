@@ -197,6 +197,8 @@ fn owner_key(owner: Owner, asset: &str) -> String {
         Owner::External => format!("system:external:{asset}"),
         Owner::Fees => format!("system:fees:{asset}"),
         Owner::Insurance => format!("system:insurance:{asset}"),
+        // Every wallet of an account shares the account's key (and partition).
+        Owner::Funding(id) | Owner::Margin(id) => id.to_string(),
     }
 }
 
@@ -230,6 +232,14 @@ pub fn event_keys(event: &Event) -> [Option<String>; 2] {
             one(account.to_string())
         }
         Event::DedupWindowSet { .. } => one("system".to_string()),
+        Event::AccountOpened { account, .. }
+        | Event::WithdrawAllowed { account, .. }
+        | Event::FeesSwept { account, .. } => one(account.to_string()),
+        Event::TransferGrant { from, .. } => one(from.to_string()),
+        Event::InsuranceFund { asset, .. } => one(format!("system:insurance:{asset}")),
+        Event::PairCreated { pair, .. } => one(format!("pair:{pair}")),
+        Event::PairFill { buyer, seller, .. } => two(*buyer, *seller),
+        Event::IsolatedMargin { account, .. } => one(account.to_string()),
     }
 }
 

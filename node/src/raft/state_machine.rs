@@ -256,6 +256,8 @@ impl StateMachineStore {
         let publishing = self.outbox.max_bytes > 0;
         let mut events = publishing.then(|| EntryEvents::new(index, timestamp_ms));
         let mut response = EntryResponse::default();
+        // History entries of the commands below name this log index.
+        st.ledger.set_log_index(index);
         match req.body()? {
             EntryBody::Commands => {
                 // Events only where a waiting client asked for them or the
