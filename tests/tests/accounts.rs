@@ -455,5 +455,8 @@ async fn listings_and_history_through_tallyctl_json_are_identical_on_every_node(
     let holds = ok(e, &["holds", "1", "--min-index", &min]);
     assert_eq!(holds["holds"][0]["remaining"], "6.000000");
     let sums = ok(e, &["conservation", "--min-index", &min]);
-    assert!(is_zero(sums["assets"][0]["total"].as_str().unwrap_or("?")), "{sums}");
+    assert!(
+        is_zero(sums["assets"][0]["total"].as_str().unwrap_or("?")),
+        "{sums}"
+    );
 }
