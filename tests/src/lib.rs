@@ -147,19 +147,6 @@ impl TestTls {
     pub fn anonymous(&self) -> tally_tls::ClientTls {
         tally_tls::ClientTls::from_files(&self.ca(), None).expect("client TLS")
     }
-
-    /// `tallyctl` flags for the certificate `name`.
-    pub fn tallyctl_args(&self, name: &str) -> Vec<String> {
-        let (cert, key) = tally_tls::issue::cert_paths(&self.dir, name);
-        vec![
-            "--tls-ca".into(),
-            self.ca().display().to_string(),
-            "--tls-cert".into(),
-            cert.display().to_string(),
-            "--tls-key".into(),
-            key.display().to_string(),
-        ]
-    }
 }
 
 /// A lazy gRPC channel to `addr`, TLS with `tls` (else plaintext).
