@@ -79,14 +79,12 @@ fn node_tls_args(args: &DevArgs, id: u64) -> Vec<String> {
     }
     let dir = tls_dir(args);
     let (cert, key) = cert_paths(&dir, &format!("node-{id}"));
-    [
-        ("--tls-ca", dir.join("ca.pem")),
-        ("--tls-cert", cert),
-        ("--tls-key", key),
-    ]
-    .into_iter()
-    .flat_map(|(flag, path)| [flag.to_string(), path.display().to_string()])
-    .collect()
+    tally_tls::TlsFiles {
+        ca: dir.join("ca.pem"),
+        cert,
+        key,
+    }
+    .flags()
 }
 
 fn spawn_node(args: &DevArgs, node: &DevNode) -> anyhow::Result<Child> {

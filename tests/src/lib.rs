@@ -127,14 +127,12 @@ impl TestTls {
             &["127.0.0.1".into()],
         )
         .expect("node certificate");
-        vec![
-            "--tls-ca".into(),
-            self.ca().display().to_string(),
-            "--tls-cert".into(),
-            cert.display().to_string(),
-            "--tls-key".into(),
-            key.display().to_string(),
-        ]
+        tally_tls::TlsFiles {
+            ca: self.ca(),
+            cert,
+            key,
+        }
+        .flags()
     }
 
     /// Client TLS presenting the certificate `name` (e.g. a role name).
