@@ -228,6 +228,14 @@ crate::wire::define_commands! {
     /// the asset's insurance fund (`Owner::Insurance`), which absorbs
     /// liquidation losses: how an exchange seeds or tops up the fund.
     14 => FundInsurance { account: AccountId, asset: String, amount: Decimal }
+    /// Changes nothing; rejected with `BalanceMismatch` unless `account`'s
+    /// balance of `asset` is exactly `available` and `locked` at this point
+    /// of the log: a reconciliation checkpoint (e.g. "my books and the
+    /// ledger agree before this withdrawal batch"). Needs cluster version 2
+    /// (the `version` module): refused with `FeatureNotActive` before.
+    /// (Tag 32: tags 15..=31 are left to the account-model commands
+    /// developed in parallel.)
+    32 => AssertBalance { account: AccountId, asset: String, available: Decimal, locked: Decimal }
 }
 
 /// One maintenance-margin tier of a market: from `notional_floor` (settle
@@ -366,6 +374,11 @@ define_reject_codes! {
     /// new command is refused (not remembered) until some expire or the
     /// window is shrunk.
     30 => DedupTableFull "DEDUP_TABLE_FULL"
+    /// The command needs a newer cluster version than the active one (the
+    /// upgrade is not finalized): not remembered, nothing changed.
+    31 => FeatureNotActive "FEATURE_NOT_ACTIVE"
+    /// `AssertBalance`: the balance is not the asserted one.
+    32 => BalanceMismatch "BALANCE_MISMATCH"
 }
 
 /// One balance movement caused by an applied command. `available` and

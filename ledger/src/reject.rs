@@ -607,6 +607,17 @@ define_reject_details! {
         => RejectCode::DedupTableFull,
         "the idempotency table is full ({entries} command ids remembered within the \
          {window_ms} ms window): retry later, or shrink the window (set-dedup-window)";
+
+    // ----- cluster versions (the `version` module) ---------------------------
+    /// Never remembered: a retry after finalization applies.
+    61 => FeatureNotActive { command: String, needed: u32, active: u32 }
+        => RejectCode::FeatureNotActive,
+        "{command} needs cluster version {needed}; the cluster runs at version {active} \
+         (finish the upgrade with `tallyctl cluster finalize` first)";
+    62 => BalanceMismatch { account: AccountId, asset: String, available: Decimal, locked: Decimal }
+        => RejectCode::BalanceMismatch,
+        "account {account} has {available} {asset} available and {locked} locked, not the \
+         asserted amounts";
 }
 
 /// A rejection's record encoding: `u8` reject code tag, then the detail.
@@ -855,6 +866,17 @@ mod tests {
             DedupTableFull {
                 entries: 50_000_000,
                 window_ms: 86_400_000,
+            },
+            FeatureNotActive {
+                command: s("AssertBalance"),
+                needed: 2,
+                active: 1,
+            },
+            BalanceMismatch {
+                account: 5,
+                asset: s("BTC"),
+                available: d("0.50000000"),
+                locked: d("0"),
             },
         ]
     }

@@ -37,7 +37,9 @@ pub struct RunningNode {
     pub data_dir_lock: std::fs::File,
 }
 
-/// Opens storage, starts Raft and serves gRPC on `config.listen_addr` until `shutdown` resolves.
+/// Opens storage, starts Raft and serves gRPC on `config.listen_addr` until
+/// `shutdown` resolves; then stops gracefully (`shutdown` module: a leader
+/// hands leadership over first, requests in flight are answered).
 pub async fn start(
     config: NodeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -156,6 +158,14 @@ pub async fn start(
     ));
     tokio::spawn(crate::removal::watch(ctx.clone()));
     let raft_for_shutdown = raft.clone();
+    // On the signal a leader hands leadership over first, while it still
+    // serves (`shutdown`); then the server drains its requests.
+    let ctx_for_shutdown = ctx.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!(node_id = ctx_for_shutdown.config.node_id, "stopping");
+        crate::shutdown::hand_over_leadership(&ctx_for_shutdown).await;
+    };
     let server = tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .tcp_nodelay(true)

@@ -3,6 +3,7 @@
 
 pub mod admin_service;
 pub mod backup_service;
+pub mod cluster_version;
 pub mod convert;
 pub mod kafka_service;
 pub mod ledger_service;
