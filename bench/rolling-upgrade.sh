@@ -3,9 +3,10 @@
 # with tally-bench (open loop) against a 3-node cluster of separate tallyd
 # processes on loopback:
 #   1. steady state: DURATION_S seconds on the old binary;
-#   2. the same load while every node is rolled to the new binary (followers
-#      first, the leader last: transfer-leader, SIGTERM, start the new
-#      binary on the same data dir, wait until it caught up).
+#   2. the same load while `tallyctl cluster upgrade --apply` rolls every
+#      node to the new binary (followers first, the leader last:
+#      transfer-leader, then the restart hook below: SIGTERM, start the new
+#      binary on the same data dir; tallyctl waits until it caught up).
 # Prints tally-bench's summary of both runs (p50/p99/max, rejected, unknown).
 #
 #   bench/rolling-upgrade.sh OLD_TALLYD NEW_TALLYD [RATE] [DURATION_S]
@@ -20,60 +21,51 @@ duration="${4:-40}"
 bin="$(dirname "$new")"
 dir="$(mktemp -d /var/tmp/tally-roll-XXXX)"
 base=$((21000 + RANDOM % 5000))
-declare -A pid
 cleanup() {
-  for id in "${!pid[@]}"; do kill -9 "${pid[$id]}" 2>/dev/null || true; done
+  for f in "$dir"/n*/pid; do
+    if [ -f "$f" ]; then kill -9 "$(cat "$f")" 2>/dev/null || true; fi
+  done
   rm -rf "$dir"
 }
 trap cleanup EXIT
 addr() { echo "127.0.0.1:$((base + $1))"; }
 endpoints="$(addr 1),$(addr 2),$(addr 3)"
 ctl() { "$bin/tallyctl" --endpoints "$endpoints" "$@"; }
-start() { # id binary
-  mkdir -p "$dir/n$1"
-  "$2" run --node-id "$1" --cluster-id roll --listen "$(addr "$1")" --data-dir "$dir/n$1" \
-    >>"$dir/n$1/tallyd.log" 2>&1 &
-  pid[$1]=$!
-}
-wait_caught_up() { # id release
-  for _ in $(seq 1 600); do
-    st=$(ctl --json cluster status 2>/dev/null || true)
-    if echo "$st" | python3 -c "
-import json,sys
-s=json.load(sys.stdin); n=[x for x in s['nodes'] if x['node_id']==$1]
-sys.exit(0 if n and n[0]['version']=='$2' and n[0].get('lag',1)<=50 else 1)" 2>/dev/null; then return 0; fi
-    sleep 0.1
-  done
-  echo "node $1 did not catch up" >&2; return 1
-}
-for id in 1 2 3; do start "$id" "$old"; done
+for id in 1 2 3; do
+  mkdir -p "$dir/n$id"
+  "$old" run --node-id "$id" --cluster-id roll --listen "$(addr "$id")" --data-dir "$dir/n$id" \
+    >>"$dir/n$id/tallyd.log" 2>&1 &
+  echo $! >"$dir/n$id/pid"
+done
+# The restart hook `tallyctl cluster upgrade --apply` runs per node.
+{
+  echo '#!/bin/sh'
+  echo 'set -e'
+  echo "dir='$dir'; new='$new'"
+  echo 'id=$TALLY_NODE_ID; pid=$(cat "$dir/n$id/pid")'
+  echo 'kill -TERM "$pid"'
+  echo 'while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done'
+  echo 'nohup "$new" run --node-id "$id" --cluster-id roll --listen "$TALLY_NODE_ADDR" \'
+  echo '  --data-dir "$dir/n$id" >>"$dir/n$id/tallyd.log" 2>&1 </dev/null &'
+  echo 'echo $! >"$dir/n$id/pid"'
+} >"$dir/hook.sh"
+chmod +x "$dir/hook.sh"
 sleep 1
 ctl cluster init --member "1=$(addr 1)" --member "2=$(addr 2)" --member "3=$(addr 3)"
 sleep 2
-old_release=$("$old" --version | awk '{print $2}')
 new_release=$("$new" --version | awk '{print $2}')
-bench() { "$bin/tally-bench" --endpoints "$endpoints" --workload deposit --mode open \
-  --rate "$rate" --batch 1 --duration-s "$duration" "$@"; }
-echo "== steady state on $old_release: $rate commands/s for $duration s"
+bench() {
+  "$bin/tally-bench" --endpoints "$endpoints" --workload deposit --mode open \
+    --rate "$rate" --batch 1 --duration-s "$duration" "$@"
+}
+echo "== steady state on $("$old" --version): $rate commands/s for $duration s"
 bench
-echo "== rolling $old_release -> $new_release under the same load"
+echo "== rolling to $new_release under the same load (tallyctl cluster upgrade --apply)"
 bench >"$dir/roll.txt" 2>&1 &
 bench_pid=$!
 sleep 5
-leader=$(ctl --json cluster status | python3 -c "import json,sys; print(json.load(sys.stdin)['leader_id'])")
-for id in $(echo 1 2 3 | tr ' ' '\n' | grep -v "^$leader$") "$leader"; do
-  now=$(ctl --json cluster status | python3 -c "import json,sys; print(json.load(sys.stdin)['leader_id'])")
-  if [ "$now" = "$id" ]; then
-    other=$(echo 1 2 3 | tr ' ' '\n' | grep -v "^$id$" | head -n 1)
-    ctl cluster transfer-leader "$other" >/dev/null
-  fi
-  kill -TERM "${pid[$id]}"
-  wait "${pid[$id]}" 2>/dev/null || true
-  start "$id" "$new"
-  wait_caught_up "$id" "$new_release"
-  echo "node $id on $new_release at $(date +%T.%N | cut -c1-12)"
-  sleep 3
-done
+ctl cluster upgrade --plan --release "$new_release"
+time ctl cluster upgrade --apply --release "$new_release" --restart-hook "$dir/hook.sh"
 wait "$bench_pid" || true
 cat "$dir/roll.txt"
 ctl cluster status | tail -n 1

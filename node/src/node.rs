@@ -160,14 +160,20 @@ pub async fn start(
     let raft_for_shutdown = raft.clone();
     // On the signal a leader hands leadership over first, while it still
     // serves (`shutdown`); then the server drains its requests.
+    // The drain is bounded (`shutdown::DRAIN_TIMEOUT`): a request still
+    // open then is cut off, which its client sees as unknown and retries.
     let ctx_for_shutdown = ctx.clone();
+    let draining = Arc::new(tokio::sync::Notify::new());
+    let drain_started = draining.clone();
     let shutdown = async move {
         shutdown.await;
         tracing::info!(node_id = ctx_for_shutdown.config.node_id, "stopping");
         crate::shutdown::hand_over_leadership(&ctx_for_shutdown).await;
+        drain_started.notify_one();
     };
+    let node_id = config.node_id;
     let server = tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
+        let serve = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .layer(crate::grpc::metrics_layer::GrpcMetricsLayer)
             .add_service(health_service)
@@ -177,8 +183,21 @@ pub async fn start(
             .add_service(kafka_svc)
             .add_service(backup_svc)
             .add_service(raft_svc)
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+            .serve_with_incoming_shutdown(incoming, shutdown);
+        let result = tokio::select! {
+            result = serve => result,
+            _ = async {
+                draining.notified().await;
+                tokio::time::sleep(crate::shutdown::DRAIN_TIMEOUT).await;
+            } => {
+                tracing::warn!(
+                    node_id,
+                    "stopping: requests still open after {} ms; cut off (clients retry them)",
+                    crate::shutdown::DRAIN_TIMEOUT.as_millis()
+                );
+                Ok(())
+            }
+        };
         let _ = raft_for_shutdown.shutdown().await;
         result
     });

@@ -5,7 +5,8 @@
 //! write whose entry did not commit before leadership moved is answered
 //! `OUTCOME_UNKNOWN`, which clients retry with the same command id), and
 //! Raft shuts down. Bounded: the hand-over gives up after
-//! [`HAND_OVER_TIMEOUT`] and the node stops anyway.
+//! [`HAND_OVER_TIMEOUT`] and the node stops anyway; requests or
+//! connections still open [`DRAIN_TIMEOUT`] after it are cut off.
 
 use std::time::Duration;
 
@@ -15,6 +16,10 @@ use crate::ctx::NodeCtx;
 
 /// Longest the whole leadership hand-over may take before the node stops anyway.
 pub const HAND_OVER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest the server waits for open requests and connections after the
+/// hand-over; then they are cut off (a client sees an unknown outcome and
+/// retries with the same command id).
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long one candidate gets to take over.
 const PER_CANDIDATE_TIMEOUT: Duration = Duration::from_secs(3);
 /// A candidate further behind than this many entries is not asked.

@@ -321,6 +321,22 @@ async fn rolling_upgrade_from_the_previous_release_under_load_fails_no_request_a
         assert_balance(&on_new, 1, "0").await,
         Err("FEATURE_NOT_ACTIVE".to_string())
     );
+    // The plan for the rest: the rolled node is skipped, the leader goes last.
+    let (code, out, err) = tallyctl(
+        &endpoints,
+        &["cluster", "upgrade", "--plan", "--release", NEW_RELEASE],
+    );
+    assert_eq!(code, 0, "{err}");
+    let steps: Vec<&str> = out.lines().collect();
+    assert!(
+        steps[1].contains(&format!("node {first} ")) && steps[1].ends_with("skip"),
+        "{out}"
+    );
+    assert!(
+        steps[3].contains(&format!("node {leader} ")) && steps[3].contains("move leadership"),
+        "{out}"
+    );
+    assert!(steps[4].contains("finalize"), "{out}");
     // Finalizing is refused while old binaries are members.
     let (code, _, err) = tallyctl(&endpoints, &["cluster", "finalize"]);
     assert_eq!(code, 2, "{err}");
