@@ -356,6 +356,11 @@ async fn rolling_upgrade_from_the_previous_release_under_load_fails_no_request_a
         assert_balance(&c, 1, "0").await,
         Err("FEATURE_NOT_ACTIVE".to_string())
     );
+    let (code, _, err) = tallyctl(&endpoints, &["assert-balance", "1", ASSET, "0"]);
+    assert!(
+        code == 2 && err.contains("FEATURE_NOT_ACTIVE"),
+        "{code} {err}"
+    );
     let (code, out, err) = tallyctl(&endpoints, &["cluster", "status"]);
     assert!(
         out.contains("cluster version 1 active; every member supports up to 2: ready to finalize"),
@@ -393,6 +398,11 @@ async fn rolling_upgrade_from_the_previous_release_under_load_fails_no_request_a
     assert_eq!(
         assert_balance(&c, 1, "0.000001").await,
         Err("BALANCE_MISMATCH".to_string())
+    );
+    let (code, out, err) = tallyctl(&endpoints, &["assert-balance", "1", ASSET, &balance]);
+    assert!(
+        code == 0 && out.starts_with("applied"),
+        "{code} {out} {err}"
     );
     assert_balances_everywhere(&cluster, &c, &expected).await;
     cluster.wait_converged(Duration::from_secs(30)).await;
