@@ -63,7 +63,7 @@ bench
 echo "== rolling to $new_release under the same load (tallyctl cluster upgrade --apply)"
 bench >"$dir/roll.txt" 2>&1 &
 bench_pid=$!
-sleep 5
+sleep 8
 ctl cluster upgrade --plan --release "$new_release"
 time ctl cluster upgrade --apply --release "$new_release" --restart-hook "$dir/hook.sh"
 wait "$bench_pid" || true

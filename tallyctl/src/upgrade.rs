@@ -293,30 +293,34 @@ async fn wait_caught_up(
 }
 
 /// Moves leadership away from `id` if it leads, to the voter with the
-/// highest matched index.
+/// highest matched index; up to three rounds, each on a fresh status (an
+/// election may move leadership on its own meanwhile, which is as good).
 async fn lead_elsewhere(client: &Client, id: u64) -> Result<(), String> {
-    let s = client.cluster_status().await.map_err(|e| e.to_string())?;
-    if !(s.has_leader && s.leader_id == id) {
-        return Ok(());
-    }
-    let mut others: Vec<&NodeStatus> = s
-        .nodes
-        .iter()
-        .filter(|n| n.voter && n.node_id != id && n.error.is_empty())
-        .collect();
-    others.sort_by_key(|n| (std::cmp::Reverse(n.matched_index), n.node_id));
     let mut errors = Vec::new();
-    for n in others {
-        match client.transfer_leader(n.node_id).await {
-            Ok(r) => {
-                progress(&format!(
-                    "leadership moved from node {id} to node {} (term {})",
-                    r.leader_id, r.term
-                ));
-                return Ok(());
-            }
-            Err(e) => errors.push(format!("node {}: {e}", n.node_id)),
+    for _ in 0..3 {
+        let s = client.cluster_status().await.map_err(|e| e.to_string())?;
+        if !(s.has_leader && s.leader_id == id) {
+            return Ok(());
         }
+        let mut others: Vec<&NodeStatus> = s
+            .nodes
+            .iter()
+            .filter(|n| n.voter && n.node_id != id && n.error.is_empty())
+            .collect();
+        others.sort_by_key(|n| (std::cmp::Reverse(n.matched_index), n.node_id));
+        for n in others {
+            match client.transfer_leader(n.node_id).await {
+                Ok(r) => {
+                    progress(&format!(
+                        "leadership moved from node {id} to node {} (term {})",
+                        r.leader_id, r.term
+                    ));
+                    return Ok(());
+                }
+                Err(e) => errors.push(format!("node {}: {e}", n.node_id)),
+            }
+        }
+        tokio::time::sleep(POLL_INTERVAL).await;
     }
     Err(format!(
         "no voter took leadership from node {id}: {}",
