@@ -1,6 +1,7 @@
-//! Cluster administration on [`Client`]: init, membership changes and
-//! leadership transfer (sent to the leader, following `NOT_LEADER` like
-//! writes), per-node maintenance (snapshot, compact) and status.
+//! Cluster administration on [`Client`]: init, membership changes,
+//! leadership transfer and finalizing an upgrade (sent to the leader,
+//! following `NOT_LEADER` like writes), per-node maintenance (snapshot,
+//! compact) and status.
 //!
 //! Membership changes are not idempotent the way ledger commands are: if one
 //! ends in [`ClientError::Timeout`] it may or may not have taken effect, and
@@ -20,8 +21,8 @@ use tally_proto::v1::admin_client::AdminClient;
 use tally_proto::v1::{
     AddLearnerRequest, ClusterStatus, ClusterStatusRequest, CompactRequest, CompactResponse,
     InitRequest, Member, MembershipResponse, NodeStatus, NodeStatusRequest, PromoteRequest,
-    RemoveRequest, ReplaceRequest, SnapshotRequest, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse,
+    RemoveRequest, ReplaceRequest, SetClusterVersionRequest, SetClusterVersionResponse,
+    SnapshotRequest, SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
 use tonic::transport::Channel;
 
@@ -247,6 +248,49 @@ impl Client {
         self.run(membership_policy(), op)
             .await
             .map_err(CallFailure::into_client_error)
+    }
+
+    /// Finalizes an upgrade: asks the leader to raise the active cluster
+    /// version to `version` (0: the highest every member supports). The
+    /// leader refuses (`VERSION_NOT_SUPPORTED`, `NODE_UNREACHABLE`) unless
+    /// every voter and learner answers and supports it. With `dry_run` it
+    /// only reports each member's support. Idempotent: raising to the
+    /// active version (or below) changes nothing.
+    pub async fn set_cluster_version(
+        &self,
+        version: u32,
+        dry_run: bool,
+    ) -> Result<SetClusterVersionResponse, ClientError> {
+        let request = SetClusterVersionRequest { version, dry_run };
+        let policy = Policy {
+            route: Route::Leader { remember: false },
+            cap_attempts: false,
+            write: false,
+            observe: false,
+        };
+        let result = self
+            .run(policy, |channel, timeout| async move {
+                let response = admin_client(channel)
+                    .set_cluster_version(with_timeout(request, timeout))
+                    .await?;
+                Ok(response.into_inner())
+            })
+            .await
+            .map_err(CallFailure::into_client_error);
+        match result {
+            // A leader of a release before cluster versions has no such method.
+            Err(ClientError::Status {
+                code: tonic::Code::Unimplemented,
+                ..
+            }) => Err(ClientError::Status {
+                code: tonic::Code::FailedPrecondition,
+                reason: "VERSION_NOT_SUPPORTED".into(),
+                message: "the leader runs a release without cluster versions (before 0.2.0): \
+                          upgrade every node first"
+                    .into(),
+            }),
+            other => other,
+        }
     }
 
     /// The cluster as the leader sees it (membership and every node's

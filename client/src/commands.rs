@@ -10,9 +10,9 @@
 
 use rust_decimal::Decimal;
 use tally_proto::v1::{
-    ApplyFunding, Command, CreateAccount, CreateAsset, CreateMarket, Deposit, Fill, FundInsurance,
-    Lock, MarginBracket, PerpFill, Release, SetDedupWindow, SetMarkPrice, SetMarketPaused,
-    Transfer, Withdraw, command::Body,
+    ApplyFunding, AssertBalance, Command, CreateAccount, CreateAsset, CreateMarket, Deposit, Fill,
+    FundInsurance, Lock, MarginBracket, PerpFill, Release, SetDedupWindow, SetMarkPrice,
+    SetMarketPaused, Transfer, Withdraw, command::Body,
 };
 
 use crate::ids::new_command_id;
@@ -112,6 +112,7 @@ impl CommandExt for Command {
             Some(Body::ReleasePart(_)) => "release_part",
             Some(Body::SetIsolated(_)) => "set_isolated",
             Some(Body::AdjustIsolatedMargin(_)) => "adjust_isolated_margin",
+            Some(Body::AssertBalance(_)) => "assert_balance",
         }
     }
 }
@@ -217,6 +218,24 @@ pub fn fund_insurance(account: u64, asset: impl Into<String>, amount: impl IntoA
         account,
         asset: asset.into(),
         amount: amount.into_amount(),
+    }))
+}
+
+/// Changes nothing; rejected with `BALANCE_MISMATCH` unless `account`'s
+/// balance of `asset` is exactly `available` and `locked` at this point of
+/// the log (a reconciliation checkpoint). Needs cluster version 2: refused
+/// with `FEATURE_NOT_ACTIVE` until the upgrade is finalized.
+pub fn assert_balance(
+    account: u64,
+    asset: impl Into<String>,
+    available: impl IntoAmount,
+    locked: impl IntoAmount,
+) -> Command {
+    command(Body::AssertBalance(AssertBalance {
+        account,
+        asset: asset.into(),
+        available: available.into_amount(),
+        locked: locked.into_amount(),
     }))
 }
 

@@ -58,7 +58,7 @@ struct TestArgs {
     time_limit: u64,
     /// Comma list: partition (all kinds), partition-leader, partition-halves,
     /// partition-bridge, partition-ring, kill, pause, member, transfer, loss,
-    /// delay, all, none.
+    /// delay, upgrade (needs --upgrade-from), all (every one but upgrade), none.
     #[arg(long, default_value = "partition,kill")]
     nemesis: String,
     /// Comma list of workloads: bank, register, idempotence.
@@ -88,6 +88,11 @@ struct TestArgs {
     /// The tallyd binary (default: next to this executable).
     #[arg(long)]
     tallyd: Option<PathBuf>,
+    /// The previous release's tallyd: every node starts on it, and the
+    /// `upgrade` nemesis rolls nodes between it and --tallyd
+    /// (`scripts/build-prev-release` builds it).
+    #[arg(long, value_name = "PATH")]
+    upgrade_from: Option<PathBuf>,
     /// Keep the nodes' data dirs (under /var/tmp/tally-jepsen).
     #[arg(long)]
     keep_data: bool,
@@ -196,6 +201,11 @@ fn options(a: TestArgs) -> anyhow::Result<Options> {
             tallyd.display()
         );
     }
+    if let Some(old) = &a.upgrade_from
+        && !old.exists()
+    {
+        anyhow::bail!("--upgrade-from {}: not found", old.display());
+    }
     crate::workload::CLIENT_MAX_BACKOFF_MS.store(
         a.client_max_backoff_ms,
         std::sync::atomic::Ordering::Relaxed,
@@ -219,6 +229,7 @@ fn options(a: TestArgs) -> anyhow::Result<Options> {
         seed,
         results_root: a.results_dir,
         tallyd,
+        upgrade_from: a.upgrade_from,
         keep_data: a.keep_data,
         node_args: a.node_arg,
     })

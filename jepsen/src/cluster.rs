@@ -45,6 +45,8 @@ pub struct Slot {
     pub proxy: Option<Child>,
     /// The proxy's control file.
     pub proxy_control: PathBuf,
+    /// Runs the other binary (`Cluster::upgrade_from`), not `tallyd`.
+    pub on_old: bool,
 }
 
 /// The cluster. Dropping it kills every process it started (the hosts tear
@@ -59,6 +61,9 @@ pub struct Cluster {
     /// Next fresh node id.
     pub next_id: u64,
     tallyd: PathBuf,
+    /// The previous release's tallyd (`--upgrade-from`): every node starts
+    /// on it and the `upgrade` nemesis rolls nodes between it and `tallyd`.
+    pub upgrade_from: Option<PathBuf>,
     self_exe: PathBuf,
     /// Extra `tallyd run` arguments for every node.
     pub node_args: Vec<String>,
@@ -75,6 +80,7 @@ impl Cluster {
         hosts: Hosts,
         run_dir: &Path,
         tallyd: &Path,
+        upgrade_from: Option<&Path>,
         self_exe: &Path,
         node_args: &[String],
     ) -> anyhow::Result<Cluster> {
@@ -93,6 +99,7 @@ impl Cluster {
             cluster_id: format!("jepsen-{}", hosts.run),
             next_id: 1,
             tallyd: tallyd.to_path_buf(),
+            upgrade_from: upgrade_from.map(Path::to_path_buf),
             self_exe: self_exe.to_path_buf(),
             node_args: node_args.to_vec(),
             client,
@@ -111,6 +118,7 @@ impl Cluster {
                 member: true,
                 proxy: None,
                 proxy_control: control,
+                on_old: upgrade_from.is_some(),
             });
             cluster.spawn_proxy(host)?;
             cluster.spawn_node(host)?;
@@ -233,7 +241,11 @@ impl Cluster {
             .chain(self.node_args.iter().cloned())
             .collect();
         let log = slot.data_dir.join("tallyd.log");
-        let child = self.spawn_in_ns(host, &self.tallyd.clone(), &args, &log)?;
+        let bin = match (&self.upgrade_from, slot.on_old) {
+            (Some(old), true) => old.clone(),
+            _ => self.tallyd.clone(),
+        };
+        let child = self.spawn_in_ns(host, &bin, &args, &log)?;
         self.slots[host].child = Some(child);
         self.slots[host].paused = false;
         Ok(())
@@ -292,6 +304,26 @@ impl Cluster {
             let _ = child.wait();
         }
         self.slots[host].paused = false;
+    }
+
+    /// Stops the node on `host` with SIGTERM (graceful: a leader hands
+    /// leadership over first) and waits for it to exit, at most
+    /// `timeout`, then `kill -9`. Returns whether it exited by itself.
+    pub async fn stop_graceful(&mut self, host: usize, timeout: Duration) -> bool {
+        let Some(mut child) = self.slots[host].child.take() else {
+            return false;
+        };
+        let _ = crate::hosts::run("kill", &["-TERM", &child.id().to_string()]);
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
     }
 
     /// SIGSTOP the node on `host`.

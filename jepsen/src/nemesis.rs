@@ -1,6 +1,7 @@
 //! Nemeses: faults behind one trait, so later issues can add new ones
-//! (rolling upgrades, clock faults) without touching the runner: implement
-//! [`Nemesis`] and add it to [`build`].
+//! (clock faults, ...) without touching the runner: implement [`Nemesis`]
+//! and add it to [`build`]. `upgrade` rolls nodes between two binaries
+//! (`--upgrade-from` and `--tallyd`) the way an operator does.
 //!
 //! A nemesis has a `start` (inject; returns what it did) and a `stop`
 //! (heal). The runner's schedule picks a random enabled nemesis, starts it,
@@ -38,7 +39,7 @@ pub trait Nemesis {
 }
 
 /// Every nemesis name accepted by `--nemesis` (groups expand, see [`expand`]).
-pub const ALL: [&str; 10] = [
+pub const ALL: [&str; 11] = [
     "partition-leader",
     "partition-halves",
     "partition-bridge",
@@ -49,14 +50,17 @@ pub const ALL: [&str; 10] = [
     "transfer",
     "loss",
     "delay",
+    "upgrade",
 ];
 
-/// Expands groups: `partition` is every partition kind, `all` everything, `none` nothing.
+/// Expands groups: `partition` is every partition kind, `all` everything
+/// but `upgrade` (it needs `--upgrade-from`), `none` nothing.
 pub fn expand(list: &str) -> anyhow::Result<Vec<String>> {
     let mut out: Vec<String> = Vec::new();
     for word in list.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         let names: Vec<&str> = match word {
-            "all" => ALL.to_vec(),
+            // `upgrade` needs a second binary: named explicitly only.
+            "all" => ALL.iter().copied().filter(|n| *n != "upgrade").collect(),
             "none" => Vec::new(),
             "partition" => ALL
                 .iter()
@@ -106,6 +110,7 @@ pub fn build(name: &str, nodes: usize) -> anyhow::Result<Box<dyn Nemesis>> {
         "pause" => Box::new(Pause { host: None }),
         "member" => Box::new(Member { host: None }),
         "transfer" => Box::new(Transfer),
+        "upgrade" => Box::new(Upgrade { forward: true }),
         "loss" => Box::new(Loss { probability: 0.2 }),
         "delay" => Box::new(Delay {
             delay_ms: 100,
@@ -402,6 +407,95 @@ impl Nemesis for Transfer {
     }
 }
 
+/// One rolling-upgrade step, as an operator does it: a node (the leader
+/// too) is moved to the other binary on the same data dir: leadership
+/// handed over if it leads, SIGTERM, the other binary started. Forward
+/// (the previous release to this build) until every member runs this
+/// build, then back (a rollback, possible before finalizing), and so on:
+/// the cluster runs mixed versions most of the run. The cluster version
+/// is never raised, so the two binaries stay compatible. Nothing to heal.
+struct Upgrade {
+    forward: bool,
+}
+
+impl Upgrade {
+    /// Running, unpaused members on the binary this direction leaves.
+    fn candidates(&self, cx: &Cluster) -> Vec<usize> {
+        cx.slots
+            .iter()
+            .filter(|s| s.member && s.child.is_some() && !s.paused && s.on_old == self.forward)
+            .map(|s| s.host)
+            .collect()
+    }
+}
+
+impl Nemesis for Upgrade {
+    fn name(&self) -> &str {
+        "upgrade"
+    }
+
+    fn start<'a>(
+        &'a mut self,
+        cx: &'a mut Cluster,
+        rng: &'a mut StdRng,
+    ) -> LocalBoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(async move {
+            if cx.upgrade_from.is_none() {
+                bail!("the upgrade nemesis needs --upgrade-from (the previous release's tallyd)");
+            }
+            let mut hosts = self.candidates(cx);
+            if hosts.is_empty() {
+                self.forward = !self.forward;
+                hosts = self.candidates(cx);
+            }
+            let Some(&h) = hosts.get(rng.random_range(0..hosts.len().max(1))) else {
+                bail!("no running member to upgrade")
+            };
+            let leader = cx.leader().await;
+            let mut what = String::new();
+            if leader == Some(h)
+                && let Some(&to) = cx
+                    .slots
+                    .iter()
+                    .filter(|s| s.member && s.child.is_some() && !s.paused && s.host != h)
+                    .map(|s| &s.host)
+                    .next()
+            {
+                match cx.transfer_leader(h, to).await {
+                    Ok(()) => {
+                        what.push_str(&format!("leadership {} -> {}; ", cx.name(h), cx.name(to)))
+                    }
+                    Err(e) => what.push_str(&format!("transfer failed ({e}); ")),
+                }
+            }
+            let graceful = cx.stop_graceful(h, Duration::from_secs(15)).await;
+            cx.slots[h].on_old = !self.forward;
+            cx.spawn_node(h)?;
+            cx.wait_up(h, Duration::from_secs(60)).await?;
+            what.push_str(&format!(
+                "{} {} to the {} binary{}",
+                if self.forward {
+                    "upgraded"
+                } else {
+                    "rolled back"
+                },
+                cx.name(h),
+                if self.forward { "new" } else { "previous" },
+                if graceful {
+                    ""
+                } else {
+                    " (SIGTERM timed out: killed)"
+                }
+            ));
+            Ok(what)
+        })
+    }
+
+    fn stop<'a>(&'a mut self, _cx: &'a mut Cluster) -> LocalBoxFuture<'a, anyhow::Result<String>> {
+        Box::pin(async move { Ok("nothing to heal".to_string()) })
+    }
+}
+
 struct Loss {
     probability: f64,
 }
@@ -480,7 +574,9 @@ mod tests {
     #[test]
     fn groups_expand() -> anyhow::Result<()> {
         assert_eq!(expand("partition,kill")?.len(), 5);
-        assert_eq!(expand("all")?.len(), ALL.len());
+        assert_eq!(expand("upgrade,kill")?, vec!["upgrade", "kill"]);
+        assert_eq!(expand("all")?.len(), ALL.len() - 1);
+        assert!(!expand("all")?.contains(&"upgrade".to_string()));
         assert!(expand("none")?.is_empty());
         assert!(expand("bogus").is_err());
         Ok(())

@@ -53,6 +53,8 @@ pub struct Options {
     pub results_root: PathBuf,
     /// The tallyd binary.
     pub tallyd: PathBuf,
+    /// The previous release's tallyd (`upgrade` nemesis), if any.
+    pub upgrade_from: Option<PathBuf>,
     /// Keep node data dirs after the run.
     pub keep_data: bool,
     /// Extra `tallyd run` arguments for every node.
@@ -142,9 +144,16 @@ pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
     let hosts = Hosts::setup(&run_id, opts.nodes).context("setting up hosts")?;
     eprintln!("tally-jepsen: hosts up on 10.77.{}.0/24", hosts.subnet);
     let self_exe = std::env::current_exe()?;
-    let mut cluster = Cluster::start(hosts, &data_dir, &opts.tallyd, &self_exe, &opts.node_args)
-        .await
-        .context("starting cluster")?;
+    let mut cluster = Cluster::start(
+        hosts,
+        &data_dir,
+        &opts.tallyd,
+        opts.upgrade_from.as_deref(),
+        &self_exe,
+        &opts.node_args,
+    )
+    .await
+    .context("starting cluster")?;
     eprintln!("tally-jepsen: cluster of {} initialized", opts.nodes);
 
     let recorder = Arc::new(Recorder::new(

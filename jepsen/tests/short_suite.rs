@@ -1,5 +1,6 @@
 //! The CI chaos suite: a short real run (3 nodes in network namespaces,
-//! partitions and kill -9, bank workload) of the `tally-jepsen` binary.
+//! partitions, kill -9 and rolling upgrades between the previous release
+//! and this build, bank workload) of the `tally-jepsen` binary.
 //! Asserts exit code 0 (every checker valid) and that nothing of the run is
 //! left behind: no tj-* namespace, link, process or iptables rule.
 //!
@@ -13,6 +14,18 @@ use tally_jepsen::hosts;
 
 fn tallyd() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tally-jepsen")).with_file_name("tallyd")
+}
+
+/// The previous release's tallyd (`scripts/build-prev-release`):
+/// `<target>/prev-release/tallyd`.
+fn prev_tallyd() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_tally-jepsen"));
+    let target = exe
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf();
+    target.join("prev-release").join("tallyd")
 }
 
 /// Processes whose command line mentions a tj-* data dir or namespace.
@@ -41,6 +54,12 @@ fn short_chaos_suite_is_valid_and_leaves_nothing_behind() {
         "{} not found: `cargo build --workspace --bins` first",
         tallyd.display()
     );
+    let prev = prev_tallyd();
+    assert!(
+        prev.exists(),
+        "{} not found: `scripts/build-prev-release` first",
+        prev.display()
+    );
     let results = std::env::temp_dir().join(format!("tj-short-suite-{}", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_tally-jepsen"))
         .args([
@@ -50,7 +69,7 @@ fn short_chaos_suite_is_valid_and_leaves_nothing_behind() {
             "--time-limit",
             "60",
             "--nemesis",
-            "partition,kill",
+            "partition,kill,upgrade",
             "--workload",
             "bank",
         ])
@@ -59,6 +78,8 @@ fn short_chaos_suite_is_valid_and_leaves_nothing_behind() {
         .arg(&results)
         .arg("--tallyd")
         .arg(&tallyd)
+        .arg("--upgrade-from")
+        .arg(&prev)
         .output()
         .expect("run tally-jepsen");
     let stdout = String::from_utf8_lossy(&out.stdout);

@@ -419,6 +419,12 @@ crate::wire::define_commands! {
         sell_hold: HoldId,
         sell_release: Decimal,
     }
+    /// Changes nothing; rejected with `BalanceMismatch` unless `account`'s
+    /// balance of `asset` is exactly `available` and `locked` at this point
+    /// of the log: a reconciliation checkpoint (e.g. "my books and the
+    /// ledger agree before this withdrawal batch"). Needs cluster version 2
+    /// (the `version` module): refused with `FeatureNotActive` before.
+    30 => AssertBalance { account: AccountId, asset: String, available: Decimal, locked: Decimal }
 }
 
 /// The fields of a `PerpFill`, as `PerpOrderFill` carries them.
@@ -651,6 +657,11 @@ define_reject_codes! {
     44 => PositionOpen "POSITION_OPEN"
     /// The account's position in the market is not isolated.
     45 => NotIsolated "NOT_ISOLATED"
+    /// The command needs a newer cluster version than the active one (the
+    /// upgrade is not finalized): not remembered, nothing changed.
+    46 => FeatureNotActive "FEATURE_NOT_ACTIVE"
+    /// `AssertBalance`: the balance is not the asserted one.
+    47 => BalanceMismatch "BALANCE_MISMATCH"
 }
 
 /// One balance movement caused by an applied command. `available` and

@@ -127,6 +127,10 @@ pub struct Ledger {
     /// Most command ids remembered: `MAX_DEDUP_ENTRIES` (smaller only in
     /// this crate's tests).
     pub(crate) dedup_max_entries: usize,
+    /// The active cluster version (the `version` module): replicated
+    /// state, `BASE_CLUSTER_VERSION` until a `SetClusterVersion` entry
+    /// raises it, persisted in the meta record.
+    pub(crate) cluster_version: u32,
     pub(crate) dirty: DirtySet,
     /// The undo log of the command being applied (empty between commands;
     /// kept for its capacity).
@@ -261,6 +265,7 @@ impl Ledger {
             ingest: crate::ingest::IngestTable::default(),
             dedup_window_ms: config.dedup_window_ms,
             dedup_max_entries: crate::command::MAX_DEDUP_ENTRIES,
+            cluster_version: crate::version::BASE_CLUSTER_VERSION,
             dirty: DirtySet::default(),
             journal: Journal::default(),
             scratch: Vec::new(),
@@ -271,7 +276,9 @@ impl Ledger {
 
     /// Applies one command at leader-stamped time `now_ms`. Never panics on any input.
     ///
-    /// Order: an invalid command id is rejected and not remembered. A live
+    /// Order: an invalid command id is rejected and not remembered, and so
+    /// is a command that needs a newer cluster version than the active one
+    /// (`FeatureNotActive`, see the `version` module). A live
     /// remembered id with the same command (same fingerprint: see
     /// `wire::fingerprint`) is a retry and changes nothing: it returns
     /// `duplicate: true` with the remembered verdict only, i.e.
@@ -330,6 +337,14 @@ impl Ledger {
                 outcome: Outcome::Rejected(reject(RejectDetail::MalformedCommandId {
                     id: shown(&id.0, MAX_DETAIL_TEXT_CHARS),
                 })),
+                duplicate: false,
+            };
+        }
+        // A command of a feature the cluster has not switched on changes
+        // nothing and is not remembered (a retry after finalization applies).
+        if let Err(rejection) = self.check_feature_active(&envelope.command) {
+            return ApplyResult {
+                outcome: Outcome::Rejected(rejection),
                 duplicate: false,
             };
         }
@@ -435,6 +450,7 @@ impl Ledger {
             Command::AdjustIsolatedMargin(c) => ledger.adjust_isolated_margin(journal, c, events),
             Command::WalletLock(c) => ledger.wallet_lock(journal, c, events),
             Command::PerpOrderFill(c) => ledger.perp_order_fill(journal, c, events),
+            Command::AssertBalance(c) => ledger.assert_balance(c),
         })
     }
 

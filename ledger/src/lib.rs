@@ -52,6 +52,7 @@ pub mod records;
 mod reject;
 mod risk;
 mod state;
+mod version;
 mod views;
 mod wide;
 mod wire;
@@ -69,6 +70,7 @@ pub use ingest::{
 pub use perp_views::*;
 pub use records::{RecordError, RecordKind};
 pub use reject::{Field, MAX_DETAIL_TEXT_CHARS, RejectDetail, Rejection, Side};
+pub use version::{BASE_CLUSTER_VERSION, MAX_CLUSTER_VERSION, UnsupportedClusterVersion};
 pub use views::*;
 pub use wire::{
     DecodedCommand, Fingerprint, WIRE_VERSION, WireError, decode_envelope, encode_envelope,

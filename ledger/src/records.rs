@@ -8,7 +8,7 @@
 //!
 //! | kind    | key                                              | value |
 //! |---------|--------------------------------------------------|-------|
-//! | Meta    | `01`                                             | `u8` format version (5), `u64` dedup clock (`max_seen_now_ms`), `u64` dedup window ms |
+//! | Meta    | `01`                                             | `u8` format version (6, or 7 once the cluster version is above 1), `u64` dedup clock (`max_seen_now_ms`), `u64` dedup window ms, format 7 only: `u32` cluster version |
 //! | Asset   | `02` symbol bytes                                | `u8` scale |
 //! | Account | `03` `u64` account id                            | empty, or settings (below) |
 //! | Balance | `04` owner, symbol bytes                         | `i128` available, `i128` locked (minor units) |
@@ -75,7 +75,12 @@
 //! balance records of owner kinds 4 and 5 (funding and margin wallets),
 //! account settings in the account value and `Pair` records; a version-4
 //! or -5 store has none of them (every balance is a spot balance, every
-//! account has the default settings) and is read as is. `from_records` refuses every other version (`UnsupportedVersion`), and a data directory written by an
+//! account has the default settings) and is read as is. Version 7 is
+//! version 6 plus the cluster version in the meta record; it is written
+//! only once a `SetClusterVersion` entry raised the version above 1 (the
+//! `version` module), so until an upgrade is finalized the records stay
+//! readable by release 0.1; a version-7 record of a cluster version this
+//! binary does not support is refused (`ClusterVersionUnsupported`). `from_records` refuses every other version (`UnsupportedVersion`), and a data directory written by an
 //! older build must be recreated (or restored from a snapshot of this
 //! build).
 //!
@@ -106,8 +111,13 @@ use crate::state::{
     Account, AccountSettings, Asset, AssetIdx, Balance, DirtyKey, Hold, SYSTEM_OWNERS, system_slot,
 };
 
-/// Version written in the meta record.
+/// Version written in the meta record while the cluster version is the
+/// base one: what release 0.1 reads (so a node can still be rolled back).
 const FORMAT_VERSION: u8 = 6;
+/// Version written once the cluster is finalized at version 2 or later:
+/// the meta record also holds the cluster version. Release 0.1 refuses it
+/// ("unsupported record format version 7"): no downgrade after finalizing.
+const FORMAT_VERSION_WITH_CLUSTER_VERSION: u8 = 7;
 /// The older versions still read: 5 (no wallet balances, account settings
 /// or pairs) and 4 (no ingest records either); both are version 6 stores
 /// without those records.
@@ -188,8 +198,15 @@ pub enum RecordError {
     },
     #[error("duplicate {kind:?} record {key:02x?}")]
     Duplicate { kind: RecordKind, key: Vec<u8> },
-    #[error("unsupported record format version {0}")]
+    #[error(
+        "unsupported record format version {0}: this binary reads formats 4 to 6 (a newer \
+         release wrote this data; a downgrade is refused)"
+    )]
     UnsupportedVersion(u8),
+    /// A format-7 meta record of a cluster version above what this binary
+    /// interprets: the data dir was finalized by a newer release.
+    #[error("data dir finalized at a newer cluster version (downgrade refused): {0}")]
+    ClusterVersionUnsupported(crate::version::UnsupportedClusterVersion),
     #[error("restored state violates an invariant: {0}")]
     Invariant(String),
 }
@@ -402,9 +419,17 @@ fn position_value(value: &mut Vec<u8>, position: &Position) {
 }
 
 fn meta_value(value: &mut Vec<u8>, ledger: &Ledger) {
-    value.put_u8(FORMAT_VERSION);
+    let base = ledger.cluster_version == crate::version::BASE_CLUSTER_VERSION;
+    value.put_u8(if base {
+        FORMAT_VERSION
+    } else {
+        FORMAT_VERSION_WITH_CLUSTER_VERSION
+    });
     value.put_u64(ledger.dedup.max_seen_now_ms);
     value.put_u64(ledger.dedup_window_ms);
+    if !base {
+        value.put_u32(ledger.cluster_version);
+    }
 }
 
 fn asset_value(value: &mut Vec<u8>, asset: &Asset) {
@@ -797,6 +822,8 @@ struct Parsed {
     max_seen_now_ms: Option<u64>,
     /// The window of the meta record.
     dedup_window_ms: Option<u64>,
+    /// The cluster version of a format-7 meta record.
+    cluster_version: Option<u32>,
     assets: BTreeMap<String, u32>,
     accounts: Vec<(AccountId, AccountSettings, Vec<u8>)>,
     pairs: BTreeMap<String, ParsedPair>,
@@ -1064,11 +1091,30 @@ impl Parsed {
         let mut v = Reader::new(value);
         Reader::new(&key[1..]).finish().map_err(bad)?;
         let version = v.u8().map_err(bad)?;
-        if version != FORMAT_VERSION && !OLDER_FORMAT_VERSIONS.contains(&version) {
+        if version != FORMAT_VERSION
+            && version != FORMAT_VERSION_WITH_CLUSTER_VERSION
+            && !OLDER_FORMAT_VERSIONS.contains(&version)
+        {
             return Err(RecordError::UnsupportedVersion(version));
         }
         let clock = v.u64().map_err(bad)?;
         let window = Some(v.u64().map_err(bad)?);
+        if version == FORMAT_VERSION_WITH_CLUSTER_VERSION {
+            let cluster_version = v.u32().map_err(bad)?;
+            if cluster_version <= crate::version::BASE_CLUSTER_VERSION {
+                return Err(bad(format!(
+                    "format {version} with cluster version {cluster_version}"
+                )));
+            }
+            if cluster_version > crate::version::MAX_CLUSTER_VERSION {
+                return Err(RecordError::ClusterVersionUnsupported(
+                    crate::version::UnsupportedClusterVersion {
+                        active: cluster_version,
+                    },
+                ));
+            }
+            self.cluster_version = Some(cluster_version);
+        }
         v.finish().map_err(bad)?;
         if self.max_seen_now_ms.replace(clock).is_some() {
             return Err(duplicate(kind, key));
@@ -1220,6 +1266,9 @@ impl Parsed {
         ledger.dedup = DedupTable::restore(self.max_seen_now_ms.unwrap_or(0), entries);
         if let Some(window_ms) = self.dedup_window_ms {
             ledger.dedup_window_ms = window_ms;
+        }
+        if let Some(version) = self.cluster_version {
+            ledger.cluster_version = version;
         }
         restore_markets(&mut ledger, self.markets)?;
         for (symbol, account, position, key) in self.positions {

@@ -752,6 +752,16 @@ define_reject_details! {
     92 => OrderHoldMismatch { side: Side, hold: HoldId }
         => RejectCode::HoldAssetMismatch,
         "{side} hold {hold} is not that side's open-order margin in the market's settle asset";
+    // ----- cluster versions (the `version` module) ---------------------------
+    /// Never remembered: a retry after finalization applies.
+    93 => FeatureNotActive { command: String, needed: u32, active: u32 }
+        => RejectCode::FeatureNotActive,
+        "{command} needs cluster version {needed}; the cluster runs at version {active} \
+         (finish the upgrade with `tallyctl cluster finalize` first)";
+    94 => BalanceMismatch { account: AccountId, asset: String, available: Decimal, locked: Decimal }
+        => RejectCode::BalanceMismatch,
+        "account {account} has {available} {asset} available and {locked} locked, not the \
+         asserted amounts";
 }
 
 /// A rejection's record encoding: `u8` reject code tag, then the detail.
@@ -1118,6 +1128,17 @@ mod tests {
             OrderHoldMismatch {
                 side: Side::Buy,
                 hold: 9,
+            },
+            FeatureNotActive {
+                command: s("AssertBalance"),
+                needed: 2,
+                active: 1,
+            },
+            BalanceMismatch {
+                account: 5,
+                asset: s("BTC"),
+                available: d("0.50000000"),
+                locked: d("0"),
             },
         ]
     }

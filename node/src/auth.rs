@@ -130,7 +130,8 @@ pub fn command_right(command: &Command) -> Right {
         | Command::SetIsolated(_)
         | Command::AdjustIsolatedMargin(_)
         | Command::WalletLock(_)
-        | Command::PerpOrderFill(_) => Right::LedgerWrite,
+        | Command::PerpOrderFill(_)
+        | Command::AssertBalance(_) => Right::LedgerWrite,
         Command::SetMarkPrice(_)
         | Command::ApplyFunding(_)
         | Command::SetMarketPaused(_)

@@ -221,6 +221,10 @@ pub struct RunArgs {
     /// Stop when the parent process (the `tallyd dev` supervisor) is gone.
     #[arg(long, hide = true)]
     pub exit_with_parent: bool,
+    /// Tests: behave as a release that supports cluster versions only up
+    /// to N (at most this build's; see `tally_node::version`).
+    #[arg(long, hide = true, value_name = "N")]
+    pub max_cluster_version: Option<u32>,
 }
 
 /// TLS on the node's listener (clients and peers) and on its connections
@@ -513,6 +517,7 @@ impl RunArgs {
 /// Runs one node until Ctrl-C or SIGTERM.
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
+    crate::version::limit_supported(args.max_cluster_version);
     let kafka = config.kafka.as_ref().map_or("off".to_string(), |k| {
         format!(
             "brokers {} ingest {} events {}",
@@ -523,7 +528,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     });
     tracing::info!(
         node_id = config.node_id,
-        version = env!("CARGO_PKG_VERSION"),
+        version = crate::version::RELEASE_VERSION,
+        max_cluster_version = crate::version::max_supported(),
         commit = crate::GIT_COMMIT,
         listen = %config.listen_addr,
         advertise = %config.advertise_addr,

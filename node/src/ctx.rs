@@ -213,7 +213,7 @@ impl NodeCtx {
             snapshot_index: m.snapshot.as_ref().map(|l| l.index).unwrap_or(0),
             purged_index: m.purged.as_ref().map(|l| l.index).unwrap_or(0),
             cluster_id: self.config.cluster_id.clone(),
-            version: env!("CARGO_PKG_VERSION").into(),
+            version: crate::version::RELEASE_VERSION.into(),
             state_hash: hash,
             data_size_bytes: storage::data_size_bytes(&self.db),
             matched_index: 0,
@@ -221,6 +221,17 @@ impl NodeCtx {
             error: String::new(),
             removed,
             leader_contact_ms,
+            max_cluster_version: crate::version::max_supported(),
+            cluster_version: self.cluster_version(),
+            commit: crate::GIT_COMMIT.into(),
         }
+    }
+
+    /// The cluster version this node has applied.
+    pub fn cluster_version(&self) -> u32 {
+        self.state
+            .read()
+            .map(|st| st.ledger.cluster_version())
+            .unwrap_or(tally_ledger::BASE_CLUSTER_VERSION)
     }
 }

@@ -19,10 +19,11 @@
 //!   become `tonic::Status` with their `tally-reason`) and `health`: the
 //!   edges, built on `ctx` and `reads`;
 //! - `node`: the bootstrap that opens storage, starts Raft and mounts the
-//!   services; `observe`: cluster events (leadership, membership) in the
+//!   services, and stops gracefully (`shutdown`: leadership handed over first); `observe`: cluster events (leadership, membership) in the
 //!   log; `backup`: backup files and `tallyd restore`; `dev`: the `tallyd dev` supervisor; `cli`: the `tallyd` command line on top of it; `probe`: the
 //!   `tallyd probe` hooks for orchestrators (HTTP health checks, pre-stop
-//!   leadership hand-off).
+//!   leadership hand-off); `version`: the release and supported cluster
+//!   versions of this binary, and the stop on an unsupported one.
 
 #![forbid(unsafe_code)]
 
@@ -47,6 +48,8 @@ pub mod probe;
 pub mod raft;
 pub mod reads;
 pub mod removal;
+pub mod shutdown;
 pub mod storage;
 pub mod transport;
+pub mod version;
 pub mod writer;

@@ -37,7 +37,9 @@ pub struct RunningNode {
     pub data_dir_lock: std::fs::File,
 }
 
-/// Opens storage, starts Raft and serves gRPC on `config.listen_addr` until `shutdown` resolves.
+/// Opens storage, starts Raft and serves gRPC on `config.listen_addr` until
+/// `shutdown` resolves; then stops gracefully (`shutdown` module: a leader
+/// hands leadership over first, requests in flight are answered).
 pub async fn start(
     config: NodeConfig,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
@@ -188,8 +190,22 @@ pub async fn start(
     ));
     tokio::spawn(crate::removal::watch(ctx.clone()));
     let raft_for_shutdown = raft.clone();
+    // On the signal a leader hands leadership over first, while it still
+    // serves (`shutdown`); then the server drains its requests.
+    // The drain is bounded (`shutdown::DRAIN_TIMEOUT`): a request still
+    // open then is cut off, which its client sees as unknown and retries.
+    let ctx_for_shutdown = ctx.clone();
+    let draining = Arc::new(tokio::sync::Notify::new());
+    let drain_started = draining.clone();
+    let shutdown = async move {
+        shutdown.await;
+        tracing::info!(node_id = ctx_for_shutdown.config.node_id, "stopping");
+        crate::shutdown::hand_over_leadership(&ctx_for_shutdown).await;
+        drain_started.notify_one();
+    };
+    let node_id = config.node_id;
     let server = tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
+        let serve = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .layer(crate::grpc::metrics_layer::GrpcMetricsLayer)
             .layer(crate::grpc::auth_layer::AuthLayer {
@@ -204,8 +220,21 @@ pub async fn start(
             .add_service(kafka_svc)
             .add_service(backup_svc)
             .add_service(raft_svc)
-            .serve_with_incoming_shutdown(incoming, shutdown)
-            .await;
+            .serve_with_incoming_shutdown(incoming, shutdown);
+        let result = tokio::select! {
+            result = serve => result,
+            _ = async {
+                draining.notified().await;
+                tokio::time::sleep(crate::shutdown::DRAIN_TIMEOUT).await;
+            } => {
+                tracing::warn!(
+                    node_id,
+                    "stopping: requests still open after {} ms; cut off (clients retry them)",
+                    crate::shutdown::DRAIN_TIMEOUT.as_millis()
+                );
+                Ok(())
+            }
+        };
         let _ = raft_for_shutdown.shutdown().await;
         result
     });

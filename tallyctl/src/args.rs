@@ -160,7 +160,9 @@ impl Cli {
                 | ClusterCmd::Replace { .. }
                 | ClusterCmd::TransferLeader { .. }
                 | ClusterCmd::Snapshot { .. }
-                | ClusterCmd::Compact { .. },
+                | ClusterCmd::Compact { .. }
+                | ClusterCmd::Finalize { .. }
+                | ClusterCmd::Upgrade(_),
             ) => DEFAULT_SLOW_TIMEOUT_MS,
             _ => DEFAULT_TIMEOUT_MS,
         })
@@ -519,6 +521,95 @@ pub enum ClusterCmd {
         #[arg(long, value_parser = endpoint_arg, value_name = "HOST:PORT")]
         node: Option<String>,
     },
+    /// Finish an upgrade: raise the active cluster version.
+    ///
+    /// The leader asks every voter and learner which cluster version its
+    /// binary supports and raises the version (one replicated
+    /// SetClusterVersion entry) only if all of them support it; refused
+    /// with VERSION_NOT_SUPPORTED or NODE_UNREACHABLE otherwise. New
+    /// features (e.g. assert-balance) are refused with FEATURE_NOT_ACTIVE
+    /// until then. After it, the nodes write formats the previous release
+    /// cannot read: rolling back to it is no longer possible.
+    Finalize {
+        /// The version to raise to (default: the highest every member supports).
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+        version: Option<u32>,
+        /// Only show each member's support; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Upgrade to a new release with no downtime: rolling, blue-green or canary.
+    ///
+    /// --plan prints the steps for this cluster; --apply runs them (see
+    /// the README, "Upgrades", for the whole procedure).
+    #[command(after_long_help = UPGRADE_HELP)]
+    Upgrade(UpgradeArgs),
+}
+
+const UPGRADE_HELP: &str = "\
+Rolling (default): for each node, followers first and the leader last: move
+leadership away if it leads, restart it on the new binary with the same data
+dir, wait until it reports --release and has caught up. tallyctl cannot start
+processes on other hosts: --restart-hook CMD is run (sh -c) per node with
+TALLY_NODE_ID and TALLY_NODE_ADDR set and must stop the node (SIGTERM) and
+start the new binary; without a hook, tallyctl says which node to restart and
+waits for it. Blue-green: start the --green nodes on the new binary with empty
+data dirs; --apply adds them as learners, promotes them once caught up, moves
+leadership to a green node and removes the blue ones; --rollback (before the
+blue nodes are removed) moves leadership back and removes the green nodes.
+Canary: one --green node joins as a voter and is watched for --observe-s
+seconds (health, lag, state hash against the leader's at equal indexes);
+--rollback removes it. Finalize (cluster finalize, or --finalize) only once
+every node runs the new release: there is no rollback after it.";
+
+/// How an upgrade proceeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Strategy {
+    /// Node by node on the same data dirs.
+    Rolling,
+    /// A whole new set of nodes replaces the old one.
+    BlueGreen,
+    /// One new node joins and is watched before going on.
+    Canary,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct UpgradeArgs {
+    /// Print the steps for this cluster; change nothing.
+    #[arg(long, conflicts_with_all = ["apply", "rollback"])]
+    pub plan: bool,
+    /// Run the steps.
+    #[arg(long, conflicts_with = "rollback")]
+    pub apply: bool,
+    /// Blue-green or canary: undo (move leadership to an old node, remove the --green nodes).
+    #[arg(long)]
+    pub rollback: bool,
+    #[arg(long, value_enum, default_value_t = Strategy::Rolling)]
+    pub strategy: Strategy,
+    /// The release the upgraded nodes report (their `version`): rolling skips
+    /// nodes already on it and waits for each restarted node to report it.
+    #[arg(long, value_name = "VERSION")]
+    pub release: Option<String>,
+    /// Rolling: command run per node (sh -c, with TALLY_NODE_ID and
+    /// TALLY_NODE_ADDR) that restarts it on the new binary, same data dir.
+    #[arg(long, value_name = "CMD")]
+    pub restart_hook: Option<String>,
+    /// Blue-green and canary: a new node as ID=HOST:PORT, already started on
+    /// the new binary with an empty data dir and the cluster's id (repeat).
+    #[arg(long = "green", value_parser = member_arg, value_name = "ID=HOST:PORT")]
+    pub green: Vec<MemberArg>,
+    /// Canary: how long to watch the new node, seconds.
+    #[arg(long, default_value_t = 60, value_name = "S")]
+    pub observe_s: u64,
+    /// Raise the cluster version at the end (as `cluster finalize`).
+    #[arg(long, requires = "apply")]
+    pub finalize: bool,
+    /// How long to wait for one node to come back and catch up, ms.
+    #[arg(long, default_value_t = 120_000, value_name = "MS")]
+    pub node_timeout_ms: u64,
+    /// A node within this many entries of the leader's log has caught up.
+    #[arg(long, default_value_t = DEFAULT_MAX_LAG_ENTRIES, value_name = "ENTRIES")]
+    pub max_lag: u64,
 }
 
 #[cfg(test)]
@@ -537,6 +628,43 @@ pub(crate) mod tests {
             Ok(cli) => cli,
             Err(e) => panic!("{args:?}: {e}"),
         }
+    }
+
+    #[test]
+    fn upgrade_and_finalize_parse_and_refuse_contradictions() {
+        let cli = ok(&[
+            "cluster",
+            "upgrade",
+            "--strategy",
+            "blue-green",
+            "--green",
+            "4=127.0.0.1:5004",
+            "--apply",
+            "--finalize",
+        ]);
+        let Cmd::Cluster(ClusterCmd::Upgrade(u)) = cli.command else {
+            panic!("not an upgrade")
+        };
+        assert_eq!(
+            (u.strategy, u.apply, u.finalize),
+            (Strategy::BlueGreen, true, true)
+        );
+        assert_eq!(u.green[0].node_id, 4);
+        assert!(parse(&["cluster", "upgrade", "--plan", "--apply"]).is_err());
+        assert!(
+            parse(&["cluster", "upgrade", "--finalize"]).is_err(),
+            "needs --apply"
+        );
+        assert!(parse(&["cluster", "upgrade", "--green", "0=127.0.0.1:1", "--plan"]).is_err());
+        let cli = ok(&["cluster", "finalize", "--version", "2", "--dry-run"]);
+        assert!(matches!(
+            cli.command,
+            Cmd::Cluster(ClusterCmd::Finalize {
+                version: Some(2),
+                dry_run: true
+            })
+        ));
+        assert!(parse(&["cluster", "finalize", "--version", "0"]).is_err());
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! command line, runs it on a single-threaded Tokio runtime, prints the
 //! outcome (text, or one JSON object with `--json`) and exits with
 //! 0 success, 1 usage/connection error, 2 rejected, 3 unknown outcome,
-//! 4 degraded cluster (`cluster status`).
+//! 4 degraded cluster (`cluster status`, a canary that failed its watch).
 
 #![forbid(unsafe_code)]
 
@@ -14,6 +14,7 @@ mod perps;
 mod render;
 mod run;
 mod spot;
+mod upgrade;
 
 use std::ffi::OsString;
 use std::io::Write;

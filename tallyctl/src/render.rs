@@ -349,6 +349,9 @@ pub fn node_status_json(n: &NodeStatus) -> Value {
         "matched_index": n.matched_index,
         "cluster_id": n.cluster_id,
         "version": n.version,
+        "max_cluster_version": n.max_cluster_version.max(1),
+        "cluster_version": n.cluster_version.max(1),
+        "commit": n.commit,
         "state_hash": n.state_hash,
         "data_size_bytes": n.data_size_bytes,
         "removed": n.removed,
@@ -450,6 +453,10 @@ pub fn cluster_json(s: &ClusterStatus) -> Value {
     let leader_id = s.has_leader.then_some(s.leader_id);
     json!({
         "source": "leader",
+        "cluster_version": {
+            "active": cluster_versions(&s.nodes).0,
+            "supported_by_all": cluster_versions(&s.nodes).1,
+        },
         "leader_id": s.leader_id,
         "has_leader": s.has_leader,
         "term": s.term,
@@ -616,7 +623,39 @@ pub fn cluster_text(s: &ClusterStatus) -> String {
         out.push('\n');
         out.push_str(&note);
     }
+    out.push('\n');
+    out.push_str(&cluster_version_line(&s.nodes));
     out
+}
+
+/// The active cluster version (the highest any answering node applied),
+/// the highest version every answering member supports, and whether every
+/// node answered. Nodes of a release before cluster versions report 0:
+/// version 1.
+pub fn cluster_versions(nodes: &[NodeStatus]) -> (u32, u32, bool) {
+    let answering: Vec<&NodeStatus> = nodes.iter().filter(|n| answered(n)).collect();
+    let active = answering
+        .iter()
+        .map(|n| n.cluster_version.max(1))
+        .max()
+        .unwrap_or(1);
+    let common = answering
+        .iter()
+        .map(|n| n.max_cluster_version.max(1))
+        .min()
+        .unwrap_or(1);
+    (active, common, answering.len() == nodes.len())
+}
+
+/// e.g. `cluster version 1 active; every member supports up to 2: ready to
+/// finalize (tallyctl cluster finalize)`.
+pub fn cluster_version_line(nodes: &[NodeStatus]) -> String {
+    let (active, common, all) = cluster_versions(nodes);
+    let mut line = format!("cluster version {active} active; every member supports up to {common}");
+    if common > active && all {
+        line.push_str(": ready to finalize (tallyctl cluster finalize)");
+    }
+    line
 }
 
 /// Each node's own view, when no leader could answer for the cluster.

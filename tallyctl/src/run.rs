@@ -370,6 +370,10 @@ async fn cluster(client: &Client, cmd: ClusterCmd, json: bool) -> Outcome {
             })
             .await
         }
+        ClusterCmd::Finalize { version, dry_run } => {
+            crate::upgrade::finalize(client, version.unwrap_or(0), dry_run).await
+        }
+        ClusterCmd::Upgrade(args) => crate::upgrade::upgrade(client, args).await,
         ClusterCmd::Snapshot { node } => per_node(client, node, NodeOp::Snapshot).await,
         ClusterCmd::Compact { node } => per_node(client, node, NodeOp::Compact).await,
         ClusterCmd::Status {

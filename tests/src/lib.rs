@@ -33,6 +33,28 @@ pub fn bin_path(name: &str) -> PathBuf {
     path
 }
 
+/// The previous release's `tallyd` for the two-binary upgrade tests:
+/// `$TALLY_PREV_TALLYD`, else `<target dir>/prev-release/tallyd`, which
+/// `scripts/build-prev-release` builds from a git revision of this
+/// repository (run by `scripts/test-all`).
+pub fn prev_release_tallyd() -> PathBuf {
+    let path = match std::env::var_os("TALLY_PREV_TALLYD") {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let here = bin_path("tallyd");
+            // target/<profile>/tallyd -> target/prev-release/tallyd
+            let target = here.parent().and_then(Path::parent).expect("target dir");
+            target.join("prev-release").join("tallyd")
+        }
+    };
+    assert!(
+        path.exists(),
+        "{} not found: build the previous release first (`scripts/build-prev-release`)",
+        path.display()
+    );
+    path
+}
+
 /// Ports handed out by `free_port` below the kernel's ephemeral range.
 const PORT_RANGE: std::ops::Range<u16> = 20_000..32_000;
 
@@ -74,6 +96,8 @@ pub struct NodeProc {
     pub env: Vec<(String, String)>,
     /// Extra `tallyd run` flags for this node only.
     pub args: Vec<String>,
+    /// The `tallyd` binary this node runs (`None`: this build's).
+    pub bin: Option<PathBuf>,
 }
 
 /// A cluster of real `tallyd` processes under one temp dir; killed on drop.
@@ -89,6 +113,8 @@ pub struct Cluster {
     pub node_args: BTreeMap<u64, Vec<String>>,
     /// The cluster's certificates when it runs TLS (`None`: `--insecure`).
     pub tls: Option<TestTls>,
+    /// The binary of nodes added from now on (`None`: this build's).
+    pub default_bin: Option<PathBuf>,
 }
 
 /// A TLS cluster's CA and certificates, in a temp dir: `node-<id>` for
@@ -176,25 +202,30 @@ impl Cluster {
         node_env: BTreeMap<u64, Vec<(String, String)>>,
         node_args: BTreeMap<u64, Vec<String>>,
     ) -> Cluster {
-        Cluster::start_full(n, extra_args, node_env, node_args, false).await
+        let mut c = Cluster::unstarted(extra_args, node_env, node_args, false, None);
+        c.init_nodes(n).await;
+        c
     }
 
     /// Starts `n` nodes with TLS (a fresh CA; see [`TestTls`]) and initializes
     /// them as voters; the harness itself calls them as `admin`.
     pub async fn start_tls(n: u64, extra_args: &[&str]) -> Cluster {
-        Cluster::start_full(n, extra_args, BTreeMap::new(), BTreeMap::new(), true).await
+        let mut c = Cluster::unstarted(extra_args, BTreeMap::new(), BTreeMap::new(), true, None);
+        c.init_nodes(n).await;
+        c
     }
 
-    async fn start_full(
-        n: u64,
+    /// The cluster before its nodes start (`init_nodes` starts them).
+    fn unstarted(
         extra_args: &[&str],
         node_env: BTreeMap<u64, Vec<(String, String)>>,
         node_args: BTreeMap<u64, Vec<String>>,
         tls: bool,
+        default_bin: Option<PathBuf>,
     ) -> Cluster {
         let dir = tempfile::tempdir().expect("tempdir");
         let tls = tls.then(|| TestTls::create(dir.path().join("tls")));
-        let mut c = Cluster {
+        Cluster {
             dir,
             cluster_id: "test-cluster".into(),
             nodes: BTreeMap::new(),
@@ -202,7 +233,20 @@ impl Cluster {
             node_env,
             node_args,
             tls,
-        };
+            default_bin,
+        }
+    }
+
+    /// Starts `n` nodes (ids 1..=n) running `bin` and initializes them as voters.
+    pub async fn start_on(n: u64, extra_args: &[&str], bin: PathBuf) -> Cluster {
+        let mut c =
+            Cluster::unstarted(extra_args, BTreeMap::new(), BTreeMap::new(), false, Some(bin));
+        c.init_nodes(n).await;
+        c
+    }
+
+    async fn init_nodes(&mut self, n: u64) {
+        let c = self;
         for id in 1..=n {
             c.add_node_process(id);
         }
@@ -220,7 +264,6 @@ impl Cluster {
         let mut admin = AdminClient::new(c.channel(1));
         admin.init(InitRequest { members }).await.expect("init");
         c.wait_leader(Duration::from_secs(20)).await;
-        c
     }
 
     /// Spawns a new node process with id `id` (not yet a member).
@@ -235,6 +278,7 @@ impl Cluster {
             child: None,
             env: self.node_env.get(&id).cloned().unwrap_or_default(),
             args: self.node_args.get(&id).cloned().unwrap_or_default(),
+            bin: self.default_bin.clone(),
         };
         match &self.tls {
             Some(tls) => p.args.extend(tls.node_args(id)),
@@ -289,6 +333,64 @@ impl Cluster {
         assert!(p.child.is_none(), "node {id} still running");
         p.child = Some(spawn_tallyd(p, &self.cluster_id, &self.extra_args));
         self.wait_up(id).await;
+    }
+
+    /// Stops a node gracefully (SIGTERM: a leader hands leadership over
+    /// first) and waits for it to exit, at most `timeout` (then `kill -9`).
+    /// Returns whether it exited by itself.
+    pub fn stop_graceful(&mut self, id: u64, timeout: Duration) -> bool {
+        let Some(p) = self.nodes.get_mut(&id) else {
+            return false;
+        };
+        let Some(mut child) = p.child.take() else {
+            return false;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        false
+    }
+
+    /// The binary node `id` runs from its next start on (`None`: this build's).
+    pub fn set_bin(&mut self, id: u64, bin: Option<PathBuf>) {
+        if let Some(p) = self.nodes.get_mut(&id) {
+            p.bin = bin;
+        }
+    }
+
+    /// Waits until a node's process exits by itself; its exit code, or
+    /// `None` if it still runs after `timeout`.
+    pub async fn wait_exit(&mut self, id: u64, timeout: Duration) -> Option<i32> {
+        let p = self.nodes.get_mut(&id)?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some(child) = p.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                p.child = None;
+                return Some(status.code().unwrap_or(-1));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        None
+    }
+
+    /// Starts a stopped node whose process is expected to exit by itself
+    /// (a refused data dir); its exit code (`None`: still running after 30 s).
+    pub async fn restart_expecting_exit(&mut self, id: u64) -> Option<i32> {
+        let p = self.nodes.get_mut(&id).expect("node");
+        assert!(p.child.is_none(), "node {id} still running");
+        p.child = Some(spawn_tallyd(p, &self.cluster_id, &self.extra_args));
+        self.wait_exit(id, Duration::from_secs(30)).await
     }
 
     /// Stops a node and forgets it (after it was removed from the cluster).
@@ -403,7 +505,8 @@ fn spawn_tallyd(p: &NodeProc, cluster_id: &str, extra: &[String]) -> Child {
         .append(true)
         .open(p.data_dir.join("tallyd.log"))
         .expect("log file");
-    Command::new(bin_path("tallyd"))
+    let bin = p.bin.clone().unwrap_or_else(|| bin_path("tallyd"));
+    Command::new(bin)
         .args([
             "run",
             "--node-id",

@@ -17,8 +17,8 @@ use tally_proto::v1::{
     AddLearnerRequest, AppliedMembership, AppliedMembershipRequest, ClusterStatus,
     ClusterStatusRequest, CompactRequest, CompactResponse, InitRequest, InitResponse, Member,
     MembershipResponse, NodeStatus, NodeStatusRequest, PromoteRequest, RemoveRequest,
-    ReplaceRequest, SnapshotRequest, SnapshotResponse, TransferLeaderRequest,
-    TransferLeaderResponse,
+    ReplaceRequest, SetClusterVersionRequest, SetClusterVersionResponse, SnapshotRequest,
+    SnapshotResponse, TransferLeaderRequest, TransferLeaderResponse,
 };
 use tonic::{Code, Request, Response, Status};
 
@@ -622,6 +622,27 @@ impl AdminRpc for AdminService {
         _req: Request<AppliedMembershipRequest>,
     ) -> Result<Response<AppliedMembership>, Status> {
         self.applied_membership().map(Response::new)
+    }
+
+    async fn set_cluster_version(
+        &self,
+        req: Request<SetClusterVersionRequest>,
+    ) -> Result<Response<SetClusterVersionResponse>, Status> {
+        self.require_leader()?;
+        // No membership change while the members' support is checked and
+        // the entry proposed: a node joining in between could lack support.
+        let _guard = self.lock_membership()?;
+        let mut statuses = Vec::new();
+        for member in crate::grpc::cluster_version::members(&self.ctx) {
+            statuses.push(if member.node_id == self.ctx.config.node_id {
+                self.ctx.node_status()
+            } else {
+                probe(&self.ctx, &member).await
+            });
+        }
+        crate::grpc::cluster_version::set_cluster_version(&self.ctx, req.into_inner(), statuses)
+            .await
+            .map(Response::new)
     }
 }
 

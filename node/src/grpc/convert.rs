@@ -248,6 +248,13 @@ pub fn envelope(cmd: &pb::Command) -> Result<ledger::Envelope, ConvertError> {
             amount: decimal("amount", &c.amount)?,
         }
         .into(),
+        Body::AssertBalance(c) => ledger::AssertBalance {
+            account: c.account,
+            asset: c.asset.clone(),
+            available: decimal("available", &c.available)?,
+            locked: decimal("locked", &c.locked)?,
+        }
+        .into(),
         other => match crate::grpc::convert_accounts::command(other) {
             Some(command) => command?,
             None => {

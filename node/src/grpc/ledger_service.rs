@@ -67,6 +67,10 @@ impl LedgerService {
             ));
         };
         // Encoded here, once: the entry carries these bytes to every node.
+        // A command of a feature the cluster has not switched on is refused
+        // here, before it is proposed (nothing of the request is), so no
+        // replica still on an older binary ever has to decode it.
+        let cluster_version = self.ctx.cluster_version();
         let mut encoded = EncodedCommands::default();
         for (i, cmd) in batch.commands.iter().enumerate() {
             let env = convert::envelope(cmd)
@@ -88,6 +92,19 @@ impl LedgerService {
                         format!("command {i} ({}): {message}", env.command.kind()),
                     )
                 })?;
+            let needed = env.command.required_cluster_version();
+            if needed > cluster_version {
+                return Err(status(
+                    Code::FailedPrecondition,
+                    "FEATURE_NOT_ACTIVE",
+                    format!(
+                        "command {i}: {} needs cluster version {needed}; the cluster runs at \
+                         version {cluster_version} (finish the upgrade with `tallyctl cluster \
+                         finalize` first); nothing in this request was applied",
+                        env.command.kind()
+                    ),
+                ));
+            }
             encoded.push(&env);
         }
         let verdict_only = reply_detail == ReplyDetail::Verdict;

@@ -5,6 +5,7 @@ pub mod accounts_service;
 pub mod admin_service;
 pub mod auth_layer;
 pub mod backup_service;
+pub mod cluster_version;
 pub mod convert;
 pub mod convert_accounts;
 pub mod kafka_service;

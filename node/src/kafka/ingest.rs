@@ -289,7 +289,7 @@ async fn session(
                         if p.stopped || offset < p.pending.end_offset() {
                             continue; // A re-delivery of a record already batched.
                         }
-                        let pushed = match decode_record(message.payload()) {
+                        let pushed = match decode_record(message.payload(), ctx.cluster_version()) {
                             Ok(envelope) => p.pending.push_command(offset, &envelope),
                             Err(reason) => p.pending.push_malformed(offset, &reason),
                         };
@@ -408,11 +408,26 @@ async fn monitor_broker(
     }
 }
 
-/// A Kafka record's value as a command, or why it is not one.
-fn decode_record(payload: Option<&[u8]>) -> Result<tally_ledger::Envelope, String> {
+/// A Kafka record's value as a command, or why it is not one. A command
+/// of a feature the active cluster version (`cluster_version`) has not
+/// switched on is not one yet: it is recorded as a failed record
+/// (`FEATURE_NOT_ACTIVE`), so no replica on an older binary ever has to
+/// decode it.
+fn decode_record(
+    payload: Option<&[u8]>,
+    cluster_version: u32,
+) -> Result<tally_ledger::Envelope, String> {
     let bytes = payload.ok_or("record has no value")?;
     let command = pb::Command::decode(bytes).map_err(|e| format!("not a tally.v1.Command: {e}"))?;
-    convert::envelope(&command).map_err(|e| format!("{}: {e}", e.reason()))
+    let envelope = convert::envelope(&command).map_err(|e| format!("{}: {e}", e.reason()))?;
+    let needed = envelope.command.required_cluster_version();
+    if needed > cluster_version {
+        return Err(format!(
+            "FEATURE_NOT_ACTIVE: {} needs cluster version {needed}; the cluster runs at {cluster_version}",
+            envelope.command.kind()
+        ));
+    }
+    Ok(envelope)
 }
 
 fn offset_of(next: u64) -> Result<Offset, String> {

@@ -167,6 +167,15 @@ impl StateMachineStore {
         let ledger = Ledger::from_records(ledger_config, records).map_err(|e| {
             io::Error::new(io::ErrorKind::InvalidData, format!("ledger records: {e}"))
         })?;
+        if ledger.cluster_version() > crate::version::max_supported() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "ledger records: downgrade refused: {}",
+                    crate::version::unsupported_message(ledger.cluster_version())
+                ),
+            ));
+        }
         let meta_cf = cf(&db, CF_SM_META)?;
         let last_applied: Option<LogId> = match db
             .get_cf(meta_cf, KEY_LAST_APPLIED)
@@ -322,6 +331,25 @@ impl StateMachineStore {
                 });
             }
             EntryBody::Published(up_to) => self.trim_outbox(st, up_to, batch)?,
+            EntryBody::ClusterVersion(version) => {
+                if version > crate::version::max_supported() {
+                    crate::version::stop_unsupported(version, &format!("log entry {index}"));
+                }
+                let before = st.ledger.cluster_version();
+                let raised = st
+                    .ledger
+                    .set_cluster_version(version)
+                    .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+                if raised {
+                    tracing::info!(
+                        node_id = crate::metrics::node_id(),
+                        index,
+                        from = before,
+                        to = version,
+                        "cluster version raised (finalized): new features and formats are on"
+                    );
+                }
+            }
         }
         if let Some(row) = events.and_then(EntryEvents::finish) {
             batch.put_cf(cf(&self.db, CF_OUTBOX)?, index.to_be_bytes(), &row);
@@ -603,10 +631,21 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         let started = std::time::Instant::now();
         let data = snapshot.into_inner();
         let body = SnapshotBody::decode(&data)?;
-        let ledger = Ledger::from_records(self.ledger_config, body.records.iter().cloned())
-            .map_err(|e| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("snapshot records: {e}"))
-            })?;
+        let ledger = match Ledger::from_records(self.ledger_config, body.records.iter().cloned()) {
+            Ok(ledger) => ledger,
+            Err(tally_ledger::RecordError::ClusterVersionUnsupported(e)) => {
+                crate::version::stop_unsupported(e.active, "snapshot")
+            }
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("snapshot records: {e}"),
+                ));
+            }
+        };
+        if ledger.cluster_version() > crate::version::max_supported() {
+            crate::version::stop_unsupported(ledger.cluster_version(), "snapshot");
+        }
         let sm_cf = cf(&self.db, CF_SM)?;
         let mut batch = WriteBatch::default();
         batch.delete_range_cf(sm_cf, &[0u8; 0][..], &[0xFFu8; 64][..]);

@@ -33,13 +33,26 @@ const _: () = assert!(tally_proto::MAX_BATCH_COMMANDS <= MAX_ENTRY_COMMANDS);
 ///         u64 timestamp_ms (big-endian; the leader's clock)
 ///         u32 count (big-endian; at most MAX_ENTRY_COMMANDS)
 ///         u8 flags (bit 0: a waiting client asked for events;
-///                   bit 1: an ingest batch; bit 2: a published marker)
+///                   bit 1: an ingest batch; bit 2: a published marker;
+///                   bit 3: a cluster version)
 ///         body:
 ///           commands:  count encoded envelopes (tally_ledger::wire), back to back
 ///           ingest:    one ingest batch of count records (tally_ledger::ingest)
 ///           published: u64 log index (big-endian), count 0: every event up to
 ///                      it is acknowledged by the events topic (`kafka::publish`)
+///           cluster version: u32 version (big-endian), count 0: from the next
+///                      entry on, the cluster runs at this version
+///                      (`SetClusterVersion`; see `tally_ledger::MAX_CLUSTER_VERSION`)
 /// ```
+///
+/// `SetClusterVersion` is an entry kind of its own rather than a ledger
+/// command: it is not a client's command (no command id, no dedup entry,
+/// never submitted through `Submit` or Kafka), it is alone in its entry (no
+/// command shares an entry with a version change, so entry *i* is always
+/// interpreted under the version active before *i*), and the node checks
+/// it before the engine sees anything: a binary that does not support the
+/// version stops there. A release-0.1 binary, which knows no bit 3, refuses
+/// the entry as corrupt and stops applying too (it never interprets it).
 ///
 /// From then on the log store, the Raft network and the followers copy the
 /// frame, never re-encode it (its serde form is the frame as one byte
@@ -61,7 +74,9 @@ const FLAG_EVENTS: u8 = 1;
 const FLAG_INGEST: u8 = 2;
 /// Flag bit: the body is a published marker.
 const FLAG_PUBLISHED: u8 = 4;
-const KNOWN_FLAGS: u8 = FLAG_EVENTS | FLAG_INGEST | FLAG_PUBLISHED;
+/// Flag bit: the body is a cluster version (`SetClusterVersion`).
+const FLAG_CLUSTER_VERSION: u8 = 8;
+const KNOWN_FLAGS: u8 = FLAG_EVENTS | FLAG_INGEST | FLAG_PUBLISHED | FLAG_CLUSTER_VERSION;
 
 /// What an entry's body holds (by its flags).
 #[derive(Debug)]
@@ -72,6 +87,8 @@ pub enum EntryBody {
     Ingest(IngestBatch),
     /// Every event of entries up to this log index is in the events topic.
     Published(u64),
+    /// `SetClusterVersion`: the cluster runs at this version from the next entry on.
+    ClusterVersion(u32),
 }
 
 fn corrupt(message: String) -> io::Error {
@@ -121,6 +138,17 @@ impl EntryRequest {
         EntryRequest::with_body(timestamp_ms, 0, FLAG_PUBLISHED, &index.to_be_bytes())
     }
 
+    /// A `SetClusterVersion` entry: from the next entry on, the cluster
+    /// runs at `version`.
+    pub fn cluster_version(timestamp_ms: u64, version: u32) -> Self {
+        EntryRequest::with_body(
+            timestamp_ms,
+            0,
+            FLAG_CLUSTER_VERSION,
+            &version.to_be_bytes(),
+        )
+    }
+
     fn with_body(timestamp_ms: u64, count: u32, flags: u8, body: &[u8]) -> Self {
         let mut frame = Vec::with_capacity(ENTRY_HEADER_BYTES + body.len());
         frame.push(WIRE_VERSION);
@@ -159,6 +187,12 @@ impl EntryRequest {
                 .try_into()
                 .map_err(|_| corrupt(format!("published marker of {} bytes", body.len())))?;
             return Ok(EntryBody::Published(u64::from_be_bytes(index)));
+        }
+        if flags & FLAG_CLUSTER_VERSION != 0 {
+            let version: [u8; 4] = body
+                .try_into()
+                .map_err(|_| corrupt(format!("cluster version of {} bytes", body.len())))?;
+            return Ok(EntryBody::ClusterVersion(u32::from_be_bytes(version)));
         }
         Ok(EntryBody::Commands)
     }
@@ -429,6 +463,20 @@ mod tests {
                 fresh.apply(&command.envelope, 1)
             );
         }
+    }
+
+    #[test]
+    fn a_cluster_version_entry_carries_its_version_alone_and_a_bad_body_is_corrupt() {
+        let entry = EntryRequest::cluster_version(7, 2);
+        assert_eq!((entry.count(), entry.timestamp_ms()), (0, 7));
+        let back = EntryRequest::from_frame(entry.frame().clone()).expect("frame");
+        assert!(matches!(back.body(), Ok(EntryBody::ClusterVersion(2))));
+        let mut short = entry.frame().to_vec();
+        short.pop();
+        let short = EntryRequest::from_frame(short.into()).expect("header ok");
+        assert!(short.body().is_err(), "a 3-byte version is corrupt");
+        // Release 0.1 knew flags up to bit 2: bit 3 is what it refuses.
+        assert_eq!(entry.frame()[13], 8);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Spot trading's command line: the clap definitions of the `asset`,
-//! `account`, `deposit`, `withdraw`, `transfer`, `lock`, `release`
+//! `account`, `deposit`, `withdraw`, `transfer`, `assert-balance`, `lock`, `release`
 //! (`cancel`), `fill`, `balance` and `hold` subcommands.
 
 use clap::{Args, Subcommand};
@@ -60,6 +60,27 @@ pub enum SpotCmd {
         /// Decimal amount (at most the asset's scale in decimal places).
         #[arg(value_parser = positive_decimal, allow_negative_numbers = true)]
         amount: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
+    /// Check that an account's balance is exactly AVAILABLE and LOCKED (changes nothing).
+    ///
+    /// Rejected with BALANCE_MISMATCH (exit 2) otherwise: a reconciliation
+    /// checkpoint in the log. Needs cluster version 2: refused with
+    /// FEATURE_NOT_ACTIVE until the upgrade is finalized (`cluster finalize`).
+    #[command(after_long_help = AMOUNT_HELP)]
+    AssertBalance {
+        /// Account id.
+        account: u64,
+        /// Asset symbol.
+        asset: String,
+        /// The available balance expected (decimal).
+        #[arg(value_parser = non_negative_decimal, allow_negative_numbers = true)]
+        available: String,
+        /// The locked balance expected (decimal, default 0).
+        #[arg(value_parser = non_negative_decimal, allow_negative_numbers = true, default_value = "0")]
+        locked: String,
         #[command(flatten)]
         write: WriteArgs,
     },

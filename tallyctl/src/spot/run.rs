@@ -81,6 +81,16 @@ pub async fn run(client: &Client, cmd: SpotCmd) -> Outcome {
             let command = commands::lock(hold, account, asset, amount);
             submit(client, with_id(command, &write)).await
         }
+        SpotCmd::AssertBalance {
+            account,
+            asset,
+            available,
+            locked,
+            write,
+        } => {
+            let command = commands::assert_balance(account, asset, available, locked);
+            submit(client, with_id(command, &write)).await
+        }
         SpotCmd::Release { hold, write } => {
             submit(client, with_id(commands::release(hold), &write)).await
         }
