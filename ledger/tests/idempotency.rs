@@ -615,7 +615,7 @@ fn meta_records_of_unknown_or_unreadable_versions_are_refused_and_versions_4_and
     };
     // Version 2 (no window) and 3 (fingerprints of another command
     // encoding) are refused, not misread, as are unknown ones.
-    for version in [1u8, 2, 3, 7] {
+    for version in [1u8, 2, 3, 8] {
         let mut records = ledger.records();
         for (key, value) in &mut records {
             if RecordKind::of_key(key) == Some(RecordKind::Meta) {
