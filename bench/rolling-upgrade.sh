@@ -33,7 +33,7 @@ endpoints="$(addr 1),$(addr 2),$(addr 3)"
 ctl() { "$bin/tallyctl" --endpoints "$endpoints" "$@"; }
 for id in 1 2 3; do
   mkdir -p "$dir/n$id"
-  "$old" run --node-id "$id" --cluster-id roll --listen "$(addr "$id")" --data-dir "$dir/n$id" \
+  "$old" run --insecure --node-id "$id" --cluster-id roll --listen "$(addr "$id")" --data-dir "$dir/n$id" \
     >>"$dir/n$id/tallyd.log" 2>&1 &
   echo $! >"$dir/n$id/pid"
 done
@@ -45,7 +45,7 @@ done
   echo 'id=$TALLY_NODE_ID; pid=$(cat "$dir/n$id/pid")'
   echo 'kill -TERM "$pid"'
   echo 'while kill -0 "$pid" 2>/dev/null; do sleep 0.05; done'
-  echo 'nohup "$new" run --node-id "$id" --cluster-id roll --listen "$TALLY_NODE_ADDR" \'
+  echo 'nohup "$new" run --insecure --node-id "$id" --cluster-id roll --listen "$TALLY_NODE_ADDR" \'
   echo '  --data-dir "$dir/n$id" >>"$dir/n$id/tallyd.log" 2>&1 </dev/null &'
   echo 'echo $! >"$dir/n$id/pid"'
 } >"$dir/hook.sh"

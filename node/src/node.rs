@@ -159,7 +159,7 @@ pub async fn start(
             .max_encoding_message_size(MAX_CLIENT_MESSAGE_BYTES);
     let admin = AdminServer::new(AdminService {
         ctx: ctx.clone(),
-        membership_lock: tokio::sync::Mutex::new(()),
+        membership_lock: Default::default(),
     });
     let raft_svc = RaftServer::new(RaftService { ctx: ctx.clone() })
         .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)

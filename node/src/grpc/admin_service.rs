@@ -40,7 +40,7 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct AdminService {
     pub ctx: Arc<NodeCtx>,
     /// Serializes membership changes on this node (openraft also refuses overlapping ones).
-    pub membership_lock: tokio::sync::Mutex<()>,
+    pub membership_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// How far `id` has replicated, per the leader's replication metrics (0: unknown).
@@ -316,7 +316,16 @@ impl AdminRpc for AdminService {
             ));
         }
         match self.ctx.raft.initialize(members).await {
-            Ok(()) => Ok(Response::new(InitResponse {})),
+            Ok(()) => {
+                // A new cluster starts at the highest cluster version all its
+                // initial members support (as CockroachDB bootstraps at the
+                // binary's version): there is nothing to roll back to.
+                tokio::spawn(bootstrap_cluster_version(
+                    self.ctx.clone(),
+                    self.membership_lock.clone(),
+                ));
+                Ok(Response::new(InitResponse {}))
+            }
             Err(RaftError::APIError(InitializeError::NotAllowed(e))) => Err(status(
                 Code::FailedPrecondition,
                 "ALREADY_INITIALIZED",
@@ -632,14 +641,7 @@ impl AdminRpc for AdminService {
         // No membership change while the members' support is checked and
         // the entry proposed: a node joining in between could lack support.
         let _guard = self.lock_membership()?;
-        let mut statuses = Vec::new();
-        for member in crate::grpc::cluster_version::members(&self.ctx) {
-            statuses.push(if member.node_id == self.ctx.config.node_id {
-                self.ctx.node_status()
-            } else {
-                probe(&self.ctx, &member).await
-            });
-        }
+        let statuses = member_statuses(&self.ctx).await;
         crate::grpc::cluster_version::set_cluster_version(&self.ctx, req.into_inner(), statuses)
             .await
             .map(Response::new)
@@ -686,6 +688,80 @@ fn voters_and_learners(m: &openraft::Membership<u64, Node>) -> (Vec<Member>, Vec
         }
     }
     (voters, learners)
+}
+
+/// Every member's status: this node's own, the others' by `probe`.
+async fn member_statuses(ctx: &NodeCtx) -> Vec<NodeStatus> {
+    let mut statuses = Vec::new();
+    for member in crate::grpc::cluster_version::members(ctx) {
+        statuses.push(if member.node_id == ctx.config.node_id {
+            ctx.node_status()
+        } else {
+            probe(ctx, &member).await
+        });
+    }
+    statuses
+}
+
+/// How long a freshly initialized node tries to raise the cluster version:
+/// its initial members must be up and one of them elected by then.
+const BOOTSTRAP_VERSION_DEADLINE: Duration = Duration::from_secs(30);
+
+/// After `Init`: once this node leads, raises the cluster version to the
+/// highest every initial member supports (the `finalize` path: the same
+/// checks, one `SetClusterVersion` entry). A member that is unreachable is
+/// retried until `BOOTSTRAP_VERSION_DEADLINE`; a member on an older release,
+/// another node elected, or the deadline passing leaves the version where
+/// it is, logged, for `tallyctl cluster finalize`.
+async fn bootstrap_cluster_version(ctx: Arc<NodeCtx>, membership_lock: Arc<tokio::sync::Mutex<()>>) {
+    let deadline = tokio::time::Instant::now() + BOOTSTRAP_VERSION_DEADLINE;
+    let mut last_error = String::from("no leader elected");
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if !ctx.raft.is_leader() {
+            match ctx.leader_addr() {
+                Some(_) => {
+                    last_error = "another node was elected".into();
+                    break;
+                }
+                None => continue,
+            }
+        }
+        let Ok(_guard) = membership_lock.try_lock() else {
+            continue;
+        };
+        let statuses = member_statuses(&ctx).await;
+        let request = SetClusterVersionRequest {
+            version: 0,
+            dry_run: false,
+        };
+        match crate::grpc::cluster_version::set_cluster_version(&ctx, request, statuses).await {
+            Ok(reply) => {
+                tracing::info!(
+                    node_id = ctx.config.node_id,
+                    cluster_version = reply.active_version,
+                    "new cluster: cluster version set to the highest its members support"
+                );
+                return;
+            }
+            Err(e)
+                if e.metadata().get(tally_proto::REASON_METADATA_KEY).and_then(|v| v.to_str().ok())
+                    == Some("NODE_UNREACHABLE") =>
+            {
+                last_error = e.message().to_string()
+            }
+            Err(e) => {
+                last_error = e.message().to_string();
+                break;
+            }
+        }
+    }
+    tracing::warn!(
+        node_id = ctx.config.node_id,
+        cluster_version = ctx.cluster_version(),
+        reason = %last_error,
+        "new cluster: cluster version left as is; raise it with `tallyctl cluster finalize`"
+    );
 }
 
 async fn probe(ctx: &NodeCtx, member: &Member) -> NodeStatus {
