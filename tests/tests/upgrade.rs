@@ -653,3 +653,61 @@ async fn a_log_spanning_the_version_change_replays_to_the_same_hash_old_binaries
         std::fs::read_to_string(cluster.nodes[&6].data_dir.join("tallyd.log")).unwrap_or_default();
     assert!(log6.contains("installed snapshot"), "{log6}");
 }
+
+/// A cluster initialized on this release has nothing to roll back to: it
+/// starts at the highest cluster version its members support (2), so the
+/// gated command applies without a finalize; a cluster whose initial
+/// members include one that supports only version 1 stays at 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_cluster_starts_at_the_highest_version_all_its_initial_members_support() {
+    let cluster = Cluster::start(3, &[]).await;
+    let c = client(cluster.endpoints(), 20_000);
+    setup(&c).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut versions = Vec::new();
+        for id in 1..=3 {
+            versions.push(
+                node_status(&cluster.addr(id))
+                    .await
+                    .ok()
+                    .map(|s| s.cluster_version),
+            );
+        }
+        if versions.iter().all(|v| *v == Some(2)) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "cluster versions: {versions:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    must_apply(&c, commands::deposit(1, ASSET, "5")).await;
+    assert!(assert_balance(&c, 1, "5").await.is_ok());
+    assert_eq!(
+        assert_balance(&c, 1, "4").await,
+        Err("BALANCE_MISMATCH".to_string())
+    );
+
+    let mut node_args = BTreeMap::new();
+    node_args.insert(3, vec!["--max-cluster-version".into(), "1".into()]);
+    let mixed = Cluster::start_with(3, &[], BTreeMap::new(), node_args).await;
+    let c = client(mixed.endpoints(), 20_000);
+    setup(&c).await;
+    let log1 =
+        || std::fs::read_to_string(mixed.nodes[&1].data_dir.join("tallyd.log")).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(40);
+    while !log1().contains("cluster version left as is") {
+        assert!(Instant::now() < deadline, "{}", mixed.log_tail(1));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(log1().contains("supports up to 1"), "{}", log1());
+    must_apply(&c, commands::deposit(1, ASSET, "5")).await;
+    assert_eq!(
+        assert_balance(&c, 1, "5").await,
+        Err("FEATURE_NOT_ACTIVE".to_string()),
+        "node 3 supports only version 1: the cluster stays there"
+    );
+    for id in 1..=3 {
+        let st = node_status(&mixed.addr(id)).await.expect("status");
+        assert_eq!(st.cluster_version, 1, "node {id}");
+    }
+}

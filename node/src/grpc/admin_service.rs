@@ -713,7 +713,10 @@ const BOOTSTRAP_VERSION_DEADLINE: Duration = Duration::from_secs(30);
 /// retried until `BOOTSTRAP_VERSION_DEADLINE`; a member on an older release,
 /// another node elected, or the deadline passing leaves the version where
 /// it is, logged, for `tallyctl cluster finalize`.
-async fn bootstrap_cluster_version(ctx: Arc<NodeCtx>, membership_lock: Arc<tokio::sync::Mutex<()>>) {
+async fn bootstrap_cluster_version(
+    ctx: Arc<NodeCtx>,
+    membership_lock: Arc<tokio::sync::Mutex<()>>,
+) {
     let deadline = tokio::time::Instant::now() + BOOTSTRAP_VERSION_DEADLINE;
     let mut last_error = String::from("no leader elected");
     while tokio::time::Instant::now() < deadline {
@@ -737,15 +740,33 @@ async fn bootstrap_cluster_version(ctx: Arc<NodeCtx>, membership_lock: Arc<tokio
         };
         match crate::grpc::cluster_version::set_cluster_version(&ctx, request, statuses).await {
             Ok(reply) => {
-                tracing::info!(
-                    node_id = ctx.config.node_id,
-                    cluster_version = reply.active_version,
-                    "new cluster: cluster version set to the highest its members support"
-                );
-                return;
+                let own_max = crate::version::max_supported();
+                if reply.active_version >= own_max {
+                    tracing::info!(
+                        node_id = ctx.config.node_id,
+                        cluster_version = reply.active_version,
+                        "new cluster: cluster version set to the highest its members support"
+                    );
+                    return;
+                }
+                last_error = reply
+                    .nodes
+                    .iter()
+                    .filter(|n| n.max_cluster_version < own_max)
+                    .map(|n| {
+                        format!(
+                            "node {} supports up to {}",
+                            n.node_id, n.max_cluster_version
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                break;
             }
             Err(e)
-                if e.metadata().get(tally_proto::REASON_METADATA_KEY).and_then(|v| v.to_str().ok())
+                if e.metadata()
+                    .get(tally_proto::REASON_METADATA_KEY)
+                    .and_then(|v| v.to_str().ok())
                     == Some("NODE_UNREACHABLE") =>
             {
                 last_error = e.message().to_string()
