@@ -40,7 +40,7 @@ const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct AdminService {
     pub ctx: Arc<NodeCtx>,
     /// Serializes membership changes on this node (openraft also refuses overlapping ones).
-    pub membership_lock: Arc<tokio::sync::Mutex<()>>,
+    pub membership_lock: tokio::sync::Mutex<()>,
 }
 
 /// How far `id` has replicated, per the leader's replication metrics (0: unknown).
@@ -320,10 +320,7 @@ impl AdminRpc for AdminService {
                 // A new cluster starts at the highest cluster version all its
                 // initial members support (as CockroachDB bootstraps at the
                 // binary's version): there is nothing to roll back to.
-                tokio::spawn(bootstrap_cluster_version(
-                    self.ctx.clone(),
-                    self.membership_lock.clone(),
-                ));
+                tokio::spawn(bootstrap_cluster_version(self.ctx.clone()));
                 Ok(Response::new(InitResponse {}))
             }
             Err(RaftError::APIError(InitializeError::NotAllowed(e))) => Err(status(
@@ -713,10 +710,12 @@ const BOOTSTRAP_VERSION_DEADLINE: Duration = Duration::from_secs(30);
 /// retried until `BOOTSTRAP_VERSION_DEADLINE`; a member on an older release,
 /// another node elected, or the deadline passing leaves the version where
 /// it is, logged, for `tallyctl cluster finalize`.
-async fn bootstrap_cluster_version(
-    ctx: Arc<NodeCtx>,
-    membership_lock: Arc<tokio::sync::Mutex<()>>,
-) {
+///
+/// It does not take the membership lock (an operator's first `add-learner`
+/// right after `init` is not refused because of it): a member that joins
+/// between the check and the entry and lacks support stops at the entry
+/// (see `version`) rather than diverge, as after `finalize`.
+async fn bootstrap_cluster_version(ctx: Arc<NodeCtx>) {
     let deadline = tokio::time::Instant::now() + BOOTSTRAP_VERSION_DEADLINE;
     let mut last_error = String::from("no leader elected");
     while tokio::time::Instant::now() < deadline {
@@ -730,9 +729,6 @@ async fn bootstrap_cluster_version(
                 None => continue,
             }
         }
-        let Ok(_guard) = membership_lock.try_lock() else {
-            continue;
-        };
         let statuses = member_statuses(&ctx).await;
         let request = SetClusterVersionRequest {
             version: 0,
