@@ -14,7 +14,14 @@ use tally_tests::bin_path;
 
 /// A base port whose 3 gRPC and 3 HTTP ports are free now.
 fn free_base_port() -> u16 {
-    for base in (21_000..39_000u16).step_by(97) {
+    // A pseudo-random first range, so that concurrent tests (and the
+    // harness's own port picks) rarely probe the same ports.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let first = (nanos ^ std::process::id()) % 180;
+    for base in (0..180u32).map(|i| 21_000 + ((first + i) % 180) as u16 * 97) {
         let free = |p: u16| TcpListener::bind(("127.0.0.1", p)).is_ok();
         if (0..3).all(|i| free(base + i) && free(base + 1000 + i)) {
             return base;
@@ -40,16 +47,26 @@ fn wait_line(
     seen: &mut Vec<String>,
     pred: impl Fn(&str) -> bool,
 ) -> String {
+    try_wait_line(rx, seen, pred)
+        .unwrap_or_else(|| panic!("line not seen; output so far:\n{}", seen.join("\n")))
+}
+
+/// The first line within 30 s that satisfies `pred`, if any.
+fn try_wait_line(
+    rx: &mpsc::Receiver<String>,
+    seen: &mut Vec<String>,
+    pred: impl Fn(&str) -> bool,
+) -> Option<String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(100)) {
             seen.push(line.clone());
             if pred(&line) {
-                return line;
+                return Some(line);
             }
         }
     }
-    panic!("line not seen; output so far:\n{}", seen.join("\n"));
+    None
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -84,7 +101,14 @@ async fn dev_cluster_restarts_a_killed_node_refuses_a_second_supervisor_and_leav
         });
     }
     let mut seen = Vec::new();
-    wait_line(&rx, &mut seen, |l| l.starts_with("Tally dev cluster is up"));
+    if try_wait_line(&rx, &mut seen, |l| l.starts_with("Tally dev cluster is up")).is_none() {
+        // Tells a hung supervisor from one that died.
+        panic!(
+            "no banner from tallyd dev (exit status now: {:?}); output so far:\n{}",
+            dev.try_wait(),
+            seen.join("\n")
+        );
+    }
     let pid_of = |seen: &[String], node: u64| seen.iter().rev().find_map(|l| started_pid(l, node));
     let first_pid = pid_of(&seen, 2).expect("node 2 pid");
     let endpoints: Vec<String> = (0..3).map(|i| format!("127.0.0.1:{}", base + i)).collect();
