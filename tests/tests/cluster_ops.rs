@@ -14,8 +14,7 @@
 //!   `replace` keeps the cluster writable under load.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use tally_client::{
@@ -24,6 +23,7 @@ use tally_client::{
 };
 use tally_proto::v1::ledger_client::LedgerClient;
 use tally_proto::v1::{GetBalanceRequest, GetBalanceResponse, ReadConsistency};
+use tally_tests::load::{Load, LoadSpec};
 use tally_tests::{Cluster, node_status};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -149,110 +149,19 @@ impl Drop for ContOnDrop {
     }
 }
 
-/// Request counters of a load run.
-#[derive(Default)]
-struct Tally {
-    /// Per account: deposits of 1 acknowledged as applied.
-    applied: std::sync::Mutex<BTreeMap<u64, u64>>,
-    rejected: AtomicU64,
-    unknown: AtomicU64,
-    read_errors: AtomicU64,
-    reads: AtomicU64,
-    /// The slowest acknowledged write, in milliseconds.
-    max_write_ms: AtomicU64,
-    first_failure: std::sync::Mutex<Option<String>>,
-}
-
-impl Tally {
-    fn fail(&self, what: String) {
-        let mut first = self.first_failure.lock().unwrap_or_else(|p| p.into_inner());
-        first.get_or_insert(what);
-    }
-
-    fn applied(&self) -> BTreeMap<u64, u64> {
-        self.applied
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn acknowledged(&self) -> u64 {
-        self.applied().values().sum()
-    }
-
-    fn assert_no_failures(&self) {
-        let (rejected, unknown, read_errors) = (
-            self.rejected.load(Ordering::Relaxed),
-            self.unknown.load(Ordering::Relaxed),
-            self.read_errors.load(Ordering::Relaxed),
-        );
-        let first = self
-            .first_failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        assert_eq!(
-            (rejected, unknown, read_errors),
-            (0, 0, 0),
-            "failed requests: {rejected} rejected, {unknown} unknown, {read_errors} read errors; first: {first:?}"
-        );
-    }
-}
-
-/// `tasks` client tasks, each depositing 1 into its own accounts in turn
-/// (task t owns accounts t*per_task+1 ..= (t+1)*per_task) and, every fifth
-/// write, reading one back linearizably, until `stop`.
-fn spawn_load(
-    c: &Client,
-    tasks: u64,
-    per_task: u64,
-    stop: Arc<AtomicBool>,
-    tally: Arc<Tally>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..tasks)
-        .map(|t| {
-            let (c, stop, tally) = (c.clone(), stop.clone(), tally.clone());
-            tokio::spawn(async move {
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    let account = t * per_task + 1 + i % per_task;
-                    i += 1;
-                    let sent = Instant::now();
-                    let result = c.submit(commands::deposit(account, ASSET, "1")).await;
-                    let took_ms = u64::try_from(sent.elapsed().as_millis()).unwrap_or(u64::MAX);
-                    tally.max_write_ms.fetch_max(took_ms, Ordering::Relaxed);
-                    match result {
-                        WriteResult::Applied { .. } => {
-                            *tally
-                                .applied
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .entry(account)
-                                .or_insert(0) += 1;
-                        }
-                        WriteResult::Rejected {
-                            reason, message, ..
-                        } => {
-                            tally.rejected.fetch_add(1, Ordering::Relaxed);
-                            tally.fail(format!("deposit rejected: {reason}: {message}"));
-                        }
-                        WriteResult::Unknown { last_error, .. } => {
-                            tally.unknown.fetch_add(1, Ordering::Relaxed);
-                            tally.fail(format!("deposit unknown: {last_error}"));
-                        }
-                    }
-                    if i.is_multiple_of(5) {
-                        tally.reads.fetch_add(1, Ordering::Relaxed);
-                        if let Err(e) = c.balance(account, ASSET, ReadOptions::linearizable()).await
-                        {
-                            tally.read_errors.fetch_add(1, Ordering::Relaxed);
-                            tally.fail(format!("read failed: {e}"));
-                        }
-                    }
-                }
-            })
-        })
-        .collect()
+/// `tasks` client tasks depositing 1 into their own accounts in turn and,
+/// every fifth write, reading one back linearizably (see `tally_tests::load`).
+fn start_load(c: &Client, tasks: u64, per_task: u64) -> Load {
+    Load::start(
+        c,
+        LoadSpec {
+            asset: ASSET,
+            tasks,
+            per_task,
+            read_every: 5,
+            pause_ms: 0,
+        },
+    )
 }
 
 /// Every acknowledged deposit is in every running node's state, and nothing more.
@@ -307,9 +216,7 @@ async fn linearizable_read_on_a_follower_always_sees_the_write_the_leader_just_a
         .collect();
 
     // Two background writers keep the log moving on other accounts (1..=4).
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(Tally::default());
-    let background = spawn_load(&c, 2, 2, stop.clone(), tally.clone());
+    let background = start_load(&c, 2, 2);
 
     // Each probe owns one account: it writes through the client (to the
     // leader), and once the write is acknowledged reads the account back
@@ -357,11 +264,7 @@ async fn linearizable_read_on_a_follower_always_sees_the_write_the_leader_just_a
         write_time / checks,
         read_time / checks
     );
-    stop.store(true, Ordering::Relaxed);
-    for task in background {
-        task.await.expect("writer");
-    }
-    tally.assert_no_failures();
+    let tally = background.finish().await;
     assert!(
         tally.acknowledged() > 20,
         "background writers barely ran: {}",
@@ -633,9 +536,7 @@ async fn leadership_moved_back_and_forth_under_load_fails_no_request_and_loses_n
     const TASKS: u64 = 4;
     const PER_TASK: u64 = 3;
     setup(&c, TASKS * PER_TASK).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(Tally::default());
-    let load = spawn_load(&c, TASKS, PER_TASK, stop.clone(), tally.clone());
+    let load = start_load(&c, TASKS, PER_TASK);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let admin = client(&cluster, 30_000);
@@ -649,7 +550,7 @@ async fn leadership_moved_back_and_forth_under_load_fails_no_request_and_loses_n
         } else {
             first
         };
-        let acknowledged_before = tally.acknowledged();
+        let acknowledged_before = load.tally.acknowledged();
         let started = Instant::now();
         let r = admin
             .transfer_leader(target)
@@ -669,7 +570,7 @@ async fn leadership_moved_back_and_forth_under_load_fails_no_request_and_loses_n
         leader = target;
         // Let the load run on the new leader before moving again.
         let deadline = Instant::now() + Duration::from_secs(10);
-        while tally.acknowledged() < acknowledged_before + 20 {
+        while load.tally.acknowledged() < acknowledged_before + 20 {
             assert!(
                 Instant::now() < deadline,
                 "no progress after moving leadership to {target}"
@@ -678,11 +579,7 @@ async fn leadership_moved_back_and_forth_under_load_fails_no_request_and_loses_n
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        task.await.expect("load task");
-    }
-    tally.assert_no_failures();
+    let tally = load.finish().await;
     eprintln!(
         "{} writes and {} reads acknowledged; slowest write {} ms",
         tally.acknowledged(),
@@ -851,9 +748,7 @@ async fn replace_under_load_keeps_the_cluster_writable_with_zero_failed_writes()
     const TASKS: u64 = 4;
     const PER_TASK: u64 = 3;
     setup(&c, TASKS * PER_TASK).await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(Tally::default());
-    let load = spawn_load(&c, TASKS, PER_TASK, stop.clone(), tally.clone());
+    let load = start_load(&c, TASKS, PER_TASK);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let leader = cluster.wait_leader(Duration::from_secs(5)).await;
@@ -875,17 +770,13 @@ async fn replace_under_load_keeps_the_cluster_writable_with_zero_failed_writes()
     assert!(m.learners.is_empty(), "{m:?}");
 
     // Keep writing after the replacement, then check everything.
-    let acknowledged = tally.acknowledged();
+    let acknowledged = load.tally.acknowledged();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while tally.acknowledged() < acknowledged + 50 {
+    while load.tally.acknowledged() < acknowledged + 50 {
         assert!(Instant::now() < deadline, "no progress after replace");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        task.await.expect("load task");
-    }
-    tally.assert_no_failures();
+    let tally = load.finish().await;
     eprintln!(
         "{} writes acknowledged; slowest write {} ms",
         tally.acknowledged(),
@@ -908,9 +799,7 @@ async fn leadership_transfer_to_a_dead_voter_is_refused_and_the_cluster_stays_wr
     let leader = cluster.wait_leader(Duration::from_secs(5)).await;
     let dead = (1..=3).find(|id| *id != leader).expect("follower");
     cluster.kill9(dead);
-    let stop = Arc::new(AtomicBool::new(false));
-    let tally = Arc::new(Tally::default());
-    let load = spawn_load(&c, TASKS, PER_TASK, stop.clone(), tally.clone());
+    let load = start_load(&c, TASKS, PER_TASK);
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     let admin = client(&cluster, 30_000);
@@ -931,20 +820,16 @@ async fn leadership_transfer_to_a_dead_voter_is_refused_and_the_cluster_stays_wr
         now, leader,
         "leadership moved although the transfer was refused"
     );
-    let acknowledged = tally.acknowledged();
+    let acknowledged = load.tally.acknowledged();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while tally.acknowledged() < acknowledged + 20 {
+    while load.tally.acknowledged() < acknowledged + 20 {
         assert!(
             Instant::now() < deadline,
             "cluster not writable after a transfer to a dead node"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    stop.store(true, Ordering::Relaxed);
-    for task in load {
-        task.await.expect("load task");
-    }
-    tally.assert_no_failures();
+    let tally = load.finish().await;
     eprintln!(
         "{} writes acknowledged; slowest write {} ms",
         tally.acknowledged(),

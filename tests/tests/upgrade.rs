@@ -20,11 +20,11 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tally_client::{Client, ClientConfig, ReadOptions, WriteResult, commands};
+use tally_tests::load::{Load, LoadSpec};
 use tally_tests::{Cluster, bin_path, node_status, prev_release_tallyd};
 
 const ASSET: &str = "USDT";
@@ -56,125 +56,15 @@ async fn setup(c: &Client) {
     }
 }
 
-/// Request counters of a load run: every request must succeed.
-#[derive(Default)]
-struct Tally {
-    applied: std::sync::Mutex<BTreeMap<u64, u64>>,
-    failed: AtomicU64,
-    reads: AtomicU64,
-    max_write_ms: AtomicU64,
-    first_failure: std::sync::Mutex<Option<String>>,
-}
-
-impl Tally {
-    fn fail(&self, what: String) {
-        self.failed.fetch_add(1, Ordering::Relaxed);
-        let mut first = self.first_failure.lock().unwrap_or_else(|p| p.into_inner());
-        first.get_or_insert(what);
-    }
-
-    fn applied(&self) -> BTreeMap<u64, u64> {
-        self.applied
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    fn acknowledged(&self) -> u64 {
-        self.applied().values().sum()
-    }
-
-    fn assert_no_failures(&self) {
-        let first = self
-            .first_failure
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        assert_eq!(
-            self.failed.load(Ordering::Relaxed),
-            0,
-            "failed or unknown client requests; first: {first:?}"
-        );
-    }
-
-    /// Waits until `more` writes were acknowledged after now.
-    async fn wait_progress(&self, more: u64, what: &str) {
-        let start = self.acknowledged();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.acknowledged() < start + more {
-            assert!(Instant::now() < deadline, "no write progress {what}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-/// Load tasks: deposits of 1 into their own accounts, and every third
-/// write a linearizable read, until `stop`. Any rejected or unknown write
-/// and any failed read counts as a failure.
-struct Load {
-    stop: Arc<AtomicBool>,
-    tally: Arc<Tally>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Load {
-    fn start(c: &Client) -> Load {
-        let stop = Arc::new(AtomicBool::new(false));
-        let tally = Arc::new(Tally::default());
-        let tasks = (0..TASKS)
-            .map(|t| {
-                let (c, stop, tally) = (c.clone(), stop.clone(), tally.clone());
-                tokio::spawn(async move {
-                    let mut i = 0u64;
-                    while !stop.load(Ordering::Relaxed) {
-                        let account = t * PER_TASK + 1 + i % PER_TASK;
-                        i += 1;
-                        let sent = Instant::now();
-                        let result = c.submit(commands::deposit(account, ASSET, "1")).await;
-                        let took_ms = u64::try_from(sent.elapsed().as_millis()).unwrap_or(0);
-                        tally.max_write_ms.fetch_max(took_ms, Ordering::Relaxed);
-                        match result {
-                            WriteResult::Applied { .. } => {
-                                *tally
-                                    .applied
-                                    .lock()
-                                    .unwrap_or_else(|p| p.into_inner())
-                                    .entry(account)
-                                    .or_insert(0) += 1;
-                            }
-                            other => tally.fail(format!("deposit: {other:?}")),
-                        }
-                        if i.is_multiple_of(3) {
-                            tally.reads.fetch_add(1, Ordering::Relaxed);
-                            if let Err(e) =
-                                c.balance(account, ASSET, ReadOptions::linearizable()).await
-                            {
-                                tally.fail(format!("read: {e}"));
-                            }
-                        }
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                })
-            })
-            .collect();
-        Load { stop, tally, tasks }
-    }
-
-    async fn finish(self) -> Arc<Tally> {
-        self.stop.store(true, Ordering::Relaxed);
-        for task in self.tasks {
-            task.await.expect("load task");
-        }
-        self.tally.assert_no_failures();
-        eprintln!(
-            "{} writes and {} reads, none failed; slowest write {} ms",
-            self.tally.acknowledged(),
-            self.tally.reads.load(Ordering::Relaxed),
-            self.tally.max_write_ms.load(Ordering::Relaxed)
-        );
-        self.tally
-    }
-}
+/// The load of these tests: deposits and, every third write, a
+/// linearizable read; every request must succeed.
+const LOAD: LoadSpec = LoadSpec {
+    asset: ASSET,
+    tasks: TASKS,
+    per_task: PER_TASK,
+    read_every: 3,
+    pause_ms: 5,
+};
 
 /// Every acknowledged deposit is on every running node, and nothing more.
 async fn assert_balances_everywhere(cluster: &Cluster, c: &Client, expected: &BTreeMap<u64, u64>) {
@@ -304,7 +194,7 @@ async fn rolling_upgrade_from_the_previous_release_under_load_fails_no_request_a
             (OLD_RELEASE, 0)
         );
     }
-    let load = Load::start(&c);
+    let load = Load::start(&c, LOAD);
     load.tally.wait_progress(20, "on the old release").await;
 
     // Followers first, the leader last; node `first` is rolled forward,
@@ -451,7 +341,7 @@ async fn blue_green_upgrade_with_tallyctl_under_load_fails_no_request_and_rollba
     let green = start_green(&mut cluster).await;
     let all = cluster.endpoints();
     // The load knows the blue nodes (followers forward to a green leader).
-    let load = Load::start(&c);
+    let load = Load::start(&c, LOAD);
     load.tally.wait_progress(20, "on blue").await;
 
     let (code, out, err) = tallyctl(
@@ -532,7 +422,7 @@ async fn blue_green_upgrade_with_tallyctl_under_load_fails_no_request_and_rollba
         green.push(format!("{id}={addr}"));
     }
     let c = client(cluster.endpoints(), 20_000);
-    let load = Load::start(&c);
+    let load = Load::start(&c, LOAD);
     load.tally.wait_progress(20, "before blue-green").await;
     let (code, out, err) = tallyctl(
         &blue,
