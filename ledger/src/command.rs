@@ -425,6 +425,53 @@ crate::wire::define_commands! {
     /// ledger agree before this withdrawal batch"). Needs cluster version 2
     /// (the `version` module): refused with `FeatureNotActive` before.
     30 => AssertBalance { account: AccountId, asset: String, available: Decimal, locked: Decimal }
+    /// Creates a dated (expiring) linear future (see the `expiry` module):
+    /// a market with the parameters of `market` (as `CreateMarket`; its
+    /// funding interval is kept but no funding ever applies) that expires
+    /// at leader time `expiry_ms` (> 0): fills from then on are refused,
+    /// and `SettleFuture` closes every position at the settlement price,
+    /// charging `delivery_fee_rate` (in [0, 1), at most `RATE_SCALE`
+    /// decimals) of each position's notional at that price to `Fees`.
+    /// Needs cluster version 2.
+    31 => CreateDatedFuture { market: CreateMarketSpec, expiry_ms: u64, delivery_fee_rate: Decimal }
+    /// Settles a dated future at `price`, one stated price (at most the
+    /// tick's decimals, positive): the exchange's settlement index, e.g.
+    /// the 30-minute TWAP of the underlying index before expiry, computed
+    /// by the price service that also sends mark prices. Allowed once, at
+    /// or after the expiry (leader time). The price is first applied as a
+    /// mark price (with its liquidations), then every position closes at
+    /// it (see the `expiry` module). Needs cluster version 2.
+    32 => SettleFuture { market: String, price: Decimal }
+}
+
+/// The parameters of a `CreateMarket`, as `CreateDatedFuture` carries them.
+pub type CreateMarketSpec = CreateMarket;
+
+impl crate::wire::WireField for CreateMarket {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.market.put(out);
+        self.base.put(out);
+        self.settle_asset.put(out);
+        self.tick_size.put(out);
+        self.step_size.put(out);
+        self.max_leverage.put(out);
+        self.brackets.put(out);
+        self.liquidation_fee_rate.put(out);
+        self.funding_interval_ms.put(out);
+    }
+    fn read(reader: &mut crate::wire::WireReader<'_>) -> Result<Self, crate::wire::WireError> {
+        Ok(CreateMarket {
+            market: String::read(reader)?,
+            base: String::read(reader)?,
+            settle_asset: String::read(reader)?,
+            tick_size: Decimal::read(reader)?,
+            step_size: Decimal::read(reader)?,
+            max_leverage: u32::read(reader)?,
+            brackets: Vec::<MarginBracket>::read(reader)?,
+            liquidation_fee_rate: Decimal::read(reader)?,
+            funding_interval_ms: u64::read(reader)?,
+        })
+    }
 }
 
 /// The fields of a `PerpFill`, as `PerpOrderFill` carries them.
@@ -662,6 +709,16 @@ define_reject_codes! {
     46 => FeatureNotActive "FEATURE_NOT_ACTIVE"
     /// `AssertBalance`: the balance is not the asserted one.
     47 => BalanceMismatch "BALANCE_MISMATCH"
+    /// A fill in a dated future at or after its expiry, or a mark price
+    /// for one already settled.
+    48 => MarketExpired "MARKET_EXPIRED"
+    /// The dated future was already settled.
+    49 => AlreadySettled "ALREADY_SETTLED"
+    /// Settlement of a dated future before its expiry time.
+    50 => NotExpired "NOT_EXPIRED"
+    /// A command for another kind of instrument (funding of a dated
+    /// future, settlement of a perpetual).
+    51 => WrongInstrument "WRONG_INSTRUMENT"
 }
 
 /// One balance movement caused by an applied command. `available` and
@@ -849,6 +906,18 @@ pub enum Event {
         delta: Decimal,
         margin: Option<Decimal>,
     },
+    /// A dated future was settled at `price` (leader time `time_ms`):
+    /// `positions` positions closed, `realized` is the sum of their
+    /// settlement PnL (what the PnL pool paid out) and `delivery_fees` went
+    /// to `Fees`.
+    Settlement {
+        market: String,
+        price: Decimal,
+        time_ms: u64,
+        positions: u64,
+        realized: Decimal,
+        delivery_fees: Decimal,
+    },
     /// A spot pair was registered.
     PairCreated {
         pair: String,
@@ -886,6 +955,8 @@ pub enum PositionCause {
     Takeover,
     /// The insurance fund's inventory marked to the mark price.
     Mark,
+    /// A dated future's position closed at its settlement price.
+    Settlement,
 }
 
 impl PositionCause {
@@ -897,6 +968,7 @@ impl PositionCause {
             PositionCause::Deleverage => "deleverage",
             PositionCause::Takeover => "takeover",
             PositionCause::Mark => "mark",
+            PositionCause::Settlement => "settlement",
         }
     }
 }

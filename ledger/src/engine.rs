@@ -451,6 +451,8 @@ impl Ledger {
             Command::WalletLock(c) => ledger.wallet_lock(journal, c, events),
             Command::PerpOrderFill(c) => ledger.perp_order_fill(journal, c, events),
             Command::AssertBalance(c) => ledger.assert_balance(c),
+            Command::CreateDatedFuture(c) => ledger.create_dated_future(c, events),
+            Command::SettleFuture(c) => ledger.settle_future(journal, c, now_ms, events),
         })
     }
 

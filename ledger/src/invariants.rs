@@ -11,7 +11,9 @@
 //! sign (or zero), positions exist only with a mark price, and the
 //! parameters are well-formed (brackets, cumulative amounts, rates). A
 //! client's available may be negative only in a settle asset in which it
-//! holds no position (a reported liquidation shortfall).
+//! holds no position (a reported liquidation shortfall). A market's
+//! instrument terms fit its kind, and a settled dated future holds no
+//! position.
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -21,7 +23,7 @@ use crate::command::{
     is_valid_market_symbol,
 };
 use crate::engine::Ledger;
-use crate::market::{Market, Position, RATE_ONE, with_cum};
+use crate::market::{InstrumentKind, Market, Position, RATE_ONE, with_cum};
 use crate::state::{AssetIdx, BalanceSlot, SYSTEM_OWNERS};
 
 /// A market's parameters are well-formed.
@@ -80,6 +82,34 @@ fn check_market(market: &Market) -> Result<(), String> {
         .is_some_and(|m| m.price <= 0 || !in_range(m.price))
     {
         return Err(format!("market {name} has a bad mark price"));
+    }
+    check_instrument(market)
+}
+
+/// A market's contract terms fit its kind; a settled dated future holds no
+/// position and no insurance inventory.
+fn check_instrument(market: &Market) -> Result<(), String> {
+    let name = &market.symbol;
+    let i = &market.instrument;
+    match i.kind {
+        InstrumentKind::Perpetual => {
+            if i.expiry_ms != 0 || i.delivery_fee_rate != 0 || market.state.settlement.is_some() {
+                return Err(format!("perpetual {name} has dated-future terms"));
+            }
+        }
+        InstrumentKind::DatedFuture => {
+            if i.expiry_ms == 0 || !(0..RATE_ONE).contains(&i.delivery_fee_rate) {
+                return Err(format!("dated future {name} has bad terms"));
+            }
+        }
+    }
+    if let Some(price) = market.state.settlement {
+        if price <= 0 || !in_range(price) {
+            return Err(format!("market {name} has a bad settlement price"));
+        }
+        if !market.positions.is_empty() || market.state.insurance.size != 0 {
+            return Err(format!("settled market {name} still holds positions"));
+        }
     }
     Ok(())
 }

@@ -245,6 +245,10 @@ impl Ledger {
             before: market.state,
         });
         self.dirty.push(DirtyKey::Market(m));
+        if !market.instrument.is_perpetual() {
+            // The settlement price lives in the instrument record.
+            self.dirty.push(DirtyKey::Instrument(m));
+        }
         &mut market.state
     }
 

@@ -36,6 +36,7 @@ mod command;
 mod dedup;
 mod engine;
 mod events;
+mod expiry;
 mod hash;
 mod history;
 mod ingest;

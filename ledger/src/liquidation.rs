@@ -73,15 +73,7 @@ impl Ledger {
                 if risk.positions.is_empty() || risk.equity >= risk.maintenance {
                     continue;
                 }
-                // Its open orders are cancelled first: their margin joins
-                // the available balance (equity unchanged).
-                let risk = if self.order_margin(account, asset) > 0 {
-                    self.release_order_margin(journal, account, asset, events)?;
-                    self.group_risk(account, asset).ok_or_else(overflow)?
-                } else {
-                    risk
-                };
-                self.liquidate(journal, account, asset, &risk, events)?;
+                self.liquidate_account(journal, account, asset, events)?;
                 liquidated = true;
             }
             if !liquidated {
@@ -94,6 +86,27 @@ impl Ledger {
             self.liquidate_isolated(journal, m, events)?;
         }
         Ok(())
+    }
+
+    /// Liquidates `account`'s cross positions settled in `asset`: its open
+    /// orders are cancelled first (their margin joins the available
+    /// balance, equity unchanged), then every position closes as described
+    /// in the module docs. Also used by a dated future's settlement.
+    pub(crate) fn liquidate_account(
+        &mut self,
+        journal: &mut Journal,
+        account: AccountId,
+        asset: AssetIdx,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
+        if self.order_margin(account, asset) > 0 {
+            self.release_order_margin(journal, account, asset, events)?;
+        }
+        let risk = self.group_risk(account, asset).ok_or_else(overflow)?;
+        if risk.positions.is_empty() {
+            return Ok(());
+        }
+        self.liquidate(journal, account, asset, &risk, events)
     }
 
     fn liquidate(

@@ -12,6 +12,14 @@
 //! - rates: `rate * 10^RATE_SCALE`; the cumulative maintenance amount `cum`
 //!   is kept at settle scale + `RATE_SCALE`, where it is exact.
 //!
+//! Instruments: every market is an entry of one registry, and its
+//! [`Instrument`] says what it trades: a perpetual (the default; its record
+//! is the market record alone, as release 0.1 wrote it) or a dated future
+//! (a linear perpetual without funding, plus an expiry time, a delivery fee
+//! rate and, once settled, its settlement price; the `expiry` module). The
+//! instrument's parameters and settlement price are persisted in their own
+//! `Instrument` record (see `records`), written only for non-perpetuals.
+//!
 //! Cost basis: a position keeps `cost = Σ size_i * price_i` over the fills
 //! that opened it, exactly (signed like the size). The entry price is
 //! `cost / size`; it is never stored rounded, so it cannot drift. On a
@@ -61,6 +69,64 @@ pub(crate) struct Mark {
     pub time_ms: u64,
 }
 
+/// What a market trades. Persisted by its tag (see `records`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum InstrumentKind {
+    /// A perpetual future: funding, never expires.
+    #[default]
+    Perpetual,
+    /// A dated (expiring) future: no funding; trading stops at the expiry
+    /// time and `SettleFuture` closes every position at one price.
+    DatedFuture,
+}
+
+impl InstrumentKind {
+    /// The record tag (0 perpetual, 1 dated future).
+    pub fn tag(self) -> u8 {
+        match self {
+            InstrumentKind::Perpetual => 0,
+            InstrumentKind::DatedFuture => 1,
+        }
+    }
+
+    /// The kind of a record tag, if it names one.
+    pub fn from_tag(tag: u8) -> Option<InstrumentKind> {
+        match tag {
+            0 => Some(InstrumentKind::Perpetual),
+            1 => Some(InstrumentKind::DatedFuture),
+            _ => None,
+        }
+    }
+
+    /// Stable lowercase name (`perpetual`, `dated_future`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstrumentKind::Perpetual => "perpetual",
+            InstrumentKind::DatedFuture => "dated_future",
+        }
+    }
+}
+
+/// A market's contract terms beyond the perpetual parameters (all zero for
+/// a perpetual).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Instrument {
+    pub kind: InstrumentKind,
+    /// Leader time (ms) from which fills are refused and settlement is
+    /// allowed; 0 for a perpetual.
+    pub expiry_ms: u64,
+    /// Delivery fee rate (`RATE_SCALE` units) charged at settlement on each
+    /// position's notional at the settlement price, to `Fees`.
+    pub delivery_fee_rate: i128,
+}
+
+impl Instrument {
+    /// True for the default (perpetual) terms, which have no record.
+    pub fn is_perpetual(&self) -> bool {
+        self.kind == InstrumentKind::Perpetual
+    }
+}
+
 /// The mutable, non-position state of a market.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct MarketState {
@@ -72,6 +138,9 @@ pub(crate) struct MarketState {
     pub pool: i128,
     /// The insurance fund's inventory (positions it took over).
     pub insurance: Position,
+    /// A dated future's settlement price (tick units) once settled; always
+    /// `None` for a perpetual. Persisted in the `Instrument` record.
+    pub settlement: Option<i128>,
 }
 
 /// A perpetual market.
@@ -90,6 +159,8 @@ pub(crate) struct Market {
     pub brackets: Vec<Bracket>,
     pub liquidation_fee_rate: i128,
     pub funding_interval_ms: u64,
+    /// What the market trades (perpetual, dated future).
+    pub instrument: Instrument,
     pub state: MarketState,
     /// Open client positions by account (never zero-size).
     pub positions: BTreeMap<AccountId, Position>,

@@ -46,7 +46,7 @@ use crate::engine::{Ledger, reject};
 use crate::events::Events;
 use crate::journal::{Journal, Posting};
 use crate::market::{
-    Mark, Market, MarketIdx, MarketState, Position, RATE_ONE, Traded, trade, with_cum,
+    Instrument, Mark, Market, MarketIdx, MarketState, Position, RATE_ONE, Traded, trade, with_cum,
 };
 use crate::reject::{Field, RejectDetail, Rejection, SHOWN_SYMBOL_CHARS, shown};
 use crate::state::{AssetIdx, Balance, DirtyKey};
@@ -355,6 +355,17 @@ impl Ledger {
         spec: &CreateMarket,
         events: &mut Events,
     ) -> Result<(), Rejection> {
+        let market = self.new_market(spec, Instrument::default())?;
+        self.push_market(market, events)
+    }
+
+    /// A validated new market of `spec` with the contract terms
+    /// `instrument` (checked by the caller), not yet registered.
+    pub(crate) fn new_market(
+        &self,
+        spec: &CreateMarket,
+        instrument: Instrument,
+    ) -> Result<Market, Rejection> {
         let symbol = spec.market.as_str();
         if !is_valid_market_symbol(symbol) {
             return Err(reject(RejectDetail::MalformedMarketSymbol {
@@ -415,10 +426,7 @@ impl Ledger {
         if spec.funding_interval_ms == 0 {
             return Err(reject(RejectDetail::ZeroFundingInterval));
         }
-        let Ok(idx) = MarketIdx::try_from(self.markets.len()) else {
-            return Err(reject(RejectDetail::TooManyMarkets));
-        };
-        self.markets.push(Market {
+        Ok(Market {
             isolated: std::collections::BTreeMap::new(),
             symbol: symbol.to_string(),
             base: spec.base.to_string(),
@@ -432,13 +440,28 @@ impl Ledger {
             brackets,
             liquidation_fee_rate,
             funding_interval_ms: spec.funding_interval_ms,
+            instrument,
             state: MarketState::default(),
             positions: Default::default(),
-        });
+        })
+    }
+
+    /// Registers a market built by `new_market` (its last step: nothing
+    /// after it can fail) and emits `MarketCreated`.
+    pub(crate) fn push_market(
+        &mut self,
+        market: Market,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
+        let Ok(idx) = MarketIdx::try_from(self.markets.len()) else {
+            return Err(reject(RejectDetail::TooManyMarkets));
+        };
+        let (symbol, base, settle) = (market.symbol.clone(), market.base.clone(), market.settle);
+        self.markets.push(market);
         self.index_market(idx);
         events.emit(|| Event::MarketCreated {
-            market: symbol.to_string(),
-            base: spec.base.to_string(),
+            market: symbol,
+            base,
             settle_asset: self.symbol(settle).to_string(),
         });
         Ok(())
@@ -454,6 +477,9 @@ impl Ledger {
         self.market_order.insert(at, idx);
         self.market_index.insert(symbol, idx);
         self.dirty.push(DirtyKey::Market(idx));
+        if !self.markets[idx as usize].instrument.is_perpetual() {
+            self.dirty.push(DirtyKey::Instrument(idx));
+        }
     }
 
     /// The validated maintenance-margin brackets of a new market, with
@@ -557,6 +583,7 @@ impl Ledger {
         events: &mut Events,
     ) -> Result<(), Rejection> {
         let m = self.market_idx(market)?;
+        self.check_not_settled(m)?;
         if price <= Decimal::ZERO {
             return Err(reject(RejectDetail::NotPositive {
                 field: Field::MarkPrice,
@@ -608,6 +635,7 @@ impl Ledger {
     ) -> Result<(), Rejection> {
         let (market, rate, funding_time_ms) = (c.market.as_str(), c.rate, c.funding_time_ms);
         let m = self.market_idx(market)?;
+        self.check_funded(m)?;
         let rate_u = rate_units(rate, Field::FundingRate)?;
         if rate_u <= -RATE_ONE || rate_u >= RATE_ONE {
             return Err(reject(RejectDetail::FundingRateOutOfRange { rate }));
@@ -793,6 +821,7 @@ impl Ledger {
                 return Err(reject(RejectDetail::NotPositive { field, value }));
             }
         }
+        self.check_tradable(m)?;
         let mk = &self.markets[m as usize];
         let settle = mk.settle;
         let tick = amount::to_decimal(mk.tick, mk.price_scale);

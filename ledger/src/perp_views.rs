@@ -46,6 +46,14 @@ pub struct MarketView {
     pub mark_price: Option<Decimal>,
     pub mark_time_ms: Option<u64>,
     pub last_funding_time_ms: Option<u64>,
+    /// `perpetual` or `dated_future`.
+    pub kind: &'static str,
+    /// A dated future's expiry (leader time ms); 0 for a perpetual.
+    pub expiry_ms: u64,
+    /// A dated future's delivery fee rate (zero for a perpetual).
+    pub delivery_fee_rate: Decimal,
+    /// A settled dated future's settlement price.
+    pub settlement_price: Option<Decimal>,
 }
 
 /// A market's exposure: open interest, long and short totals, and what
@@ -152,6 +160,13 @@ impl Ledger {
                 .map(|mark| to_decimal(mark.price, market.price_scale)),
             mark_time_ms: market.state.mark.map(|mark| mark.time_ms),
             last_funding_time_ms: market.state.last_funding_ms,
+            kind: market.instrument.kind.as_str(),
+            expiry_ms: market.instrument.expiry_ms,
+            delivery_fee_rate: rate(market.instrument.delivery_fee_rate),
+            settlement_price: market
+                .state
+                .settlement
+                .map(|p| to_decimal(p, market.price_scale)),
         }
     }
 

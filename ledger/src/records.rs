@@ -20,6 +20,7 @@
 //! | IngestFailure| `0A` string topic, `u32` partition, `u64` offset | string command id, string code, string message |
 //! | Pair    | `0B` pair symbol bytes                           | string base, string quote, `u8` size scale, `u8` price scale, `i128` min base amount (base minor units) |
 //! | Isolated| `0D` market symbol bytes, `00`, `u64` account id | `i128` isolated margin (settle minor units) |
+//! | Instrument | `0E` market symbol bytes                      | `u8` kind (1 dated future), `u64` expiry ms, `i128` delivery fee rate (`* 10^8`), `u8` 0/1 then `i128` settlement price (tick units) |
 //! | History | `0C` `u64` account id, `u64` sequence number      | `u64` log index, `u64` time ms, string command id, `u8` wallet, `i128` available delta, `i128` locked delta, `i128` available, `i128` locked, asset symbol bytes |
 //!
 //! Account settings (version 6; empty for the defaults `CreateAccount`
@@ -84,6 +85,11 @@
 //! older build must be recreated (or restored from a snapshot of this
 //! build).
 //!
+//! Instrument records (cluster version 2) exist only for markets that are
+//! not perpetuals (a dated future): a perpetual is its market record alone,
+//! exactly as release 0.1 wrote it, and an instrument record without its
+//! market record, or of a perpetual kind, is refused.
+//!
 //! Every asset has its three system balance records; a client balance record
 //! exists once the account touched the asset (even if now zero). Closed
 //! holds and evicted dedup entries are deleted. A new format gets a new
@@ -105,7 +111,9 @@ use crate::ingest::{
     IngestFailure, IngestPosition, IngestSource, MAX_INGEST_FAILURES_KEPT, MAX_INGEST_REASON_BYTES,
     MAX_INGEST_SOURCES, SourceState, is_valid_topic,
 };
-use crate::market::{Mark, Market, MarketIdx, MarketState, Position, with_cum};
+use crate::market::{
+    Instrument, InstrumentKind, Mark, Market, MarketIdx, MarketState, Position, with_cum,
+};
 use crate::pairs::Pair;
 use crate::state::{
     Account, AccountSettings, Asset, AssetIdx, Balance, DirtyKey, Hold, SYSTEM_OWNERS, system_slot,
@@ -136,6 +144,7 @@ const TAG_INGEST_FAILURE: u8 = 0x0A;
 const TAG_PAIR: u8 = 0x0B;
 const TAG_HISTORY: u8 = 0x0C;
 const TAG_ISOLATED: u8 = 0x0D;
+const TAG_INSTRUMENT: u8 = 0x0E;
 
 /// The kind of a record, from the first byte of its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -161,6 +170,8 @@ pub enum RecordKind {
     History,
     /// An isolated margin of a position.
     Isolated,
+    /// A non-perpetual market's contract terms and settlement.
+    Instrument,
 }
 
 impl RecordKind {
@@ -180,6 +191,7 @@ impl RecordKind {
             TAG_PAIR => Some(RecordKind::Pair),
             TAG_HISTORY => Some(RecordKind::History),
             TAG_ISOLATED => Some(RecordKind::Isolated),
+            TAG_INSTRUMENT => Some(RecordKind::Instrument),
             _ => None,
         }
     }
@@ -411,6 +423,43 @@ fn market_value(value: &mut Vec<u8>, market: &Market, settle_symbol: &str) {
     value.put_i128(state.pool);
     value.put_i128(state.insurance.size);
     value.put_i128(state.insurance.cost);
+}
+
+fn instrument_key(out: &mut Vec<u8>, symbol: &str) {
+    out.push(TAG_INSTRUMENT);
+    out.extend_from_slice(symbol.as_bytes());
+}
+
+fn instrument_value(value: &mut Vec<u8>, market: &Market) {
+    let instrument = &market.instrument;
+    value.put_u8(instrument.kind.tag());
+    value.put_u64(instrument.expiry_ms);
+    value.put_i128(instrument.delivery_fee_rate);
+    put_opt_flag(value, market.state.settlement.is_some());
+    if let Some(price) = market.state.settlement {
+        value.put_i128(price);
+    }
+}
+
+/// An instrument record's value: the terms and the settlement price.
+fn read_instrument(v: &mut Reader<'_>) -> Result<(Instrument, Option<i128>), String> {
+    let tag = v.u8()?;
+    let kind = match InstrumentKind::from_tag(tag) {
+        Some(InstrumentKind::Perpetual) | None => {
+            return Err(format!("instrument kind {tag} has no record"));
+        }
+        Some(kind) => kind,
+    };
+    let expiry_ms = v.u64()?;
+    let delivery_fee_rate = v.i128()?;
+    let settlement = if v.bool()? { Some(v.i128()?) } else { None };
+    v.finish()?;
+    let instrument = Instrument {
+        kind,
+        expiry_ms,
+        delivery_fee_rate,
+    };
+    Ok((instrument, settlement))
 }
 
 fn position_value(value: &mut Vec<u8>, position: &Position) {
@@ -654,6 +703,12 @@ impl Ledger {
                 market_value(value, market, self.symbol(market.settle));
                 true
             }
+            DirtyKey::Instrument(m) => {
+                let market = &self.markets[m as usize];
+                instrument_key(key, &market.symbol);
+                instrument_value(value, market);
+                true
+            }
             DirtyKey::Position(m, account) => {
                 let market = &self.markets[m as usize];
                 position_key(key, &market.symbol, account);
@@ -762,6 +817,12 @@ impl Ledger {
                 encoded(|k| market_key(k, &market.symbol)),
                 encoded(|v| market_value(v, market, self.symbol(market.settle))),
             ));
+            if !market.instrument.is_perpetual() {
+                out.push((
+                    encoded(|k| instrument_key(k, &market.symbol)),
+                    encoded(|v| instrument_value(v, market)),
+                ));
+            }
             for (account, position) in &market.positions {
                 out.push((
                     encoded(|k| position_key(k, &market.symbol, *account)),
@@ -835,6 +896,8 @@ struct Parsed {
     holds: Vec<ParsedHold>,
     dedup: Vec<(DedupEntry, Vec<u8>)>,
     markets: BTreeMap<String, (ParsedMarket, Vec<u8>)>,
+    /// Instrument records by market symbol: terms, settlement price, key.
+    instruments: BTreeMap<String, (Instrument, Option<i128>, Vec<u8>)>,
     positions: Vec<(String, AccountId, Position, Vec<u8>)>,
     ingest_sources: BTreeMap<IngestSource, IngestPosition>,
     ingest_failures: Vec<(IngestSource, IngestFailure, Vec<u8>)>,
@@ -914,6 +977,7 @@ fn read_market(v: &mut Reader<'_>) -> Result<ParsedMarket, String> {
             last_funding_ms,
             pool,
             insurance,
+            settlement: None,
         },
     })
 }
@@ -1022,6 +1086,18 @@ impl Parsed {
                     return Err(duplicate(kind, &key));
                 }
                 self.markets.insert(symbol, (market, key));
+            }
+            RecordKind::Instrument => {
+                let symbol = match std::str::from_utf8(k.rest()) {
+                    Ok(symbol) if is_valid_market_symbol(symbol) => symbol.to_string(),
+                    _ => return Err(malformed(kind, &key, "bad market symbol")),
+                };
+                let (instrument, settlement) = read_instrument(&mut v).map_err(bad)?;
+                if self.instruments.contains_key(&symbol) {
+                    return Err(duplicate(kind, &key));
+                }
+                self.instruments
+                    .insert(symbol, (instrument, settlement, key));
             }
             RecordKind::Position => self.add_position(key, &value)?,
             RecordKind::History => self.add_history(key, &value)?,
@@ -1271,6 +1347,14 @@ impl Parsed {
             ledger.cluster_version = version;
         }
         restore_markets(&mut ledger, self.markets)?;
+        for (symbol, (instrument, settlement, key)) in self.instruments {
+            let Some(&m) = ledger.market_index.get(&symbol) else {
+                return Err(malformed(RecordKind::Instrument, &key, "unknown market"));
+            };
+            let market = &mut ledger.markets[m as usize];
+            market.instrument = instrument;
+            market.state.settlement = settlement;
+        }
         for (symbol, account, position, key) in self.positions {
             let Some(&m) = ledger.market_index.get(&symbol) else {
                 return Err(malformed(RecordKind::Position, &key, "unknown market"));
@@ -1473,6 +1557,7 @@ fn restore_markets(
             brackets,
             liquidation_fee_rate: parsed.liquidation_fee_rate,
             funding_interval_ms: parsed.funding_interval_ms,
+            instrument: Instrument::default(),
             state: parsed.state,
             positions: BTreeMap::new(),
             isolated: BTreeMap::new(),

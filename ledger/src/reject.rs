@@ -106,9 +106,11 @@ pub enum Field {
     BuyerLimitPrice,
     MinBaseAmount,
     Fee,
+    DeliveryFeeRate,
+    SettlementPrice,
 }
 
-const ALL_FIELDS: [Field; 14] = [
+const ALL_FIELDS: [Field; 16] = [
     Field::Amount,
     Field::BaseAmount,
     Field::BuyerFee,
@@ -123,6 +125,8 @@ const ALL_FIELDS: [Field; 14] = [
     Field::BuyerLimitPrice,
     Field::MinBaseAmount,
     Field::Fee,
+    Field::DeliveryFeeRate,
+    Field::SettlementPrice,
 ];
 
 impl Field {
@@ -143,12 +147,17 @@ impl Field {
             Field::BuyerLimitPrice => "buyer limit price",
             Field::MinBaseAmount => "min base amount",
             Field::Fee => "fee",
+            Field::DeliveryFeeRate => "delivery fee rate",
+            Field::SettlementPrice => "settlement price",
         }
     }
 
     /// True for the price fields (a non-positive one is `InvalidPrice`).
     pub fn is_price(self) -> bool {
-        matches!(self, Field::Price | Field::MarkPrice)
+        matches!(
+            self,
+            Field::Price | Field::MarkPrice | Field::SettlementPrice
+        )
     }
 
     fn tag(self) -> u8 {
@@ -168,6 +177,8 @@ impl Field {
             Field::BuyerLimitPrice => 11,
             Field::MinBaseAmount => 12,
             Field::Fee => 13,
+            Field::DeliveryFeeRate => 14,
+            Field::SettlementPrice => 15,
         }
     }
 }
@@ -762,6 +773,32 @@ define_reject_details! {
         => RejectCode::BalanceMismatch,
         "account {account} has {available} {asset} available and {locked} locked, not the \
          asserted amounts";
+
+    // ----- dated futures (the `expiry` module) -------------------------------
+    95 => FillAfterExpiry { market: String, expiry_ms: u64, now_ms: u64 }
+        => RejectCode::MarketExpired,
+        "{market} expired at {expiry_ms} ms (now {now_ms} ms): no more fills";
+    96 => MarketSettled { market: String, price: Decimal }
+        => RejectCode::MarketExpired,
+        "{market} was settled at {price}: it takes no more fills or mark prices";
+    97 => FutureAlreadySettled { market: String, price: Decimal }
+        => RejectCode::AlreadySettled,
+        "{market} was already settled at {price}";
+    98 => SettlementBeforeExpiry { market: String, expiry_ms: u64, now_ms: u64 }
+        => RejectCode::NotExpired,
+        "{market} expires at {expiry_ms} ms: it cannot be settled at {now_ms} ms";
+    99 => NotDatedFuture { market: String, kind: String }
+        => RejectCode::WrongInstrument,
+        "{market} is a {kind}, not a dated future: it is never settled";
+    100 => NoFundingForDatedFuture { market: String }
+        => RejectCode::WrongInstrument,
+        "{market} is a dated future: it has no funding";
+    101 => DeliveryFeeRateOutOfRange { rate: Decimal }
+        => RejectCode::InvalidRate,
+        "delivery fee rate {rate} outside [0, 1)";
+    102 => ZeroExpiry
+        => RejectCode::InvalidMarket,
+        "a dated future needs an expiry time above 0 ms";
 }
 
 /// A rejection's record encoding: `u8` reject code tag, then the detail.
@@ -1140,6 +1177,33 @@ mod tests {
                 available: d("0.50000000"),
                 locked: d("0"),
             },
+            FillAfterExpiry {
+                market: s("BTC-0327"),
+                expiry_ms: 1_000,
+                now_ms: u64::MAX,
+            },
+            MarketSettled {
+                market: s("BTC-0327"),
+                price: d("30000.0"),
+            },
+            FutureAlreadySettled {
+                market: s("BTC-0327"),
+                price: d("-0.0"),
+            },
+            SettlementBeforeExpiry {
+                market: s("BTC-0327"),
+                expiry_ms: u64::MAX,
+                now_ms: 0,
+            },
+            NotDatedFuture {
+                market: s("BTC-PERP"),
+                kind: s("perpetual"),
+            },
+            NoFundingForDatedFuture {
+                market: s("BTC-0327"),
+            },
+            DeliveryFeeRateOutOfRange { rate: d("1.00") },
+            ZeroExpiry,
         ]
     }
 

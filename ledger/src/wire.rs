@@ -632,6 +632,31 @@ mod tests {
                 sell_release: d("0"),
             }
             .into(),
+            CreateDatedFuture {
+                market: CreateMarket {
+                    market: "BTC-0327".into(),
+                    base: "BTC".into(),
+                    settle_asset: "USDT".into(),
+                    tick_size: d("0.1"),
+                    step_size: d("0.001"),
+                    max_leverage: 20,
+                    brackets: vec![MarginBracket {
+                        notional_floor: d("0"),
+                        maintenance_margin_rate: d("0.01"),
+                        max_leverage: 20,
+                    }],
+                    liquidation_fee_rate: d("0.01"),
+                    funding_interval_ms: 28_800_000,
+                },
+                expiry_ms: u64::MAX,
+                delivery_fee_rate: d("0.0005"),
+            }
+            .into(),
+            SettleFuture {
+                market: "BTC-0327".into(),
+                price: d("30123.4"),
+            }
+            .into(),
         ]
     }
 

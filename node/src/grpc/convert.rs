@@ -518,6 +518,7 @@ fn cause_to_pb(cause: ledger::PositionCause) -> pb::PositionCause {
         ledger::PositionCause::Deleverage => pb::PositionCause::Deleverage,
         ledger::PositionCause::Takeover => pb::PositionCause::Takeover,
         ledger::PositionCause::Mark => pb::PositionCause::Mark,
+        ledger::PositionCause::Settlement => pb::PositionCause::Settlement,
     }
 }
 

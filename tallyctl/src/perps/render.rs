@@ -26,6 +26,7 @@ fn cause_name(cause: i32) -> &'static str {
         Ok(pb::PositionCause::Deleverage) => "deleverage",
         Ok(pb::PositionCause::Takeover) => "takeover",
         Ok(pb::PositionCause::Mark) => "mark",
+        Ok(pb::PositionCause::Settlement) => "settlement",
         Err(_) => "unknown",
     }
 }
