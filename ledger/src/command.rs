@@ -442,6 +442,55 @@ crate::wire::define_commands! {
     /// mark price (with its liquidations), then every position closes at
     /// it (see the `expiry` module). Needs cluster version 2.
     32 => SettleFuture { market: String, price: Decimal }
+    /// Creates an option market (see the `options` module): a European,
+    /// cash-settled, linear call (`call`) or put on the mark price of the
+    /// market `underlying` (its index `U`: a perpetual or dated future,
+    /// whose settle asset the option settles in), struck at `strike` (a
+    /// multiple of the underlying's tick), expiring at leader time
+    /// `expiry_ms` (`ExerciseOption`), or never if `expiry_ms` is 0 (a
+    /// perpetual option, paying funding every `funding_interval_ms` for
+    /// the elapsed share of `funding_period_ms`). Premiums are multiples of
+    /// `tick_size` (at least the underlying tick's decimals), sizes of
+    /// `step_size`. Short margin per unit: IM = max(`im_rate`·U − OTM,
+    /// `im_floor_rate`·U) + mark, MM = `mm_rate`·U + mark (a put's risk
+    /// part capped at the strike), 0 < mm ≤ floor ≤ im < 1. A fill's fee
+    /// is capped at `fee_cap_rate` of its premium (0: no cap); exercise
+    /// charges `delivery_fee_rate` of the intrinsic value; liquidation
+    /// charges `liquidation_fee_rate` of the premium value. Needs cluster
+    /// version 2.
+    33 => CreateOption {
+        market: String,
+        underlying: String,
+        call: bool,
+        strike: Decimal,
+        expiry_ms: u64,
+        tick_size: Decimal,
+        step_size: Decimal,
+        im_rate: Decimal,
+        im_floor_rate: Decimal,
+        mm_rate: Decimal,
+        fee_cap_rate: Decimal,
+        delivery_fee_rate: Decimal,
+        liquidation_fee_rate: Decimal,
+        funding_interval_ms: u64,
+        funding_period_ms: u64,
+    }
+    /// Exercises an expiring option at `price`, the underlying's settlement
+    /// price (one stated price, at most the underlying tick's decimals, as
+    /// `SettleFuture`): in the money, every position settles at its
+    /// intrinsic value (shorts pay longs `intrinsic × size`); out of the
+    /// money it expires worthless. Once, at or after the expiry. Needs
+    /// cluster version 2.
+    34 => ExerciseOption { market: String, price: Decimal }
+    /// One funding round of a perpetual option at its mark and the
+    /// underlying's mark: every position pays `size × (mark − intrinsic)
+    /// × elapsed / funding period` (longs pay shorts when the time value
+    /// is positive, shorts pay longs when negative), rounded as perp
+    /// funding, residue to the insurance fund. At most one round per
+    /// `funding_time_ms`, a multiple of the funding interval, later than
+    /// the previous one; `elapsed` is the time since the previous round
+    /// (one interval for the first). Needs cluster version 2.
+    35 => ApplyOptionFunding { market: String, funding_time_ms: u64 }
 }
 
 /// The parameters of a `CreateMarket`, as `CreateDatedFuture` carries them.
@@ -719,6 +768,12 @@ define_reject_codes! {
     /// A command for another kind of instrument (funding of a dated
     /// future, settlement of a perpetual).
     51 => WrongInstrument "WRONG_INSTRUMENT"
+    /// An option strike that is not a positive multiple of the underlying's
+    /// tick.
+    52 => StrikeOffGrid "STRIKE_OFF_GRID"
+    /// An option whose underlying index is not a perpetual or dated future
+    /// market.
+    53 => NoUnderlyingIndex "NO_UNDERLYING_INDEX"
 }
 
 /// One balance movement caused by an applied command. `available` and
@@ -917,6 +972,23 @@ pub enum Event {
         positions: u64,
         realized: Decimal,
         delivery_fees: Decimal,
+    },
+    /// A perpetual option's funding round: `time_value` = mark −
+    /// intrinsic (at the underlying's mark `underlying_price`) paid for
+    /// `elapsed_ms` of `period_ms`; `paid`, `received`, `residue` and
+    /// `uncollected` as for `Funding`.
+    OptionFunding {
+        market: String,
+        funding_time_ms: u64,
+        mark_price: Decimal,
+        underlying_price: Decimal,
+        time_value: Decimal,
+        elapsed_ms: u64,
+        period_ms: u64,
+        paid: Decimal,
+        received: Decimal,
+        residue: Decimal,
+        uncollected: Decimal,
     },
     /// A spot pair was registered.
     PairCreated {

@@ -453,6 +453,9 @@ impl Ledger {
             Command::AssertBalance(c) => ledger.assert_balance(c),
             Command::CreateDatedFuture(c) => ledger.create_dated_future(c, events),
             Command::SettleFuture(c) => ledger.settle_future(journal, c, now_ms, events),
+            Command::CreateOption(c) => ledger.create_option(c, events),
+            Command::ExerciseOption(c) => ledger.exercise_option(journal, c, now_ms, events),
+            Command::ApplyOptionFunding(c) => ledger.apply_option_funding(journal, c, events),
         })
     }
 

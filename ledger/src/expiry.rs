@@ -16,16 +16,21 @@
 //!   expiry (`SettlementBeforeExpiry`) and a second time
 //!   (`FutureAlreadySettled`); after it the market takes no fill and no
 //!   mark price (`MarketSettled`).
-//! - Settlement, in one transaction:
-//!   1. the price is applied as a mark price, with the liquidations any
-//!      mark price runs (cross accounts of the settle asset whose equity
-//!      is below maintenance, then isolated positions): a loser beyond its
-//!      equity is liquidated at its bankruptcy price against the insurance
-//!      fund, then ADL, exactly as by a mark price;
-//!   2. a cross account whose settle-asset `available` cannot absorb its
-//!      settlement loss (its other positions' unrealized profit kept it
-//!      above maintenance) is liquidated the same way, so no client balance
-//!      goes negative while it still holds positions;
+//! - Settlement, in one transaction (options expire the same way, at
+//!   their intrinsic value; see `options`):
+//!   1. the price becomes the mark price (no maintenance pass: the risk of
+//!      the contract ends here) and the insurance fund's inventory is
+//!      marked to it;
+//!   2. a holder whose balance cannot absorb its settlement loss is
+//!      liquidated as a mark price liquidates: a cross account whose
+//!      settle-asset `available` plus its settlement PnL is negative (a
+//!      loser beyond its equity, or one whose other positions' profit kept
+//!      its equity up) loses its whole cross group in the settle asset at
+//!      bankruptcy prices, against the insurance fund and then ADL; an
+//!      isolated position whose margin plus its PnL is negative closes at
+//!      its bankruptcy value against the fund. So no client balance goes
+//!      negative while it holds positions, and a deficit lands on the fund
+//!      (or the ADL'd winners) exactly as in a liquidation;
 //!   3. every remaining position (client accounts in id order, then the
 //!      insurance fund's inventory) closes at the settlement price against
 //!      the PnL pool: realized PnL = size × price − cost; Σ realized equals
@@ -36,9 +41,10 @@
 //!   5. an isolated position's margin left is released to the collateral
 //!      wallet and the position is cross again.
 //!
-//! Bound: settlement touches each holder of the market once (plus the
-//! liquidations of step 1 and 2, which are those of a mark price); the
-//! number of holders is bounded by the accounts, as for a funding round.
+//! Bound: settlement closes each holder of the market once; step 2 scans
+//! the holders once per liquidated holder (so O(holders × liquidated),
+//! each liquidation as costly as one by a mark price); the number of
+//! holders is bounded by the accounts, as for a funding round.
 
 use rust_decimal::Decimal;
 
@@ -47,7 +53,7 @@ use crate::command::{AccountId, CreateDatedFuture, Event, Owner, PositionCause, 
 use crate::engine::{Ledger, reject};
 use crate::events::Events;
 use crate::journal::Journal;
-use crate::market::{Instrument, InstrumentKind, MarketIdx, RATE_ONE};
+use crate::market::{Instrument, InstrumentKind, Mark, MarketIdx, RATE_ONE};
 use crate::reject::{Field, RejectDetail, Rejection};
 use crate::wide::{Round, mul_div};
 
@@ -83,17 +89,18 @@ impl Ledger {
             kind: InstrumentKind::DatedFuture,
             expiry_ms: c.expiry_ms,
             delivery_fee_rate,
+            option: None,
         };
         let market = self.new_market(&c.market, instrument)?;
         self.push_market(market, events)
     }
 
-    /// `MarketSettled` if `m` is a settled dated future; `FillAfterExpiry`
-    /// if it is a dated future at or after its expiry (leader time of the
-    /// command being applied).
+    /// `MarketSettled` if `m` is a settled dated future or option;
+    /// `FillAfterExpiry` if it expires and the leader time of the command
+    /// being applied is at or after its expiry.
     pub(crate) fn check_tradable(&self, m: MarketIdx) -> Result<(), Rejection> {
         let market = &self.markets[m as usize];
-        if market.instrument.kind != InstrumentKind::DatedFuture {
+        if !market.instrument.kind.expires() {
             return Ok(());
         }
         self.check_not_settled(m)?;
@@ -114,16 +121,17 @@ impl Ledger {
         match market.state.settlement {
             Some(price) => Err(reject(RejectDetail::MarketSettled {
                 market: market.symbol.clone(),
-                price: self.price_decimal(m, price),
+                price: self.settlement_decimal(m, price),
             })),
             None => Ok(()),
         }
     }
 
-    /// `NoFundingForDatedFuture` unless `m` takes funding.
+    /// `NoFundingForDatedFuture` unless `m` is a perpetual (perpetual
+    /// options have their own funding, `ApplyOptionFunding`).
     pub(crate) fn check_funded(&self, m: MarketIdx) -> Result<(), Rejection> {
         let market = &self.markets[m as usize];
-        if market.instrument.kind == InstrumentKind::DatedFuture {
+        if !market.instrument.is_perpetual() {
             return Err(reject(RejectDetail::NoFundingForDatedFuture {
                 market: market.symbol.clone(),
             }));
@@ -146,10 +154,19 @@ impl Ledger {
                 kind: market.instrument.kind.as_str().to_string(),
             }));
         }
+        self.check_settleable(m, now_ms)?;
+        let price = self.settlement_units(c.price, market.price_scale)?;
+        self.settle_at(journal, m, price, price, now_ms, events)
+    }
+
+    /// `FutureAlreadySettled` if `m` was settled, `SettlementBeforeExpiry`
+    /// before its expiry.
+    pub(crate) fn check_settleable(&self, m: MarketIdx, now_ms: u64) -> Result<(), Rejection> {
+        let market = &self.markets[m as usize];
         if let Some(price) = market.state.settlement {
             return Err(reject(RejectDetail::FutureAlreadySettled {
                 market: market.symbol.clone(),
-                price: self.price_decimal(m, price),
+                price: self.settlement_decimal(m, price),
             }));
         }
         if now_ms < market.instrument.expiry_ms {
@@ -159,31 +176,82 @@ impl Ledger {
                 now_ms,
             }));
         }
-        if c.price <= Decimal::ZERO {
+        Ok(())
+    }
+
+    /// A stated settlement price in units of `scale`: positive, at most
+    /// `scale` decimals.
+    pub(crate) fn settlement_units(&self, price: Decimal, scale: u32) -> Result<i128, Rejection> {
+        if price <= Decimal::ZERO {
             return Err(reject(RejectDetail::NotPositive {
                 field: Field::SettlementPrice,
-                value: c.price,
+                value: price,
             }));
         }
-        // 1. The price as a mark price, with its liquidations.
-        self.set_mark_price(journal, &c.market, c.price, now_ms, events)?;
-        let settle = self.markets[m as usize].settle;
-        let price = self.markets[m as usize].mark_price().ok_or_else(overflow)?;
-        // 2. Cross accounts whose balance cannot absorb the settlement loss.
-        self.liquidate_unabsorbed(journal, m, price, events)?;
+        amount::to_units(price, scale).map_err(|e| match e {
+            amount::AmountError::TooPrecise => {
+                reject(RejectDetail::MarkTooPrecise { price, scale })
+            }
+            amount::AmountError::TooLarge => reject(RejectDetail::ValueTooLarge {
+                field: Field::SettlementPrice,
+                value: price,
+            }),
+        })
+    }
+
+    /// Display decimal of `m`'s settlement price: tick units for a dated
+    /// future, the underlying's tick units for an option.
+    pub(crate) fn settlement_decimal(&self, m: MarketIdx, price: i128) -> Decimal {
+        let market = &self.markets[m as usize];
+        let scale = market.instrument.option.map_or(market.price_scale, |o| {
+            self.markets[o.underlying as usize].price_scale
+        });
+        amount::to_decimal_saturating(price, scale)
+    }
+
+    /// Settles `m`: every position closes at `close_price` (tick units of
+    /// `m`, zero for an option expiring out of the money), and
+    /// `settlement` (the stated price) is recorded. Steps 1 to 5 of the
+    /// module docs.
+    pub(crate) fn settle_at(
+        &mut self,
+        journal: &mut Journal,
+        m: MarketIdx,
+        close_price: i128,
+        settlement: i128,
+        now_ms: u64,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
+        // 1. The close price becomes the mark (no maintenance pass: the
+        //    risk ends here); the fund's inventory is marked to it.
+        self.state_mut(journal, m).mark = Some(Mark {
+            price: close_price,
+            time_ms: now_ms,
+        });
+        let symbol = self.markets[m as usize].symbol.clone();
+        events.emit(|| Event::MarkPrice {
+            market: symbol.clone(),
+            price: self.price_decimal(m, close_price),
+            time_ms: now_ms,
+        });
+        self.mark_insurance(journal, m, events)?;
+        // 2. Holders who cannot pay their settlement loss.
+        self.liquidate_unabsorbed(journal, m, close_price, events)?;
         // 3-5. Close everything at the price.
-        let (positions, realized, fees) = self.close_at_settlement(journal, m, price, events)?;
+        let (positions, realized, fees) =
+            self.close_at_settlement(journal, m, close_price, events)?;
         self.move_pool(journal, m, -realized, events)?;
         let pool = self.markets[m as usize].state.pool;
         assert!(
             pool == 0,
             "invariant broken: pool {pool} after settling every position"
         );
+        let settle = self.markets[m as usize].settle;
         self.post(journal, Owner::Fees, settle, fees, events)?;
-        self.state_mut(journal, m).settlement = Some(price);
+        self.state_mut(journal, m).settlement = Some(settlement);
         events.emit(|| Event::Settlement {
-            market: c.market.clone(),
-            price: self.price_decimal(m, price),
+            market: symbol,
+            price: self.settlement_decimal(m, settlement),
             time_ms: now_ms,
             positions,
             realized: self.money_decimal(m, realized),
@@ -192,9 +260,12 @@ impl Ledger {
         Ok(())
     }
 
-    /// Step 2 of a settlement: liquidates (as a mark price would) every
-    /// cross account holding a position in `m` whose collateral
-    /// `available` plus its settlement PnL at `price` is negative.
+    /// Step 2 of a settlement: liquidates every holder of `m` whose
+    /// settlement PnL at `price` its balance cannot absorb: a cross account
+    /// whose collateral `available` plus that PnL is negative (its whole
+    /// cross group in the settle asset, as a mark price would: insurance
+    /// fund, then ADL), an isolated position whose margin plus that PnL is
+    /// negative (at its bankruptcy value against the fund).
     fn liquidate_unabsorbed(
         &mut self,
         journal: &mut Journal,
@@ -202,31 +273,44 @@ impl Ledger {
         price: i128,
         events: &mut Events,
     ) -> Result<(), Rejection> {
-        // Each pass liquidates at least one holder, which then holds no
-        // position here: at most one pass per holder, plus the last.
+        // Each pass liquidates one holder, which then holds no position
+        // here: at most one pass per holder (each a scan of the holders),
+        // plus the last.
         loop {
-            let Some(account) = self.first_unabsorbed(m, price)? else {
+            let Some((account, isolated)) = self.first_unabsorbed(m, price)? else {
                 return Ok(());
             };
             let settle = self.markets[m as usize].settle;
-            self.liquidate_account(journal, account, settle, events)?;
+            if isolated {
+                let risk = self.isolated_risk(m, account).ok_or_else(overflow)?;
+                self.liquidate_isolated_position(journal, m, account, &risk, events)?;
+            } else {
+                self.liquidate_account(journal, account, settle, events)?;
+            }
         }
     }
 
-    /// The first cross holder of `m` (account order) whose collateral
-    /// `available` plus its settlement PnL at `price` is negative.
-    fn first_unabsorbed(&self, m: MarketIdx, price: i128) -> Result<Option<AccountId>, Rejection> {
+    /// The first holder of `m` (account order) whose balance (collateral
+    /// `available`, or isolated margin) plus its settlement PnL at `price`
+    /// is negative, and whether its position is isolated.
+    fn first_unabsorbed(
+        &self,
+        m: MarketIdx,
+        price: i128,
+    ) -> Result<Option<(AccountId, bool)>, Rejection> {
         let market = &self.markets[m as usize];
         for (&account, position) in &market.positions {
-            if market.isolated.contains_key(&account) {
-                continue;
-            }
             let value = market.value(position.size, price).ok_or_else(overflow)?;
             let realized = value.checked_sub(position.cost).ok_or_else(overflow)?;
-            let wallet = self.collateral(Owner::Account(account));
-            let available = self.balance_units(wallet, market.settle).available;
-            if available.checked_add(realized).ok_or_else(overflow)? < 0 {
-                return Ok(Some(account));
+            let (wallet, isolated) = match market.isolated.get(&account) {
+                Some(&margin) => (margin, true),
+                None => {
+                    let owner = self.collateral(Owner::Account(account));
+                    (self.balance_units(owner, market.settle).available, false)
+                }
+            };
+            if wallet.checked_add(realized).ok_or_else(overflow)? < 0 {
+                return Ok(Some((account, isolated)));
             }
         }
         Ok(None)

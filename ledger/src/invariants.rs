@@ -76,10 +76,12 @@ fn check_market(market: &Market) -> Result<(), String> {
             "market {name} cumulative maintenance amounts inconsistent"
         ));
     }
+    // A settled option expired out of the money keeps a mark of 0.
+    let zero_mark_ok = market.instrument.option.is_some() && market.state.settlement.is_some();
     if market
         .state
         .mark
-        .is_some_and(|m| m.price <= 0 || !in_range(m.price))
+        .is_some_and(|m| (m.price < 0 || (m.price == 0 && !zero_mark_ok)) || !in_range(m.price))
     {
         return Err(format!("market {name} has a bad mark price"));
     }
@@ -98,10 +100,14 @@ fn check_instrument(market: &Market) -> Result<(), String> {
             }
         }
         InstrumentKind::DatedFuture => {
-            if i.expiry_ms == 0 || !(0..RATE_ONE).contains(&i.delivery_fee_rate) {
+            if i.expiry_ms == 0
+                || !(0..RATE_ONE).contains(&i.delivery_fee_rate)
+                || i.option.is_some()
+            {
                 return Err(format!("dated future {name} has bad terms"));
             }
         }
+        kind => check_option_terms(market, kind)?,
     }
     if let Some(price) = market.state.settlement {
         if price <= 0 || !in_range(price) {
@@ -110,6 +116,37 @@ fn check_instrument(market: &Market) -> Result<(), String> {
         if !market.positions.is_empty() || market.state.insurance.size != 0 {
             return Err(format!("settled market {name} still holds positions"));
         }
+    }
+    Ok(())
+}
+
+/// An option's terms fit its kind; its client positions keep no cost.
+fn check_option_terms(market: &Market, kind: InstrumentKind) -> Result<(), String> {
+    let name = &market.symbol;
+    let i = &market.instrument;
+    let Some(o) = i.option else {
+        return Err(format!("option {name} has no option terms"));
+    };
+    let rates_ok = 0 < o.mm_rate
+        && o.mm_rate <= o.im_floor_rate
+        && o.im_floor_rate <= o.im_rate
+        && o.im_rate < RATE_ONE
+        && (0..RATE_ONE).contains(&o.fee_cap_rate)
+        && (0..RATE_ONE).contains(&i.delivery_fee_rate);
+    let expiry_ok = kind.expires() == (i.expiry_ms != 0);
+    let funding_ok = kind.expires() || o.funding_period_ms > 0;
+    if !rates_ok || !expiry_ok || !funding_ok || o.strike <= 0 {
+        return Err(format!("option {name} has bad terms"));
+    }
+    if o.underlying_price_scale > market.price_scale {
+        return Err(format!(
+            "option {name} is priced coarser than its underlying"
+        ));
+    }
+    if market.positions.values().any(|p| p.cost != 0) {
+        return Err(format!(
+            "option {name} has a client position with a cost basis"
+        ));
     }
     Ok(())
 }

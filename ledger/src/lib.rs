@@ -45,6 +45,7 @@ mod isolated;
 mod journal;
 mod liquidation;
 mod market;
+mod options;
 mod orders;
 mod pairs;
 mod perp;

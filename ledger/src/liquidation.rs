@@ -256,7 +256,9 @@ impl Ledger {
             if other == account || (position.size > 0) == (size > 0) {
                 continue;
             }
-            let r = market.risk(*position, mark).ok_or_else(overflow)?;
+            let r = self
+                .position_risk(m, *position, mark)
+                .ok_or_else(overflow)?;
             if r.upnl <= 0 {
                 continue;
             }
@@ -295,7 +297,9 @@ impl Ledger {
                 mul_div(rest_value, x, left, Round::Floor).ok_or_else(overflow)?
             };
             // The deleveraged holder buys back (or sells) `x` for `chunk`.
-            let traded = crate::market::trade(position, side * x, chunk).ok_or_else(overflow)?;
+            let traded = self
+                .holder_trade(m, other, position, side * x, chunk)
+                .ok_or_else(overflow)?;
             let wallet = match self.isolated_margin(m, other) {
                 Some(margin) => margin,
                 None => self.balance_units(self.collateral(other), settle).available,

@@ -14,11 +14,17 @@
 //!
 //! Instruments: every market is an entry of one registry, and its
 //! [`Instrument`] says what it trades: a perpetual (the default; its record
-//! is the market record alone, as release 0.1 wrote it) or a dated future
+//! is the market record alone, as release 0.1 wrote it), a dated future
 //! (a linear perpetual without funding, plus an expiry time, a delivery fee
-//! rate and, once settled, its settlement price; the `expiry` module). The
+//! rate and, once settled, its settlement price; the `expiry` module), or
+//! an option (a European cash-settled call or put on the mark price of an
+//! underlying market, expiring or perpetual; the `options` module). The
 //! instrument's parameters and settlement price are persisted in their own
 //! `Instrument` record (see `records`), written only for non-perpetuals.
+//!
+//! Option positions carry no cost basis (`cost` is always 0 after a
+//! command): the premium is cash, paid at the fill, so a position's value
+//! `size × mark` is all of its unrealized PnL and equity counts it at mark.
 //!
 //! Cost basis: a position keeps `cost = Σ size_i * price_i` over the fills
 //! that opened it, exactly (signed like the size). The entry price is
@@ -78,6 +84,14 @@ pub(crate) enum InstrumentKind {
     /// A dated (expiring) future: no funding; trading stops at the expiry
     /// time and `SettleFuture` closes every position at one price.
     DatedFuture,
+    /// A European call, cash-settled at expiry (`ExerciseOption`).
+    Call,
+    /// A European put, cash-settled at expiry.
+    Put,
+    /// A perpetual (everlasting) call: never expires, pays funding.
+    PerpetualCall,
+    /// A perpetual (everlasting) put.
+    PerpetualPut,
 }
 
 impl InstrumentKind {
@@ -86,6 +100,10 @@ impl InstrumentKind {
         match self {
             InstrumentKind::Perpetual => 0,
             InstrumentKind::DatedFuture => 1,
+            InstrumentKind::Call => 2,
+            InstrumentKind::Put => 3,
+            InstrumentKind::PerpetualCall => 4,
+            InstrumentKind::PerpetualPut => 5,
         }
     }
 
@@ -94,17 +112,72 @@ impl InstrumentKind {
         match tag {
             0 => Some(InstrumentKind::Perpetual),
             1 => Some(InstrumentKind::DatedFuture),
+            2 => Some(InstrumentKind::Call),
+            3 => Some(InstrumentKind::Put),
+            4 => Some(InstrumentKind::PerpetualCall),
+            5 => Some(InstrumentKind::PerpetualPut),
             _ => None,
         }
     }
 
-    /// Stable lowercase name (`perpetual`, `dated_future`).
+    /// Stable lowercase name (`perpetual`, `dated_future`, `call`, `put`,
+    /// `perpetual_call`, `perpetual_put`).
     pub fn as_str(self) -> &'static str {
         match self {
             InstrumentKind::Perpetual => "perpetual",
             InstrumentKind::DatedFuture => "dated_future",
+            InstrumentKind::Call => "call",
+            InstrumentKind::Put => "put",
+            InstrumentKind::PerpetualCall => "perpetual_call",
+            InstrumentKind::PerpetualPut => "perpetual_put",
         }
     }
+
+    /// True for the four option kinds.
+    pub fn is_option(self) -> bool {
+        matches!(
+            self,
+            InstrumentKind::Call
+                | InstrumentKind::Put
+                | InstrumentKind::PerpetualCall
+                | InstrumentKind::PerpetualPut
+        )
+    }
+
+    /// True for a call (expiring or perpetual).
+    pub fn is_call(self) -> bool {
+        matches!(self, InstrumentKind::Call | InstrumentKind::PerpetualCall)
+    }
+
+    /// True for the kinds that expire and are settled once.
+    pub fn expires(self) -> bool {
+        matches!(
+            self,
+            InstrumentKind::DatedFuture | InstrumentKind::Call | InstrumentKind::Put
+        )
+    }
+}
+
+/// An option's terms (all prices in the underlying market's tick units,
+/// rates in `RATE_SCALE` units).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OptionTerms {
+    /// The market whose mark price is the underlying index `U`.
+    pub underlying: MarketIdx,
+    /// The underlying market's price scale (copied; never changes). The
+    /// option's own price scale is at least this one.
+    pub underlying_price_scale: u32,
+    pub strike: i128,
+    /// Standard margin coefficients: short IM per unit `max(a·U − OTM,
+    /// b·U) + mark`, MM per unit `c·U + mark` (see `options`).
+    pub im_rate: i128,
+    pub im_floor_rate: i128,
+    pub mm_rate: i128,
+    /// A fill's fee is at most this fraction of its premium (0: no cap).
+    pub fee_cap_rate: i128,
+    /// Perpetual options: the funding period (funding per round =
+    /// size × (mark − intrinsic) × elapsed / period).
+    pub funding_period_ms: u64,
 }
 
 /// A market's contract terms beyond the perpetual parameters (all zero for
@@ -118,6 +191,8 @@ pub(crate) struct Instrument {
     /// Delivery fee rate (`RATE_SCALE` units) charged at settlement on each
     /// position's notional at the settlement price, to `Fees`.
     pub delivery_fee_rate: i128,
+    /// An option's terms (`None` for a perpetual or a dated future).
+    pub option: Option<OptionTerms>,
 }
 
 impl Instrument {
@@ -138,8 +213,10 @@ pub(crate) struct MarketState {
     pub pool: i128,
     /// The insurance fund's inventory (positions it took over).
     pub insurance: Position,
-    /// A dated future's settlement price (tick units) once settled; always
-    /// `None` for a perpetual. Persisted in the `Instrument` record.
+    /// A dated future's settlement price (tick units) once settled; for an
+    /// option, the underlying settlement price (underlying tick units) it
+    /// was exercised at. Always `None` for a perpetual. Persisted in the
+    /// `Instrument` record.
     pub settlement: Option<i128>,
 }
 

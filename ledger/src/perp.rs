@@ -46,7 +46,7 @@ use crate::engine::{Ledger, reject};
 use crate::events::Events;
 use crate::journal::{Journal, Posting};
 use crate::market::{
-    Instrument, Mark, Market, MarketIdx, MarketState, Position, RATE_ONE, Traded, trade, with_cum,
+    Instrument, Mark, Market, MarketIdx, MarketState, Position, RATE_ONE, Traded, with_cum,
 };
 use crate::reject::{Field, RejectDetail, Rejection, SHOWN_SYMBOL_CHARS, shown};
 use crate::state::{AssetIdx, Balance, DirtyKey};
@@ -70,7 +70,7 @@ fn overflow() -> Rejection {
 }
 
 /// Rate in `RATE_SCALE` units, or `BadPrecision` / `InvalidRate`.
-fn rate_units(rate: Decimal, field: Field) -> Result<i128, Rejection> {
+pub(crate) fn rate_units(rate: Decimal, field: Field) -> Result<i128, Rejection> {
     amount::to_units(rate, RATE_SCALE).map_err(|e| match e {
         AmountError::TooPrecise => reject(RejectDetail::RateTooPrecise { field, rate }),
         AmountError::TooLarge => reject(RejectDetail::RateTooLarge { field, rate }),
@@ -78,7 +78,7 @@ fn rate_units(rate: Decimal, field: Field) -> Result<i128, Rejection> {
 }
 
 /// A decimal step/tick as (units, scale) with the scale as small as possible.
-fn grid(value: Decimal) -> (i128, u32) {
+pub(crate) fn grid(value: Decimal) -> (i128, u32) {
     let n = value.normalize();
     (n.mantissa(), n.scale())
 }
@@ -284,7 +284,9 @@ impl Ledger {
         events: &mut Events,
     ) -> Result<i128, Rejection> {
         let before = self.position_of(m, holder);
-        let traded = trade(before, delta, value).ok_or_else(overflow)?;
+        let traded = self
+            .holder_trade(m, holder, before, delta, value)
+            .ok_or_else(overflow)?;
         self.set_holder_position(journal, m, holder, traded.after)?;
         events.emit(|| Event::Position {
             market: self.markets[m as usize].symbol.clone(),
@@ -640,6 +642,37 @@ impl Ledger {
         if rate_u <= -RATE_ONE || rate_u >= RATE_ONE {
             return Err(reject(RejectDetail::FundingRateOutOfRange { rate }));
         }
+        self.check_funding_time(m, funding_time_ms)?;
+        let Some(mark) = self.markets[m as usize].mark_price() else {
+            return Err(reject(RejectDetail::NoMarkPrice {
+                market: market.to_string(),
+            }));
+        };
+        let round = self.funding_round(m, mark, rate_u, RATE_ONE)?;
+        let residue = round.residue()?;
+        self.state_mut(journal, m).last_funding_ms = Some(funding_time_ms);
+        events.emit(|| Event::Funding {
+            market: market.to_string(),
+            rate,
+            funding_time_ms,
+            mark_price: self.price_decimal(m, mark),
+            paid: self.money_decimal(m, round.paid),
+            received: self.money_decimal(m, round.received),
+            residue: self.money_decimal(m, residue),
+            uncollected: self.money_decimal(m, round.uncollected),
+        });
+        self.pay_funding_round(journal, m, round, residue, events)
+    }
+
+    /// `FundingTimeOffInterval` unless `funding_time_ms` is a multiple of
+    /// `m`'s funding interval, `AlreadyFunded` unless it is later than the
+    /// last round. Returns the time since the last round (one interval for
+    /// the first).
+    pub(crate) fn check_funding_time(
+        &self,
+        m: MarketIdx,
+        funding_time_ms: u64,
+    ) -> Result<u64, Rejection> {
         let mk = &self.markets[m as usize];
         if !funding_time_ms.is_multiple_of(mk.funding_interval_ms) {
             return Err(reject(RejectDetail::FundingTimeOffInterval {
@@ -647,65 +680,59 @@ impl Ledger {
                 interval_ms: mk.funding_interval_ms,
             }));
         }
-        if let Some(last) = mk.state.last_funding_ms
-            && funding_time_ms <= last
-        {
-            return Err(reject(RejectDetail::AlreadyFunded {
-                market: market.to_string(),
+        match mk.state.last_funding_ms {
+            Some(last) if funding_time_ms <= last => Err(reject(RejectDetail::AlreadyFunded {
+                market: mk.symbol.clone(),
                 last_ms: last,
                 funding_time_ms,
-            }));
+            })),
+            Some(last) => Ok(funding_time_ms - last),
+            None => Ok(mk.funding_interval_ms),
         }
-        let Some(mark) = mk.mark_price() else {
-            return Err(reject(RejectDetail::NoMarkPrice {
-                market: market.to_string(),
-            }));
-        };
-        let settle = mk.settle;
-        let round = self.funding_round(m, mark, rate_u)?;
-        let (paid, received, uncollected) = (round.paid, round.received, round.uncollected);
-        let residue = paid.checked_sub(received).ok_or_else(overflow)?;
-        // Positions net to zero size, so payers and receivers hold equal
-        // value; debits round up and credits down.
-        assert!(
-            residue >= 0,
-            "invariant broken: funding residue {residue} is negative"
-        );
-        self.state_mut(journal, m).last_funding_ms = Some(funding_time_ms);
-        events.emit(|| Event::Funding {
-            market: market.to_string(),
-            rate,
-            funding_time_ms,
-            mark_price: self.price_decimal(m, mark),
-            paid: self.money_decimal(m, paid),
-            received: self.money_decimal(m, received),
-            residue: self.money_decimal(m, residue),
-            uncollected: self.money_decimal(m, uncollected),
-        });
+    }
+
+    /// Posts a funding round's payments (`FundingPayment` events) and its
+    /// residue less what the payers could not pay to the insurance fund.
+    pub(crate) fn pay_funding_round(
+        &mut self,
+        journal: &mut Journal,
+        m: MarketIdx,
+        round: FundingRound,
+        residue: i128,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
+        let market = self.markets[m as usize].symbol.clone();
+        let settle = self.markets[m as usize].settle;
         for (holder, amount) in round.payments {
             if amount == 0 {
                 continue;
             }
             events.emit(|| Event::FundingPayment {
-                market: market.to_string(),
+                market: market.clone(),
                 holder,
                 amount: self.money_decimal(m, amount),
             });
             self.post_position_money(journal, m, holder, amount, events)?;
         }
-        let to_fund = residue.checked_sub(uncollected).ok_or_else(overflow)?;
+        let to_fund = residue
+            .checked_sub(round.uncollected)
+            .ok_or_else(overflow)?;
         self.post(journal, Owner::Insurance, settle, to_fund, events)
     }
 
-    /// What one funding round at `mark` and `rate` (RATE_SCALE units)
-    /// charges every holder of market `m`: holders in a fixed order (client
-    /// accounts by id, then the insurance fund), each payer at most its
-    /// available balance.
-    fn funding_round(
+    /// What one funding round charges every holder of market `m`: holder
+    /// with size `s` owes `value(s, price) × num / den` (settle minor
+    /// units; a perp: price = mark, num / den = the rate; a perpetual
+    /// option: price = time value, num / den = elapsed / period), debits
+    /// rounded away from zero and credits toward zero. Holders in a fixed
+    /// order (client accounts by id, then the insurance fund), each payer
+    /// at most its available balance (or isolated margin). `den > 0`.
+    pub(crate) fn funding_round(
         &self,
         m: MarketIdx,
-        mark: i128,
-        rate: i128,
+        price: i128,
+        num: i128,
+        den: i128,
     ) -> Result<FundingRound, Rejection> {
         let mk = &self.markets[m as usize];
         let holders: Vec<(Owner, Position)> = mk
@@ -721,14 +748,14 @@ impl Ledger {
             uncollected: 0,
         };
         for (holder, position) in holders {
-            let value = mk.value(position.size, mark).ok_or_else(overflow)?;
+            let value = mk.value(position.size, price).ok_or_else(overflow)?;
             // owed > 0: the holder pays (long with a positive rate).
-            let owed_round = if (value > 0) == (rate > 0) {
+            let owed_round = if (value > 0) == (num > 0) {
                 Round::Up
             } else {
                 Round::Down
             };
-            let owed = mul_div(value, rate, RATE_ONE, owed_round).ok_or_else(overflow)?;
+            let owed = mul_div(value, num, den, owed_round).ok_or_else(overflow)?;
             let charged = if owed > 0 {
                 round.paid = round.paid.checked_add(owed).ok_or_else(overflow)?;
                 let can_pay = match (holder, self.isolated_margin(m, holder)) {
@@ -835,6 +862,7 @@ impl Ledger {
                 market: spec.market.clone(),
             }));
         }
+        self.check_underlying_mark(m)?;
         let value = mk
             .value(size, price)
             .filter(|v| amount::in_range(*v))
@@ -844,6 +872,9 @@ impl Ledger {
                     price: spec.price,
                 })
             })?;
+        // An option's fees are capped at its fee cap of the premium.
+        let buyer_fee = self.capped_fee(m, buyer_fee, value).ok_or_else(overflow)?;
+        let seller_fee = self.capped_fee(m, seller_fee, value).ok_or_else(overflow)?;
         Ok(PerpFillTerms {
             m,
             settle,
@@ -871,7 +902,8 @@ impl Ledger {
         let (m, settle) = (t.m, t.settle);
         let mk = &self.markets[m as usize];
         let before = mk.positions.get(&account).copied().unwrap_or_default();
-        let traded = trade(before, delta, value)
+        let traded = self
+            .holder_trade(m, Owner::Account(account), before, delta, value)
             .filter(|t| amount::in_range(t.after.size) && amount::in_range(t.after.cost))
             .ok_or_else(overflow)?;
         if mk.state.paused && traded.increased {
@@ -979,8 +1011,8 @@ impl Ledger {
             .value(opened, mark)?
             .checked_sub(mk.value(opened, t.price)?)?;
         let equity = risk.equity.checked_sub(open_pnl.max(0))?;
-        let at_mark = mk.risk(after, mark)?.initial_margin;
-        let at_price = mk.risk(after, t.price)?.initial_margin;
+        let at_mark = self.position_risk(t.m, after, mark)?.initial_margin;
+        let at_price = self.position_risk(t.m, after, t.price)?.initial_margin;
         let initial = risk.initial.checked_add(at_price.max(at_mark) - at_mark)?;
         Some((equity, initial))
     }
@@ -1011,9 +1043,23 @@ struct PlannedSide {
 /// One funding round's charges (settle minor units): each holder's payment
 /// (negative: it pays), the sum of debits owed, of credits, and of debits
 /// the payers' balances could not cover.
-struct FundingRound {
-    payments: Vec<(Owner, i128)>,
-    paid: i128,
-    received: i128,
-    uncollected: i128,
+pub(crate) struct FundingRound {
+    pub payments: Vec<(Owner, i128)>,
+    pub paid: i128,
+    pub received: i128,
+    pub uncollected: i128,
+}
+
+impl FundingRound {
+    /// `paid − received`: never negative, since positions net to zero
+    /// size, so payers and receivers hold equal value, and debits round up
+    /// and credits down.
+    pub(crate) fn residue(&self) -> Result<i128, Rejection> {
+        let residue = self.paid.checked_sub(self.received).ok_or_else(overflow)?;
+        assert!(
+            residue >= 0,
+            "invariant broken: funding residue {residue} is negative"
+        );
+        Ok(residue)
+    }
 }

@@ -46,14 +46,19 @@ pub struct MarketView {
     pub mark_price: Option<Decimal>,
     pub mark_time_ms: Option<u64>,
     pub last_funding_time_ms: Option<u64>,
-    /// `perpetual` or `dated_future`.
+    /// `perpetual`, `dated_future`, `call`, `put`, `perpetual_call` or
+    /// `perpetual_put`.
     pub kind: &'static str,
     /// A dated future's expiry (leader time ms); 0 for a perpetual.
     pub expiry_ms: u64,
     /// A dated future's delivery fee rate (zero for a perpetual).
     pub delivery_fee_rate: Decimal,
-    /// A settled dated future's settlement price.
+    /// A settled dated future's settlement price; an exercised option's
+    /// underlying settlement price.
     pub settlement_price: Option<Decimal>,
+    /// An option's underlying market (its index) and strike.
+    pub underlying: Option<String>,
+    pub strike: Option<Decimal>,
 }
 
 /// A market's exposure: open interest, long and short totals, and what
@@ -166,7 +171,15 @@ impl Ledger {
             settlement_price: market
                 .state
                 .settlement
-                .map(|p| to_decimal(p, market.price_scale)),
+                .map(|p| self.settlement_decimal(m, p)),
+            underlying: market
+                .instrument
+                .option
+                .map(|o| self.markets[o.underlying as usize].symbol.clone()),
+            strike: market
+                .instrument
+                .option
+                .map(|o| to_decimal(o.strike, o.underlying_price_scale)),
         }
     }
 

@@ -20,7 +20,7 @@
 //! | IngestFailure| `0A` string topic, `u32` partition, `u64` offset | string command id, string code, string message |
 //! | Pair    | `0B` pair symbol bytes                           | string base, string quote, `u8` size scale, `u8` price scale, `i128` min base amount (base minor units) |
 //! | Isolated| `0D` market symbol bytes, `00`, `u64` account id | `i128` isolated margin (settle minor units) |
-//! | Instrument | `0E` market symbol bytes                      | `u8` kind (1 dated future), `u64` expiry ms, `i128` delivery fee rate (`* 10^8`), `u8` 0/1 then `i128` settlement price (tick units) |
+//! | Instrument | `0E` market symbol bytes                      | `u8` kind (1 dated future, 2 call, 3 put, 4 perpetual call, 5 perpetual put), `u64` expiry ms (0 for perpetual options), `i128` delivery fee rate (`* 10^8`), `u8` 0/1 then `i128` settlement price (tick units; an option's: the underlying's), options only: string underlying market symbol, `i128` strike (underlying tick units), `i128` IM rate, `i128` IM floor rate, `i128` MM rate, `i128` fee cap rate (rates `* 10^8`), `u64` funding period ms |
 //! | History | `0C` `u64` account id, `u64` sequence number      | `u64` log index, `u64` time ms, string command id, `u8` wallet, `i128` available delta, `i128` locked delta, `i128` available, `i128` locked, asset symbol bytes |
 //!
 //! Account settings (version 6; empty for the defaults `CreateAccount`
@@ -112,7 +112,8 @@ use crate::ingest::{
     MAX_INGEST_SOURCES, SourceState, is_valid_topic,
 };
 use crate::market::{
-    Instrument, InstrumentKind, Mark, Market, MarketIdx, MarketState, Position, with_cum,
+    Instrument, InstrumentKind, Mark, Market, MarketIdx, MarketState, OptionTerms, Position,
+    with_cum,
 };
 use crate::pairs::Pair;
 use crate::state::{
@@ -430,7 +431,7 @@ fn instrument_key(out: &mut Vec<u8>, symbol: &str) {
     out.extend_from_slice(symbol.as_bytes());
 }
 
-fn instrument_value(value: &mut Vec<u8>, market: &Market) {
+fn instrument_value(value: &mut Vec<u8>, market: &Market, underlying_symbol: &str) {
     let instrument = &market.instrument;
     value.put_u8(instrument.kind.tag());
     value.put_u64(instrument.expiry_ms);
@@ -439,10 +440,31 @@ fn instrument_value(value: &mut Vec<u8>, market: &Market) {
     if let Some(price) = market.state.settlement {
         value.put_i128(price);
     }
+    if let Some(o) = &instrument.option {
+        value.put_str(underlying_symbol);
+        value.put_i128(o.strike);
+        value.put_i128(o.im_rate);
+        value.put_i128(o.im_floor_rate);
+        value.put_i128(o.mm_rate);
+        value.put_i128(o.fee_cap_rate);
+        value.put_u64(o.funding_period_ms);
+    }
 }
 
-/// An instrument record's value: the terms and the settlement price.
-fn read_instrument(v: &mut Reader<'_>) -> Result<(Instrument, Option<i128>), String> {
+/// The symbol of `market`'s underlying (empty if it has none).
+fn underlying_symbol<'a>(ledger: &'a Ledger, market: &Market) -> &'a str {
+    market.instrument.option.map_or("", |o| {
+        ledger.markets[o.underlying as usize].symbol.as_str()
+    })
+}
+
+/// An instrument record before its underlying is resolved: terms, the
+/// settlement price, the underlying symbol (options).
+type ParsedInstrument = (Instrument, Option<i128>, Option<String>);
+
+/// An instrument record's value: the terms, the settlement price and an
+/// option's underlying symbol (its index and scale are resolved later).
+fn read_instrument(v: &mut Reader<'_>) -> Result<ParsedInstrument, String> {
     let tag = v.u8()?;
     let kind = match InstrumentKind::from_tag(tag) {
         Some(InstrumentKind::Perpetual) | None => {
@@ -453,13 +475,30 @@ fn read_instrument(v: &mut Reader<'_>) -> Result<(Instrument, Option<i128>), Str
     let expiry_ms = v.u64()?;
     let delivery_fee_rate = v.i128()?;
     let settlement = if v.bool()? { Some(v.i128()?) } else { None };
+    let (option, underlying) = if kind.is_option() {
+        let underlying = v.string()?;
+        let terms = OptionTerms {
+            underlying: 0,
+            underlying_price_scale: 0,
+            strike: v.i128()?,
+            im_rate: v.i128()?,
+            im_floor_rate: v.i128()?,
+            mm_rate: v.i128()?,
+            fee_cap_rate: v.i128()?,
+            funding_period_ms: v.u64()?,
+        };
+        (Some(terms), Some(underlying))
+    } else {
+        (None, None)
+    };
     v.finish()?;
     let instrument = Instrument {
         kind,
         expiry_ms,
         delivery_fee_rate,
+        option,
     };
-    Ok((instrument, settlement))
+    Ok((instrument, settlement, underlying))
 }
 
 fn position_value(value: &mut Vec<u8>, position: &Position) {
@@ -706,7 +745,7 @@ impl Ledger {
             DirtyKey::Instrument(m) => {
                 let market = &self.markets[m as usize];
                 instrument_key(key, &market.symbol);
-                instrument_value(value, market);
+                instrument_value(value, market, underlying_symbol(self, market));
                 true
             }
             DirtyKey::Position(m, account) => {
@@ -820,7 +859,7 @@ impl Ledger {
             if !market.instrument.is_perpetual() {
                 out.push((
                     encoded(|k| instrument_key(k, &market.symbol)),
-                    encoded(|v| instrument_value(v, market)),
+                    encoded(|v| instrument_value(v, market, underlying_symbol(self, market))),
                 ));
             }
             for (account, position) in &market.positions {
@@ -897,7 +936,7 @@ struct Parsed {
     dedup: Vec<(DedupEntry, Vec<u8>)>,
     markets: BTreeMap<String, (ParsedMarket, Vec<u8>)>,
     /// Instrument records by market symbol: terms, settlement price, key.
-    instruments: BTreeMap<String, (Instrument, Option<i128>, Vec<u8>)>,
+    instruments: BTreeMap<String, (ParsedInstrument, Vec<u8>)>,
     positions: Vec<(String, AccountId, Position, Vec<u8>)>,
     ingest_sources: BTreeMap<IngestSource, IngestPosition>,
     ingest_failures: Vec<(IngestSource, IngestFailure, Vec<u8>)>,
@@ -1092,12 +1131,11 @@ impl Parsed {
                     Ok(symbol) if is_valid_market_symbol(symbol) => symbol.to_string(),
                     _ => return Err(malformed(kind, &key, "bad market symbol")),
                 };
-                let (instrument, settlement) = read_instrument(&mut v).map_err(bad)?;
+                let parsed = read_instrument(&mut v).map_err(bad)?;
                 if self.instruments.contains_key(&symbol) {
                     return Err(duplicate(kind, &key));
                 }
-                self.instruments
-                    .insert(symbol, (instrument, settlement, key));
+                self.instruments.insert(symbol, (parsed, key));
             }
             RecordKind::Position => self.add_position(key, &value)?,
             RecordKind::History => self.add_history(key, &value)?,
@@ -1347,14 +1385,7 @@ impl Parsed {
             ledger.cluster_version = version;
         }
         restore_markets(&mut ledger, self.markets)?;
-        for (symbol, (instrument, settlement, key)) in self.instruments {
-            let Some(&m) = ledger.market_index.get(&symbol) else {
-                return Err(malformed(RecordKind::Instrument, &key, "unknown market"));
-            };
-            let market = &mut ledger.markets[m as usize];
-            market.instrument = instrument;
-            market.state.settlement = settlement;
-        }
+        restore_instruments(&mut ledger, self.instruments)?;
         for (symbol, account, position, key) in self.positions {
             let Some(&m) = ledger.market_index.get(&symbol) else {
                 return Err(malformed(RecordKind::Position, &key, "unknown market"));
@@ -1520,6 +1551,46 @@ fn restore_balances(
                 ledger.assets[idx as usize].system[slot] = balance;
             }
             (_, None) => return Err(malformed(RecordKind::Balance, &key, "bad owner")),
+        }
+    }
+    Ok(())
+}
+
+/// Links the instrument records to their markets (and an option to its
+/// underlying market, which must be a perpetual or dated future).
+fn restore_instruments(
+    ledger: &mut Ledger,
+    instruments: BTreeMap<String, (ParsedInstrument, Vec<u8>)>,
+) -> Result<(), RecordError> {
+    for (symbol, ((mut instrument, settlement, underlying), key)) in instruments {
+        let bad = |detail: &str| malformed(RecordKind::Instrument, &key, detail);
+        let Some(&m) = ledger.market_index.get(&symbol) else {
+            return Err(bad("unknown market"));
+        };
+        if let (Some(terms), Some(underlying)) = (instrument.option.as_mut(), underlying) {
+            let Some(&u) = ledger.market_index.get(&underlying) else {
+                return Err(bad("unknown underlying market"));
+            };
+            terms.underlying = u;
+            terms.underlying_price_scale = ledger.markets[u as usize].price_scale;
+        }
+        let market = &mut ledger.markets[m as usize];
+        market.instrument = instrument;
+        market.state.settlement = settlement;
+    }
+    // An underlying must itself be an index (not an option): checked
+    // after every instrument is linked.
+    for market in &ledger.markets {
+        if let Some(terms) = market.instrument.option
+            && ledger.markets[terms.underlying as usize]
+                .instrument
+                .kind
+                .is_option()
+        {
+            return Err(RecordError::Invariant(format!(
+                "option {} has an option as its underlying",
+                market.symbol
+            )));
         }
     }
     Ok(())

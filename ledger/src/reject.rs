@@ -108,9 +108,12 @@ pub enum Field {
     Fee,
     DeliveryFeeRate,
     SettlementPrice,
+    Strike,
+    OptionMarginRate,
+    FeeCapRate,
 }
 
-const ALL_FIELDS: [Field; 16] = [
+const ALL_FIELDS: [Field; 19] = [
     Field::Amount,
     Field::BaseAmount,
     Field::BuyerFee,
@@ -127,6 +130,9 @@ const ALL_FIELDS: [Field; 16] = [
     Field::Fee,
     Field::DeliveryFeeRate,
     Field::SettlementPrice,
+    Field::Strike,
+    Field::OptionMarginRate,
+    Field::FeeCapRate,
 ];
 
 impl Field {
@@ -149,6 +155,9 @@ impl Field {
             Field::Fee => "fee",
             Field::DeliveryFeeRate => "delivery fee rate",
             Field::SettlementPrice => "settlement price",
+            Field::Strike => "strike",
+            Field::OptionMarginRate => "option margin rate",
+            Field::FeeCapRate => "fee cap rate",
         }
     }
 
@@ -156,7 +165,7 @@ impl Field {
     pub fn is_price(self) -> bool {
         matches!(
             self,
-            Field::Price | Field::MarkPrice | Field::SettlementPrice
+            Field::Price | Field::MarkPrice | Field::SettlementPrice | Field::Strike
         )
     }
 
@@ -179,6 +188,9 @@ impl Field {
             Field::Fee => 13,
             Field::DeliveryFeeRate => 14,
             Field::SettlementPrice => 15,
+            Field::Strike => 16,
+            Field::OptionMarginRate => 17,
+            Field::FeeCapRate => 18,
         }
     }
 }
@@ -799,6 +811,40 @@ define_reject_details! {
     102 => ZeroExpiry
         => RejectCode::InvalidMarket,
         "a dated future needs an expiry time above 0 ms";
+
+    // ----- options (the `options` module) ------------------------------------
+    103 => StrikeOffGrid { strike: Decimal, grid: Decimal }
+        => RejectCode::StrikeOffGrid,
+        "strike {strike} is not a positive multiple of the underlying's tick {grid}";
+    /// `underlying`: the first `SHOWN_SYMBOL_CHARS` characters of the input.
+    104 => UnknownUnderlying { underlying: String }
+        => RejectCode::NoUnderlyingIndex,
+        "option underlying index {underlying:?} is not a market";
+    105 => UnderlyingNotIndex { underlying: String, kind: String }
+        => RejectCode::NoUnderlyingIndex,
+        "{underlying} is a {kind}: an option's underlying index is a perpetual or dated future";
+    106 => OptionTickTooCoarse { tick_size: Decimal, underlying_tick: Decimal }
+        => RejectCode::InvalidMarket,
+        "option tick {tick_size} has fewer decimals than the underlying's tick {underlying_tick}";
+    107 => OptionMarginRatesOutOfOrder { im_rate: Decimal, im_floor_rate: Decimal, mm_rate: Decimal }
+        => RejectCode::InvalidRate,
+        "option margin rates must satisfy 0 < mm {mm_rate} <= floor {im_floor_rate} <= im \
+         {im_rate} < 1";
+    108 => FeeCapRateOutOfRange { rate: Decimal }
+        => RejectCode::InvalidRate,
+        "fee cap rate {rate} outside [0, 1)";
+    109 => ZeroFundingPeriod
+        => RejectCode::InvalidMarket,
+        "a perpetual option needs a funding period above 0 ms";
+    110 => NotExpiringOption { market: String, kind: String }
+        => RejectCode::WrongInstrument,
+        "{market} is a {kind}: only an expiring option is exercised";
+    111 => NotPerpetualOption { market: String, kind: String }
+        => RejectCode::WrongInstrument,
+        "{market} is a {kind}: option funding applies to perpetual options only";
+    112 => NoUnderlyingMark { market: String, underlying: String }
+        => RejectCode::NoMarkPrice,
+        "{underlying}, the underlying index of {market}, has no mark price yet";
 }
 
 /// A rejection's record encoding: `u8` reject code tag, then the detail.
@@ -1204,6 +1250,38 @@ mod tests {
             },
             DeliveryFeeRateOutOfRange { rate: d("1.00") },
             ZeroExpiry,
+            StrikeOffGrid {
+                strike: d("30000.05"),
+                grid: d("0.1"),
+            },
+            UnknownUnderlying { underlying: s("") },
+            UnderlyingNotIndex {
+                underlying: s("BTC-C-30000"),
+                kind: s("call"),
+            },
+            OptionTickTooCoarse {
+                tick_size: d("1"),
+                underlying_tick: d("0.1"),
+            },
+            OptionMarginRatesOutOfOrder {
+                im_rate: d("0.1"),
+                im_floor_rate: d("0.15"),
+                mm_rate: d("0"),
+            },
+            FeeCapRateOutOfRange { rate: d("-0.1") },
+            ZeroFundingPeriod,
+            NotExpiringOption {
+                market: s("BTC-PC-30000"),
+                kind: s("perpetual_call"),
+            },
+            NotPerpetualOption {
+                market: s("BTC-C-30000"),
+                kind: s("call"),
+            },
+            NoUnderlyingMark {
+                market: s("BTC-C-30000"),
+                underlying: s("BTC-PERP"),
+            },
         ]
     }
 

@@ -90,7 +90,7 @@ impl Ledger {
                 continue;
             }
             let mark = market.mark_price()?;
-            let r = market.risk(position, mark)?;
+            let r = self.position_risk(m, position, mark)?;
             risk.upnl = risk.upnl.checked_add(r.upnl)?;
             risk.initial = risk.initial.checked_add(r.initial_margin)?;
             risk.maintenance = risk.maintenance.checked_add(r.maintenance)?;
@@ -118,6 +118,10 @@ impl Ledger {
     pub(crate) fn liquidation_price(&self, group: &GroupRisk, i: usize) -> Option<i128> {
         let held = group.positions.get(i)?;
         let market = &self.markets[held.market as usize];
+        // Options: not computed (their margin moves with the underlying).
+        if market.instrument.option.is_some() {
+            return None;
+        }
         let size = held.position.size;
         let side: i128 = if size > 0 { 1 } else { -1 };
         // Other positions' exact maintenance margin and UPNL.

@@ -657,6 +657,34 @@ mod tests {
                 price: d("30123.4"),
             }
             .into(),
+            CreateOption {
+                market: "BTC-C-32000".into(),
+                underlying: "BTC-PERP".into(),
+                call: true,
+                strike: d("32000"),
+                expiry_ms: 0,
+                tick_size: d("0.1"),
+                step_size: d("0.001"),
+                im_rate: d("0.15"),
+                im_floor_rate: d("0.1"),
+                mm_rate: d("0.075"),
+                fee_cap_rate: d("0.125"),
+                delivery_fee_rate: d("0.0002"),
+                liquidation_fee_rate: d("0.01"),
+                funding_interval_ms: 28_800_000,
+                funding_period_ms: u64::MAX,
+            }
+            .into(),
+            ExerciseOption {
+                market: "BTC-C-32000".into(),
+                price: d("-1"),
+            }
+            .into(),
+            ApplyOptionFunding {
+                market: "BTC-PC-30000".into(),
+                funding_time_ms: 28_800_000,
+            }
+            .into(),
         ]
     }
 

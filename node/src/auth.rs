@@ -138,11 +138,14 @@ pub fn command_right(command: &Command) -> Right {
         | Command::FundInsurance(_)
         | Command::WithdrawInsurance(_)
         | Command::SweepFees(_)
-        | Command::SettleFuture(_) => Right::RiskWrite,
+        | Command::SettleFuture(_)
+        | Command::ExerciseOption(_)
+        | Command::ApplyOptionFunding(_) => Right::RiskWrite,
         Command::CreateAsset(_)
         | Command::CreateMarket(_)
         | Command::CreatePair(_)
         | Command::CreateDatedFuture(_)
+        | Command::CreateOption(_)
         | Command::SetDedupWindow(_) => Right::Configure,
     }
 }
