@@ -491,7 +491,25 @@ crate::wire::define_commands! {
     /// the previous one; `elapsed` is the time since the previous round
     /// (one interval for the first). Needs cluster version 2.
     35 => ApplyOptionFunding { market: String, funding_time_ms: u64 }
+    /// One perpetual funding round (as `ApplyFunding`) at a rate the
+    /// engine computes from the premium index (see the `funding_rate`
+    /// module): P = the time-weighted average of `premium_samples` (oldest
+    /// first, weights 1..n; 1..=`MAX_PREMIUM_SAMPLES` of them, rates of at
+    /// most `RATE_SCALE` decimals), rate = P + clamp(`interest_rate` − P,
+    /// −`clamp_rate`, +`clamp_rate`) (Binance / Bybit), rounded half to
+    /// even to `RATE_SCALE` decimals. Needs cluster version 2.
+    36 => ApplyPremiumFunding {
+        market: String,
+        funding_time_ms: u64,
+        premium_samples: Vec<Decimal>,
+        interest_rate: Decimal,
+        clamp_rate: Decimal,
+    }
 }
+
+/// Most premium-index samples one `ApplyPremiumFunding` takes: an 8-hour
+/// interval sampled every 5 seconds (Binance).
+pub const MAX_PREMIUM_SAMPLES: usize = 5_760;
 
 /// The parameters of a `CreateMarket`, as `CreateDatedFuture` carries them.
 pub type CreateMarketSpec = CreateMarket;
@@ -774,6 +792,8 @@ define_reject_codes! {
     /// An option whose underlying index is not a perpetual or dated future
     /// market.
     53 => NoUnderlyingIndex "NO_UNDERLYING_INDEX"
+    /// Premium-index samples: none, or more than `MAX_PREMIUM_SAMPLES`.
+    54 => InvalidSamples "INVALID_SAMPLES"
 }
 
 /// One balance movement caused by an applied command. `available` and
@@ -989,6 +1009,18 @@ pub enum Event {
         received: Decimal,
         residue: Decimal,
         uncollected: Decimal,
+    },
+    /// A funding rate computed from the premium index (`ApplyPremiumFunding`):
+    /// `samples` samples averaged to `premium_index`, the interest rate and
+    /// clamp it was given, and the `rate` the round then applied (its
+    /// `Funding` event follows).
+    FundingRate {
+        market: String,
+        samples: u64,
+        premium_index: Decimal,
+        interest_rate: Decimal,
+        clamp_rate: Decimal,
+        rate: Decimal,
     },
     /// A spot pair was registered.
     PairCreated {

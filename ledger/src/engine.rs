@@ -456,6 +456,7 @@ impl Ledger {
             Command::CreateOption(c) => ledger.create_option(c, events),
             Command::ExerciseOption(c) => ledger.exercise_option(journal, c, now_ms, events),
             Command::ApplyOptionFunding(c) => ledger.apply_option_funding(journal, c, events),
+            Command::ApplyPremiumFunding(c) => ledger.apply_premium_funding(journal, c, events),
         })
     }
 

@@ -37,6 +37,7 @@ mod dedup;
 mod engine;
 mod events;
 mod expiry;
+mod funding_rate;
 mod hash;
 mod history;
 mod ingest;

@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{Reader, Sink};
 use crate::command::{
     AccountId, HoldId, MAX_ASSET_SCALE, MAX_DEDUP_WINDOW_MS, MAX_LEVERAGE, MAX_MARGIN_BRACKETS,
-    MAX_MARKETS, MAX_PAIRS, MIN_DEDUP_WINDOW_MS, Owner, RATE_SCALE, RejectCode, Wallet,
+    MAX_MARKETS, MAX_PAIRS, MAX_PREMIUM_SAMPLES, MIN_DEDUP_WINDOW_MS, Owner, RATE_SCALE,
+    RejectCode, Wallet,
 };
 
 /// Longest string (in characters) a detail holds: a command id shown in an
@@ -111,9 +112,12 @@ pub enum Field {
     Strike,
     OptionMarginRate,
     FeeCapRate,
+    PremiumIndex,
+    InterestRate,
+    ClampRate,
 }
 
-const ALL_FIELDS: [Field; 19] = [
+const ALL_FIELDS: [Field; 22] = [
     Field::Amount,
     Field::BaseAmount,
     Field::BuyerFee,
@@ -133,6 +137,9 @@ const ALL_FIELDS: [Field; 19] = [
     Field::Strike,
     Field::OptionMarginRate,
     Field::FeeCapRate,
+    Field::PremiumIndex,
+    Field::InterestRate,
+    Field::ClampRate,
 ];
 
 impl Field {
@@ -158,6 +165,9 @@ impl Field {
             Field::Strike => "strike",
             Field::OptionMarginRate => "option margin rate",
             Field::FeeCapRate => "fee cap rate",
+            Field::PremiumIndex => "premium index",
+            Field::InterestRate => "interest rate",
+            Field::ClampRate => "clamp rate",
         }
     }
 
@@ -191,6 +201,9 @@ impl Field {
             Field::Strike => 16,
             Field::OptionMarginRate => 17,
             Field::FeeCapRate => 18,
+            Field::PremiumIndex => 19,
+            Field::InterestRate => 20,
+            Field::ClampRate => 21,
         }
     }
 }
@@ -845,6 +858,14 @@ define_reject_details! {
     112 => NoUnderlyingMark { market: String, underlying: String }
         => RejectCode::NoMarkPrice,
         "{underlying}, the underlying index of {market}, has no mark price yet";
+
+    // ----- funding rate from the premium index (the `funding_rate` module) ----
+    113 => PremiumSampleCount { count: u64 }
+        => RejectCode::InvalidSamples,
+        "{count} premium index samples: 1..={MAX_PREMIUM_SAMPLES} are needed";
+    114 => ClampRateOutOfRange { rate: Decimal }
+        => RejectCode::InvalidRate,
+        "clamp rate {rate} outside [0, 1)";
 }
 
 /// A rejection's record encoding: `u8` reject code tag, then the detail.
@@ -1282,6 +1303,8 @@ mod tests {
                 market: s("BTC-C-30000"),
                 underlying: s("BTC-PERP"),
             },
+            PremiumSampleCount { count: u64::MAX },
+            ClampRateOutOfRange { rate: d("-0.0005") },
         ]
     }
 

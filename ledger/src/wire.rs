@@ -685,6 +685,14 @@ mod tests {
                 funding_time_ms: 28_800_000,
             }
             .into(),
+            ApplyPremiumFunding {
+                market: "BTC-PERP".into(),
+                funding_time_ms: 28_800_000,
+                premium_samples: vec![d("0.0001"), d("-0.00000001"), Decimal::MAX],
+                interest_rate: d("0.0001"),
+                clamp_rate: d("0.0005"),
+            }
+            .into(),
         ]
     }
 

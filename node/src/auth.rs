@@ -140,7 +140,8 @@ pub fn command_right(command: &Command) -> Right {
         | Command::SweepFees(_)
         | Command::SettleFuture(_)
         | Command::ExerciseOption(_)
-        | Command::ApplyOptionFunding(_) => Right::RiskWrite,
+        | Command::ApplyOptionFunding(_)
+        | Command::ApplyPremiumFunding(_) => Right::RiskWrite,
         Command::CreateAsset(_)
         | Command::CreateMarket(_)
         | Command::CreatePair(_)

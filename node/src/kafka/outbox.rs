@@ -223,7 +223,8 @@ pub fn event_keys(event: &Event) -> [Option<String>; 2] {
         | Event::Pool { market, .. }
         | Event::Funding { market, .. }
         | Event::Settlement { market, .. }
-        | Event::OptionFunding { market, .. } => one(format!("market:{market}")),
+        | Event::OptionFunding { market, .. }
+        | Event::FundingRate { market, .. } => one(format!("market:{market}")),
         Event::Position { market, holder, .. } | Event::FundingPayment { market, holder, .. } => {
             match holder {
                 Owner::Account(id) => one(id.to_string()),
