@@ -141,6 +141,9 @@ pub struct Ledger {
     pub(crate) context: crate::history::ApplyContext,
     /// The rules before the account model (`set_legacy_rules`).
     pub(crate) legacy_rules: bool,
+    /// Which accounts a mark price may liquidate (derived state, the
+    /// `liq_index` module).
+    pub(crate) liq: crate::liq_index::LiquidationIndex,
 }
 
 /// The rejection explained by `detail` (its code follows from the detail).
@@ -271,6 +274,7 @@ impl Ledger {
             scratch: Vec::new(),
             context: crate::history::ApplyContext::default(),
             legacy_rules: false,
+            liq: crate::liq_index::LiquidationIndex::default(),
         }
     }
 
@@ -410,6 +414,20 @@ impl Ledger {
     /// Executes one command as a transaction (see the `journal` module):
     /// all of its writes, or none.
     fn execute(
+        &mut self,
+        command: &Command,
+        now_ms: u64,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
+        let result = self.execute_command(command, now_ms, events);
+        // Bounded dirty notes between mark prices (see `liq_index`).
+        if self.liq.dirty.len() > crate::liq_index::MAX_DIRTY_RISK {
+            self.refresh_liquidation_index();
+        }
+        result
+    }
+
+    fn execute_command(
         &mut self,
         command: &Command,
         now_ms: u64,

@@ -232,6 +232,8 @@ impl Ledger {
             None => isolated.remove(&account),
         };
         journal.record_isolated(m, account, before);
+        let settle = self.markets[m as usize].settle;
+        self.note_risk(account, settle);
         self.dirty
             .push(crate::state::DirtyKey::Isolated(m, account));
         events.emit(|| Event::IsolatedMargin {

@@ -44,6 +44,7 @@ mod ingest;
 mod invariants;
 mod isolated;
 mod journal;
+mod liq_index;
 mod liquidation;
 mod market;
 mod options;

@@ -5,7 +5,9 @@
 //! a pass liquidates nobody (ADL can push another account under water). An
 //! account is liquidated when its equity (settle balance + Σ UPNL at the
 //! marks) is below its maintenance margin. A liquidated account holds no
-//! positions in that asset afterwards, so the passes end.
+//! positions in that asset afterwards, so the passes end. The liquidation
+//! index (`liq_index`) finds the accounts a pass must check without
+//! scanning every holder; the result is the scan's.
 //!
 //! How (all amounts settle minor units, exact):
 //! 1. `Q` = equity; fee `F = min(Σ ceil(notional × liquidation fee rate),
@@ -62,6 +64,57 @@ impl Ledger {
         asset: AssetIdx,
         events: &mut Events,
     ) -> Result<(), Rejection> {
+        if self.liq.enabled {
+            self.liquidate_indexed(journal, asset, events)?;
+        } else {
+            self.liquidate_scanned(journal, asset, events)?;
+        }
+        // Isolated positions: each on its own, after the cross passes.
+        let markets: Vec<_> = self.settle_markets(asset).collect();
+        for m in markets {
+            self.liquidate_isolated(journal, m, events)?;
+        }
+        Ok(())
+    }
+
+    /// The cross passes with the liquidation index (see `liq_index`): the
+    /// same accounts as `liquidate_scanned`, in the same order.
+    fn liquidate_indexed(
+        &mut self,
+        journal: &mut Journal,
+        asset: AssetIdx,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
+        loop {
+            self.refresh_liquidation_index();
+            let mut candidates = self.crossed(asset, None);
+            let mut liquidated = false;
+            while let Some(account) = candidates.pop_first() {
+                let risk = self.group_risk(account, asset).ok_or_else(overflow)?;
+                if risk.positions.is_empty() || risk.equity >= risk.maintenance {
+                    // Checked safe: its bands are recentred at these marks.
+                    self.note_risk(account, asset);
+                    continue;
+                }
+                self.liquidate_account(journal, account, asset, events)?;
+                liquidated = true;
+                self.refresh_liquidation_index();
+                candidates.extend(self.crossed(asset, Some(account)));
+            }
+            if !liquidated {
+                self.refresh_liquidation_index();
+                return Ok(());
+            }
+        }
+    }
+
+    /// The cross passes by scanning every holder of the asset.
+    fn liquidate_scanned(
+        &mut self,
+        journal: &mut Journal,
+        asset: AssetIdx,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         loop {
             let accounts: BTreeSet<AccountId> = self
                 .settle_markets(asset)
@@ -77,15 +130,9 @@ impl Ledger {
                 liquidated = true;
             }
             if !liquidated {
-                break;
+                return Ok(());
             }
         }
-        // Isolated positions: each on its own, after the cross passes.
-        let markets: Vec<_> = self.settle_markets(asset).collect();
-        for m in markets {
-            self.liquidate_isolated(journal, m, events)?;
-        }
-        Ok(())
     }
 
     /// Liquidates `account`'s cross positions settled in `asset`: its open

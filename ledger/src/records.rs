@@ -910,8 +910,9 @@ impl Ledger {
         for (key, value) in records {
             parsed.add(key, value)?;
         }
-        let ledger = parsed.build(config)?;
+        let mut ledger = parsed.build(config)?;
         ledger.check_invariants().map_err(RecordError::Invariant)?;
+        ledger.note_every_position();
         Ok(ledger)
     }
 }
