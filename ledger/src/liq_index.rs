@@ -183,22 +183,65 @@ impl Ledger {
 
     /// Recomputes the bands of every dirty (account, asset).
     pub(crate) fn refresh_liquidation_index(&mut self) {
-        if self.liq.dirty.is_empty() {
-            return;
-        }
         let mut dirty = std::mem::take(&mut self.liq.dirty);
-        dirty.sort_unstable();
-        dirty.dedup();
-        for &(account, asset) in &dirty {
+        self.refresh_notes(&mut dirty);
+        // Keep the buffer's capacity.
+        dirty.clear();
+        if self.liq.dirty.is_empty() {
+            self.liq.dirty = dirty;
+        }
+    }
+
+    /// Recomputes the bands of the dirty notes, then adds to `candidates`
+    /// those of `asset` above `after` that are now crossed or always
+    /// checked (the refreshed accounts are the only ones whose status can
+    /// have changed while the marks stand still).
+    pub(crate) fn refresh_into(
+        &mut self,
+        asset: AssetIdx,
+        after: AccountId,
+        candidates: &mut BTreeSet<AccountId>,
+    ) {
+        let mut dirty = std::mem::take(&mut self.liq.dirty);
+        self.refresh_notes(&mut dirty);
+        for &(account, a) in &dirty {
+            if a == asset && account > after && self.is_crossed(asset, account) {
+                candidates.insert(account);
+            }
+        }
+        dirty.clear();
+        if self.liq.dirty.is_empty() {
+            self.liq.dirty = dirty;
+        }
+    }
+
+    /// Sorts, dedups and recomputes `notes`.
+    fn refresh_notes(&mut self, notes: &mut Vec<(AccountId, AssetIdx)>) {
+        notes.sort_unstable();
+        notes.dedup();
+        for &(account, asset) in notes.iter() {
             self.liq.remove(asset, account);
             if let Some(entry) = self.bands_of(account, asset) {
                 self.liq.insert(asset, account, entry);
             }
         }
-        // Keep the buffer's capacity.
-        dirty.clear();
-        if self.liq.dirty.is_empty() {
-            self.liq.dirty = dirty;
+    }
+
+    /// True if `account`'s entry in `asset` is always checked or has a band
+    /// crossed at the current marks.
+    fn is_crossed(&self, asset: AssetIdx, account: AccountId) -> bool {
+        match self.liq.entries.get(&(asset, account)) {
+            None => false,
+            Some(Entry::Always) => true,
+            Some(Entry::Bands(bands)) => bands.iter().any(|&(m, long, trigger)| {
+                self.markets[m as usize].mark_price().is_some_and(|mark| {
+                    if long {
+                        mark <= trigger
+                    } else {
+                        mark >= trigger
+                    }
+                })
+            }),
         }
     }
 
@@ -249,9 +292,8 @@ impl Ledger {
     }
 
     /// Accounts of `asset` whose band is crossed at the current marks, or
-    /// always checked, above `after` (all if `None`).
-    pub(crate) fn crossed(&self, asset: AssetIdx, after: Option<AccountId>) -> BTreeSet<AccountId> {
-        let above = |a: &AccountId| after.is_none_or(|c| *a > c);
+    /// always checked.
+    pub(crate) fn crossed(&self, asset: AssetIdx) -> BTreeSet<AccountId> {
         let mut out: BTreeSet<AccountId> = self
             .liq
             .always
@@ -259,21 +301,16 @@ impl Ledger {
             .into_iter()
             .flatten()
             .copied()
-            .filter(above)
             .collect();
         for m in self.settle_markets(asset) {
             let Some(mark) = self.markets[m as usize].mark_price() else {
                 continue;
             };
             if let Some(set) = self.liq.longs.get(&m) {
-                out.extend(set.range((mark, 0)..).map(|(_, a)| *a).filter(above));
+                out.extend(set.range((mark, 0)..).map(|(_, a)| *a));
             }
             if let Some(set) = self.liq.shorts.get(&m) {
-                out.extend(
-                    set.range(..=(mark, u64::MAX))
-                        .map(|(_, a)| *a)
-                        .filter(above),
-                );
+                out.extend(set.range(..=(mark, u64::MAX)).map(|(_, a)| *a));
             }
         }
         out

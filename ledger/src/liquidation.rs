@@ -78,7 +78,9 @@ impl Ledger {
     }
 
     /// The cross passes with the liquidation index (see `liq_index`): the
-    /// same accounts as `liquidate_scanned`, in the same order.
+    /// same accounts as `liquidate_scanned`, in the same order. After a
+    /// liquidation only the refreshed accounts can change status (the
+    /// marks stand still), so only they can join the pass.
     fn liquidate_indexed(
         &mut self,
         journal: &mut Journal,
@@ -87,7 +89,7 @@ impl Ledger {
     ) -> Result<(), Rejection> {
         loop {
             self.refresh_liquidation_index();
-            let mut candidates = self.crossed(asset, None);
+            let mut candidates = self.crossed(asset);
             let mut liquidated = false;
             while let Some(account) = candidates.pop_first() {
                 let risk = self.group_risk(account, asset).ok_or_else(overflow)?;
@@ -98,8 +100,7 @@ impl Ledger {
                 }
                 self.liquidate_account(journal, account, asset, events)?;
                 liquidated = true;
-                self.refresh_liquidation_index();
-                candidates.extend(self.crossed(asset, Some(account)));
+                self.refresh_into(asset, account, &mut candidates);
             }
             if !liquidated {
                 self.refresh_liquidation_index();
