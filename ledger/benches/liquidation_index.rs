@@ -137,7 +137,9 @@ fn sizes() -> Vec<u64> {
     // A benchmark binary, not the engine: its sizes come from the caller.
     #[allow(clippy::disallowed_methods)]
     let text = std::env::var("LIQ_BENCH_SIZES").unwrap_or_else(|_| "100000,1000000".into());
-    text.split(',').filter_map(|s| s.trim().parse().ok()).collect()
+    text.split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect()
 }
 
 fn liquidation_index(c: &mut Criterion) {

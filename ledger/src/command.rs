@@ -505,6 +505,22 @@ crate::wire::define_commands! {
         interest_rate: Decimal,
         clamp_rate: Decimal,
     }
+    /// Creates an inverse (coin-margined) perpetual (`expiry_ms` 0) or
+    /// dated future (`expiry_ms` > 0, settled as `CreateDatedFuture`'s,
+    /// with `delivery_fee_rate`; 0 for a perpetual) with the parameters of
+    /// `market`: sizes are contracts of `contract_value` quote units each
+    /// (a positive whole number, e.g. 100 USD), prices quote per base, and
+    /// value, PnL, margin, fees and funding are in the settle asset (the
+    /// base, e.g. BTC): a position of n contracts at price p is worth
+    /// −n × CV / p (rounded half to even to a settle minor unit), so a long
+    /// from e to p gains n × CV × (1/e − 1/p) (BitMEX, Binance COIN-M).
+    /// Needs cluster version 2.
+    37 => CreateInverseMarket {
+        market: CreateMarketSpec,
+        contract_value: Decimal,
+        expiry_ms: u64,
+        delivery_fee_rate: Decimal,
+    }
 }
 
 /// Most premium-index samples one `ApplyPremiumFunding` takes: an 8-hour

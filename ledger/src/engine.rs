@@ -475,6 +475,7 @@ impl Ledger {
             Command::ExerciseOption(c) => ledger.exercise_option(journal, c, now_ms, events),
             Command::ApplyOptionFunding(c) => ledger.apply_option_funding(journal, c, events),
             Command::ApplyPremiumFunding(c) => ledger.apply_premium_funding(journal, c, events),
+            Command::CreateInverseMarket(c) => ledger.create_inverse_market(c, events),
         })
     }
 

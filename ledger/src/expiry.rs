@@ -33,8 +33,11 @@
 //!      (or the ADL'd winners) exactly as in a liquidation;
 //!   3. every remaining position (client accounts in id order, then the
 //!      insurance fund's inventory) closes at the settlement price against
-//!      the PnL pool: realized PnL = size × price − cost; Σ realized equals
-//!      the pool, which ends at 0, so settlement is zero-sum;
+//!      the PnL pool: realized PnL = value at the price − cost; Σ realized
+//!      equals the pool, which ends at 0, so settlement is zero-sum (an
+//!      inverse market's values are rounded per position: the pool's
+//!      remainder, under one minor unit per position, goes to the insurance
+//!      fund);
 //!   4. each client position pays a delivery fee of ceil(|size| × price ×
 //!      rate) to `Fees`, at most what its balance (or isolated margin)
 //!      holds after its PnL (the insurance fund's inventory pays none);
@@ -49,7 +52,9 @@
 use rust_decimal::Decimal;
 
 use crate::amount;
-use crate::command::{AccountId, CreateDatedFuture, Event, Owner, PositionCause, SettleFuture};
+use crate::command::{
+    AccountId, CreateDatedFuture, CreateInverseMarket, Event, Owner, PositionCause, SettleFuture,
+};
 use crate::engine::{Ledger, reject};
 use crate::events::Events;
 use crate::journal::Journal;
@@ -90,6 +95,46 @@ impl Ledger {
             expiry_ms: c.expiry_ms,
             delivery_fee_rate,
             option: None,
+            inverse_contract_value: 0,
+        };
+        let market = self.new_market(&c.market, instrument)?;
+        self.push_market(market, events)
+    }
+
+    /// An inverse perpetual or dated future (see `Command::CreateInverseMarket`).
+    pub(crate) fn create_inverse_market(
+        &mut self,
+        c: &CreateInverseMarket,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
+        let cv = c.contract_value;
+        let whole = cv > Decimal::ZERO && cv.fract().is_zero();
+        let Some(contract_value) = whole.then(|| i128::try_from(cv.trunc()).ok()).flatten() else {
+            return Err(reject(RejectDetail::ContractValueNotWhole {
+                contract_value: cv,
+            }));
+        };
+        if !amount::in_range(contract_value) {
+            return Err(reject(RejectDetail::ContractValueNotWhole {
+                contract_value: cv,
+            }));
+        }
+        let rate = c.delivery_fee_rate;
+        let delivery_fee_rate = crate::perp::rate_units(rate, Field::DeliveryFeeRate)?;
+        let dated = c.expiry_ms > 0;
+        if !(0..RATE_ONE).contains(&delivery_fee_rate) || (!dated && delivery_fee_rate != 0) {
+            return Err(reject(RejectDetail::DeliveryFeeRateOutOfRange { rate }));
+        }
+        let instrument = Instrument {
+            kind: if dated {
+                InstrumentKind::DatedFuture
+            } else {
+                InstrumentKind::Perpetual
+            },
+            expiry_ms: c.expiry_ms,
+            delivery_fee_rate,
+            option: None,
+            inverse_contract_value: contract_value,
         };
         let market = self.new_market(&c.market, instrument)?;
         self.push_market(market, events)
@@ -131,7 +176,7 @@ impl Ledger {
     /// options have their own funding, `ApplyOptionFunding`).
     pub(crate) fn check_funded(&self, m: MarketIdx) -> Result<(), Rejection> {
         let market = &self.markets[m as usize];
-        if !market.instrument.is_perpetual() {
+        if !market.instrument.takes_funding() {
             return Err(reject(RejectDetail::NoFundingForDatedFuture {
                 market: market.symbol.clone(),
             }));
@@ -151,7 +196,7 @@ impl Ledger {
         if market.instrument.kind != InstrumentKind::DatedFuture {
             return Err(reject(RejectDetail::NotDatedFuture {
                 market: market.symbol.clone(),
-                kind: market.instrument.kind.as_str().to_string(),
+                kind: market.kind_name().to_string(),
             }));
         }
         self.check_settleable(m, now_ms)?;
@@ -242,11 +287,19 @@ impl Ledger {
             self.close_at_settlement(journal, m, close_price, events)?;
         self.move_pool(journal, m, -realized, events)?;
         let pool = self.markets[m as usize].state.pool;
-        assert!(
-            pool == 0,
-            "invariant broken: pool {pool} after settling every position"
-        );
         let settle = self.markets[m as usize].settle;
+        if self.markets[m as usize].instrument.is_inverse() {
+            // Inverse values are rounded per position, so they need not
+            // sum to zero: the pool's remainder (under one minor unit per
+            // position, either sign) is the insurance fund's.
+            self.move_pool(journal, m, -pool, events)?;
+            self.post(journal, Owner::Insurance, settle, pool, events)?;
+        } else {
+            assert!(
+                pool == 0,
+                "invariant broken: pool {pool} after settling every position"
+            );
+        }
         self.post(journal, Owner::Fees, settle, fees, events)?;
         self.state_mut(journal, m).settlement = Some(settlement);
         events.emit(|| Event::Settlement {

@@ -95,7 +95,11 @@ fn check_instrument(market: &Market) -> Result<(), String> {
     let i = &market.instrument;
     match i.kind {
         InstrumentKind::Perpetual => {
-            if i.expiry_ms != 0 || i.delivery_fee_rate != 0 || market.state.settlement.is_some() {
+            if i.expiry_ms != 0
+                || i.delivery_fee_rate != 0
+                || market.state.settlement.is_some()
+                || i.option.is_some()
+            {
                 return Err(format!("perpetual {name} has dated-future terms"));
             }
         }
@@ -108,6 +112,9 @@ fn check_instrument(market: &Market) -> Result<(), String> {
             }
         }
         kind => check_option_terms(market, kind)?,
+    }
+    if i.inverse_contract_value < 0 || (i.is_inverse() && i.option.is_some()) {
+        return Err(format!("market {name} has a bad contract value"));
     }
     if let Some(price) = market.state.settlement {
         if price <= 0 || !in_range(price) {
@@ -162,7 +169,9 @@ fn check_position(market: &Market, who: &str, p: Position) -> Result<(), String>
             "{who} position in {name} is not a multiple of the step"
         ));
     }
-    if p.cost != 0 && (p.size == 0 || (p.cost > 0) != (p.size > 0)) {
+    // An inverse position's value (and cost) has the opposite sign.
+    let same_sign = (p.cost > 0) == (p.size > 0);
+    if p.cost != 0 && (p.size == 0 || same_sign == market.instrument.is_inverse()) {
         return Err(format!(
             "{who} position in {name} has size {} but cost {}",
             p.size, p.cost

@@ -24,8 +24,10 @@
 //!
 //! Always checked (the `always` set of the asset): accounts whose slack is
 //! at most k (already at or near maintenance), accounts holding an option
-//! (its margin moves with the underlying index, another market's mark),
-//! and any whose numbers overflow.
+//! (its margin moves with the underlying index, another market's mark) or
+//! an inverse position (its value is not linear in the price, so the loss
+//! per price unit is not bounded by the value of one unit), and any whose
+//! numbers overflow.
 //!
 //! Staleness: every write of a client balance, position or isolated margin
 //! notes (account, asset) dirty (a `Vec` push); `refresh` recomputes the
@@ -254,7 +256,11 @@ impl Ledger {
         if risk.positions.is_empty() {
             return None;
         }
-        if risk.positions.iter().any(|p| self.is_option(p.market)) {
+        let nonlinear = |m: MarketIdx| {
+            let instrument = &self.markets[m as usize].instrument;
+            instrument.option.is_some() || instrument.is_inverse()
+        };
+        if risk.positions.iter().any(|p| nonlinear(p.market)) {
             return Some(Entry::Always);
         }
         let k = risk.positions.len() as i128;

@@ -193,12 +193,27 @@ pub(crate) struct Instrument {
     pub delivery_fee_rate: i128,
     /// An option's terms (`None` for a perpetual or a dated future).
     pub option: Option<OptionTerms>,
+    /// An inverse (coin-margined) perpetual or dated future: the contract
+    /// value in quote units (a whole number, e.g. 100 USD); 0 for a linear
+    /// market. See [`Market::value`].
+    pub inverse_contract_value: i128,
 }
 
 impl Instrument {
-    /// True for the default (perpetual) terms, which have no record.
+    /// True for the default terms (a linear perpetual), which have no
+    /// record.
     pub fn is_perpetual(&self) -> bool {
+        *self == Instrument::default()
+    }
+
+    /// True for a perpetual future (linear or inverse): it takes funding.
+    pub fn takes_funding(&self) -> bool {
         self.kind == InstrumentKind::Perpetual
+    }
+
+    /// True for an inverse market.
+    pub fn is_inverse(&self) -> bool {
+        self.inverse_contract_value != 0
     }
 }
 
@@ -288,12 +303,47 @@ pub(crate) struct PositionRisk {
 }
 
 impl Market {
-    /// `size * price` in settle minor units (exact; `None` on overflow).
+    /// The value of `size` at `price` in settle minor units: linear,
+    /// `size * price` (exact); inverse, `−size × contract value / price`
+    /// rounded half to even (a long of n contracts of CV quote each is, in
+    /// the base asset, a short of n × CV / price: its PnL from entry e to
+    /// p is n × CV × (1/e − 1/p) = value(p) − value(e)). `None` on
+    /// overflow (or a non-positive inverse price).
     pub fn value(&self, size: i128, price: i128) -> Option<i128> {
+        if self.instrument.is_inverse() {
+            if price <= 0 {
+                return None;
+            }
+            return mul_div(
+                size.checked_neg()?,
+                self.inverse_numerator()?,
+                price,
+                Round::HalfEven,
+            );
+        }
         let shift = self
             .settle_scale
             .checked_sub(self.size_scale + self.price_scale)?;
         size.checked_mul(price)?.checked_mul(pow10(shift)?)
+    }
+
+    /// The instrument's stable name (`InstrumentKind::as_str`, or
+    /// `inverse_perpetual` / `inverse_dated_future`).
+    pub fn kind_name(&self) -> &'static str {
+        match (self.instrument.is_inverse(), self.instrument.kind) {
+            (true, InstrumentKind::Perpetual) => "inverse_perpetual",
+            (true, InstrumentKind::DatedFuture) => "inverse_dated_future",
+            (_, kind) => kind.as_str(),
+        }
+    }
+
+    /// An inverse market's `CV × 10^(settle scale + price scale − size
+    /// scale)`: `value = −size × this / price` in minor units.
+    pub fn inverse_numerator(&self) -> Option<i128> {
+        let k = (self.settle_scale + self.price_scale).checked_sub(self.size_scale)?;
+        self.instrument
+            .inverse_contract_value
+            .checked_mul(pow10(k)?)
     }
 
     /// The tier whose floor is the highest one at or below `notional`.

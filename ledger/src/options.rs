@@ -232,10 +232,10 @@ impl Ledger {
             }));
         };
         let underlying = &self.markets[u as usize];
-        if underlying.instrument.kind.is_option() {
+        if underlying.instrument.kind.is_option() || underlying.instrument.is_inverse() {
             return Err(reject(RejectDetail::UnderlyingNotIndex {
                 underlying: underlying.symbol.clone(),
-                kind: underlying.instrument.kind.as_str().to_string(),
+                kind: underlying.kind_name().to_string(),
             }));
         }
         let spec = CreateMarket {
@@ -274,6 +274,7 @@ impl Ledger {
             expiry_ms: c.expiry_ms,
             delivery_fee_rate,
             option: Some(terms),
+            inverse_contract_value: 0,
         };
         let market = self.new_market(&spec, instrument)?;
         if market.price_scale < terms.underlying_price_scale {

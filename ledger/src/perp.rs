@@ -144,6 +144,19 @@ impl Ledger {
             return Decimal::ZERO;
         }
         let out_scale = market.price_scale + DERIVED_PRICE_EXTRA_DECIMALS;
+        if market.instrument.is_inverse() {
+            // value = −size × N / price (N = `inverse_numerator`, at the
+            // tick's scale): price = −size × N / value, shown at out_scale.
+            if value == 0 {
+                return Decimal::ZERO;
+            }
+            return market
+                .inverse_numerator()
+                .and_then(|n| size.checked_neg()?.checked_mul(n))
+                .and_then(|num| scaled_ratio(num, value, i64::from(DERIVED_PRICE_EXTRA_DECIMALS)))
+                .and_then(|units| Decimal::try_from_i128_with_scale(units, out_scale).ok())
+                .unwrap_or(Decimal::ZERO);
+        }
         // price = value / 10^s / (size / 10^ss) = value * 10^(ss - s) / size.
         let k =
             i64::from(market.size_scale) - i64::from(market.settle_scale) + i64::from(out_scale);
@@ -748,7 +761,17 @@ impl Ledger {
             uncollected: 0,
         };
         for (holder, position) in holders {
-            let value = mk.value(position.size, price).ok_or_else(overflow)?;
+            // Linear: value × num / den, exact before the one rounding, and
+            // the values of all holders sum to zero. Inverse: the signed
+            // base notional size × N / price (a long's, positive), again
+            // one rounding of an exact quotient summing to zero.
+            let (value, den) = if mk.instrument.is_inverse() {
+                let n = mk.inverse_numerator().ok_or_else(overflow)?;
+                let value = position.size.checked_mul(n).ok_or_else(overflow)?;
+                (value, den.checked_mul(price).ok_or_else(overflow)?)
+            } else {
+                (mk.value(position.size, price).ok_or_else(overflow)?, den)
+            };
             // owed > 0: the holder pays (long with a positive rate).
             let owed_round = if (value > 0) == (num > 0) {
                 Round::Up

@@ -46,7 +46,8 @@ pub struct MarketView {
     pub mark_price: Option<Decimal>,
     pub mark_time_ms: Option<u64>,
     pub last_funding_time_ms: Option<u64>,
-    /// `perpetual`, `dated_future`, `call`, `put`, `perpetual_call` or
+    /// `perpetual`, `dated_future`, `inverse_perpetual`,
+    /// `inverse_dated_future`, `call`, `put`, `perpetual_call` or
     /// `perpetual_put`.
     pub kind: &'static str,
     /// A dated future's expiry (leader time ms); 0 for a perpetual.
@@ -59,6 +60,8 @@ pub struct MarketView {
     /// An option's underlying market (its index) and strike.
     pub underlying: Option<String>,
     pub strike: Option<Decimal>,
+    /// An inverse market's contract value (quote units per contract).
+    pub contract_value: Option<Decimal>,
 }
 
 /// A market's exposure: open interest, long and short totals, and what
@@ -165,7 +168,7 @@ impl Ledger {
                 .map(|mark| to_decimal(mark.price, market.price_scale)),
             mark_time_ms: market.state.mark.map(|mark| mark.time_ms),
             last_funding_time_ms: market.state.last_funding_ms,
-            kind: market.instrument.kind.as_str(),
+            kind: market.kind_name(),
             expiry_ms: market.instrument.expiry_ms,
             delivery_fee_rate: rate(market.instrument.delivery_fee_rate),
             settlement_price: market
@@ -180,6 +183,9 @@ impl Ledger {
                 .instrument
                 .option
                 .map(|o| to_decimal(o.strike, o.underlying_price_scale)),
+            contract_value: market.instrument.is_inverse().then(|| {
+                Decimal::from_i128_with_scale(market.instrument.inverse_contract_value, 0)
+            }),
         }
     }
 

@@ -20,7 +20,7 @@
 //! | IngestFailure| `0A` string topic, `u32` partition, `u64` offset | string command id, string code, string message |
 //! | Pair    | `0B` pair symbol bytes                           | string base, string quote, `u8` size scale, `u8` price scale, `i128` min base amount (base minor units) |
 //! | Isolated| `0D` market symbol bytes, `00`, `u64` account id | `i128` isolated margin (settle minor units) |
-//! | Instrument | `0E` market symbol bytes                      | `u8` kind (1 dated future, 2 call, 3 put, 4 perpetual call, 5 perpetual put), `u64` expiry ms (0 for perpetual options), `i128` delivery fee rate (`* 10^8`), `u8` 0/1 then `i128` settlement price (tick units; an option's: the underlying's), options only: string underlying market symbol, `i128` strike (underlying tick units), `i128` IM rate, `i128` IM floor rate, `i128` MM rate, `i128` fee cap rate (rates `* 10^8`), `u64` funding period ms |
+//! | Instrument | `0E` market symbol bytes                      | `u8` kind (1 dated future, 2 call, 3 put, 4 perpetual call, 5 perpetual put), `u64` expiry ms (0 for perpetual options), `i128` delivery fee rate (`* 10^8`), `u8` 0/1 then `i128` settlement price (tick units; an option's: the underlying's), options only: string underlying market symbol, `i128` strike (underlying tick units), `i128` IM rate, `i128` IM floor rate, `i128` MM rate, `i128` fee cap rate (rates `* 10^8`), `u64` funding period ms; then `i128` inverse contract value (quote units; 0 linear; kind 0 has a record only when inverse) |
 //! | History | `0C` `u64` account id, `u64` sequence number      | `u64` log index, `u64` time ms, string command id, `u8` wallet, `i128` available delta, `i128` locked delta, `i128` available, `i128` locked, asset symbol bytes |
 //!
 //! Account settings (version 6; empty for the defaults `CreateAccount`
@@ -86,9 +86,9 @@
 //! build).
 //!
 //! Instrument records (cluster version 2) exist only for markets that are
-//! not perpetuals (a dated future): a perpetual is its market record alone,
+//! not linear perpetuals: a linear perpetual is its market record alone,
 //! exactly as release 0.1 wrote it, and an instrument record without its
-//! market record, or of a perpetual kind, is refused.
+//! market record, or with a linear perpetual's terms, is refused.
 //!
 //! Every asset has its three system balance records; a client balance record
 //! exists once the account touched the asset (even if now zero). Closed
@@ -449,6 +449,7 @@ fn instrument_value(value: &mut Vec<u8>, market: &Market, underlying_symbol: &st
         value.put_i128(o.fee_cap_rate);
         value.put_u64(o.funding_period_ms);
     }
+    value.put_i128(instrument.inverse_contract_value);
 }
 
 /// The symbol of `market`'s underlying (empty if it has none).
@@ -466,11 +467,8 @@ type ParsedInstrument = (Instrument, Option<i128>, Option<String>);
 /// option's underlying symbol (its index and scale are resolved later).
 fn read_instrument(v: &mut Reader<'_>) -> Result<ParsedInstrument, String> {
     let tag = v.u8()?;
-    let kind = match InstrumentKind::from_tag(tag) {
-        Some(InstrumentKind::Perpetual) | None => {
-            return Err(format!("instrument kind {tag} has no record"));
-        }
-        Some(kind) => kind,
+    let Some(kind) = InstrumentKind::from_tag(tag) else {
+        return Err(format!("unknown instrument kind {tag}"));
     };
     let expiry_ms = v.u64()?;
     let delivery_fee_rate = v.i128()?;
@@ -491,13 +489,18 @@ fn read_instrument(v: &mut Reader<'_>) -> Result<ParsedInstrument, String> {
     } else {
         (None, None)
     };
+    let inverse_contract_value = v.i128()?;
     v.finish()?;
     let instrument = Instrument {
         kind,
         expiry_ms,
         delivery_fee_rate,
         option,
+        inverse_contract_value,
     };
+    if instrument.is_perpetual() {
+        return Err("a linear perpetual has no instrument record".into());
+    }
     Ok((instrument, settlement, underlying))
 }
 

@@ -866,6 +866,11 @@ define_reject_details! {
     114 => ClampRateOutOfRange { rate: Decimal }
         => RejectCode::InvalidRate,
         "clamp rate {rate} outside [0, 1)";
+
+    // ----- inverse markets --------------------------------------------------
+    115 => ContractValueNotWhole { contract_value: Decimal }
+        => RejectCode::InvalidMarket,
+        "contract value {contract_value} must be a positive whole number of quote units";
 }
 
 /// A rejection's record encoding: `u8` reject code tag, then the detail.
@@ -1305,6 +1310,9 @@ mod tests {
             },
             PremiumSampleCount { count: u64::MAX },
             ClampRateOutOfRange { rate: d("-0.0005") },
+            ContractValueNotWhole {
+                contract_value: d("0.5"),
+            },
         ]
     }
 

@@ -118,8 +118,9 @@ impl Ledger {
     pub(crate) fn liquidation_price(&self, group: &GroupRisk, i: usize) -> Option<i128> {
         let held = group.positions.get(i)?;
         let market = &self.markets[held.market as usize];
-        // Options: not computed (their margin moves with the underlying).
-        if market.instrument.option.is_some() {
+        // Options (their margin moves with the underlying) and inverse
+        // markets (value is not linear in the price): not computed.
+        if market.instrument.option.is_some() || market.instrument.is_inverse() {
             return None;
         }
         let size = held.position.size;

@@ -685,6 +685,23 @@ mod tests {
                 funding_time_ms: 28_800_000,
             }
             .into(),
+            CreateInverseMarket {
+                market: CreateMarket {
+                    market: "BTCUSD-PERP".into(),
+                    base: "BTC".into(),
+                    settle_asset: "BTC".into(),
+                    tick_size: d("0.5"),
+                    step_size: d("1"),
+                    max_leverage: 100,
+                    brackets: vec![],
+                    liquidation_fee_rate: d("0.005"),
+                    funding_interval_ms: 28_800_000,
+                },
+                contract_value: d("100"),
+                expiry_ms: 0,
+                delivery_fee_rate: d("0"),
+            }
+            .into(),
             ApplyPremiumFunding {
                 market: "BTC-PERP".into(),
                 funding_time_ms: 28_800_000,

@@ -1,7 +1,8 @@
 //! Property tests over random histories of every instrument kind margined
 //! together in one USDT account: a perpetual (BTC-PERP, also the options'
 //! underlying index), a dated future, an expiring call and put and a
-//! perpetual call. Deposits, fills in every market at prices around its
+//! perpetual call; and, margined in BTC, an inverse perpetual and an
+//! inverse dated future (contracts of 100 USD). Deposits, fills in every market at prices around its
 //! mark (with fees, an option's capped), mark prices that random-walk and
 //! gap (liquidations of every kind, ADL, shortfalls), perp funding,
 //! perpetual-option funding (either sign of time value), the clock passing
@@ -31,8 +32,10 @@ const FUTURE: &str = "BTC-0327";
 const CALL: &str = "BTC-C-100";
 const PUT: &str = "BTC-P-100";
 const PERP_CALL: &str = "BTC-PC-100";
-const MARKETS: [&str; 5] = [PERP, FUTURE, CALL, PUT, PERP_CALL];
-const EXPIRING: [&str; 3] = [FUTURE, CALL, PUT];
+const INVERSE: &str = "BTCUSD-PERP";
+const INVERSE_FUTURE: &str = "BTCUSD-0327";
+const MARKETS: [&str; 7] = [PERP, FUTURE, CALL, PUT, PERP_CALL, INVERSE, INVERSE_FUTURE];
+const EXPIRING: [&str; 4] = [FUTURE, CALL, PUT, INVERSE_FUTURE];
 const ACCOUNTS: u64 = 5;
 const EXPIRY_MS: u64 = 12_000;
 const OPTION_INTERVAL_MS: u64 = 3_600_000;
@@ -50,7 +53,8 @@ enum Op {
     },
     /// Moves a mark by `ticks` (0.1 each).
     Mark(usize, i32),
-    Funding(i32),
+    /// A funding round of BTC-PERP (0) or the inverse perpetual (1).
+    Funding(usize, i32),
     OptionFunding,
     Wait(u64),
     /// Settles or exercises `EXPIRING[i]` at its reference moved by `ticks`.
@@ -61,15 +65,15 @@ fn op() -> impl Strategy<Value = Op> {
     let account = 1..=ACCOUNTS;
     prop_oneof![
         2 => (1..=ACCOUNTS, 100u64..2_000).prop_map(|(a, x)| Op::Deposit(a, x)),
-        12 => (0..5usize, account.clone(), 1..=ACCOUNTS, 1u32..=30_000, -30i32..=30, 0u32..=500_000)
+        14 => (0..7usize, account.clone(), 1..=ACCOUNTS, 1u32..=30_000, -30i32..=30, 0u32..=500_000)
             .prop_map(|(market, buyer, seller, lots, ticks, fee_micros)| Op::Fill {
                 market, buyer, seller, lots, ticks, fee_micros,
             }),
-        6 => (0..5usize, prop_oneof![8 => -20i32..=20, 2 => -200i32..=200]).prop_map(|(m, t)| Op::Mark(m, t)),
-        1 => (-100_000i32..=100_000).prop_map(Op::Funding),
+        7 => (0..7usize, prop_oneof![8 => -20i32..=20, 2 => -200i32..=200]).prop_map(|(m, t)| Op::Mark(m, t)),
+        1 => (0..2usize, -100_000i32..=100_000).prop_map(|(m, r)| Op::Funding(m, r)),
         1 => Just(Op::OptionFunding),
         3 => (0u64..3_000).prop_map(Op::Wait),
-        2 => (0..3usize, prop_oneof![1 => -30i32..=30, 3 => -400i32..=400]).prop_map(|(i, t)| Op::Expire(i, t)),
+        2 => (0..4usize, prop_oneof![1 => -30i32..=30, 3 => -400i32..=400]).prop_map(|(i, t)| Op::Expire(i, t)),
     ]
 }
 
@@ -90,8 +94,40 @@ fn moved(price: Decimal, ticks: i32) -> Decimal {
         .max(d("0.1"))
 }
 
+fn is_inverse(market: &str) -> bool {
+    market.starts_with("BTCUSD")
+}
+
+/// A price `ticks` ticks from `price` on `market`'s grid (inverse: 0.5 USD
+/// ticks, scaled ×100 so the moves matter at 20,000).
+fn moved_on(market: &str, price: Decimal, ticks: i32) -> Decimal {
+    if is_inverse(market) {
+        (price + Decimal::from(ticks) * d("50")).max(d("1000"))
+    } else {
+        moved(price, ticks)
+    }
+}
+
+/// A fill size on `market`'s grid: lots of 0.001, or whole contracts.
+fn size_on(market: &str, lots: u32) -> Decimal {
+    if is_inverse(market) {
+        Decimal::from(lots / 100 + 1)
+    } else {
+        Decimal::new(i64::from(lots), 3)
+    }
+}
+
+/// A fee in `market`'s settle asset (USDT 6 decimals, BTC 8).
+fn fee_on(market: &str, micros: u32) -> Decimal {
+    if is_inverse(market) {
+        Decimal::from_i128_with_scale(i128::from(micros / 1_000), 8)
+    } else {
+        usdt(i128::from(micros))
+    }
+}
+
 struct Clock {
-    funding_ms: u64,
+    funding_ms: [u64; 2],
     option_funding_ms: u64,
 }
 
@@ -105,25 +141,31 @@ fn command(h: &mut Harness, op: &Op, clock: &mut Clock) -> Command {
             lots,
             ticks,
             fee_micros,
-        } => Command::PerpFill(PerpFill {
-            market: MARKETS[market].into(),
-            buyer,
-            seller,
-            size: Decimal::new(i64::from(lots), 3),
-            price: moved(current_mark(h, MARKETS[market]), ticks),
-            buyer_fee: usdt(i128::from(fee_micros)),
-            seller_fee: usdt(i128::from(fee_micros / 2)),
-        }),
-        Op::Mark(market, ticks) => mark(
-            MARKETS[market],
-            &moved(current_mark(h, MARKETS[market]), ticks).to_string(),
-        ),
-        Op::Funding(rate_e8) => {
-            clock.funding_ms += FUNDING_INTERVAL_MS;
+        } => {
+            let symbol = MARKETS[market];
+            Command::PerpFill(PerpFill {
+                market: symbol.into(),
+                buyer,
+                seller,
+                size: size_on(symbol, lots),
+                price: moved_on(symbol, current_mark(h, symbol), ticks),
+                buyer_fee: fee_on(symbol, fee_micros),
+                seller_fee: fee_on(symbol, fee_micros / 2),
+            })
+        }
+        Op::Mark(market, ticks) => {
+            let symbol = MARKETS[market];
+            mark(
+                symbol,
+                &moved_on(symbol, current_mark(h, symbol), ticks).to_string(),
+            )
+        }
+        Op::Funding(market, rate_e8) => {
+            clock.funding_ms[market] += FUNDING_INTERVAL_MS;
             Command::ApplyFunding(ApplyFunding {
-                market: PERP.into(),
+                market: [PERP, INVERSE][market].into(),
                 rate: Decimal::new(i64::from(rate_e8), 8),
-                funding_time_ms: clock.funding_ms,
+                funding_time_ms: clock.funding_ms[market],
             })
         }
         Op::OptionFunding => {
@@ -143,10 +185,14 @@ fn command(h: &mut Harness, op: &Op, clock: &mut Clock) -> Command {
         Op::Expire(i, ticks) => {
             // The future settles at a price near its mark, the options are
             // exercised at an underlying price near the perp's mark.
-            let reference = if i == 0 { FUTURE } else { PERP };
-            let price = moved(current_mark(h, reference), ticks);
+            let reference = match i {
+                0 => FUTURE,
+                3 => INVERSE_FUTURE,
+                _ => PERP,
+            };
+            let price = moved_on(reference, current_mark(h, reference), ticks);
             let market = EXPIRING[i].into();
-            if i == 0 {
+            if i == 0 || i == 3 {
                 Command::SettleFuture(SettleFuture { market, price })
             } else {
                 Command::ExerciseOption(ExerciseOption { market, price })
@@ -189,8 +235,35 @@ fn setup() -> Harness {
     h.ok(option(CALL, true, EXPIRY_MS));
     h.ok(option(PUT, false, EXPIRY_MS));
     h.ok(option(PERP_CALL, true, 0));
+    h.ok(Command::CreateAsset(CreateAsset {
+        symbol: "BTC".into(),
+        scale: 8,
+    }));
+    for (symbol, expiry_ms) in [(INVERSE, 0), (INVERSE_FUTURE, EXPIRY_MS)] {
+        h.ok(Command::CreateInverseMarket(CreateInverseMarket {
+            market: CreateMarket {
+                market: symbol.into(),
+                base: "BTC".into(),
+                settle_asset: "BTC".into(),
+                tick_size: d("0.5"),
+                step_size: d("1"),
+                max_leverage: 20,
+                brackets: vec![bracket("0", "0.01", 20), bracket("2", "0.02", 10)],
+                liquidation_fee_rate: d("0.005"),
+                funding_interval_ms: FUNDING_INTERVAL_MS,
+            },
+            contract_value: d("100"),
+            expiry_ms,
+            delivery_fee_rate: d(if expiry_ms == 0 { "0" } else { "0.0005" }),
+        }));
+    }
     for account in 1..=ACCOUNTS {
         h.ok(deposit(account, "1000"));
+        h.ok(Command::Deposit(Deposit {
+            account,
+            asset: "BTC".into(),
+            amount: d("0.05"),
+        }));
     }
     for (market, price) in [
         (PERP, "100"),
@@ -198,10 +271,18 @@ fn setup() -> Harness {
         (CALL, "5"),
         (PUT, "5"),
         (PERP_CALL, "8"),
+        (INVERSE, "20000"),
+        (INVERSE_FUTURE, "20000"),
     ] {
         h.ok(mark(market, price));
     }
     h
+}
+
+/// The fee account's balance in `market`'s settle asset.
+fn fees_of(h: &Harness, market: &str) -> Decimal {
+    let asset = if is_inverse(market) { "BTC" } else { "USDT" };
+    h.balance(Owner::Fees, asset).0
 }
 
 /// A funding round (perp or option) is zero-sum up to its residue.
@@ -243,7 +324,7 @@ fn check_funding(events: &[Event]) -> Result<(), TestCaseError> {
 fn check_settlement(
     h: &Harness,
     events: &[Event],
-    fees_before: Decimal,
+    fees_before: [Decimal; 2],
 ) -> Result<Option<String>, TestCaseError> {
     let Some((market, realized, delivery_fees)) = events.iter().find_map(|e| match e {
         Event::Settlement {
@@ -268,7 +349,8 @@ fn check_settlement(
         })
         .sum();
     prop_assert_eq!(closes, realized);
-    prop_assert_eq!(h.usdt(Owner::Fees) - fees_before, delivery_fees);
+    let before = fees_before[usize::from(is_inverse(&market))];
+    prop_assert_eq!(fees_of(h, &market) - before, delivery_fees);
     let exposure = h.ledger.market_exposure(&market).expect("listed");
     prop_assert_eq!(exposure.open_interest, Decimal::ZERO);
     prop_assert_eq!(exposure.pnl_pool, Decimal::ZERO);
@@ -307,7 +389,7 @@ fn check_applied(h: &Harness, envelope: &Envelope, events: &[Event]) -> Result<(
 fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     let mut h = setup();
     let mut clock = Clock {
-        funding_ms: 0,
+        funding_ms: [0; 2],
         option_funding_ms: 0,
     };
     let mut envelopes: Vec<(Envelope, u64, ApplyResult)> = Vec::new();
@@ -315,7 +397,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
     for op in ops {
         let command = command(&mut h, op, &mut clock);
         let before = business_hash(&h.ledger);
-        let fees_before = h.usdt(Owner::Fees);
+        let fees_before = [fees_of(&h, PERP), fees_of(&h, INVERSE)];
         let (envelope, result) = h.send(command);
         envelopes.push((envelope.clone(), h.now_ms, result.clone()));
         if let Err(violation) = h.ledger.check_invariants() {
@@ -380,7 +462,7 @@ fn generator_covers_every_instrument_path() {
             .unwrap_or_default();
         let mut h = setup();
         let mut clock = Clock {
-            funding_ms: 0,
+            funding_ms: [0; 2],
             option_funding_ms: 0,
         };
         for op in &ops {
@@ -413,6 +495,15 @@ fn generator_covers_every_instrument_path() {
                             "exercise without payments"
                         }
                     }
+                    Event::Settlement { market, .. } if market == INVERSE_FUTURE => {
+                        "inverse settlement"
+                    }
+                    Event::Position {
+                        market,
+                        cause: PositionCause::Liquidation,
+                        ..
+                    } if is_inverse(market) => "inverse liquidation",
+                    Event::Funding { market, .. } if market == INVERSE => "inverse funding",
                     Event::Settlement { .. } => "future settlement",
                     _ => continue,
                 };
@@ -428,6 +519,9 @@ fn generator_covers_every_instrument_path() {
         "exercise with payments",
         "exercise without payments",
         "future settlement",
+        "inverse settlement",
+        "inverse liquidation",
+        "inverse funding",
     ] {
         assert!(
             seen.get(key).copied().unwrap_or(0) > 0,

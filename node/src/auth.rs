@@ -147,6 +147,7 @@ pub fn command_right(command: &Command) -> Right {
         | Command::CreatePair(_)
         | Command::CreateDatedFuture(_)
         | Command::CreateOption(_)
+        | Command::CreateInverseMarket(_)
         | Command::SetDedupWindow(_) => Right::Configure,
     }
 }
