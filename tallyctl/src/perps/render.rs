@@ -100,6 +100,28 @@ pub fn event_text(kind: &event::Kind) -> Option<String> {
             "SHORTFALL: account {} left at -{} {} (insurance and auto-deleveraging exhausted)",
             e.account, e.amount, e.asset
         ),
+        Kind::Settlement(e) => format!(
+            "{} settled at {} ({} ms): {} positions closed, realized {}, delivery fees {}",
+            e.market, e.price, e.time_ms, e.positions, e.realized, e.delivery_fees
+        ),
+        Kind::OptionFunding(e) => format!(
+            "option funding {} at {} ms: mark {}, underlying {}, time value {} for {} of {} ms: paid {}, received {}, residue {} to insurance, uncollected {}",
+            e.market,
+            e.funding_time_ms,
+            e.mark_price,
+            e.underlying_price,
+            e.time_value,
+            e.elapsed_ms,
+            e.period_ms,
+            e.paid,
+            e.received,
+            e.residue,
+            e.uncollected
+        ),
+        Kind::FundingRate(e) => format!(
+            "funding rate of {} from {} premium samples: premium index {}, interest {}, clamp {}: rate {}",
+            e.market, e.samples, e.premium_index, e.interest_rate, e.clamp_rate, e.rate
+        ),
         _ => return None,
     };
     Some(text)
@@ -150,6 +172,23 @@ pub fn event_json(kind: &event::Kind) -> Option<Value> {
         }),
         Kind::Shortfall(e) => json!({
             "type": "shortfall", "account": e.account, "asset": e.asset, "amount": e.amount,
+        }),
+        Kind::Settlement(e) => json!({
+            "type": "settlement", "market": e.market, "price": e.price,
+            "time_ms": e.time_ms, "positions": e.positions, "realized": e.realized,
+            "delivery_fees": e.delivery_fees,
+        }),
+        Kind::OptionFunding(e) => json!({
+            "type": "option_funding", "market": e.market,
+            "funding_time_ms": e.funding_time_ms, "mark_price": e.mark_price,
+            "underlying_price": e.underlying_price, "time_value": e.time_value,
+            "elapsed_ms": e.elapsed_ms, "period_ms": e.period_ms, "paid": e.paid,
+            "received": e.received, "residue": e.residue, "uncollected": e.uncollected,
+        }),
+        Kind::FundingRate(e) => json!({
+            "type": "funding_rate", "market": e.market, "samples": e.samples,
+            "premium_index": e.premium_index, "interest_rate": e.interest_rate,
+            "clamp_rate": e.clamp_rate, "rate": e.rate,
         }),
         _ => return None,
     };
