@@ -239,8 +239,13 @@ impl Cluster {
 
     /// Starts `n` nodes (ids 1..=n) running `bin` and initializes them as voters.
     pub async fn start_on(n: u64, extra_args: &[&str], bin: PathBuf) -> Cluster {
-        let mut c =
-            Cluster::unstarted(extra_args, BTreeMap::new(), BTreeMap::new(), false, Some(bin));
+        let mut c = Cluster::unstarted(
+            extra_args,
+            BTreeMap::new(),
+            BTreeMap::new(),
+            false,
+            Some(bin),
+        );
         c.init_nodes(n).await;
         c
     }

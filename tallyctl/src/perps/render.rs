@@ -215,7 +215,39 @@ pub fn market_json(m: &pb::Market) -> Value {
         "mark_price": none_if_empty(&m.mark_price),
         "mark_time_ms": (!m.mark_price.is_empty()).then_some(m.mark_time_ms),
         "last_funding_time_ms": m.funded.then_some(m.last_funding_time_ms),
+        "kind": none_if_empty(&m.kind),
+        "expiry_ms": (m.expiry_ms != 0).then_some(m.expiry_ms),
+        "delivery_fee_rate": none_if_empty(&m.delivery_fee_rate),
+        "settlement_price": none_if_empty(&m.settlement_price),
+        "underlying": none_if_empty(&m.underlying),
+        "strike": none_if_empty(&m.strike),
+        "contract_value": none_if_empty(&m.contract_value),
     })
+}
+
+/// The instrument line of a non-perpetual market (empty for a linear
+/// perpetual or an older server).
+fn instrument_line(m: &pb::Market) -> String {
+    if m.kind.is_empty() || m.kind == "perpetual" {
+        return String::new();
+    }
+    let mut parts = vec![m.kind.clone()];
+    if m.expiry_ms != 0 {
+        parts.push(format!("expires {} ms", m.expiry_ms));
+    }
+    if !m.underlying.is_empty() {
+        parts.push(format!("on {} strike {}", m.underlying, m.strike));
+    }
+    if !m.contract_value.is_empty() {
+        parts.push(format!("contract value {}", m.contract_value));
+    }
+    if !m.delivery_fee_rate.is_empty() && m.delivery_fee_rate != "0" {
+        parts.push(format!("delivery fee {}", m.delivery_fee_rate));
+    }
+    if !m.settlement_price.is_empty() {
+        parts.push(format!("SETTLED at {}", m.settlement_price));
+    }
+    format!("\n  {}", parts.join("  "))
 }
 
 fn market_lines(m: &pb::Market) -> String {
@@ -246,6 +278,7 @@ fn market_lines(m: &pb::Market) -> String {
             "-".to_string()
         },
     );
+    out.push_str(&instrument_line(m));
     let rows: Vec<Vec<String>> = m
         .brackets
         .iter()
