@@ -329,7 +329,8 @@ impl Ledger {
         // Each pass liquidates one holder, which then holds no position
         // here: at most one pass per holder (each a scan of the holders),
         // plus the last.
-        loop {
+        let holders = self.markets[m as usize].positions.len();
+        for _ in 0..=holders {
             let Some((account, isolated)) = self.first_unabsorbed(m, price)? else {
                 return Ok(());
             };
@@ -340,7 +341,12 @@ impl Ledger {
             } else {
                 self.liquidate_account(journal, account, settle, events)?;
             }
+            assert!(
+                !self.markets[m as usize].positions.contains_key(&account),
+                "invariant broken: account {account} still holds a position after its liquidation"
+            );
         }
+        panic!("invariant broken: settlement liquidated more holders than the market had")
     }
 
     /// The first holder of `m` (account order) whose balance (collateral
