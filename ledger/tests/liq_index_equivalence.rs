@@ -1,7 +1,8 @@
 //! The liquidation index changes no result: twin ledgers, one with the
 //! index (the default) and one scanning every holder at each mark price
 //! (`set_liquidation_index(false)`), apply the same random histories
-//! (fills in two perpetuals, a dated future and an option, some positions
+//! (fills in two perpetuals, a dated future, an option and an inverse
+//! perpetual, some positions
 //! isolated, deposits, withdrawals, insurance top-ups, funding, mark prices
 //! that walk and gap, so liquidations cascade through ADL across markets)
 //! and must return identical results, events included, and identical state
@@ -18,7 +19,7 @@ use common::*;
 use proptest::prelude::*;
 use tally_ledger::*;
 
-const MARKETS: [&str; 4] = ["BTC-PERP", "ETH-PERP", "BTC-0327", "BTC-C-100"];
+const MARKETS: [&str; 5] = ["BTC-PERP", "ETH-PERP", "BTC-0327", "BTC-C-100", "USD-INV"];
 const ACCOUNTS: u64 = 6;
 
 #[derive(Clone, Debug)]
@@ -44,9 +45,9 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         2 => (1..=ACCOUNTS, 100u64..2_000).prop_map(|(a, x)| Op::Deposit(a, x)),
         1 => (1..=ACCOUNTS, 1u64..2_000).prop_map(|(a, x)| Op::Withdraw(a, x)),
-        12 => (0..4usize, 1..=ACCOUNTS, 1..=ACCOUNTS, 1u32..=120_000, -40i32..=40)
+        12 => (0..5usize, 1..=ACCOUNTS, 1..=ACCOUNTS, 1u32..=120_000, -40i32..=40)
             .prop_map(|(market, buyer, seller, lots, ticks)| Op::Fill { market, buyer, seller, lots, ticks }),
-        7 => (0..4usize, prop_oneof![5 => -40i32..=40, 5 => -450i32..=450]).prop_map(|(m, t)| Op::Mark(m, t)),
+        7 => (0..5usize, prop_oneof![5 => -40i32..=40, 5 => -450i32..=450]).prop_map(|(m, t)| Op::Mark(m, t)),
         1 => (0..2usize, -100_000i32..=100_000).prop_map(|(m, r)| Op::Funding(m, r)),
         1 => (1..=ACCOUNTS, 1u64..200).prop_map(|(a, x)| Op::Insurance(a, x)),
         1 => (1..=ACCOUNTS, 0..2usize, prop::bool::ANY).prop_map(|(a, m, i)| Op::Isolate(a, m, i)),
@@ -81,13 +82,22 @@ fn command(h: &Harness, op: &Op, funding_ms: &mut [u64; 2]) -> Option<Command> {
             seller,
             lots,
             ticks,
-        } => perp_fill(
-            MARKETS[market],
-            buyer,
-            seller,
-            &Decimal::new(i64::from(lots), 3).to_string(),
-            &moved(current_mark(h, MARKETS[market]), ticks).to_string(),
-        ),
+        } => {
+            // The inverse market trades whole contracts (of 1 USDT-quote
+            // each, settled in USDT, at prices near 100).
+            let size = if market == 4 {
+                Decimal::from(lots / 10 + 1)
+            } else {
+                Decimal::new(i64::from(lots), 3)
+            };
+            perp_fill(
+                MARKETS[market],
+                buyer,
+                seller,
+                &size.to_string(),
+                &moved(current_mark(h, MARKETS[market]), ticks).to_string(),
+            )
+        }
         Op::Mark(market, ticks) => mark(
             MARKETS[market],
             &moved(current_mark(h, MARKETS[market]), ticks).to_string(),
@@ -143,6 +153,18 @@ fn setup(indexed: bool) -> Harness {
         funding_interval_ms: FUNDING_INTERVAL_MS,
         funding_period_ms: FUNDING_INTERVAL_MS,
     }));
+    let Command::CreateMarket(spec) = market_command("USD-INV") else {
+        unreachable!("market_command builds a CreateMarket")
+    };
+    h.ok(Command::CreateInverseMarket(CreateInverseMarket {
+        market: CreateMarket {
+            step_size: d("1"),
+            ..spec
+        },
+        contract_value: d("100"),
+        expiry_ms: 0,
+        delivery_fee_rate: d("0"),
+    }));
     for account in 1..=ACCOUNTS {
         h.ok(deposit(account, "1000"));
     }
@@ -151,6 +173,7 @@ fn setup(indexed: bool) -> Harness {
         ("ETH-PERP", "100"),
         ("BTC-0327", "100"),
         ("BTC-C-100", "6"),
+        ("USD-INV", "100"),
     ] {
         h.ok(mark(market, price));
     }
