@@ -84,6 +84,12 @@ fn inverse_perpetual_pnl_and_funding_are_in_base_units() {
     h.ok(mark(PERP, "21000"));
     assert_eq!(btc_margin(&h, 1).unrealized_pnl, d("0.23809524"));
     assert_eq!(btc_margin(&h, 2).unrealized_pnl, d("-0.23809524"));
+    // Delta-equivalent exposure in BTC: 100,000 USD / 21,000 = 4.76190476.
+    let delta = h.ledger.delta_exposure(1).expect("known account");
+    assert_eq!(
+        (delta[0].underlying.as_str(), delta[0].futures_delta),
+        ("BTC", d("4.76190476"))
+    );
     // Funding +0.01% at 21,000: the long pays its base notional × rate:
     // 100,000 / 21,000 × 0.0001 = 0.00047619047.. BTC, 0.00047620 (debit
     // rounded up); Bob receives 0.00047619; 1 satoshi residue to the fund.

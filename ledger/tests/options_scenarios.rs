@@ -437,3 +437,30 @@ fn bad_option_terms_are_refused_and_change_nothing() {
         RejectCode::NoMarkPrice,
     );
 }
+
+#[test]
+fn delta_equivalent_exposure_per_underlying_is_exact_for_futures_and_bounded_for_options() {
+    let mut h = option_harness();
+    for account in [1, 2, 3] {
+        h.ok(deposit(account, "100000"));
+    }
+    h.ok(mark(CALL, "500"));
+    h.ok(mark(PUT, "300"));
+    // Alice (1): long 0.5 BTC-PERP, long 2 calls, short 1 put (from Bob).
+    h.ok(perp_fill("BTC-PERP", 1, 2, "0.5", "30000"));
+    h.ok(perp_fill(CALL, 1, 2, "2", "500"));
+    h.ok(perp_fill(PUT, 2, 1, "1", "300"));
+    let alice = h.ledger.delta_exposure(1).expect("known account");
+    assert_eq!(alice.len(), 1);
+    let btc = &alice[0];
+    assert_eq!(btc.underlying, "BTC");
+    assert_eq!(btc.futures_delta, d("0.5"));
+    // Calls add [0, 2], the short put [0, 1]: delta in [0.5, 3.5].
+    assert_eq!((btc.delta_low, btc.delta_high), (d("0.5"), d("3.5")));
+    assert_eq!((btc.long_calls, btc.short_puts), (d("2"), d("1")));
+    // Bob is the mirror image: [-3.5, -0.5].
+    let bob = &h.ledger.delta_exposure(2).expect("known account")[0];
+    assert_eq!((bob.delta_low, bob.delta_high), (d("-3.5"), d("-0.5")));
+    assert_eq!(h.ledger.delta_exposure(3), Some(Vec::new()));
+    assert_eq!(h.ledger.delta_exposure(99), None);
+}
