@@ -349,6 +349,17 @@ async fn derivatives_through_the_client_and_tallyctl_are_replicated_identically(
     // Alice: 100,000 + 1,000 − 15.5 (future) − 1,000 + 3,000 (call) − 270
     // (perpetual call premium) − 90 (its funding) − 5.4999 (perp funding).
     assert_eq!(available(&c, 1, "USDT").await, "102619.000100");
+    // Delta-equivalent exposure: the perp long 1 exactly, the perpetual
+    // call long 3 as [0, 3].
+    let delta = ok(e, &["delta", "1"]);
+    assert_eq!(
+        (
+            &delta["exposures"][0]["delta_low"],
+            &delta["exposures"][0]["delta_high"]
+        ),
+        (&Value::from("1.000"), &Value::from("4.000")),
+        "{delta}"
+    );
     let hash = cluster.wait_converged(Duration::from_secs(30)).await;
     let hashes = cluster.state_hashes(index).await;
     assert_eq!(hashes.len(), 3);

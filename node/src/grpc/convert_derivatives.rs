@@ -146,6 +146,20 @@ pub fn event(event: &ledger::Event) -> Option<pb::event::Kind> {
     })
 }
 
+/// A delta-exposure view as the gRPC message.
+pub fn delta_to_pb(v: &ledger::DeltaView) -> pb::DeltaExposure {
+    pb::DeltaExposure {
+        underlying: v.underlying.clone(),
+        futures_delta: v.futures_delta.to_string(),
+        delta_low: v.delta_low.to_string(),
+        delta_high: v.delta_high.to_string(),
+        long_calls: v.long_calls.to_string(),
+        short_calls: v.short_calls.to_string(),
+        long_puts: v.long_puts.to_string(),
+        short_puts: v.short_puts.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -198,6 +198,15 @@ pub enum PerpsCmd {
         read: ReadArgs,
     },
 
+    /// Show an account's delta-equivalent exposure per underlying (exact
+    /// for perpetuals and futures, a model-free range for options).
+    Delta {
+        /// Account id.
+        account: u64,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+
     /// Show a market's exposure and the accounts closest to liquidation.
     Exposure {
         /// Market symbol.

@@ -507,6 +507,49 @@ pub fn exposure_json(e: &GetExposureResponse, at_risk: &[pb::Margin]) -> Value {
     })
 }
 
+/// `delta ACCOUNT`: one line per underlying.
+pub fn delta_text(r: &pb::GetDeltaExposureResponse) -> String {
+    if r.exposures.is_empty() {
+        return format!("account {}: no positions", r.account);
+    }
+    let lines: Vec<String> = r
+        .exposures
+        .iter()
+        .map(|d| {
+            format!(
+                "account {} {}: delta in [{}, {}] (futures {}; calls +{} -{}, puts +{} -{})",
+                r.account,
+                d.underlying,
+                d.delta_low,
+                d.delta_high,
+                d.futures_delta,
+                d.long_calls,
+                d.short_calls,
+                d.long_puts,
+                d.short_puts
+            )
+        })
+        .collect();
+    lines.join("\n")
+}
+
+pub fn delta_json(r: &pb::GetDeltaExposureResponse) -> Value {
+    json!({
+        "account": r.account,
+        "exposures": r.exposures.iter().map(|d| json!({
+            "underlying": d.underlying,
+            "futures_delta": d.futures_delta,
+            "delta_low": d.delta_low,
+            "delta_high": d.delta_high,
+            "long_calls": d.long_calls,
+            "short_calls": d.short_calls,
+            "long_puts": d.long_puts,
+            "short_puts": d.short_puts,
+        })).collect::<Vec<_>>(),
+        "applied_index": r.applied_index,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

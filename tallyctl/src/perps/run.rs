@@ -115,6 +115,17 @@ pub async fn run(client: &Client, cmd: PerpsCmd) -> Outcome {
             )
             .await
         }
+        PerpsCmd::Delta { account, read } => {
+            run_read(
+                &read,
+                |o| client.delta_exposure(account, o),
+                |r| Outcome::Ok {
+                    text: render::delta_text(&r),
+                    json: render::delta_json(&r),
+                },
+            )
+            .await
+        }
         PerpsCmd::Exposure { market, top, read } => exposure(client, market, top, &read).await,
     }
 }
