@@ -16,12 +16,14 @@
 //! insurance fund and auto-deleveraging. See `Command::CreateMarket` and the
 //! `perp`, `liquidation` and `risk` modules for the rules and rounding.
 //!
-//! Dated futures, options (calls and puts, expiring or perpetual) and the
-//! funding rate from the premium index share that machinery: one instrument
-//! registry (`market::Instrument`), settlement and exercise at one stated
-//! price (the `expiry` and `options` modules), perpetual-option funding and
-//! `ApplyPremiumFunding` (`funding_rate`). A liquidation index
-//! (`liq_index`) keeps a mark price from scanning every holder.
+//! Dated futures, inverse (coin-margined) perpetuals and futures, options
+//! (calls and puts, expiring or perpetual) and the funding rate from the
+//! premium index share that machinery: one instrument registry
+//! (`market::Instrument`), settlement and exercise at one stated price (the
+//! `expiry` and `options` modules), perpetual-option funding and
+//! `ApplyPremiumFunding` (`funding_rate`), delta-equivalent exposure per
+//! underlying (`Ledger::delta_exposure`). A liquidation index (`liq_index`)
+//! keeps a mark price from scanning every holder.
 //!
 //! Kafka ingest: the consumed position of every partition that feeds the
 //! ledger is ledger state, and `Ledger::apply_ingest` applies a batch of
