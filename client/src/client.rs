@@ -551,6 +551,7 @@ served!(
     perps_pb::GetMarginResponse,
     perps_pb::GetExposureResponse,
     perps_pb::ListAtRiskResponse,
+    perps_pb::GetDeltaExposureResponse,
 );
 
 fn write_policy() -> Policy {
@@ -692,6 +693,24 @@ impl Client {
         };
         self.read_rpc(read, request, perps_client, |mut c, r| async move {
             c.get_margin(r).await
+        })
+        .await
+    }
+
+    /// An account's delta-equivalent exposure per underlying (exact for
+    /// perpetuals and futures, a model-free range for options).
+    pub async fn delta_exposure(
+        &self,
+        account: u64,
+        read: ReadOptions,
+    ) -> Result<perps_pb::GetDeltaExposureResponse, ClientError> {
+        let read = self.resolve_read(read);
+        let request = perps_pb::GetDeltaExposureRequest {
+            account,
+            read: Some(read.to_proto()),
+        };
+        self.read_rpc(read, request, perps_client, |mut c, r| async move {
+            c.get_delta_exposure(r).await
         })
         .await
     }

@@ -113,6 +113,13 @@ impl CommandExt for Command {
             Some(Body::SetIsolated(_)) => "set_isolated",
             Some(Body::AdjustIsolatedMargin(_)) => "adjust_isolated_margin",
             Some(Body::AssertBalance(_)) => "assert_balance",
+            Some(Body::CreateDatedFuture(_)) => "create_dated_future",
+            Some(Body::SettleFuture(_)) => "settle_future",
+            Some(Body::CreateOption(_)) => "create_option",
+            Some(Body::ExerciseOption(_)) => "exercise_option",
+            Some(Body::ApplyOptionFunding(_)) => "apply_option_funding",
+            Some(Body::ApplyPremiumFunding(_)) => "apply_premium_funding",
+            Some(Body::CreateInverseMarket(_)) => "create_inverse_market",
         }
     }
 }

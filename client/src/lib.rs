@@ -102,6 +102,7 @@ mod client;
 pub mod commands;
 mod config;
 mod connect;
+pub mod derivatives;
 mod error;
 mod ids;
 mod kafka;

@@ -425,6 +425,136 @@ crate::wire::define_commands! {
     /// ledger agree before this withdrawal batch"). Needs cluster version 2
     /// (the `version` module): refused with `FeatureNotActive` before.
     30 => AssertBalance { account: AccountId, asset: String, available: Decimal, locked: Decimal }
+    /// Creates a dated (expiring) linear future (see the `expiry` module):
+    /// a market with the parameters of `market` (as `CreateMarket`; its
+    /// funding interval is kept but no funding ever applies) that expires
+    /// at leader time `expiry_ms` (> 0): fills from then on are refused,
+    /// and `SettleFuture` closes every position at the settlement price,
+    /// charging `delivery_fee_rate` (in [0, 1), at most `RATE_SCALE`
+    /// decimals) of each position's notional at that price to `Fees`.
+    /// Needs cluster version 2.
+    31 => CreateDatedFuture { market: CreateMarketSpec, expiry_ms: u64, delivery_fee_rate: Decimal }
+    /// Settles a dated future at `price`, one stated price (at most the
+    /// tick's decimals, positive): the exchange's settlement index, e.g.
+    /// the 30-minute TWAP of the underlying index before expiry, computed
+    /// by the price service that also sends mark prices. Allowed once, at
+    /// or after the expiry (leader time). The price is first applied as a
+    /// mark price (with its liquidations), then every position closes at
+    /// it (see the `expiry` module). Needs cluster version 2.
+    32 => SettleFuture { market: String, price: Decimal }
+    /// Creates an option market (see the `options` module): a European,
+    /// cash-settled, linear call (`call`) or put on the mark price of the
+    /// market `underlying` (its index `U`: a perpetual or dated future,
+    /// whose settle asset the option settles in), struck at `strike` (a
+    /// multiple of the underlying's tick), expiring at leader time
+    /// `expiry_ms` (`ExerciseOption`), or never if `expiry_ms` is 0 (a
+    /// perpetual option, paying funding every `funding_interval_ms` for
+    /// the elapsed share of `funding_period_ms`). Premiums are multiples of
+    /// `tick_size` (at least the underlying tick's decimals), sizes of
+    /// `step_size`. Short margin per unit: IM = max(`im_rate`·U − OTM,
+    /// `im_floor_rate`·U) + mark, MM = `mm_rate`·U + mark (a put's risk
+    /// part capped at the strike), 0 < mm ≤ floor ≤ im < 1. A fill's fee
+    /// is capped at `fee_cap_rate` of its premium (0: no cap); exercise
+    /// charges `delivery_fee_rate` of the intrinsic value; liquidation
+    /// charges `liquidation_fee_rate` of the premium value. Needs cluster
+    /// version 2.
+    33 => CreateOption {
+        market: String,
+        underlying: String,
+        call: bool,
+        strike: Decimal,
+        expiry_ms: u64,
+        tick_size: Decimal,
+        step_size: Decimal,
+        im_rate: Decimal,
+        im_floor_rate: Decimal,
+        mm_rate: Decimal,
+        fee_cap_rate: Decimal,
+        delivery_fee_rate: Decimal,
+        liquidation_fee_rate: Decimal,
+        funding_interval_ms: u64,
+        funding_period_ms: u64,
+    }
+    /// Exercises an expiring option at `price`, the underlying's settlement
+    /// price (one stated price, at most the underlying tick's decimals, as
+    /// `SettleFuture`): in the money, every position settles at its
+    /// intrinsic value (shorts pay longs `intrinsic × size`); out of the
+    /// money it expires worthless. Once, at or after the expiry. Needs
+    /// cluster version 2.
+    34 => ExerciseOption { market: String, price: Decimal }
+    /// One funding round of a perpetual option at its mark and the
+    /// underlying's mark: every position pays `size × (mark − intrinsic)
+    /// × elapsed / funding period` (longs pay shorts when the time value
+    /// is positive, shorts pay longs when negative), rounded as perp
+    /// funding, residue to the insurance fund. At most one round per
+    /// `funding_time_ms`, a multiple of the funding interval, later than
+    /// the previous one; `elapsed` is the time since the previous round
+    /// (one interval for the first). Needs cluster version 2.
+    35 => ApplyOptionFunding { market: String, funding_time_ms: u64 }
+    /// One perpetual funding round (as `ApplyFunding`) at a rate the
+    /// engine computes from the premium index (see the `funding_rate`
+    /// module): P = the time-weighted average of `premium_samples` (oldest
+    /// first, weights 1..n; 1..=`MAX_PREMIUM_SAMPLES` of them, rates of at
+    /// most `RATE_SCALE` decimals), rate = P + clamp(`interest_rate` − P,
+    /// −`clamp_rate`, +`clamp_rate`) (Binance / Bybit), rounded half to
+    /// even to `RATE_SCALE` decimals. Needs cluster version 2.
+    36 => ApplyPremiumFunding {
+        market: String,
+        funding_time_ms: u64,
+        premium_samples: Vec<Decimal>,
+        interest_rate: Decimal,
+        clamp_rate: Decimal,
+    }
+    /// Creates an inverse (coin-margined) perpetual (`expiry_ms` 0) or
+    /// dated future (`expiry_ms` > 0, settled as `CreateDatedFuture`'s,
+    /// with `delivery_fee_rate`; 0 for a perpetual) with the parameters of
+    /// `market`: sizes are contracts of `contract_value` quote units each
+    /// (a positive whole number, e.g. 100 USD), prices quote per base, and
+    /// value, PnL, margin, fees and funding are in the settle asset (the
+    /// base, e.g. BTC): a position of n contracts at price p is worth
+    /// −n × CV / p (rounded half to even to a settle minor unit), so a long
+    /// from e to p gains n × CV × (1/e − 1/p) (BitMEX, Binance COIN-M).
+    /// Needs cluster version 2.
+    37 => CreateInverseMarket {
+        market: CreateMarketSpec,
+        contract_value: Decimal,
+        expiry_ms: u64,
+        delivery_fee_rate: Decimal,
+    }
+}
+
+/// Most premium-index samples one `ApplyPremiumFunding` takes: an 8-hour
+/// interval sampled every 5 seconds (Binance).
+pub const MAX_PREMIUM_SAMPLES: usize = 5_760;
+
+/// The parameters of a `CreateMarket`, as `CreateDatedFuture` carries them.
+pub type CreateMarketSpec = CreateMarket;
+
+impl crate::wire::WireField for CreateMarket {
+    fn put(&self, out: &mut Vec<u8>) {
+        self.market.put(out);
+        self.base.put(out);
+        self.settle_asset.put(out);
+        self.tick_size.put(out);
+        self.step_size.put(out);
+        self.max_leverage.put(out);
+        self.brackets.put(out);
+        self.liquidation_fee_rate.put(out);
+        self.funding_interval_ms.put(out);
+    }
+    fn read(reader: &mut crate::wire::WireReader<'_>) -> Result<Self, crate::wire::WireError> {
+        Ok(CreateMarket {
+            market: String::read(reader)?,
+            base: String::read(reader)?,
+            settle_asset: String::read(reader)?,
+            tick_size: Decimal::read(reader)?,
+            step_size: Decimal::read(reader)?,
+            max_leverage: u32::read(reader)?,
+            brackets: Vec::<MarginBracket>::read(reader)?,
+            liquidation_fee_rate: Decimal::read(reader)?,
+            funding_interval_ms: u64::read(reader)?,
+        })
+    }
 }
 
 /// The fields of a `PerpFill`, as `PerpOrderFill` carries them.
@@ -662,6 +792,24 @@ define_reject_codes! {
     46 => FeatureNotActive "FEATURE_NOT_ACTIVE"
     /// `AssertBalance`: the balance is not the asserted one.
     47 => BalanceMismatch "BALANCE_MISMATCH"
+    /// A fill in a dated future at or after its expiry, or a mark price
+    /// for one already settled.
+    48 => MarketExpired "MARKET_EXPIRED"
+    /// The dated future was already settled.
+    49 => AlreadySettled "ALREADY_SETTLED"
+    /// Settlement of a dated future before its expiry time.
+    50 => NotExpired "NOT_EXPIRED"
+    /// A command for another kind of instrument (funding of a dated
+    /// future, settlement of a perpetual).
+    51 => WrongInstrument "WRONG_INSTRUMENT"
+    /// An option strike that is not a positive multiple of the underlying's
+    /// tick.
+    52 => StrikeOffGrid "STRIKE_OFF_GRID"
+    /// An option whose underlying index is not a perpetual or dated future
+    /// market.
+    53 => NoUnderlyingIndex "NO_UNDERLYING_INDEX"
+    /// Premium-index samples: none, or more than `MAX_PREMIUM_SAMPLES`.
+    54 => InvalidSamples "INVALID_SAMPLES"
 }
 
 /// One balance movement caused by an applied command. `available` and
@@ -849,6 +997,47 @@ pub enum Event {
         delta: Decimal,
         margin: Option<Decimal>,
     },
+    /// A dated future was settled at `price` (leader time `time_ms`):
+    /// `positions` positions closed, `realized` is the sum of their
+    /// settlement PnL (what the PnL pool paid out) and `delivery_fees` went
+    /// to `Fees`.
+    Settlement {
+        market: String,
+        price: Decimal,
+        time_ms: u64,
+        positions: u64,
+        realized: Decimal,
+        delivery_fees: Decimal,
+    },
+    /// A perpetual option's funding round: `time_value` = mark −
+    /// intrinsic (at the underlying's mark `underlying_price`) paid for
+    /// `elapsed_ms` of `period_ms`; `paid`, `received`, `residue` and
+    /// `uncollected` as for `Funding`.
+    OptionFunding {
+        market: String,
+        funding_time_ms: u64,
+        mark_price: Decimal,
+        underlying_price: Decimal,
+        time_value: Decimal,
+        elapsed_ms: u64,
+        period_ms: u64,
+        paid: Decimal,
+        received: Decimal,
+        residue: Decimal,
+        uncollected: Decimal,
+    },
+    /// A funding rate computed from the premium index (`ApplyPremiumFunding`):
+    /// `samples` samples averaged to `premium_index`, the interest rate and
+    /// clamp it was given, and the `rate` the round then applied (its
+    /// `Funding` event follows).
+    FundingRate {
+        market: String,
+        samples: u64,
+        premium_index: Decimal,
+        interest_rate: Decimal,
+        clamp_rate: Decimal,
+        rate: Decimal,
+    },
     /// A spot pair was registered.
     PairCreated {
         pair: String,
@@ -886,6 +1075,8 @@ pub enum PositionCause {
     Takeover,
     /// The insurance fund's inventory marked to the mark price.
     Mark,
+    /// A dated future's position closed at its settlement price.
+    Settlement,
 }
 
 impl PositionCause {
@@ -897,6 +1088,7 @@ impl PositionCause {
             PositionCause::Deleverage => "deleverage",
             PositionCause::Takeover => "takeover",
             PositionCause::Mark => "mark",
+            PositionCause::Settlement => "settlement",
         }
     }
 }

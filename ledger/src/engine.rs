@@ -141,6 +141,9 @@ pub struct Ledger {
     pub(crate) context: crate::history::ApplyContext,
     /// The rules before the account model (`set_legacy_rules`).
     pub(crate) legacy_rules: bool,
+    /// Which accounts a mark price may liquidate (derived state, the
+    /// `liq_index` module).
+    pub(crate) liq: crate::liq_index::LiquidationIndex,
 }
 
 /// The rejection explained by `detail` (its code follows from the detail).
@@ -271,6 +274,7 @@ impl Ledger {
             scratch: Vec::new(),
             context: crate::history::ApplyContext::default(),
             legacy_rules: false,
+            liq: crate::liq_index::LiquidationIndex::default(),
         }
     }
 
@@ -415,6 +419,20 @@ impl Ledger {
         now_ms: u64,
         events: &mut Events,
     ) -> Result<(), Rejection> {
+        let result = self.execute_command(command, now_ms, events);
+        // Bounded dirty notes between mark prices (see `liq_index`).
+        if self.liq.dirty.len() > crate::liq_index::MAX_DIRTY_RISK {
+            self.refresh_liquidation_index();
+        }
+        result
+    }
+
+    fn execute_command(
+        &mut self,
+        command: &Command,
+        now_ms: u64,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         self.transaction(|ledger, journal| match command {
             Command::CreateAsset(c) => ledger.create_asset(c, events),
             Command::CreateAccount(c) => ledger.create_account(c.account, events),
@@ -451,6 +469,13 @@ impl Ledger {
             Command::WalletLock(c) => ledger.wallet_lock(journal, c, events),
             Command::PerpOrderFill(c) => ledger.perp_order_fill(journal, c, events),
             Command::AssertBalance(c) => ledger.assert_balance(c),
+            Command::CreateDatedFuture(c) => ledger.create_dated_future(c, events),
+            Command::SettleFuture(c) => ledger.settle_future(journal, c, now_ms, events),
+            Command::CreateOption(c) => ledger.create_option(c, events),
+            Command::ExerciseOption(c) => ledger.exercise_option(journal, c, now_ms, events),
+            Command::ApplyOptionFunding(c) => ledger.apply_option_funding(journal, c, events),
+            Command::ApplyPremiumFunding(c) => ledger.apply_premium_funding(journal, c, events),
+            Command::CreateInverseMarket(c) => ledger.create_inverse_market(c, events),
         })
     }
 

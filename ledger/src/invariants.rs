@@ -11,7 +11,9 @@
 //! sign (or zero), positions exist only with a mark price, and the
 //! parameters are well-formed (brackets, cumulative amounts, rates). A
 //! client's available may be negative only in a settle asset in which it
-//! holds no position (a reported liquidation shortfall).
+//! holds no position (a reported liquidation shortfall). A market's
+//! instrument terms fit its kind, and a settled dated future holds no
+//! position.
 
 use rustc_hash::{FxHashMap, FxHashSet};
 
@@ -21,7 +23,7 @@ use crate::command::{
     is_valid_market_symbol,
 };
 use crate::engine::Ledger;
-use crate::market::{Market, Position, RATE_ONE, with_cum};
+use crate::market::{InstrumentKind, Market, Position, RATE_ONE, with_cum};
 use crate::state::{AssetIdx, BalanceSlot, SYSTEM_OWNERS};
 
 /// A market's parameters are well-formed.
@@ -74,12 +76,84 @@ fn check_market(market: &Market) -> Result<(), String> {
             "market {name} cumulative maintenance amounts inconsistent"
         ));
     }
+    // A settled option expired out of the money keeps a mark of 0.
+    let zero_mark_ok = market.instrument.option.is_some() && market.state.settlement.is_some();
     if market
         .state
         .mark
-        .is_some_and(|m| m.price <= 0 || !in_range(m.price))
+        .is_some_and(|m| (m.price < 0 || (m.price == 0 && !zero_mark_ok)) || !in_range(m.price))
     {
         return Err(format!("market {name} has a bad mark price"));
+    }
+    check_instrument(market)
+}
+
+/// A market's contract terms fit its kind; a settled dated future holds no
+/// position and no insurance inventory.
+fn check_instrument(market: &Market) -> Result<(), String> {
+    let name = &market.symbol;
+    let i = &market.instrument;
+    match i.kind {
+        InstrumentKind::Perpetual => {
+            if i.expiry_ms != 0
+                || i.delivery_fee_rate != 0
+                || market.state.settlement.is_some()
+                || i.option.is_some()
+            {
+                return Err(format!("perpetual {name} has dated-future terms"));
+            }
+        }
+        InstrumentKind::DatedFuture => {
+            if i.expiry_ms == 0
+                || !(0..RATE_ONE).contains(&i.delivery_fee_rate)
+                || i.option.is_some()
+            {
+                return Err(format!("dated future {name} has bad terms"));
+            }
+        }
+        kind => check_option_terms(market, kind)?,
+    }
+    if i.inverse_contract_value < 0 || (i.is_inverse() && i.option.is_some()) {
+        return Err(format!("market {name} has a bad contract value"));
+    }
+    if let Some(price) = market.state.settlement {
+        if price <= 0 || !in_range(price) {
+            return Err(format!("market {name} has a bad settlement price"));
+        }
+        if !market.positions.is_empty() || market.state.insurance.size != 0 {
+            return Err(format!("settled market {name} still holds positions"));
+        }
+    }
+    Ok(())
+}
+
+/// An option's terms fit its kind; its client positions keep no cost.
+fn check_option_terms(market: &Market, kind: InstrumentKind) -> Result<(), String> {
+    let name = &market.symbol;
+    let i = &market.instrument;
+    let Some(o) = i.option else {
+        return Err(format!("option {name} has no option terms"));
+    };
+    let rates_ok = 0 < o.mm_rate
+        && o.mm_rate <= o.im_floor_rate
+        && o.im_floor_rate <= o.im_rate
+        && o.im_rate < RATE_ONE
+        && (0..RATE_ONE).contains(&o.fee_cap_rate)
+        && (0..RATE_ONE).contains(&i.delivery_fee_rate);
+    let expiry_ok = kind.expires() == (i.expiry_ms != 0);
+    let funding_ok = kind.expires() || o.funding_period_ms > 0;
+    if !rates_ok || !expiry_ok || !funding_ok || o.strike <= 0 {
+        return Err(format!("option {name} has bad terms"));
+    }
+    if o.underlying_price_scale > market.price_scale {
+        return Err(format!(
+            "option {name} is priced coarser than its underlying"
+        ));
+    }
+    if market.positions.values().any(|p| p.cost != 0) {
+        return Err(format!(
+            "option {name} has a client position with a cost basis"
+        ));
     }
     Ok(())
 }
@@ -95,7 +169,9 @@ fn check_position(market: &Market, who: &str, p: Position) -> Result<(), String>
             "{who} position in {name} is not a multiple of the step"
         ));
     }
-    if p.cost != 0 && (p.size == 0 || (p.cost > 0) != (p.size > 0)) {
+    // An inverse position's value (and cost) has the opposite sign.
+    let same_sign = (p.cost > 0) == (p.size > 0);
+    if p.cost != 0 && (p.size == 0 || same_sign == market.instrument.is_inverse()) {
         return Err(format!(
             "{who} position in {name} has size {} but cost {}",
             p.size, p.cost

@@ -90,7 +90,7 @@ impl Ledger {
     ) -> Option<GroupRisk> {
         let market = &self.markets[m as usize];
         let mark = market.mark_price()?;
-        let r = market.risk(position, mark)?;
+        let r = self.position_risk(m, position, mark)?;
         Some(GroupRisk {
             wallet: margin,
             upnl: r.upnl,
@@ -232,6 +232,8 @@ impl Ledger {
             None => isolated.remove(&account),
         };
         journal.record_isolated(m, account, before);
+        let settle = self.markets[m as usize].settle;
+        self.note_risk(account, settle);
         self.dirty
             .push(crate::state::DirtyKey::Isolated(m, account));
         events.emit(|| Event::IsolatedMargin {
@@ -259,52 +261,67 @@ impl Ledger {
             if risk.equity >= risk.maintenance {
                 continue;
             }
-            let held = risk.positions[0];
-            let settle = self.markets[m as usize].settle;
-            events.emit(|| Event::Liquidation {
-                account,
-                asset: self.symbol(settle).to_string(),
-                equity: self.money_decimal(m, risk.equity),
-                maintenance_margin: self.money_decimal(m, risk.maintenance),
-                fee: self.money_decimal(m, 0),
-            });
-            let position = held.position;
-            // Closing at value V realizes V − cost; V = cost − margin takes
-            // exactly the margin.
-            let value = position
-                .cost
-                .checked_sub(risk.wallet)
-                .ok_or_else(overflow)?;
-            let shown = self.derived_price(m, value, position.size);
-            let (liquidated, fund) = (Owner::Account(account), Owner::Insurance);
-            let closed = self.trade_holder(
-                journal,
-                m,
-                liquidated,
-                fund,
-                PositionCause::Liquidation,
-                -position.size,
-                -value,
-                shown,
-                0,
-                events,
-            )?;
-            let taken = self.trade_holder(
-                journal,
-                m,
-                fund,
-                liquidated,
-                PositionCause::Takeover,
-                position.size,
-                value,
-                shown,
-                0,
-                events,
-            )?;
-            let net = closed.checked_add(taken).ok_or_else(overflow)?;
-            self.move_pool(journal, m, -net, events)?;
-            self.mark_insurance(journal, m, events)?;
+            self.liquidate_isolated_position(journal, m, account, &risk, events)?;
         }
+        Ok(())
+    }
+
+    /// Closes `account`'s isolated position in `m` (its one-position
+    /// group `risk`) against the insurance fund at its bankruptcy value
+    /// `cost − margin`, leaving its margin at 0. Also used by settlement.
+    pub(crate) fn liquidate_isolated_position(
+        &mut self,
+        journal: &mut Journal,
+        m: MarketIdx,
+        account: AccountId,
+        risk: &GroupRisk,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
+        let held = risk.positions[0];
+        let settle = self.markets[m as usize].settle;
+        events.emit(|| Event::Liquidation {
+            account,
+            asset: self.symbol(settle).to_string(),
+            equity: self.money_decimal(m, risk.equity),
+            maintenance_margin: self.money_decimal(m, risk.maintenance),
+            fee: self.money_decimal(m, 0),
+        });
+        let position = held.position;
+        // Closing at value V realizes V − cost; V = cost − margin takes
+        // exactly the margin.
+        let value = position
+            .cost
+            .checked_sub(risk.wallet)
+            .ok_or_else(overflow)?;
+        let shown = self.derived_price(m, value, position.size);
+        let (liquidated, fund) = (Owner::Account(account), Owner::Insurance);
+        let closed = self.trade_holder(
+            journal,
+            m,
+            liquidated,
+            fund,
+            PositionCause::Liquidation,
+            -position.size,
+            -value,
+            shown,
+            0,
+            events,
+        )?;
+        let taken = self.trade_holder(
+            journal,
+            m,
+            fund,
+            liquidated,
+            PositionCause::Takeover,
+            position.size,
+            value,
+            shown,
+            0,
+            events,
+        )?;
+        let net = closed.checked_add(taken).ok_or_else(overflow)?;
+        self.move_pool(journal, m, -net, events)?;
+        self.mark_insurance(journal, m, events)?;
         Ok(())
     }
 }

@@ -175,6 +175,9 @@ impl Ledger {
                 let keeps_history = account.history.is_some();
                 let (slot, before) = account.entry_and_before(wallet, asset);
                 slot.balance = after;
+                if self.liq.enabled {
+                    self.liq.dirty.push((id, asset));
+                }
                 self.dirty.note_balance(&mut slot.listed, owner, asset);
                 journal.record(Undo::Balance {
                     owner,
@@ -245,6 +248,10 @@ impl Ledger {
             before: market.state,
         });
         self.dirty.push(DirtyKey::Market(m));
+        if !market.instrument.is_perpetual() {
+            // The settlement price lives in the instrument record.
+            self.dirty.push(DirtyKey::Instrument(m));
+        }
         &mut market.state
     }
 
@@ -270,6 +277,8 @@ impl Ledger {
             before,
         });
         self.dirty.push(DirtyKey::Position(m, account));
+        let settle = self.markets[m as usize].settle;
+        self.note_risk(account, settle);
     }
 
     /// Undoes every journaled write, newest first, and empties the log.

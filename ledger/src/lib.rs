@@ -16,6 +16,15 @@
 //! insurance fund and auto-deleveraging. See `Command::CreateMarket` and the
 //! `perp`, `liquidation` and `risk` modules for the rules and rounding.
 //!
+//! Dated futures, inverse (coin-margined) perpetuals and futures, options
+//! (calls and puts, expiring or perpetual) and the funding rate from the
+//! premium index share that machinery: one instrument registry
+//! (`market::Instrument`), settlement and exercise at one stated price (the
+//! `expiry` and `options` modules), perpetual-option funding and
+//! `ApplyPremiumFunding` (`funding_rate`), delta-equivalent exposure per
+//! underlying (`Ledger::delta_exposure`). A liquidation index (`liq_index`)
+//! keeps a mark price from scanning every holder.
+//!
 //! Kafka ingest: the consumed position of every partition that feeds the
 //! ledger is ledger state, and `Ledger::apply_ingest` applies a batch of
 //! records only from that position (the `ingest` module).
@@ -36,14 +45,18 @@ mod command;
 mod dedup;
 mod engine;
 mod events;
+mod expiry;
+mod funding_rate;
 mod hash;
 mod history;
 mod ingest;
 mod invariants;
 mod isolated;
 mod journal;
+mod liq_index;
 mod liquidation;
 mod market;
+mod options;
 mod orders;
 mod pairs;
 mod perp;

@@ -5,7 +5,9 @@
 //! a pass liquidates nobody (ADL can push another account under water). An
 //! account is liquidated when its equity (settle balance + Σ UPNL at the
 //! marks) is below its maintenance margin. A liquidated account holds no
-//! positions in that asset afterwards, so the passes end.
+//! positions in that asset afterwards, so the passes end. The liquidation
+//! index (`liq_index`) finds the accounts a pass must check without
+//! scanning every holder; the result is the scan's.
 //!
 //! How (all amounts settle minor units, exact):
 //! 1. `Q` = equity; fee `F = min(Σ ceil(notional × liquidation fee rate),
@@ -62,6 +64,58 @@ impl Ledger {
         asset: AssetIdx,
         events: &mut Events,
     ) -> Result<(), Rejection> {
+        if self.liq.enabled {
+            self.liquidate_indexed(journal, asset, events)?;
+        } else {
+            self.liquidate_scanned(journal, asset, events)?;
+        }
+        // Isolated positions: each on its own, after the cross passes.
+        let markets: Vec<_> = self.settle_markets(asset).collect();
+        for m in markets {
+            self.liquidate_isolated(journal, m, events)?;
+        }
+        Ok(())
+    }
+
+    /// The cross passes with the liquidation index (see `liq_index`): the
+    /// same accounts as `liquidate_scanned`, in the same order. After a
+    /// liquidation only the refreshed accounts can change status (the
+    /// marks stand still), so only they can join the pass.
+    fn liquidate_indexed(
+        &mut self,
+        journal: &mut Journal,
+        asset: AssetIdx,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
+        loop {
+            self.refresh_liquidation_index();
+            let mut candidates = self.crossed(asset);
+            let mut liquidated = false;
+            while let Some(account) = candidates.pop_first() {
+                let risk = self.group_risk(account, asset).ok_or_else(overflow)?;
+                if risk.positions.is_empty() || risk.equity >= risk.maintenance {
+                    // Checked safe: its bands are recentred at these marks.
+                    self.note_risk(account, asset);
+                    continue;
+                }
+                self.liquidate_account(journal, account, asset, events)?;
+                liquidated = true;
+                self.refresh_into(asset, account, &mut candidates);
+            }
+            if !liquidated {
+                self.refresh_liquidation_index();
+                return Ok(());
+            }
+        }
+    }
+
+    /// The cross passes by scanning every holder of the asset.
+    fn liquidate_scanned(
+        &mut self,
+        journal: &mut Journal,
+        asset: AssetIdx,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         loop {
             let accounts: BTreeSet<AccountId> = self
                 .settle_markets(asset)
@@ -73,27 +127,34 @@ impl Ledger {
                 if risk.positions.is_empty() || risk.equity >= risk.maintenance {
                     continue;
                 }
-                // Its open orders are cancelled first: their margin joins
-                // the available balance (equity unchanged).
-                let risk = if self.order_margin(account, asset) > 0 {
-                    self.release_order_margin(journal, account, asset, events)?;
-                    self.group_risk(account, asset).ok_or_else(overflow)?
-                } else {
-                    risk
-                };
-                self.liquidate(journal, account, asset, &risk, events)?;
+                self.liquidate_account(journal, account, asset, events)?;
                 liquidated = true;
             }
             if !liquidated {
-                break;
+                return Ok(());
             }
         }
-        // Isolated positions: each on its own, after the cross passes.
-        let markets: Vec<_> = self.settle_markets(asset).collect();
-        for m in markets {
-            self.liquidate_isolated(journal, m, events)?;
+    }
+
+    /// Liquidates `account`'s cross positions settled in `asset`: its open
+    /// orders are cancelled first (their margin joins the available
+    /// balance, equity unchanged), then every position closes as described
+    /// in the module docs. Also used by a dated future's settlement.
+    pub(crate) fn liquidate_account(
+        &mut self,
+        journal: &mut Journal,
+        account: AccountId,
+        asset: AssetIdx,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
+        if self.order_margin(account, asset) > 0 {
+            self.release_order_margin(journal, account, asset, events)?;
         }
-        Ok(())
+        let risk = self.group_risk(account, asset).ok_or_else(overflow)?;
+        if risk.positions.is_empty() {
+            return Ok(());
+        }
+        self.liquidate(journal, account, asset, &risk, events)
     }
 
     fn liquidate(
@@ -243,7 +304,9 @@ impl Ledger {
             if other == account || (position.size > 0) == (size > 0) {
                 continue;
             }
-            let r = market.risk(*position, mark).ok_or_else(overflow)?;
+            let r = self
+                .position_risk(m, *position, mark)
+                .ok_or_else(overflow)?;
             if r.upnl <= 0 {
                 continue;
             }
@@ -282,7 +345,9 @@ impl Ledger {
                 mul_div(rest_value, x, left, Round::Floor).ok_or_else(overflow)?
             };
             // The deleveraged holder buys back (or sells) `x` for `chunk`.
-            let traded = crate::market::trade(position, side * x, chunk).ok_or_else(overflow)?;
+            let traded = self
+                .holder_trade(m, other, position, side * x, chunk)
+                .ok_or_else(overflow)?;
             let wallet = match self.isolated_margin(m, other) {
                 Some(margin) => margin,
                 None => self.balance_units(self.collateral(other), settle).available,

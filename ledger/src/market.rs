@@ -12,6 +12,20 @@
 //! - rates: `rate * 10^RATE_SCALE`; the cumulative maintenance amount `cum`
 //!   is kept at settle scale + `RATE_SCALE`, where it is exact.
 //!
+//! Instruments: every market is an entry of one registry, and its
+//! [`Instrument`] says what it trades: a perpetual (the default; its record
+//! is the market record alone, as release 0.1 wrote it), a dated future
+//! (a linear perpetual without funding, plus an expiry time, a delivery fee
+//! rate and, once settled, its settlement price; the `expiry` module), or
+//! an option (a European cash-settled call or put on the mark price of an
+//! underlying market, expiring or perpetual; the `options` module). The
+//! instrument's parameters and settlement price are persisted in their own
+//! `Instrument` record (see `records`), written only for non-perpetuals.
+//!
+//! Option positions carry no cost basis (`cost` is always 0 after a
+//! command): the premium is cash, paid at the fill, so a position's value
+//! `size × mark` is all of its unrealized PnL and equity counts it at mark.
+//!
 //! Cost basis: a position keeps `cost = Σ size_i * price_i` over the fills
 //! that opened it, exactly (signed like the size). The entry price is
 //! `cost / size`; it is never stored rounded, so it cannot drift. On a
@@ -61,6 +75,148 @@ pub(crate) struct Mark {
     pub time_ms: u64,
 }
 
+/// What a market trades. Persisted by its tag (see `records`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) enum InstrumentKind {
+    /// A perpetual future: funding, never expires.
+    #[default]
+    Perpetual,
+    /// A dated (expiring) future: no funding; trading stops at the expiry
+    /// time and `SettleFuture` closes every position at one price.
+    DatedFuture,
+    /// A European call, cash-settled at expiry (`ExerciseOption`).
+    Call,
+    /// A European put, cash-settled at expiry.
+    Put,
+    /// A perpetual (everlasting) call: never expires, pays funding.
+    PerpetualCall,
+    /// A perpetual (everlasting) put.
+    PerpetualPut,
+}
+
+impl InstrumentKind {
+    /// The record tag (0 perpetual, 1 dated future).
+    pub fn tag(self) -> u8 {
+        match self {
+            InstrumentKind::Perpetual => 0,
+            InstrumentKind::DatedFuture => 1,
+            InstrumentKind::Call => 2,
+            InstrumentKind::Put => 3,
+            InstrumentKind::PerpetualCall => 4,
+            InstrumentKind::PerpetualPut => 5,
+        }
+    }
+
+    /// The kind of a record tag, if it names one.
+    pub fn from_tag(tag: u8) -> Option<InstrumentKind> {
+        match tag {
+            0 => Some(InstrumentKind::Perpetual),
+            1 => Some(InstrumentKind::DatedFuture),
+            2 => Some(InstrumentKind::Call),
+            3 => Some(InstrumentKind::Put),
+            4 => Some(InstrumentKind::PerpetualCall),
+            5 => Some(InstrumentKind::PerpetualPut),
+            _ => None,
+        }
+    }
+
+    /// Stable lowercase name (`perpetual`, `dated_future`, `call`, `put`,
+    /// `perpetual_call`, `perpetual_put`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InstrumentKind::Perpetual => "perpetual",
+            InstrumentKind::DatedFuture => "dated_future",
+            InstrumentKind::Call => "call",
+            InstrumentKind::Put => "put",
+            InstrumentKind::PerpetualCall => "perpetual_call",
+            InstrumentKind::PerpetualPut => "perpetual_put",
+        }
+    }
+
+    /// True for the four option kinds.
+    pub fn is_option(self) -> bool {
+        matches!(
+            self,
+            InstrumentKind::Call
+                | InstrumentKind::Put
+                | InstrumentKind::PerpetualCall
+                | InstrumentKind::PerpetualPut
+        )
+    }
+
+    /// True for a call (expiring or perpetual).
+    pub fn is_call(self) -> bool {
+        matches!(self, InstrumentKind::Call | InstrumentKind::PerpetualCall)
+    }
+
+    /// True for the kinds that expire and are settled once.
+    pub fn expires(self) -> bool {
+        matches!(
+            self,
+            InstrumentKind::DatedFuture | InstrumentKind::Call | InstrumentKind::Put
+        )
+    }
+}
+
+/// An option's terms (all prices in the underlying market's tick units,
+/// rates in `RATE_SCALE` units).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct OptionTerms {
+    /// The market whose mark price is the underlying index `U`.
+    pub underlying: MarketIdx,
+    /// The underlying market's price scale (copied; never changes). The
+    /// option's own price scale is at least this one.
+    pub underlying_price_scale: u32,
+    pub strike: i128,
+    /// Standard margin coefficients: short IM per unit `max(a·U − OTM,
+    /// b·U) + mark`, MM per unit `c·U + mark` (see `options`).
+    pub im_rate: i128,
+    pub im_floor_rate: i128,
+    pub mm_rate: i128,
+    /// A fill's fee is at most this fraction of its premium (0: no cap).
+    pub fee_cap_rate: i128,
+    /// Perpetual options: the funding period (funding per round =
+    /// size × (mark − intrinsic) × elapsed / period).
+    pub funding_period_ms: u64,
+}
+
+/// A market's contract terms beyond the perpetual parameters (all zero for
+/// a perpetual).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Instrument {
+    pub kind: InstrumentKind,
+    /// Leader time (ms) from which fills are refused and settlement is
+    /// allowed; 0 for a perpetual.
+    pub expiry_ms: u64,
+    /// Delivery fee rate (`RATE_SCALE` units) charged at settlement on each
+    /// position's notional at the settlement price, to `Fees`.
+    pub delivery_fee_rate: i128,
+    /// An option's terms (`None` for a perpetual or a dated future).
+    pub option: Option<OptionTerms>,
+    /// An inverse (coin-margined) perpetual or dated future: the contract
+    /// value in quote units (a whole number, e.g. 100 USD); 0 for a linear
+    /// market. See [`Market::value`].
+    pub inverse_contract_value: i128,
+}
+
+impl Instrument {
+    /// True for the default terms (a linear perpetual), which have no
+    /// record.
+    pub fn is_perpetual(&self) -> bool {
+        *self == Instrument::default()
+    }
+
+    /// True for a perpetual future (linear or inverse): it takes funding.
+    pub fn takes_funding(&self) -> bool {
+        self.kind == InstrumentKind::Perpetual
+    }
+
+    /// True for an inverse market.
+    pub fn is_inverse(&self) -> bool {
+        self.inverse_contract_value != 0
+    }
+}
+
 /// The mutable, non-position state of a market.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub(crate) struct MarketState {
@@ -72,6 +228,11 @@ pub(crate) struct MarketState {
     pub pool: i128,
     /// The insurance fund's inventory (positions it took over).
     pub insurance: Position,
+    /// A dated future's settlement price (tick units) once settled; for an
+    /// option, the underlying settlement price (underlying tick units) it
+    /// was exercised at. Always `None` for a perpetual. Persisted in the
+    /// `Instrument` record.
+    pub settlement: Option<i128>,
 }
 
 /// A perpetual market.
@@ -90,6 +251,8 @@ pub(crate) struct Market {
     pub brackets: Vec<Bracket>,
     pub liquidation_fee_rate: i128,
     pub funding_interval_ms: u64,
+    /// What the market trades (perpetual, dated future).
+    pub instrument: Instrument,
     pub state: MarketState,
     /// Open client positions by account (never zero-size).
     pub positions: BTreeMap<AccountId, Position>,
@@ -140,12 +303,47 @@ pub(crate) struct PositionRisk {
 }
 
 impl Market {
-    /// `size * price` in settle minor units (exact; `None` on overflow).
+    /// The value of `size` at `price` in settle minor units: linear,
+    /// `size * price` (exact); inverse, `−size × contract value / price`
+    /// rounded half to even (a long of n contracts of CV quote each is, in
+    /// the base asset, a short of n × CV / price: its PnL from entry e to
+    /// p is n × CV × (1/e − 1/p) = value(p) − value(e)). `None` on
+    /// overflow (or a non-positive inverse price).
     pub fn value(&self, size: i128, price: i128) -> Option<i128> {
+        if self.instrument.is_inverse() {
+            if price <= 0 {
+                return None;
+            }
+            return mul_div(
+                size.checked_neg()?,
+                self.inverse_numerator()?,
+                price,
+                Round::HalfEven,
+            );
+        }
         let shift = self
             .settle_scale
             .checked_sub(self.size_scale + self.price_scale)?;
         size.checked_mul(price)?.checked_mul(pow10(shift)?)
+    }
+
+    /// The instrument's stable name (`InstrumentKind::as_str`, or
+    /// `inverse_perpetual` / `inverse_dated_future`).
+    pub fn kind_name(&self) -> &'static str {
+        match (self.instrument.is_inverse(), self.instrument.kind) {
+            (true, InstrumentKind::Perpetual) => "inverse_perpetual",
+            (true, InstrumentKind::DatedFuture) => "inverse_dated_future",
+            (_, kind) => kind.as_str(),
+        }
+    }
+
+    /// An inverse market's `CV × 10^(settle scale + price scale − size
+    /// scale)`: `value = −size × this / price` in minor units.
+    pub fn inverse_numerator(&self) -> Option<i128> {
+        let k = (self.settle_scale + self.price_scale).checked_sub(self.size_scale)?;
+        self.instrument
+            .inverse_contract_value
+            .checked_mul(pow10(k)?)
     }
 
     /// The tier whose floor is the highest one at or below `notional`.

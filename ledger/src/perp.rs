@@ -46,7 +46,7 @@ use crate::engine::{Ledger, reject};
 use crate::events::Events;
 use crate::journal::{Journal, Posting};
 use crate::market::{
-    Mark, Market, MarketIdx, MarketState, Position, RATE_ONE, Traded, trade, with_cum,
+    Instrument, Mark, Market, MarketIdx, MarketState, Position, RATE_ONE, Traded, with_cum,
 };
 use crate::reject::{Field, RejectDetail, Rejection, SHOWN_SYMBOL_CHARS, shown};
 use crate::state::{AssetIdx, Balance, DirtyKey};
@@ -70,7 +70,7 @@ fn overflow() -> Rejection {
 }
 
 /// Rate in `RATE_SCALE` units, or `BadPrecision` / `InvalidRate`.
-fn rate_units(rate: Decimal, field: Field) -> Result<i128, Rejection> {
+pub(crate) fn rate_units(rate: Decimal, field: Field) -> Result<i128, Rejection> {
     amount::to_units(rate, RATE_SCALE).map_err(|e| match e {
         AmountError::TooPrecise => reject(RejectDetail::RateTooPrecise { field, rate }),
         AmountError::TooLarge => reject(RejectDetail::RateTooLarge { field, rate }),
@@ -78,7 +78,7 @@ fn rate_units(rate: Decimal, field: Field) -> Result<i128, Rejection> {
 }
 
 /// A decimal step/tick as (units, scale) with the scale as small as possible.
-fn grid(value: Decimal) -> (i128, u32) {
+pub(crate) fn grid(value: Decimal) -> (i128, u32) {
     let n = value.normalize();
     (n.mantissa(), n.scale())
 }
@@ -144,6 +144,19 @@ impl Ledger {
             return Decimal::ZERO;
         }
         let out_scale = market.price_scale + DERIVED_PRICE_EXTRA_DECIMALS;
+        if market.instrument.is_inverse() {
+            // value = −size × N / price (N = `inverse_numerator`, at the
+            // tick's scale): price = −size × N / value, shown at out_scale.
+            if value == 0 {
+                return Decimal::ZERO;
+            }
+            return market
+                .inverse_numerator()
+                .and_then(|n| size.checked_neg()?.checked_mul(n))
+                .and_then(|num| scaled_ratio(num, value, i64::from(DERIVED_PRICE_EXTRA_DECIMALS)))
+                .and_then(|units| Decimal::try_from_i128_with_scale(units, out_scale).ok())
+                .unwrap_or(Decimal::ZERO);
+        }
         // price = value / 10^s / (size / 10^ss) = value * 10^(ss - s) / size.
         let k =
             i64::from(market.size_scale) - i64::from(market.settle_scale) + i64::from(out_scale);
@@ -284,7 +297,9 @@ impl Ledger {
         events: &mut Events,
     ) -> Result<i128, Rejection> {
         let before = self.position_of(m, holder);
-        let traded = trade(before, delta, value).ok_or_else(overflow)?;
+        let traded = self
+            .holder_trade(m, holder, before, delta, value)
+            .ok_or_else(overflow)?;
         self.set_holder_position(journal, m, holder, traded.after)?;
         events.emit(|| Event::Position {
             market: self.markets[m as usize].symbol.clone(),
@@ -355,6 +370,17 @@ impl Ledger {
         spec: &CreateMarket,
         events: &mut Events,
     ) -> Result<(), Rejection> {
+        let market = self.new_market(spec, Instrument::default())?;
+        self.push_market(market, events)
+    }
+
+    /// A validated new market of `spec` with the contract terms
+    /// `instrument` (checked by the caller), not yet registered.
+    pub(crate) fn new_market(
+        &self,
+        spec: &CreateMarket,
+        instrument: Instrument,
+    ) -> Result<Market, Rejection> {
         let symbol = spec.market.as_str();
         if !is_valid_market_symbol(symbol) {
             return Err(reject(RejectDetail::MalformedMarketSymbol {
@@ -415,10 +441,7 @@ impl Ledger {
         if spec.funding_interval_ms == 0 {
             return Err(reject(RejectDetail::ZeroFundingInterval));
         }
-        let Ok(idx) = MarketIdx::try_from(self.markets.len()) else {
-            return Err(reject(RejectDetail::TooManyMarkets));
-        };
-        self.markets.push(Market {
+        Ok(Market {
             isolated: std::collections::BTreeMap::new(),
             symbol: symbol.to_string(),
             base: spec.base.to_string(),
@@ -432,13 +455,28 @@ impl Ledger {
             brackets,
             liquidation_fee_rate,
             funding_interval_ms: spec.funding_interval_ms,
+            instrument,
             state: MarketState::default(),
             positions: Default::default(),
-        });
+        })
+    }
+
+    /// Registers a market built by `new_market` (its last step: nothing
+    /// after it can fail) and emits `MarketCreated`.
+    pub(crate) fn push_market(
+        &mut self,
+        market: Market,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
+        let Ok(idx) = MarketIdx::try_from(self.markets.len()) else {
+            return Err(reject(RejectDetail::TooManyMarkets));
+        };
+        let (symbol, base, settle) = (market.symbol.clone(), market.base.clone(), market.settle);
+        self.markets.push(market);
         self.index_market(idx);
         events.emit(|| Event::MarketCreated {
-            market: symbol.to_string(),
-            base: spec.base.to_string(),
+            market: symbol,
+            base,
             settle_asset: self.symbol(settle).to_string(),
         });
         Ok(())
@@ -454,6 +492,9 @@ impl Ledger {
         self.market_order.insert(at, idx);
         self.market_index.insert(symbol, idx);
         self.dirty.push(DirtyKey::Market(idx));
+        if !self.markets[idx as usize].instrument.is_perpetual() {
+            self.dirty.push(DirtyKey::Instrument(idx));
+        }
     }
 
     /// The validated maintenance-margin brackets of a new market, with
@@ -557,6 +598,7 @@ impl Ledger {
         events: &mut Events,
     ) -> Result<(), Rejection> {
         let m = self.market_idx(market)?;
+        self.check_not_settled(m)?;
         if price <= Decimal::ZERO {
             return Err(reject(RejectDetail::NotPositive {
                 field: Field::MarkPrice,
@@ -608,10 +650,42 @@ impl Ledger {
     ) -> Result<(), Rejection> {
         let (market, rate, funding_time_ms) = (c.market.as_str(), c.rate, c.funding_time_ms);
         let m = self.market_idx(market)?;
+        self.check_funded(m)?;
         let rate_u = rate_units(rate, Field::FundingRate)?;
         if rate_u <= -RATE_ONE || rate_u >= RATE_ONE {
             return Err(reject(RejectDetail::FundingRateOutOfRange { rate }));
         }
+        self.check_funding_time(m, funding_time_ms)?;
+        let Some(mark) = self.markets[m as usize].mark_price() else {
+            return Err(reject(RejectDetail::NoMarkPrice {
+                market: market.to_string(),
+            }));
+        };
+        let round = self.funding_round(m, mark, rate_u, RATE_ONE)?;
+        let residue = round.residue()?;
+        self.state_mut(journal, m).last_funding_ms = Some(funding_time_ms);
+        events.emit(|| Event::Funding {
+            market: market.to_string(),
+            rate,
+            funding_time_ms,
+            mark_price: self.price_decimal(m, mark),
+            paid: self.money_decimal(m, round.paid),
+            received: self.money_decimal(m, round.received),
+            residue: self.money_decimal(m, residue),
+            uncollected: self.money_decimal(m, round.uncollected),
+        });
+        self.pay_funding_round(journal, m, round, residue, events)
+    }
+
+    /// `FundingTimeOffInterval` unless `funding_time_ms` is a multiple of
+    /// `m`'s funding interval, `AlreadyFunded` unless it is later than the
+    /// last round. Returns the time since the last round (one interval for
+    /// the first).
+    pub(crate) fn check_funding_time(
+        &self,
+        m: MarketIdx,
+        funding_time_ms: u64,
+    ) -> Result<u64, Rejection> {
         let mk = &self.markets[m as usize];
         if !funding_time_ms.is_multiple_of(mk.funding_interval_ms) {
             return Err(reject(RejectDetail::FundingTimeOffInterval {
@@ -619,65 +693,59 @@ impl Ledger {
                 interval_ms: mk.funding_interval_ms,
             }));
         }
-        if let Some(last) = mk.state.last_funding_ms
-            && funding_time_ms <= last
-        {
-            return Err(reject(RejectDetail::AlreadyFunded {
-                market: market.to_string(),
+        match mk.state.last_funding_ms {
+            Some(last) if funding_time_ms <= last => Err(reject(RejectDetail::AlreadyFunded {
+                market: mk.symbol.clone(),
                 last_ms: last,
                 funding_time_ms,
-            }));
+            })),
+            Some(last) => Ok(funding_time_ms - last),
+            None => Ok(mk.funding_interval_ms),
         }
-        let Some(mark) = mk.mark_price() else {
-            return Err(reject(RejectDetail::NoMarkPrice {
-                market: market.to_string(),
-            }));
-        };
-        let settle = mk.settle;
-        let round = self.funding_round(m, mark, rate_u)?;
-        let (paid, received, uncollected) = (round.paid, round.received, round.uncollected);
-        let residue = paid.checked_sub(received).ok_or_else(overflow)?;
-        // Positions net to zero size, so payers and receivers hold equal
-        // value; debits round up and credits down.
-        assert!(
-            residue >= 0,
-            "invariant broken: funding residue {residue} is negative"
-        );
-        self.state_mut(journal, m).last_funding_ms = Some(funding_time_ms);
-        events.emit(|| Event::Funding {
-            market: market.to_string(),
-            rate,
-            funding_time_ms,
-            mark_price: self.price_decimal(m, mark),
-            paid: self.money_decimal(m, paid),
-            received: self.money_decimal(m, received),
-            residue: self.money_decimal(m, residue),
-            uncollected: self.money_decimal(m, uncollected),
-        });
+    }
+
+    /// Posts a funding round's payments (`FundingPayment` events) and its
+    /// residue less what the payers could not pay to the insurance fund.
+    pub(crate) fn pay_funding_round(
+        &mut self,
+        journal: &mut Journal,
+        m: MarketIdx,
+        round: FundingRound,
+        residue: i128,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
+        let market = self.markets[m as usize].symbol.clone();
+        let settle = self.markets[m as usize].settle;
         for (holder, amount) in round.payments {
             if amount == 0 {
                 continue;
             }
             events.emit(|| Event::FundingPayment {
-                market: market.to_string(),
+                market: market.clone(),
                 holder,
                 amount: self.money_decimal(m, amount),
             });
             self.post_position_money(journal, m, holder, amount, events)?;
         }
-        let to_fund = residue.checked_sub(uncollected).ok_or_else(overflow)?;
+        let to_fund = residue
+            .checked_sub(round.uncollected)
+            .ok_or_else(overflow)?;
         self.post(journal, Owner::Insurance, settle, to_fund, events)
     }
 
-    /// What one funding round at `mark` and `rate` (RATE_SCALE units)
-    /// charges every holder of market `m`: holders in a fixed order (client
-    /// accounts by id, then the insurance fund), each payer at most its
-    /// available balance.
-    fn funding_round(
+    /// What one funding round charges every holder of market `m`: holder
+    /// with size `s` owes `value(s, price) × num / den` (settle minor
+    /// units; a perp: price = mark, num / den = the rate; a perpetual
+    /// option: price = time value, num / den = elapsed / period), debits
+    /// rounded away from zero and credits toward zero. Holders in a fixed
+    /// order (client accounts by id, then the insurance fund), each payer
+    /// at most its available balance (or isolated margin). `den > 0`.
+    pub(crate) fn funding_round(
         &self,
         m: MarketIdx,
-        mark: i128,
-        rate: i128,
+        price: i128,
+        num: i128,
+        den: i128,
     ) -> Result<FundingRound, Rejection> {
         let mk = &self.markets[m as usize];
         let holders: Vec<(Owner, Position)> = mk
@@ -693,14 +761,24 @@ impl Ledger {
             uncollected: 0,
         };
         for (holder, position) in holders {
-            let value = mk.value(position.size, mark).ok_or_else(overflow)?;
+            // Linear: value × num / den, exact before the one rounding, and
+            // the values of all holders sum to zero. Inverse: the signed
+            // base notional size × N / price (a long's, positive), again
+            // one rounding of an exact quotient summing to zero.
+            let (value, den) = if mk.instrument.is_inverse() {
+                let n = mk.inverse_numerator().ok_or_else(overflow)?;
+                let value = position.size.checked_mul(n).ok_or_else(overflow)?;
+                (value, den.checked_mul(price).ok_or_else(overflow)?)
+            } else {
+                (mk.value(position.size, price).ok_or_else(overflow)?, den)
+            };
             // owed > 0: the holder pays (long with a positive rate).
-            let owed_round = if (value > 0) == (rate > 0) {
+            let owed_round = if (value > 0) == (num > 0) {
                 Round::Up
             } else {
                 Round::Down
             };
-            let owed = mul_div(value, rate, RATE_ONE, owed_round).ok_or_else(overflow)?;
+            let owed = mul_div(value, num, den, owed_round).ok_or_else(overflow)?;
             let charged = if owed > 0 {
                 round.paid = round.paid.checked_add(owed).ok_or_else(overflow)?;
                 let can_pay = match (holder, self.isolated_margin(m, holder)) {
@@ -793,6 +871,7 @@ impl Ledger {
                 return Err(reject(RejectDetail::NotPositive { field, value }));
             }
         }
+        self.check_tradable(m)?;
         let mk = &self.markets[m as usize];
         let settle = mk.settle;
         let tick = amount::to_decimal(mk.tick, mk.price_scale);
@@ -806,6 +885,7 @@ impl Ledger {
                 market: spec.market.clone(),
             }));
         }
+        self.check_underlying_mark(m)?;
         let value = mk
             .value(size, price)
             .filter(|v| amount::in_range(*v))
@@ -815,6 +895,9 @@ impl Ledger {
                     price: spec.price,
                 })
             })?;
+        // An option's fees are capped at its fee cap of the premium.
+        let buyer_fee = self.capped_fee(m, buyer_fee, value).ok_or_else(overflow)?;
+        let seller_fee = self.capped_fee(m, seller_fee, value).ok_or_else(overflow)?;
         Ok(PerpFillTerms {
             m,
             settle,
@@ -842,7 +925,8 @@ impl Ledger {
         let (m, settle) = (t.m, t.settle);
         let mk = &self.markets[m as usize];
         let before = mk.positions.get(&account).copied().unwrap_or_default();
-        let traded = trade(before, delta, value)
+        let traded = self
+            .holder_trade(m, Owner::Account(account), before, delta, value)
             .filter(|t| amount::in_range(t.after.size) && amount::in_range(t.after.cost))
             .ok_or_else(overflow)?;
         if mk.state.paused && traded.increased {
@@ -950,8 +1034,8 @@ impl Ledger {
             .value(opened, mark)?
             .checked_sub(mk.value(opened, t.price)?)?;
         let equity = risk.equity.checked_sub(open_pnl.max(0))?;
-        let at_mark = mk.risk(after, mark)?.initial_margin;
-        let at_price = mk.risk(after, t.price)?.initial_margin;
+        let at_mark = self.position_risk(t.m, after, mark)?.initial_margin;
+        let at_price = self.position_risk(t.m, after, t.price)?.initial_margin;
         let initial = risk.initial.checked_add(at_price.max(at_mark) - at_mark)?;
         Some((equity, initial))
     }
@@ -982,9 +1066,23 @@ struct PlannedSide {
 /// One funding round's charges (settle minor units): each holder's payment
 /// (negative: it pays), the sum of debits owed, of credits, and of debits
 /// the payers' balances could not cover.
-struct FundingRound {
-    payments: Vec<(Owner, i128)>,
-    paid: i128,
-    received: i128,
-    uncollected: i128,
+pub(crate) struct FundingRound {
+    pub payments: Vec<(Owner, i128)>,
+    pub paid: i128,
+    pub received: i128,
+    pub uncollected: i128,
+}
+
+impl FundingRound {
+    /// `paid − received`: never negative, since positions net to zero
+    /// size, so payers and receivers hold equal value, and debits round up
+    /// and credits down.
+    pub(crate) fn residue(&self) -> Result<i128, Rejection> {
+        let residue = self.paid.checked_sub(self.received).ok_or_else(overflow)?;
+        assert!(
+            residue >= 0,
+            "invariant broken: funding residue {residue} is negative"
+        );
+        Ok(residue)
+    }
 }

@@ -46,6 +46,22 @@ pub struct MarketView {
     pub mark_price: Option<Decimal>,
     pub mark_time_ms: Option<u64>,
     pub last_funding_time_ms: Option<u64>,
+    /// `perpetual`, `dated_future`, `inverse_perpetual`,
+    /// `inverse_dated_future`, `call`, `put`, `perpetual_call` or
+    /// `perpetual_put`.
+    pub kind: &'static str,
+    /// A dated future's expiry (leader time ms); 0 for a perpetual.
+    pub expiry_ms: u64,
+    /// A dated future's delivery fee rate (zero for a perpetual).
+    pub delivery_fee_rate: Decimal,
+    /// A settled dated future's settlement price; an exercised option's
+    /// underlying settlement price.
+    pub settlement_price: Option<Decimal>,
+    /// An option's underlying market (its index) and strike.
+    pub underlying: Option<String>,
+    pub strike: Option<Decimal>,
+    /// An inverse market's contract value (quote units per contract).
+    pub contract_value: Option<Decimal>,
 }
 
 /// A market's exposure: open interest, long and short totals, and what
@@ -152,6 +168,24 @@ impl Ledger {
                 .map(|mark| to_decimal(mark.price, market.price_scale)),
             mark_time_ms: market.state.mark.map(|mark| mark.time_ms),
             last_funding_time_ms: market.state.last_funding_ms,
+            kind: market.kind_name(),
+            expiry_ms: market.instrument.expiry_ms,
+            delivery_fee_rate: rate(market.instrument.delivery_fee_rate),
+            settlement_price: market
+                .state
+                .settlement
+                .map(|p| self.settlement_decimal(m, p)),
+            underlying: market
+                .instrument
+                .option
+                .map(|o| self.markets[o.underlying as usize].symbol.clone()),
+            strike: market
+                .instrument
+                .option
+                .map(|o| to_decimal(o.strike, o.underlying_price_scale)),
+            contract_value: market.instrument.is_inverse().then(|| {
+                Decimal::from_i128_with_scale(market.instrument.inverse_contract_value, 0)
+            }),
         }
     }
 
@@ -349,4 +383,85 @@ fn margin_ratio(group: &GroupRisk) -> Option<i128> {
         group.equity,
         Round::Ceil,
     )
+}
+
+/// An account's delta-equivalent exposure to one underlying (a base
+/// symbol: BTC for BTC-PERP, a BTC future, an inverse BTCUSD market and
+/// options on any of them), in units of the underlying, without Greeks.
+/// Futures and perpetuals contribute exactly: a linear position its size;
+/// an inverse one its base value n × CV / mark (long positive). Options
+/// contribute a model-free range: a call's delta is in [0, 1] per unit, a
+/// put's in [−1, 0], so a long call adds [0, q], a short call [−q, 0], a
+/// long put [−q, 0], a short put [0, q]. The exposure lies in
+/// [`delta_low`, `delta_high`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeltaView {
+    pub underlying: String,
+    /// Σ over perpetuals and dated futures (linear and inverse).
+    pub futures_delta: Decimal,
+    pub delta_low: Decimal,
+    pub delta_high: Decimal,
+    /// Option sizes by side (positive): long calls, short calls, long
+    /// puts, short puts.
+    pub long_calls: Decimal,
+    pub short_calls: Decimal,
+    pub long_puts: Decimal,
+    pub short_puts: Decimal,
+}
+
+impl Ledger {
+    /// The delta-equivalent exposure of `account` per underlying (see
+    /// [`DeltaView`]), by underlying symbol; cross and isolated positions
+    /// alike; `None` for an unknown account. Visits every market once.
+    pub fn delta_exposure(&self, account: AccountId) -> Option<Vec<DeltaView>> {
+        if !self.accounts.contains_key(&account) {
+            return None;
+        }
+        let mut by: std::collections::BTreeMap<String, DeltaView> = Default::default();
+        for &m in &self.market_order {
+            let market = &self.markets[m as usize];
+            let Some(position) = market.positions.get(&account) else {
+                continue;
+            };
+            let view = by.entry(market.base.clone()).or_insert_with(|| DeltaView {
+                underlying: market.base.clone(),
+                futures_delta: Decimal::ZERO,
+                delta_low: Decimal::ZERO,
+                delta_high: Decimal::ZERO,
+                long_calls: Decimal::ZERO,
+                short_calls: Decimal::ZERO,
+                long_puts: Decimal::ZERO,
+                short_puts: Decimal::ZERO,
+            });
+            let size = self.size_decimal(m, position.size);
+            if market.instrument.option.is_some() {
+                let q = size.abs();
+                let (slot, low, high) =
+                    match (market.instrument.kind.is_call(), size > Decimal::ZERO) {
+                        (true, true) => (&mut view.long_calls, Decimal::ZERO, q),
+                        (true, false) => (&mut view.short_calls, -q, Decimal::ZERO),
+                        (false, true) => (&mut view.long_puts, -q, Decimal::ZERO),
+                        (false, false) => (&mut view.short_puts, Decimal::ZERO, q),
+                    };
+                *slot += q;
+                view.delta_low += low;
+                view.delta_high += high;
+                continue;
+            }
+            let delta = if market.instrument.is_inverse() {
+                // Base value of the contracts at the mark, long positive.
+                let value = market
+                    .mark_price()
+                    .and_then(|mark| market.value(position.size, mark))
+                    .unwrap_or(0);
+                -self.money_decimal(m, value)
+            } else {
+                size
+            };
+            view.futures_delta += delta;
+            view.delta_low += delta;
+            view.delta_high += delta;
+        }
+        Some(by.into_values().collect())
+    }
 }

@@ -20,6 +20,7 @@
 //! | IngestFailure| `0A` string topic, `u32` partition, `u64` offset | string command id, string code, string message |
 //! | Pair    | `0B` pair symbol bytes                           | string base, string quote, `u8` size scale, `u8` price scale, `i128` min base amount (base minor units) |
 //! | Isolated| `0D` market symbol bytes, `00`, `u64` account id | `i128` isolated margin (settle minor units) |
+//! | Instrument | `0E` market symbol bytes                      | `u8` kind (1 dated future, 2 call, 3 put, 4 perpetual call, 5 perpetual put), `u64` expiry ms (0 for perpetual options), `i128` delivery fee rate (`* 10^8`), `u8` 0/1 then `i128` settlement price (tick units; an option's: the underlying's), options only: string underlying market symbol, `i128` strike (underlying tick units), `i128` IM rate, `i128` IM floor rate, `i128` MM rate, `i128` fee cap rate (rates `* 10^8`), `u64` funding period ms; then `i128` inverse contract value (quote units; 0 linear; kind 0 has a record only when inverse) |
 //! | History | `0C` `u64` account id, `u64` sequence number      | `u64` log index, `u64` time ms, string command id, `u8` wallet, `i128` available delta, `i128` locked delta, `i128` available, `i128` locked, asset symbol bytes |
 //!
 //! Account settings (version 6; empty for the defaults `CreateAccount`
@@ -84,6 +85,11 @@
 //! older build must be recreated (or restored from a snapshot of this
 //! build).
 //!
+//! Instrument records (cluster version 2) exist only for markets that are
+//! not linear perpetuals: a linear perpetual is its market record alone,
+//! exactly as release 0.1 wrote it, and an instrument record without its
+//! market record, or with a linear perpetual's terms, is refused.
+//!
 //! Every asset has its three system balance records; a client balance record
 //! exists once the account touched the asset (even if now zero). Closed
 //! holds and evicted dedup entries are deleted. A new format gets a new
@@ -105,7 +111,10 @@ use crate::ingest::{
     IngestFailure, IngestPosition, IngestSource, MAX_INGEST_FAILURES_KEPT, MAX_INGEST_REASON_BYTES,
     MAX_INGEST_SOURCES, SourceState, is_valid_topic,
 };
-use crate::market::{Mark, Market, MarketIdx, MarketState, Position, with_cum};
+use crate::market::{
+    Instrument, InstrumentKind, Mark, Market, MarketIdx, MarketState, OptionTerms, Position,
+    with_cum,
+};
 use crate::pairs::Pair;
 use crate::state::{
     Account, AccountSettings, Asset, AssetIdx, Balance, DirtyKey, Hold, SYSTEM_OWNERS, system_slot,
@@ -136,6 +145,7 @@ const TAG_INGEST_FAILURE: u8 = 0x0A;
 const TAG_PAIR: u8 = 0x0B;
 const TAG_HISTORY: u8 = 0x0C;
 const TAG_ISOLATED: u8 = 0x0D;
+const TAG_INSTRUMENT: u8 = 0x0E;
 
 /// The kind of a record, from the first byte of its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -161,6 +171,8 @@ pub enum RecordKind {
     History,
     /// An isolated margin of a position.
     Isolated,
+    /// A non-perpetual market's contract terms and settlement.
+    Instrument,
 }
 
 impl RecordKind {
@@ -180,6 +192,7 @@ impl RecordKind {
             TAG_PAIR => Some(RecordKind::Pair),
             TAG_HISTORY => Some(RecordKind::History),
             TAG_ISOLATED => Some(RecordKind::Isolated),
+            TAG_INSTRUMENT => Some(RecordKind::Instrument),
             _ => None,
         }
     }
@@ -411,6 +424,84 @@ fn market_value(value: &mut Vec<u8>, market: &Market, settle_symbol: &str) {
     value.put_i128(state.pool);
     value.put_i128(state.insurance.size);
     value.put_i128(state.insurance.cost);
+}
+
+fn instrument_key(out: &mut Vec<u8>, symbol: &str) {
+    out.push(TAG_INSTRUMENT);
+    out.extend_from_slice(symbol.as_bytes());
+}
+
+fn instrument_value(value: &mut Vec<u8>, market: &Market, underlying_symbol: &str) {
+    let instrument = &market.instrument;
+    value.put_u8(instrument.kind.tag());
+    value.put_u64(instrument.expiry_ms);
+    value.put_i128(instrument.delivery_fee_rate);
+    put_opt_flag(value, market.state.settlement.is_some());
+    if let Some(price) = market.state.settlement {
+        value.put_i128(price);
+    }
+    if let Some(o) = &instrument.option {
+        value.put_str(underlying_symbol);
+        value.put_i128(o.strike);
+        value.put_i128(o.im_rate);
+        value.put_i128(o.im_floor_rate);
+        value.put_i128(o.mm_rate);
+        value.put_i128(o.fee_cap_rate);
+        value.put_u64(o.funding_period_ms);
+    }
+    value.put_i128(instrument.inverse_contract_value);
+}
+
+/// The symbol of `market`'s underlying (empty if it has none).
+fn underlying_symbol<'a>(ledger: &'a Ledger, market: &Market) -> &'a str {
+    market.instrument.option.map_or("", |o| {
+        ledger.markets[o.underlying as usize].symbol.as_str()
+    })
+}
+
+/// An instrument record before its underlying is resolved: terms, the
+/// settlement price, the underlying symbol (options).
+type ParsedInstrument = (Instrument, Option<i128>, Option<String>);
+
+/// An instrument record's value: the terms, the settlement price and an
+/// option's underlying symbol (its index and scale are resolved later).
+fn read_instrument(v: &mut Reader<'_>) -> Result<ParsedInstrument, String> {
+    let tag = v.u8()?;
+    let Some(kind) = InstrumentKind::from_tag(tag) else {
+        return Err(format!("unknown instrument kind {tag}"));
+    };
+    let expiry_ms = v.u64()?;
+    let delivery_fee_rate = v.i128()?;
+    let settlement = if v.bool()? { Some(v.i128()?) } else { None };
+    let (option, underlying) = if kind.is_option() {
+        let underlying = v.string()?;
+        let terms = OptionTerms {
+            underlying: 0,
+            underlying_price_scale: 0,
+            strike: v.i128()?,
+            im_rate: v.i128()?,
+            im_floor_rate: v.i128()?,
+            mm_rate: v.i128()?,
+            fee_cap_rate: v.i128()?,
+            funding_period_ms: v.u64()?,
+        };
+        (Some(terms), Some(underlying))
+    } else {
+        (None, None)
+    };
+    let inverse_contract_value = v.i128()?;
+    v.finish()?;
+    let instrument = Instrument {
+        kind,
+        expiry_ms,
+        delivery_fee_rate,
+        option,
+        inverse_contract_value,
+    };
+    if instrument.is_perpetual() {
+        return Err("a linear perpetual has no instrument record".into());
+    }
+    Ok((instrument, settlement, underlying))
 }
 
 fn position_value(value: &mut Vec<u8>, position: &Position) {
@@ -654,6 +745,12 @@ impl Ledger {
                 market_value(value, market, self.symbol(market.settle));
                 true
             }
+            DirtyKey::Instrument(m) => {
+                let market = &self.markets[m as usize];
+                instrument_key(key, &market.symbol);
+                instrument_value(value, market, underlying_symbol(self, market));
+                true
+            }
             DirtyKey::Position(m, account) => {
                 let market = &self.markets[m as usize];
                 position_key(key, &market.symbol, account);
@@ -762,6 +859,12 @@ impl Ledger {
                 encoded(|k| market_key(k, &market.symbol)),
                 encoded(|v| market_value(v, market, self.symbol(market.settle))),
             ));
+            if !market.instrument.is_perpetual() {
+                out.push((
+                    encoded(|k| instrument_key(k, &market.symbol)),
+                    encoded(|v| instrument_value(v, market, underlying_symbol(self, market))),
+                ));
+            }
             for (account, position) in &market.positions {
                 out.push((
                     encoded(|k| position_key(k, &market.symbol, *account)),
@@ -810,8 +913,9 @@ impl Ledger {
         for (key, value) in records {
             parsed.add(key, value)?;
         }
-        let ledger = parsed.build(config)?;
+        let mut ledger = parsed.build(config)?;
         ledger.check_invariants().map_err(RecordError::Invariant)?;
+        ledger.note_every_position();
         Ok(ledger)
     }
 }
@@ -835,6 +939,8 @@ struct Parsed {
     holds: Vec<ParsedHold>,
     dedup: Vec<(DedupEntry, Vec<u8>)>,
     markets: BTreeMap<String, (ParsedMarket, Vec<u8>)>,
+    /// Instrument records by market symbol: terms, settlement price, key.
+    instruments: BTreeMap<String, (ParsedInstrument, Vec<u8>)>,
     positions: Vec<(String, AccountId, Position, Vec<u8>)>,
     ingest_sources: BTreeMap<IngestSource, IngestPosition>,
     ingest_failures: Vec<(IngestSource, IngestFailure, Vec<u8>)>,
@@ -914,6 +1020,7 @@ fn read_market(v: &mut Reader<'_>) -> Result<ParsedMarket, String> {
             last_funding_ms,
             pool,
             insurance,
+            settlement: None,
         },
     })
 }
@@ -1022,6 +1129,17 @@ impl Parsed {
                     return Err(duplicate(kind, &key));
                 }
                 self.markets.insert(symbol, (market, key));
+            }
+            RecordKind::Instrument => {
+                let symbol = match std::str::from_utf8(k.rest()) {
+                    Ok(symbol) if is_valid_market_symbol(symbol) => symbol.to_string(),
+                    _ => return Err(malformed(kind, &key, "bad market symbol")),
+                };
+                let parsed = read_instrument(&mut v).map_err(bad)?;
+                if self.instruments.contains_key(&symbol) {
+                    return Err(duplicate(kind, &key));
+                }
+                self.instruments.insert(symbol, (parsed, key));
             }
             RecordKind::Position => self.add_position(key, &value)?,
             RecordKind::History => self.add_history(key, &value)?,
@@ -1271,6 +1389,7 @@ impl Parsed {
             ledger.cluster_version = version;
         }
         restore_markets(&mut ledger, self.markets)?;
+        restore_instruments(&mut ledger, self.instruments)?;
         for (symbol, account, position, key) in self.positions {
             let Some(&m) = ledger.market_index.get(&symbol) else {
                 return Err(malformed(RecordKind::Position, &key, "unknown market"));
@@ -1441,6 +1560,46 @@ fn restore_balances(
     Ok(())
 }
 
+/// Links the instrument records to their markets (and an option to its
+/// underlying market, which must be a perpetual or dated future).
+fn restore_instruments(
+    ledger: &mut Ledger,
+    instruments: BTreeMap<String, (ParsedInstrument, Vec<u8>)>,
+) -> Result<(), RecordError> {
+    for (symbol, ((mut instrument, settlement, underlying), key)) in instruments {
+        let bad = |detail: &str| malformed(RecordKind::Instrument, &key, detail);
+        let Some(&m) = ledger.market_index.get(&symbol) else {
+            return Err(bad("unknown market"));
+        };
+        if let (Some(terms), Some(underlying)) = (instrument.option.as_mut(), underlying) {
+            let Some(&u) = ledger.market_index.get(&underlying) else {
+                return Err(bad("unknown underlying market"));
+            };
+            terms.underlying = u;
+            terms.underlying_price_scale = ledger.markets[u as usize].price_scale;
+        }
+        let market = &mut ledger.markets[m as usize];
+        market.instrument = instrument;
+        market.state.settlement = settlement;
+    }
+    // An underlying must itself be an index (not an option): checked
+    // after every instrument is linked.
+    for market in &ledger.markets {
+        if let Some(terms) = market.instrument.option
+            && ledger.markets[terms.underlying as usize]
+                .instrument
+                .kind
+                .is_option()
+        {
+            return Err(RecordError::Invariant(format!(
+                "option {} has an option as its underlying",
+                market.symbol
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Rebuilds the markets, in symbol order (indices are internal; any order
 /// works), linked to their settle assets.
 fn restore_markets(
@@ -1473,6 +1632,7 @@ fn restore_markets(
             brackets,
             liquidation_fee_rate: parsed.liquidation_fee_rate,
             funding_interval_ms: parsed.funding_interval_ms,
+            instrument: Instrument::default(),
             state: parsed.state,
             positions: BTreeMap::new(),
             isolated: BTreeMap::new(),

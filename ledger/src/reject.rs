@@ -26,7 +26,8 @@ use serde::{Deserialize, Serialize};
 use crate::codec::{Reader, Sink};
 use crate::command::{
     AccountId, HoldId, MAX_ASSET_SCALE, MAX_DEDUP_WINDOW_MS, MAX_LEVERAGE, MAX_MARGIN_BRACKETS,
-    MAX_MARKETS, MAX_PAIRS, MIN_DEDUP_WINDOW_MS, Owner, RATE_SCALE, RejectCode, Wallet,
+    MAX_MARKETS, MAX_PAIRS, MAX_PREMIUM_SAMPLES, MIN_DEDUP_WINDOW_MS, Owner, RATE_SCALE,
+    RejectCode, Wallet,
 };
 
 /// Longest string (in characters) a detail holds: a command id shown in an
@@ -106,9 +107,17 @@ pub enum Field {
     BuyerLimitPrice,
     MinBaseAmount,
     Fee,
+    DeliveryFeeRate,
+    SettlementPrice,
+    Strike,
+    OptionMarginRate,
+    FeeCapRate,
+    PremiumIndex,
+    InterestRate,
+    ClampRate,
 }
 
-const ALL_FIELDS: [Field; 14] = [
+const ALL_FIELDS: [Field; 22] = [
     Field::Amount,
     Field::BaseAmount,
     Field::BuyerFee,
@@ -123,6 +132,14 @@ const ALL_FIELDS: [Field; 14] = [
     Field::BuyerLimitPrice,
     Field::MinBaseAmount,
     Field::Fee,
+    Field::DeliveryFeeRate,
+    Field::SettlementPrice,
+    Field::Strike,
+    Field::OptionMarginRate,
+    Field::FeeCapRate,
+    Field::PremiumIndex,
+    Field::InterestRate,
+    Field::ClampRate,
 ];
 
 impl Field {
@@ -143,12 +160,23 @@ impl Field {
             Field::BuyerLimitPrice => "buyer limit price",
             Field::MinBaseAmount => "min base amount",
             Field::Fee => "fee",
+            Field::DeliveryFeeRate => "delivery fee rate",
+            Field::SettlementPrice => "settlement price",
+            Field::Strike => "strike",
+            Field::OptionMarginRate => "option margin rate",
+            Field::FeeCapRate => "fee cap rate",
+            Field::PremiumIndex => "premium index",
+            Field::InterestRate => "interest rate",
+            Field::ClampRate => "clamp rate",
         }
     }
 
     /// True for the price fields (a non-positive one is `InvalidPrice`).
     pub fn is_price(self) -> bool {
-        matches!(self, Field::Price | Field::MarkPrice)
+        matches!(
+            self,
+            Field::Price | Field::MarkPrice | Field::SettlementPrice | Field::Strike
+        )
     }
 
     fn tag(self) -> u8 {
@@ -168,6 +196,14 @@ impl Field {
             Field::BuyerLimitPrice => 11,
             Field::MinBaseAmount => 12,
             Field::Fee => 13,
+            Field::DeliveryFeeRate => 14,
+            Field::SettlementPrice => 15,
+            Field::Strike => 16,
+            Field::OptionMarginRate => 17,
+            Field::FeeCapRate => 18,
+            Field::PremiumIndex => 19,
+            Field::InterestRate => 20,
+            Field::ClampRate => 21,
         }
     }
 }
@@ -762,6 +798,79 @@ define_reject_details! {
         => RejectCode::BalanceMismatch,
         "account {account} has {available} {asset} available and {locked} locked, not the \
          asserted amounts";
+
+    // ----- dated futures (the `expiry` module) -------------------------------
+    95 => FillAfterExpiry { market: String, expiry_ms: u64, now_ms: u64 }
+        => RejectCode::MarketExpired,
+        "{market} expired at {expiry_ms} ms (now {now_ms} ms): no more fills";
+    96 => MarketSettled { market: String, price: Decimal }
+        => RejectCode::MarketExpired,
+        "{market} was settled at {price}: it takes no more fills or mark prices";
+    97 => FutureAlreadySettled { market: String, price: Decimal }
+        => RejectCode::AlreadySettled,
+        "{market} was already settled at {price}";
+    98 => SettlementBeforeExpiry { market: String, expiry_ms: u64, now_ms: u64 }
+        => RejectCode::NotExpired,
+        "{market} expires at {expiry_ms} ms: it cannot be settled at {now_ms} ms";
+    99 => NotDatedFuture { market: String, kind: String }
+        => RejectCode::WrongInstrument,
+        "{market} is a {kind}, not a dated future: it is never settled";
+    100 => NoFundingForDatedFuture { market: String }
+        => RejectCode::WrongInstrument,
+        "{market} is a dated future: it has no funding";
+    101 => DeliveryFeeRateOutOfRange { rate: Decimal }
+        => RejectCode::InvalidRate,
+        "delivery fee rate {rate} outside [0, 1)";
+    102 => ZeroExpiry
+        => RejectCode::InvalidMarket,
+        "a dated future needs an expiry time above 0 ms";
+
+    // ----- options (the `options` module) ------------------------------------
+    103 => StrikeOffGrid { strike: Decimal, grid: Decimal }
+        => RejectCode::StrikeOffGrid,
+        "strike {strike} is not a positive multiple of the underlying's tick {grid}";
+    /// `underlying`: the first `SHOWN_SYMBOL_CHARS` characters of the input.
+    104 => UnknownUnderlying { underlying: String }
+        => RejectCode::NoUnderlyingIndex,
+        "option underlying index {underlying:?} is not a market";
+    105 => UnderlyingNotIndex { underlying: String, kind: String }
+        => RejectCode::NoUnderlyingIndex,
+        "{underlying} is a {kind}: an option's underlying index is a perpetual or dated future";
+    106 => OptionTickTooCoarse { tick_size: Decimal, underlying_tick: Decimal }
+        => RejectCode::InvalidMarket,
+        "option tick {tick_size} has fewer decimals than the underlying's tick {underlying_tick}";
+    107 => OptionMarginRatesOutOfOrder { im_rate: Decimal, im_floor_rate: Decimal, mm_rate: Decimal }
+        => RejectCode::InvalidRate,
+        "option margin rates must satisfy 0 < mm {mm_rate} <= floor {im_floor_rate} <= im \
+         {im_rate} < 1";
+    108 => FeeCapRateOutOfRange { rate: Decimal }
+        => RejectCode::InvalidRate,
+        "fee cap rate {rate} outside [0, 1)";
+    109 => ZeroFundingPeriod
+        => RejectCode::InvalidMarket,
+        "a perpetual option needs a funding period above 0 ms";
+    110 => NotExpiringOption { market: String, kind: String }
+        => RejectCode::WrongInstrument,
+        "{market} is a {kind}: only an expiring option is exercised";
+    111 => NotPerpetualOption { market: String, kind: String }
+        => RejectCode::WrongInstrument,
+        "{market} is a {kind}: option funding applies to perpetual options only";
+    112 => NoUnderlyingMark { market: String, underlying: String }
+        => RejectCode::NoMarkPrice,
+        "{underlying}, the underlying index of {market}, has no mark price yet";
+
+    // ----- funding rate from the premium index (the `funding_rate` module) ----
+    113 => PremiumSampleCount { count: u64 }
+        => RejectCode::InvalidSamples,
+        "{count} premium index samples: 1..={MAX_PREMIUM_SAMPLES} are needed";
+    114 => ClampRateOutOfRange { rate: Decimal }
+        => RejectCode::InvalidRate,
+        "clamp rate {rate} outside [0, 1)";
+
+    // ----- inverse markets --------------------------------------------------
+    115 => ContractValueNotWhole { contract_value: Decimal }
+        => RejectCode::InvalidMarket,
+        "contract value {contract_value} must be a positive whole number of quote units";
 }
 
 /// A rejection's record encoding: `u8` reject code tag, then the detail.
@@ -1139,6 +1248,70 @@ mod tests {
                 asset: s("BTC"),
                 available: d("0.50000000"),
                 locked: d("0"),
+            },
+            FillAfterExpiry {
+                market: s("BTC-0327"),
+                expiry_ms: 1_000,
+                now_ms: u64::MAX,
+            },
+            MarketSettled {
+                market: s("BTC-0327"),
+                price: d("30000.0"),
+            },
+            FutureAlreadySettled {
+                market: s("BTC-0327"),
+                price: d("-0.0"),
+            },
+            SettlementBeforeExpiry {
+                market: s("BTC-0327"),
+                expiry_ms: u64::MAX,
+                now_ms: 0,
+            },
+            NotDatedFuture {
+                market: s("BTC-PERP"),
+                kind: s("perpetual"),
+            },
+            NoFundingForDatedFuture {
+                market: s("BTC-0327"),
+            },
+            DeliveryFeeRateOutOfRange { rate: d("1.00") },
+            ZeroExpiry,
+            StrikeOffGrid {
+                strike: d("30000.05"),
+                grid: d("0.1"),
+            },
+            UnknownUnderlying { underlying: s("") },
+            UnderlyingNotIndex {
+                underlying: s("BTC-C-30000"),
+                kind: s("call"),
+            },
+            OptionTickTooCoarse {
+                tick_size: d("1"),
+                underlying_tick: d("0.1"),
+            },
+            OptionMarginRatesOutOfOrder {
+                im_rate: d("0.1"),
+                im_floor_rate: d("0.15"),
+                mm_rate: d("0"),
+            },
+            FeeCapRateOutOfRange { rate: d("-0.1") },
+            ZeroFundingPeriod,
+            NotExpiringOption {
+                market: s("BTC-PC-30000"),
+                kind: s("perpetual_call"),
+            },
+            NotPerpetualOption {
+                market: s("BTC-C-30000"),
+                kind: s("call"),
+            },
+            NoUnderlyingMark {
+                market: s("BTC-C-30000"),
+                underlying: s("BTC-PERP"),
+            },
+            PremiumSampleCount { count: u64::MAX },
+            ClampRateOutOfRange { rate: d("-0.0005") },
+            ContractValueNotWhole {
+                contract_value: d("0.5"),
             },
         ]
     }

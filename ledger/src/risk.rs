@@ -90,7 +90,7 @@ impl Ledger {
                 continue;
             }
             let mark = market.mark_price()?;
-            let r = market.risk(position, mark)?;
+            let r = self.position_risk(m, position, mark)?;
             risk.upnl = risk.upnl.checked_add(r.upnl)?;
             risk.initial = risk.initial.checked_add(r.initial_margin)?;
             risk.maintenance = risk.maintenance.checked_add(r.maintenance)?;
@@ -118,6 +118,11 @@ impl Ledger {
     pub(crate) fn liquidation_price(&self, group: &GroupRisk, i: usize) -> Option<i128> {
         let held = group.positions.get(i)?;
         let market = &self.markets[held.market as usize];
+        // Options (their margin moves with the underlying) and inverse
+        // markets (value is not linear in the price): not computed.
+        if market.instrument.option.is_some() || market.instrument.is_inverse() {
+            return None;
+        }
         let size = held.position.size;
         let side: i128 = if size > 0 { 1 } else { -1 };
         // Other positions' exact maintenance margin and UPNL.

@@ -189,6 +189,9 @@ pub(crate) enum DirtyKey {
     History(AccountId, u64),
     /// An isolated margin (market, account; deleted when back to cross).
     Isolated(crate::market::MarketIdx, AccountId),
+    /// A non-perpetual market's contract terms and settlement (the
+    /// `Instrument` record).
+    Instrument(crate::market::MarketIdx),
 }
 
 /// Keys changed since the last `drain_dirty`: memory stays proportional to

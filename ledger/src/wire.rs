@@ -632,6 +632,84 @@ mod tests {
                 sell_release: d("0"),
             }
             .into(),
+            CreateDatedFuture {
+                market: CreateMarket {
+                    market: "BTC-0327".into(),
+                    base: "BTC".into(),
+                    settle_asset: "USDT".into(),
+                    tick_size: d("0.1"),
+                    step_size: d("0.001"),
+                    max_leverage: 20,
+                    brackets: vec![MarginBracket {
+                        notional_floor: d("0"),
+                        maintenance_margin_rate: d("0.01"),
+                        max_leverage: 20,
+                    }],
+                    liquidation_fee_rate: d("0.01"),
+                    funding_interval_ms: 28_800_000,
+                },
+                expiry_ms: u64::MAX,
+                delivery_fee_rate: d("0.0005"),
+            }
+            .into(),
+            SettleFuture {
+                market: "BTC-0327".into(),
+                price: d("30123.4"),
+            }
+            .into(),
+            CreateOption {
+                market: "BTC-C-32000".into(),
+                underlying: "BTC-PERP".into(),
+                call: true,
+                strike: d("32000"),
+                expiry_ms: 0,
+                tick_size: d("0.1"),
+                step_size: d("0.001"),
+                im_rate: d("0.15"),
+                im_floor_rate: d("0.1"),
+                mm_rate: d("0.075"),
+                fee_cap_rate: d("0.125"),
+                delivery_fee_rate: d("0.0002"),
+                liquidation_fee_rate: d("0.01"),
+                funding_interval_ms: 28_800_000,
+                funding_period_ms: u64::MAX,
+            }
+            .into(),
+            ExerciseOption {
+                market: "BTC-C-32000".into(),
+                price: d("-1"),
+            }
+            .into(),
+            ApplyOptionFunding {
+                market: "BTC-PC-30000".into(),
+                funding_time_ms: 28_800_000,
+            }
+            .into(),
+            CreateInverseMarket {
+                market: CreateMarket {
+                    market: "BTCUSD-PERP".into(),
+                    base: "BTC".into(),
+                    settle_asset: "BTC".into(),
+                    tick_size: d("0.5"),
+                    step_size: d("1"),
+                    max_leverage: 100,
+                    brackets: vec![],
+                    liquidation_fee_rate: d("0.005"),
+                    funding_interval_ms: 28_800_000,
+                },
+                contract_value: d("100"),
+                expiry_ms: 0,
+                delivery_fee_rate: d("0"),
+            }
+            .into(),
+            ApplyPremiumFunding {
+                market: "BTC-PERP".into(),
+                funding_time_ms: 28_800_000,
+                premium_samples: vec![d("0.0001"), d("-0.00000001"), Decimal::MAX],
+                interest_rate: d("0.0001"),
+                clamp_rate: d("0.0005"),
+            }
+            .into(),
         ]
     }
 

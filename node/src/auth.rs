@@ -137,10 +137,17 @@ pub fn command_right(command: &Command) -> Right {
         | Command::SetMarketPaused(_)
         | Command::FundInsurance(_)
         | Command::WithdrawInsurance(_)
-        | Command::SweepFees(_) => Right::RiskWrite,
+        | Command::SweepFees(_)
+        | Command::SettleFuture(_)
+        | Command::ExerciseOption(_)
+        | Command::ApplyOptionFunding(_)
+        | Command::ApplyPremiumFunding(_) => Right::RiskWrite,
         Command::CreateAsset(_)
         | Command::CreateMarket(_)
         | Command::CreatePair(_)
+        | Command::CreateDatedFuture(_)
+        | Command::CreateOption(_)
+        | Command::CreateInverseMarket(_)
         | Command::SetDedupWindow(_) => Right::Configure,
     }
 }

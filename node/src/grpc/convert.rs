@@ -136,6 +136,35 @@ pub(crate) fn fee(field: &'static str, value: &str) -> Result<Decimal, ConvertEr
     }
 }
 
+/// A gRPC market spec as the engine's `CreateMarket` (also carried by
+/// `CreateDatedFuture` and `CreateInverseMarket`).
+pub(crate) fn create_market(c: &pb::CreateMarket) -> Result<ledger::CreateMarket, ConvertError> {
+    Ok(ledger::CreateMarket {
+        market: c.market.clone(),
+        base: c.base.clone(),
+        settle_asset: c.settle_asset.clone(),
+        tick_size: decimal("tick_size", &c.tick_size)?,
+        step_size: decimal("step_size", &c.step_size)?,
+        max_leverage: c.max_leverage,
+        brackets: c
+            .brackets
+            .iter()
+            .map(|b| {
+                Ok(ledger::MarginBracket {
+                    notional_floor: fee("notional_floor", &b.notional_floor)?,
+                    maintenance_margin_rate: decimal(
+                        "maintenance_margin_rate",
+                        &b.maintenance_margin_rate,
+                    )?,
+                    max_leverage: b.max_leverage,
+                })
+            })
+            .collect::<Result<_, ConvertError>>()?,
+        liquidation_fee_rate: fee("liquidation_fee_rate", &c.liquidation_fee_rate)?,
+        funding_interval_ms: c.funding_interval_ms,
+    })
+}
+
 /// Turns a gRPC command into the engine's envelope.
 pub fn envelope(cmd: &pb::Command) -> Result<ledger::Envelope, ConvertError> {
     use pb::command::Body;
@@ -185,31 +214,7 @@ pub fn envelope(cmd: &pb::Command) -> Result<ledger::Envelope, ConvertError> {
             amount: decimal("amount", &c.amount)?,
         }
         .into(),
-        Body::CreateMarket(c) => ledger::CreateMarket {
-            market: c.market.clone(),
-            base: c.base.clone(),
-            settle_asset: c.settle_asset.clone(),
-            tick_size: decimal("tick_size", &c.tick_size)?,
-            step_size: decimal("step_size", &c.step_size)?,
-            max_leverage: c.max_leverage,
-            brackets: c
-                .brackets
-                .iter()
-                .map(|b| {
-                    Ok(ledger::MarginBracket {
-                        notional_floor: fee("notional_floor", &b.notional_floor)?,
-                        maintenance_margin_rate: decimal(
-                            "maintenance_margin_rate",
-                            &b.maintenance_margin_rate,
-                        )?,
-                        max_leverage: b.max_leverage,
-                    })
-                })
-                .collect::<Result<_, ConvertError>>()?,
-            liquidation_fee_rate: fee("liquidation_fee_rate", &c.liquidation_fee_rate)?,
-            funding_interval_ms: c.funding_interval_ms,
-        }
-        .into(),
+        Body::CreateMarket(c) => create_market(c)?.into(),
         Body::SetMarketPaused(c) => ledger::SetMarketPaused {
             market: c.market.clone(),
             paused: c.paused,
@@ -255,7 +260,9 @@ pub fn envelope(cmd: &pb::Command) -> Result<ledger::Envelope, ConvertError> {
             locked: decimal("locked", &c.locked)?,
         }
         .into(),
-        other => match crate::grpc::convert_accounts::command(other) {
+        other => match crate::grpc::convert_accounts::command(other)
+            .or_else(|| crate::grpc::convert_derivatives::command(other))
+        {
             Some(command) => command?,
             None => {
                 return Err(ConvertError::Missing {
@@ -500,7 +507,9 @@ pub fn event_to_pb(event: &ledger::Event) -> pb::Event {
                 window_ms: *window_ms,
             })
         }
-        other => match crate::grpc::convert_accounts::event(other) {
+        other => match crate::grpc::convert_accounts::event(other)
+            .or_else(|| crate::grpc::convert_derivatives::event(other))
+        {
             Some(kind) => kind,
             // Every engine event has a proto form (convert_accounts covers
             // the rest); an unconverted one is a build mistake caught by the
@@ -518,6 +527,7 @@ fn cause_to_pb(cause: ledger::PositionCause) -> pb::PositionCause {
         ledger::PositionCause::Deleverage => pb::PositionCause::Deleverage,
         ledger::PositionCause::Takeover => pb::PositionCause::Takeover,
         ledger::PositionCause::Mark => pb::PositionCause::Mark,
+        ledger::PositionCause::Settlement => pb::PositionCause::Settlement,
     }
 }
 
@@ -551,6 +561,13 @@ pub fn market_to_pb(m: &ledger::MarketView) -> pb::Market {
         mark_time_ms: m.mark_time_ms.unwrap_or(0),
         funded: m.last_funding_time_ms.is_some(),
         last_funding_time_ms: m.last_funding_time_ms.unwrap_or(0),
+        kind: m.kind.to_string(),
+        expiry_ms: m.expiry_ms,
+        delivery_fee_rate: m.delivery_fee_rate.to_string(),
+        settlement_price: opt_string(m.settlement_price),
+        underlying: m.underlying.clone().unwrap_or_default(),
+        strike: opt_string(m.strike),
+        contract_value: opt_string(m.contract_value),
     }
 }
 

@@ -463,6 +463,30 @@ impl perps_pb::perps_server::Perps for LedgerService {
         }))
     }
 
+    async fn get_delta_exposure(
+        &self,
+        req: Request<perps_pb::GetDeltaExposureRequest>,
+    ) -> Result<Response<perps_pb::GetDeltaExposureResponse>, Status> {
+        let req = req.into_inner();
+        let account = req.account;
+        let (exposures, index) = self
+            .read(req.read, |st| {
+                st.ledger
+                    .delta_exposure(account)
+                    .ok_or_else(|| not_found(format!("unknown account {account}")))
+            })
+            .await?;
+        Ok(Response::new(perps_pb::GetDeltaExposureResponse {
+            account,
+            exposures: exposures
+                .iter()
+                .map(crate::grpc::convert_derivatives::delta_to_pb)
+                .collect(),
+            applied_index: index,
+            served_by: self.ctx.config.node_id,
+        }))
+    }
+
     async fn get_exposure(
         &self,
         req: Request<perps_pb::GetExposureRequest>,

@@ -8,6 +8,7 @@ pub mod backup_service;
 pub mod cluster_version;
 pub mod convert;
 pub mod convert_accounts;
+pub mod convert_derivatives;
 pub mod kafka_service;
 pub mod ledger_service;
 pub mod metrics_layer;

@@ -221,7 +221,10 @@ pub fn event_keys(event: &Event) -> [Option<String>; 2] {
         | Event::MarketPaused { market, .. }
         | Event::MarkPrice { market, .. }
         | Event::Pool { market, .. }
-        | Event::Funding { market, .. } => one(format!("market:{market}")),
+        | Event::Funding { market, .. }
+        | Event::Settlement { market, .. }
+        | Event::OptionFunding { market, .. }
+        | Event::FundingRate { market, .. } => one(format!("market:{market}")),
         Event::Position { market, holder, .. } | Event::FundingPayment { market, holder, .. } => {
             match holder {
                 Owner::Account(id) => one(id.to_string()),

@@ -124,6 +124,62 @@ pub enum PerpsCmd {
         write: WriteArgs,
     },
 
+    /// Settle a dated future at one stated price (the settlement index),
+    /// once, at or after its expiry: every position closes at it.
+    Settle {
+        /// Dated future symbol.
+        market: String,
+        /// Settlement price (at most the tick's decimal places).
+        #[arg(value_parser = positive_decimal, allow_negative_numbers = true)]
+        price: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
+    /// Exercise an expiring option at the underlying's settlement price:
+    /// shorts pay longs the intrinsic value; out of the money it expires worthless.
+    Exercise {
+        /// Option symbol.
+        market: String,
+        /// The underlying's settlement price.
+        #[arg(value_parser = positive_decimal, allow_negative_numbers = true)]
+        price: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
+    /// One perpetual-option funding round: size × (mark − intrinsic) × elapsed / period.
+    OptionFunding {
+        /// Perpetual option symbol.
+        market: String,
+        /// Funding time in ms (a multiple of the funding interval, later than the last).
+        #[arg(long, value_name = "MS")]
+        time_ms: u64,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
+    /// A perp funding round at F = P + clamp(I − P, −c, +c), P the
+    /// time-weighted average of the premium-index samples.
+    PremiumFunding {
+        /// Perpetual symbol.
+        market: String,
+        /// Funding time in ms.
+        #[arg(long, value_name = "MS")]
+        time_ms: u64,
+        /// A premium-index sample, oldest first (repeat; 1..=5760).
+        #[arg(long = "sample", required = true, value_parser = signed_decimal, allow_negative_numbers = true)]
+        samples: Vec<String>,
+        /// Interest rate I, e.g. 0.0001.
+        #[arg(long, value_parser = signed_decimal, allow_negative_numbers = true)]
+        interest_rate: String,
+        /// Clamp c, e.g. 0.0005.
+        #[arg(long, value_parser = non_negative_decimal)]
+        clamp: String,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
     /// Show one perpetual position with its margin and liquidation price.
     Position {
         /// Market symbol.
@@ -136,6 +192,15 @@ pub enum PerpsCmd {
 
     /// Show an account's cross margin: equity, margins, margin ratio, positions.
     Margin {
+        /// Account id.
+        account: u64,
+        #[command(flatten)]
+        read: ReadArgs,
+    },
+
+    /// Show an account's delta-equivalent exposure per underlying (exact
+    /// for perpetuals and futures, a model-free range for options).
+    Delta {
         /// Account id.
         account: u64,
         #[command(flatten)]
@@ -186,6 +251,61 @@ pub enum MarketCmd {
         /// Funding interval in milliseconds (funding times are multiples of it).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..), value_name = "MS")]
         funding_interval_ms: u64,
+        /// A dated future expiring at this leader time (ms); 0: a perpetual.
+        #[arg(long, default_value_t = 0, value_name = "MS")]
+        expiry_ms: u64,
+        /// A dated future's delivery fee rate, on each notional at settlement.
+        #[arg(long, value_parser = non_negative_decimal, default_value = "0", value_name = "RATE")]
+        delivery_fee_rate: String,
+        /// An inverse (coin-margined) market of this many quote units per
+        /// contract, settled in the base asset.
+        #[arg(long, value_parser = positive_decimal, value_name = "QUOTE")]
+        contract_value: Option<String>,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Create an option on an underlying market's mark price (European,
+    /// cash-settled, linear; --expiry-ms 0: a perpetual option).
+    CreateOption {
+        /// Option symbol, e.g. BTC-C-32000.
+        market: String,
+        /// Underlying market (a perpetual or dated future).
+        #[arg(long)]
+        underlying: String,
+        /// A put instead of a call.
+        #[arg(long)]
+        put: bool,
+        /// Strike (a multiple of the underlying's tick).
+        #[arg(long, value_parser = positive_decimal)]
+        strike: String,
+        /// Expiry (leader time ms); 0: a perpetual option.
+        #[arg(long, value_name = "MS")]
+        expiry_ms: u64,
+        /// Premium tick.
+        #[arg(long = "tick", value_parser = positive_decimal, value_name = "PRICE")]
+        tick_size: String,
+        /// Size step.
+        #[arg(long = "step", value_parser = positive_decimal, value_name = "SIZE")]
+        step_size: String,
+        /// Standard margin a, b, c (short IM = max(a·U − OTM, b·U) + mark, MM = c·U + mark).
+        #[arg(long, value_parser = positive_decimal, default_value = "0.15")]
+        im_rate: String,
+        #[arg(long, value_parser = positive_decimal, default_value = "0.1")]
+        im_floor_rate: String,
+        #[arg(long, value_parser = positive_decimal, default_value = "0.075")]
+        mm_rate: String,
+        /// Fee cap as a fraction of the premium (0: none).
+        #[arg(long, value_parser = non_negative_decimal, default_value = "0")]
+        fee_cap_rate: String,
+        #[arg(long, value_parser = non_negative_decimal, default_value = "0")]
+        delivery_fee_rate: String,
+        #[arg(long, value_parser = non_negative_decimal, default_value = "0")]
+        liquidation_fee_rate: String,
+        /// Funding interval and period (perpetual options).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..), default_value_t = 28_800_000, value_name = "MS")]
+        funding_interval_ms: u64,
+        #[arg(long, default_value_t = 86_400_000, value_name = "MS")]
+        funding_period_ms: u64,
         #[command(flatten)]
         write: WriteArgs,
     },

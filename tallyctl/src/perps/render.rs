@@ -26,6 +26,7 @@ fn cause_name(cause: i32) -> &'static str {
         Ok(pb::PositionCause::Deleverage) => "deleverage",
         Ok(pb::PositionCause::Takeover) => "takeover",
         Ok(pb::PositionCause::Mark) => "mark",
+        Ok(pb::PositionCause::Settlement) => "settlement",
         Err(_) => "unknown",
     }
 }
@@ -99,6 +100,28 @@ pub fn event_text(kind: &event::Kind) -> Option<String> {
             "SHORTFALL: account {} left at -{} {} (insurance and auto-deleveraging exhausted)",
             e.account, e.amount, e.asset
         ),
+        Kind::Settlement(e) => format!(
+            "{} settled at {} ({} ms): {} positions closed, realized {}, delivery fees {}",
+            e.market, e.price, e.time_ms, e.positions, e.realized, e.delivery_fees
+        ),
+        Kind::OptionFunding(e) => format!(
+            "option funding {} at {} ms: mark {}, underlying {}, time value {} for {} of {} ms: paid {}, received {}, residue {} to insurance, uncollected {}",
+            e.market,
+            e.funding_time_ms,
+            e.mark_price,
+            e.underlying_price,
+            e.time_value,
+            e.elapsed_ms,
+            e.period_ms,
+            e.paid,
+            e.received,
+            e.residue,
+            e.uncollected
+        ),
+        Kind::FundingRate(e) => format!(
+            "funding rate of {} from {} premium samples: premium index {}, interest {}, clamp {}: rate {}",
+            e.market, e.samples, e.premium_index, e.interest_rate, e.clamp_rate, e.rate
+        ),
         _ => return None,
     };
     Some(text)
@@ -150,6 +173,23 @@ pub fn event_json(kind: &event::Kind) -> Option<Value> {
         Kind::Shortfall(e) => json!({
             "type": "shortfall", "account": e.account, "asset": e.asset, "amount": e.amount,
         }),
+        Kind::Settlement(e) => json!({
+            "type": "settlement", "market": e.market, "price": e.price,
+            "time_ms": e.time_ms, "positions": e.positions, "realized": e.realized,
+            "delivery_fees": e.delivery_fees,
+        }),
+        Kind::OptionFunding(e) => json!({
+            "type": "option_funding", "market": e.market,
+            "funding_time_ms": e.funding_time_ms, "mark_price": e.mark_price,
+            "underlying_price": e.underlying_price, "time_value": e.time_value,
+            "elapsed_ms": e.elapsed_ms, "period_ms": e.period_ms, "paid": e.paid,
+            "received": e.received, "residue": e.residue, "uncollected": e.uncollected,
+        }),
+        Kind::FundingRate(e) => json!({
+            "type": "funding_rate", "market": e.market, "samples": e.samples,
+            "premium_index": e.premium_index, "interest_rate": e.interest_rate,
+            "clamp_rate": e.clamp_rate, "rate": e.rate,
+        }),
         _ => return None,
     };
     Some(value)
@@ -175,7 +215,39 @@ pub fn market_json(m: &pb::Market) -> Value {
         "mark_price": none_if_empty(&m.mark_price),
         "mark_time_ms": (!m.mark_price.is_empty()).then_some(m.mark_time_ms),
         "last_funding_time_ms": m.funded.then_some(m.last_funding_time_ms),
+        "kind": none_if_empty(&m.kind),
+        "expiry_ms": (m.expiry_ms != 0).then_some(m.expiry_ms),
+        "delivery_fee_rate": none_if_empty(&m.delivery_fee_rate),
+        "settlement_price": none_if_empty(&m.settlement_price),
+        "underlying": none_if_empty(&m.underlying),
+        "strike": none_if_empty(&m.strike),
+        "contract_value": none_if_empty(&m.contract_value),
     })
+}
+
+/// The instrument line of a non-perpetual market (empty for a linear
+/// perpetual or an older server).
+fn instrument_line(m: &pb::Market) -> String {
+    if m.kind.is_empty() || m.kind == "perpetual" {
+        return String::new();
+    }
+    let mut parts = vec![m.kind.clone()];
+    if m.expiry_ms != 0 {
+        parts.push(format!("expires {} ms", m.expiry_ms));
+    }
+    if !m.underlying.is_empty() {
+        parts.push(format!("on {} strike {}", m.underlying, m.strike));
+    }
+    if !m.contract_value.is_empty() {
+        parts.push(format!("contract value {}", m.contract_value));
+    }
+    if !m.delivery_fee_rate.is_empty() && m.delivery_fee_rate != "0" {
+        parts.push(format!("delivery fee {}", m.delivery_fee_rate));
+    }
+    if !m.settlement_price.is_empty() {
+        parts.push(format!("SETTLED at {}", m.settlement_price));
+    }
+    format!("\n  {}", parts.join("  "))
 }
 
 fn market_lines(m: &pb::Market) -> String {
@@ -206,6 +278,7 @@ fn market_lines(m: &pb::Market) -> String {
             "-".to_string()
         },
     );
+    out.push_str(&instrument_line(m));
     let rows: Vec<Vec<String>> = m
         .brackets
         .iter()
@@ -431,6 +504,49 @@ pub fn exposure_json(e: &GetExposureResponse, at_risk: &[pb::Margin]) -> Value {
         "at_risk": at_risk.iter().map(margin_json).collect::<Vec<_>>(),
         "applied_index": e.applied_index,
         "served_by": e.served_by,
+    })
+}
+
+/// `delta ACCOUNT`: one line per underlying.
+pub fn delta_text(r: &pb::GetDeltaExposureResponse) -> String {
+    if r.exposures.is_empty() {
+        return format!("account {}: no positions", r.account);
+    }
+    let lines: Vec<String> = r
+        .exposures
+        .iter()
+        .map(|d| {
+            format!(
+                "account {} {}: delta in [{}, {}] (futures {}; calls +{} -{}, puts +{} -{})",
+                r.account,
+                d.underlying,
+                d.delta_low,
+                d.delta_high,
+                d.futures_delta,
+                d.long_calls,
+                d.short_calls,
+                d.long_puts,
+                d.short_puts
+            )
+        })
+        .collect();
+    lines.join("\n")
+}
+
+pub fn delta_json(r: &pb::GetDeltaExposureResponse) -> Value {
+    json!({
+        "account": r.account,
+        "exposures": r.exposures.iter().map(|d| json!({
+            "underlying": d.underlying,
+            "futures_delta": d.futures_delta,
+            "delta_low": d.delta_low,
+            "delta_high": d.delta_high,
+            "long_calls": d.long_calls,
+            "short_calls": d.short_calls,
+            "long_puts": d.long_puts,
+            "short_puts": d.short_puts,
+        })).collect::<Vec<_>>(),
+        "applied_index": r.applied_index,
     })
 }
 

@@ -2,8 +2,8 @@
 //! write (through [`submit`]) or a read (through [`run_read`]), and its
 //! answer an [`Outcome`].
 
-use tally_client::proto::v1::CreateMarket;
-use tally_client::{Client, ReadOptions, commands};
+use tally_client::proto::v1::{CreateMarket, CreateOption};
+use tally_client::{Client, ReadOptions, commands, derivatives};
 
 use crate::args::ReadArgs;
 use crate::perps::args::{MarketCmd, PerpsCmd};
@@ -53,6 +53,42 @@ pub async fn run(client: &Client, cmd: PerpsCmd) -> Outcome {
                 commands::perp_fill(market, buyer, seller, size, price, buyer_fee, seller_fee);
             submit(client, with_id(command, &write)).await
         }
+        PerpsCmd::Settle {
+            market,
+            price,
+            write,
+        } => {
+            let command = derivatives::settle_future(market, price);
+            submit(client, with_id(command, &write)).await
+        }
+        PerpsCmd::Exercise {
+            market,
+            price,
+            write,
+        } => {
+            let command = derivatives::exercise_option(market, price);
+            submit(client, with_id(command, &write)).await
+        }
+        PerpsCmd::OptionFunding {
+            market,
+            time_ms,
+            write,
+        } => {
+            let command = derivatives::apply_option_funding(market, time_ms);
+            submit(client, with_id(command, &write)).await
+        }
+        PerpsCmd::PremiumFunding {
+            market,
+            time_ms,
+            samples,
+            interest_rate,
+            clamp,
+            write,
+        } => {
+            let command =
+                derivatives::apply_premium_funding(market, time_ms, samples, interest_rate, clamp);
+            submit(client, with_id(command, &write)).await
+        }
         PerpsCmd::Position {
             market,
             account,
@@ -79,6 +115,17 @@ pub async fn run(client: &Client, cmd: PerpsCmd) -> Outcome {
             )
             .await
         }
+        PerpsCmd::Delta { account, read } => {
+            run_read(
+                &read,
+                |o| client.delta_exposure(account, o),
+                |r| Outcome::Ok {
+                    text: render::delta_text(&r),
+                    json: render::delta_json(&r),
+                },
+            )
+            .await
+        }
         PerpsCmd::Exposure { market, top, read } => exposure(client, market, top, &read).await,
     }
 }
@@ -95,6 +142,9 @@ async fn market(client: &Client, cmd: MarketCmd) -> Outcome {
             brackets,
             liquidation_fee_rate,
             funding_interval_ms,
+            expiry_ms,
+            delivery_fee_rate,
+            contract_value,
             write,
         } => {
             let spec = CreateMarket {
@@ -108,7 +158,51 @@ async fn market(client: &Client, cmd: MarketCmd) -> Outcome {
                 liquidation_fee_rate,
                 funding_interval_ms,
             };
-            submit(client, with_id(commands::create_market(spec), &write)).await
+            let command = match (contract_value, expiry_ms) {
+                (Some(cv), _) => {
+                    derivatives::create_inverse_market(spec, cv, expiry_ms, delivery_fee_rate)
+                }
+                (None, 0) => commands::create_market(spec),
+                (None, _) => derivatives::create_dated_future(spec, expiry_ms, delivery_fee_rate),
+            };
+            submit(client, with_id(command, &write)).await
+        }
+        MarketCmd::CreateOption {
+            market,
+            underlying,
+            put,
+            strike,
+            expiry_ms,
+            tick_size,
+            step_size,
+            im_rate,
+            im_floor_rate,
+            mm_rate,
+            fee_cap_rate,
+            delivery_fee_rate,
+            liquidation_fee_rate,
+            funding_interval_ms,
+            funding_period_ms,
+            write,
+        } => {
+            let spec = CreateOption {
+                market,
+                underlying,
+                call: !put,
+                strike,
+                expiry_ms,
+                tick_size,
+                step_size,
+                im_rate,
+                im_floor_rate,
+                mm_rate,
+                fee_cap_rate,
+                delivery_fee_rate,
+                liquidation_fee_rate,
+                funding_interval_ms,
+                funding_period_ms,
+            };
+            submit(client, with_id(derivatives::create_option(spec), &write)).await
         }
         MarketCmd::Pause { market, write } => {
             submit(client, with_id(commands::pause_market(market), &write)).await
