@@ -158,8 +158,21 @@ async fn dev_cluster_restarts_a_killed_node_refuses_a_second_supervisor_and_leav
             .applied_index()
             .is_some()
     );
-    let restarted = wait_line(&rx, &mut seen, |l| started_pid(l, 2).is_some());
-    let new_pid = started_pid(&restarted, 2).expect("pid");
+    // stdout ("started node 2") and stderr ("node 2 exited") are read by two
+    // threads: the restart's line may have arrived before the exit line.
+    let restarted_pid = seen
+        .iter()
+        .filter_map(|l| started_pid(l, 2))
+        .find(|pid| *pid != first_pid);
+    let new_pid = match restarted_pid {
+        Some(pid) => pid,
+        None => {
+            let line = wait_line(&rx, &mut seen, |l| {
+                started_pid(l, 2).is_some_and(|pid| pid != first_pid)
+            });
+            started_pid(&line, 2).expect("pid")
+        }
+    };
     assert_ne!(new_pid, first_pid);
     assert!(
         client
