@@ -419,17 +419,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         }
     }
     prop_assert!(settled.values().all(|n| *n == 1), "{:?}", settled);
-    let mut replay = setup();
-    for (envelope, now_ms, result) in &envelopes {
-        prop_assert_eq!(&replay.ledger.apply(envelope, *now_ms), result);
-    }
-    prop_assert_eq!(replay.ledger.state_hash(), h.ledger.state_hash());
-    let rebuilt = Ledger::from_records(LedgerConfig::default(), h.ledger.records());
-    prop_assert!(rebuilt.is_ok(), "{:?}", rebuilt.err());
-    if let Ok(rebuilt) = rebuilt {
-        prop_assert_eq!(rebuilt.state_hash(), h.ledger.state_hash());
-    }
-    Ok(())
+    check_replay_and_rebuild(&mut setup().ledger, &envelopes, &h.ledger)
 }
 
 proptest! {

@@ -307,3 +307,25 @@ pub fn net_flows(events: &[Event]) -> std::collections::BTreeMap<String, Decimal
     }
     net
 }
+
+/// Determinism of a random history: `envelopes` (each with its time and
+/// result) replayed on `replay` (a ledger set up as the original was) give
+/// the same results and state hash as `ledger`, and `ledger` rebuilt from
+/// its records has its state hash.
+pub fn check_replay_and_rebuild(
+    replay: &mut Ledger,
+    envelopes: &[(Envelope, u64, ApplyResult)],
+    ledger: &Ledger,
+) -> Result<(), proptest::test_runner::TestCaseError> {
+    use proptest::{prop_assert, prop_assert_eq};
+    for (envelope, now_ms, result) in envelopes {
+        prop_assert_eq!(&replay.apply(envelope, *now_ms), result);
+    }
+    prop_assert_eq!(replay.state_hash(), ledger.state_hash());
+    let rebuilt = Ledger::from_records(LedgerConfig::default(), ledger.records());
+    prop_assert!(rebuilt.is_ok(), "{:?}", rebuilt.err());
+    if let Ok(rebuilt) = rebuilt {
+        prop_assert_eq!(rebuilt.state_hash(), ledger.state_hash());
+    }
+    Ok(())
+}
