@@ -120,6 +120,8 @@ impl CommandExt for Command {
             Some(Body::ApplyOptionFunding(_)) => "apply_option_funding",
             Some(Body::ApplyPremiumFunding(_)) => "apply_premium_funding",
             Some(Body::CreateInverseMarket(_)) => "create_inverse_market",
+            Some(Body::SetOptionMark(_)) => "set_option_mark",
+            Some(Body::SetFundingClamp(_)) => "set_funding_clamp",
         }
     }
 }

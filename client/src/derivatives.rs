@@ -11,7 +11,8 @@
 
 use tally_proto::v1::{
     ApplyOptionFunding, ApplyPremiumFunding, Command, CreateDatedFuture, CreateInverseMarket,
-    CreateMarket, CreateOption, ExerciseOption, SettleFuture, command::Body,
+    CreateMarket, CreateOption, ExerciseOption, SetFundingClamp, SetOptionMark, SettleFuture,
+    command::Body,
 };
 
 use crate::commands::{IntoAmount, command};
@@ -61,13 +62,13 @@ pub fn apply_option_funding(market: impl Into<String>, funding_time_ms: u64) -> 
 }
 
 /// A perp funding round at the rate computed from premium-index samples
-/// (oldest first), the interest rate and the clamp.
+/// (oldest first), the interest rate and the market's funding clamp
+/// ([`set_funding_clamp`]).
 pub fn apply_premium_funding<S: IntoAmount>(
     market: impl Into<String>,
     funding_time_ms: u64,
     premium_samples: impl IntoIterator<Item = S>,
     interest_rate: impl IntoAmount,
-    clamp_rate: impl IntoAmount,
 ) -> Command {
     command(Body::ApplyPremiumFunding(ApplyPremiumFunding {
         market: market.into(),
@@ -77,7 +78,27 @@ pub fn apply_premium_funding<S: IntoAmount>(
             .map(IntoAmount::into_amount)
             .collect(),
         interest_rate: interest_rate.into_amount(),
+    }))
+}
+
+/// Sets a perpetual's funding clamp for premium-index funding.
+pub fn set_funding_clamp(market: impl Into<String>, clamp_rate: impl IntoAmount) -> Command {
+    command(Body::SetFundingClamp(SetFundingClamp {
+        market: market.into(),
         clamp_rate: clamp_rate.into_amount(),
+    }))
+}
+
+/// Sets an option's mark price with its delta at that mark (the pricer's).
+pub fn set_option_mark(
+    market: impl Into<String>,
+    price: impl IntoAmount,
+    delta: impl IntoAmount,
+) -> Command {
+    command(Body::SetOptionMark(SetOptionMark {
+        market: market.into(),
+        price: price.into_amount(),
+        delta: delta.into_amount(),
     }))
 }
 

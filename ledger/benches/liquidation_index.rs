@@ -12,7 +12,11 @@
 //! commands (idempotency window 1 s, so the dedup table stays small), then
 //! marked once at 100 so the index is built before the clock starts. Each
 //! iteration clones that ledger (not timed) and applies the mark price 94
-//! (timed): the liquidations of the 1% are in both figures.
+//! (timed): the liquidations of the 1% are in both figures, up to the
+//! per-command bound (`MAX_LIQUIDATIONS_PER_COMMAND`, 1,024): at 1,000,000
+//! positions (10,000 to liquidate) one command liquidates 1,024 and
+//! `after_index_drain` times the mark prices (94, repeated) until no
+//! `LiquidationsDeferred` is left, i.e. the whole 1%.
 //!
 //! Run: `cargo bench -p tally-ledger --bench liquidation_index`.
 
@@ -142,6 +146,15 @@ fn sizes() -> Vec<u64> {
         .collect()
 }
 
+fn deferred(result: &ApplyResult) -> bool {
+    match &result.outcome {
+        Outcome::Applied { events } => events
+            .iter()
+            .any(|e| matches!(e, Event::LiquidationsDeferred { .. })),
+        Outcome::Rejected(r) => panic!("mark refused: {r:?}"),
+    }
+}
+
 fn liquidation_index(c: &mut Criterion) {
     for n in sizes() {
         let mut group = c.benchmark_group(format!("mark_price_{n}_positions_1pct_cross"));
@@ -162,7 +175,8 @@ fn liquidation_index(c: &mut Criterion) {
                 .iter()
                 .filter(|e| matches!(e, Event::Liquidation { .. }))
                 .count() as u64;
-            assert_eq!(liquidated, n / 100, "{name}");
+            let bound = u64::from(MAX_LIQUIDATIONS_PER_COMMAND);
+            assert_eq!(liquidated, (n / 100).min(bound), "{name}");
             group.bench_function(name, |bench| {
                 bench.iter_batched(
                     || Builder {
@@ -177,6 +191,25 @@ fn liquidation_index(c: &mut Criterion) {
                     BatchSize::PerIteration,
                 );
             });
+            if indexed && n / 100 > u64::from(MAX_LIQUIDATIONS_PER_COMMAND) {
+                group.bench_function("after_index_drain", |bench| {
+                    bench.iter_batched(
+                        || Builder {
+                            ledger: base.ledger.clone(),
+                            now_ms: base.now_ms,
+                            next_id: base.next_id,
+                        },
+                        |mut b| {
+                            let mut commands = 1;
+                            while deferred(&b.send(mark("94"))) {
+                                commands += 1;
+                            }
+                            (b, commands)
+                        },
+                        BatchSize::PerIteration,
+                    );
+                });
+            }
         }
         group.finish();
     }

@@ -496,14 +496,14 @@ crate::wire::define_commands! {
     /// module): P = the time-weighted average of `premium_samples` (oldest
     /// first, weights 1..n; 1..=`MAX_PREMIUM_SAMPLES` of them, rates of at
     /// most `RATE_SCALE` decimals), rate = P + clamp(`interest_rate` − P,
-    /// −`clamp_rate`, +`clamp_rate`) (Binance / Bybit), rounded half to
-    /// even to `RATE_SCALE` decimals. Needs cluster version 2.
+    /// −c, +c) with c the market's funding clamp (`SetFundingClamp`;
+    /// Binance / Bybit), rounded half to even to `RATE_SCALE` decimals.
+    /// Needs cluster version 2.
     36 => ApplyPremiumFunding {
         market: String,
         funding_time_ms: u64,
         premium_samples: Vec<Decimal>,
         interest_rate: Decimal,
-        clamp_rate: Decimal,
     }
     /// Creates an inverse (coin-margined) perpetual (`expiry_ms` 0) or
     /// dated future (`expiry_ms` > 0, settled as `CreateDatedFuture`'s,
@@ -521,6 +521,18 @@ crate::wire::define_commands! {
         expiry_ms: u64,
         delivery_fee_rate: Decimal,
     }
+    /// Sets an option's mark price as `SetMarkPrice` does (then liquidates
+    /// as it does) together with its delta at that mark, as the exchange's
+    /// pricer computed it (Deribit publishes both with every mark): a call's
+    /// in [0, 1], a put's in [−1, 0], at most `RATE_SCALE` decimals. The
+    /// delta makes the option's delta-equivalent exposure a number
+    /// (`size × delta` of the underlying); a later `SetMarkPrice` of the
+    /// option clears it. Needs cluster version 2.
+    38 => SetOptionMark { market: String, price: Decimal, delta: Decimal }
+    /// Sets a perpetual's (linear or inverse) funding clamp c for
+    /// `ApplyPremiumFunding`: 0 ≤ c < 1, at most `RATE_SCALE` decimals
+    /// (Binance: 0.0005 on most USDⓈ-M perpetuals). Needs cluster version 2.
+    39 => SetFundingClamp { market: String, clamp_rate: Decimal }
 }
 
 /// Most premium-index samples one `ApplyPremiumFunding` takes: an 8-hour
@@ -810,6 +822,11 @@ define_reject_codes! {
     53 => NoUnderlyingIndex "NO_UNDERLYING_INDEX"
     /// Premium-index samples: none, or more than `MAX_PREMIUM_SAMPLES`.
     54 => InvalidSamples "INVALID_SAMPLES"
+    /// `ApplyPremiumFunding` on a market without a funding clamp
+    /// (`SetFundingClamp` first).
+    55 => FundingClampNotSet "FUNDING_CLAMP_NOT_SET"
+    /// An option delta outside its kind's range (call [0, 1], put [−1, 0]).
+    56 => InvalidDelta "INVALID_DELTA"
 }
 
 /// One balance movement caused by an applied command. `available` and
@@ -866,11 +883,13 @@ pub enum Event {
         market: String,
         paused: bool,
     },
-    /// A market's new mark price and its (leader) time.
+    /// A market's new mark price and its (leader) time; an option's
+    /// delta at it when stated (`SetOptionMark`).
     MarkPrice {
         market: String,
         price: Decimal,
         time_ms: u64,
+        delta: Option<Decimal>,
     },
     /// A settled perpetual trade, in the units the fill was given (fees in
     /// the settle asset).
@@ -948,6 +967,17 @@ pub enum Event {
         account: AccountId,
         asset: String,
         amount: Decimal,
+    },
+    /// A mark price's liquidation passes stopped at the per-command bound
+    /// (`liquidation::MAX_LIQUIDATIONS_PER_COMMAND` /
+    /// `MAX_LIQUIDATION_CHECKS_PER_COMMAND`) after `liquidated`
+    /// liquidations and `checked` candidate checks: accounts below
+    /// maintenance in `asset` may remain; the next mark price of a market
+    /// settled in `asset` continues (re-send the current mark to drain).
+    LiquidationsDeferred {
+        asset: String,
+        liquidated: u32,
+        checked: u32,
     },
     /// The idempotency window is now `window_ms` (from the next command on).
     DedupWindowSet {

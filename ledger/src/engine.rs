@@ -421,7 +421,7 @@ impl Ledger {
     ) -> Result<(), Rejection> {
         let result = self.execute_command(command, now_ms, events);
         // Bounded dirty notes between mark prices (see `liq_index`).
-        if self.liq.dirty.len() > crate::liq_index::MAX_DIRTY_RISK {
+        if self.liq.dirty.len().max(self.liq.iso_dirty.len()) > crate::liq_index::MAX_DIRTY_RISK {
             self.refresh_liquidation_index();
         }
         result
@@ -476,6 +476,8 @@ impl Ledger {
             Command::ApplyOptionFunding(c) => ledger.apply_option_funding(journal, c, events),
             Command::ApplyPremiumFunding(c) => ledger.apply_premium_funding(journal, c, events),
             Command::CreateInverseMarket(c) => ledger.create_inverse_market(c, events),
+            Command::SetOptionMark(c) => ledger.set_option_mark(journal, c, now_ms, events),
+            Command::SetFundingClamp(c) => ledger.set_funding_clamp(journal, c),
         })
     }
 

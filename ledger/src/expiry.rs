@@ -274,10 +274,12 @@ impl Ledger {
             time_ms: now_ms,
         });
         let symbol = self.markets[m as usize].symbol.clone();
+        self.state_mut(journal, m).mark_delta = None;
         events.emit(|| Event::MarkPrice {
             market: symbol.clone(),
             price: self.price_decimal(m, close_price),
             time_ms: now_ms,
+            delta: None,
         });
         self.mark_insurance(journal, m, events)?;
         // 2. Holders who cannot pay their settlement loss.

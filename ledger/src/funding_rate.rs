@@ -3,9 +3,11 @@
 //! Binance's and Bybit's formula, F = P + clamp(I − P, −c, +c), with P the
 //! time-weighted average premium index of the interval (weights 1, 2, ...,
 //! n, oldest first: later samples count more, as Binance's "average
-//! premium index"), I the interest rate and c the clamp, all stated in the
-//! command (the price service samples the premium index; the engine only
-//! averages and clamps, exactly). P is rounded half to even to
+//! premium index") and I the interest rate, both stated in the command (the
+//! price service samples the premium index; the engine only averages and
+//! clamps, exactly), and c the market's clamp, a market parameter set by
+//! `SetFundingClamp` (this module owns it; without one the round is
+//! refused, `FUNDING_CLAMP_NOT_SET`). P is rounded half to even to
 //! `RATE_SCALE` decimals (the precision of every rate), then F is exact.
 //! The round itself is `ApplyFunding`'s at F (same checks, same rounding,
 //! same residue rule), after a `FundingRate` event.
@@ -13,7 +15,9 @@
 //! Bound: at most `MAX_PREMIUM_SAMPLES` samples (5,760: every 5 s of an
 //! 8-hour interval); more, or none, is refused (`PremiumSampleCount`).
 
-use crate::command::{ApplyFunding, ApplyPremiumFunding, Event, MAX_PREMIUM_SAMPLES, RATE_SCALE};
+use crate::command::{
+    ApplyFunding, ApplyPremiumFunding, Event, MAX_PREMIUM_SAMPLES, RATE_SCALE, SetFundingClamp,
+};
 use crate::engine::{Ledger, reject};
 use crate::events::Events;
 use crate::journal::Journal;
@@ -66,12 +70,11 @@ impl Ledger {
             samples.push(rate_units(*sample, Field::PremiumIndex)?);
         }
         let interest = rate_units(c.interest_rate, Field::InterestRate)?;
-        let clamp = rate_units(c.clamp_rate, Field::ClampRate)?;
-        if !(0..RATE_ONE).contains(&clamp) {
-            return Err(reject(RejectDetail::ClampRateOutOfRange {
-                rate: c.clamp_rate,
+        let Some(clamp) = self.markets[m as usize].state.funding_clamp_rate else {
+            return Err(reject(RejectDetail::NoFundingClamp {
+                market: c.market.clone(),
             }));
-        }
+        };
         let premium = weighted_average(&samples).ok_or_else(overflow)?;
         let rate = clamped_rate(premium, interest, clamp).ok_or_else(overflow)?;
         let to_decimal = |units: i128| crate::amount::to_decimal_saturating(units, RATE_SCALE);
@@ -85,12 +88,32 @@ impl Ledger {
             samples: count as u64,
             premium_index: to_decimal(premium),
             interest_rate: c.interest_rate,
-            clamp_rate: c.clamp_rate,
+            clamp_rate: to_decimal(clamp),
             rate: to_decimal(rate),
         });
         // Its checks (interval, already funded, mark, rate range) reject
         // the whole command, events included.
         self.apply_funding(journal, &round, events)
+    }
+
+    /// `SetFundingClamp`: a perpetual's clamp for premium-index funding.
+    pub(crate) fn set_funding_clamp(
+        &mut self,
+        journal: &mut Journal,
+        c: &SetFundingClamp,
+    ) -> Result<(), Rejection> {
+        let m = self.market_idx(&c.market)?;
+        self.check_funded(m)?;
+        let clamp = rate_units(c.clamp_rate, Field::ClampRate)?;
+        if !(0..RATE_ONE).contains(&clamp) {
+            return Err(reject(RejectDetail::ClampRateOutOfRange {
+                rate: c.clamp_rate,
+            }));
+        }
+        self.state_mut(journal, m).funding_clamp_rate = Some(clamp);
+        // A linear perpetual's first clamp creates its instrument record.
+        self.dirty.push(crate::state::DirtyKey::Instrument(m));
+        Ok(())
     }
 }
 

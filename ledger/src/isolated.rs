@@ -234,6 +234,7 @@ impl Ledger {
         journal.record_isolated(m, account, before);
         let settle = self.markets[m as usize].settle;
         self.note_risk(account, settle);
+        self.liq.note_isolated(m, account);
         self.dirty
             .push(crate::state::DirtyKey::Isolated(m, account));
         events.emit(|| Event::IsolatedMargin {
@@ -251,17 +252,36 @@ impl Ledger {
         &mut self,
         journal: &mut Journal,
         m: MarketIdx,
+        budget: &mut crate::liquidation::LiquidationBudget,
         events: &mut Events,
     ) -> Result<(), Rejection> {
-        let accounts: Vec<AccountId> = self.markets[m as usize].isolated.keys().copied().collect();
+        // With the index: only the crossed or always-checked positions (a
+        // safe one's band is recentred at this mark); the scan: all.
+        let indexed = self.liq.enabled;
+        let accounts: Vec<AccountId> = if indexed {
+            self.crossed_isolated(m).into_iter().collect()
+        } else {
+            self.markets[m as usize].isolated.keys().copied().collect()
+        };
         for account in accounts {
+            if indexed {
+                if budget.checks_spent() {
+                    return Ok(());
+                }
+                budget.checked += 1;
+            }
             let Some(risk) = self.isolated_risk(m, account) else {
                 continue;
             };
             if risk.equity >= risk.maintenance {
+                self.liq.note_isolated(m, account);
                 continue;
             }
+            if budget.liquidations_spent() {
+                return Ok(());
+            }
             self.liquidate_isolated_position(journal, m, account, &risk, events)?;
+            budget.liquidated += 1;
         }
         Ok(())
     }

@@ -175,9 +175,7 @@ impl Ledger {
                 let keeps_history = account.history.is_some();
                 let (slot, before) = account.entry_and_before(wallet, asset);
                 slot.balance = after;
-                if self.liq.enabled {
-                    self.liq.dirty.push((id, asset));
-                }
+                self.liq.note(id, asset);
                 self.dirty.note_balance(&mut slot.listed, owner, asset);
                 journal.record(Undo::Balance {
                     owner,
@@ -277,8 +275,12 @@ impl Ledger {
             before,
         });
         self.dirty.push(DirtyKey::Position(m, account));
-        let settle = self.markets[m as usize].settle;
+        let market = &self.markets[m as usize];
+        let (settle, isolated) = (market.settle, market.isolated.contains_key(&account));
         self.note_risk(account, settle);
+        if isolated {
+            self.liq.note_isolated(m, account);
+        }
     }
 
     /// Undoes every journaled write, newest first, and empties the log.

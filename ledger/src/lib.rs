@@ -21,9 +21,11 @@
 //! premium index share that machinery: one instrument registry
 //! (`market::Instrument`), settlement and exercise at one stated price (the
 //! `expiry` and `options` modules), perpetual-option funding and
-//! `ApplyPremiumFunding` (`funding_rate`), delta-equivalent exposure per
-//! underlying (`Ledger::delta_exposure`). A liquidation index (`liq_index`)
-//! keeps a mark price from scanning every holder.
+//! `ApplyPremiumFunding` with the market's clamp (`funding_rate`),
+//! delta-equivalent exposure per underlying (`Ledger::delta_exposure`, with
+//! the pricer's option deltas from `SetOptionMark`). A liquidation index
+//! (`liq_index`) keeps a mark price from scanning every holder, and the
+//! liquidations and checks of one command are bounded (`liquidation`).
 //!
 //! Kafka ingest: the consumed position of every partition that feeds the
 //! ledger is ledger state, and `Ledger::apply_ingest` applies a batch of
@@ -80,6 +82,7 @@ pub use ingest::{
     MAX_INGEST_FAILURES_KEPT, MAX_INGEST_REASON_BYTES, MAX_INGEST_SOURCES, decode_ingest_batch,
     is_valid_topic,
 };
+pub use liquidation::{MAX_LIQUIDATION_CHECKS_PER_COMMAND, MAX_LIQUIDATIONS_PER_COMMAND};
 pub use perp_views::*;
 pub use records::{RecordError, RecordKind};
 pub use reject::{Field, MAX_DETAIL_TEXT_CHARS, RejectDetail, Rejection, Side};

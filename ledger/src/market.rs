@@ -233,6 +233,25 @@ pub(crate) struct MarketState {
     /// was exercised at. Always `None` for a perpetual. Persisted in the
     /// `Instrument` record.
     pub settlement: Option<i128>,
+    /// An option's delta at its mark (`RATE_SCALE` units: a call in
+    /// [0, 1], a put in [−1, 0]), stated with the mark by `SetOptionMark`
+    /// (the exchange's pricer computes it; Tally has no pricing model);
+    /// `None` until stated and after a mark without one. Persisted in the
+    /// `Instrument` record.
+    pub mark_delta: Option<i128>,
+    /// A perpetual's funding clamp c (`RATE_SCALE` units, 0 ≤ c < 1) for
+    /// `ApplyPremiumFunding`, set by `SetFundingClamp`; `None`: not set
+    /// (premium funding is refused). Persisted in the `Instrument` record
+    /// (a linear perpetual with a clamp has one).
+    pub funding_clamp_rate: Option<i128>,
+}
+
+impl Market {
+    /// True if the market has an `Instrument` record: anything but a
+    /// linear perpetual without a funding clamp.
+    pub fn has_instrument_record(&self) -> bool {
+        !self.instrument.is_perpetual() || self.state.funding_clamp_rate.is_some()
+    }
 }
 
 /// A perpetual market.

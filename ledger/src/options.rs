@@ -52,6 +52,7 @@ use rust_decimal::Decimal;
 use crate::amount::{self, AmountError};
 use crate::command::{
     ApplyOptionFunding, CreateMarket, CreateOption, Event, ExerciseOption, MarginBracket, Owner,
+    SetOptionMark,
 };
 use crate::engine::{Ledger, reject};
 use crate::events::Events;
@@ -410,5 +411,34 @@ impl Ledger {
             uncollected: self.money_decimal(m, round.uncollected),
         });
         self.pay_funding_round(journal, m, round, residue, events)
+    }
+
+    /// `SetOptionMark`: an option's mark with its delta (see the command).
+    pub(crate) fn set_option_mark(
+        &mut self,
+        journal: &mut Journal,
+        c: &SetOptionMark,
+        now_ms: u64,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
+        let m = self.market_idx(&c.market)?;
+        let market = &self.markets[m as usize];
+        if !market.instrument.kind.is_option() {
+            return Err(reject(RejectDetail::NotOption {
+                market: market.symbol.clone(),
+                kind: market.kind_name().to_string(),
+            }));
+        }
+        let call = market.instrument.kind.is_call();
+        let delta = crate::perp::rate_units(c.delta, crate::reject::Field::Delta)?;
+        let range = if call { 0..=RATE_ONE } else { -RATE_ONE..=0 };
+        if !range.contains(&delta) {
+            return Err(reject(RejectDetail::DeltaOutOfRange {
+                market: market.symbol.clone(),
+                delta: c.delta,
+                range: if call { "[0, 1]" } else { "[-1, 0]" }.to_string(),
+            }));
+        }
+        self.set_mark_price_with(journal, m, c.price, Some(delta), now_ms, events)
     }
 }

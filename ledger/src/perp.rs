@@ -491,6 +491,7 @@ impl Ledger {
             .partition_point(|&m| self.markets[m as usize].symbol < symbol);
         self.market_order.insert(at, idx);
         self.market_index.insert(symbol, idx);
+        self.liq.add_settle_asset(self.markets[idx as usize].settle);
         self.dirty.push(DirtyKey::Market(idx));
         if !self.markets[idx as usize].instrument.is_perpetual() {
             self.dirty.push(DirtyKey::Instrument(idx));
@@ -598,6 +599,21 @@ impl Ledger {
         events: &mut Events,
     ) -> Result<(), Rejection> {
         let m = self.market_idx(market)?;
+        self.set_mark_price_with(journal, m, price, None, now_ms, events)
+    }
+
+    /// `SetMarkPrice` (`delta` `None`) and `SetOptionMark` (`delta`: the
+    /// option's, in `RATE_SCALE` units, checked by the caller) of market
+    /// `m`: a mark without a delta clears a stated one.
+    pub(crate) fn set_mark_price_with(
+        &mut self,
+        journal: &mut Journal,
+        m: MarketIdx,
+        price: Decimal,
+        delta: Option<i128>,
+        now_ms: u64,
+        events: &mut Events,
+    ) -> Result<(), Rejection> {
         self.check_not_settled(m)?;
         if price <= Decimal::ZERO {
             return Err(reject(RejectDetail::NotPositive {
@@ -629,14 +645,17 @@ impl Ledger {
             }
         }
         let settle = mk.settle;
-        self.state_mut(journal, m).mark = Some(Mark {
+        let state = self.state_mut(journal, m);
+        state.mark = Some(Mark {
             price: price_units,
             time_ms: now_ms,
         });
+        state.mark_delta = delta;
         events.emit(|| Event::MarkPrice {
-            market: market.to_string(),
+            market: self.markets[m as usize].symbol.clone(),
             price: self.price_decimal(m, price_units),
             time_ms: now_ms,
+            delta: delta.map(|d| crate::amount::to_decimal_saturating(d, RATE_SCALE)),
         });
         self.mark_insurance(journal, m, events)?;
         self.liquidate_below_maintenance(journal, settle, events)

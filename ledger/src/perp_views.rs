@@ -389,16 +389,28 @@ fn margin_ratio(group: &GroupRisk) -> Option<i128> {
 /// symbol: BTC for BTC-PERP, a BTC future, an inverse BTCUSD market and
 /// options on any of them), in units of the underlying, without Greeks.
 /// Futures and perpetuals contribute exactly: a linear position its size;
-/// an inverse one its base value n × CV / mark (long positive). Options
-/// contribute a model-free range: a call's delta is in [0, 1] per unit, a
-/// put's in [−1, 0], so a long call adds [0, q], a short call [−q, 0], a
-/// long put [−q, 0], a short put [0, q]. The exposure lies in
-/// [`delta_low`, `delta_high`].
+/// an inverse one its base value n × CV / mark (long positive). An option
+/// whose mark came with a delta (`SetOptionMark`, the exchange's pricer's)
+/// contributes exactly `size × delta` (to `options_delta`). One without
+/// (never stated, or cleared by a plain `SetMarkPrice`) contributes a
+/// model-free range: a call's delta is in [0, 1] per unit, a put's in
+/// [−1, 0], so a long call adds [0, q], a short call [−q, 0], a long put
+/// [−q, 0], a short put [0, q]. The exposure is `delta` = futures +
+/// options delta when every option has a stated delta
+/// (`options_without_delta` 0, then `delta_low` = `delta_high` = `delta`);
+/// otherwise it lies in [`delta_low`, `delta_high`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DeltaView {
     pub underlying: String,
     /// Σ over perpetuals and dated futures (linear and inverse).
     pub futures_delta: Decimal,
+    /// Σ size × stated delta over the options with one.
+    pub options_delta: Decimal,
+    /// `futures_delta + options_delta`.
+    pub delta: Decimal,
+    /// Option positions whose mark has no stated delta (their ranges
+    /// widen [`delta_low`, `delta_high`]).
+    pub options_without_delta: u64,
     pub delta_low: Decimal,
     pub delta_high: Decimal,
     /// Option sizes by side (positive): long calls, short calls, long
@@ -426,6 +438,9 @@ impl Ledger {
             let view = by.entry(market.base.clone()).or_insert_with(|| DeltaView {
                 underlying: market.base.clone(),
                 futures_delta: Decimal::ZERO,
+                options_delta: Decimal::ZERO,
+                delta: Decimal::ZERO,
+                options_without_delta: 0,
                 delta_low: Decimal::ZERO,
                 delta_high: Decimal::ZERO,
                 long_calls: Decimal::ZERO,
@@ -444,8 +459,22 @@ impl Ledger {
                         (false, false) => (&mut view.short_puts, Decimal::ZERO, q),
                     };
                 *slot += q;
-                view.delta_low += low;
-                view.delta_high += high;
+                match market.state.mark_delta {
+                    Some(delta) => {
+                        // |size| and |delta| ≤ 1 in range: exact in Decimal.
+                        let delta = to_decimal_saturating(delta, RATE_SCALE);
+                        let exposure = size.checked_mul(delta).unwrap_or(Decimal::ZERO);
+                        view.options_delta += exposure;
+                        view.delta += exposure;
+                        view.delta_low += exposure;
+                        view.delta_high += exposure;
+                    }
+                    None => {
+                        view.options_without_delta += 1;
+                        view.delta_low += low;
+                        view.delta_high += high;
+                    }
+                }
                 continue;
             }
             let delta = if market.instrument.is_inverse() {
@@ -459,6 +488,7 @@ impl Ledger {
                 size
             };
             view.futures_delta += delta;
+            view.delta += delta;
             view.delta_low += delta;
             view.delta_high += delta;
         }

@@ -20,7 +20,7 @@
 //! | IngestFailure| `0A` string topic, `u32` partition, `u64` offset | string command id, string code, string message |
 //! | Pair    | `0B` pair symbol bytes                           | string base, string quote, `u8` size scale, `u8` price scale, `i128` min base amount (base minor units) |
 //! | Isolated| `0D` market symbol bytes, `00`, `u64` account id | `i128` isolated margin (settle minor units) |
-//! | Instrument | `0E` market symbol bytes                      | `u8` kind (1 dated future, 2 call, 3 put, 4 perpetual call, 5 perpetual put), `u64` expiry ms (0 for perpetual options), `i128` delivery fee rate (`* 10^8`), `u8` 0/1 then `i128` settlement price (tick units; an option's: the underlying's), options only: string underlying market symbol, `i128` strike (underlying tick units), `i128` IM rate, `i128` IM floor rate, `i128` MM rate, `i128` fee cap rate (rates `* 10^8`), `u64` funding period ms; then `i128` inverse contract value (quote units; 0 linear; kind 0 has a record only when inverse) |
+//! | Instrument | `0E` market symbol bytes                      | `u8` kind (1 dated future, 2 call, 3 put, 4 perpetual call, 5 perpetual put), `u64` expiry ms (0 for perpetual options), `i128` delivery fee rate (`* 10^8`), `u8` 0/1 then `i128` settlement price (tick units; an option's: the underlying's), options only: string underlying market symbol, `i128` strike (underlying tick units), `i128` IM rate, `i128` IM floor rate, `i128` MM rate, `i128` fee cap rate (rates `* 10^8`), `u64` funding period ms; then `i128` inverse contract value (quote units; 0 linear), `u8` 0/1 then `i128` funding clamp rate (`* 10^8`), `u8` 0/1 then `i128` mark delta (`* 10^8`, options only). Kind 0 (a perpetual) has a record only when inverse or with a funding clamp |
 //! | History | `0C` `u64` account id, `u64` sequence number      | `u64` log index, `u64` time ms, string command id, `u8` wallet, `i128` available delta, `i128` locked delta, `i128` available, `i128` locked, asset symbol bytes |
 //!
 //! Account settings (version 6; empty for the defaults `CreateAccount`
@@ -86,9 +86,10 @@
 //! build).
 //!
 //! Instrument records (cluster version 2) exist only for markets that are
-//! not linear perpetuals: a linear perpetual is its market record alone,
-//! exactly as release 0.1 wrote it, and an instrument record without its
-//! market record, or with a linear perpetual's terms, is refused.
+//! not linear perpetuals or have a funding clamp: a linear perpetual
+//! without one is its market record alone, exactly as release 0.1 wrote it,
+//! and an instrument record without its market record, or with a linear
+//! perpetual's terms and no clamp, is refused.
 //!
 //! Every asset has its three system balance records; a client balance record
 //! exists once the account touched the asset (even if now zero). Closed
@@ -450,6 +451,12 @@ fn instrument_value(value: &mut Vec<u8>, market: &Market, underlying_symbol: &st
         value.put_u64(o.funding_period_ms);
     }
     value.put_i128(instrument.inverse_contract_value);
+    for state in [market.state.funding_clamp_rate, market.state.mark_delta] {
+        put_opt_flag(value, state.is_some());
+        if let Some(rate) = state {
+            value.put_i128(rate);
+        }
+    }
 }
 
 /// The symbol of `market`'s underlying (empty if it has none).
@@ -461,7 +468,15 @@ fn underlying_symbol<'a>(ledger: &'a Ledger, market: &Market) -> &'a str {
 
 /// An instrument record before its underlying is resolved: terms, the
 /// settlement price, the underlying symbol (options).
-type ParsedInstrument = (Instrument, Option<i128>, Option<String>);
+type ParsedInstrument = (Instrument, InstrumentState, Option<String>);
+
+/// The market state an instrument record carries.
+#[derive(Clone, Copy)]
+struct InstrumentState {
+    settlement: Option<i128>,
+    funding_clamp_rate: Option<i128>,
+    mark_delta: Option<i128>,
+}
 
 /// An instrument record's value: the terms, the settlement price and an
 /// option's underlying symbol (its index and scale are resolved later).
@@ -490,6 +505,8 @@ fn read_instrument(v: &mut Reader<'_>) -> Result<ParsedInstrument, String> {
         (None, None)
     };
     let inverse_contract_value = v.i128()?;
+    let funding_clamp_rate = if v.bool()? { Some(v.i128()?) } else { None };
+    let mark_delta = if v.bool()? { Some(v.i128()?) } else { None };
     v.finish()?;
     let instrument = Instrument {
         kind,
@@ -498,10 +515,18 @@ fn read_instrument(v: &mut Reader<'_>) -> Result<ParsedInstrument, String> {
         option,
         inverse_contract_value,
     };
-    if instrument.is_perpetual() {
-        return Err("a linear perpetual has no instrument record".into());
+    if instrument.is_perpetual() && funding_clamp_rate.is_none() {
+        return Err("a linear perpetual without a funding clamp has no instrument record".into());
     }
-    Ok((instrument, settlement, underlying))
+    if mark_delta.is_some() && !kind.is_option() {
+        return Err("a mark delta on a market that is not an option".into());
+    }
+    let state = InstrumentState {
+        settlement,
+        funding_clamp_rate,
+        mark_delta,
+    };
+    Ok((instrument, state, underlying))
 }
 
 fn position_value(value: &mut Vec<u8>, position: &Position) {
@@ -745,12 +770,7 @@ impl Ledger {
                 market_value(value, market, self.symbol(market.settle));
                 true
             }
-            DirtyKey::Instrument(m) => {
-                let market = &self.markets[m as usize];
-                instrument_key(key, &market.symbol);
-                instrument_value(value, market, underlying_symbol(self, market));
-                true
-            }
+            DirtyKey::Instrument(m) => self.encode_instrument(m, key, value),
             DirtyKey::Position(m, account) => {
                 let market = &self.markets[m as usize];
                 position_key(key, &market.symbol, account);
@@ -776,6 +796,18 @@ impl Ledger {
                 failure.is_some()
             }
         }
+    }
+
+    /// `encode_dirty` of an instrument record: a rolled-back funding clamp
+    /// leaves a linear perpetual without one (deleted, or never written).
+    fn encode_instrument(&self, m: MarketIdx, key: &mut Vec<u8>, value: &mut Vec<u8>) -> bool {
+        let market = &self.markets[m as usize];
+        instrument_key(key, &market.symbol);
+        let listed = market.has_instrument_record();
+        if listed {
+            instrument_value(value, market, underlying_symbol(self, market));
+        }
+        listed
     }
 
     /// The `listed` flag and the value of a balance that has a record.
@@ -859,7 +891,7 @@ impl Ledger {
                 encoded(|k| market_key(k, &market.symbol)),
                 encoded(|v| market_value(v, market, self.symbol(market.settle))),
             ));
-            if !market.instrument.is_perpetual() {
+            if market.has_instrument_record() {
                 out.push((
                     encoded(|k| instrument_key(k, &market.symbol)),
                     encoded(|v| instrument_value(v, market, underlying_symbol(self, market))),
@@ -1021,6 +1053,8 @@ fn read_market(v: &mut Reader<'_>) -> Result<ParsedMarket, String> {
             pool,
             insurance,
             settlement: None,
+            mark_delta: None,
+            funding_clamp_rate: None,
         },
     })
 }
@@ -1566,7 +1600,7 @@ fn restore_instruments(
     ledger: &mut Ledger,
     instruments: BTreeMap<String, (ParsedInstrument, Vec<u8>)>,
 ) -> Result<(), RecordError> {
-    for (symbol, ((mut instrument, settlement, underlying), key)) in instruments {
+    for (symbol, ((mut instrument, state, underlying), key)) in instruments {
         let bad = |detail: &str| malformed(RecordKind::Instrument, &key, detail);
         let Some(&m) = ledger.market_index.get(&symbol) else {
             return Err(bad("unknown market"));
@@ -1580,7 +1614,9 @@ fn restore_instruments(
         }
         let market = &mut ledger.markets[m as usize];
         market.instrument = instrument;
-        market.state.settlement = settlement;
+        market.state.settlement = state.settlement;
+        market.state.funding_clamp_rate = state.funding_clamp_rate;
+        market.state.mark_delta = state.mark_delta;
     }
     // An underlying must itself be an index (not an option): checked
     // after every instrument is linked.

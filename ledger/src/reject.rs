@@ -115,9 +115,10 @@ pub enum Field {
     PremiumIndex,
     InterestRate,
     ClampRate,
+    Delta,
 }
 
-const ALL_FIELDS: [Field; 22] = [
+const ALL_FIELDS: [Field; 23] = [
     Field::Amount,
     Field::BaseAmount,
     Field::BuyerFee,
@@ -140,6 +141,7 @@ const ALL_FIELDS: [Field; 22] = [
     Field::PremiumIndex,
     Field::InterestRate,
     Field::ClampRate,
+    Field::Delta,
 ];
 
 impl Field {
@@ -168,6 +170,7 @@ impl Field {
             Field::PremiumIndex => "premium index",
             Field::InterestRate => "interest rate",
             Field::ClampRate => "clamp rate",
+            Field::Delta => "delta",
         }
     }
 
@@ -204,6 +207,7 @@ impl Field {
             Field::PremiumIndex => 19,
             Field::InterestRate => 20,
             Field::ClampRate => 21,
+            Field::Delta => 22,
         }
     }
 }
@@ -871,6 +875,18 @@ define_reject_details! {
     115 => ContractValueNotWhole { contract_value: Decimal }
         => RejectCode::InvalidMarket,
         "contract value {contract_value} must be a positive whole number of quote units";
+
+    // ----- option marks and funding clamps ----------------------------------
+    /// `range`: "[0, 1]" for a call, "[-1, 0]" for a put.
+    116 => DeltaOutOfRange { market: String, delta: Decimal, range: String }
+        => RejectCode::InvalidDelta,
+        "delta {delta} of {market} outside {range}";
+    117 => NoFundingClamp { market: String }
+        => RejectCode::FundingClampNotSet,
+        "{market} has no funding clamp: set one with SetFundingClamp before premium-index funding";
+    118 => NotOption { market: String, kind: String }
+        => RejectCode::WrongInstrument,
+        "{market} is a {kind}: a mark with a delta is for options";
 }
 
 /// A rejection's record encoding: `u8` reject code tag, then the detail.
@@ -1312,6 +1328,18 @@ mod tests {
             ClampRateOutOfRange { rate: d("-0.0005") },
             ContractValueNotWhole {
                 contract_value: d("0.5"),
+            },
+            DeltaOutOfRange {
+                market: s("BTC-C-30000"),
+                delta: d("1.5"),
+                range: s("[0, 1]"),
+            },
+            NoFundingClamp {
+                market: s("BTC-PERP"),
+            },
+            NotOption {
+                market: s("BTC-PERP"),
+                kind: s("perpetual"),
             },
         ]
     }

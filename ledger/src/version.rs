@@ -8,7 +8,7 @@
 //! | version | what it switches on |
 //! |---------|---------------------|
 //! | 1 | the features and formats of release 0.1 (the base: a ledger that never saw a `SetClusterVersion` entry) |
-//! | 2 | `Command::AssertBalance`, `CreateDatedFuture`, `SettleFuture`, `CreateOption`, `ExerciseOption`, `ApplyOptionFunding`, `ApplyPremiumFunding`, `CreateInverseMarket` (and the `Instrument` records these markets write); the meta record in format 7 (it carries the cluster version; release 0.1 refuses it, so a finalized data dir cannot be downgraded) |
+//! | 2 | `Command::AssertBalance`, `CreateDatedFuture`, `SettleFuture`, `CreateOption`, `ExerciseOption`, `ApplyOptionFunding`, `ApplyPremiumFunding`, `CreateInverseMarket`, `SetOptionMark`, `SetFundingClamp` (and the `Instrument` records these markets write); the meta record in format 7 (it carries the cluster version; release 0.1 refuses it, so a finalized data dir cannot be downgraded) |
 //!
 //! Until a cluster is finalized at version 2 the ledger writes exactly what
 //! release 0.1 reads (meta format 6, no version-2 command in any record), so
@@ -58,7 +58,9 @@ impl Command {
             | Command::ExerciseOption(_)
             | Command::ApplyOptionFunding(_)
             | Command::ApplyPremiumFunding(_)
-            | Command::CreateInverseMarket(_) => 2,
+            | Command::CreateInverseMarket(_)
+            | Command::SetOptionMark(_)
+            | Command::SetFundingClamp(_) => 2,
             _ => BASE_CLUSTER_VERSION,
         }
     }

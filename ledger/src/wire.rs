@@ -707,6 +707,16 @@ mod tests {
                 funding_time_ms: 28_800_000,
                 premium_samples: vec![d("0.0001"), d("-0.00000001"), Decimal::MAX],
                 interest_rate: d("0.0001"),
+            }
+            .into(),
+            SetOptionMark {
+                market: "BTC-C-32000".into(),
+                price: d("1250.5"),
+                delta: d("-0.00000001"),
+            }
+            .into(),
+            SetFundingClamp {
+                market: "BTC-PERP".into(),
                 clamp_rate: d("0.0005"),
             }
             .into(),

@@ -464,3 +464,84 @@ fn delta_equivalent_exposure_per_underlying_is_exact_for_futures_and_bounded_for
     assert_eq!(h.ledger.delta_exposure(3), Some(Vec::new()));
     assert_eq!(h.ledger.delta_exposure(99), None);
 }
+
+fn option_mark(market: &str, price: &str, delta: &str) -> Command {
+    Command::SetOptionMark(SetOptionMark {
+        market: market.into(),
+        price: d(price),
+        delta: d(delta),
+    })
+}
+
+#[test]
+fn a_mark_with_the_pricers_delta_makes_option_exposure_a_number_until_a_plain_mark() {
+    let mut h = option_harness();
+    for account in [1, 2] {
+        h.ok(deposit(account, "100000"));
+    }
+    h.ok(mark(CALL, "500"));
+    h.ok(mark(PUT, "300"));
+    // Alice (1): long 0.5 BTC-PERP, long 2 calls, short 1 put (from Bob).
+    h.ok(perp_fill("BTC-PERP", 1, 2, "0.5", "30000"));
+    h.ok(perp_fill(CALL, 1, 2, "2", "500"));
+    h.ok(perp_fill(PUT, 2, 1, "1", "300"));
+    // The pricer's deltas: call 0.4, put -0.35. Alice: 0.5 + 2 × 0.4 +
+    // (−1) × (−0.35) = 0.5 + 0.8 + 0.35 = 1.65; Bob the mirror, −1.65.
+    let events = h.ok(option_mark(CALL, "500", "0.4"));
+    assert!(events.iter().any(|e| matches!(
+        e,
+        Event::MarkPrice { delta: Some(delta), .. } if *delta == d("0.4")
+    )));
+    h.ok(option_mark(PUT, "300", "-0.35"));
+    let alice = &h.ledger.delta_exposure(1).expect("known account")[0];
+    assert_eq!(
+        (
+            alice.delta,
+            alice.options_delta,
+            alice.options_without_delta
+        ),
+        (d("1.65"), d("1.15"), 0)
+    );
+    assert_eq!((alice.delta_low, alice.delta_high), (d("1.65"), d("1.65")));
+    let bob = &h.ledger.delta_exposure(2).expect("known account")[0];
+    assert_eq!(bob.delta, d("-1.65"));
+    // The delta is state: it survives a rebuild from the records.
+    let rebuilt =
+        Ledger::from_records(LedgerConfig::default(), h.ledger.records()).expect("rebuilds");
+    assert_eq!(rebuilt.delta_exposure(1), h.ledger.delta_exposure(1));
+    // A plain mark of the put clears its delta: the put is a range again
+    // (short put [0, 1]): delta_low 0.5 + 0.8 = 1.3, delta_high 2.3.
+    h.ok(mark(PUT, "310"));
+    let alice = &h.ledger.delta_exposure(1).expect("known account")[0];
+    assert_eq!(
+        (
+            alice.options_without_delta,
+            alice.delta_low,
+            alice.delta_high
+        ),
+        (1, d("1.3"), d("2.3"))
+    );
+}
+
+#[test]
+fn bad_option_marks_are_refused_and_change_nothing() {
+    let mut h = option_harness();
+    // A call's delta lies in [0, 1], a put's in [−1, 0].
+    h.rejected(option_mark(CALL, "500", "1.01"), RejectCode::InvalidDelta);
+    h.rejected(option_mark(CALL, "500", "-0.1"), RejectCode::InvalidDelta);
+    h.rejected(option_mark(PUT, "300", "0.2"), RejectCode::InvalidDelta);
+    h.rejected(
+        option_mark(CALL, "500", "0.000000001"),
+        RejectCode::BadPrecision,
+    );
+    // Not an option; not a market; a bad price.
+    h.rejected(
+        option_mark("BTC-PERP", "30000", "0.5"),
+        RejectCode::WrongInstrument,
+    );
+    h.rejected(option_mark("NOPE", "1", "0.5"), RejectCode::UnknownMarket);
+    h.rejected(option_mark(CALL, "-1", "0.5"), RejectCode::InvalidPrice);
+    // The bounds themselves are deltas.
+    h.ok(option_mark(CALL, "500", "1"));
+    h.ok(option_mark(PUT, "300", "-1"));
+}

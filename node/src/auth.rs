@@ -141,13 +141,15 @@ pub fn command_right(command: &Command) -> Right {
         | Command::SettleFuture(_)
         | Command::ExerciseOption(_)
         | Command::ApplyOptionFunding(_)
-        | Command::ApplyPremiumFunding(_) => Right::RiskWrite,
+        | Command::ApplyPremiumFunding(_)
+        | Command::SetOptionMark(_) => Right::RiskWrite,
         Command::CreateAsset(_)
         | Command::CreateMarket(_)
         | Command::CreatePair(_)
         | Command::CreateDatedFuture(_)
         | Command::CreateOption(_)
         | Command::CreateInverseMarket(_)
+        | Command::SetFundingClamp(_)
         | Command::SetDedupWindow(_) => Right::Configure,
     }
 }

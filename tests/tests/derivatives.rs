@@ -229,30 +229,34 @@ async fn derivatives_through_the_client_and_tallyctl_are_replicated_identically(
     );
 
     // Premium funding on the perp: P = (1 × 0.0001 + 2 × 0.0003) / 3 =
-    // 0.00023333, I = 0.0001, clamp 0.00005: F = 0.00018333. Alice long 1
-    // at 30,000 pays 30,000 × 0.00018333 = 5.4999 to Bob.
+    // 0.00023333, I = 0.0001, the market's clamp 0.00005: F = 0.00018333.
+    // Alice long 1 at 30,000 pays 30,000 × 0.00018333 = 5.4999 to Bob.
+    // Without a clamp the round is refused.
+    let premium_args = [
+        "premium-funding",
+        "BTC-PERP",
+        "--time-ms",
+        "28800000",
+        "--sample",
+        "0.0001",
+        "--sample",
+        "0.0003",
+        "--interest-rate",
+        "0.0001",
+    ];
+    let (code, json, _) = ctl(e, &premium_args);
+    assert_eq!(
+        (code, json["reason"].as_str()),
+        (2, Some("FUNDING_CLAMP_NOT_SET")),
+        "{json}"
+    );
+    ok(e, &["funding-clamp", "BTC-PERP", "0.00005"]);
     apply(
         &c,
         commands::perp_fill("BTC-PERP", 1, 2, "1", "30000", "0", "0"),
     )
     .await;
-    let premium = ok(
-        e,
-        &[
-            "premium-funding",
-            "BTC-PERP",
-            "--time-ms",
-            "28800000",
-            "--sample",
-            "0.0001",
-            "--sample",
-            "0.0003",
-            "--interest-rate",
-            "0.0001",
-            "--clamp",
-            "0.00005",
-        ],
-    );
+    let premium = ok(e, &premium_args);
     let rate = premium["events"]
         .as_array()
         .and_then(|events| events.iter().find(|ev| ev["type"] == "funding_rate"))
@@ -359,6 +363,28 @@ async fn derivatives_through_the_client_and_tallyctl_are_replicated_identically(
         (&Value::from("1.000"), &Value::from("4.000")),
         "{delta}"
     );
+    assert_eq!(delta["exposures"][0]["options_without_delta"], 1, "{delta}");
+    // The pricer's delta with the mark makes it a number: 1 + 3 × 0.45.
+    ok(e, &["mark", "BTC-PC-32000", "90", "--delta", "0.45"]);
+    let delta = ok(e, &["delta", "1"]);
+    let exposure = &delta["exposures"][0];
+    assert_eq!(
+        (
+            exposure["delta"].as_str().map(|d| d.trim_end_matches('0')),
+            exposure["options_without_delta"].as_u64(),
+            exposure["delta_low"] == exposure["delta_high"],
+        ),
+        (Some("2.35"), Some(0), true),
+        "{delta}"
+    );
+    // A delta is for options only; a call's lies in [0, 1].
+    let (code, json, _) = ctl(e, &["mark", "BTC-PERP", "30000", "--delta", "0.5"]);
+    assert_eq!(
+        (code, json["reason"].as_str()),
+        (2, Some("WRONG_INSTRUMENT"))
+    );
+    let (code, json, _) = ctl(e, &["mark", "BTC-PC-32000", "90", "--delta", "-0.1"]);
+    assert_eq!((code, json["reason"].as_str()), (2, Some("INVALID_DELTA")));
     let hash = cluster.wait_converged(Duration::from_secs(30)).await;
     let hashes = cluster.state_hashes(index).await;
     assert_eq!(hashes.len(), 3);

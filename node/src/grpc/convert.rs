@@ -398,10 +398,12 @@ pub fn event_to_pb(event: &ledger::Event) -> pb::Event {
             market,
             price,
             time_ms,
+            delta,
         } => Kind::MarkPrice(pb::MarkPriceEvent {
             market: market.clone(),
             price: price.to_string(),
             time_ms: *time_ms,
+            delta: delta.map(|d| d.to_string()).unwrap_or_default(),
         }),
         ledger::Event::PerpFill {
             market,
@@ -479,6 +481,15 @@ pub fn event_to_pb(event: &ledger::Event) -> pb::Event {
             market: market.clone(),
             holder: Some(owner_to_pb(*holder)),
             amount: amount.to_string(),
+        }),
+        ledger::Event::LiquidationsDeferred {
+            asset,
+            liquidated,
+            checked,
+        } => Kind::LiquidationsDeferred(pb::LiquidationsDeferredEvent {
+            asset: asset.clone(),
+            liquidated: *liquidated,
+            checked: *checked,
         }),
         ledger::Event::Liquidation {
             account,

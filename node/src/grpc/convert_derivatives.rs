@@ -67,7 +67,17 @@ pub fn command(body: &pb::command::Body) -> Option<Result<ledger::Command, Conve
                     .map(|s| decimal("premium_samples", s))
                     .collect::<Result<_, _>>()?,
                 interest_rate: fee("interest_rate", &c.interest_rate)?,
-                clamp_rate: fee("clamp_rate", &c.clamp_rate)?,
+            }
+            .into(),
+            Body::SetOptionMark(c) => ledger::SetOptionMark {
+                market: c.market.clone(),
+                price: decimal("price", &c.price)?,
+                delta: decimal("delta", &c.delta)?,
+            }
+            .into(),
+            Body::SetFundingClamp(c) => ledger::SetFundingClamp {
+                market: c.market.clone(),
+                clamp_rate: decimal("clamp_rate", &c.clamp_rate)?,
             }
             .into(),
             Body::CreateInverseMarket(c) => ledger::CreateInverseMarket {
@@ -157,6 +167,9 @@ pub fn delta_to_pb(v: &ledger::DeltaView) -> pb::DeltaExposure {
         short_calls: v.short_calls.to_string(),
         long_puts: v.long_puts.to_string(),
         short_puts: v.short_puts.to_string(),
+        delta: v.delta.to_string(),
+        options_delta: v.options_delta.to_string(),
+        options_without_delta: v.options_without_delta,
     }
 }
 
@@ -191,17 +204,29 @@ mod tests {
             market: "BTC-PERP".into(),
             funding_time_ms: 28_800_000,
             premium_samples: vec!["0.0001".into(), "-0.0002".into()],
-            interest_rate: "0.0001".into(),
-            clamp_rate: String::new(),
+            interest_rate: String::new(),
         }))
         .expect("converts");
         let ledger::Command::ApplyPremiumFunding(p) = premium.command else {
             panic!("not premium funding")
         };
         assert_eq!(
-            (p.premium_samples.len(), p.clamp_rate),
+            (p.premium_samples.len(), p.interest_rate),
             (2, ledger::Decimal::ZERO)
         );
+        // An option mark needs its delta: an empty one is refused.
+        let mark = |delta: &str| {
+            envelope(Body::SetOptionMark(pb::SetOptionMark {
+                market: "BTC-C-30000".into(),
+                price: "1200".into(),
+                delta: delta.into(),
+            }))
+        };
+        assert!(mark("").is_err());
+        let ledger::Command::SetOptionMark(m) = mark("0.55").expect("converts").command else {
+            panic!("not an option mark")
+        };
+        assert_eq!(m.delta, "0.55".parse().expect("decimal"));
         // A dated future without its market spec is refused, not defaulted.
         assert!(
             envelope(Body::CreateDatedFuture(pb::CreateDatedFuture {

@@ -240,6 +240,7 @@ pub fn event_keys(event: &Event) -> [Option<String>; 2] {
         | Event::FeesSwept { account, .. } => one(account.to_string()),
         Event::TransferGrant { from, .. } => one(from.to_string()),
         Event::InsuranceFund { asset, .. } => one(format!("system:insurance:{asset}")),
+        Event::LiquidationsDeferred { asset, .. } => one(format!("system:liquidations:{asset}")),
         Event::PairCreated { pair, .. } => one(format!("pair:{pair}")),
         Event::PairFill { buyer, seller, .. } => two(*buyer, *seller),
         Event::IsolatedMargin { account, .. } => one(account.to_string()),

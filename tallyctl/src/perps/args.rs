@@ -61,6 +61,11 @@ pub enum PerpsCmd {
         /// Mark price (at most the tick's decimal places).
         #[arg(value_parser = positive_decimal, allow_negative_numbers = true)]
         price: String,
+        /// An option's delta at this mark, from your pricer (a call in
+        /// [0, 1], a put in [-1, 0]; SetOptionMark): its delta exposure
+        /// becomes a number. Without it an option's stated delta is cleared.
+        #[arg(long, value_parser = signed_decimal, allow_negative_numbers = true)]
+        delta: Option<String>,
         #[command(flatten)]
         write: WriteArgs,
     },
@@ -160,7 +165,8 @@ pub enum PerpsCmd {
     },
 
     /// A perp funding round at F = P + clamp(I − P, −c, +c), P the
-    /// time-weighted average of the premium-index samples.
+    /// time-weighted average of the premium-index samples, c the market's
+    /// clamp (`funding-clamp`).
     PremiumFunding {
         /// Perpetual symbol.
         market: String,
@@ -173,8 +179,16 @@ pub enum PerpsCmd {
         /// Interest rate I, e.g. 0.0001.
         #[arg(long, value_parser = signed_decimal, allow_negative_numbers = true)]
         interest_rate: String,
-        /// Clamp c, e.g. 0.0005.
-        #[arg(long, value_parser = non_negative_decimal)]
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+
+    /// Set a perpetual's funding clamp c for premium-funding, e.g. 0.0005.
+    FundingClamp {
+        /// Perpetual symbol.
+        market: String,
+        /// Clamp c, 0 <= c < 1.
+        #[arg(value_parser = non_negative_decimal)]
         clamp: String,
         #[command(flatten)]
         write: WriteArgs,

@@ -100,6 +100,10 @@ pub fn event_text(kind: &event::Kind) -> Option<String> {
             "SHORTFALL: account {} left at -{} {} (insurance and auto-deleveraging exhausted)",
             e.account, e.amount, e.asset
         ),
+        Kind::LiquidationsDeferred(e) => format!(
+            "liquidations in {} deferred to the next mark price: bound reached after {} liquidations, {} checks",
+            e.asset, e.liquidated, e.checked
+        ),
         Kind::Settlement(e) => format!(
             "{} settled at {} ({} ms): {} positions closed, realized {}, delivery fees {}",
             e.market, e.price, e.time_ms, e.positions, e.realized, e.delivery_fees
@@ -172,6 +176,10 @@ pub fn event_json(kind: &event::Kind) -> Option<Value> {
         }),
         Kind::Shortfall(e) => json!({
             "type": "shortfall", "account": e.account, "asset": e.asset, "amount": e.amount,
+        }),
+        Kind::LiquidationsDeferred(e) => json!({
+            "type": "liquidations_deferred", "asset": e.asset,
+            "liquidated": e.liquidated, "checked": e.checked,
         }),
         Kind::Settlement(e) => json!({
             "type": "settlement", "market": e.market, "price": e.price,
@@ -516,13 +524,20 @@ pub fn delta_text(r: &pb::GetDeltaExposureResponse) -> String {
         .exposures
         .iter()
         .map(|d| {
+            let delta = if d.options_without_delta == 0 {
+                format!("delta {}", d.delta)
+            } else {
+                format!(
+                    "delta in [{}, {}] ({} options without a stated delta)",
+                    d.delta_low, d.delta_high, d.options_without_delta
+                )
+            };
             format!(
-                "account {} {}: delta in [{}, {}] (futures {}; calls +{} -{}, puts +{} -{})",
+                "account {} {}: {delta} (futures {}, options {}; calls +{} -{}, puts +{} -{})",
                 r.account,
                 d.underlying,
-                d.delta_low,
-                d.delta_high,
                 d.futures_delta,
+                d.options_delta,
                 d.long_calls,
                 d.short_calls,
                 d.long_puts,
@@ -538,7 +553,10 @@ pub fn delta_json(r: &pb::GetDeltaExposureResponse) -> Value {
         "account": r.account,
         "exposures": r.exposures.iter().map(|d| json!({
             "underlying": d.underlying,
+            "delta": d.delta,
             "futures_delta": d.futures_delta,
+            "options_delta": d.options_delta,
+            "options_without_delta": d.options_without_delta,
             "delta_low": d.delta_low,
             "delta_high": d.delta_high,
             "long_calls": d.long_calls,

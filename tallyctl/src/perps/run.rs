@@ -16,9 +16,13 @@ pub async fn run(client: &Client, cmd: PerpsCmd) -> Outcome {
         PerpsCmd::Mark {
             market,
             price,
+            delta,
             write,
         } => {
-            let command = commands::set_mark_price(market, price);
+            let command = match delta {
+                Some(delta) => derivatives::set_option_mark(market, price, delta),
+                None => commands::set_mark_price(market, price),
+            };
             submit(client, with_id(command, &write)).await
         }
         PerpsCmd::Funding {
@@ -82,11 +86,18 @@ pub async fn run(client: &Client, cmd: PerpsCmd) -> Outcome {
             time_ms,
             samples,
             interest_rate,
-            clamp,
             write,
         } => {
             let command =
-                derivatives::apply_premium_funding(market, time_ms, samples, interest_rate, clamp);
+                derivatives::apply_premium_funding(market, time_ms, samples, interest_rate);
+            submit(client, with_id(command, &write)).await
+        }
+        PerpsCmd::FundingClamp {
+            market,
+            clamp,
+            write,
+        } => {
+            let command = derivatives::set_funding_clamp(market, clamp);
             submit(client, with_id(command, &write)).await
         }
         PerpsCmd::Position {
