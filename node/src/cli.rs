@@ -555,8 +555,9 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// Ends the process once its parent is gone (it was re-parented), so a
 /// killed `tallyd dev` leaves no orphan nodes behind. By SIGKILL to itself,
 /// not `exit`: `exit` runs RocksDB's static destructors, which join its
-/// background threads and so wait for a running flush or compaction (seen
-/// taking over 10 s on a loaded machine). Ending abruptly is what a crash
+/// background threads and so wait for a running flush or compaction (the
+/// likely cause of a node outliving its killed supervisor by more than
+/// 10 s on a loaded machine, as the dev_cluster test saw). Ending abruptly is what a crash
 /// does, which the node survives by design (the log is fsynced before any
 /// acknowledgement).
 fn exit_with_parent() {
