@@ -28,6 +28,15 @@ use crate::router::Router;
 /// against two nodes pointing at each other during an election).
 const HINT_HOPS_BEFORE_BACKOFF: u32 = 3;
 
+/// Cap of the pause after an answer that says the cluster has no usable
+/// leader right now (`NO_LEADER`, a leader hint naming a node that is down
+/// or unresponsive, a refused connection): the wait is for an election,
+/// which ends within a few hundred ms, and asking a node whether it is over
+/// costs it a metrics read. With the pause doubling to the 500 ms default
+/// cap, a client learned of the new leader up to 500 ms late (on average
+/// about a quarter of a second), a large part of the 1 s failover target.
+const ELECTION_BACKOFF_MAX_MS: u64 = 100;
+
 /// Which nodes a call may go to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
@@ -273,7 +282,13 @@ struct Backoff {
 
 impl Backoff {
     fn next(&mut self) -> Duration {
-        let base = self.next_ms;
+        self.next_capped(self.max_ms)
+    }
+
+    /// The next pause, at most `cap_ms` (and the configured cap).
+    fn next_capped(&mut self, cap_ms: u64) -> Duration {
+        let cap_ms = cap_ms.min(self.max_ms);
+        let base = self.next_ms.min(cap_ms);
         self.next_ms = (self.next_ms.saturating_mul(2)).min(self.max_ms);
         let jitter = base / 4;
         let ms = if jitter == 0 {
@@ -376,6 +391,7 @@ where
         };
         let info = match outcome {
             Ok(Ok(value)) => {
+                router.mark_responsive(&target);
                 if matches!(policy.route, Route::Leader { remember: true }) {
                     router.set_leader(&target);
                 }
@@ -391,6 +407,9 @@ where
                 // nothing was written).
                 let connected = router.ever_connected(&target);
                 uncertain |= connected;
+                if connected {
+                    router.mark_unresponsive(&target);
+                }
                 if policy.observe {
                     router.observe_failure(&target);
                 }
@@ -418,6 +437,8 @@ where
         };
         if info.connect_failed {
             router.hinted_address_unreachable(&target);
+        } else {
+            router.mark_responsive(&target);
         }
         // An attempt cut short by the call's own deadline says nothing about
         // the cluster: keep the earlier answer (e.g. NO_LEADER) beside it.
@@ -458,14 +479,31 @@ where
             uncertain = true;
         }
 
+        // The cluster has no leader this client can use right now: an
+        // election is under way (or about to be), see ELECTION_BACKOFF_MAX_MS.
+        let mut electing = info.connect_failed
+            || matches!(
+                info.reason.as_deref(),
+                Some(reasons::NO_LEADER | reasons::NOT_LEADER)
+            );
         let hint = info
             .leader_hint
             .filter(|hint| follow_hints && *hint != target);
+        // A hint naming a node that just left an attempt unanswered is stale
+        // (followers name their lost leader until they elect a new one).
+        let hint = match hint {
+            Some(h) if router.is_unresponsive(&h) => {
+                tracing::debug!(hint = %h, "tally client: leader hint names an unresponsive node; not followed");
+                electing = true;
+                None
+            }
+            other => other,
+        };
         if let Some(hint) = hint {
             hint_hops += 1;
             if hint_hops >= HINT_HOPS_BEFORE_BACKOFF {
                 hint_hops = 0;
-                sleep_until_or(deadline, backoff.next()).await;
+                sleep_until_or(deadline, backoff.next_capped(ELECTION_BACKOFF_MAX_MS)).await;
             }
             target = hint;
             continue;
@@ -497,7 +535,12 @@ where
             Some(at) if !uncertain => deadline.min(at),
             _ => deadline,
         };
-        sleep_until_or(wake_by, backoff.next()).await;
+        let pause = if electing {
+            backoff.next_capped(ELECTION_BACKOFF_MAX_MS)
+        } else {
+            backoff.next()
+        };
+        sleep_until_or(wake_by, pause).await;
     }
 }
 
@@ -600,6 +643,30 @@ mod tests {
         for (got, base) in ms.iter().zip(bases) {
             assert!(*got >= base - base / 4 && *got <= base + base / 4, "{ms:?}");
         }
+        // During an election the pause stays at the election cap, and the
+        // doubling goes on underneath (a later non-election pause is long).
+        let mut b = Backoff {
+            next_ms: 20,
+            max_ms: 500,
+        };
+        let ms: Vec<u128> = (0..6)
+            .map(|_| b.next_capped(ELECTION_BACKOFF_MAX_MS).as_millis())
+            .collect();
+        let bases = [20u128, 40, 80, 100, 100, 100];
+        for (got, base) in ms.iter().zip(bases) {
+            assert!(*got >= base - base / 4 && *got <= base + base / 4, "{ms:?}");
+        }
+        let last = b.next().as_millis();
+        assert!((375..=625).contains(&last), "{last}");
+        // A configured cap below the election cap wins.
+        let mut b = Backoff {
+            next_ms: 20,
+            max_ms: 50,
+        };
+        let ms: Vec<u128> = (0..4)
+            .map(|_| b.next_capped(ELECTION_BACKOFF_MAX_MS).as_millis())
+            .collect();
+        assert!(ms.iter().all(|m| *m <= 63), "{ms:?}");
     }
 
     #[test]
