@@ -229,8 +229,10 @@ pub fn summarize(
 ) -> Availability {
     let client = ops.iter().filter(|o| o.invoke.process.starts_with('c'));
     let start = client.clone().map(|o| o.inv_ns).min().unwrap_or(0);
+    // The last client event: a completion (an unknown outcome's too, which
+    // `ret_ns` leaves out), else the invocation of an op never completed.
     let end = client
-        .map(|o| o.ret_ns.unwrap_or(o.inv_ns))
+        .map(|o| o.complete.as_ref().map_or(o.inv_ns, |c| c.time_ns))
         .max()
         .unwrap_or(start)
         .max(start);
