@@ -88,7 +88,8 @@ fn run_valid(name: &str, args: &[&str]) -> Option<String> {
 
     let run = run_prefix(&stderr).unwrap_or_else(|| panic!("no run id in stderr:\n{stderr}"));
     let (namespaces, links, rules) = hosts::leftovers();
-    let mine = |v: Vec<String>| -> Vec<String> { v.into_iter().filter(|x| x.contains(&run)).collect() };
+    let mine =
+        |v: Vec<String>| -> Vec<String> { v.into_iter().filter(|x| x.contains(&run)).collect() };
     let (namespaces, links, rules) = (mine(namespaces), mine(links), mine(rules));
     let procs = tj_processes(&run);
     assert!(namespaces.is_empty(), "namespaces left: {namespaces:?}");

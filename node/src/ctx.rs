@@ -144,7 +144,11 @@ impl NodeCtx {
         let metrics = self.raft.metrics();
         let m = metrics.borrow_watched();
         if m.state != ServerState::Leader
-            || m.membership_config.membership().voter_ids().nth(1).is_none()
+            || m.membership_config
+                .membership()
+                .voter_ids()
+                .nth(1)
+                .is_none()
         {
             return None;
         }

@@ -353,7 +353,9 @@ pub fn check(a: &Availability, bounds: &Bounds) -> Verdict {
         .collect();
     for kind in kinds {
         let Some(k) = a.kinds.iter().find(|k| &k.kind == kind) else {
-            within.push(format!("{kind}: no such fault in the run (bound not exercised)"));
+            within.push(format!(
+                "{kind}: no such fault in the run (bound not exercised)"
+            ));
             continue;
         };
         if let Some(max) = bounds.max_gap_ms.kind(kind) {
@@ -454,7 +456,11 @@ mod tests {
         assert_eq!(kill.faults, 1);
         // From the fault's start (10.0 s) to the first ok after it (11.505 s).
         assert_eq!(kill.longest_gap_ms, 1_505);
-        assert!(check(&a, &gaps(1_000)).is_invalid(), "{:?}", check(&a, &gaps(1_000)));
+        assert!(
+            check(&a, &gaps(1_000)).is_invalid(),
+            "{:?}",
+            check(&a, &gaps(1_000))
+        );
         assert!(check(&a, &gaps(2_000)).is_valid());
         // Per kind: kill bounded at 1 s is invalid; a bound for another kind is not.
         let mut per_kind = Bounds::default();
@@ -477,7 +483,11 @@ mod tests {
         let a = summarize(&ops, &faults, &per, DEFAULT_GAP_THRESHOLD_MS);
         assert_eq!(a.gaps_over_threshold, 2);
         assert_eq!(a.unavailable_ms, 3_050 + 1_050);
-        let part = a.kinds.iter().find(|k| k.kind == "partition-leader").unwrap();
+        let part = a
+            .kinds
+            .iter()
+            .find(|k| k.kind == "partition-leader")
+            .unwrap();
         // Only the part of the gap inside the window counts for the fault.
         assert_eq!(part.unavailable_ms, 3_005);
         let healthy = a.kinds.iter().find(|k| k.kind == HEALTHY).unwrap();
