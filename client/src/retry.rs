@@ -37,6 +37,20 @@ const HINT_HOPS_BEFORE_BACKOFF: u32 = 3;
 /// about a quarter of a second), a large part of the 1 s failover target.
 const ELECTION_BACKOFF_MAX_MS: u64 = 100;
 
+/// A write attempt unanswered this long is also offered to another node
+/// (the same request: same command ids, so at most one applies), and then
+/// to the next every [`HEDGE_EVERY`], while the first attempt keeps waiting;
+/// the first success wins. A paused or wedged leader otherwise held every
+/// write for the whole attempt timeout (1 s in the jepsen runner, 2 s by
+/// default) although a new leader served after ~0.5 s. Followers answer a
+/// hedge with `NOT_LEADER` at once, so a merely slow leader costs them
+/// little. Well above healthy write latency (a few ms to tens of ms).
+const HEDGE_AFTER: Duration = Duration::from_millis(300);
+/// Pause between two hedged attempts of one call.
+const HEDGE_EVERY: Duration = Duration::from_millis(100);
+/// Budget of one hedged attempt.
+const HEDGE_ATTEMPT: Duration = Duration::from_millis(500);
+
 /// Which nodes a call may go to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
@@ -345,6 +359,9 @@ where
     let connect_budget = Duration::from_millis(config.connect_timeout_ms)
         .saturating_mul(u32::try_from(nodes).unwrap_or(u32::MAX));
     let connect_deadline = (!policy.cap_attempts).then(|| started + connect_budget);
+    let hedge_writes = policy.write
+        && matches!(policy.route, Route::Leader { .. })
+        && router.endpoints().len() > 1;
 
     loop {
         if let Some(connect_deadline) = connect_deadline
@@ -384,6 +401,56 @@ where
 
         let sent_at = Instant::now();
         let outcome = match router.channel(&target) {
+            Ok(channel) if hedge_writes => {
+                let primary = tokio::time::timeout(attempt_timeout, op(channel, attempt_timeout));
+                tokio::pin!(primary);
+                // See HEDGE_AFTER: while the attempt on `target` is unanswered,
+                // offer the same request to the other nodes one at a time.
+                let mut next_hedge = sent_at + HEDGE_AFTER;
+                let mut hedge_at = target.clone();
+                let mut hedge = None;
+                loop {
+                    tokio::select! {
+                        r = &mut primary => break r,
+                        _ = tokio::time::sleep_until(next_hedge), if hedge.is_none() => {
+                            hedge_at = router.after(&hedge_at);
+                            if hedge_at == target {
+                                hedge_at = router.after(&hedge_at);
+                            }
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            let budget = HEDGE_ATTEMPT.min(attempt_cap).min(left);
+                            match router.channel(&hedge_at) {
+                                Ok(ch) if hedge_at != target && !budget.is_zero() => {
+                                    hedge = Some(Box::pin(tokio::time::timeout(budget, op(ch, budget))));
+                                }
+                                _ => next_hedge = Instant::now() + HEDGE_EVERY,
+                            }
+                        }
+                        r = async { hedge.as_mut().expect("guarded").await }, if hedge.is_some() => {
+                            hedge = None;
+                            next_hedge = Instant::now() + HEDGE_EVERY;
+                            match r {
+                                Ok(Ok(value)) => {
+                                    tracing::debug!(target = %target, hedge = %hedge_at, "tally client: hedged attempt answered first");
+                                    router.mark_responsive(&hedge_at);
+                                    router.mark_unresponsive(&target);
+                                    if matches!(policy.route, Route::Leader { remember: true }) {
+                                        router.set_leader(&hedge_at);
+                                    }
+                                    return Ok(value);
+                                }
+                                // Typically NOT_LEADER naming `target` or
+                                // NO_LEADER: keep waiting on `target`. The
+                                // request may have reached that node.
+                                Ok(Err(status)) => {
+                                    uncertain |= !StatusInfo::from_status(&status).connect_failed;
+                                }
+                                Err(_elapsed) => uncertain |= router.ever_connected(&hedge_at),
+                            }
+                        }
+                    }
+                }
+            }
             Ok(channel) => {
                 tokio::time::timeout(attempt_timeout, op(channel, attempt_timeout)).await
             }
