@@ -32,6 +32,8 @@ struct MockLedger {
     on_read: Script,
     /// Applied commands are reported as rejected with this reason.
     engine_reject: Option<&'static str>,
+    /// Submits wait this long before answering (a paused node).
+    stall: Option<std::time::Duration>,
 }
 
 fn status(code: Code, reason: &'static str, leader: Option<&str>) -> Status {
@@ -62,6 +64,7 @@ impl MockLedger {
             on_submit,
             on_read,
             engine_reject: None,
+            stall: None,
         }
     }
 
@@ -96,6 +99,9 @@ impl Ledger for MockLedger {
             seen.push(id.clone());
             seen.len() - 1
         };
+        if let Some(stall) = self.stall {
+            tokio::time::sleep(stall).await;
+        }
         (self.on_submit)(n)?;
         let result = CommandResult {
             command_id: id,
@@ -382,6 +388,28 @@ async fn no_leader_rotates_to_the_next_node() {
     );
     assert_eq!(client.leader(), Some(up_addr));
     assert_eq!(down.seen().len(), 1);
+}
+
+#[tokio::test]
+async fn a_write_stuck_on_an_unanswering_leader_is_hedged_to_another_node() {
+    let mut paused = MockLedger::new(always_ok(), always_ok());
+    paused.stall = Some(std::time::Duration::from_secs(30));
+    let up = MockLedger::new(always_ok(), always_ok());
+    let paused_addr = serve(paused.clone()).await;
+    let up_addr = serve(up.clone()).await;
+    // The first write goes to the first endpoint (round robin from 0).
+    let client = client(&[&paused_addr, &up_addr], 5_000);
+    let started = std::time::Instant::now();
+    let result = client
+        .submit(commands::create_account(4).with_id("hedged-1"))
+        .await;
+    let took = started.elapsed();
+    assert!(result.is_applied(), "{result:?}");
+    // Well before the 2 s attempt timeout: the hedge at ~300 ms answered.
+    assert!(took < std::time::Duration::from_millis(1_500), "{took:?}");
+    assert_eq!(client.leader(), Some(up_addr));
+    assert_eq!(paused.seen(), ["hedged-1"]);
+    assert_eq!(up.seen(), ["hedged-1"]);
 }
 
 #[tokio::test]

@@ -28,6 +28,29 @@ use crate::router::Router;
 /// against two nodes pointing at each other during an election).
 const HINT_HOPS_BEFORE_BACKOFF: u32 = 3;
 
+/// Cap of the pause after an answer that says the cluster has no usable
+/// leader right now (`NO_LEADER`, a leader hint naming a node that is down
+/// or unresponsive, a refused connection): the wait is for an election,
+/// which ends within a few hundred ms, and asking a node whether it is over
+/// costs it a metrics read. With the pause doubling to the 500 ms default
+/// cap, a client learned of the new leader up to 500 ms late (on average
+/// about a quarter of a second), a large part of the 1 s failover target.
+const ELECTION_BACKOFF_MAX_MS: u64 = 100;
+
+/// A write attempt unanswered this long is also offered to another node
+/// (the same request: same command ids, so at most one applies), and then
+/// to the next every [`HEDGE_EVERY`], while the first attempt keeps waiting;
+/// the first success wins. A paused or wedged leader otherwise held every
+/// write for the whole attempt timeout (1 s in the jepsen runner, 2 s by
+/// default) although a new leader served after ~0.5 s. Followers answer a
+/// hedge with `NOT_LEADER` at once, so a merely slow leader costs them
+/// little. Well above healthy write latency (a few ms to tens of ms).
+const HEDGE_AFTER: Duration = Duration::from_millis(300);
+/// Pause between two hedged attempts of one call.
+const HEDGE_EVERY: Duration = Duration::from_millis(100);
+/// Budget of one hedged attempt.
+const HEDGE_ATTEMPT: Duration = Duration::from_millis(500);
+
 /// Which nodes a call may go to.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Route {
@@ -273,7 +296,13 @@ struct Backoff {
 
 impl Backoff {
     fn next(&mut self) -> Duration {
-        let base = self.next_ms;
+        self.next_capped(self.max_ms)
+    }
+
+    /// The next pause, at most `cap_ms` (and the configured cap).
+    fn next_capped(&mut self, cap_ms: u64) -> Duration {
+        let cap_ms = cap_ms.min(self.max_ms);
+        let base = self.next_ms.min(cap_ms);
         self.next_ms = (self.next_ms.saturating_mul(2)).min(self.max_ms);
         let jitter = base / 4;
         let ms = if jitter == 0 {
@@ -330,6 +359,9 @@ where
     let connect_budget = Duration::from_millis(config.connect_timeout_ms)
         .saturating_mul(u32::try_from(nodes).unwrap_or(u32::MAX));
     let connect_deadline = (!policy.cap_attempts).then(|| started + connect_budget);
+    let hedge_writes = policy.write
+        && matches!(policy.route, Route::Leader { .. })
+        && router.endpoints().len() > 1;
 
     loop {
         if let Some(connect_deadline) = connect_deadline
@@ -369,6 +401,56 @@ where
 
         let sent_at = Instant::now();
         let outcome = match router.channel(&target) {
+            Ok(channel) if hedge_writes => {
+                let primary = tokio::time::timeout(attempt_timeout, op(channel, attempt_timeout));
+                tokio::pin!(primary);
+                // See HEDGE_AFTER: while the attempt on `target` is unanswered,
+                // offer the same request to the other nodes one at a time.
+                let mut next_hedge = sent_at + HEDGE_AFTER;
+                let mut hedge_at = target.clone();
+                let mut hedge = None;
+                loop {
+                    tokio::select! {
+                        r = &mut primary => break r,
+                        _ = tokio::time::sleep_until(next_hedge), if hedge.is_none() => {
+                            hedge_at = router.after(&hedge_at);
+                            if hedge_at == target {
+                                hedge_at = router.after(&hedge_at);
+                            }
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            let budget = HEDGE_ATTEMPT.min(attempt_cap).min(left);
+                            match router.channel(&hedge_at) {
+                                Ok(ch) if hedge_at != target && !budget.is_zero() => {
+                                    hedge = Some(Box::pin(tokio::time::timeout(budget, op(ch, budget))));
+                                }
+                                _ => next_hedge = Instant::now() + HEDGE_EVERY,
+                            }
+                        }
+                        r = async { hedge.as_mut().expect("guarded").await }, if hedge.is_some() => {
+                            hedge = None;
+                            next_hedge = Instant::now() + HEDGE_EVERY;
+                            match r {
+                                Ok(Ok(value)) => {
+                                    tracing::debug!(target = %target, hedge = %hedge_at, "tally client: hedged attempt answered first");
+                                    router.mark_responsive(&hedge_at);
+                                    router.mark_unresponsive(&target);
+                                    if matches!(policy.route, Route::Leader { remember: true }) {
+                                        router.set_leader(&hedge_at);
+                                    }
+                                    return Ok(value);
+                                }
+                                // Typically NOT_LEADER naming `target` or
+                                // NO_LEADER: keep waiting on `target`. The
+                                // request may have reached that node.
+                                Ok(Err(status)) => {
+                                    uncertain |= !StatusInfo::from_status(&status).connect_failed;
+                                }
+                                Err(_elapsed) => uncertain |= router.ever_connected(&hedge_at),
+                            }
+                        }
+                    }
+                }
+            }
             Ok(channel) => {
                 tokio::time::timeout(attempt_timeout, op(channel, attempt_timeout)).await
             }
@@ -376,6 +458,7 @@ where
         };
         let info = match outcome {
             Ok(Ok(value)) => {
+                router.mark_responsive(&target);
                 if matches!(policy.route, Route::Leader { remember: true }) {
                     router.set_leader(&target);
                 }
@@ -391,6 +474,9 @@ where
                 // nothing was written).
                 let connected = router.ever_connected(&target);
                 uncertain |= connected;
+                if connected {
+                    router.mark_unresponsive(&target);
+                }
                 if policy.observe {
                     router.observe_failure(&target);
                 }
@@ -418,6 +504,8 @@ where
         };
         if info.connect_failed {
             router.hinted_address_unreachable(&target);
+        } else {
+            router.mark_responsive(&target);
         }
         // An attempt cut short by the call's own deadline says nothing about
         // the cluster: keep the earlier answer (e.g. NO_LEADER) beside it.
@@ -458,14 +546,31 @@ where
             uncertain = true;
         }
 
+        // The cluster has no leader this client can use right now: an
+        // election is under way (or about to be), see ELECTION_BACKOFF_MAX_MS.
+        let mut electing = info.connect_failed
+            || matches!(
+                info.reason.as_deref(),
+                Some(reasons::NO_LEADER | reasons::NOT_LEADER)
+            );
         let hint = info
             .leader_hint
             .filter(|hint| follow_hints && *hint != target);
+        // A hint naming a node that just left an attempt unanswered is stale
+        // (followers name their lost leader until they elect a new one).
+        let hint = match hint {
+            Some(h) if router.is_unresponsive(&h) => {
+                tracing::debug!(hint = %h, "tally client: leader hint names an unresponsive node; not followed");
+                electing = true;
+                None
+            }
+            other => other,
+        };
         if let Some(hint) = hint {
             hint_hops += 1;
             if hint_hops >= HINT_HOPS_BEFORE_BACKOFF {
                 hint_hops = 0;
-                sleep_until_or(deadline, backoff.next()).await;
+                sleep_until_or(deadline, backoff.next_capped(ELECTION_BACKOFF_MAX_MS)).await;
             }
             target = hint;
             continue;
@@ -497,7 +602,12 @@ where
             Some(at) if !uncertain => deadline.min(at),
             _ => deadline,
         };
-        sleep_until_or(wake_by, backoff.next()).await;
+        let pause = if electing {
+            backoff.next_capped(ELECTION_BACKOFF_MAX_MS)
+        } else {
+            backoff.next()
+        };
+        sleep_until_or(wake_by, pause).await;
     }
 }
 
@@ -600,6 +710,30 @@ mod tests {
         for (got, base) in ms.iter().zip(bases) {
             assert!(*got >= base - base / 4 && *got <= base + base / 4, "{ms:?}");
         }
+        // During an election the pause stays at the election cap, and the
+        // doubling goes on underneath (a later non-election pause is long).
+        let mut b = Backoff {
+            next_ms: 20,
+            max_ms: 500,
+        };
+        let ms: Vec<u128> = (0..6)
+            .map(|_| b.next_capped(ELECTION_BACKOFF_MAX_MS).as_millis())
+            .collect();
+        let bases = [20u128, 40, 80, 100, 100, 100];
+        for (got, base) in ms.iter().zip(bases) {
+            assert!(*got >= base - base / 4 && *got <= base + base / 4, "{ms:?}");
+        }
+        let last = b.next().as_millis();
+        assert!((375..=625).contains(&last), "{last}");
+        // A configured cap below the election cap wins.
+        let mut b = Backoff {
+            next_ms: 20,
+            max_ms: 50,
+        };
+        let ms: Vec<u128> = (0..4)
+            .map(|_| b.next_capped(ELECTION_BACKOFF_MAX_MS).as_millis())
+            .collect();
+        assert!(ms.iter().all(|m| *m <= 63), "{ms:?}");
     }
 
     #[test]

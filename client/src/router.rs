@@ -37,6 +37,13 @@ const DISCOVERY_MIN_INTERVAL: Duration = Duration::from_millis(500);
 /// How long writes let followers forward after a leader hint pointed at an
 /// address this client could not connect to.
 const FORWARD_WRITES_FOR: Duration = Duration::from_secs(30);
+/// How long an address that left an attempt unanswered (connected, but no
+/// answer within the attempt timeout: a paused or wedged node) is passed
+/// over: leader hints naming it are not followed and rotation skips it,
+/// unless every node is passed over. Followers keep naming a lost leader
+/// until they elect a new one, and following that hint costs a whole
+/// attempt timeout each time.
+pub(crate) const UNRESPONSIVE_FOR: Duration = Duration::from_secs(1);
 
 /// What the client has observed of one configured endpoint's latency.
 #[derive(Clone, Copy, Debug, Default)]
@@ -77,6 +84,8 @@ struct RouterState {
     /// Until when writes let followers forward them (see
     /// [`Router::forward_writes`]).
     forward_writes_until: Option<Instant>,
+    /// Addresses that left an attempt unanswered, and when (see [`UNRESPONSIVE_FOR`]).
+    unresponsive: HashMap<String, Instant>,
 }
 
 impl Router {
@@ -179,6 +188,35 @@ impl Router {
         }
     }
 
+    /// Records that an attempt on `addr` got no answer in time although a
+    /// connection to it was made.
+    pub(crate) fn mark_unresponsive(&self, addr: &str) {
+        self.state()
+            .unresponsive
+            .insert(addr.to_string(), Instant::now());
+    }
+
+    /// Records an answer from `addr` (any answer: the node is alive).
+    pub(crate) fn mark_responsive(&self, addr: &str) {
+        let mut state = self.state();
+        if !state.unresponsive.is_empty() {
+            state.unresponsive.remove(addr);
+        }
+    }
+
+    /// Whether `addr` left an attempt unanswered within [`UNRESPONSIVE_FOR`].
+    pub(crate) fn is_unresponsive(&self, addr: &str) -> bool {
+        let mut state = self.state();
+        match state.unresponsive.get(addr) {
+            Some(at) if at.elapsed() < UNRESPONSIVE_FOR => true,
+            Some(_) => {
+                state.unresponsive.remove(addr);
+                false
+            }
+            None => false,
+        }
+    }
+
     /// A configured endpoint other than the remembered leader, in
     /// round-robin order (the leader itself if it is the only endpoint).
     pub(crate) fn follower(&self) -> String {
@@ -247,10 +285,19 @@ impl Router {
         }
     }
 
-    /// The next configured endpoint in round-robin order.
+    /// The next configured endpoint in round-robin order, passing over
+    /// unresponsive ones (unless all are).
     pub(crate) fn spread(&self) -> String {
-        let i = self.cursor.fetch_add(1, Ordering::Relaxed) % self.endpoints.len();
-        self.endpoints[i].clone()
+        let n = self.endpoints.len();
+        let mut first = None;
+        for _ in 0..n {
+            let i = self.cursor.fetch_add(1, Ordering::Relaxed) % n;
+            if !self.is_unresponsive(&self.endpoints[i]) {
+                return self.endpoints[i].clone();
+            }
+            first.get_or_insert(i);
+        }
+        self.endpoints[first.unwrap_or(0)].clone()
     }
 
     /// The remembered leader, else the next endpoint in round-robin order.
@@ -265,8 +312,13 @@ impl Router {
     /// The configured endpoint after `addr` (wrapping), or the round-robin
     /// pick if `addr` is not configured.
     pub(crate) fn after(&self, addr: &str) -> String {
+        let n = self.endpoints.len();
         match self.endpoints.iter().position(|e| e == addr) {
-            Some(i) => self.endpoints[(i + 1) % self.endpoints.len()].clone(),
+            Some(i) => (1..=n)
+                .map(|k| &self.endpoints[(i + k) % n])
+                .find(|e| !self.is_unresponsive(e))
+                .unwrap_or(&self.endpoints[(i + 1) % n])
+                .clone(),
             None => self.spread(),
         }
     }
@@ -387,6 +439,25 @@ mod tests {
         assert!(r.forward_writes());
         assert!(r.begin_discovery());
         assert!(!r.begin_discovery(), "rate limited");
+    }
+
+    #[test]
+    fn unresponsive_nodes_are_passed_over_unless_all_are() {
+        let r = router();
+        r.mark_unresponsive("b:2");
+        assert!(r.is_unresponsive("b:2"));
+        assert!(!r.is_unresponsive("a:1"));
+        assert_eq!(r.after("a:1"), "c:3");
+        let picks: Vec<String> = (0..6).map(|_| r.spread()).collect();
+        assert!(picks.iter().all(|p| p != "b:2"), "{picks:?}");
+        r.mark_unresponsive("a:1");
+        r.mark_unresponsive("c:3");
+        // Every node passed over: plain rotation.
+        assert_eq!(r.after("a:1"), "b:2");
+        r.mark_responsive("b:2");
+        assert!(!r.is_unresponsive("b:2"));
+        assert_eq!(r.after("a:1"), "b:2");
+        assert_eq!(r.after("b:2"), "b:2"); // the only responsive one
     }
 
     #[tokio::test]

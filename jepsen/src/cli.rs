@@ -22,12 +22,14 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run one test: set up hosts, run workloads under faults, check, tear down.
-    /// Exit code 0 only if every checker says valid.
+    /// Exit code 0 only if every checker says valid (with availability
+    /// bounds given, the `availability` checker too).
     Test(TestArgs),
     /// Remove every leftover tj-* namespace (and its processes), link, iptables rule and data dir.
     Cleanup,
     /// Re-check a recorded history offline (the checkers that need only the
-    /// history: linearizability, bank reads, idempotence, unavailability) and
+    /// history: linearizability, bank reads, idempotence, unavailability,
+    /// availability against the bounds given) and
     /// redraw its SVG next to it as latency-recheck.svg. Exit 0 iff all valid.
     Check {
         /// Path of a history.jsonl.
@@ -35,6 +37,8 @@ enum Cmd {
         /// Title of the redrawn SVG.
         #[arg(long)]
         title: Option<String>,
+        #[command(flatten)]
+        availability: AvailabilityArgs,
     },
     /// The delay proxy (internal: the runner starts one per node).
     #[command(hide = true)]
@@ -103,6 +107,55 @@ struct TestArgs {
     /// Cap of the pause between a client's retries (tally-client default 500).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u64).range(20..=60_000))]
     client_max_backoff_ms: u64,
+    #[command(flatten)]
+    availability: AvailabilityArgs,
+}
+
+/// The `availability` checker's bounds (it runs only if one is given).
+#[derive(clap::Args)]
+struct AvailabilityArgs {
+    /// Longest allowed gap between successful writes, in ms: a bare number
+    /// bounds the whole run, `KIND=MS` one fault kind (a nemesis name, or
+    /// `healthy` for the time outside every fault), comma separated, e.g.
+    /// `2000,kill=1000,member=200`. A kind's gap is measured from each of
+    /// its faults' start over the fault and the 5 s after its heal.
+    #[arg(long, value_name = "MS|KIND=MS,...")]
+    max_write_gap_ms: Option<String>,
+    /// Largest allowed share (0..1) of the run spent in gaps over
+    /// --gap-threshold-ms: bare for the whole run, `KIND=SHARE` for the time
+    /// inside one kind's faults (plus 5 s after each heal), e.g. `0.1,loss=0.02`.
+    #[arg(long, value_name = "SHARE|KIND=SHARE,...")]
+    max_unavailable_share: Option<String>,
+    /// Gaps between successful writes up to this long are not counted as unavailable time.
+    #[arg(long, default_value_t = crate::checker::availability::DEFAULT_GAP_THRESHOLD_MS)]
+    gap_threshold_ms: u64,
+}
+
+impl AvailabilityArgs {
+    fn bounds(&self) -> anyhow::Result<crate::checker::availability::Bounds> {
+        use crate::checker::availability::{Bounds, HEALTHY, parse_limits};
+        let mut known: Vec<&str> = crate::nemesis::ALL.to_vec();
+        known.push(HEALTHY);
+        let gap = match &self.max_write_gap_ms {
+            Some(t) => parse_limits::<u64>(t, &known)
+                .map_err(|e| anyhow::anyhow!("--max-write-gap-ms: {e}"))?,
+            None => Default::default(),
+        };
+        let share = match &self.max_unavailable_share {
+            Some(t) => parse_limits::<f64>(t, &known)
+                .map_err(|e| anyhow::anyhow!("--max-unavailable-share: {e}"))?,
+            None => Default::default(),
+        };
+        for v in share.run.iter().chain(share.kinds.values()) {
+            if !(0.0..=1.0).contains(v) {
+                anyhow::bail!("--max-unavailable-share: {v} is not in 0..1");
+            }
+        }
+        Ok(Bounds {
+            max_gap_ms: gap,
+            max_share: share,
+        })
+    }
 }
 
 /// Entry point; returns the process exit code.
@@ -133,16 +186,25 @@ pub fn main() -> i32 {
             }
             i32::from(!r.errors.is_empty())
         }
-        Cmd::Check { history, title } => match crate::runner::recheck(&history, title) {
-            Ok((text, valid)) => {
-                print!("{text}");
-                i32::from(!valid)
+        Cmd::Check {
+            history,
+            title,
+            availability,
+        } => {
+            let checked = availability.bounds().and_then(|bounds| {
+                crate::runner::recheck(&history, title, &bounds, availability.gap_threshold_ms)
+            });
+            match checked {
+                Ok((text, valid)) => {
+                    print!("{text}");
+                    i32::from(!valid)
+                }
+                Err(e) => {
+                    eprintln!("tally-jepsen: {e:#}");
+                    2
+                }
             }
-            Err(e) => {
-                eprintln!("tally-jepsen: {e:#}");
-                2
-            }
-        },
+        }
         Cmd::Proxy {
             listen,
             upstream,
@@ -210,6 +272,7 @@ fn options(a: TestArgs) -> anyhow::Result<Options> {
         a.client_max_backoff_ms,
         std::sync::atomic::Ordering::Relaxed,
     );
+    let availability = a.availability.bounds()?;
     let seed = a.seed.unwrap_or_else(|| {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -232,6 +295,8 @@ fn options(a: TestArgs) -> anyhow::Result<Options> {
         upgrade_from: a.upgrade_from,
         keep_data: a.keep_data,
         node_args: a.node_arg,
+        availability,
+        gap_threshold_ms: a.availability.gap_threshold_ms,
     })
 }
 

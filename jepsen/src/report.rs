@@ -1,9 +1,11 @@
 //! results.txt: the verdict of each checker, the run's parameters, the
-//! operation counts and the write-unavailability report.
+//! operation counts, the write-unavailability report per fault and the
+//! availability per fault kind.
 
 use std::fmt::Write;
 
 use crate::checker::Verdict;
+use crate::checker::availability::{Availability, Bounds, HEALTHY};
 use crate::checker::unavailability::{FaultUnavailability, TARGET_MS, is_leader_fault};
 use crate::history::{Op, Outcome};
 
@@ -15,6 +17,8 @@ pub struct Report {
     pub verdicts: Vec<(String, Verdict)>,
     /// Unavailability per fault.
     pub unavailability: Vec<FaultUnavailability>,
+    /// Availability per fault kind and the bounds it was checked against.
+    pub availability: Option<(Availability, Bounds)>,
     /// Notes (setup problems, nemesis errors).
     pub notes: Vec<String>,
 }
@@ -100,6 +104,9 @@ impl Report {
                 let _ = writeln!(s, "\nNo leader kill/pause/isolation in this run.");
             }
         }
+        if let Some((a, bounds)) = &self.availability {
+            render_availability(&mut s, a, bounds);
+        }
         if !self.notes.is_empty() {
             let _ = writeln!(s, "\nNotes\n-----");
             for n in &self.notes {
@@ -108,4 +115,82 @@ impl Report {
         }
         s
     }
+}
+
+/// The availability table: per fault kind, the longest write gap and the
+/// time without successful writes (gaps over the threshold) as a share of
+/// the run, with the bounds in force.
+fn render_availability(s: &mut String, a: &Availability, bounds: &Bounds) {
+    let _ = writeln!(
+        s,
+        "\nAvailability per fault kind (longest write gap; time in gaps over {} ms between successful writes, inside the kind's faults and the 5 s after each heal)",
+        a.gap_threshold_ms
+    );
+    let _ = writeln!(
+        s,
+        "----------------------------------------------------------------------------------------------"
+    );
+    let bound = |gap: Option<u64>, share: Option<f64>| {
+        let mut parts = Vec::new();
+        if let Some(g) = gap {
+            parts.push(format!("gap <= {g} ms"));
+        }
+        if let Some(sh) = share {
+            parts.push(format!("share <= {:.1}%", sh * 100.0));
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("  bound: {}", parts.join(", "))
+        }
+    };
+    let _ = writeln!(
+        s,
+        "{:<18} {:>6} {:>12} {:>16} {:>8}",
+        "kind", "faults", "longest gap", "unavailable", "share"
+    );
+    for k in &a.kinds {
+        let faults = if k.kind == HEALTHY {
+            "-".to_string()
+        } else {
+            k.faults.to_string()
+        };
+        let _ = writeln!(
+            s,
+            "{:<18} {:>6} {:>9} ms {:>13} ms {:>7.2}%{}",
+            k.kind,
+            faults,
+            k.longest_gap_ms,
+            k.unavailable_ms,
+            k.share * 100.0,
+            bound(
+                bounds.max_gap_ms.kind(&k.kind),
+                bounds.max_share.kind(&k.kind)
+            )
+        );
+    }
+    let _ = writeln!(
+        s,
+        "{:<18} {:>6} {:>9} ms {:>13} ms {:>7.2}%{}",
+        "whole run",
+        a.kinds.iter().map(|k| k.faults).sum::<usize>(),
+        a.longest_gap_ms,
+        a.unavailable_ms,
+        a.share * 100.0,
+        bound(bounds.max_gap_ms.run, bounds.max_share.run)
+    );
+    let _ = writeln!(
+        s,
+        "({} successful writes over {:.1} s; {} gaps over {} ms; longest gap starts at {:.1}s){}",
+        a.ok_writes,
+        a.span_ms as f64 / 1e3,
+        a.gaps_over_threshold,
+        a.gap_threshold_ms,
+        a.longest_at_ns as f64 / 1e9,
+        if bounds.is_set() {
+            ""
+        } else {
+            "\nNo availability bound set (--max-write-gap-ms, --max-unavailable-share): the availability checker did not run."
+        }
+    );
 }

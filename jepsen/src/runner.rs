@@ -15,6 +15,7 @@ use anyhow::Context;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::checker::availability::{self, Bounds};
 use crate::checker::{self, Verdict, linear};
 use crate::cluster::Cluster;
 use crate::history::{self, EventType, Func, HistoryWriter};
@@ -59,6 +60,10 @@ pub struct Options {
     pub keep_data: bool,
     /// Extra `tallyd run` arguments for every node.
     pub node_args: Vec<String>,
+    /// Bounds of the `availability` checker (not run when none is set).
+    pub availability: Bounds,
+    /// Gaps between successful writes up to this long are not unavailable time.
+    pub gap_threshold_ms: u64,
 }
 
 /// What a run produced.
@@ -119,7 +124,8 @@ pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
     };
     let params = format!(
         "run {run_id}: nodes {}, time limit {} s, nemesis [{}], workload [{}], rate {}/s, concurrency {}, \
-         fault interval {} s, duration {} s, overlap {}, seed {}, tallyd args [{}]",
+         fault interval {} s, duration {} s, overlap {}, seed {}, tallyd args [{}], client max backoff {} ms, \
+         availability bounds [{}], gap threshold {} ms",
         opts.nodes,
         opts.time_limit_s,
         opts.nemeses.join(","),
@@ -135,6 +141,9 @@ pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
         opts.overlap,
         opts.seed,
         opts.node_args.join(" "),
+        crate::workload::CLIENT_MAX_BACKOFF_MS.load(std::sync::atomic::Ordering::Relaxed),
+        opts.availability.describe(),
+        opts.gap_threshold_ms,
     );
     eprintln!(
         "tally-jepsen: {params}\ntally-jepsen: results in {}",
@@ -290,10 +299,18 @@ pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
     verdicts.push(("convergence".into(), checker::convergence::check(&hashes)));
 
     let unavailability = checker::unavailability::measure(&ops, &faults);
+    let summary = availability::summarize(&ops, &faults, &unavailability, opts.gap_threshold_ms);
+    if opts.availability.is_set() {
+        verdicts.push((
+            "availability".into(),
+            availability::check(&summary, &opts.availability),
+        ));
+    }
     let report = Report {
         params,
         verdicts,
         unavailability,
+        availability: Some((summary, opts.availability.clone())),
         notes,
     };
     let text = report.render(&ops);
@@ -325,7 +342,12 @@ pub async fn run(opts: Options) -> anyhow::Result<Outcome> {
 
 /// Re-checks a history file with the history-only checkers; writes
 /// `latency-recheck.svg` beside it. Returns the report text and validity.
-pub fn recheck(path: &Path, title: Option<String>) -> anyhow::Result<(String, bool)> {
+pub fn recheck(
+    path: &Path,
+    title: Option<String>,
+    bounds: &Bounds,
+    gap_threshold_ms: u64,
+) -> anyhow::Result<(String, bool)> {
     let events = history::read(path)?;
     let ops = history::pair(&events);
     let faults = history::faults(&events);
@@ -357,7 +379,12 @@ pub fn recheck(path: &Path, title: Option<String>) -> anyhow::Result<(String, bo
         checker::idempotence::check(&ops, &names),
     ));
     let unavailability = checker::unavailability::measure(&ops, &faults);
+    let summary = availability::summarize(&ops, &faults, &unavailability, gap_threshold_ms);
+    if bounds.is_set() {
+        verdicts.push(("availability".into(), availability::check(&summary, bounds)));
+    }
     let report = Report {
+        availability: Some((summary, bounds.clone())),
         params: format!(
             "re-check of {} (final-state and convergence need the live cluster: not re-checked)",
             path.display()

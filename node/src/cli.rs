@@ -195,10 +195,11 @@ pub struct RunArgs {
     /// Address for HTTP /healthz, /readyz and /metrics (off unless set).
     #[arg(long)]
     pub http_listen: Option<SocketAddr>,
-    /// Raft heartbeat interval in ms (default 100).
+    /// Raft heartbeat interval in ms (default 50).
     #[arg(long)]
     pub heartbeat_interval_ms: Option<u64>,
-    /// Election timeout range in ms (defaults 400..800).
+    /// Election timeout range in ms (defaults 150..300; a follower campaigns
+    /// max + a sample of min..max ms after the last heartbeat).
     #[arg(long)]
     pub election_timeout_min_ms: Option<u64>,
     #[arg(long)]

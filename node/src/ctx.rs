@@ -124,6 +124,51 @@ impl NodeCtx {
             .map(|n| n.addr.clone())
     }
 
+    /// How long a leader may go without a majority acknowledging it before it
+    /// stops taking writes: the soonest the followers can have elected
+    /// another leader (their leader lease, `election_timeout_max`, plus the
+    /// shortest election timeout, `election_timeout_min`, after the last
+    /// heartbeat they got, which is no earlier than the last one acked).
+    pub fn quorum_contact_limit(&self) -> Duration {
+        Duration::from_millis(
+            self.config.election_timeout_min_ms + self.config.election_timeout_max_ms,
+        )
+    }
+
+    /// If this node leads a cluster of two or more voters and no majority
+    /// has acknowledged it for longer than [`Self::quorum_contact_limit`]
+    /// (it is cut off or its followers are gone), for how long. A write it
+    /// proposed now could not commit, and a new leader may already serve.
+    pub fn leader_out_of_contact(&self) -> Option<Duration> {
+        use openraft::Instant as _;
+        let metrics = self.raft.metrics();
+        let m = metrics.borrow_watched();
+        if m.state != ServerState::Leader
+            || m.membership_config
+                .membership()
+                .voter_ids()
+                .nth(1)
+                .is_none()
+        {
+            return None;
+        }
+        // None: not acknowledged yet since it was elected (a fresh leader).
+        let age = m.last_quorum_acked.as_ref()?.elapsed();
+        (age > self.quorum_contact_limit()).then_some(age)
+    }
+
+    /// Resolves once [`Self::leader_out_of_contact`] says so (checked every
+    /// heartbeat interval), with the time since the last quorum ack.
+    pub async fn lost_quorum_contact(&self) -> Duration {
+        let every = Duration::from_millis(self.config.heartbeat_interval_ms.max(10));
+        loop {
+            if let Some(age) = self.leader_out_of_contact() {
+                return age;
+            }
+            tokio::time::sleep(every).await;
+        }
+    }
+
     /// A cached lazy channel to another node.
     pub fn peer_channel(&self, addr: &str) -> Result<Channel, String> {
         let mut map = self

@@ -37,6 +37,10 @@ pub struct RunningNode {
     pub data_dir_lock: std::fs::File,
 }
 
+/// Streams a peer may reset before the server accepted them, at once
+/// (h2's default is 20), see the server builder in [`start`].
+const MAX_PENDING_ACCEPT_RESETS: usize = 256;
+
 /// Opens storage, starts Raft and serves gRPC on `config.listen_addr` until
 /// `shutdown` resolves; then stops gracefully (`shutdown` module: a leader
 /// hands leadership over first, requests in flight are answered).
@@ -207,6 +211,12 @@ pub async fn start(
     let server = tokio::spawn(async move {
         let serve = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            // Peers cancel heartbeats that outlive their 50 ms budget; under
+            // packet loss a TCP stall then delivers many requests together with
+            // their resets, and h2's default of 20 pending-accept resets made the
+            // server drop the whole connection ("too_many_resets", seen in the
+            // jepsen loss runs), costing a reconnect under loss.
+            .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
             .layer(crate::grpc::metrics_layer::GrpcMetricsLayer)
             .layer(crate::grpc::auth_layer::AuthLayer {
                 audit,

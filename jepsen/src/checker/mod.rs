@@ -8,7 +8,10 @@
 //! * [`idempotence`]: retries with one command id apply at most once.
 //! * [`convergence`]: every node ends with the same state hash.
 //! * [`unavailability`]: the longest time without a successful write per fault (a report, not a verdict).
+//! * [`availability`]: per fault kind, the longest write gap and the share of
+//!   the run without writes, against configured bounds (off without bounds).
 
+pub mod availability;
 pub mod bank;
 pub mod convergence;
 pub mod final_state;

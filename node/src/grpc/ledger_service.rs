@@ -108,7 +108,40 @@ impl LedgerService {
             encoded.push(&env);
         }
         let verdict_only = reply_detail == ReplyDetail::Verdict;
-        match self.ctx.writer.submit(encoded, !verdict_only).await {
+        // A leader cut off from its majority cannot commit; answering at
+        // once (nothing proposed: certainly not applied) sends the client to
+        // the other nodes instead of letting it wait out its attempt timeout.
+        if let Some(age) = self.ctx.leader_out_of_contact() {
+            return Err(status(
+                Code::Unavailable,
+                "NO_LEADER",
+                format!(
+                    "this node leads but no majority has acknowledged it for {} ms \
+                     (cut off?); nothing in this request was applied; retry",
+                    age.as_millis()
+                ),
+            ));
+        }
+        // Likewise for a write already proposed when contact is lost: its
+        // outcome is unknown (the entry may still commit, e.g. if this node is
+        // re-elected), and the client's retry with the same command ids at the
+        // new leader finds out.
+        let submitted = tokio::select! {
+            r = self.ctx.writer.submit(encoded, !verdict_only) => r,
+            age = self.ctx.lost_quorum_contact() => {
+                return Err(status(
+                    Code::Unavailable,
+                    "OUTCOME_UNKNOWN",
+                    format!(
+                        "this node lost its majority (no acknowledgement for {} ms) while the \
+                         write was pending; it may or may not be applied: retry with the same \
+                         command ids",
+                        age.as_millis()
+                    ),
+                ));
+            }
+        };
+        match submitted {
             Ok((results, index)) => Ok(SubmitBatchResponse {
                 results: batch
                     .commands
@@ -176,7 +209,26 @@ impl LedgerService {
         );
         match client.submit_batch(req).await {
             Ok(resp) => Ok(resp.into_inner()),
-            // The leader may have applied it: the caller must treat this as unknown and retry with the same id.
+            // The leader this node knows could not be reached (it is down, or
+            // cut off): say so with the reason a read gets in that case, so
+            // the client treats it as an election in progress. The leader may
+            // have applied it (a connection broken mid-call): the caller treats
+            // any answer as a possible apply and retries with the same ids.
+            Err(s)
+                if s.code() == Code::Unavailable
+                    && s.metadata().get(tally_proto::REASON_METADATA_KEY).is_none() =>
+            {
+                Err(status(
+                    Code::Unavailable,
+                    "NO_LEADER",
+                    format!(
+                        "forwarding to the leader at {leader} failed: {}; the write may or may \
+                         not be applied: retry with the same command ids",
+                        s.message()
+                    ),
+                ))
+            }
+            // The leader's own answer, or an unknown outcome: passed on as is.
             Err(s) => Err(s),
         }
     }

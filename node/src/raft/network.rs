@@ -27,6 +27,23 @@ pub const SNAPSHOT_CHUNK_BYTES: usize = 1024 * 1024;
 /// Largest gRPC message between nodes (64 MiB): bounds an AppendEntries batch.
 pub const MAX_RAFT_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
+/// Least gRPC deadline of an AppendEntries RPC. openraft hands replication
+/// the heartbeat interval as its time to live (`RPCOption::hard_ttl`), which
+/// is a heartbeat's budget, not an append's: a follower's fsync under load
+/// (100-250 ms seen on a shared 2-core machine) or one TCP retransmission
+/// under packet loss (200 ms minimum RTO on Linux) outlasts it, and an
+/// append cut off at its deadline is sent again on the same connection,
+/// behind the same lost segment, so short deadlines turn a slow link into
+/// a dead one (jepsen/README.md, *Server findings* 1). Only the stream to
+/// that one follower waits; heartbeats carry their own timeout in openraft.
+pub const MIN_APPEND_DEADLINE: Duration = Duration::from_secs(1);
+
+/// Time to open a connection to a peer. Above Linux's 1 s initial SYN
+/// retransmission timeout: under packet loss a lost SYN or SYN-ACK is
+/// common (36% at 20% loss each way), and with 500 ms such a connect always
+/// failed and the replication stream backed off and dialed again.
+pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(2_500);
+
 /// Builds per-peer clients. Connections are lazy: nothing dials until the first RPC.
 #[derive(Clone)]
 pub struct NetworkFactory {
@@ -67,7 +84,7 @@ impl PeerClient {
         }
         let channel = self
             .transport
-            .channel(&self.addr, Duration::from_millis(500))
+            .channel(&self.addr, PEER_CONNECT_TIMEOUT)
             .map_err(|e| Unreachable::new(&std::io::Error::other(e)))?;
         let c = RaftClient::new(channel)
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
@@ -127,7 +144,11 @@ impl PeerClient {
     {
         let data = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut client = self.client().map_err(RPCError::Unreachable)?;
-        let request = self.request(RaftPayload { data }, option.hard_ttl());
+        let deadline = match kind {
+            RpcKind::Append => option.hard_ttl().max(MIN_APPEND_DEADLINE),
+            RpcKind::Vote | RpcKind::PreVote | RpcKind::TransferLeader => option.hard_ttl(),
+        };
+        let request = self.request(RaftPayload { data }, deadline);
         let started = std::time::Instant::now();
         let result = match kind {
             RpcKind::Append => client.append_entries(request).await,
