@@ -563,17 +563,24 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
 /// acknowledgement).
 fn exit_with_parent() {
     let parent = std::os::unix::process::parent_id();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            if std::os::unix::process::parent_id() != parent {
-                tracing::warn!(parent, "the tallyd dev supervisor is gone; stopping");
-                let me = rustix::process::getpid();
-                let _ = rustix::process::kill_process(me, rustix::process::Signal::KILL);
-                std::process::exit(1);
+    // Its own OS thread, not a tokio task: a busy or blocked runtime (the
+    // full test suite on two cores) must not delay it.
+    let spawned = std::thread::Builder::new()
+        .name("exit-with-parent".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_millis(200));
+                if std::os::unix::process::parent_id() != parent {
+                    tracing::warn!(parent, "the tallyd dev supervisor is gone; stopping");
+                    let me = rustix::process::getpid();
+                    let _ = rustix::process::kill_process(me, rustix::process::Signal::KILL);
+                    std::process::exit(1);
+                }
             }
-        }
-    });
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "cannot watch the parent process: --exit-with-parent is off");
+    }
 }
 
 /// Ctrl-C or SIGTERM.
