@@ -438,18 +438,24 @@ fn bad_option_terms_are_refused_and_change_nothing() {
     );
 }
 
-#[test]
-fn delta_equivalent_exposure_per_underlying_is_exact_for_futures_and_bounded_for_options() {
+/// `accounts` funded with 100,000; call marked 500, put 300; Alice (1)
+/// long 0.5 BTC-PERP, long 2 calls, short 1 put, all from Bob (2).
+fn exposure_harness(accounts: &[u64]) -> Harness {
     let mut h = option_harness();
-    for account in [1, 2, 3] {
+    for &account in accounts {
         h.ok(deposit(account, "100000"));
     }
     h.ok(mark(CALL, "500"));
     h.ok(mark(PUT, "300"));
-    // Alice (1): long 0.5 BTC-PERP, long 2 calls, short 1 put (from Bob).
     h.ok(perp_fill("BTC-PERP", 1, 2, "0.5", "30000"));
     h.ok(perp_fill(CALL, 1, 2, "2", "500"));
     h.ok(perp_fill(PUT, 2, 1, "1", "300"));
+    h
+}
+
+#[test]
+fn delta_equivalent_exposure_per_underlying_is_exact_for_futures_and_bounded_for_options() {
+    let h = exposure_harness(&[1, 2, 3]);
     let alice = h.ledger.delta_exposure(1).expect("known account");
     assert_eq!(alice.len(), 1);
     let btc = &alice[0];
@@ -475,16 +481,7 @@ fn option_mark(market: &str, price: &str, delta: &str) -> Command {
 
 #[test]
 fn a_mark_with_the_pricers_delta_makes_option_exposure_a_number_until_a_plain_mark() {
-    let mut h = option_harness();
-    for account in [1, 2] {
-        h.ok(deposit(account, "100000"));
-    }
-    h.ok(mark(CALL, "500"));
-    h.ok(mark(PUT, "300"));
-    // Alice (1): long 0.5 BTC-PERP, long 2 calls, short 1 put (from Bob).
-    h.ok(perp_fill("BTC-PERP", 1, 2, "0.5", "30000"));
-    h.ok(perp_fill(CALL, 1, 2, "2", "500"));
-    h.ok(perp_fill(PUT, 2, 1, "1", "300"));
+    let mut h = exposure_harness(&[1, 2]);
     // The pricer's deltas: call 0.4, put -0.35. Alice: 0.5 + 2 × 0.4 +
     // (−1) × (−0.35) = 0.5 + 0.8 + 0.35 = 1.65; Bob the mirror, −1.65.
     let events = h.ok(option_mark(CALL, "500", "0.4"));
