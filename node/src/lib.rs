@@ -38,6 +38,7 @@ pub mod codec;
 pub mod config;
 pub mod ctx;
 pub mod dev;
+pub mod failpoint;
 pub mod grpc;
 pub mod health;
 pub mod kafka;

@@ -336,6 +336,11 @@ impl Cluster {
         self.nodes.values().map(|p| p.addr.clone()).collect()
     }
 
+    /// Node `id`'s data dir (its log is `tallyd.log` in it).
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.nodes[&id].data_dir.clone()
+    }
+
     pub fn addr(&self, id: u64) -> String {
         self.nodes[&id].addr.clone()
     }
@@ -381,6 +386,13 @@ impl Cluster {
         let _ = child.kill();
         let _ = child.wait();
         false
+    }
+
+    /// The extra environment node `id` gets from its next start on.
+    pub fn set_env(&mut self, id: u64, env: Vec<(String, String)>) {
+        if let Some(p) = self.nodes.get_mut(&id) {
+            p.env = env;
+        }
     }
 
     /// The binary node `id` runs from its next start on (`None`: this build's).

@@ -162,6 +162,16 @@ impl LogStore {
         })
     }
 
+    /// The commit index last saved (0: none), read before Raft starts: the
+    /// entries between the state machine's last applied and it are
+    /// re-applied from this log at startup.
+    pub fn saved_committed_index(&self) -> Result<u64, io::Error> {
+        Ok(self
+            .get_meta::<Option<LogId>>(KEY_COMMITTED)?
+            .flatten()
+            .map_or(0, |l| l.index))
+    }
+
     fn get_meta<T: serde::de::DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, io::Error> {
         let cf = cf(&self.db, CF_RAFT_META)?;
         match self.db.get_cf(cf, key).map_err(io::Error::other)? {

@@ -26,6 +26,7 @@ use tally_ledger::{IngestOutcome, Ledger, LedgerConfig, Outcome};
 use tokio::sync::watch;
 
 use crate::codec;
+use crate::failpoint::{self, Point};
 use crate::kafka::outbox::{EntryEvents, OutboxGauge};
 use crate::metrics::METRICS;
 use crate::raft::types::{
@@ -405,6 +406,11 @@ impl StateMachineStore {
         let tmp = path.with_extension("bin.tmp");
         let bytes = codec::encode(snapshot)?;
         let mut file = std::fs::File::create(&tmp)?;
+        if failpoint::reached(Point::SnapshotSavePartial, 1) {
+            file.write_all(&bytes[..bytes.len() / 2])?;
+            file.sync_all()?;
+            failpoint::abort(Point::SnapshotSavePartial, "half the snapshot file written");
+        }
         file.write_all(&bytes)?;
         file.sync_all()?;
         drop(file);
@@ -558,6 +564,15 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                     }
                 };
                 st.last_applied = Some(entry.log_id);
+                if failpoint::reached(Point::ApplyAbortAfterEntries, 1) {
+                    failpoint::abort(
+                        Point::ApplyAbortAfterEntries,
+                        &format!(
+                            "entry {} applied in memory, not written",
+                            entry.log_id.index
+                        ),
+                    );
+                }
                 if let Some(r) = responder {
                     replies.push((r, response));
                 }
