@@ -174,7 +174,7 @@ pub struct RunArgs {
     /// TOML file with any of: node_id, cluster_id, listen, advertise, data_dir, http_listen, heartbeat_interval_ms,
     /// election_timeout_min_ms, election_timeout_max_ms, snapshot_every_entries, keep_entries_after_snapshot,
     /// kafka_brokers, kafka_ingest_topic, kafka_events_topic, kafka_outbox_max_bytes, kafka_ingest_batch_records,
-    /// tls_ca, tls_cert, tls_key, insecure, tls_reload_interval_ms, audit_log.
+    /// tls_ca, tls_cert, tls_key, insecure, tls_reload_interval_ms, audit_log, lease_reads.
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// This node's id (> 0, unique in the cluster, never reused).
@@ -219,6 +219,13 @@ pub struct RunArgs {
     /// The audit log: one JSON line per admin call and per refused call (default <data-dir>/audit.log; rotated at 64 MiB).
     #[arg(long)]
     pub audit_log: Option<PathBuf>,
+    /// Serve linearizable reads on the leader from its leader lease (no
+    /// quorum round) while the lease holds, else by a read-index round.
+    /// Off by default: it assumes the nodes' clocks run at nearly the same
+    /// rate (drift well under the 300 ms lease per lease; README, *Read
+    /// consistency*).
+    #[arg(long)]
+    pub lease_reads: bool,
     /// Stop when the parent process (the `tallyd dev` supervisor) is gone.
     #[arg(long, hide = true)]
     pub exit_with_parent: bool,
@@ -399,6 +406,7 @@ struct FileConfig {
     insecure: Option<bool>,
     tls_reload_interval_ms: Option<u64>,
     audit_log: Option<PathBuf>,
+    lease_reads: Option<bool>,
 }
 
 #[derive(Args, Debug)]
@@ -511,6 +519,7 @@ impl RunArgs {
             c.tls_reload_interval_ms = v.max(100);
         }
         c.audit_log = self.audit_log.clone().or(file.audit_log);
+        c.lease_reads = self.lease_reads || file.lease_reads.unwrap_or(false);
         Ok(c)
     }
 }

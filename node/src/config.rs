@@ -39,6 +39,8 @@ pub struct NodeConfig {
     pub tls_reload_interval_ms: u64,
     /// The audit log file (default `<data_dir>/audit.log`).
     pub audit_log: Option<PathBuf>,
+    /// Linearizable reads on the leader from its lease (`--lease-reads`).
+    pub lease_reads: bool,
 }
 
 impl NodeConfig {
@@ -72,6 +74,7 @@ impl NodeConfig {
             tls: None,
             tls_reload_interval_ms: 10_000,
             audit_log: None,
+            lease_reads: false,
         }
     }
 }

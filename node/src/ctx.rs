@@ -8,7 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use openraft::ServerState;
@@ -75,6 +75,8 @@ pub struct NodeCtx {
     /// Set once a peer reported this node's id as retired (a removed node
     /// hears nothing from the leader, so it must ask; see `removal`).
     removed_by_peer: AtomicBool,
+    /// Queue of the read-index round task (`reads::start_read_rounds`).
+    pub read_rounds: OnceLock<tokio::sync::mpsc::Sender<crate::reads::ReadIndexReply>>,
 }
 
 impl NodeCtx {
@@ -100,6 +102,7 @@ impl NodeCtx {
             channels: Mutex::new(HashMap::new()),
             hash_cache: Mutex::new((0, String::new())),
             removed_by_peer: AtomicBool::new(false),
+            read_rounds: OnceLock::new(),
         }
     }
 

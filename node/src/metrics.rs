@@ -115,6 +115,16 @@ pub struct Metrics {
     pub tls_reload_failures: AtomicU64,
     /// Calls refused with PERMISSION_DENIED.
     pub auth_denied: AtomicU64,
+    /// Read-index rounds run (one leadership confirmation each).
+    pub read_index_rounds: AtomicU64,
+    /// Linearizable reads served by those rounds (reads / rounds = batch size).
+    pub read_index_reads: AtomicU64,
+    /// Read-index rounds answered from the leader lease (`--lease-reads`).
+    pub lease_reads: AtomicU64,
+    /// Raft RPCs also sent on the peer's spare connection (hedged).
+    pub peer_rpc_hedged: AtomicU64,
+    /// Hedged Raft RPCs the spare connection answered first.
+    pub peer_rpc_hedge_wins: AtomicU64,
     pub audit_write_failures: AtomicU64,
     grpc: Mutex<GrpcSeries>,
     peers: Mutex<BTreeMap<u64, (Histogram, u64)>>,
@@ -156,6 +166,11 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     tls_reloads: AtomicU64::new(0),
     tls_reload_failures: AtomicU64::new(0),
     auth_denied: AtomicU64::new(0),
+    read_index_rounds: AtomicU64::new(0),
+    read_index_reads: AtomicU64::new(0),
+    lease_reads: AtomicU64::new(0),
+    peer_rpc_hedged: AtomicU64::new(0),
+    peer_rpc_hedge_wins: AtomicU64::new(0),
     audit_write_failures: AtomicU64::new(0),
     grpc: Mutex::new(GrpcSeries {
         methods: BTreeMap::new(),
@@ -256,6 +271,36 @@ impl Metrics {
             "tally_auth_denied_total",
             "Calls refused with PERMISSION_DENIED.",
             self.auth_denied.load(Relaxed),
+        );
+        counter(
+            out,
+            "tally_read_index_rounds_total",
+            "Read-index rounds (one leadership confirmation or one fetch from the leader each).",
+            self.read_index_rounds.load(Relaxed),
+        );
+        counter(
+            out,
+            "tally_read_index_reads_total",
+            "Linearizable reads served by read-index rounds (reads per round = the batch).",
+            self.read_index_reads.load(Relaxed),
+        );
+        counter(
+            out,
+            "tally_read_index_lease_rounds_total",
+            "Read-index rounds answered from the leader lease without a quorum round (--lease-reads).",
+            self.lease_reads.load(Relaxed),
+        );
+        counter(
+            out,
+            "tally_peer_rpc_hedged_total",
+            "Raft RPCs (appends, heartbeats, votes) also sent on the peer's spare connection after the hedge delay.",
+            self.peer_rpc_hedged.load(Relaxed),
+        );
+        counter(
+            out,
+            "tally_peer_rpc_hedge_wins_total",
+            "Hedged Raft RPCs answered first on the spare connection (which then became the primary).",
+            self.peer_rpc_hedge_wins.load(Relaxed),
         );
         counter(
             out,

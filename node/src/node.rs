@@ -104,6 +104,18 @@ pub async fn start(
         cluster_id: config.cluster_id.clone(),
         transport: transport.clone(),
     };
+    // Recovery: the state machine as last written, then the committed log
+    // entries after it re-applied (inside `Raft::new`).
+    let recovered_index = *applied.borrow();
+    let saved_committed = log_store.saved_committed_index()?;
+    let raft_started = std::time::Instant::now();
+    tracing::info!(
+        node_id = config.node_id,
+        applied_index = recovered_index,
+        committed_index = saved_committed,
+        to_replay = saved_committed.saturating_sub(recovered_index),
+        "recovering: re-applying committed log entries after the state machine's last applied"
+    );
     let raft = Raft::new(
         config.node_id,
         Arc::new(raft_config),
@@ -112,6 +124,12 @@ pub async fn start(
         sm,
     )
     .await?;
+    tracing::info!(
+        node_id = config.node_id,
+        applied_index = *applied.borrow(),
+        replay_ms = raft_started.elapsed().as_millis() as u64,
+        "recovered: raft started"
+    );
     let writer = Writer::start(raft.clone(), kafka.outbox.clone());
     let ctx = Arc::new(
         NodeCtx::new(
@@ -144,6 +162,8 @@ pub async fn start(
         }
     }
     tokio::spawn(crate::observe::run(ctx.clone()));
+    crate::failpoint::init();
+    crate::reads::start_read_rounds(&ctx);
     let backup_svc = tally_proto::v1::backup_server::BackupServer::new(
         crate::grpc::backup_service::BackupService { ctx: ctx.clone() },
     );

@@ -5,19 +5,74 @@
 //! staleness (refuse when too far behind the leader). They fail with a
 //! [`ReadError`] carrying the machine-readable reason; the gRPC edge maps it
 //! to a status (`grpc::status::read_error`).
+//!
+//! Linearizable reads are batched ([`start_read_rounds`]): one read-index
+//! round (on the leader a leadership confirmation by a quorum, on a follower
+//! one fetch of the leader's read index) answers every read that arrived
+//! while the previous round was in flight, as etcd does. A read only ever
+//! takes the index of a round that *started after it arrived*, so that index
+//! is at least the commit index at its arrival: the guarantee of one round
+//! per read, at one round per batch. At most [`MAX_WAITING_READS`] reads
+//! wait for a round; more wait for room (backpressure).
 
 use std::fmt;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use openraft::ReadPolicy;
 use tally_proto::v1::raft_client::RaftClient;
 use tally_proto::v1::{ReadConsistency, ReadIndexRequest, ReadOptions};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::ctx::NodeCtx;
 use crate::raft::network::CLUSTER_METADATA_KEY;
 
-/// Longest a read waits for this node to apply far enough.
+/// Longest a read waits for this node to apply far enough, and longest one
+/// read-index round may take.
 pub const READ_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most linearizable reads queued for the next read-index round (and so the
+/// most one round answers); a read that finds the queue full waits for room.
+pub const MAX_WAITING_READS: usize = 16_384;
+
+/// Where a read waiting for a round gets the round's read index.
+pub type ReadIndexReply = oneshot::Sender<Result<u64, ReadError>>;
+
+/// Starts the task that runs this node's read-index rounds, one at a time,
+/// each for all reads queued since the last one began. It holds the context
+/// weakly and ends when the context is dropped.
+pub fn start_read_rounds(ctx: &Arc<NodeCtx>) {
+    let (tx, rx) = mpsc::channel(MAX_WAITING_READS);
+    if ctx.read_rounds.set(tx).is_ok() {
+        tokio::spawn(run_read_rounds(Arc::downgrade(ctx), rx));
+    }
+}
+
+async fn run_read_rounds(ctx: Weak<NodeCtx>, mut rx: mpsc::Receiver<ReadIndexReply>) {
+    let mut batch: Vec<ReadIndexReply> = Vec::new();
+    // Every read in `batch` was queued before this round starts (the round
+    // begins only after `recv_many` returned them): the invariant that makes
+    // sharing the round linearizable.
+    while rx.recv_many(&mut batch, MAX_WAITING_READS).await > 0 {
+        let Some(ctx) = ctx.upgrade() else { break };
+        // Reads whose callers went away need no answer.
+        batch.retain(|reply| !reply.is_closed());
+        if batch.is_empty() {
+            continue;
+        }
+        let result = ctx.read_index_round().await;
+        crate::metrics::METRICS
+            .read_index_rounds
+            .fetch_add(1, Relaxed);
+        crate::metrics::METRICS
+            .read_index_reads
+            .fetch_add(batch.len() as u64, Relaxed);
+        for reply in batch.drain(..) {
+            let _ = reply.send(result.clone());
+        }
+    }
+}
 
 /// The consistency a read asks for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -163,13 +218,46 @@ impl NodeCtx {
         }
     }
 
-    /// On the leader: confirms leadership (read index). On a follower: asks
-    /// the leader for its read index, then waits to apply it.
+    /// Waits for a read index shared with the other linearizable reads (the
+    /// next round's, see the module doc), then to apply it.
     pub async fn linearizable_barrier(&self) -> Result<(), ReadError> {
+        let read_index = self.batched_read_index().await?;
+        self.wait_applied(read_index, ReadError::ReadIndexNotApplied)
+            .await
+    }
+
+    /// The read index of the next read-index round to start (one round of
+    /// its own if the round task is not running).
+    pub async fn batched_read_index(&self) -> Result<u64, ReadError> {
+        let Some(rounds) = self.read_rounds.get() else {
+            return self.read_index_round().await;
+        };
+        let (reply, answer) = oneshot::channel();
+        rounds
+            .send(reply)
+            .await
+            .map_err(|_| ReadError::ShuttingDown)?;
+        answer.await.map_err(|_| ReadError::ShuttingDown)?
+    }
+
+    /// One read-index round. On the leader: the commit index, once a quorum
+    /// confirmed this node still leads. On a follower: the leader's read index.
+    async fn read_index_round(&self) -> Result<u64, ReadError> {
         if self.raft.is_leader() {
-            return match self.raft.ensure_linearizable(ReadPolicy::ReadIndex).await {
-                Ok(_) => Ok(()),
-                Err(_) => Err(ReadError::not_leader(self.leader_addr())),
+            // A lease read answers at once while the leader lease holds (no
+            // follower can have voted for another leader within it); when
+            // the lease is stale it fails at once and a quorum round runs.
+            if self.config.lease_reads
+                && let Ok((read_log_id, _applied)) =
+                    self.raft.get_read_log_id(ReadPolicy::LeaseRead).await
+            {
+                crate::metrics::METRICS.lease_reads.fetch_add(1, Relaxed);
+                return Ok(read_log_id.index());
+            }
+            let round = self.raft.get_read_log_id(ReadPolicy::ReadIndex);
+            return match tokio::time::timeout(READ_WAIT_TIMEOUT, round).await {
+                Ok(Ok((read_log_id, _applied))) => Ok(read_log_id.index()),
+                _ => Err(ReadError::not_leader(self.leader_addr())),
             };
         }
         let leader = self.leader_addr().ok_or(ReadError::NoLeader)?;
@@ -181,17 +269,13 @@ impl NodeCtx {
         if let Ok(v) = self.config.cluster_id.parse() {
             req.metadata_mut().insert(CLUSTER_METADATA_KEY, v);
         }
-        let read_index = match RaftClient::new(channel).read_index(req).await {
-            Ok(resp) => resp.into_inner().read_index,
-            Err(s) => {
-                return Err(ReadError::ReadIndexFailed {
-                    leader,
-                    message: s.message().to_string(),
-                });
-            }
-        };
-        self.wait_applied(read_index, ReadError::ReadIndexNotApplied)
-            .await
+        match RaftClient::new(channel).read_index(req).await {
+            Ok(resp) => Ok(resp.into_inner().read_index),
+            Err(s) => Err(ReadError::ReadIndexFailed {
+                leader,
+                message: s.message().to_string(),
+            }),
+        }
     }
 
     /// The leader always passes; a follower passes if it is within

@@ -2,11 +2,15 @@
 //! has the required series with their Prometheus types and the counters
 //! move; the JSON log has one line, with node id and term, for each
 //! cluster event (leadership moved, a node killed, a node removed, a
-//! snapshot built) and a start-up line with version and config.
+//! snapshot built) and a start-up line with version and config. Also the
+//! read-index round counters: concurrent linearizable reads share rounds,
+//! and each still sees every write acknowledged before it began.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tally_client::{Client, ClientConfig, commands};
@@ -50,6 +54,11 @@ fn value(text: &str, series: &str) -> f64 {
 }
 
 async fn cluster_with_http(n: u64) -> (Cluster, BTreeMap<u64, String>) {
+    cluster_with_http_and(n, &[]).await
+}
+
+/// Like `cluster_with_http`, with `extra` flags for every node.
+async fn cluster_with_http_and(n: u64, extra: &[&str]) -> (Cluster, BTreeMap<u64, String>) {
     let http: BTreeMap<u64, String> = (1..=n)
         .map(|id| (id, format!("127.0.0.1:{}", free_port())))
         .collect();
@@ -57,13 +66,9 @@ async fn cluster_with_http(n: u64) -> (Cluster, BTreeMap<u64, String>) {
         .iter()
         .map(|(id, addr)| (*id, vec!["--http-listen".to_string(), addr.clone()]))
         .collect();
-    let cluster = Cluster::start_with(
-        n,
-        &["--log-format", "json", "--snapshot-every-entries", "100000"],
-        BTreeMap::new(),
-        node_args,
-    )
-    .await;
+    let mut args = vec!["--log-format", "json", "--snapshot-every-entries", "100000"];
+    args.extend_from_slice(extra);
+    let cluster = Cluster::start_with(n, &args, BTreeMap::new(), node_args).await;
     (cluster, http)
 }
 
@@ -106,6 +111,9 @@ async fn metrics_of_a_node_under_load_have_the_required_series_and_types_and_cou
         ("tally_proposals_pending", "gauge"),
         ("tally_writer_queue_depth", "gauge"),
         ("tally_writer_overloaded_total", "counter"),
+        ("tally_read_index_rounds_total", "counter"),
+        ("tally_read_index_reads_total", "counter"),
+        ("tally_read_index_lease_rounds_total", "counter"),
         ("tally_commands_applied_total", "counter"),
         ("tally_commands_rejected_total", "counter"),
         ("tally_wal_fsync_duration_seconds", "histogram"),
@@ -241,6 +249,164 @@ fn json_log(cluster: &Cluster, id: u64) -> Vec<serde_json::Value> {
 
 fn message(line: &serde_json::Value) -> &str {
     line["fields"]["message"].as_str().unwrap_or("")
+}
+
+/// Reads per round must exceed one on a node serving many concurrent
+/// linearizable reads: a node that ran one round per read (no batching)
+/// fails this. Each read must also show every deposit acknowledged before
+/// it started (the batch is taken only from reads that arrived before the
+/// round began), on the leader and on a follower (whose rounds are shared
+/// fetches of the leader's read index).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_linearizable_reads_share_read_index_rounds_and_each_sees_every_write_acknowledged_before_it()
+ {
+    let rounds = concurrent_linearizable_reads(&[]).await;
+    assert_eq!(
+        rounds.leader_lease_rounds, 0.0,
+        "lease reads are off by default"
+    );
+}
+
+/// With `--lease-reads` the leader answers rounds from its lease, and the
+/// reads still see every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lease_reads_answer_rounds_from_the_leader_lease_and_each_read_sees_every_write_acknowledged_before_it()
+ {
+    let rounds = concurrent_linearizable_reads(&["--lease-reads"]).await;
+    assert!(
+        rounds.leader_lease_rounds > 0.0,
+        "no round was answered from the lease"
+    );
+}
+
+/// Rounds and reads counted on the leader during `concurrent_linearizable_reads`.
+struct ReadRounds {
+    leader_lease_rounds: f64,
+}
+
+/// 48 readers (half on the leader, half on a follower) read one balance
+/// while 150 deposits are acknowledged one by one; asserts every read saw
+/// every deposit acknowledged before it began, and that reads shared rounds.
+async fn concurrent_linearizable_reads(extra: &[&str]) -> ReadRounds {
+    use tally_proto::v1::ledger_client::LedgerClient;
+    use tally_proto::v1::{GetBalanceRequest, ReadConsistency, ReadOptions};
+    const READERS: usize = 48;
+    const DEPOSITS: u64 = 150;
+    let (cluster, http) = cluster_with_http_and(3, extra).await;
+    let c = Client::new(ClientConfig::new(cluster.endpoints())).expect("client");
+    for cmd in [
+        commands::create_asset("USD", 2),
+        commands::create_account(1),
+    ] {
+        assert!(c.submit(cmd).await.applied_index().is_some());
+    }
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let follower = cluster
+        .nodes
+        .keys()
+        .copied()
+        .find(|id| *id != leader)
+        .expect("a follower");
+    let rounds_of = |id: u64| {
+        let text = http_get(&http[&id], "/metrics");
+        (
+            value(&text, "tally_read_index_rounds_total"),
+            value(&text, "tally_read_index_reads_total"),
+        )
+    };
+    let lease_rounds_before = value(
+        &http_get(&http[&leader], "/metrics"),
+        "tally_read_index_lease_rounds_total",
+    );
+    let (leader_rounds_before, leader_reads_before) = rounds_of(leader);
+    let (follower_rounds_before, follower_reads_before) = rounds_of(follower);
+
+    let acked = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..READERS)
+        .map(|r| {
+            let addr = cluster.addr(if r % 2 == 0 { leader } else { follower });
+            let (acked, done) = (acked.clone(), done.clone());
+            tokio::spawn(async move {
+                let mut ledger = LedgerClient::connect(format!("http://{addr}"))
+                    .await
+                    .expect("connect");
+                let mut reads = 0u64;
+                while !done.load(Ordering::Acquire) {
+                    let floor = acked.load(Ordering::Acquire);
+                    let request = GetBalanceRequest {
+                        owner: Some(tally_client::Owner::Account(1).to_proto()),
+                        asset: "USD".into(),
+                        read: Some(ReadOptions {
+                            consistency: ReadConsistency::Linearizable as i32,
+                            ..Default::default()
+                        }),
+                    };
+                    let balance = ledger
+                        .get_balance(request)
+                        .await
+                        .unwrap_or_else(|e| panic!("reader {r} on {addr}: {e:?}"))
+                        .into_inner();
+                    let available = balance.balance.map(|b| b.available).unwrap_or_default();
+                    let whole: u64 = available
+                        .split('.')
+                        .next()
+                        .and_then(|w| w.parse().ok())
+                        .unwrap_or_else(|| panic!("reader {r}: balance {available:?}"));
+                    assert!(
+                        whole >= floor,
+                        "reader {r} on {addr}: read {whole} after {floor} deposits were acknowledged"
+                    );
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    for n in 1..=DEPOSITS {
+        assert!(
+            c.submit(commands::deposit(1, "USD", "1"))
+                .await
+                .applied_index()
+                .is_some(),
+            "deposit {n}"
+        );
+        acked.store(n, Ordering::Release);
+    }
+    done.store(true, Ordering::Release);
+    let mut reads = 0;
+    for reader in readers {
+        reads += reader.await.expect("reader");
+    }
+    assert!(reads > READERS as u64, "the readers barely ran: {reads}");
+    let (leader_rounds, leader_reads) = rounds_of(leader);
+    let (follower_rounds, follower_reads) = rounds_of(follower);
+    let leader_rounds = leader_rounds - leader_rounds_before;
+    let leader_reads = leader_reads - leader_reads_before;
+    let follower_rounds = follower_rounds - follower_rounds_before;
+    let follower_reads = follower_reads - follower_reads_before;
+    eprintln!(
+        "{reads} linearizable reads; leader: {leader_reads} reads in {leader_rounds} rounds; \
+         follower: {follower_reads} reads in {follower_rounds} rounds"
+    );
+    assert!(follower_rounds > 0.0 && leader_rounds > 0.0);
+    // (With lease reads a leader's round is answered at once, so its
+    // batches may be of one read.)
+    assert!(
+        extra.contains(&"--lease-reads") || leader_reads > leader_rounds,
+        "the leader ran a round per read: {leader_reads} reads, {leader_rounds} rounds"
+    );
+    assert!(
+        follower_reads > follower_rounds,
+        "the follower fetched a read index per read: {follower_reads} reads, {follower_rounds} rounds"
+    );
+    let leader_lease_rounds = value(
+        &http_get(&http[&leader], "/metrics"),
+        "tally_read_index_lease_rounds_total",
+    ) - lease_rounds_before;
+    ReadRounds {
+        leader_lease_rounds,
+    }
 }
 
 /// Waits until node `id` logged a line whose message contains `text`, with

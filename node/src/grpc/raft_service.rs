@@ -6,7 +6,6 @@
 use std::sync::Arc;
 
 use futures::StreamExt;
-use openraft::ReadPolicy;
 use openraft::raft::{AppendEntriesRequest, TransferLeaderRequest, VoteRequest};
 use tally_proto::v1::raft_server::Raft as RaftRpc;
 use tally_proto::v1::{RaftPayload, ReadIndexRequest, ReadIndexResponse, SnapshotChunk};
@@ -148,11 +147,14 @@ impl RaftRpc for RaftService {
         req: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexResponse>, Status> {
         self.check_cluster(&req)?;
-        match self.ctx.raft.get_read_log_id(ReadPolicy::ReadIndex).await {
-            Ok((read_log_id, _applied)) => {
-                let read_index = read_log_id.index();
-                Ok(Response::new(ReadIndexResponse { read_index }))
-            }
+        // Only the leader answers (a follower's round asking a follower that
+        // believes another node leads must not be forwarded on): the round
+        // is shared with this node's own linearizable reads.
+        if !self.ctx.raft.is_leader() {
+            return Err(not_leader(self.ctx.leader_addr().as_deref()));
+        }
+        match self.ctx.batched_read_index().await {
+            Ok(read_index) => Ok(Response::new(ReadIndexResponse { read_index })),
             Err(_) => Err(not_leader(self.ctx.leader_addr().as_deref())),
         }
     }

@@ -44,6 +44,17 @@ pub const MIN_APPEND_DEADLINE: Duration = Duration::from_secs(1);
 /// failed and the replication stream backed off and dialed again.
 pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(2_500);
 
+/// Least time an AppendEntries or vote waits for its answer before it is
+/// also sent on the peer's spare connection (see [`PeerClient`]).
+pub const HEDGE_AFTER_MIN: Duration = Duration::from_millis(15);
+/// Most time before that second copy goes out.
+pub const HEDGE_AFTER_MAX: Duration = Duration::from_millis(250);
+/// Larger requests are not hedged (a second copy of a big append costs
+/// more than the stall it would save).
+pub const HEDGE_MAX_BYTES: usize = 4 * 1024 * 1024;
+/// Latencies kept per peer to pick the hedge delay from.
+const LATENCY_SAMPLES: usize = 16;
+
 /// Builds per-peer clients. Connections are lazy: nothing dials until the first RPC.
 #[derive(Clone)]
 pub struct NetworkFactory {
@@ -51,13 +62,30 @@ pub struct NetworkFactory {
     pub transport: crate::transport::Transport,
 }
 
-/// One peer's client.
+/// One peer's client, over two TCP connections. Every RPC goes out on the
+/// primary one; an AppendEntries (heartbeats included) or vote not answered
+/// within the hedge delay is also sent, unchanged, on the spare one, and
+/// the first answer wins (the connection that gave it becomes the
+/// primary). Under packet loss a lost segment stalls a TCP connection, and
+/// everything multiplexed on it, until a retransmission timeout (at least
+/// 200 ms on Linux, doubling on each further loss), while a second
+/// connection is most likely not stalled at the same moment. Both are safe
+/// to deliver twice or late: an append of entries the follower already has
+/// changes nothing, and a vote request is answered from the persisted vote.
+/// The hedge delay is 3 times the fastest quarter of the last
+/// [`LATENCY_SAMPLES`] answers, within [`HEDGE_AFTER_MIN`]..[`HEDGE_AFTER_MAX`]:
+/// well above a healthy round trip and fsync, so a loaded but healthy
+/// link is rarely hedged.
 pub struct PeerClient {
     target: NodeId,
     addr: String,
     cluster_id: String,
     transport: crate::transport::Transport,
     client: Option<RaftClient<Channel>>,
+    spare: Option<RaftClient<Channel>>,
+    /// The last answers' latencies (ring of [`LATENCY_SAMPLES`]).
+    latencies: Vec<Duration>,
+    next_sample: usize,
     /// Whether the last RPC reached the peer (a change is logged once).
     reachable: bool,
 }
@@ -72,6 +100,9 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             cluster_id: self.cluster_id.clone(),
             transport: self.transport.clone(),
             client: None,
+            spare: None,
+            latencies: Vec::with_capacity(LATENCY_SAMPLES),
+            next_sample: 0,
             reachable: true,
         }
     }
@@ -82,15 +113,48 @@ impl PeerClient {
         if let Some(c) = &self.client {
             return Ok(c.clone());
         }
+        let c = self.connect()?;
+        self.client = Some(c.clone());
+        Ok(c)
+    }
+
+    /// The spare connection (its own TCP connection: a channel of its own).
+    fn spare(&mut self) -> Result<RaftClient<Channel>, Unreachable<TypeConfig>> {
+        if let Some(c) = &self.spare {
+            return Ok(c.clone());
+        }
+        let c = self.connect()?;
+        self.spare = Some(c.clone());
+        Ok(c)
+    }
+
+    fn connect(&self) -> Result<RaftClient<Channel>, Unreachable<TypeConfig>> {
         let channel = self
             .transport
             .channel(&self.addr, PEER_CONNECT_TIMEOUT)
             .map_err(|e| Unreachable::new(&std::io::Error::other(e)))?;
-        let c = RaftClient::new(channel)
+        Ok(RaftClient::new(channel)
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
-            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES);
-        self.client = Some(c.clone());
-        Ok(c)
+            .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES))
+    }
+
+    /// How long an RPC waits before its copy goes out on the spare connection.
+    fn hedge_after(&self) -> Duration {
+        if self.latencies.len() < LATENCY_SAMPLES / 2 {
+            return HEDGE_AFTER_MAX;
+        }
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        (sorted[sorted.len() / 4] * 3).clamp(HEDGE_AFTER_MIN, HEDGE_AFTER_MAX)
+    }
+
+    fn record_latency(&mut self, latency: Duration) {
+        if self.latencies.len() < LATENCY_SAMPLES {
+            self.latencies.push(latency);
+        } else {
+            self.latencies[self.next_sample] = latency;
+        }
+        self.next_sample = (self.next_sample + 1) % LATENCY_SAMPLES;
     }
 
     fn request<T>(&self, msg: T, timeout: Duration) -> tonic::Request<T> {
@@ -143,20 +207,36 @@ impl PeerClient {
         Resp: serde::de::DeserializeOwned,
     {
         let data = codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut client = self.client().map_err(RPCError::Unreachable)?;
+        let client = self.client().map_err(RPCError::Unreachable)?;
         let deadline = match kind {
             RpcKind::Append => option.hard_ttl().max(MIN_APPEND_DEADLINE),
             RpcKind::Vote | RpcKind::PreVote | RpcKind::TransferLeader => option.hard_ttl(),
         };
-        let request = self.request(RaftPayload { data }, deadline);
+        let hedged = !matches!(kind, RpcKind::TransferLeader) && data.len() <= HEDGE_MAX_BYTES;
+        let copy = hedged.then(|| data.clone());
         let started = std::time::Instant::now();
-        let result = match kind {
-            RpcKind::Append => client.append_entries(request).await,
-            RpcKind::Vote => client.vote(request).await,
-            RpcKind::PreVote => client.pre_vote(request).await,
-            RpcKind::TransferLeader => client.transfer_leader(request).await,
+        let mut first = Box::pin(send(
+            kind,
+            client,
+            self.request(RaftPayload { data }, deadline),
+        ));
+        let hedge_after = self.hedge_after();
+        let result = match copy {
+            None => first.await,
+            Some(copy) => {
+                tokio::select! {
+                    r = &mut first => r,
+                    () = tokio::time::sleep(hedge_after) => {
+                        self.race_on_spare(kind, first, copy, deadline).await
+                    }
+                }
+            }
         };
-        crate::metrics::METRICS.peer_rpc(self.target, started.elapsed(), result.is_ok());
+        let latency = started.elapsed();
+        if result.is_ok() {
+            self.record_latency(latency);
+        }
+        crate::metrics::METRICS.peer_rpc(self.target, latency, result.is_ok());
         self.note_reachable(result.as_ref().err());
         let reply = result.map_err(|s| self.status_error(s))?;
         codec::decode(&reply.into_inner().data)
@@ -164,6 +244,69 @@ impl PeerClient {
     }
 }
 
+impl PeerClient {
+    /// `first` is overdue: sends `data` again on the spare connection and
+    /// returns the first success (or, if both fail, the later error). When
+    /// the spare answers first it becomes the primary connection.
+    async fn race_on_spare(
+        &mut self,
+        kind: RpcKind,
+        mut first: std::pin::Pin<Box<impl Future<Output = RpcResult>>>,
+        data: Vec<u8>,
+        deadline: Duration,
+    ) -> RpcResult {
+        let Ok(spare) = self.spare() else {
+            return first.await;
+        };
+        crate::metrics::METRICS
+            .peer_rpc_hedged
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut second = Box::pin(send(
+            kind,
+            spare,
+            self.request(RaftPayload { data }, deadline),
+        ));
+        tokio::select! {
+            r = &mut first => match r {
+                Ok(reply) => Ok(reply),
+                Err(_) => second.await.inspect(|_| self.promote_spare()),
+            },
+            r = &mut second => match r {
+                Ok(reply) => {
+                    self.promote_spare();
+                    Ok(reply)
+                }
+                Err(_) => first.await,
+            },
+        }
+    }
+
+    /// The spare answered while the primary did not: swap them.
+    fn promote_spare(&mut self) {
+        std::mem::swap(&mut self.client, &mut self.spare);
+        crate::metrics::METRICS
+            .peer_rpc_hedge_wins
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+type RpcResult = Result<tonic::Response<RaftPayload>, tonic::Status>;
+
+/// One RPC of `kind` on `client`.
+async fn send(
+    kind: RpcKind,
+    mut client: RaftClient<Channel>,
+    request: tonic::Request<RaftPayload>,
+) -> RpcResult {
+    match kind {
+        RpcKind::Append => client.append_entries(request).await,
+        RpcKind::Vote => client.vote(request).await,
+        RpcKind::PreVote => client.pre_vote(request).await,
+        RpcKind::TransferLeader => client.transfer_leader(request).await,
+    }
+}
+
+#[derive(Clone, Copy)]
 enum RpcKind {
     Append,
     Vote,
