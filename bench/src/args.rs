@@ -74,6 +74,7 @@ pub enum ReadConsistency {
         tally-bench --dev --workload spot --clients 32 --batch 300 --duration-s 30\n  \
         tally-bench --dev --workload spot --mode open --rate 50000 --batch 300 --duration-s 30\n  \
         tally-bench --dev --workload deposit --clients 1 --batch 1 --duration-s 10\n  \
+        tally-bench --dev --workload transfer --clients 16 --batch 100 --duration-s 30\n  \
         tally-bench --dev --workload reads --read-target all --clients 64\n  \
         tally-bench --dev --workload accounts --accounts 1000000 --batch 4096\n  \
         tally-bench --workload engine --count 2000000\n  \
@@ -112,9 +113,10 @@ pub struct Args {
     #[arg(long, requires = "tls_ca")]
     pub tls_key: Option<PathBuf>,
 
-    /// deposit | spot | mixed | reads | accounts | engine (in-process, no
-    /// cluster) | ingest (fills through Kafka: needs --dev and a broker, see
-    /// --kafka-broker-bin).
+    /// deposit | transfer (between funded accounts, each out and back, so
+    /// balances never run out) | spot | mixed | reads | accounts | engine
+    /// (in-process, no cluster) | ingest (fills through Kafka: needs --dev
+    /// and a broker, see --kafka-broker-bin).
     #[arg(long, default_value = "spot")]
     pub workload: Workload,
     /// closed: N clients each waiting for its reply; open: fixed offered rate.
@@ -126,15 +128,16 @@ pub struct Args {
     /// gRPC connections (tally-client instances) the requests are spread over.
     #[arg(long, default_value_t = 1)]
     pub connections: usize,
-    /// Commands per write request (spot: rounded down to whole trades of 3
-    /// commands when >= 3).
+    /// Commands per write request (deposit, transfer, accounts; spot:
+    /// rounded down to whole trades of 3 commands when >= 3).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
     /// Measured seconds (after the warm-up).
     #[arg(long)]
     pub duration_s: Option<u64>,
     /// Stop after sending this many workload units (fills for spot,
-    /// commands for deposit, reads, requests for mixed); the duration still bounds the run.
+    /// commands for deposit and transfer, reads, requests for mixed); the
+    /// duration still bounds the run.
     #[arg(long)]
     pub count: Option<u64>,
     /// Offered rate in workload units per second (open loop; fills/s for spot).
@@ -391,6 +394,8 @@ mod tests {
             "tally-bench --endpoints 127.0.0.1:1,127.0.0.1:2 --distribution zipf:1.2",
             "tally-bench --dev --workload spot --mode open --rate 3000 --batch 300 --duration-s 600 --dedup-window-ms 60000",
             "tally-bench --dev --workload deposit --skip-setup --dedup-window-ms 1000",
+            "tally-bench --dev --workload transfer --clients 16 --batch 100 --duration-s 30",
+            "tally-bench --dev --workload transfer --mode open --rate 1000 --batch 1",
         ] {
             assert!(parse(line).is_ok(), "{line}: {:?}", parse(line).err());
         }
