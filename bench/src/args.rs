@@ -23,6 +23,13 @@ pub const MAX_RATE: f64 = 10_000_000.0;
 pub const MAX_BATCH: usize = tally_proto::MAX_BATCH_COMMANDS;
 /// Most workload units a run may send.
 pub const MAX_COUNT: u64 = 10_000_000_000;
+/// Fewest nodes for `--stop-follower-at-s` and `--restart-node-at-s`: with
+/// one node of three down a majority still commits; with two nodes the
+/// cluster would stop.
+pub const MIN_FAULT_NODES: u16 = 3;
+/// Longest `--restart-timeout-s`: how long a restarted node may take to
+/// serve again before the run gives up waiting.
+pub const MAX_RESTART_TIMEOUT_S: u64 = 3600;
 /// Bounds of `--dedup-window-ms`: the ledger's (`SetDedupWindow`).
 pub const MIN_DEDUP_WINDOW_MS: u64 = 1_000;
 pub const MAX_DEDUP_WINDOW_MS: u64 = 604_800_000;
@@ -74,6 +81,9 @@ pub enum ReadConsistency {
         tally-bench --dev --workload spot --clients 32 --batch 300 --duration-s 30\n  \
         tally-bench --dev --workload spot --mode open --rate 50000 --batch 300 --duration-s 30\n  \
         tally-bench --dev --workload deposit --clients 1 --batch 1 --duration-s 10\n  \
+        tally-bench --dev --workload transfer --clients 16 --batch 100 --duration-s 30\n  \
+        tally-bench --dev --workload spot --batch 300 --duration-s 60 --stop-follower-at-s 20 --resume-follower-at-s 40\n  \
+        tally-bench --dev --workload accounts --accounts 1000000 --batch 4096 --restart-node-at-s 600\n  \
         tally-bench --dev --workload reads --read-target all --clients 64\n  \
         tally-bench --dev --workload accounts --accounts 1000000 --batch 4096\n  \
         tally-bench --workload engine --count 2000000\n  \
@@ -112,9 +122,10 @@ pub struct Args {
     #[arg(long, requires = "tls_ca")]
     pub tls_key: Option<PathBuf>,
 
-    /// deposit | spot | mixed | reads | accounts | engine (in-process, no
-    /// cluster) | ingest (fills through Kafka: needs --dev and a broker, see
-    /// --kafka-broker-bin).
+    /// deposit | transfer (between funded accounts, each out and back, so
+    /// balances never run out) | spot | mixed | reads | accounts | engine
+    /// (in-process, no cluster) | ingest (fills through Kafka: needs --dev
+    /// and a broker, see --kafka-broker-bin).
     #[arg(long, default_value = "spot")]
     pub workload: Workload,
     /// closed: N clients each waiting for its reply; open: fixed offered rate.
@@ -126,15 +137,16 @@ pub struct Args {
     /// gRPC connections (tally-client instances) the requests are spread over.
     #[arg(long, default_value_t = 1)]
     pub connections: usize,
-    /// Commands per write request (spot: rounded down to whole trades of 3
-    /// commands when >= 3).
+    /// Commands per write request (deposit, transfer, accounts; spot:
+    /// rounded down to whole trades of 3 commands when >= 3).
     #[arg(long, default_value_t = 1)]
     pub batch: usize,
     /// Measured seconds (after the warm-up).
     #[arg(long)]
     pub duration_s: Option<u64>,
     /// Stop after sending this many workload units (fills for spot,
-    /// commands for deposit, reads, requests for mixed); the duration still bounds the run.
+    /// commands for deposit and transfer, reads, requests for mixed); the
+    /// duration still bounds the run.
     #[arg(long)]
     pub count: Option<u64>,
     /// Offered rate in workload units per second (open loop; fills/s for spot).
@@ -215,6 +227,37 @@ pub struct Args {
     /// state (the clock advances 1 ms per 100 commands).
     #[arg(long, default_value_t = 100_000)]
     pub dedup_entries: u64,
+    /// With --dev (3+ nodes): at S seconds into the measured window, SIGSTOP
+    /// one follower (not the leader) and keep it stopped until the end (it
+    /// is resumed before the cluster stops); the report then gives latency
+    /// and throughput before and during the stop. 1 .. the duration.
+    #[arg(long, value_name = "S", requires = "dev")]
+    pub stop_follower_at_s: Option<u64>,
+    /// With --stop-follower-at-s: SIGCONT the stopped follower at S seconds
+    /// into the measured window (after the stop, before the end); the
+    /// report adds the phase after the resume.
+    #[arg(long, value_name = "S", requires = "stop_follower_at_s")]
+    pub resume_follower_at_s: Option<u64>,
+    /// With --dev (3+ nodes): at S seconds into the measured window (or
+    /// when the workload ends, if earlier: `accounts` ends once every
+    /// account exists), SIGKILL one follower; `tallyd dev` restarts it on
+    /// the same data dir. The report gives the time from the kill to the
+    /// new process, to its gRPC port answering, to its applied index
+    /// reaching the leader's at the kill, and to serving a bounded read;
+    /// and latency and throughput before, while it recovers, and after.
+    /// 1 .. the duration.
+    #[arg(
+        long,
+        value_name = "S",
+        requires = "dev",
+        conflicts_with = "stop_follower_at_s"
+    )]
+    pub restart_node_at_s: Option<u64>,
+    /// With --restart-node-at-s: how long the restarted node may take to
+    /// serve again before the run stops waiting and reports it
+    /// (1..=3600 s).
+    #[arg(long, default_value_t = 300, requires = "restart_node_at_s")]
+    pub restart_timeout_s: u64,
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -251,6 +294,17 @@ impl Args {
     pub fn warmup_s(&self) -> u64 {
         let none = self.smoke || self.workload == Workload::Accounts;
         self.warmup_s.unwrap_or(if none { 0 } else { 2 })
+    }
+
+    /// Seconds of the measured window: `duration_s()`, except for the
+    /// `accounts` workload, which runs until every account exists, bounded
+    /// by `--duration-s` or else `--setup-timeout-s`.
+    pub fn window_s(&self) -> u64 {
+        if self.workload == Workload::Accounts {
+            self.duration_s.unwrap_or(self.setup_timeout_s)
+        } else {
+            self.duration_s()
+        }
     }
 
     pub fn accounts(&self) -> u64 {
@@ -365,6 +419,60 @@ impl Args {
         {
             bail!("--workload {} runs closed loop only", self.workload);
         }
+        self.validate_faults()
+    }
+
+    /// The bounds of `--stop-follower-at-s`, `--resume-follower-at-s`,
+    /// `--restart-node-at-s` and `--restart-timeout-s` (clap already ties
+    /// them to --dev and to each other).
+    fn validate_faults(&self) -> anyhow::Result<()> {
+        let faulted = self.stop_follower_at_s.is_some() || self.restart_node_at_s.is_some();
+        if !faulted {
+            return Ok(());
+        }
+        if !self.dev {
+            bail!("--stop-follower-at-s and --restart-node-at-s need --dev");
+        }
+        if matches!(self.workload, Workload::Engine | Workload::Ingest) {
+            bail!(
+                "--stop-follower-at-s and --restart-node-at-s need a cluster workload, not {}",
+                self.workload
+            );
+        }
+        if self.nodes < MIN_FAULT_NODES {
+            bail!(
+                "--stop-follower-at-s and --restart-node-at-s need --nodes >= {MIN_FAULT_NODES}, \
+                 so a majority keeps committing while one node is down"
+            );
+        }
+        let window_s = self.window_s();
+        if let Some(stop_s) = self.stop_follower_at_s {
+            if stop_s == 0 || stop_s >= window_s {
+                bail!("--stop-follower-at-s must be 1..{window_s} (inside the measured window)");
+            }
+            if let Some(resume_s) = self.resume_follower_at_s
+                && (resume_s <= stop_s || resume_s >= window_s)
+            {
+                bail!(
+                    "--resume-follower-at-s must be after --stop-follower-at-s ({stop_s}) \
+                     and before the end of the measured window ({window_s})"
+                );
+            }
+        }
+        if let Some(restart_s) = self.restart_node_at_s {
+            // `accounts` may end early: the restart then happens at its end.
+            let limit_s = if self.workload == Workload::Accounts {
+                window_s + 1
+            } else {
+                window_s
+            };
+            if restart_s == 0 || restart_s >= limit_s {
+                bail!("--restart-node-at-s must be 1..{limit_s} (inside the measured window)");
+            }
+        }
+        if !(1..=MAX_RESTART_TIMEOUT_S).contains(&self.restart_timeout_s) {
+            bail!("--restart-timeout-s must be 1..={MAX_RESTART_TIMEOUT_S}");
+        }
         Ok(())
     }
 }
@@ -391,6 +499,8 @@ mod tests {
             "tally-bench --endpoints 127.0.0.1:1,127.0.0.1:2 --distribution zipf:1.2",
             "tally-bench --dev --workload spot --mode open --rate 3000 --batch 300 --duration-s 600 --dedup-window-ms 60000",
             "tally-bench --dev --workload deposit --skip-setup --dedup-window-ms 1000",
+            "tally-bench --dev --workload transfer --clients 16 --batch 100 --duration-s 30",
+            "tally-bench --dev --workload transfer --mode open --rate 1000 --batch 1",
         ] {
             assert!(parse(line).is_ok(), "{line}: {:?}", parse(line).err());
         }
@@ -414,6 +524,59 @@ mod tests {
         ] {
             assert!(parse(line).is_err(), "{line} should be refused");
         }
+    }
+
+    #[test]
+    fn accepts_transfer_and_fault_flags() {
+        for line in [
+            "tally-bench --dev --workload spot --batch 300 --duration-s 60 --stop-follower-at-s 20 --resume-follower-at-s 40",
+            "tally-bench --dev --duration-s 12 --stop-follower-at-s 5",
+            "tally-bench --dev --workload deposit --duration-s 20 --restart-node-at-s 5 --restart-timeout-s 60",
+            "tally-bench --dev --workload accounts --accounts 1000000 --batch 4096 --restart-node-at-s 600",
+            "tally-bench --dev --nodes 5 --duration-s 10 --restart-node-at-s 9",
+        ] {
+            assert!(parse(line).is_ok(), "{line}: {:?}", parse(line).err());
+        }
+    }
+
+    #[test]
+    fn refuses_fault_flags_out_of_bounds_or_without_a_dev_cluster() {
+        for line in [
+            // Not a dev cluster, or no cluster at all.
+            "tally-bench --endpoints 127.0.0.1:1 --stop-follower-at-s 5",
+            "tally-bench --endpoints 127.0.0.1:1 --restart-node-at-s 5",
+            "tally-bench --workload engine --stop-follower-at-s 5",
+            // Too few nodes for a majority to survive one down.
+            "tally-bench --dev --nodes 2 --stop-follower-at-s 5",
+            "tally-bench --dev --nodes 1 --restart-node-at-s 5",
+            // Outside the measured window (default 10 s).
+            "tally-bench --dev --stop-follower-at-s 0",
+            "tally-bench --dev --stop-follower-at-s 10",
+            "tally-bench --dev --duration-s 5 --restart-node-at-s 5",
+            "tally-bench --dev --restart-node-at-s 0",
+            // A resume needs a stop, after it and inside the window.
+            "tally-bench --dev --resume-follower-at-s 5",
+            "tally-bench --dev --stop-follower-at-s 5 --resume-follower-at-s 5",
+            "tally-bench --dev --stop-follower-at-s 5 --resume-follower-at-s 3",
+            "tally-bench --dev --stop-follower-at-s 5 --resume-follower-at-s 10",
+            // One fault per run; the timeout belongs to a restart and is bounded.
+            "tally-bench --dev --stop-follower-at-s 3 --restart-node-at-s 5",
+            "tally-bench --dev --restart-timeout-s 60",
+            "tally-bench --dev --restart-node-at-s 5 --restart-timeout-s 0",
+            "tally-bench --dev --restart-node-at-s 5 --restart-timeout-s 3601",
+            // Not a workload.
+            "tally-bench --dev --workload transfers",
+        ] {
+            assert!(parse(line).is_err(), "{line} should be refused");
+        }
+    }
+
+    #[test]
+    fn accounts_window_bounds_the_restart_time() {
+        let line =
+            "tally-bench --dev --workload accounts --setup-timeout-s 100 --restart-node-at-s";
+        assert!(parse(&format!("{line} 100")).is_ok());
+        assert!(parse(&format!("{line} 101")).is_err());
     }
 
     #[test]

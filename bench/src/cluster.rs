@@ -1,18 +1,22 @@
 //! The cluster under test: either a `tallyd dev` started here (in a temp
 //! dir, on a free loopback port range, stopped on drop) or given endpoints,
 //! which must be loopback addresses. Also finds the leader and the node
-//! processes to sample RSS from.
+//! processes to sample RSS from, and signals single dev nodes for the fault
+//! runs: SIGSTOP / SIGCONT (a paused node is always resumed before the
+//! cluster stops) and SIGKILL (the `tallyd dev` supervisor restarts the
+//! node on its data dir; its new pid is found among the supervisor's
+//! children by its `--node-id`).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use tally_proto::v1::NodeStatusRequest;
 use tally_proto::v1::admin_client::AdminClient;
+use tally_proto::v1::{NodeStatus, NodeStatusRequest};
 
 use crate::rss::Sampled;
 
@@ -114,6 +118,8 @@ pub struct DevCluster {
     pub nodes: Vec<(u64, u32)>,
     /// The client TLS of a TLS dev cluster.
     pub tls: Option<tally_client::ClientTls>,
+    /// Node pids SIGSTOPped by [`DevCluster::pause`] and not resumed yet.
+    paused: Mutex<Vec<u32>>,
 }
 
 /// The TLS every client of this bench process uses (`None`: plaintext).
@@ -211,6 +217,7 @@ impl DevCluster {
                 .collect(),
             nodes: Vec::new(),
             tls: None,
+            paused: Mutex::new(Vec::new()),
         };
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
@@ -274,9 +281,66 @@ impl DevCluster {
             .collect()
     }
 
-    /// Stops the cluster: SIGTERM to `tallyd dev` (which stops its nodes),
-    /// then SIGKILL to everything still running after `STOP_TIMEOUT`.
+    /// The pid of node `id` now: the supervisor's child running `tallyd run
+    /// --node-id <id>` (it changes when the supervisor restarts the node),
+    /// else the pid it was started with if that is still a tallyd.
+    pub fn node_pid(&self, id: u64) -> Option<u32> {
+        let supervisor = self.child.as_ref().map(Child::id);
+        if let Some(pid) = supervisor.and_then(|parent| child_node_pid(parent, id)) {
+            return Some(pid);
+        }
+        self.nodes
+            .iter()
+            .find(|(node, _)| *node == id)
+            .map(|(_, pid)| *pid)
+            .filter(|pid| is_tallyd(*pid))
+    }
+
+    /// SIGSTOPs node process `pid` (it stays stopped until
+    /// [`DevCluster::resume`] or [`DevCluster::stop`]).
+    pub fn pause(&self, pid: u32) -> anyhow::Result<()> {
+        self.check_node(pid)?;
+        send_signal(pid, libc::SIGSTOP).with_context(|| format!("SIGSTOP to pid {pid}"))?;
+        self.paused_pids().push(pid);
+        Ok(())
+    }
+
+    /// SIGCONTs node process `pid` stopped by [`DevCluster::pause`].
+    pub fn resume(&self, pid: u32) -> anyhow::Result<()> {
+        self.paused_pids().retain(|p| *p != pid);
+        send_signal(pid, libc::SIGCONT).with_context(|| format!("SIGCONT to pid {pid}"))
+    }
+
+    /// SIGKILLs node process `pid` (the supervisor then restarts the node).
+    pub fn kill_node(&self, pid: u32) -> anyhow::Result<()> {
+        self.check_node(pid)?;
+        send_signal(pid, libc::SIGKILL).with_context(|| format!("SIGKILL to pid {pid}"))
+    }
+
+    /// Refuses to signal anything but a live tallyd process.
+    fn check_node(&self, pid: u32) -> anyhow::Result<()> {
+        if !is_tallyd(pid) {
+            bail!("pid {pid} is not a running tallyd process");
+        }
+        Ok(())
+    }
+
+    fn paused_pids(&self) -> std::sync::MutexGuard<'_, Vec<u32>> {
+        self.paused.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stops the cluster: SIGCONT to any node still paused, SIGTERM to
+    /// `tallyd dev` (which stops its nodes), then SIGKILL to everything
+    /// still running after `STOP_TIMEOUT`.
     pub fn stop(&mut self) {
+        let paused = std::mem::take(&mut *self.paused_pids());
+        for pid in paused {
+            if is_tallyd(pid)
+                && let Err(e) = send_signal(pid, libc::SIGCONT)
+            {
+                eprintln!("tally-bench: cannot resume node pid {pid}: {e}");
+            }
+        }
         let Some(mut child) = self.child.take() else {
             return;
         };
@@ -323,6 +387,53 @@ fn is_tallyd(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "tallyd")
 }
 
+/// Sends signal `sig` to `pid`.
+fn send_signal(pid: u32, sig: libc::c_int) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "pid out of range"))?;
+    // SAFETY: kill(2) takes plain integers and has no memory preconditions;
+    // `pid` is positive (a u32 that fits pid_t), so it names one process.
+    let rc = unsafe { libc::kill(pid, sig) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// The pid of the child of `parent` whose command line is `tallyd run ...
+/// --node-id <id> ...` (what `tallyd dev` spawns per node).
+fn child_node_pid(parent: u32, id: u64) -> Option<u32> {
+    let id = id.to_string();
+    std::fs::read_dir("/proc")
+        .ok()?
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .find(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if parse_ppid(&stat) != Some(parent) || !is_tallyd(*pid) {
+                return false;
+            }
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            is_node_cmdline(&cmdline, &id)
+        })
+}
+
+/// The parent pid (field 4) of a `/proc/<pid>/stat` line; the command name
+/// (field 2) may hold spaces and parentheses, so fields count after its last `)`.
+fn parse_ppid(stat: &str) -> Option<u32> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// True if a NUL-separated `/proc/<pid>/cmdline` is `... run ... --node-id <id> ...`.
+fn is_node_cmdline(cmdline: &[u8], id: &str) -> bool {
+    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+    args.get(1) == Some(&b"run".as_slice())
+        && args
+            .windows(2)
+            .any(|w| w[0] == b"--node-id" && w[1] == id.as_bytes())
+}
+
 fn signal(pid: u32, name: &str) {
     let _ = Command::new("kill")
         .arg(format!("-{name}"))
@@ -353,20 +464,32 @@ pub fn fs_type(path: &Path) -> Option<String> {
 /// Each endpoint's role as it reports it (`leader`, `follower`, ... or
 /// `unreachable`), asked once (the status call hashes the whole state).
 pub async fn roles(endpoints: &[String]) -> Vec<String> {
-    let mut roles = Vec::with_capacity(endpoints.len());
+    statuses(endpoints)
+        .await
+        .into_iter()
+        .map(|status| status.map_or_else(|| "unreachable".into(), |s| s.role))
+        .collect()
+}
+
+/// Each endpoint's `NodeStatus` (`None`: no answer within 5 s), asked once
+/// each, in turn (the call hashes the node's whole state).
+pub async fn statuses(endpoints: &[String]) -> Vec<Option<NodeStatus>> {
+    let mut out = Vec::with_capacity(endpoints.len());
     for endpoint in endpoints {
-        let role = async {
-            let channel =
-                tally_client::raw_channel(endpoint, Duration::from_secs(2), client_tls().as_ref())
-                    .ok()?;
-            let mut admin = AdminClient::new(channel);
-            let status = admin.get_node_status(NodeStatusRequest {}).await.ok()?;
-            Some(status.into_inner().role)
-        };
-        let role = tokio::time::timeout(Duration::from_secs(5), role).await;
-        roles.push(role.ok().flatten().unwrap_or_else(|| "unreachable".into()));
+        out.push(node_status(endpoint, Duration::from_secs(5)).await);
     }
-    roles
+    out
+}
+
+/// `endpoint`'s `NodeStatus`, or `None` if it does not answer within `timeout`.
+pub async fn node_status(endpoint: &str, timeout: Duration) -> Option<NodeStatus> {
+    let status = async {
+        let channel = tally_client::raw_channel(endpoint, timeout, client_tls().as_ref()).ok()?;
+        let mut admin = AdminClient::new(channel);
+        let status = admin.get_node_status(NodeStatusRequest {}).await.ok()?;
+        Some(status.into_inner())
+    };
+    tokio::time::timeout(timeout, status).await.ok().flatten()
 }
 
 /// The index of the leader among `endpoints`, waiting up to `wait` for one.
@@ -415,6 +538,17 @@ mod tests {
         let line = "started node 2 (pid 4321) on 127.0.0.1:20001 (health http://127.0.0.1:21001/readyz), data /x";
         assert_eq!(parse_started(line), Some((2, 4321)));
         assert_eq!(parse_started("leader elected: node 1 (term 1)"), None);
+    }
+
+    #[test]
+    fn finds_node_processes_by_command_line() {
+        let cmdline = b"/x/tallyd\0run\0--node-id\x002\0--listen\0localhost:1\0";
+        assert!(is_node_cmdline(cmdline, "2"));
+        assert!(!is_node_cmdline(cmdline, "1"));
+        assert!(!is_node_cmdline(b"/x/tallyd\0dev\0--node-id\x002\0", "2"));
+        let stat = "4321 (tallyd (x)) S 77 4321 4321 0 -1 4194560";
+        assert_eq!(parse_ppid(stat), Some(77));
+        assert_eq!(parse_ppid("garbage"), None);
     }
 
     #[test]

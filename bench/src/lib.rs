@@ -8,16 +8,18 @@
 //! the engine alone and the Raft log store alone.
 //!
 //! Modules: `args` (command line and limits), `cluster` (dev cluster,
-//! loopback checks, leader), `workload` (what is sent), `dist` (account
-//! popularity), `driver` (closed / open loop, monitor), `stats` (counters,
-//! HDR histograms), `rss` (process memory), `report` (text and JSON),
-//! `fixture` (the in-memory engine fixture), `ingest` (fills through Kafka
-//! end to end), `run` (one run end to end).
+//! loopback checks, leader, node signals), `workload` (what is sent),
+//! `dist` (account popularity), `driver` (closed / open loop, monitor),
+//! `fault` (a follower stopped or restarted mid-run), `stats` (counters,
+//! HDR histograms, phases), `rss` (process memory), `report` (text and
+//! JSON), `fixture` (the in-memory engine fixture), `ingest` (fills through
+//! Kafka end to end), `run` (one run end to end).
 
 pub mod args;
 pub mod cluster;
 pub mod dist;
 pub mod driver;
+pub mod fault;
 pub mod fixture;
 pub mod ingest;
 pub mod report;

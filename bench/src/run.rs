@@ -1,7 +1,8 @@
 //! One `tally-bench` run from start to finish: bring up (or reach) the
 //! cluster, find the leader, set the idempotency window if asked
 //! (`--dedup-window-ms`), set up assets and funded accounts, run the
-//! measured phase with the monitor, stop the cluster and build the report.
+//! measured phase with the monitor (and the fault, if one is asked for:
+//! `fault`), stop the cluster and build the report.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,11 +16,12 @@ use tally_proto::v1::{ReadConsistency as PbConsistency, ReadOptions, SetDedupWin
 use crate::args::{Args, Mode, ReadConsistency, ReadTarget, ReplyMode};
 use crate::cluster::{self, DevCluster};
 use crate::driver::{self, Limits, Live, MonitorConfig, Source, Target};
+use crate::fault::{self, FaultPlan};
 use crate::fixture::{self, EngineFixture};
 use crate::report::{Report, grouped};
 use crate::rss::{self, Sampled};
 use crate::stats::Recorder;
-use crate::workload::{AccountCursor, Ids, Plan, Request, Workload};
+use crate::workload::{ASSETS, AccountCursor, Ids, Plan, Request, Workload};
 
 /// How long to wait for a leader before giving up.
 const LEADER_WAIT: Duration = Duration::from_secs(30);
@@ -86,11 +88,12 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
     let report = result?;
     let smoke_ok = args.smoke.then(|| {
         let t = &report.totals;
-        match args.workload {
+        let work = match args.workload {
             Workload::Spot => t.fills > 0,
             Workload::Mixed => t.fills > 0 && t.reads > 0,
             _ => t.ops() > 0,
-        }
+        };
+        work && report.fault.as_ref().is_none_or(fault::FaultReport::ok)
     });
     let stdout = if args.json {
         serde_json::to_string_pretty(&report.json())? + "\n"
@@ -165,6 +168,17 @@ fn title(args: &Args, plan: &Plan) -> String {
     if args.workload == Workload::Mixed {
         title.push_str(&format!(", read ratio {}", args.read_ratio));
     }
+    if let Some(stop_s) = args.stop_follower_at_s {
+        title.push_str(&format!(", a follower stopped at {stop_s} s"));
+        if let Some(resume_s) = args.resume_follower_at_s {
+            title.push_str(&format!(" and resumed at {resume_s} s"));
+        }
+    }
+    if let Some(restart_s) = args.restart_node_at_s {
+        title.push_str(&format!(
+            ", a follower killed and restarted at {restart_s} s"
+        ));
+    }
     title
 }
 
@@ -192,6 +206,10 @@ fn settings(args: &Args) -> serde_json::Value {
         "dedup_window_ms": args.dedup_window_ms,
         "dev": args.dev,
         "nodes": args.nodes,
+        "stop_follower_at_s": args.stop_follower_at_s,
+        "resume_follower_at_s": args.resume_follower_at_s,
+        "restart_node_at_s": args.restart_node_at_s,
+        "restart_timeout_s": args.restart_node_at_s.map(|_| args.restart_timeout_s),
     })
 }
 
@@ -288,14 +306,9 @@ async fn run_cluster(
         pid: std::process::id(),
     });
     let accounts_workload = args.workload == Workload::Accounts;
-    let duration_s = if accounts_workload {
-        args.duration_s.unwrap_or(args.setup_timeout_s)
-    } else {
-        args.duration_s()
-    };
     let limits = Limits::new(
         Duration::from_secs(args.warmup_s()),
-        Duration::from_secs(duration_s),
+        Duration::from_secs(args.window_s()),
         args.count,
         Duration::from_secs(args.drain_s),
     );
@@ -321,46 +334,39 @@ async fn run_cluster(
         Arc::clone(&live),
         Arc::clone(&done),
     ));
-    match (args.workload, args.mode) {
-        (Workload::Accounts, _) => {
-            let source = Source::Accounts(Arc::new(AccountCursor::new()));
-            driver::closed_loop(
-                Arc::clone(&target),
-                Arc::clone(&plan),
-                source,
-                args.clients,
-                limits,
-                Arc::clone(&recorder),
-                Arc::clone(&live),
-            )
-            .await;
-        }
-        (_, Mode::Closed) => {
-            driver::closed_loop(
-                Arc::clone(&target),
-                Arc::clone(&plan),
-                Source::Generated { stream_base: 0 },
-                args.clients,
-                limits,
-                Arc::clone(&recorder),
-                Arc::clone(&live),
-            )
-            .await;
-        }
-        (_, Mode::Open) => {
-            driver::open_loop(
-                Arc::clone(&target),
-                Arc::clone(&plan),
-                args.rate.unwrap_or(1.0),
-                args.max_inflight,
-                limits,
-                Arc::clone(&recorder),
-                Arc::clone(&live),
-            )
-            .await;
-        }
+    let fault_plan = FaultPlan::from_args(args).filter(|_| dev.is_some());
+    if fault_plan.is_some() {
+        // Before the first request completes, so the phases cover them all.
+        driver::lock(&recorder).first_phase("all up");
     }
+    let (workload_done, workload_done_rx) = tokio::sync::watch::channel(false);
+    let workload = async {
+        drive(args, &target, &plan, limits, &recorder, &live).await;
+        // Nobody listening (no fault) is fine.
+        let _ = workload_done.send(true);
+    };
+    let inject = async {
+        match (fault_plan, dev) {
+            (Some(fault_plan), Some(dev)) => Some(
+                fault::run(
+                    fault_plan,
+                    dev,
+                    endpoints,
+                    limits,
+                    &recorder,
+                    workload_done_rx,
+                    plan.account_base,
+                    ASSETS[0].0,
+                )
+                .await,
+            ),
+            _ => None,
+        }
+    };
+    let ((), fault_report) = tokio::join!(workload, inject);
+    report.fault = fault_report;
     let cpu_end = rss::sample_cpu(&cpu_processes);
+
     let cpu_start = cpu_start.await.unwrap_or_default();
     report.cpu = cpu_processes
         .iter()
@@ -391,6 +397,7 @@ async fn run_cluster(
     report.rows = std::mem::take(&mut r.rows);
     report.reject_reasons = std::mem::take(&mut r.reject_reasons);
     report.errors = std::mem::take(&mut r.errors);
+    report.phases = r.phase_summaries();
     drop(r);
 
     if accounts_workload {
@@ -414,6 +421,56 @@ async fn run_cluster(
         }
     }
     Ok(report)
+}
+
+/// Runs the workload of `args` (closed or open loop) until `limits` end it.
+async fn drive(
+    args: &Args,
+    target: &Arc<Target>,
+    plan: &Arc<Plan>,
+    limits: Limits,
+    recorder: &Arc<Mutex<Recorder>>,
+    live: &Arc<Live>,
+) {
+    match (args.workload, args.mode) {
+        (Workload::Accounts, _) => {
+            let source = Source::Accounts(Arc::new(AccountCursor::new()));
+            driver::closed_loop(
+                Arc::clone(target),
+                Arc::clone(plan),
+                source,
+                args.clients,
+                limits,
+                Arc::clone(recorder),
+                Arc::clone(live),
+            )
+            .await;
+        }
+        (_, Mode::Closed) => {
+            driver::closed_loop(
+                Arc::clone(target),
+                Arc::clone(plan),
+                Source::Generated { stream_base: 0 },
+                args.clients,
+                limits,
+                Arc::clone(recorder),
+                Arc::clone(live),
+            )
+            .await;
+        }
+        (_, Mode::Open) => {
+            driver::open_loop(
+                Arc::clone(target),
+                Arc::clone(plan),
+                args.rate.unwrap_or(1.0),
+                args.max_inflight,
+                limits,
+                Arc::clone(recorder),
+                Arc::clone(live),
+            )
+            .await;
+        }
+    }
 }
 
 /// Creates the assets, then creates and funds every account, batched.

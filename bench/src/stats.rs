@@ -3,7 +3,9 @@
 //! second of completion time, plus the RSS samples of the node processes.
 //!
 //! Latencies are recorded in microseconds, one sample per request (a batch
-//! of commands is one request). Per-second histograms are summarized into a
+//! of commands is one request). A run with a fault (a follower stopped or
+//! restarted) also splits the figures into [`Phase`]s by completion time
+//! (at most [`MAX_PHASES`]). Per-second histograms are summarized into a
 //! [`SecondRow`] and dropped once their second is over, so memory stays flat
 //! however long the run.
 
@@ -17,6 +19,9 @@ pub const MAX_LATENCY_US: u64 = 120_000_000;
 
 /// Distinct rejection reasons / error messages kept (the rest are counted as "other").
 const MAX_REASONS: usize = 32;
+
+/// Most phases one run is split into (all up, node stopped, resumed, ...).
+pub const MAX_PHASES: usize = 8;
 
 /// Completion seconds kept open for late records before being summarized.
 const OPEN_SECONDS: u64 = 2;
@@ -126,6 +131,29 @@ pub struct SecondRow {
     pub rss_kib: Vec<Option<u64>>,
 }
 
+/// The requests of a run that completed between `start` and the next
+/// phase's start (or the end of the run).
+#[derive(Clone, Debug)]
+pub struct Phase {
+    /// What held during the phase, e.g. `all up` or `node-2 stopped`.
+    pub label: String,
+    pub start: Instant,
+    pub counters: Counters,
+    pub latency: Histogram<u64>,
+}
+
+/// A phase as the report shows it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PhaseSummary {
+    pub label: String,
+    /// Seconds since the measurement started when the phase began.
+    pub from_s: f64,
+    /// Length of the phase in seconds (to the next phase or the last completion).
+    pub secs: f64,
+    pub counters: Counters,
+    pub latency: Percentiles,
+}
+
 /// Collects everything a run measures. Shared behind a mutex by the workers
 /// (one short lock per request) and the once-a-second monitor.
 pub struct Recorder {
@@ -143,6 +171,9 @@ pub struct Recorder {
     pub last_done: Option<Instant>,
     pub reject_reasons: BTreeMap<String, u64>,
     pub errors: BTreeMap<String, u64>,
+    /// Empty unless a fault split the run: the first phase starts at the
+    /// measurement's start, each later one where [`Recorder::begin_phase`] put it.
+    phases: Vec<Phase>,
 }
 
 fn new_histogram<T: hdrhistogram::Counter>(sigfig: u8) -> Histogram<T> {
@@ -193,7 +224,63 @@ impl Recorder {
             last_done: None,
             reject_reasons: BTreeMap::new(),
             errors: BTreeMap::new(),
+            phases: Vec::new(),
         }
+    }
+
+    /// Names the phase running from the measurement's start (until the
+    /// first [`Recorder::begin_phase`]); a run that calls neither has no phases.
+    pub fn first_phase(&mut self, label: &str) {
+        if self.phases.is_empty() {
+            self.phases.push(Phase {
+                label: label.to_string(),
+                start: self.start,
+                counters: Counters::default(),
+                latency: new_histogram(3),
+            });
+        }
+    }
+
+    /// Starts a new phase at `at`: requests completing from then on count
+    /// in it. Ignored beyond [`MAX_PHASES`] or if `at` is before the last
+    /// phase's start.
+    pub fn begin_phase(&mut self, label: &str, at: Instant) {
+        if self.phases.is_empty() {
+            self.first_phase("before");
+        }
+        let last_start = self.phases.last().map_or(self.start, |p| p.start);
+        if self.phases.len() >= MAX_PHASES || at < last_start {
+            return;
+        }
+        self.phases.push(Phase {
+            label: label.to_string(),
+            start: at,
+            counters: Counters::default(),
+            latency: new_histogram(3),
+        });
+    }
+
+    /// Each phase summarized; the last one ends at the last completion (or
+    /// its own start, if nothing completed in it).
+    pub fn phase_summaries(&self) -> Vec<PhaseSummary> {
+        let end = self.last_done.unwrap_or(self.start);
+        self.phases
+            .iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let until = self
+                    .phases
+                    .get(i + 1)
+                    .map_or(end.max(p.start), |next| next.start);
+                PhaseSummary {
+                    label: p.label.clone(),
+                    from_s: p.start.saturating_duration_since(self.start).as_secs_f64(),
+                    secs: until.saturating_duration_since(p.start).as_secs_f64(),
+                    counters: p.counters,
+                    latency: Percentiles::of(&p.latency),
+                }
+            })
+            .collect()
     }
 
     /// When the measurement started.
@@ -209,6 +296,15 @@ impl Recorder {
         self.total.add(&outcome.counters);
         self.latency.saturating_record(us);
         self.tick.saturating_record(us);
+        if let Some(phase) = self.phases.iter_mut().rev().find(|p| p.start <= done) {
+            phase.counters.add(&outcome.counters);
+            phase.latency.saturating_record(us);
+        } else if let Some(first) = self.phases.first_mut() {
+            // Completed before the measurement started: cannot happen for
+            // recorded requests, but never lose one.
+            first.counters.add(&outcome.counters);
+            first.latency.saturating_record(us);
+        }
         let mut second = done.saturating_duration_since(self.start).as_secs();
         // A record racing the monitor lands in the oldest still-open second.
         if let Some(closed) = self.rows.last().map(|r| r.second) {
@@ -339,6 +435,59 @@ mod tests {
         r.record(start, Duration::from_millis(1), &outcome(1, 0));
         r.close_seconds(None);
         assert_eq!(r.rows.last().map(|row| row.second), Some(4));
+    }
+
+    #[test]
+    fn phases_split_records_by_completion_time() {
+        let start = Instant::now();
+        let mut r = Recorder::new(start);
+        r.record(start, Duration::from_millis(1), &outcome(3, 1));
+        assert!(r.phase_summaries().is_empty(), "no phases without a fault");
+        r.first_phase("all up");
+        r.record(
+            start + Duration::from_millis(500),
+            Duration::from_millis(2),
+            &outcome(3, 1),
+        );
+        let stop = start + Duration::from_secs(1);
+        r.begin_phase("node-2 stopped", stop);
+        // Recorded after the phase began but completed before it: the first phase.
+        r.record(
+            stop - Duration::from_millis(1),
+            Duration::from_millis(3),
+            &outcome(3, 1),
+        );
+        r.record(
+            start + Duration::from_millis(3000),
+            Duration::from_millis(40),
+            &outcome(6, 2),
+        );
+        // A phase starting before the last one is ignored.
+        r.begin_phase("bogus", start);
+        let phases = r.phase_summaries();
+        assert_eq!(phases.len(), 2);
+        assert_eq!(phases[0].label, "all up");
+        // The record before `first_phase` is in the totals only.
+        assert_eq!(phases[0].counters.requests, 2);
+        assert_eq!(phases[0].counters.fills, 2);
+        assert_eq!(r.total.requests, 4);
+        assert!(
+            (phases[0].from_s, phases[0].secs) == (0.0, 1.0),
+            "{phases:?}"
+        );
+        assert_eq!(phases[1].label, "node-2 stopped");
+        assert_eq!(phases[1].counters.applied, 6);
+        assert_eq!(phases[1].latency.count, 1);
+        assert!(phases[1].latency.p50_us >= 39_900, "{phases:?}");
+        assert!(
+            (phases[1].from_s, phases[1].secs) == (1.0, 2.0),
+            "{phases:?}"
+        );
+        // Bounded: at most MAX_PHASES.
+        for i in 0..20 {
+            r.begin_phase(&format!("p{i}"), start + Duration::from_secs(4 + i));
+        }
+        assert_eq!(r.phase_summaries().len(), MAX_PHASES);
     }
 
     #[test]

@@ -2,6 +2,12 @@
 //! of, and the set-up that creates and funds the accounts first.
 //!
 //! * `deposit`: batches of deposits to random accounts.
+//! * `transfer`: batches of transfers between two different funded
+//!   accounts, in round trips: every transfer of [`TRANSFER_AMOUNT`] from A
+//!   to B is followed (as the next command: in the same request when
+//!   `batch >= 2`) by the same amount from B back to A, so no balance drifts
+//!   however long the run (an account is at most the commands in flight
+//!   times the amount away from its funding).
 //! * `spot`: trades between two accounts, each three commands in order:
 //!   lock quote for the buyer, lock base for the seller, one fill consuming
 //!   both holds exactly (so holds never pile up). A request carries whole
@@ -25,7 +31,7 @@ use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 use rust_decimal::Decimal;
 use tally_proto::v1::command::Body;
-use tally_proto::v1::{Command, CreateAccount, CreateAsset, Deposit, Fill, Lock};
+use tally_proto::v1::{Command, CreateAccount, CreateAsset, Deposit, Fill, Lock, Transfer};
 
 use crate::dist::{Distribution, Picker};
 
@@ -37,6 +43,9 @@ pub const FUND_QUOTE: &str = "1000000000";
 pub const FUND_BASE: &str = "1000000";
 /// The amount of every `deposit` workload command.
 pub const DEPOSIT_AMOUNT: &str = "0.01";
+/// The amount of every `transfer` workload command (any asset): a
+/// millionth of the smallest funding ([`FUND_BASE`]).
+pub const TRANSFER_AMOUNT: &str = "0.01";
 /// Commands per trade in the `spot` workload.
 pub const TRADE_COMMANDS: usize = 3;
 /// Largest number of generator streams (workers); hold ids reserve 14 bits.
@@ -48,6 +57,8 @@ const MAX_SEQ: u64 = (1 << 34) - 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Workload {
     Deposit,
+    /// Transfers between funded accounts, out and back.
+    Transfer,
     Spot,
     Mixed,
     Reads,
@@ -65,6 +76,7 @@ impl FromStr for Workload {
     fn from_str(text: &str) -> Result<Self, Self::Err> {
         Ok(match text {
             "deposit" => Workload::Deposit,
+            "transfer" => Workload::Transfer,
             "spot" => Workload::Spot,
             "mixed" => Workload::Mixed,
             "reads" => Workload::Reads,
@@ -73,7 +85,8 @@ impl FromStr for Workload {
             "ingest" => Workload::Ingest,
             other => {
                 return Err(format!(
-                    "unknown workload {other:?}: deposit, spot, mixed, reads, accounts, engine or ingest"
+                    "unknown workload {other:?}: deposit, transfer, spot, mixed, reads, accounts, engine \
+                     or ingest"
                 ));
             }
         })
@@ -84,6 +97,7 @@ impl fmt::Display for Workload {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Workload::Deposit => "deposit",
+            Workload::Transfer => "transfer",
             Workload::Spot => "spot",
             Workload::Mixed => "mixed",
             Workload::Reads => "reads",
@@ -98,7 +112,7 @@ impl Workload {
     /// The unit `--rate` and `--count` are given in.
     pub fn unit(self) -> &'static str {
         match self {
-            Workload::Deposit => "commands",
+            Workload::Deposit | Workload::Transfer => "commands",
             Workload::Spot | Workload::Engine | Workload::Ingest => "fills",
             Workload::Mixed => "requests",
             Workload::Reads => "reads",
@@ -208,7 +222,7 @@ impl Plan {
     /// Workload units (see [`Workload::unit`]) in one request of this plan.
     pub fn units_per_request(&self) -> u64 {
         match self.workload {
-            Workload::Deposit => self.batch as u64,
+            Workload::Deposit | Workload::Transfer => self.batch as u64,
             Workload::Spot => (self.spot_batch() / TRADE_COMMANDS).max(1) as u64,
             Workload::Mixed | Workload::Reads => 1,
             Workload::Accounts => self.accounts_per_request(),
@@ -340,7 +354,9 @@ pub struct Generator {
     plan: Arc<Plan>,
     rng: SmallRng,
     ids: Ids,
-    /// Commands of the current trade not yet sent (spot with `batch < 3`).
+    /// Commands of the current trade not yet sent (spot with `batch < 3`),
+    /// or the return leg of the current transfer round trip (transfer
+    /// with an odd batch).
     pending: std::collections::VecDeque<(Command, bool)>,
 }
 
@@ -371,6 +387,7 @@ impl Generator {
     pub fn next_request(&mut self) -> Request {
         match self.plan.workload {
             Workload::Deposit => self.deposits(),
+            Workload::Transfer => self.transfers(),
             Workload::Spot => self.trades(),
             Workload::Mixed => {
                 if self.rng.random_bool(self.plan.read_ratio.clamp(0.0, 1.0)) {
@@ -403,6 +420,41 @@ impl Generator {
                 asset,
                 amount: DEPOSIT_AMOUNT.to_string(),
             })));
+        }
+        Request::Write {
+            fills: vec![false; n],
+            commands,
+        }
+    }
+
+    /// One transfer round trip: A -> B, then the same back B -> A.
+    fn push_round_trip(&mut self) {
+        let plan = Arc::clone(&self.plan);
+        let a_rank = plan.picker.pick(&mut self.rng);
+        let b_rank = plan.picker.pick_other(&mut self.rng, a_rank);
+        let (a, b) = (plan.account_base + a_rank, plan.account_base + b_rank);
+        let asset = self.asset();
+        for (from, to) in [(a, b), (b, a)] {
+            let command = self.ids.command(Body::Transfer(Transfer {
+                from,
+                to,
+                asset: asset.to_string(),
+                amount: TRANSFER_AMOUNT.to_string(),
+            }));
+            self.pending.push_back((command, false));
+        }
+    }
+
+    fn transfers(&mut self) -> Request {
+        let n = self.plan.batch;
+        let mut commands = Vec::with_capacity(n);
+        while commands.len() < n {
+            if self.pending.is_empty() {
+                self.push_round_trip();
+            }
+            if let Some((command, _)) = self.pending.pop_front() {
+                commands.push(command);
+            }
         }
         Request::Write {
             fills: vec![false; n],
@@ -575,6 +627,46 @@ mod tests {
             })
             .collect();
         assert_eq!(kinds, ["lock", "lock", "fill", "lock", "lock", "fill"]);
+    }
+
+    #[test]
+    fn transfers_come_in_round_trips_that_leave_balances_unchanged() {
+        for batch in [1, 2, 7, 100] {
+            let mut g = Generator::new(plan(Workload::Transfer, batch), 5);
+            let mut net: std::collections::HashMap<(u64, String), i64> = Default::default();
+            let mut commands = Vec::new();
+            // An even number of commands in total: whole round trips.
+            while commands.len() < 200 || commands.len() % 2 == 1 {
+                let Request::Write {
+                    commands: batch_commands,
+                    fills,
+                } = g.next_request()
+                else {
+                    panic!("transfer sends writes")
+                };
+                assert_eq!(batch_commands.len(), batch);
+                assert!(fills.iter().all(|f| !f));
+                commands.extend(batch_commands);
+            }
+            for c in &commands {
+                let Some(Body::Transfer(t)) = &c.body else {
+                    panic!("unexpected command {c:?}")
+                };
+                assert_ne!(t.from, t.to);
+                assert!((1..=100).contains(&t.from) && (1..=100).contains(&t.to));
+                assert_eq!(t.amount, TRANSFER_AMOUNT);
+                *net.entry((t.from, t.asset.clone())).or_default() -= 1;
+                *net.entry((t.to, t.asset.clone())).or_default() += 1;
+            }
+            assert!(net.values().all(|n| *n == 0), "batch {batch}: {net:?}");
+            let ids: HashSet<&str> = commands.iter().map(|c| c.command_id.as_str()).collect();
+            assert_eq!(ids.len(), commands.len());
+        }
+        let p = plan(Workload::Transfer, 40);
+        assert_eq!(p.units_per_request(), 40);
+        assert_eq!(Workload::Transfer.unit(), "commands");
+        assert!(Workload::Transfer.needs_setup());
+        assert_eq!("transfer".parse::<Workload>(), Ok(Workload::Transfer));
     }
 
     #[test]
