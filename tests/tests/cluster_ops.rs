@@ -11,7 +11,8 @@
 //!   loses no acknowledged write;
 //! * membership safety: one change at a time, node ids never reused, never
 //!   below one voter or (without force) below a reachable majority, and
-//!   `replace` keeps the cluster writable under load.
+//!   `replace` keeps the cluster writable under load; removing the leader
+//!   hands leadership over first, and the new leader does the removal.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
@@ -191,6 +192,34 @@ async fn assert_balances_everywhere(
             assert_eq!(available(&r), units(want), "account {account} on {addr}");
         }
     }
+}
+
+/// Lets `load` acknowledge 50 more writes after a membership change, stops
+/// it, and checks every acknowledged deposit on every running node and that
+/// the nodes converge.
+async fn keep_writing_then_check_everything(
+    cluster: &Cluster,
+    c: &Client,
+    load: Load,
+    accounts: u64,
+) {
+    let acknowledged = load.tally.acknowledged();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while load.tally.acknowledged() < acknowledged + 50 {
+        assert!(
+            Instant::now() < deadline,
+            "no progress after the membership change"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let tally = load.finish().await;
+    eprintln!(
+        "{} writes acknowledged; slowest write {} ms",
+        tally.acknowledged(),
+        tally.max_write_ms.load(Ordering::Relaxed)
+    );
+    assert_balances_everywhere(cluster, c, &tally.applied(), accounts).await;
+    cluster.wait_converged(Duration::from_secs(30)).await;
 }
 
 fn expect_refusal<T: std::fmt::Debug>(result: Result<T, ClientError>, reason: &str) -> ClientError {
@@ -769,24 +798,50 @@ async fn replace_under_load_keeps_the_cluster_writable_with_zero_failed_writes()
     );
     assert!(m.learners.is_empty(), "{m:?}");
 
-    // Keep writing after the replacement, then check everything.
-    let acknowledged = load.tally.acknowledged();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while load.tally.acknowledged() < acknowledged + 50 {
-        assert!(Instant::now() < deadline, "no progress after replace");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let tally = load.finish().await;
-    eprintln!(
-        "{} writes acknowledged; slowest write {} ms",
-        tally.acknowledged(),
-        tally.max_write_ms.load(Ordering::Relaxed)
-    );
     cluster.forget(old);
-    assert_balances_everywhere(&cluster, &c, &tally.applied(), TASKS * PER_TASK).await;
-    cluster.wait_converged(Duration::from_secs(30)).await;
+    keep_writing_then_check_everything(&cluster, &c, load, TASKS * PER_TASK).await;
     let st4 = node_status(&addr4).await.expect("node 4");
     assert!(st4.voter, "{st4:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removing_the_leader_hands_leadership_over_first_and_the_new_leader_removes_it_under_load()
+{
+    let mut cluster = Cluster::start(3, &[]).await;
+    let c = client(&cluster, 15_000);
+    const TASKS: u64 = 4;
+    const PER_TASK: u64 = 3;
+    setup(&c, TASKS * PER_TASK).await;
+    let load = start_load(&c, TASKS, PER_TASK);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    let admin = client(&cluster, 60_000);
+    let m = admin
+        .remove(leader, false)
+        .await
+        .expect("remove the leader");
+    let voters: Vec<u64> = m.voters.iter().map(|v| v.node_id).collect();
+    assert!(
+        voters.len() == 2 && !voters.contains(&leader),
+        "the answer (the new leader's) must show the old leader gone: {m:?}"
+    );
+    // The old leader handed over before anything was removed: it did not
+    // commit its own removal and step down into an election.
+    let log = std::fs::read_to_string(cluster.data_dir(leader).join("tallyd.log"))
+        .expect("old leader's log");
+    assert!(
+        log.contains("remove self: leadership handed over"),
+        "old leader {leader} did not hand over first:\n{}",
+        cluster.log_tail(leader)
+    );
+    cluster.forget(leader);
+    let new_leader = cluster.wait_leader(Duration::from_secs(5)).await;
+    assert!(
+        voters.contains(&new_leader),
+        "leader {new_leader} vs {voters:?}"
+    );
+    keep_writing_then_check_everything(&cluster, &c, load, TASKS * PER_TASK).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,5 +1,6 @@
 //! The public `tally.v1.Admin` service: cluster init, membership changes and
-//! status. Membership changes run on the leader, one at a time. Operations
+//! status. Membership changes run on the leader, one at a time (a leader
+//! asked to remove itself hands leadership over first). Operations
 //! that wait for the cluster to get somewhere (a learner catching up, a
 //! leadership transfer, a snapshot, a purge) wait on openraft's metrics
 //! with its `Wait` API, each with its own timeout.
@@ -34,6 +35,8 @@ const PROMOTE_MAX_LAG_ENTRIES: u64 = 1000;
 const STATUS_TIMEOUT: Duration = Duration::from_millis(1000);
 /// How long `transfer_leader` waits for the target to take over.
 const TRANSFER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a leader removing itself waits for the new leader to do it.
+const FORWARDED_REMOVE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long `trigger_snapshot` and `compact` wait for the operation.
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -190,7 +193,120 @@ impl AdminService {
             .await
     }
 
-    async fn remove_locked(&self, id: u64, force: bool) -> Result<(), Status> {
+    /// Hands leadership to voter `to` and waits until it has taken over;
+    /// returns the new term. Refused (`TARGET_NOT_READY`) unless `to` is
+    /// reachable and nearly caught up: openraft stops this leader's writes
+    /// as soon as a transfer starts, so a slow target would stall them
+    /// until an election.
+    async fn hand_over(&self, to: u64) -> Result<u64, Status> {
+        let metrics = self.ctx.metrics();
+        let last = metrics.last_log_index.unwrap_or(0);
+        let matched = matched_index(&metrics, to);
+        if last.saturating_sub(matched) > PROMOTE_MAX_LAG_ENTRIES {
+            return Err(status(
+                Code::FailedPrecondition,
+                "TARGET_NOT_READY",
+                format!(
+                    "node {to} has replicated up to {matched}, the leader's log is at {last}; retry when it has caught up"
+                ),
+            ));
+        }
+        let addr = metrics
+            .membership_config
+            .membership()
+            .get_node(&to)
+            .map(|n| n.addr.clone())
+            .unwrap_or_default();
+        let probe_status = probe(&self.ctx, &Member { node_id: to, addr }).await;
+        if !probe_status.error.is_empty() {
+            return Err(status(
+                Code::FailedPrecondition,
+                "TARGET_NOT_READY",
+                format!("node {to} is unreachable: {}", probe_status.error),
+            ));
+        }
+        self.ctx
+            .raft
+            .trigger()
+            .transfer_leader(to)
+            .await
+            .map_err(|e| status(Code::Unavailable, "RAFT_ERROR", e.to_string()))?;
+        let took_over = self
+            .wait_for(
+                TRANSFER_TIMEOUT,
+                |m| m.current_leader == Some(to),
+                &format!("node {to} taking leadership"),
+            )
+            .await?;
+        match took_over {
+            Some(m) => Ok(m.current_term),
+            None => Err(status(
+                Code::DeadlineExceeded,
+                "TRANSFER_TIMEOUT",
+                format!(
+                    "node {to} did not take leadership within {} ms (leader now {})",
+                    TRANSFER_TIMEOUT.as_millis(),
+                    self.ctx
+                        .metrics()
+                        .current_leader
+                        .map_or("unknown".to_string(), |id| format!("node {id}"))
+                ),
+            )),
+        }
+    }
+
+    /// This leader is asked to remove itself. A leader that commits its own
+    /// removal steps down and the others wait out a whole election
+    /// (election timeout plus openraft's leader lease, 450-600 ms with the
+    /// defaults) before anyone takes writes again. Instead, leadership goes
+    /// first to the most caught-up reachable voter (a transfer: the target
+    /// campaigns at once), and that node removes this one. Returns `None`
+    /// when no voter can take over (the caller then removes in place).
+    async fn remove_self_by_hand_over(
+        &self,
+        force: bool,
+    ) -> Result<Option<MembershipResponse>, Status> {
+        let me = self.ctx.config.node_id;
+        let metrics = self.ctx.metrics();
+        let mut others: Vec<(u64, u64, String)> = metrics
+            .membership_config
+            .membership()
+            .nodes()
+            .filter(|(n, _)| **n != me && metrics.membership_config.voter_ids().any(|v| v == **n))
+            .map(|(n, node)| (matched_index(&metrics, *n), *n, node.addr.clone()))
+            .collect();
+        others.sort_unstable_by(|a, b| b.cmp(a));
+        for (_, to, addr) in others {
+            match self.hand_over(to).await {
+                Ok(_) => {
+                    tracing::info!(
+                        new_leader = to,
+                        "remove self: leadership handed over, asking it to remove this node"
+                    );
+                    let channel = self
+                        .ctx
+                        .peer_channel(&addr)
+                        .map_err(|e| status(Code::Unavailable, "NEW_LEADER_UNREACHABLE", e))?;
+                    let mut req = Request::new(RemoveRequest { node_id: me, force });
+                    req.set_timeout(FORWARDED_REMOVE_TIMEOUT);
+                    let resp = AdminClient::new(channel).remove(req).await?;
+                    return Ok(Some(resp.into_inner()));
+                }
+                Err(e) => {
+                    tracing::warn!(target_node = to, error = %e.message(), "remove self: hand over refused, trying the next voter");
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes node `id`. Returns the new leader's answer when this leader
+    /// removed itself by handing over (see [`Self::remove_self_by_hand_over`]).
+    async fn remove_locked(
+        &self,
+        id: u64,
+        force: bool,
+    ) -> Result<Option<MembershipResponse>, Status> {
         let m = self.ctx.metrics().membership_config.clone();
         let voters: BTreeSet<u64> = m.voter_ids().collect();
         if voters.contains(&id) {
@@ -200,6 +316,11 @@ impl AdminService {
                     "LAST_VOTER",
                     "refusing to remove the last voter",
                 ));
+            }
+            if id == self.ctx.config.node_id
+                && let Some(answer) = self.remove_self_by_hand_over(force).await?
+            {
+                return Ok(Some(answer));
             }
             if !force {
                 // The remaining voters must still have a reachable majority.
@@ -233,9 +354,11 @@ impl AdminService {
             }
             self.change(ChangeMembers::RemoveVoters(BTreeSet::from([id])))
                 .await
+                .map(|()| None)
         } else if m.nodes().any(|(n, _)| *n == id) {
             self.change(ChangeMembers::RemoveNodes(BTreeSet::from([id])))
                 .await
+                .map(|()| None)
         } else {
             Err(status(
                 Code::NotFound,
@@ -375,8 +498,10 @@ impl AdminRpc for AdminService {
         self.require_leader()?;
         let req = req.into_inner();
         let _guard = self.lock_membership()?;
-        self.remove_locked(req.node_id, req.force).await?;
-        Ok(Response::new(self.membership_response()))
+        let answer = self.remove_locked(req.node_id, req.force).await?;
+        Ok(Response::new(
+            answer.unwrap_or_else(|| self.membership_response()),
+        ))
     }
 
     async fn replace(
@@ -406,8 +531,10 @@ impl AdminRpc for AdminService {
         tracing::info!(new = member.node_id, "replace: promoting");
         self.promote_locked(member.node_id).await?;
         tracing::info!(old = req.old_node_id, "replace: removing");
-        self.remove_locked(req.old_node_id, req.force).await?;
-        Ok(Response::new(self.membership_response()))
+        let answer = self.remove_locked(req.old_node_id, req.force).await?;
+        Ok(Response::new(
+            answer.unwrap_or_else(|| self.membership_response()),
+        ))
     }
 
     async fn transfer_leader(
@@ -430,64 +557,11 @@ impl AdminRpc for AdminService {
                 term: metrics.current_term,
             }));
         }
-        // openraft stops this leader's writes as soon as a transfer starts: only hand over to a
-        // target that is reachable and nearly caught up, or writes stall until an election.
-        let last = metrics.last_log_index.unwrap_or(0);
-        let matched = matched_index(&metrics, to);
-        if last.saturating_sub(matched) > PROMOTE_MAX_LAG_ENTRIES {
-            return Err(status(
-                Code::FailedPrecondition,
-                "TARGET_NOT_READY",
-                format!(
-                    "node {to} has replicated up to {matched}, the leader's log is at {last}; retry when it has caught up"
-                ),
-            ));
-        }
-        let addr = metrics
-            .membership_config
-            .membership()
-            .get_node(&to)
-            .map(|n| n.addr.clone())
-            .unwrap_or_default();
-        let probe_status = probe(&self.ctx, &Member { node_id: to, addr }).await;
-        if !probe_status.error.is_empty() {
-            return Err(status(
-                Code::FailedPrecondition,
-                "TARGET_NOT_READY",
-                format!("node {to} is unreachable: {}", probe_status.error),
-            ));
-        }
-        self.ctx
-            .raft
-            .trigger()
-            .transfer_leader(to)
-            .await
-            .map_err(|e| status(Code::Unavailable, "RAFT_ERROR", e.to_string()))?;
-        let took_over = self
-            .wait_for(
-                TRANSFER_TIMEOUT,
-                |m| m.current_leader == Some(to),
-                &format!("node {to} taking leadership"),
-            )
-            .await?;
-        match took_over {
-            Some(m) => Ok(Response::new(TransferLeaderResponse {
-                leader_id: to,
-                term: m.current_term,
-            })),
-            None => Err(status(
-                Code::DeadlineExceeded,
-                "TRANSFER_TIMEOUT",
-                format!(
-                    "node {to} did not take leadership within {} ms (leader now {})",
-                    TRANSFER_TIMEOUT.as_millis(),
-                    self.ctx
-                        .metrics()
-                        .current_leader
-                        .map_or("unknown".to_string(), |id| format!("node {id}"))
-                ),
-            )),
-        }
+        let term = self.hand_over(to).await?;
+        Ok(Response::new(TransferLeaderResponse {
+            leader_id: to,
+            term,
+        }))
     }
 
     async fn trigger_snapshot(

@@ -51,7 +51,7 @@ fn decode<T: serde::de::DeserializeOwned>(data: &[u8]) -> Result<T, Status> {
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<Response<RaftPayload>, Status> {
     let data = codec::encode(value).map_err(|e| Status::internal(e.to_string()))?;
-    Ok(Response::new(RaftPayload { data }))
+    Ok(Response::new(RaftPayload { data: data.into() }))
 }
 
 fn raft_err(e: impl std::fmt::Display) -> Status {
