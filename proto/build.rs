@@ -14,7 +14,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Raft payloads are `Bytes`: a hedged RPC's second copy shares the
     // encoded message instead of copying it (node/src/raft/network.rs).
     tonic_prost_build::configure()
-        .bytes([".tally.v1.RaftPayload.data"])
+        .bytes(".tally.v1.RaftPayload.data")
         .compile_protos(&files, &["proto"])?;
     for f in files {
         println!("cargo:rerun-if-changed={f}");

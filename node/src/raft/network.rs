@@ -44,10 +44,13 @@ pub const MIN_APPEND_DEADLINE: Duration = Duration::from_secs(1);
 /// failed and the replication stream backed off and dialed again.
 pub const PEER_CONNECT_TIMEOUT: Duration = Duration::from_millis(2_500);
 
+/// TCP connections per peer client: the primary and the spares that take
+/// the hedged copies (see [`PeerClient`]).
+pub const PEER_CONNECTIONS: usize = 3;
 /// Least time an AppendEntries or vote waits for its answer before it is
-/// also sent on the peer's spare connection (see [`PeerClient`]).
+/// also sent on the next spare connection (see [`PeerClient`]).
 pub const HEDGE_AFTER_MIN: Duration = Duration::from_millis(15);
-/// Most time before that second copy goes out.
+/// Most time before the next copy goes out.
 pub const HEDGE_AFTER_MAX: Duration = Duration::from_millis(250);
 /// Larger requests are not hedged (a second copy of a big append costs
 /// more than the stall it would save).
@@ -62,15 +65,18 @@ pub struct NetworkFactory {
     pub transport: crate::transport::Transport,
 }
 
-/// One peer's client, over two TCP connections. Every RPC goes out on the
-/// primary one; an AppendEntries (heartbeats included) or vote not answered
-/// within the hedge delay is also sent, unchanged, on the spare one, and
-/// the first answer wins (the connection that gave it becomes the
-/// primary). Under packet loss a lost segment stalls a TCP connection, and
+/// One peer's client, over [`PEER_CONNECTIONS`] TCP connections, best
+/// first. Every RPC goes out on the first one; an AppendEntries (heartbeats
+/// included) or vote not answered within the hedge delay is also sent,
+/// unchanged, on the next connection, and again on the one after after
+/// another delay, and the first answer wins (its connection moves to the
+/// front). Under packet loss a lost segment stalls a TCP connection, and
 /// everything multiplexed on it, until a retransmission timeout (at least
-/// 200 ms on Linux, doubling on each further loss), while a second
-/// connection is most likely not stalled at the same moment. Both are safe
-/// to deliver twice or late: an append of entries the follower already has
+/// 200 ms on Linux, doubling on each further loss), while the other
+/// connections are most likely not stalled at the same moment: at 20% loss
+/// each way one RPC stalls about a third of the time, all three copies about
+/// 5% of the time (jepsen/README.md, *Availability*). Every copy is safe to
+/// deliver twice or late: an append of entries the follower already has
 /// changes nothing, and a vote request is answered from the persisted vote.
 /// The hedge delay is 3 times the fastest quarter of the last
 /// [`LATENCY_SAMPLES`] answers, within [`HEDGE_AFTER_MIN`]..[`HEDGE_AFTER_MAX`]:
@@ -81,8 +87,9 @@ pub struct PeerClient {
     addr: String,
     cluster_id: String,
     transport: crate::transport::Transport,
-    client: Option<RaftClient<Channel>>,
-    spare: Option<RaftClient<Channel>>,
+    /// The connections, best first (`None`: not dialed, or dropped after a
+    /// transport error; dialed lazily).
+    conns: [Option<RaftClient<Channel>>; PEER_CONNECTIONS],
     /// The last answers' latencies (ring of [`LATENCY_SAMPLES`]).
     latencies: Vec<Duration>,
     next_sample: usize,
@@ -101,8 +108,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             addr: node.addr.clone(),
             cluster_id: self.cluster_id.clone(),
             transport: self.transport.clone(),
-            client: None,
-            spare: None,
+            conns: Default::default(),
             latencies: Vec::with_capacity(LATENCY_SAMPLES),
             next_sample: 0,
             hedge_after: HEDGE_AFTER_MAX,
@@ -112,22 +118,13 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
 }
 
 impl PeerClient {
-    fn client(&mut self) -> Result<RaftClient<Channel>, Unreachable<TypeConfig>> {
-        if let Some(c) = &self.client {
+    /// Connection `slot` (0: the primary), dialed if it is not yet.
+    fn conn(&mut self, slot: usize) -> Result<RaftClient<Channel>, Unreachable<TypeConfig>> {
+        if let Some(c) = &self.conns[slot] {
             return Ok(c.clone());
         }
         let c = self.connect()?;
-        self.client = Some(c.clone());
-        Ok(c)
-    }
-
-    /// The spare connection (its own TCP connection: a channel of its own).
-    fn spare(&mut self) -> Result<RaftClient<Channel>, Unreachable<TypeConfig>> {
-        if let Some(c) = &self.spare {
-            return Ok(c.clone());
-        }
-        let c = self.connect()?;
-        self.spare = Some(c.clone());
+        self.conns[slot] = Some(c.clone());
         Ok(c)
     }
 
@@ -139,11 +136,6 @@ impl PeerClient {
         Ok(RaftClient::new(channel)
             .max_decoding_message_size(MAX_RAFT_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_RAFT_MESSAGE_BYTES))
-    }
-
-    /// How long an RPC waits before its copy goes out on the spare connection.
-    fn hedge_after(&self) -> Duration {
-        self.hedge_after
     }
 
     /// Remembers an answer's latency and refreshes the hedge delay (3 times
@@ -175,13 +167,11 @@ impl PeerClient {
         req
     }
 
-    fn status_error(&mut self, status: tonic::Status) -> RPCError<TypeConfig> {
-        // A transport-level failure: drop the channel so the next call redials.
-        if matches!(
-            status.code(),
-            tonic::Code::Unavailable | tonic::Code::Unknown
-        ) {
-            self.client = None;
+    /// Maps the failure of an RPC on connection `slot`. A transport-level
+    /// failure drops that connection so the next call on it redials.
+    fn status_error(&mut self, slot: usize, status: tonic::Status) -> RPCError<TypeConfig> {
+        if is_transport_failure(&status) {
+            self.conns[slot] = None;
             return RPCError::Unreachable(Unreachable::new(&status));
         }
         RPCError::Network(NetworkError::new(&status))
@@ -218,87 +208,107 @@ impl PeerClient {
         let data: bytes::Bytes = codec::encode(req)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?
             .into();
-        let client = self.client().map_err(RPCError::Unreachable)?;
         let deadline = match kind {
             RpcKind::Append => option.hard_ttl().max(MIN_APPEND_DEADLINE),
             RpcKind::Vote | RpcKind::PreVote | RpcKind::TransferLeader => option.hard_ttl(),
         };
-        let hedged = !matches!(kind, RpcKind::TransferLeader) && data.len() <= HEDGE_MAX_BYTES;
-        let copy = hedged.then(|| data.clone());
-        let started = std::time::Instant::now();
-        let mut first = Box::pin(send(
-            kind,
-            client,
-            self.request(RaftPayload { data }, deadline),
-        ));
-        let hedge_after = self.hedge_after();
-        let result = match copy {
-            None => first.await,
-            Some(copy) => {
-                tokio::select! {
-                    r = &mut first => r,
-                    () = tokio::time::sleep(hedge_after) => {
-                        self.race_on_spare(kind, first, copy, deadline).await
-                    }
-                }
-            }
+        let copies = if !matches!(kind, RpcKind::TransferLeader) && data.len() <= HEDGE_MAX_BYTES {
+            PEER_CONNECTIONS
+        } else {
+            1
         };
+        let started = tokio::time::Instant::now();
+        let (slot, result) = self.send_hedged(kind, data, deadline, copies).await?;
         let latency = started.elapsed();
         if result.is_ok() {
             self.record_latency(latency);
+            if slot > 0 {
+                // The copy on a spare answered first: make that connection
+                // the primary, the old primary the first spare.
+                self.conns[..=slot].rotate_right(1);
+                crate::metrics::METRICS
+                    .peer_rpc_hedge_wins
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
         }
         crate::metrics::METRICS.peer_rpc(self.target, latency, result.is_ok());
         self.note_reachable(result.as_ref().err());
-        let reply = result.map_err(|s| self.status_error(s))?;
+        let reply = result.map_err(|s| self.status_error(slot, s))?;
         codec::decode(&reply.into_inner().data)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))
     }
-}
 
-impl PeerClient {
-    /// `first` is overdue: sends `data` again on the spare connection and
-    /// returns the first success (or, if both fail, the later error). When
-    /// the spare answers first it becomes the primary connection.
-    async fn race_on_spare(
+    /// Sends `data` on the primary connection and, while no copy has been
+    /// answered, one more copy on the next connection every hedge delay (at
+    /// most `copies` in all; a copy that fails at once makes the next go out
+    /// at once). Returns the slot and result of the first success, or of
+    /// the last failure when every copy failed. A connection that fails at
+    /// the transport level is dropped (redialed on its next use).
+    async fn send_hedged(
         &mut self,
         kind: RpcKind,
-        mut first: std::pin::Pin<Box<impl Future<Output = RpcResult>>>,
         data: bytes::Bytes,
         deadline: Duration,
-    ) -> RpcResult {
-        let Ok(spare) = self.spare() else {
-            return first.await;
-        };
-        crate::metrics::METRICS
-            .peer_rpc_hedged
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let mut second = Box::pin(send(
-            kind,
-            spare,
-            self.request(RaftPayload { data }, deadline),
-        ));
-        tokio::select! {
-            r = &mut first => match r {
-                Ok(reply) => Ok(reply),
-                Err(_) => second.await.inspect(|_| self.promote_spare()),
-            },
-            r = &mut second => match r {
-                Ok(reply) => {
-                    self.promote_spare();
-                    Ok(reply)
+        copies: usize,
+    ) -> Result<(usize, RpcResult), RPCError<TypeConfig>> {
+        use futures::StreamExt as _;
+        let mut inflight = futures::stream::FuturesUnordered::new();
+        let mut launched = 0;
+        let mut next_copy_at = tokio::time::Instant::now();
+        let mut last_failure = None;
+        loop {
+            // Launch the copies that are due (the first one at once).
+            while launched < copies
+                && (inflight.is_empty() || tokio::time::Instant::now() >= next_copy_at)
+            {
+                let slot = launched;
+                launched += 1;
+                let client = match self.conn(slot) {
+                    Ok(c) => c,
+                    Err(e) if slot == 0 => return Err(RPCError::Unreachable(e)),
+                    Err(_) => continue,
+                };
+                if slot > 0 {
+                    crate::metrics::METRICS
+                        .peer_rpc_hedged
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                Err(_) => first.await,
-            },
+                let request = self.request(RaftPayload { data: data.clone() }, deadline);
+                inflight.push(async move { (slot, send(kind, client, request).await) });
+                next_copy_at = tokio::time::Instant::now() + self.hedge_after;
+            }
+            if inflight.is_empty() {
+                // Every copy failed (the primary's was sent, or we returned).
+                return match last_failure {
+                    Some(failure) => Ok(failure),
+                    None => Err(RPCError::Unreachable(Unreachable::new(
+                        &std::io::Error::other("no connection to the peer"),
+                    ))),
+                };
+            }
+            let hedge_due = launched < copies;
+            tokio::select! {
+                Some((slot, result)) = inflight.next() => match result {
+                    Ok(reply) => return Ok((slot, Ok(reply))),
+                    Err(status) => {
+                        if slot > 0 && is_transport_failure(&status) {
+                            self.conns[slot] = None;
+                        }
+                        last_failure = Some((slot, Err(status)));
+                    }
+                },
+                () = tokio::time::sleep_until(next_copy_at), if hedge_due => {}
+            }
         }
     }
+}
 
-    /// The spare answered while the primary did not: swap them.
-    fn promote_spare(&mut self) {
-        std::mem::swap(&mut self.client, &mut self.spare);
-        crate::metrics::METRICS
-            .peer_rpc_hedge_wins
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    }
+/// A failure of the connection rather than an answer from the peer.
+fn is_transport_failure(status: &tonic::Status) -> bool {
+    matches!(
+        status.code(),
+        tonic::Code::Unavailable | tonic::Code::Unknown
+    )
 }
 
 type RpcResult = Result<tonic::Response<RaftPayload>, tonic::Status>;
@@ -396,7 +406,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
                 break;
             }
         }
-        let mut client = self.client().map_err(StreamingError::Unreachable)?;
+        let mut client = self.conn(0).map_err(StreamingError::Unreachable)?;
         // Snapshots of real data take a while: allow at least 10 minutes.
         let timeout = option.hard_ttl().max(Duration::from_secs(600));
         let request = self.request(tokio_stream::iter(chunks), timeout);
@@ -405,7 +415,7 @@ impl RaftNetworkV2<TypeConfig> for PeerClient {
             r = client.install_snapshot(request) => r,
             closed = cancel => return Err(StreamingError::Closed(closed)),
         };
-        let reply = reply.map_err(|s| match self.status_error(s) {
+        let reply = reply.map_err(|s| match self.status_error(0, s) {
             RPCError::Unreachable(u) => StreamingError::Unreachable(u),
             RPCError::Network(n) => StreamingError::Network(n),
             other => StreamingError::Network(NetworkError::new(&other)),
