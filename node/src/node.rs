@@ -53,6 +53,14 @@ pub async fn start(
     let listener = tokio::net::TcpListener::bind(config.listen_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen_addr))?;
+    let tcp_tuning = config.tcp_tuning();
+    if let Err(e) = tcp_tuning.apply_listener(&listener) {
+        tracing::warn!(
+            tcp_rto_min_ms = config.tcp_rto_min_ms,
+            error = %e,
+            "cannot lower the TCP retransmission timeout floor (needs Linux 6.15+); the kernel default (200 ms) stays"
+        );
+    }
     let http_listener = match config.http_addr {
         Some(http_addr) => Some(
             tokio::net::TcpListener::bind(http_addr)
@@ -72,6 +80,7 @@ pub async fn start(
     let transport = crate::transport::Transport {
         tls: tls.clone(),
         client_tls: None,
+        tcp: tcp_tuning,
     };
     let data_dir_lock = storage::lock_data_dir(&config.data_dir)?;
     crate::metrics::set_node_id(config.node_id);

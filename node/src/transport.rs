@@ -9,6 +9,9 @@
 //!   that dial TCP and, with TLS, verify the peer against the cluster CA
 //!   and present this node's certificate (read at each connect, so a
 //!   reloaded certificate is used by every new connection).
+//! - Both sides carry the node's `TcpTuning` (the retransmission timeout
+//!   floor, `--tcp-rto-min-ms`): set on the listener, inherited by every
+//!   accepted connection, and set on every connection dialed.
 //! - Reload: [`watch_reload`] re-reads the certificate files when they
 //!   change (checked every `reload_interval`) or on SIGHUP; a bad file
 //!   is logged and counted, and the running config stays.
@@ -38,6 +41,8 @@ pub struct Transport {
     pub tls: Option<Arc<ServerTls>>,
     /// A client identity (tools inside tallyd: the dev supervisor, probes).
     pub client_tls: Option<tally_tls::ClientTls>,
+    /// Socket options of every connection this transport opens.
+    pub tcp: tally_tls::TcpTuning,
 }
 
 impl Transport {
@@ -46,6 +51,7 @@ impl Transport {
         Transport {
             tls: None,
             client_tls,
+            tcp: tally_tls::TcpTuning::default(),
         }
     }
 
@@ -69,17 +75,20 @@ impl Transport {
         let addr = addr.to_string();
         let connector = tower::service_fn(move |_uri: tonic::codegen::http::Uri| {
             let config = transport.client_config();
+            let tuning = transport.tcp;
             let addr = addr.clone();
             async move {
-                let stream =
-                    tokio::time::timeout(connect_timeout, ClientStream::connect(&addr, config))
-                        .await
-                        .map_err(|_| {
-                            std::io::Error::new(
-                                std::io::ErrorKind::TimedOut,
-                                format!("connect to {addr} timed out"),
-                            )
-                        })??;
+                let stream = tokio::time::timeout(
+                    connect_timeout,
+                    ClientStream::connect_tuned(&addr, config, tuning),
+                )
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("connect to {addr} timed out"),
+                    )
+                })??;
                 Ok::<_, std::io::Error>(TokioIo::new(stream))
             }
         });

@@ -160,12 +160,23 @@ impl ClientStream {
 
     /// Connects to `addr` (plain when `tls` is None), TCP_NODELAY set.
     pub async fn connect(addr: &str, tls: Option<Arc<ClientConfig>>) -> io::Result<ClientStream> {
+        ClientStream::connect_tuned(addr, tls, crate::TcpTuning::default()).await
+    }
+
+    /// [`ClientStream::connect`] with `tuning` applied to the socket (an
+    /// option the kernel lacks is skipped: the node logs that at start).
+    pub async fn connect_tuned(
+        addr: &str,
+        tls: Option<Arc<ClientConfig>>,
+        tuning: crate::TcpTuning,
+    ) -> io::Result<ClientStream> {
         let dial = addr
             .strip_prefix("https://")
             .or_else(|| addr.strip_prefix("http://"))
             .unwrap_or(addr);
         let tcp = TcpStream::connect(dial).await?;
         tcp.set_nodelay(true)?;
+        let _ = tuning.apply(&tcp);
         match tls {
             None => Ok(ClientStream::plain(tcp)),
             Some(config) => Ok(ClientStream::tls(connect_tls(config, dial, tcp).await?)),

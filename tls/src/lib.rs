@@ -16,18 +16,22 @@
 //!   `tallyctl`): verifies the server against the cluster CA (names and IP
 //!   addresses from the certificate's SANs) and presents its own
 //!   certificate.
+//! - [`tcp`]: socket options on the node's connections (the retransmission
+//!   timeout floor).
 //! - [`issue`]: certificate generation with rcgen for `tallyd dev`,
 //!   `tallyd certs` and tests (a CA, node and client certificates).
 //!
 //! Only the ring crypto provider is used, passed explicitly (no process-wide
 //! default provider is installed).
 
-#![forbid(unsafe_code)]
+// Unsafe only where marked: the two setsockopt/getsockopt calls in `tcp`.
+#![deny(unsafe_code)]
 
 pub mod client;
 pub mod issue;
 pub mod roles;
 pub mod server;
+pub mod tcp;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,6 +43,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 pub use client::{ClientStream, ClientTls, connect_tls};
 pub use roles::{Identity, Peer, Role, RoleSet};
 pub use server::{ServerStream, ServerTls, TlsAcceptError};
+pub use tcp::TcpTuning;
 
 /// Largest PEM file read (certificates, keys, CA bundles): 1 MiB.
 pub const MAX_PEM_FILE_BYTES: u64 = 1024 * 1024;
