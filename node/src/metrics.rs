@@ -121,6 +121,8 @@ pub struct Metrics {
     pub read_index_reads: AtomicU64,
     /// Read-index rounds answered from the leader lease (`--lease-reads`).
     pub lease_reads: AtomicU64,
+    /// Read-index rounds started again because the leader changed while they ran.
+    pub read_index_round_restarts: AtomicU64,
     /// Raft RPCs also sent on the peer's spare connection (hedged).
     pub peer_rpc_hedged: AtomicU64,
     /// Hedged Raft RPCs the spare connection answered first.
@@ -169,6 +171,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     read_index_rounds: AtomicU64::new(0),
     read_index_reads: AtomicU64::new(0),
     lease_reads: AtomicU64::new(0),
+    read_index_round_restarts: AtomicU64::new(0),
     peer_rpc_hedged: AtomicU64::new(0),
     peer_rpc_hedge_wins: AtomicU64::new(0),
     audit_write_failures: AtomicU64::new(0),
@@ -292,8 +295,14 @@ impl Metrics {
         );
         counter(
             out,
+            "tally_read_index_round_restarts_total",
+            "Read-index rounds abandoned and started again because this node's view of the leader changed while they ran.",
+            self.read_index_round_restarts.load(Relaxed),
+        );
+        counter(
+            out,
             "tally_peer_rpc_hedged_total",
-            "Raft RPCs (appends, heartbeats, votes) also sent on the peer's spare connection after the hedge delay.",
+            "Copies of Raft RPCs (appends, heartbeats, votes) sent on a peer's spare connections after the hedge delay.",
             self.peer_rpc_hedged.load(Relaxed),
         );
         counter(

@@ -12,8 +12,11 @@
 //! while the previous round was in flight, as etcd does. A read only ever
 //! takes the index of a round that *started after it arrived*, so that index
 //! is at least the commit index at its arrival: the guarantee of one round
-//! per read, at one round per batch. At most [`MAX_WAITING_READS`] reads
-//! wait for a round; more wait for room (backpressure).
+//! per read, at one round per batch. A round in flight when the node learns
+//! of a new leader is started again for the same reads (a round stuck on a
+//! leader that is gone would hold every read behind it). At most
+//! [`MAX_WAITING_READS`] reads wait for a round; more wait for room
+//! (backpressure).
 
 use std::fmt;
 use std::sync::atomic::Ordering::Relaxed;
@@ -21,6 +24,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use openraft::ReadPolicy;
+use openraft::async_runtime::WatchReceiver;
 use tally_proto::v1::raft_client::RaftClient;
 use tally_proto::v1::{ReadConsistency, ReadIndexRequest, ReadOptions};
 use tokio::sync::{mpsc, oneshot};
@@ -31,6 +35,10 @@ use crate::raft::network::CLUSTER_METADATA_KEY;
 /// Longest a read waits for this node to apply far enough, and longest one
 /// read-index round may take.
 pub const READ_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Most times one batch's read-index round is started again because the
+/// leader changed while it ran (then it runs to its end or timeout).
+pub const MAX_ROUND_RESTARTS: u32 = 3;
 
 /// Most linearizable reads queued for the next read-index round (and so the
 /// most one round answers); a read that finds the queue full waits for room.
@@ -61,7 +69,7 @@ async fn run_read_rounds(ctx: Weak<NodeCtx>, mut rx: mpsc::Receiver<ReadIndexRep
         if batch.is_empty() {
             continue;
         }
-        let result = ctx.read_index_round().await;
+        let result = ctx.read_index_round_following_leader().await;
         crate::metrics::METRICS
             .read_index_rounds
             .fetch_add(1, Relaxed);
@@ -230,7 +238,7 @@ impl NodeCtx {
     /// its own if the round task is not running).
     pub async fn batched_read_index(&self) -> Result<u64, ReadError> {
         let Some(rounds) = self.read_rounds.get() else {
-            return self.read_index_round().await;
+            return self.read_index_round_following_leader().await;
         };
         let (reply, answer) = oneshot::channel();
         rounds
@@ -238,6 +246,47 @@ impl NodeCtx {
             .await
             .map_err(|_| ReadError::ShuttingDown)?;
         answer.await.map_err(|_| ReadError::ShuttingDown)?
+    }
+
+    /// A read-index round that is abandoned and started again when this
+    /// node learns of a new leader while it runs (at most
+    /// [`MAX_ROUND_RESTARTS`] times). Rounds run one at a time, so a round
+    /// stuck on a leader that is gone (a follower's fetch from a paused or
+    /// cut-off leader waits up to [`READ_WAIT_TIMEOUT`]) held every read
+    /// queued behind it, even after this node or another had become leader:
+    /// 3.5 s without reads, and so without the writes of the clients that
+    /// wait for them, in a jepsen pause run. Restarting is as safe as the
+    /// first round: every read of the batch arrived before it started.
+    async fn read_index_round_following_leader(&self) -> Result<u64, ReadError> {
+        let mut restarts = 0;
+        loop {
+            let mut metrics = self.raft.metrics();
+            let leader_at_start = metrics.borrow_watched().current_leader;
+            let leader_changed = async move {
+                loop {
+                    if metrics.changed().await.is_err() {
+                        // Shutting down: let the round itself end.
+                        std::future::pending::<()>().await;
+                    }
+                    // A leader known, and another one than at the start (an
+                    // election in progress, no leader known, is waited out:
+                    // a round restarted then would only fail with NO_LEADER).
+                    let now = metrics.borrow_watched().current_leader;
+                    if now.is_some() && now != leader_at_start {
+                        return;
+                    }
+                }
+            };
+            tokio::select! {
+                result = self.read_index_round() => return result,
+                () = leader_changed, if restarts < MAX_ROUND_RESTARTS => {
+                    restarts += 1;
+                    crate::metrics::METRICS
+                        .read_index_round_restarts
+                        .fetch_add(1, Relaxed);
+                }
+            }
+        }
     }
 
     /// One read-index round. On the leader: the commit index, once a quorum

@@ -4,7 +4,9 @@
 //! cluster event (leadership moved, a node killed, a node removed, a
 //! snapshot built) and a start-up line with version and config. Also the
 //! read-index round counters: concurrent linearizable reads share rounds,
-//! and each still sees every write acknowledged before it began.
+//! and each still sees every write acknowledged before it began; a
+//! follower's round stuck on a paused leader restarts once a new leader is
+//! known.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -114,6 +116,7 @@ async fn metrics_of_a_node_under_load_have_the_required_series_and_types_and_cou
         ("tally_read_index_rounds_total", "counter"),
         ("tally_read_index_reads_total", "counter"),
         ("tally_read_index_lease_rounds_total", "counter"),
+        ("tally_read_index_round_restarts_total", "counter"),
         ("tally_commands_applied_total", "counter"),
         ("tally_commands_rejected_total", "counter"),
         ("tally_wal_fsync_duration_seconds", "histogram"),
@@ -407,6 +410,79 @@ async fn concurrent_linearizable_reads(extra: &[&str]) -> ReadRounds {
     ReadRounds {
         leader_lease_rounds,
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_followers_read_stuck_on_a_paused_leader_restarts_with_the_new_leader_and_is_served_before_its_timeout()
+ {
+    use tally_proto::v1::ledger_client::LedgerClient;
+    use tally_proto::v1::{GetBalanceRequest, ReadConsistency, ReadOptions};
+    let (cluster, http) = cluster_with_http(3).await;
+    let c = Client::new(ClientConfig::new(cluster.endpoints())).expect("client");
+    for cmd in [
+        commands::create_asset("USD", 2),
+        commands::create_account(1),
+        commands::deposit(1, "USD", "7"),
+    ] {
+        assert!(c.submit(cmd).await.applied_index().is_some());
+    }
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let follower = cluster
+        .nodes
+        .keys()
+        .copied()
+        .find(|id| *id != leader)
+        .expect("a follower");
+    let restarts = || {
+        value(
+            &http_get(&http[&follower], "/metrics"),
+            "tally_read_index_round_restarts_total",
+        )
+    };
+    let restarts_before = restarts();
+    let mut ledger = LedgerClient::connect(format!("http://{}", cluster.addr(follower)))
+        .await
+        .expect("connect");
+    let pid = cluster.nodes[&leader]
+        .child
+        .as_ref()
+        .expect("leader runs")
+        .id();
+    let signal = |sig: &str| {
+        std::process::Command::new("kill")
+            .args([sig, &pid.to_string()])
+            .status()
+            .expect("kill")
+    };
+    assert!(signal("-STOP").success());
+    // The follower still believes in the paused leader: its round asks it
+    // and gets no answer, until the other two elect a new leader.
+    let started = Instant::now();
+    let read = ledger
+        .get_balance(GetBalanceRequest {
+            owner: Some(tally_client::Owner::Account(1).to_proto()),
+            asset: "USD".into(),
+            read: Some(ReadOptions {
+                consistency: ReadConsistency::Linearizable as i32,
+                ..Default::default()
+            }),
+        })
+        .await;
+    let took = started.elapsed();
+    let restarted = restarts() - restarts_before;
+    assert!(signal("-CONT").success());
+    let balance = read
+        .unwrap_or_else(|e| panic!("read on follower {follower} failed after {took:?}: {e:?}"))
+        .into_inner();
+    let available = balance.balance.map(|b| b.available).unwrap_or_default();
+    assert_eq!(available.split('.').next(), Some("7"), "{available}");
+    // Without the restart the round waits out its whole 5 s timeout and
+    // the read fails; an election takes well under a second.
+    assert!(
+        took < tally_node::reads::READ_WAIT_TIMEOUT - Duration::from_secs(1),
+        "the read took {took:?}"
+    );
+    assert!(restarted >= 1.0, "no round was restarted ({restarted})");
 }
 
 /// Waits until node `id` logged a line whose message contains `text`, with
