@@ -15,6 +15,7 @@
 //!   hands leadership over first, and the new leader does the removal.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
@@ -24,7 +25,7 @@ use tally_client::{
 };
 use tally_proto::v1::ledger_client::LedgerClient;
 use tally_proto::v1::{GetBalanceRequest, GetBalanceResponse, ReadConsistency};
-use tally_tests::load::{Load, LoadSpec};
+use tally_tests::load::{Load, LoadSpec, Tally};
 use tally_tests::{Cluster, node_status};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -194,22 +195,13 @@ async fn assert_balances_everywhere(
     }
 }
 
-/// Lets `load` acknowledge 50 more writes after a membership change, stops
-/// it, and checks every acknowledged deposit on every running node and that
-/// the nodes converge.
-async fn keep_writing_then_check_everything(
-    cluster: &Cluster,
-    c: &Client,
-    load: Load,
-    accounts: u64,
-) {
+/// Lets `load` acknowledge `more` writes (within 10 s, else the cluster is
+/// "not writable `after`"), stops it and returns what it saw.
+async fn more_writes_then_finish(load: Load, more: u64, after: &str) -> Arc<Tally> {
     let acknowledged = load.tally.acknowledged();
     let deadline = Instant::now() + Duration::from_secs(10);
-    while load.tally.acknowledged() < acknowledged + 50 {
-        assert!(
-            Instant::now() < deadline,
-            "no progress after the membership change"
-        );
+    while load.tally.acknowledged() < acknowledged + more {
+        assert!(Instant::now() < deadline, "cluster not writable {after}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let tally = load.finish().await;
@@ -218,6 +210,18 @@ async fn keep_writing_then_check_everything(
         tally.acknowledged(),
         tally.max_write_ms.load(Ordering::Relaxed)
     );
+    tally
+}
+
+/// After a membership change: 50 more writes, then every acknowledged
+/// deposit on every running node, and the nodes converge.
+async fn keep_writing_then_check_everything(
+    cluster: &Cluster,
+    c: &Client,
+    load: Load,
+    accounts: u64,
+) {
+    let tally = more_writes_then_finish(load, 50, "after the membership change").await;
     assert_balances_everywhere(cluster, c, &tally.applied(), accounts).await;
     cluster.wait_converged(Duration::from_secs(30)).await;
 }
@@ -875,20 +879,6 @@ async fn leadership_transfer_to_a_dead_voter_is_refused_and_the_cluster_stays_wr
         now, leader,
         "leadership moved although the transfer was refused"
     );
-    let acknowledged = load.tally.acknowledged();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while load.tally.acknowledged() < acknowledged + 20 {
-        assert!(
-            Instant::now() < deadline,
-            "cluster not writable after a transfer to a dead node"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let tally = load.finish().await;
-    eprintln!(
-        "{} writes acknowledged; slowest write {} ms",
-        tally.acknowledged(),
-        tally.max_write_ms.load(Ordering::Relaxed)
-    );
+    let tally = more_writes_then_finish(load, 20, "after a transfer to a dead node").await;
     assert_balances_everywhere(&cluster, &c, &tally.applied(), TASKS * PER_TASK).await;
 }

@@ -291,7 +291,7 @@ impl PeerClient {
                 Some((slot, result)) = inflight.next() => match result {
                     Ok(reply) => return Ok((slot, Ok(reply))),
                     Err(status) => {
-                        if slot > 0 && is_transport_failure(&status) {
+                        if is_transport_failure(&status) {
                             self.conns[slot] = None;
                         }
                         last_failure = Some((slot, Err(status)));
