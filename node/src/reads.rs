@@ -36,6 +36,11 @@ use crate::raft::network::CLUSTER_METADATA_KEY;
 /// read-index round may take.
 pub const READ_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// A read-index round still running after this long starts watching for a
+/// new leader (see `read_index_round_following_leader`). A leader change
+/// takes longer than this anyway (the election timeout is 150-300 ms).
+const SLOW_ROUND: Duration = Duration::from_millis(50);
+
 /// Most times one batch's read-index round is started again because the
 /// leader changed while it ran (then it runs to its end or timeout).
 pub const MAX_ROUND_RESTARTS: u32 = 3;
@@ -258,32 +263,43 @@ impl NodeCtx {
     /// wait for them, in a jepsen pause run. Restarting is as safe as the
     /// first round: every read of the batch arrived before it started.
     async fn read_index_round_following_leader(&self) -> Result<u64, ReadError> {
+        let mut leader_at_start = self.raft.metrics().borrow_watched().current_leader;
+        let round = self.read_index_round();
+        tokio::pin!(round);
+        // Most rounds end within a round trip: only a slow one watches the
+        // leader (a watch on the Raft metrics wakes on every heartbeat
+        // answer, which costs throughput when paid by every round).
+        if let Ok(result) = tokio::time::timeout(SLOW_ROUND, &mut round).await {
+            return result;
+        }
         let mut restarts = 0;
         loop {
             let mut metrics = self.raft.metrics();
-            let leader_at_start = metrics.borrow_watched().current_leader;
             let leader_changed = async move {
                 loop {
+                    // A leader known, and another one than at the round's
+                    // start (an election in progress, no leader known, is
+                    // waited out: a round restarted then would only fail
+                    // with NO_LEADER).
+                    let now = metrics.borrow_watched().current_leader;
+                    if now.is_some() && now != leader_at_start {
+                        return now;
+                    }
                     if metrics.changed().await.is_err() {
                         // Shutting down: let the round itself end.
                         std::future::pending::<()>().await;
                     }
-                    // A leader known, and another one than at the start (an
-                    // election in progress, no leader known, is waited out:
-                    // a round restarted then would only fail with NO_LEADER).
-                    let now = metrics.borrow_watched().current_leader;
-                    if now.is_some() && now != leader_at_start {
-                        return;
-                    }
                 }
             };
             tokio::select! {
-                result = self.read_index_round() => return result,
-                () = leader_changed, if restarts < MAX_ROUND_RESTARTS => {
+                result = &mut round => return result,
+                now = leader_changed, if restarts < MAX_ROUND_RESTARTS => {
+                    leader_at_start = now;
                     restarts += 1;
                     crate::metrics::METRICS
                         .read_index_round_restarts
                         .fetch_add(1, Relaxed);
+                    round.set(self.read_index_round());
                 }
             }
         }
