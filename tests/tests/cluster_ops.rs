@@ -195,6 +195,21 @@ async fn assert_balances_everywhere(
     }
 }
 
+/// Load tasks of [`three_nodes_under_load`], and accounts per task.
+const LOAD_TASKS: u64 = 4;
+const LOAD_PER_TASK: u64 = 3;
+
+/// A 3-node cluster, a client, and [`LOAD_TASKS`] load tasks that have been
+/// writing for 500 ms.
+async fn three_nodes_under_load() -> (Cluster, Client, Load) {
+    let cluster = Cluster::start(3, &[]).await;
+    let c = client(&cluster, 15_000);
+    setup(&c, LOAD_TASKS * LOAD_PER_TASK).await;
+    let load = start_load(&c, LOAD_TASKS, LOAD_PER_TASK);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    (cluster, c, load)
+}
+
 /// Lets `load` acknowledge `more` writes (within 10 s, else the cluster is
 /// "not writable `after`"), stops it and returns what it saw.
 async fn more_writes_then_finish(load: Load, more: u64, after: &str) -> Arc<Tally> {
@@ -776,13 +791,7 @@ async fn removing_a_voter_that_would_leave_no_reachable_majority_is_refused_with
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn replace_under_load_keeps_the_cluster_writable_with_zero_failed_writes() {
-    let mut cluster = Cluster::start(3, &[]).await;
-    let c = client(&cluster, 15_000);
-    const TASKS: u64 = 4;
-    const PER_TASK: u64 = 3;
-    setup(&c, TASKS * PER_TASK).await;
-    let load = start_load(&c, TASKS, PER_TASK);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut cluster, c, load) = three_nodes_under_load().await;
 
     let leader = cluster.wait_leader(Duration::from_secs(5)).await;
     let old = (1..=3).find(|id| *id != leader).expect("follower");
@@ -803,7 +812,7 @@ async fn replace_under_load_keeps_the_cluster_writable_with_zero_failed_writes()
     assert!(m.learners.is_empty(), "{m:?}");
 
     cluster.forget(old);
-    keep_writing_then_check_everything(&cluster, &c, load, TASKS * PER_TASK).await;
+    keep_writing_then_check_everything(&cluster, &c, load, LOAD_TASKS * LOAD_PER_TASK).await;
     let st4 = node_status(&addr4).await.expect("node 4");
     assert!(st4.voter, "{st4:?}");
 }
@@ -811,13 +820,7 @@ async fn replace_under_load_keeps_the_cluster_writable_with_zero_failed_writes()
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn removing_the_leader_hands_leadership_over_first_and_the_new_leader_removes_it_under_load()
 {
-    let mut cluster = Cluster::start(3, &[]).await;
-    let c = client(&cluster, 15_000);
-    const TASKS: u64 = 4;
-    const PER_TASK: u64 = 3;
-    setup(&c, TASKS * PER_TASK).await;
-    let load = start_load(&c, TASKS, PER_TASK);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (mut cluster, c, load) = three_nodes_under_load().await;
 
     let leader = cluster.wait_leader(Duration::from_secs(5)).await;
     let admin = client(&cluster, 60_000);
@@ -845,7 +848,7 @@ async fn removing_the_leader_hands_leadership_over_first_and_the_new_leader_remo
         voters.contains(&new_leader),
         "leader {new_leader} vs {voters:?}"
     );
-    keep_writing_then_check_everything(&cluster, &c, load, TASKS * PER_TASK).await;
+    keep_writing_then_check_everything(&cluster, &c, load, LOAD_TASKS * LOAD_PER_TASK).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -55,6 +55,18 @@ fn value(text: &str, series: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample {series}"))
 }
 
+/// The leader (waiting up to 10 s for one) and another node.
+async fn leader_and_a_follower(cluster: &Cluster) -> (u64, u64) {
+    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
+    let follower = cluster
+        .nodes
+        .keys()
+        .copied()
+        .find(|id| *id != leader)
+        .expect("a follower");
+    (leader, follower)
+}
+
 async fn cluster_with_http(n: u64) -> (Cluster, BTreeMap<u64, String>) {
     cluster_with_http_and(n, &[]).await
 }
@@ -303,13 +315,7 @@ async fn concurrent_linearizable_reads(extra: &[&str]) -> ReadRounds {
     ] {
         assert!(c.submit(cmd).await.applied_index().is_some());
     }
-    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
-    let follower = cluster
-        .nodes
-        .keys()
-        .copied()
-        .find(|id| *id != leader)
-        .expect("a follower");
+    let (leader, follower) = leader_and_a_follower(&cluster).await;
     let rounds_of = |id: u64| {
         let text = http_get(&http[&id], "/metrics");
         (
@@ -426,13 +432,7 @@ async fn a_followers_read_stuck_on_a_paused_leader_restarts_with_the_new_leader_
     ] {
         assert!(c.submit(cmd).await.applied_index().is_some());
     }
-    let leader = cluster.wait_leader(Duration::from_secs(10)).await;
-    let follower = cluster
-        .nodes
-        .keys()
-        .copied()
-        .find(|id| *id != leader)
-        .expect("a follower");
+    let (leader, follower) = leader_and_a_follower(&cluster).await;
     let restarts = || {
         value(
             &http_get(&http[&follower], "/metrics"),
