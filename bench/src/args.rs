@@ -112,6 +112,10 @@ pub struct Args {
     /// as a client with a certificate); default plaintext (--insecure).
     #[arg(long)]
     pub tls: bool,
+    /// With --dev: the nodes serve linearizable reads from the leader lease
+    /// (`tallyd dev --lease-reads`) instead of a read-index round per batch.
+    #[arg(long, requires = "dev")]
+    pub lease_reads: bool,
     /// With --endpoints: the cluster CA (PEM); connects with TLS.
     #[arg(long, requires_all = ["tls_cert", "tls_key"], conflicts_with = "dev")]
     pub tls_ca: Option<PathBuf>,

@@ -462,7 +462,7 @@ pub fn fs_type(path: &Path) -> Option<String> {
 }
 
 /// Each endpoint's role as it reports it (`leader`, `follower`, ... or
-/// `unreachable`), asked once (the status call hashes the whole state).
+/// `unreachable`), asked once.
 pub async fn roles(endpoints: &[String]) -> Vec<String> {
     statuses(endpoints)
         .await
@@ -472,7 +472,7 @@ pub async fn roles(endpoints: &[String]) -> Vec<String> {
 }
 
 /// Each endpoint's `NodeStatus` (`None`: no answer within 5 s), asked once
-/// each, in turn (the call hashes the node's whole state).
+/// each, in turn (without the state hash, which would hold back applying).
 pub async fn statuses(endpoints: &[String]) -> Vec<Option<NodeStatus>> {
     let mut out = Vec::with_capacity(endpoints.len());
     for endpoint in endpoints {
@@ -486,7 +486,12 @@ pub async fn node_status(endpoint: &str, timeout: Duration) -> Option<NodeStatus
     let status = async {
         let channel = tally_client::raw_channel(endpoint, timeout, client_tls().as_ref()).ok()?;
         let mut admin = AdminClient::new(channel);
-        let status = admin.get_node_status(NodeStatusRequest {}).await.ok()?;
+        let status = admin
+            .get_node_status(NodeStatusRequest {
+                omit_state_hash: true,
+            })
+            .await
+            .ok()?;
         Some(status.into_inner())
     };
     tokio::time::timeout(timeout, status).await.ok().flatten()

@@ -54,8 +54,13 @@ pub async fn run(args: Args) -> anyhow::Result<Outcome> {
             tallyd.display()
         );
         let tls = args.tls;
+        let extra: Vec<String> = args
+            .lease_reads
+            .then(|| "--lease-reads".to_string())
+            .into_iter()
+            .collect();
         let started = tokio::task::spawn_blocking(move || {
-            DevCluster::start_tls(&tallyd, nodes, data_dir.as_deref(), &[], tls)
+            DevCluster::start_tls(&tallyd, nodes, data_dir.as_deref(), &extra, tls)
         })
         .await
         .context("dev cluster start panicked")??;

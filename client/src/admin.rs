@@ -322,7 +322,7 @@ impl Client {
         };
         self.run(policy, |channel, timeout| async move {
             let response = admin_client(channel)
-                .get_node_status(with_timeout(NodeStatusRequest {}, timeout))
+                .get_node_status(with_timeout(NodeStatusRequest::default(), timeout))
                 .await?;
             Ok(response.into_inner())
         })

@@ -500,7 +500,12 @@ impl Client {
             let endpoint = endpoint.clone();
             sweeps.spawn(async move {
                 let mut admin = AdminClient::new(channel);
-                let call = admin.get_node_status(with_timeout(NodeStatusRequest {}, timeout));
+                let call = admin.get_node_status(with_timeout(
+                    NodeStatusRequest {
+                        omit_state_hash: true,
+                    },
+                    timeout,
+                ));
                 match tokio::time::timeout(timeout, call).await {
                     Ok(Ok(status)) => {
                         let status = status.into_inner();

@@ -529,7 +529,7 @@ pub async fn node_status(addr: &str) -> Result<NodeStatus, String> {
         let mut c = AdminClient::connect(format!("http://{addr}"))
             .await
             .map_err(|e| e.to_string())?;
-        c.get_node_status(NodeStatusRequest {})
+        c.get_node_status(NodeStatusRequest::default())
             .await
             .map(|r| r.into_inner())
             .map_err(|e| e.to_string())

@@ -440,6 +440,10 @@ pub struct DevArgs {
     /// with a throwaway CA and certificates made in <data-dir>/tls.
     #[arg(long)]
     pub insecure: bool,
+    /// Serve linearizable reads on each leader from its leader lease
+    /// (passes `--lease-reads` to every node; see `tallyd run --help`).
+    #[arg(long)]
+    pub lease_reads: bool,
 }
 
 impl RunArgs {

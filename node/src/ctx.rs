@@ -226,8 +226,9 @@ impl NodeCtx {
                 && !st.membership.membership().nodes().any(|(n, _)| *n == id))
     }
 
-    /// This node's own status.
-    pub fn node_status(&self) -> NodeStatus {
+    /// This node's own status; `with_hash`: the state hash too (it reads
+    /// the whole ledger under the state lock, once per applied index).
+    pub fn node_status(&self, with_hash: bool) -> NodeStatus {
         let m = self.metrics();
         let removed = self.removed();
         let voter = !removed
@@ -247,7 +248,11 @@ impl NodeCtx {
             ServerState::Leader => None,
             _ => self.leader_contact.since_ms(),
         };
-        let (hash, applied) = self.state_hash_cached();
+        let (hash, applied) = if with_hash {
+            self.state_hash_cached()
+        } else {
+            (String::new(), *self.applied.borrow())
+        };
         NodeStatus {
             node_id: self.config.node_id,
             addr: self.config.advertise_addr.clone(),

@@ -113,6 +113,7 @@ fn spawn_node(args: &DevArgs, node: &DevNode) -> anyhow::Result<Child> {
         .args(["--http-listen", &node.http, "--exit-with-parent"])
         .args(args.kafka.to_args())
         .args(node_tls_args(args, node.id))
+        .args(args.lease_reads.then_some("--lease-reads"))
         .stdin(Stdio::null())
         .stdout(Stdio::from(log.try_clone()?))
         .stderr(Stdio::from(log))
@@ -139,7 +140,9 @@ async fn wait_answering(
         loop {
             if let Ok(channel) = transport.channel(&m.addr, Duration::from_secs(1))
                 && AdminClient::new(channel)
-                    .get_node_status(NodeStatusRequest {})
+                    .get_node_status(NodeStatusRequest {
+                        omit_state_hash: true,
+                    })
                     .await
                     .is_ok()
             {
@@ -189,7 +192,9 @@ async fn init_and_wait_leader(
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         let st = admin
-            .get_node_status(NodeStatusRequest {})
+            .get_node_status(NodeStatusRequest {
+                omit_state_hash: true,
+            })
             .await?
             .into_inner();
         if st.has_leader {

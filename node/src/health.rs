@@ -39,7 +39,8 @@ pub fn readiness(ctx: &NodeCtx) -> Result<(), String> {
 
 fn metrics_text(ctx: &NodeCtx) -> String {
     let m = ctx.metrics();
-    let st = ctx.node_status();
+    // No state hash: a scrape must not hold back applying.
+    let st = ctx.node_status(false);
     let is_leader = u8::from(m.current_leader == Some(ctx.config.node_id));
     let mut out = String::new();
     let mut gauge = |name: &str, help: &str, value: u64| {

@@ -201,7 +201,9 @@ async fn step_down(grpc: &str, transport: &crate::transport::Transport) -> anyho
         .map_err(|e| anyhow::anyhow!("step-down: cannot connect to {grpc}: {e}"))?;
     let mut admin = AdminClient::new(channel);
     let me = admin
-        .get_node_status(NodeStatusRequest {})
+        .get_node_status(NodeStatusRequest {
+            omit_state_hash: true,
+        })
         .await
         .map_err(|s| anyhow::anyhow!("step-down: node status: {}", s.message()))?
         .into_inner();

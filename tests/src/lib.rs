@@ -572,7 +572,7 @@ pub async fn node_status(addr: &str) -> Result<NodeStatus, String> {
 async fn status_over(channel: tonic::transport::Channel) -> Result<NodeStatus, String> {
     let fut = async {
         let mut c = AdminClient::new(channel);
-        c.get_node_status(NodeStatusRequest {})
+        c.get_node_status(NodeStatusRequest::default())
             .await
             .map(|r| r.into_inner())
             .map_err(|e| e.to_string())

@@ -283,7 +283,7 @@ async fn a_node_with_a_foreign_certificate_gets_no_log_cannot_be_promoted_and_ad
     loop {
         let ch = raw_channel(&addr4, Duration::from_secs(1), Some(&own)).expect("ch");
         if pb::admin_client::AdminClient::new(ch)
-            .get_node_status(pb::NodeStatusRequest {})
+            .get_node_status(pb::NodeStatusRequest::default())
             .await
             .is_ok()
         {
@@ -305,7 +305,7 @@ async fn a_node_with_a_foreign_certificate_gets_no_log_cannot_be_promoted_and_ad
     tokio::time::sleep(Duration::from_secs(2)).await;
     let ch = raw_channel(&addr4, Duration::from_secs(1), Some(&own)).expect("ch");
     let st4 = pb::admin_client::AdminClient::new(ch)
-        .get_node_status(pb::NodeStatusRequest {})
+        .get_node_status(pb::NodeStatusRequest::default())
         .await
         .expect("status of node 4")
         .into_inner();

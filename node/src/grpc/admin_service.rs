@@ -643,9 +643,10 @@ impl AdminRpc for AdminService {
 
     async fn get_node_status(
         &self,
-        _req: Request<NodeStatusRequest>,
+        req: Request<NodeStatusRequest>,
     ) -> Result<Response<NodeStatus>, Status> {
-        Ok(Response::new(self.ctx.node_status()))
+        let with_hash = !req.get_ref().omit_state_hash;
+        Ok(Response::new(self.ctx.node_status(with_hash)))
     }
 
     async fn get_cluster_status(
@@ -680,7 +681,7 @@ impl AdminRpc for AdminService {
             let matched = matched_index(&metrics, *id);
             probes.push(tokio::spawn(async move {
                 let mut st = if member.node_id == ctx.config.node_id {
-                    ctx.node_status()
+                    ctx.node_status(true)
                 } else {
                     probe(&ctx, &member).await
                 };
@@ -766,7 +767,7 @@ async fn member_statuses(ctx: &NodeCtx) -> Vec<NodeStatus> {
     let mut statuses = Vec::new();
     for member in crate::grpc::cluster_version::members(ctx) {
         statuses.push(if member.node_id == ctx.config.node_id {
-            ctx.node_status()
+            ctx.node_status(true)
         } else {
             probe(ctx, &member).await
         });
@@ -867,7 +868,7 @@ async fn probe(ctx: &NodeCtx, member: &Member) -> NodeStatus {
         Ok(c) => c,
         Err(e) => return unreachable(e),
     };
-    let mut req = Request::new(NodeStatusRequest {});
+    let mut req = Request::new(NodeStatusRequest::default());
     req.set_timeout(STATUS_TIMEOUT);
     match tokio::time::timeout(
         STATUS_TIMEOUT,
