@@ -142,6 +142,15 @@ impl Verdict {
     }
 }
 
+/// Why [`DedupTable::restore`] refused its entries.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum RestoreRefusal {
+    /// This id comes more than once.
+    RepeatedId(StoredId),
+    /// This entry is stamped after the dedup clock.
+    StampedAfterClock(StoredId),
+}
+
 /// One remembered command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct DedupEntry {
@@ -316,21 +325,40 @@ impl DedupTable {
         });
     }
 
-    /// Rebuilds the table from restored entries (any order, distinct ids).
-    pub fn restore(max_seen_now_ms: u64, mut entries: Vec<DedupEntry>) -> DedupTable {
+    /// Rebuilds the table from restored entries (any order). Refused: an
+    /// id that comes twice (the table's own index finds it, so a restore
+    /// costs one probe per entry and no second set) and an entry stamped
+    /// after the clock. What [`DedupTable::check`] verifies besides holds
+    /// by construction: entries in stamp order, each indexed once.
+    pub fn restore(
+        max_seen_now_ms: u64,
+        mut entries: Vec<DedupEntry>,
+    ) -> Result<DedupTable, RestoreRefusal> {
         entries.sort_unstable_by(|a, b| {
             (a.stamp_ms, a.id.as_bytes()).cmp(&(b.stamp_ms, b.id.as_bytes()))
         });
-        let mut table = DedupTable {
-            max_seen_now_ms,
-            entries: VecDeque::with_capacity(entries.len()),
-            index: HashTable::with_capacity(entries.len()),
-            ..DedupTable::default()
-        };
-        for entry in entries {
-            table.push(entry);
+        if let Some(last) = entries.last()
+            && last.stamp_ms > max_seen_now_ms
+        {
+            return Err(RestoreRefusal::StampedAfterClock(last.id.clone()));
         }
-        table
+        let mut index = HashTable::with_capacity(entries.len());
+        for (seq, entry) in entries.iter().enumerate() {
+            let id = entry.id.as_bytes();
+            let hash = id_hash(id);
+            let at = |s: &u64| &entries[*s as usize];
+            if index.find(hash, |s| at(s).id.as_bytes() == id).is_some() {
+                return Err(RestoreRefusal::RepeatedId(entry.id.clone()));
+            }
+            index.insert_unique(hash, seq as u64, |s| id_hash(at(s).id.as_bytes()));
+        }
+        Ok(DedupTable {
+            max_seen_now_ms,
+            // A `Vec` becomes a `VecDeque` in place (no copy).
+            entries: VecDeque::from(entries),
+            index,
+            ..DedupTable::default()
+        })
     }
 
     /// Records changed since the last call (`Ledger::drain_dirty`): the
@@ -451,7 +479,8 @@ mod tests {
         assert_eq!(entry.fingerprint(), u128::MAX - 2);
         assert!(table.live(ids[2].as_bytes(), 21).is_none());
         assert!(table.live(b"c", 0).is_none());
-        let restored = DedupTable::restore(table.max_seen_now_ms, table.iter().cloned().collect());
+        let restored = DedupTable::restore(table.max_seen_now_ms, table.iter().cloned().collect())
+            .expect("distinct ids");
         restored.check().expect("restored consistent");
         table.evict_before(20);
         table.check().expect("consistent after eviction");
@@ -459,5 +488,26 @@ mod tests {
         assert!(!table.contains(b"a") && !table.contains(b"b"));
         assert!(table.contains(ids[3].as_bytes()));
         assert_eq!(restored.len(), 4);
+    }
+
+    #[test]
+    fn restore_refuses_an_id_that_comes_twice_even_with_different_stamps() {
+        let entry = |id: &str, stamp_ms: u64| {
+            DedupEntry::new(StoredId::new(id.as_bytes()), stamp_ms, 7, Verdict::Applied)
+        };
+        let entries = vec![entry("a", 30), entry("b", 10), entry("a", 20)];
+        let refused = DedupTable::restore(30, entries).expect_err("duplicate id");
+        assert_eq!(refused, RestoreRefusal::RepeatedId(StoredId::new(b"a")));
+        let table =
+            DedupTable::restore(30, vec![entry("b", 10), entry("a", 20)]).expect("distinct");
+        assert_eq!(table.len(), 2);
+        table
+            .check()
+            .expect("a restored table passes its own check");
+        let late = DedupTable::restore(15, vec![entry("b", 10), entry("a", 20)]);
+        assert_eq!(
+            late.expect_err("stamped after the clock"),
+            RestoreRefusal::StampedAfterClock(StoredId::new(b"a"))
+        );
     }
 }

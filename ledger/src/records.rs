@@ -105,7 +105,7 @@ use crate::command::{
     AccountId, HoldId, MAX_ASSET_SCALE, MAX_COMMAND_ID_BYTES, MAX_MARGIN_BRACKETS,
     MAX_TRANSFER_GRANTS, Owner, Wallet, is_valid_asset_symbol, is_valid_market_symbol,
 };
-use crate::dedup::{DedupEntry, DedupTable, StoredId, Verdict};
+use crate::dedup::{DedupEntry, DedupTable, RestoreRefusal, StoredId, Verdict};
 use crate::engine::{Ledger, LedgerConfig};
 use crate::history::HistoryEntry;
 use crate::ingest::{
@@ -941,16 +941,39 @@ impl Ledger {
         config: LedgerConfig,
         records: I,
     ) -> Result<Ledger, RecordError> {
+        let records = records.into_iter();
+        let expected = records.size_hint().0;
+        Ledger::from_records_expecting(config, records, expected)
+    }
+
+    /// [`Ledger::from_records`] with an estimate of the record count (e.g.
+    /// the store's key estimate): the big tables (accounts, balances,
+    /// remembered commands) are reserved for it up front instead of grown
+    /// by copying (each regrowth of a table of millions copies it and
+    /// faults in fresh pages). Reserved room that stays unused is address
+    /// space, never touched. Capped at [`MAX_EXPECTED_RECORDS`].
+    pub fn from_records_expecting<I: IntoIterator<Item = (Vec<u8>, Vec<u8>)>>(
+        config: LedgerConfig,
+        records: I,
+        expected_records: usize,
+    ) -> Result<Ledger, RecordError> {
         let mut parsed = Parsed::default();
+        parsed.reserve(expected_records.min(MAX_EXPECTED_RECORDS));
         for (key, value) in records {
             parsed.add(key, value)?;
         }
         let mut ledger = parsed.build(config)?;
-        ledger.check_invariants().map_err(RecordError::Invariant)?;
+        // The idempotency table is consistent by construction (restore).
+        ledger
+            .check_money_invariants()
+            .map_err(RecordError::Invariant)?;
         ledger.note_every_position();
         Ok(ledger)
     }
 }
+
+/// The most records [`Ledger::from_records_expecting`] reserves room for.
+pub const MAX_EXPECTED_RECORDS: usize = 64 << 20;
 
 /// Records sorted by kind, before they are linked together.
 #[derive(Default)]
@@ -961,15 +984,22 @@ struct Parsed {
     /// The cluster version of a format-7 meta record.
     cluster_version: Option<u32>,
     assets: BTreeMap<String, u32>,
-    accounts: Vec<(AccountId, AccountSettings, Vec<u8>)>,
+    /// Accounts; their keys are rebuilt for an error (the encoding is canonical).
+    accounts: Vec<(AccountId, AccountSettings)>,
     pairs: BTreeMap<String, ParsedPair>,
     /// Isolated margins by (market symbol, account).
     isolated: BTreeMap<(String, AccountId), (i128, Vec<u8>)>,
     /// History entries by (account, seq), with their asset symbols.
     history: BTreeMap<(AccountId, u64), (HistoryEntry, String, Vec<u8>)>,
-    balances: Vec<(Owner, String, Balance, Vec<u8>)>,
+    /// Balances by owner and interned symbol (an index into `symbols`):
+    /// a node with a million accounts restores millions of these, so none
+    /// carries its own symbol or key (rebuilt for an error).
+    balances: Vec<(Owner, u32, Balance)>,
+    /// Asset symbols of balance records, each once, checked once.
+    symbols: Vec<String>,
+    symbol_ids: rustc_hash::FxHashMap<String, u32>,
     holds: Vec<ParsedHold>,
-    dedup: Vec<(DedupEntry, Vec<u8>)>,
+    dedup: Vec<DedupEntry>,
     markets: BTreeMap<String, (ParsedMarket, Vec<u8>)>,
     /// Instrument records by market symbol: terms, settlement price, key.
     instruments: BTreeMap<String, (ParsedInstrument, Vec<u8>)>,
@@ -1092,6 +1122,13 @@ fn symbol_from(kind: RecordKind, key: &[u8], bytes: &[u8]) -> Result<String, Rec
 }
 
 impl Parsed {
+    /// Room for `records` of each of the kinds a big ledger is made of.
+    fn reserve(&mut self, records: usize) {
+        self.accounts.reserve(records);
+        self.balances.reserve(records);
+        self.dedup.reserve(records);
+    }
+
     fn add(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), RecordError> {
         let Some(kind) = RecordKind::of_key(&key) else {
             return Err(RecordError::UnknownKind { key });
@@ -1120,16 +1157,16 @@ impl Parsed {
                 if account == 0 {
                     return Err(bad("account id 0".into()));
                 }
-                self.accounts.push((account, settings, key));
+                self.accounts.push((account, settings));
             }
             RecordKind::Balance => {
                 let owner = k.owner().map_err(bad)?;
-                let symbol = symbol_from(kind, &key, k.rest())?;
+                let symbol = self.intern_symbol(kind, &key, k.rest())?;
                 let available = v.i128().map_err(bad)?;
                 let locked = v.i128().map_err(bad)?;
                 v.finish().map_err(bad)?;
                 self.balances
-                    .push((owner, symbol, Balance { available, locked }, key));
+                    .push((owner, symbol, Balance { available, locked }));
             }
             RecordKind::Hold => {
                 let hold = k.u64().map_err(bad)?;
@@ -1151,7 +1188,7 @@ impl Parsed {
                     return Err(bad("bad command id".into()));
                 }
                 let entry = read_dedup(StoredId::new(id), &mut v).map_err(bad)?;
-                self.dedup.push((entry, key));
+                self.dedup.push(entry);
             }
             RecordKind::Market => {
                 let symbol = match std::str::from_utf8(k.rest()) {
@@ -1184,6 +1221,28 @@ impl Parsed {
             }
         }
         Ok(())
+    }
+
+    /// The interned id of a balance record's asset symbol (validated the
+    /// first time it is seen).
+    fn intern_symbol(
+        &mut self,
+        kind: RecordKind,
+        key: &[u8],
+        bytes: &[u8],
+    ) -> Result<u32, RecordError> {
+        if let Some(&id) = std::str::from_utf8(bytes)
+            .ok()
+            .and_then(|symbol| self.symbol_ids.get(symbol))
+        {
+            return Ok(id);
+        }
+        let symbol = symbol_from(kind, key, bytes)?;
+        let id = u32::try_from(self.symbols.len())
+            .map_err(|_| malformed(kind, key, "too many asset symbols"))?;
+        self.symbols.push(symbol.clone());
+        self.symbol_ids.insert(symbol, id);
+        Ok(id)
     }
 
     /// An ingest record: a partition's position, or a kept failure.
@@ -1380,17 +1439,19 @@ impl Parsed {
                 system_listed: [false; 3],
             });
         }
-        for (account, settings, key) in self.accounts {
+        ledger.accounts.reserve(self.accounts.len());
+        for (account, settings) in self.accounts {
             let state = Account {
                 balances: Vec::new(),
                 history: settings.history.then(crate::history::History::default),
                 settings,
             };
             if ledger.accounts.insert(account, state).is_some() {
+                let key = encoded(|k| account_key(k, account));
                 return Err(duplicate(RecordKind::Account, &key));
             }
         }
-        restore_balances(&mut ledger, self.balances)?;
+        restore_balances(&mut ledger, self.balances, &self.symbols)?;
         for (hold, account, wallet, symbol, amount, remaining, key) in self.holds {
             let Some(&asset) = ledger.asset_index.get(&symbol) else {
                 return Err(malformed(RecordKind::Hold, &key, "unknown asset"));
@@ -1406,16 +1467,16 @@ impl Parsed {
                 return Err(duplicate(RecordKind::Hold, &key));
             }
         }
-        let mut entries = Vec::with_capacity(self.dedup.len());
-        let mut ids = rustc_hash::FxHashSet::default();
-        for (entry, key) in self.dedup {
-            // The key is the tag byte then the id.
-            if !ids.insert(key[1..].to_vec()) {
-                return Err(duplicate(RecordKind::Dedup, &key));
-            }
-            entries.push(entry);
-        }
-        ledger.dedup = DedupTable::restore(self.max_seen_now_ms.unwrap_or(0), entries);
+        ledger.dedup = DedupTable::restore(self.max_seen_now_ms.unwrap_or(0), self.dedup).map_err(
+            |refusal| match refusal {
+                RestoreRefusal::RepeatedId(id) => {
+                    duplicate(RecordKind::Dedup, &encoded(|k| dedup_key(k, &id)))
+                }
+                RestoreRefusal::StampedAfterClock(id) => {
+                    RecordError::Invariant(format!("dedup id {id:?} stamped after the dedup clock"))
+                }
+            },
+        )?;
         if let Some(window_ms) = self.dedup_window_ms {
             ledger.dedup_window_ms = window_ms;
         }
@@ -1565,30 +1626,37 @@ fn restore_ingest(
 /// Links balance records to their accounts and assets (each once).
 fn restore_balances(
     ledger: &mut Ledger,
-    balances: Vec<(Owner, String, Balance, Vec<u8>)>,
+    balances: Vec<(Owner, u32, Balance)>,
+    symbols: &[String],
 ) -> Result<(), RecordError> {
+    // Interned symbol -> asset index, resolved once per symbol.
+    let assets: Vec<Option<AssetIdx>> = symbols
+        .iter()
+        .map(|symbol| ledger.asset_index.get(symbol).copied())
+        .collect();
     let mut seen_system = rustc_hash::FxHashSet::default();
-    for (owner, symbol, balance, key) in balances {
-        let Some(&idx) = ledger.asset_index.get(&symbol) else {
-            return Err(malformed(RecordKind::Balance, &key, "unknown asset"));
+    for (owner, symbol, balance) in balances {
+        let key = || encoded(|k| balance_key(k, owner, &symbols[symbol as usize]));
+        let Some(idx) = assets[symbol as usize] else {
+            return Err(malformed(RecordKind::Balance, &key(), "unknown asset"));
         };
         match (owner.client(), system_slot(owner)) {
             (Some((id, wallet)), _) => {
                 let Some(account) = ledger.accounts.get_mut(&id) else {
-                    return Err(malformed(RecordKind::Balance, &key, "unknown account"));
+                    return Err(malformed(RecordKind::Balance, &key(), "unknown account"));
                 };
                 if account.get(wallet, idx).is_some() {
-                    return Err(duplicate(RecordKind::Balance, &key));
+                    return Err(duplicate(RecordKind::Balance, &key()));
                 }
                 *account.slot_mut(wallet, idx) = balance;
             }
             (_, Some(slot)) => {
                 if !seen_system.insert((slot, idx)) {
-                    return Err(duplicate(RecordKind::Balance, &key));
+                    return Err(duplicate(RecordKind::Balance, &key()));
                 }
                 ledger.assets[idx as usize].system[slot] = balance;
             }
-            (_, None) => return Err(malformed(RecordKind::Balance, &key, "bad owner")),
+            (_, None) => return Err(malformed(RecordKind::Balance, &key(), "bad owner")),
         }
     }
     Ok(())

@@ -85,7 +85,9 @@ pub async fn start(
     let data_dir_lock = storage::lock_data_dir(&config.data_dir)?;
     crate::metrics::set_node_id(config.node_id);
     identity::check_or_create(&config.data_dir, &config.cluster_id, config.node_id)?;
+    let started_at = std::time::Instant::now();
     let db = storage::open_db(&config.data_dir)?;
+    let storage_open_ms = started_at.elapsed().as_millis() as u64;
     let raft_config = Config {
         cluster_name: config.cluster_id.clone(),
         heartbeat_interval: config.heartbeat_interval_ms,
@@ -106,7 +108,9 @@ pub async fn start(
     .validate()?;
     let log_store = LogStore::new(db.clone())?;
     let kafka = Arc::new(KafkaRuntime::new(config.kafka.clone()));
+    let loading_at = std::time::Instant::now();
     let sm = StateMachineStore::open(db.clone(), config.ledger, kafka.outbox.clone())?;
+    let state_load_ms = loading_at.elapsed().as_millis() as u64;
     let state = sm.shared();
     let applied = sm.applied_watch();
     let network = NetworkFactory {
@@ -123,6 +127,8 @@ pub async fn start(
         applied_index = recovered_index,
         committed_index = saved_committed,
         to_replay = saved_committed.saturating_sub(recovered_index),
+        storage_open_ms,
+        state_load_ms,
         "recovering: re-applying committed log entries after the state machine's last applied"
     );
     let raft = Raft::new(

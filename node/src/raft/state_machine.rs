@@ -140,6 +140,89 @@ fn lock_poisoned() -> io::Error {
     io::Error::other("state machine lock poisoned")
 }
 
+/// Readahead of the startup scan of the ledger records (one sequential
+/// pass over the state machine's column family).
+const SCAN_READAHEAD_BYTES: usize = 4 << 20;
+
+/// Records per chunk the startup scan hands to the parser.
+const SCAN_CHUNK_RECORDS: usize = 4096;
+/// Chunks scanned ahead of the parser (bounds the scan's memory to about
+/// `SCAN_CHUNKS_AHEAD * SCAN_CHUNK_RECORDS` records).
+const SCAN_CHUNKS_AHEAD: usize = 8;
+
+/// Rebuilds the ledger from the state machine's records: one thread scans
+/// RocksDB (one sequential pass, past the block cache) while this one
+/// parses and links the records, so a restart with a million accounts
+/// uses both cores. Nothing is collected first: chunks stream through a
+/// bounded channel.
+fn restore_ledger(db: &DB, ledger_config: LedgerConfig) -> Result<Ledger, io::Error> {
+    let sm_cf = cf(db, CF_SM)?;
+    // The store's estimate sizes the big tables up front (no regrowth).
+    let expected_records = db
+        .property_int_value_cf(sm_cf, "rocksdb.estimate-num-keys")
+        .ok()
+        .flatten()
+        .unwrap_or(0);
+    type Chunk = Result<Vec<(Vec<u8>, Vec<u8>)>, rocksdb::Error>;
+    let (restored, read_error) = std::thread::scope(|scope| {
+        let (chunks_tx, chunks_rx) = std::sync::mpsc::sync_channel::<Chunk>(SCAN_CHUNKS_AHEAD);
+        let scanner = std::thread::Builder::new()
+            .name("tally-restore-scan".into())
+            .spawn_scoped(scope, move || {
+                let mut scan = rocksdb::ReadOptions::default();
+                scan.fill_cache(false);
+                scan.set_readahead_size(SCAN_READAHEAD_BYTES);
+                let mut chunk = Vec::with_capacity(SCAN_CHUNK_RECORDS);
+                for item in db.iterator_cf_opt(sm_cf, scan, IteratorMode::Start) {
+                    match item {
+                        Ok((k, v)) => chunk.push((k.into_vec(), v.into_vec())),
+                        Err(e) => {
+                            let _ = chunks_tx.send(Err(e));
+                            return;
+                        }
+                    }
+                    if chunk.len() == SCAN_CHUNK_RECORDS {
+                        let full =
+                            std::mem::replace(&mut chunk, Vec::with_capacity(SCAN_CHUNK_RECORDS));
+                        // The parser stopped (it refused a record): done.
+                        if chunks_tx.send(Ok(full)).is_err() {
+                            return;
+                        }
+                    }
+                }
+                if !chunk.is_empty() {
+                    let _ = chunks_tx.send(Ok(chunk));
+                }
+            });
+        if let Err(e) = scanner {
+            return (None, Some(format!("cannot start the restore scan: {e}")));
+        }
+        let mut read_error = None;
+        let records = chunks_rx
+            .iter()
+            .map_while(|chunk| match chunk {
+                Ok(records) => Some(records),
+                Err(e) => {
+                    read_error = Some(format!("reading ledger records: {e}"));
+                    None
+                }
+            })
+            .flatten();
+        let restored = Ledger::from_records_expecting(
+            ledger_config,
+            records,
+            usize::try_from(expected_records).unwrap_or(usize::MAX),
+        );
+        (Some(restored), read_error)
+    });
+    if let Some(e) = read_error {
+        return Err(io::Error::other(e));
+    }
+    restored
+        .ok_or_else(|| io::Error::other("restore scan did not run"))?
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, format!("ledger records: {e}")))
+}
+
 /// openraft's state-machine handle.
 #[derive(Clone)]
 pub struct StateMachineStore {
@@ -159,15 +242,7 @@ impl StateMachineStore {
         ledger_config: LedgerConfig,
         outbox: Arc<OutboxGauge>,
     ) -> Result<Self, io::Error> {
-        let sm_cf = cf(&db, CF_SM)?;
-        let mut records = Vec::new();
-        for item in db.iterator_cf(sm_cf, IteratorMode::Start) {
-            let (k, v) = item.map_err(io::Error::other)?;
-            records.push((k.to_vec(), v.to_vec()));
-        }
-        let ledger = Ledger::from_records(ledger_config, records).map_err(|e| {
-            io::Error::new(io::ErrorKind::InvalidData, format!("ledger records: {e}"))
-        })?;
+        let ledger = restore_ledger(&db, ledger_config)?;
         if ledger.cluster_version() > crate::version::max_supported() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
