@@ -107,7 +107,7 @@ fn read(path: &Path) -> anyhow::Result<BackupBody> {
     if blake3::hash(body).as_bytes() != sum {
         return Err(invalid("checksum mismatch (truncated or corrupted)".into()));
     }
-    let body: BackupBody = codec::decode(body).map_err(|e| invalid(e.to_string()))?;
+    let body: BackupBody = codec::decode_snapshot(body).map_err(|e| invalid(e.to_string()))?;
     let ledger = Ledger::from_records(LedgerConfig::default(), body.records.iter().cloned())
         .map_err(|e| invalid(format!("records: {e}")))?;
     let hash = hex::encode(ledger.state_hash());

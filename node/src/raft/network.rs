@@ -57,6 +57,52 @@ pub const HEDGE_AFTER_MAX: Duration = Duration::from_millis(250);
 pub const HEDGE_MAX_BYTES: usize = 4 * 1024 * 1024;
 /// Latencies kept per peer to pick the hedge delay from.
 const LATENCY_SAMPLES: usize = 16;
+/// The hedge budget (see [`HedgeBudget`]), in tenths of a copy: what one
+/// RPC earns (a fifth of a copy)...
+const HEDGE_TENTHS_PER_RPC: u32 = 2;
+/// ...what a copy costs...
+const HEDGE_TENTHS_PER_COPY: u32 = 10;
+/// ...and the most a quiet stretch saves up (a burst of ten copies).
+const HEDGE_TENTHS_MAX: u32 = 100;
+
+/// How many hedged copies a peer client may still send: each RPC earns a
+/// fifth of a copy, up to ten copies saved (gRPC's retry throttling,
+/// applied to hedges), so copies stay at most a fifth of the RPCs over
+/// time. Without it an overloaded cluster, whose answers are slow but not
+/// lost, could send up to three copies of everything: more load exactly
+/// when it has none to spare, and every losing copy is cancelled, which
+/// counts against the peer's HTTP/2 limit of resets before accept (past
+/// it the server drops the connection).
+#[derive(Debug)]
+struct HedgeBudget {
+    tenths: u32,
+}
+
+impl HedgeBudget {
+    fn new() -> Self {
+        HedgeBudget {
+            tenths: HEDGE_TENTHS_MAX,
+        }
+    }
+
+    /// One more RPC sent.
+    fn earn(&mut self) {
+        self.tenths = (self.tenths + HEDGE_TENTHS_PER_RPC).min(HEDGE_TENTHS_MAX);
+    }
+
+    /// Takes the price of one copy; false if the budget is spent.
+    fn spend(&mut self) -> bool {
+        if !self.can_spend() {
+            return false;
+        }
+        self.tenths -= HEDGE_TENTHS_PER_COPY;
+        true
+    }
+
+    fn can_spend(&self) -> bool {
+        self.tenths >= HEDGE_TENTHS_PER_COPY
+    }
+}
 
 /// Builds per-peer clients. Connections are lazy: nothing dials until the first RPC.
 #[derive(Clone)]
@@ -95,6 +141,8 @@ pub struct PeerClient {
     next_sample: usize,
     /// The current hedge delay (kept by [`PeerClient::record_latency`]).
     hedge_after: Duration,
+    /// What the hedged copies may still cost.
+    hedge_budget: HedgeBudget,
     /// Whether the last RPC reached the peer (a change is logged once).
     reachable: bool,
 }
@@ -112,6 +160,7 @@ impl RaftNetworkFactory<TypeConfig> for NetworkFactory {
             latencies: Vec::with_capacity(LATENCY_SAMPLES),
             next_sample: 0,
             hedge_after: HEDGE_AFTER_MAX,
+            hedge_budget: HedgeBudget::new(),
             reachable: true,
         }
     }
@@ -256,11 +305,17 @@ impl PeerClient {
         let mut launched = 0;
         let mut next_copy_at = tokio::time::Instant::now();
         let mut last_failure = None;
+        self.hedge_budget.earn();
         loop {
             // Launch the copies that are due (the first one at once).
             while launched < copies
                 && (inflight.is_empty() || tokio::time::Instant::now() >= next_copy_at)
             {
+                // A copy beside one still in flight costs budget; one sent
+                // because every earlier copy failed at once does not.
+                if !inflight.is_empty() && !self.hedge_budget.spend() {
+                    break;
+                }
                 let slot = launched;
                 launched += 1;
                 let client = match self.conn(slot) {
@@ -286,7 +341,7 @@ impl PeerClient {
                     ))),
                 };
             }
-            let hedge_due = launched < copies;
+            let hedge_due = launched < copies && self.hedge_budget.can_spend();
             tokio::select! {
                 Some((slot, result)) = inflight.next() => match result {
                     Ok(reply) => return Ok((slot, Ok(reply))),
@@ -440,4 +495,28 @@ fn error_chain(status: &tonic::Status) -> String {
         depth += 1;
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hedged_copies_are_limited_to_a_fifth_of_the_rpcs_after_a_saved_burst() {
+        let mut budget = HedgeBudget::new();
+        let burst = (0..100).take_while(|_| budget.spend()).count();
+        assert_eq!(burst, 10);
+        let mut copies = 0;
+        for _ in 0..1000 {
+            budget.earn();
+            if budget.spend() {
+                copies += 1;
+            }
+        }
+        assert_eq!(copies, 200, "a fifth of 1000 RPCs");
+        for _ in 0..1000 {
+            budget.earn();
+        }
+        assert_eq!(budget.tenths, HEDGE_TENTHS_MAX);
+    }
 }

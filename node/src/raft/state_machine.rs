@@ -93,9 +93,9 @@ struct SnapshotBodyWithoutOutbox {
 impl SnapshotBody {
     /// Decodes this build's body, or the older one without the outbox.
     fn decode(data: &[u8]) -> Result<SnapshotBody, io::Error> {
-        match codec::decode::<SnapshotBody>(data) {
+        match codec::decode_snapshot::<SnapshotBody>(data) {
             Ok(body) => Ok(body),
-            Err(error) => match codec::decode::<SnapshotBodyWithoutOutbox>(data) {
+            Err(error) => match codec::decode_snapshot::<SnapshotBodyWithoutOutbox>(data) {
                 Ok(old) => Ok(SnapshotBody {
                     last_applied: old.last_applied,
                     membership: old.membership,
@@ -143,6 +143,9 @@ fn lock_poisoned() -> io::Error {
 /// Readahead of the startup scan of the ledger records (one sequential
 /// pass over the state machine's column family).
 const SCAN_READAHEAD_BYTES: usize = 4 << 20;
+
+/// Write buffer of the snapshot file.
+const SNAPSHOT_WRITE_BUFFER_BYTES: usize = 1 << 20;
 
 /// Records per chunk the startup scan hands to the parser.
 const SCAN_CHUNK_RECORDS: usize = 4096;
@@ -479,14 +482,18 @@ impl StateMachineStore {
         use std::io::Write as _;
         let path = self.snapshot_path();
         let tmp = path.with_extension("bin.tmp");
-        let bytes = codec::encode(snapshot)?;
         let mut file = std::fs::File::create(&tmp)?;
         if failpoint::reached(Point::SnapshotSavePartial, 1) {
+            let bytes = codec::encode(snapshot)?;
             file.write_all(&bytes[..bytes.len() / 2])?;
             file.sync_all()?;
             failpoint::abort(Point::SnapshotSavePartial, "half the snapshot file written");
         }
-        file.write_all(&bytes)?;
+        // Encoded straight into the file: no second in-memory copy of a
+        // snapshot that can be hundreds of MB.
+        let mut out = std::io::BufWriter::with_capacity(SNAPSHOT_WRITE_BUFFER_BYTES, file);
+        codec::encode_to_writer(snapshot, &mut out)?;
+        let file = out.into_inner().map_err(|e| e.into_error())?;
         file.sync_all()?;
         drop(file);
         std::fs::rename(&tmp, &path)?;
@@ -498,7 +505,7 @@ impl StateMachineStore {
 
     fn load_snapshot(&self) -> Result<Option<StoredSnapshot>, io::Error> {
         match std::fs::read(self.snapshot_path()) {
-            Ok(bytes) => Ok(Some(codec::decode(&bytes)?)),
+            Ok(bytes) => Ok(Some(codec::decode_snapshot(&bytes)?)),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e),
         }
@@ -563,6 +570,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 outbox,
             };
             let data = codec::encode(&body)?;
+            let records = body.records.len();
+            // The records are in `data` now: free them before the file is written.
+            drop(body);
             METRICS
                 .snapshot_build_seconds
                 .observe_duration(started.elapsed());
@@ -574,7 +584,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
                 term = meta.last_log_id.as_ref().map_or(0, |l| l.leader_id.term),
                 index = meta.last_log_id.as_ref().map_or(0, |l| l.index),
                 bytes = data.len(),
-                records = body.records.len(),
+                records,
                 total_ms = started.elapsed().as_millis() as u64,
                 "built snapshot"
             );
