@@ -6,7 +6,7 @@
 //! read-index round counters: concurrent linearizable reads share rounds,
 //! and each still sees every write acknowledged before it began; a
 //! follower's round stuck on a paused leader restarts once a new leader is
-//! known.
+//! known. And a status poll can leave out the state hash.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use tally_client::{Client, ClientConfig, commands};
 use tally_proto::v1::admin_client::AdminClient;
-use tally_proto::v1::{RemoveRequest, SnapshotRequest, TransferLeaderRequest};
+use tally_proto::v1::{NodeStatusRequest, RemoveRequest, SnapshotRequest, TransferLeaderRequest};
 use tally_tests::{Cluster, free_port};
 
 fn http_get(addr: &str, path: &str) -> String {
@@ -513,6 +513,38 @@ async fn wait_logged_where(
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_status_poll_may_omit_the_state_hash_and_a_plain_one_carries_the_ledgers_hash() {
+    let (cluster, _http) = cluster_with_http(3).await;
+    let (leader, _) = leader_and_a_follower(&cluster).await;
+    let mut admin = admin(&cluster.addr(leader)).await;
+    let plain = admin
+        .get_node_status(NodeStatusRequest::default())
+        .await
+        .expect("status")
+        .into_inner();
+    let omitted = admin
+        .get_node_status(NodeStatusRequest {
+            omit_state_hash: true,
+        })
+        .await
+        .expect("status without the hash")
+        .into_inner();
+    assert_eq!(omitted.state_hash, "", "the hash was asked to be left out");
+    assert_eq!((omitted.role.as_str(), omitted.node_id), ("leader", leader));
+    assert!(omitted.applied_index >= plain.applied_index);
+    let hashes = cluster.state_hashes(plain.applied_index).await;
+    let (hash, index) = &hashes[&leader];
+    assert_eq!(
+        *index, plain.applied_index,
+        "an idle cluster applied nothing meanwhile"
+    );
+    assert_eq!(
+        &plain.state_hash, hash,
+        "a plain status carries GetStateHash's hash"
+    );
 }
 
 async fn admin(addr: &str) -> AdminClient<tonic::transport::Channel> {
