@@ -581,16 +581,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Ends the process once its parent is gone (it was re-parented), so a
-/// killed `tallyd dev` leaves no orphan nodes behind. By SIGKILL to itself,
-/// not `exit`: `exit` runs RocksDB's static destructors, which join its
-/// background threads and so wait for a running flush or compaction (the
-/// likely cause of a node outliving its killed supervisor by more than
-/// 10 s on a loaded machine, as the dev_cluster test saw). Ending abruptly is what a crash
-/// does, which the node survives by design (the log is fsynced before any
-/// acknowledgement).
+/// Ends the process once its parent is gone, so a killed `tallyd dev`
+/// leaves no orphan nodes behind. Two ways, both by SIGKILL:
+/// - the kernel's parent-death signal (`PR_SET_PDEATHSIG`), sent the moment
+///   the supervisor's spawning thread ends. `tallyd dev` spawns every node
+///   from its main future (`crate::dev::run`, driven by `block_on` on the
+///   main thread), so that thread lives exactly as long as the supervisor;
+/// - a watcher OS thread that polls the parent pid every 200 ms: covers a
+///   parent that died before the signal was armed.
+///
+/// Nothing is logged on the way out: a write to the log file can block for
+/// seconds under dirty-page throttling on a disk-bound machine, and a
+/// logging watcher once outlived its supervisor by more than 10 s in CI.
+/// SIGKILL, not `exit`: `exit` runs RocksDB's static destructors, which wait
+/// for a running compaction. Ending abruptly is what a crash does, which the
+/// node survives by design (the log is fsynced before any acknowledgement).
 fn exit_with_parent() {
     let parent = std::os::unix::process::parent_id();
+    if let Err(e) =
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))
+    {
+        tracing::warn!(error = %e, "cannot arm the parent-death signal; watching the parent pid only");
+    }
     // Its own OS thread, not a tokio task: a busy or blocked runtime (the
     // full test suite on two cores) must not delay it.
     let spawned = std::thread::Builder::new()
@@ -599,7 +611,6 @@ fn exit_with_parent() {
             loop {
                 std::thread::sleep(Duration::from_millis(200));
                 if std::os::unix::process::parent_id() != parent {
-                    tracing::warn!(parent, "the tallyd dev supervisor is gone; stopping");
                     let me = rustix::process::getpid();
                     let _ = rustix::process::kill_process(me, rustix::process::Signal::KILL);
                     std::process::exit(1);
@@ -607,7 +618,7 @@ fn exit_with_parent() {
             }
         });
     if let Err(e) = spawned {
-        tracing::warn!(error = %e, "cannot watch the parent process: --exit-with-parent is off");
+        tracing::warn!(error = %e, "cannot watch the parent process");
     }
 }
 

@@ -87,6 +87,10 @@ fn node_tls_args(args: &DevArgs, id: u64) -> Vec<String> {
     .flags()
 }
 
+/// Called only from `run`'s own future, never from a spawned task: a node's
+/// parent-death signal (`--exit-with-parent`) fires when the *thread* that
+/// spawned it ends, and `run` is driven on the main thread, which lives as
+/// long as the supervisor.
 fn spawn_node(args: &DevArgs, node: &DevNode) -> anyhow::Result<Child> {
     let exe = std::env::current_exe()?;
     let dir = args.data_dir.join(format!("node-{}", node.id));

@@ -36,6 +36,44 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
+/// For a failure message: a live process's state, what it waits on, and
+/// the state of each of its threads (tells a stuck exit from no signal).
+fn process_state(pid: u32) -> String {
+    let read = |path: String| std::fs::read_to_string(path).unwrap_or_default();
+    let status = read(format!("/proc/{pid}/status"));
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or("?")
+            .trim()
+            .to_string()
+    };
+    let mut threads: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|t| {
+            let stat = read(format!("{}/stat", t.path().display()));
+            let state = stat
+                .rsplit_once(") ")
+                .map_or("?", |(_, r)| &r[..1])
+                .to_string();
+            let wchan = read(format!("{}/wchan", t.path().display()));
+            format!("{state}:{wchan}")
+        })
+        .collect();
+    threads.sort();
+    threads.dedup();
+    format!(
+        "pid {pid} state {} ppid {} sigpnd {} shdpnd {} threads {threads:?}",
+        field("State:"),
+        field("PPid:"),
+        field("SigPnd:"),
+        field("ShdPnd:")
+    )
+}
+
 /// The pid in `started node N (pid P) ...`.
 fn started_pid(line: &str, node: u64) -> Option<u32> {
     let rest = line.strip_prefix(&format!("started node {node} (pid "))?;
@@ -189,7 +227,14 @@ async fn dev_cluster_restarts_a_killed_node_refuses_a_second_supervisor_and_leav
     let _ = dev.wait();
     let deadline = Instant::now() + Duration::from_secs(10);
     while pids.iter().any(|p| alive(*p)) {
-        assert!(Instant::now() < deadline, "orphan nodes left: {pids:?}");
+        assert!(
+            Instant::now() < deadline,
+            "orphan nodes left: {:?}",
+            pids.iter()
+                .filter(|p| alive(**p))
+                .map(|p| process_state(*p))
+                .collect::<Vec<_>>()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
