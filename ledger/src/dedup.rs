@@ -361,6 +361,12 @@ impl DedupTable {
         })
     }
 
+    /// Records `take_dirty` would hand out now (an upper bound: an id
+    /// evicted and remembered again counts twice).
+    pub fn dirty_count(&self) -> usize {
+        self.evicted_since_take.len() + self.new_since_take.min(self.entries.len())
+    }
+
     /// Records changed since the last call (`Ledger::drain_dirty`): the
     /// evicted ids, and the entries inserted since (the newest). An id may be in both (evicted, then
     /// remembered again); each is in each at most once.

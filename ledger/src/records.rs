@@ -686,6 +686,12 @@ impl Ledger {
         }
     }
 
+    /// How many records `drain_dirty` would hand out now, about (an upper
+    /// bound): the shell drains when this passes its batch bound. O(1).
+    pub fn dirty_count(&self) -> usize {
+        self.dirty.count() + self.dedup.dirty_count()
+    }
+
     /// Records changed since the last call (or `drain_dirty`):
     /// `(key, Some(value))` for written, `(key, None)` for deleted, sorted by
     /// key, each key once: [`Ledger::drain_dirty`], collected and sorted.

@@ -231,6 +231,12 @@ impl DirtySet {
         }
     }
 
+    /// Records noted since the last drain (an upper bound: a balance
+    /// re-created after a rollback counts twice).
+    pub fn count(&self) -> usize {
+        self.keys.len() + self.balances.len() + usize::from(self.meta)
+    }
+
     /// Whether the meta record changed; clears the flag.
     pub fn take_meta(&mut self) -> bool {
         std::mem::take(&mut self.meta)

@@ -63,6 +63,8 @@ pub struct NodeCtx {
     pub state: SharedState,
     pub applied: watch::Receiver<u64>,
     pub db: Arc<DB>,
+    /// The state machine's checkpoints (a backup forces one first).
+    pub checkpoints: Arc<crate::raft::checkpoint::Checkpoints>,
     pub leader_contact: LeaderContact,
     /// Kafka ingest and publishing state (inactive without Kafka config).
     pub kafka: Arc<KafkaRuntime>,
@@ -86,7 +88,7 @@ impl NodeCtx {
         writer: Writer,
         state: SharedState,
         applied: watch::Receiver<u64>,
-        db: Arc<DB>,
+        checkpoints: Arc<crate::raft::checkpoint::Checkpoints>,
         kafka: Arc<KafkaRuntime>,
     ) -> Self {
         NodeCtx {
@@ -95,7 +97,8 @@ impl NodeCtx {
             writer,
             state,
             applied,
-            db,
+            db: checkpoints.db(),
+            checkpoints,
             leader_contact: LeaderContact::default(),
             kafka,
             transport: crate::transport::Transport::default(),

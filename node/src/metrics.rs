@@ -108,6 +108,7 @@ pub struct Metrics {
     pub apply_batch_seconds: Histogram,
     pub entry_commands: Histogram,
     pub snapshot_build_seconds: Histogram,
+    pub checkpoint_seconds: Histogram,
     pub snapshot_install_seconds: Histogram,
     pub snapshot_bytes: AtomicU64,
     pub tls_handshake_failures: AtomicU64,
@@ -162,6 +163,7 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     apply_batch_seconds: Histogram::new(&LATENCY_BUCKETS_S),
     entry_commands: Histogram::new(&SIZE_BUCKETS),
     snapshot_build_seconds: Histogram::new(&LATENCY_BUCKETS_S),
+    checkpoint_seconds: Histogram::new(&LATENCY_BUCKETS_S),
     snapshot_install_seconds: Histogram::new(&LATENCY_BUCKETS_S),
     snapshot_bytes: AtomicU64::new(0),
     tls_handshake_failures: AtomicU64::new(0),
@@ -367,7 +369,7 @@ impl Metrics {
                 count.load(Relaxed)
             );
         }
-        let histograms: [(&str, &str, &Histogram); 6] = [
+        let histograms: [(&str, &str, &Histogram); 7] = [
             (
                 "tally_wal_fsync_duration_seconds",
                 "WAL fsync (group of Raft log appends).",
@@ -375,18 +377,23 @@ impl Metrics {
             ),
             (
                 "tally_apply_write_duration_seconds",
-                "Write of one applied batch to RocksDB.",
+                "Write of one applied batch's events outbox rows to RocksDB.",
                 &self.apply_write_seconds,
             ),
             (
                 "tally_apply_duration_seconds",
-                "Applying one batch of entries (engine and write).",
+                "Applying one batch of entries (engine and outbox write).",
                 &self.apply_batch_seconds,
             ),
             (
                 "tally_entry_commands",
                 "Commands per applied Raft entry.",
                 &self.entry_commands,
+            ),
+            (
+                "tally_checkpoint_duration_seconds",
+                "Writing one ledger checkpoint (changed records and the applied index) to RocksDB.",
+                &self.checkpoint_seconds,
             ),
             (
                 "tally_snapshot_build_duration_seconds",

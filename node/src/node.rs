@@ -113,6 +113,7 @@ pub async fn start(
     let state_load_ms = loading_at.elapsed().as_millis() as u64;
     let state = sm.shared();
     let applied = sm.applied_watch();
+    let checkpoints = sm.checkpoints();
     let network = NetworkFactory {
         cluster_id: config.cluster_id.clone(),
         transport: transport.clone(),
@@ -153,7 +154,7 @@ pub async fn start(
             writer,
             state,
             applied,
-            db,
+            checkpoints.clone(),
             kafka.clone(),
         )
         .with_transport(transport),
@@ -281,6 +282,17 @@ pub async fn start(
             }
         };
         let _ = raft_for_shutdown.shutdown().await;
+        // The applied state on disk as of now: the next start re-applies
+        // nothing it has not missed.
+        match tokio::task::spawn_blocking(move || checkpoints.checkpoint(true)).await {
+            Ok(Ok(index)) => tracing::info!(node_id, index, "final checkpoint written"),
+            Ok(Err(e)) => {
+                tracing::warn!(node_id, error = %e, "final checkpoint not written; the next start re-applies from the last one")
+            }
+            Err(e) => {
+                tracing::warn!(node_id, error = %e, "final checkpoint not written; the next start re-applies from the last one")
+            }
+        }
         result
     });
     Ok(RunningNode {

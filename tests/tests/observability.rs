@@ -134,6 +134,7 @@ async fn metrics_of_a_node_under_load_have_the_required_series_and_types_and_cou
         ("tally_wal_fsync_duration_seconds", "histogram"),
         ("tally_apply_write_duration_seconds", "histogram"),
         ("tally_apply_duration_seconds", "histogram"),
+        ("tally_checkpoint_duration_seconds", "histogram"),
         ("tally_entry_commands", "histogram"),
         ("tally_grpc_requests_total", "counter"),
         ("tally_grpc_request_duration_seconds", "histogram"),

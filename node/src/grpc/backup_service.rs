@@ -30,12 +30,16 @@ impl BackupRpc for BackupService {
         _req: Request<BackupRequest>,
     ) -> Result<Response<Self::BackupStream>, Status> {
         let db = self.ctx.db.clone();
+        let checkpoints = self.ctx.checkpoints.clone();
         let cluster_id = self.ctx.config.cluster_id.clone();
-        let (file, info) =
-            tokio::task::spawn_blocking(move || crate::backup::create(&db, &cluster_id))
-                .await
-                .map_err(|e| status(Code::Internal, "BACKUP_FAILED", e.to_string()))?
-                .map_err(|e| status(Code::Internal, "BACKUP_FAILED", e.to_string()))?;
+        // A checkpoint first: the backup holds every write applied before it.
+        let (file, info) = tokio::task::spawn_blocking(move || {
+            checkpoints.checkpoint(true)?;
+            crate::backup::create(&db, &cluster_id)
+        })
+        .await
+        .map_err(|e| status(Code::Internal, "BACKUP_FAILED", e.to_string()))?
+        .map_err(|e| status(Code::Internal, "BACKUP_FAILED", e.to_string()))?;
         tracing::info!(
             node_id = self.ctx.config.node_id,
             index = info.applied_index,

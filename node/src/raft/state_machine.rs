@@ -1,11 +1,11 @@
 //! The replicated state machine: applies committed Raft entries to the ledger
 //! engine (each command decoded once from the entry frame, with its
-//! fingerprint) and persists each applied batch (changed ledger records plus
-//! `last_applied` and membership) in one atomic RocksDB write before any
-//! client hears the outcome. That write is not fsynced on its own: the next
-//! synced Raft log write makes it durable (one WAL for both; see `apply`),
-//! and a lost tail is re-applied from the committed log on restart. Also
-//! builds and installs snapshots.
+//! fingerprint), in memory. The applied state reaches RocksDB in
+//! checkpoints (`raft::checkpoint`: changed records plus `last_applied` and
+//! membership in one atomic write, at most about a second apart), not per
+//! applied batch: every entry is already durable in the Raft log, and a
+//! restart re-applies the committed entries after the last checkpoint.
+//! Also builds and installs snapshots.
 //!
 //! Kafka: an ingest entry is applied through `Ledger::apply_ingest` (fenced
 //! by the stored offset); with publishing on, every entry's events go to the
@@ -29,21 +29,21 @@ use crate::codec;
 use crate::failpoint::{self, Point};
 use crate::kafka::outbox::{EntryEvents, OutboxGauge};
 use crate::metrics::METRICS;
+use crate::raft::checkpoint::{CHECKPOINT_MAX_RECORDS, Checkpoints};
 use crate::raft::types::{
     EntryBody, EntryRequest, EntryResponse, IngestReply, LogId, Snapshot, SnapshotData,
     SnapshotMeta, StoredMembership, TypeConfig,
 };
-use crate::storage::{CF_OUTBOX, CF_SM, CF_SM_META, cf, synced, unsynced};
+use crate::storage::{CF_OUTBOX, CF_SM, CF_SM_META, cf, unsynced};
 
 pub(crate) const KEY_LAST_APPLIED: &[u8] = b"last_applied";
-const KEY_MEMBERSHIP: &[u8] = b"membership";
+pub(crate) const KEY_MEMBERSHIP: &[u8] = b"membership";
 /// File name of the current snapshot in the data dir.
 const SNAPSHOT_FILE: &str = "snapshot.bin";
-const KEY_RETIRED: &[u8] = b"retired_node_ids";
+pub(crate) const KEY_RETIRED: &[u8] = b"retired_node_ids";
+/// Written with the outbox trims it describes (not in checkpoints): always
+/// in step with the outbox rows on disk.
 const KEY_PUBLISHED: &[u8] = b"published_up_to";
-
-/// A ledger record changed by an apply: key, and value (`None`: deleted).
-type ChangedRecord = (Box<[u8]>, Option<Box<[u8]>>);
 
 /// The in-memory state machine, shared with the read path.
 pub struct SmState {
@@ -235,6 +235,7 @@ pub struct StateMachineStore {
     ledger_config: LedgerConfig,
     /// The events outbox's gauge; `max_bytes == 0`: publishing off, no outbox.
     outbox: Arc<OutboxGauge>,
+    checkpoints: Arc<Checkpoints>,
 }
 
 impl StateMachineStore {
@@ -293,20 +294,27 @@ impl StateMachineStore {
         outbox.set(outbox_rows.len() as u64, outbox_rows.values().sum());
         let applied = last_applied.as_ref().map(|id| id.index).unwrap_or(0);
         let (applied_tx, _) = watch::channel(applied);
+        let state = Arc::new(RwLock::new(SmState {
+            ledger,
+            last_applied,
+            membership,
+            retired_node_ids,
+            published_up_to,
+            outbox_rows,
+        }));
         Ok(StateMachineStore {
+            checkpoints: Checkpoints::start(db.clone(), state.clone())?,
             db,
-            state: Arc::new(RwLock::new(SmState {
-                ledger,
-                last_applied,
-                membership,
-                retired_node_ids,
-                published_up_to,
-                outbox_rows,
-            })),
+            state,
             applied_tx: Arc::new(applied_tx),
             ledger_config,
             outbox,
         })
+    }
+
+    /// The checkpoints of this state machine (forced by backups and at shutdown).
+    pub fn checkpoints(&self) -> Arc<Checkpoints> {
+        self.checkpoints.clone()
     }
 
     /// The shared state for the read path.
@@ -319,6 +327,7 @@ impl StateMachineStore {
         self.applied_tx.subscribe()
     }
 
+    /// Every metadata record of `st` (a snapshot install replaces them all).
     fn write_meta(&self, batch: &mut WriteBatch, st: &SmState) -> Result<(), io::Error> {
         let meta_cf = cf(&self.db, CF_SM_META)?;
         batch.put_cf(meta_cf, KEY_LAST_APPLIED, codec::encode(&st.last_applied)?);
@@ -342,7 +351,11 @@ impl StateMachineStore {
     ) -> Result<EntryResponse, io::Error> {
         let timestamp_ms = req.timestamp_ms();
         let publishing = self.outbox.max_bytes > 0;
-        let mut events = publishing.then(|| EntryEvents::new(index, timestamp_ms));
+        // An entry at or below the published index is being re-applied
+        // after a restart (the checkpoint is older than the outbox trim):
+        // its events are in the topic already, its row trimmed.
+        let mut events = (publishing && index > st.published_up_to)
+            .then(|| EntryEvents::new(index, timestamp_ms));
         let mut response = EntryResponse::default();
         // History entries of the commands below name this log index.
         st.ledger.set_log_index(index);
@@ -432,8 +445,10 @@ impl StateMachineStore {
         }
         if let Some(row) = events.and_then(EntryEvents::finish) {
             batch.put_cf(cf(&self.db, CF_OUTBOX)?, index.to_be_bytes(), &row);
-            st.outbox_rows.insert(index, row.len() as u64);
-            self.outbox.added(row.len());
+            // Re-applied after a restart: the same row is on disk and counted.
+            if st.outbox_rows.insert(index, row.len() as u64).is_none() {
+                self.outbox.added(row.len());
+            }
         }
         Ok(response)
     }
@@ -450,6 +465,11 @@ impl StateMachineStore {
             return Ok(());
         }
         st.published_up_to = up_to;
+        batch.put_cf(
+            cf(&self.db, CF_SM_META)?,
+            KEY_PUBLISHED,
+            codec::encode(&st.published_up_to)?,
+        );
         batch.delete_range_cf(
             cf(&self.db, CF_OUTBOX)?,
             0u64.to_be_bytes(),
@@ -517,15 +537,18 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachineStore {
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
         // Built from a RocksDB snapshot of this node's own store, not from the
-        // in-memory ledger: every applied batch wrote its changed records and
+        // in-memory ledger: each checkpoint wrote its changed records and
         // `last_applied` atomically, so a RocksDB snapshot is a consistent
         // view of the state at some applied index, and reading it needs no
         // lock on the live state. (Copying the ledger under the state lock
         // stalled writes ~0.8 s for 1.8M records; encoding it there, ~2.5 s.)
-        // Runs on a blocking thread while the node keeps applying.
+        // A checkpoint is forced first: the snapshot is of the state applied
+        // now, not up to a second ago. Runs on a blocking thread while the
+        // node keeps applying.
         let started = std::time::Instant::now();
         let store = self.clone();
         tokio::task::spawn_blocking(move || {
+            store.checkpoints.checkpoint(true)?;
             let view = store.db.snapshot();
             let meta_cf = cf(&store.db, CF_SM_META)?;
             let sm_cf = cf(&store.db, CF_SM)?;
@@ -616,29 +639,28 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
     where
         Strm: Stream<Item = Result<EntryResponder<TypeConfig>, io::Error>> + Unpin + OptionalSend,
     {
+        if let Some(e) = self.checkpoints.failed() {
+            return Err(io::Error::other(format!("not applying: {e}")));
+        }
         let started = std::time::Instant::now();
         let mut replies = Vec::new();
-        let mut applied_commands = 0usize;
+        // Outbox rows and trims only: the ledger's records go in checkpoints.
         let mut batch = WriteBatch::default();
-        let sm_cf = cf(&self.db, CF_SM)?;
         let applied_index;
-        let engine_us;
+        let dirty_records;
         {
             while let Some(item) = entries.next().await {
                 let (entry, responder) = item?;
                 let mut st = self.state.write().map_err(|_| lock_poisoned())?;
                 let response = match entry.payload {
                     EntryPayload::Blank => EntryResponse::default(),
-                    EntryPayload::Normal(req) => {
-                        applied_commands += req.count() as usize;
-                        self.apply_normal(
-                            &mut st,
-                            &req,
-                            entry.log_id.index,
-                            responder.is_some(),
-                            &mut batch,
-                        )?
-                    }
+                    EntryPayload::Normal(req) => self.apply_normal(
+                        &mut st,
+                        &req,
+                        entry.log_id.index,
+                        responder.is_some(),
+                        &mut batch,
+                    )?,
                     EntryPayload::Membership(m) => {
                         let before: BTreeSet<u64> =
                             st.membership.nodes().map(|(id, _)| *id).collect();
@@ -661,60 +683,52 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 if let Some(r) = responder {
                     replies.push((r, response));
                 }
-            }
-            engine_us = started.elapsed().as_micros() as u64;
-            let mut st = self.state.write().map_err(|_| lock_poisoned())?;
-            // Sorted: the memtable's skip list inserts keys that follow the
-            // previous one from where that one went (its "splice"), far
-            // cheaper than a fresh search per record.
-            // About three changed records per command (a fill: nine per trade).
-            let mut changed: Vec<ChangedRecord> =
-                Vec::with_capacity(applied_commands.saturating_mul(3).min(1 << 20));
-            st.ledger
-                .drain_dirty(|key, value| changed.push((key.into(), value.map(Into::into))));
-            changed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-            for (key, value) in &changed {
-                match value {
-                    Some(v) => batch.put_cf(sm_cf, key, v),
-                    None => batch.delete_cf(sm_cf, key),
+                // Bounds a checkpoint's drain (time under the lock, memory)
+                // whatever the size of the entries this call applies.
+                let dirty_records = st.ledger.dirty_count();
+                drop(st);
+                if dirty_records >= CHECKPOINT_MAX_RECORDS {
+                    self.checkpoints.checkpoint(false)?;
                 }
             }
-            self.write_meta(&mut batch, &st)?;
+            let st = self.state.read().map_err(|_| lock_poisoned())?;
             applied_index = st.applied_index();
+            dirty_records = st.ledger.dirty_count();
         }
-        let batch_records = batch.len();
-        // The applied batch and last_applied are written atomically, before
-        // any reply, but not fsynced: the Raft log shares this database's one
-        // write-ahead log, so the next synced log append (or purge, or
-        // snapshot save) makes this write durable too, and RocksDB recovers
-        // a prefix of the WAL. A crash before that loses only applied state
-        // whose entries are committed and still in the log (purges come after
-        // it in the WAL): the node re-applies them deterministically on
-        // restart, with the same outcomes. This saves one fsync per entry on
-        // every node.
-        // No fsync, so no block_in_place: a memtable insert and a WAL write
-        // (milliseconds for a full entry) cost less than handing the worker
-        // thread off.
-        let write_started = std::time::Instant::now();
-        self.db
-            .write_opt(batch, &unsynced())
-            .map_err(io::Error::other)?;
-        METRICS
-            .apply_write_seconds
-            .observe_duration(write_started.elapsed());
+        let engine_us = started.elapsed().as_micros() as u64;
+        let outbox_records = batch.len();
+        // Outbox rows are written before any reply, not fsynced: the Raft log
+        // shares this database's one write-ahead log, so the next synced log
+        // append makes this write durable too, and a lost row is rebuilt by
+        // re-applying its (committed, logged) entry. No fsync, so no
+        // block_in_place.
+        if outbox_records > 0 {
+            let write_started = std::time::Instant::now();
+            self.db
+                .write_opt(batch, &unsynced())
+                .map_err(io::Error::other)?;
+            METRICS
+                .apply_write_seconds
+                .observe_duration(write_started.elapsed());
+        }
         METRICS
             .apply_batch_seconds
             .observe_duration(started.elapsed());
         self.applied_tx.send_replace(applied_index);
         tracing::debug!(
             index = applied_index,
-            records = batch_records,
+            outbox_records,
+            dirty_records,
             engine_us,
             total_us = started.elapsed().as_micros() as u64,
             "applied batch"
         );
         for (responder, response) in replies {
             responder.send(response);
+        }
+        // After the replies: a client never waits on a checkpoint's drain.
+        if self.checkpoints.due(dirty_records)? {
+            self.checkpoints.checkpoint(false)?;
         }
         Ok(())
     }
@@ -746,20 +760,20 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         if ledger.cluster_version() > crate::version::max_supported() {
             crate::version::stop_unsupported(ledger.cluster_version(), "snapshot");
         }
-        let sm_cf = cf(&self.db, CF_SM)?;
-        let mut batch = WriteBatch::default();
-        batch.delete_range_cf(sm_cf, &[0u8; 0][..], &[0xFFu8; 64][..]);
-        for (k, v) in &body.records {
-            batch.put_cf(sm_cf, k, v);
-        }
-        let outbox_cf = cf(&self.db, CF_OUTBOX)?;
-        batch.delete_range_cf(outbox_cf, 0u64.to_be_bytes(), u64::MAX.to_be_bytes());
-        batch.delete_cf(outbox_cf, u64::MAX.to_be_bytes());
-        for (index, row) in &body.outbox {
-            batch.put_cf(outbox_cf, index.to_be_bytes(), row);
-        }
-        let applied_index;
-        {
+        // Through the checkpoint writer, behind every checkpoint of the
+        // state it replaces, with no checkpoint of that state drained after.
+        let applied_index = self.checkpoints.replace_state(|batch| {
+            let sm_cf = cf(&self.db, CF_SM)?;
+            batch.delete_range_cf(sm_cf, &[0u8; 0][..], &[0xFFu8; 64][..]);
+            for (k, v) in &body.records {
+                batch.put_cf(sm_cf, k, v);
+            }
+            let outbox_cf = cf(&self.db, CF_OUTBOX)?;
+            batch.delete_range_cf(outbox_cf, 0u64.to_be_bytes(), u64::MAX.to_be_bytes());
+            batch.delete_cf(outbox_cf, u64::MAX.to_be_bytes());
+            for (index, row) in &body.outbox {
+                batch.put_cf(outbox_cf, index.to_be_bytes(), row);
+            }
             let mut st = self.state.write().map_err(|_| lock_poisoned())?;
             st.ledger = ledger;
             st.last_applied = meta.last_log_id;
@@ -772,11 +786,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 .map(|(index, row)| (*index, row.len() as u64))
                 .collect();
             self.publish_gauge(&st);
-            self.write_meta(&mut batch, &st)?;
-            applied_index = st.applied_index();
-        }
-        tokio::task::block_in_place(|| self.db.write_opt(batch, &synced()))
-            .map_err(io::Error::other)?;
+            self.write_meta(batch, &st)?;
+            Ok(st.applied_index())
+        })?;
         let stored = StoredSnapshot {
             meta: meta.clone(),
             data,
