@@ -687,7 +687,9 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 // whatever the size of the entries this call applies.
                 let dirty_records = st.ledger.dirty_count();
                 drop(st);
-                if dirty_records >= CHECKPOINT_MAX_RECORDS {
+                if dirty_records >= CHECKPOINT_MAX_RECORDS
+                    && self.checkpoints.over_records(dirty_records)?
+                {
                     self.checkpoints.checkpoint(false)?;
                 }
             }
