@@ -148,24 +148,25 @@ impl Checkpoints {
     pub fn checkpoint(&self, wait: bool) -> Result<u64, io::Error> {
         let mut drain = self.drain.lock().map_err(|_| poisoned())?;
         let drain_started = Instant::now();
-        let (changed, mut batch, applied_index) = {
+        let sm_cf = cf(&self.db, CF_SM)?;
+        let mut batch = WriteBatch::default();
+        // Nothing fallible after the drain: drained records not written
+        // would be missing from every later checkpoint.
+        let (mut changed, applied_index) = {
             let mut st = self.state.write().map_err(|_| poisoned())?;
+            put_meta(&self.db, &mut batch, &st)?;
             let mut changed: Vec<ChangedRecord> =
                 Vec::with_capacity(st.ledger.dirty_count().min(CHECKPOINT_MAX_RECORDS * 2));
             st.ledger
                 .drain_dirty(|key, value| changed.push((key.into(), value.map(Into::into))));
-            let mut batch = WriteBatch::default();
-            put_meta(&self.db, &mut batch, &st)?;
-            (changed, batch, st.applied_index())
+            (changed, st.applied_index())
         };
         drain.last_at = Instant::now();
         let drain_us = drain_started.elapsed().as_micros() as u64;
         // Sorted: the memtable's skip list inserts keys that follow the
         // previous one from where that one went (its "splice"), far cheaper
         // than a fresh search per record.
-        let mut changed = changed;
         changed.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        let sm_cf = cf(&self.db, CF_SM)?;
         for (key, value) in &changed {
             match value {
                 Some(v) => batch.put_cf(sm_cf, key, v),
@@ -174,14 +175,18 @@ impl Checkpoints {
         }
         let records = changed.len();
         drop(changed);
-        self.send(
+        let sent = self.send(
             &drain,
             batch,
             (applied_index, records, drain_us),
             false,
             wait,
-        )?;
-        Ok(applied_index)
+        );
+        if let Err(e) = &sent {
+            // Drained and not written: no later checkpoint may be written.
+            let _ = self.failed.set(e.to_string());
+        }
+        sent.map(|()| applied_index)
     }
 
     /// Queues `fill`'s batch behind every checkpoint drained before it and
@@ -254,8 +259,9 @@ fn block<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// The state machine's metadata (not the ledger records) into `batch`.
-fn put_meta(db: &DB, batch: &mut WriteBatch, st: &SmState) -> Result<(), io::Error> {
+/// The state machine's metadata written with every checkpoint (not the
+/// ledger records, not the published index) into `batch`.
+pub(crate) fn put_meta(db: &DB, batch: &mut WriteBatch, st: &SmState) -> Result<(), io::Error> {
     let meta_cf = cf(db, CF_SM_META)?;
     batch.put_cf(meta_cf, KEY_LAST_APPLIED, codec::encode(&st.last_applied)?);
     batch.put_cf(meta_cf, KEY_MEMBERSHIP, codec::encode(&st.membership)?);

@@ -329,10 +329,8 @@ impl StateMachineStore {
 
     /// Every metadata record of `st` (a snapshot install replaces them all).
     fn write_meta(&self, batch: &mut WriteBatch, st: &SmState) -> Result<(), io::Error> {
+        crate::raft::checkpoint::put_meta(&self.db, batch, st)?;
         let meta_cf = cf(&self.db, CF_SM_META)?;
-        batch.put_cf(meta_cf, KEY_LAST_APPLIED, codec::encode(&st.last_applied)?);
-        batch.put_cf(meta_cf, KEY_MEMBERSHIP, codec::encode(&st.membership)?);
-        batch.put_cf(meta_cf, KEY_RETIRED, codec::encode(&st.retired_node_ids)?);
         batch.put_cf(meta_cf, KEY_PUBLISHED, codec::encode(&st.published_up_to)?);
         Ok(())
     }
