@@ -76,8 +76,6 @@ struct Job {
 struct Drain {
     jobs: SyncSender<Job>,
     last_at: Instant,
-    /// This node's record bound (`staggered_max_records`).
-    max_records: usize,
 }
 
 /// Checkpoints of one node's state machine (shared by apply, the snapshot
@@ -86,6 +84,8 @@ pub struct Checkpoints {
     db: Arc<DB>,
     state: SharedState,
     drain: Mutex<Drain>,
+    /// This node's record bound (`staggered_max_records`).
+    max_records: usize,
     /// The first write error: nothing is written after it and the state
     /// machine stops applying (a restart recovers from the last checkpoint).
     failed: Arc<OnceLock<String>>,
@@ -113,8 +113,8 @@ impl Checkpoints {
             drain: Mutex::new(Drain {
                 jobs,
                 last_at: Instant::now(),
-                max_records: staggered_max_records(crate::metrics::node_id()),
             }),
+            max_records: staggered_max_records(crate::metrics::node_id()),
             failed,
         }))
     }
@@ -132,15 +132,14 @@ impl Checkpoints {
     /// Whether a checkpoint is due with `dirty_records` changed records.
     pub fn due(&self, dirty_records: usize) -> Result<bool, io::Error> {
         let drain = self.drain.lock().map_err(|_| poisoned())?;
-        Ok(dirty_records >= drain.max_records
+        Ok(dirty_records >= self.max_records
             || drain.last_at.elapsed() >= Duration::from_millis(CHECKPOINT_INTERVAL_MS))
     }
 
     /// Whether `dirty_records` changed records reach this node's bound
     /// (checked after every applied entry).
-    pub fn over_records(&self, dirty_records: usize) -> Result<bool, io::Error> {
-        let drain = self.drain.lock().map_err(|_| poisoned())?;
-        Ok(dirty_records >= drain.max_records)
+    pub fn over_records(&self, dirty_records: usize) -> bool {
+        dirty_records >= self.max_records
     }
 
     /// Drains the applied state into a checkpoint and queues it; with

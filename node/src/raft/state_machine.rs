@@ -29,7 +29,7 @@ use crate::codec;
 use crate::failpoint::{self, Point};
 use crate::kafka::outbox::{EntryEvents, OutboxGauge};
 use crate::metrics::METRICS;
-use crate::raft::checkpoint::{CHECKPOINT_MAX_RECORDS, Checkpoints};
+use crate::raft::checkpoint::Checkpoints;
 use crate::raft::types::{
     EntryBody, EntryRequest, EntryResponse, IngestReply, LogId, Snapshot, SnapshotData,
     SnapshotMeta, StoredMembership, TypeConfig,
@@ -685,9 +685,7 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
                 // whatever the size of the entries this call applies.
                 let dirty_records = st.ledger.dirty_count();
                 drop(st);
-                if dirty_records >= CHECKPOINT_MAX_RECORDS
-                    && self.checkpoints.over_records(dirty_records)?
-                {
+                if self.checkpoints.over_records(dirty_records) {
                     self.checkpoints.checkpoint(false)?;
                 }
             }
